@@ -1,0 +1,169 @@
+"""Seconds per training step and peak memory: our trainer vs. diffusers' aMUSEd LoRA recipe, same preset.
+
+The reference loop follows diffusers' examples/amused/train_amused.py for a single instance image: LoRA
+(r=16, alpha=32, to_q/to_k/to_v) added with `add_adapter`, the prompt encoded once, the image VQ-encoded
+every step, cosine masking, cross-entropy on masked tokens, AdamW. Ours precomputes VQ tokens, and is run
+with its default StyleDrop adapter and with the same LoRA to separate the adapter from the loop.
+
+Each variant runs in its own process so peak memory (max RSS on CPU, max allocated on CUDA) is its own.
+
+    python bench/train_step.py --preset amused-256-random --device cpu --batch 1 --steps 3
+    python bench/train_step.py --preset amused-512-random --device cuda --batch 8 --steps 20   # bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+
+VARIANTS = ("reference-lora", "ours-lora", "ours-styledrop")
+
+
+def _peak_mb(device: str) -> float:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reference_loop(components, image, prompt, args) -> list[float]:
+    """diffusers' train_amused.py, single-image path, without accelerate's wrappers."""
+    import torch
+    import torch.nn.functional as F
+    from peft import LoraConfig
+
+    from styledrop.conditioning import encode_prompts
+    from styledrop.images import prepare_image
+
+    device = torch.device(args.device)
+    model = components.transformer
+    model.add_adapter(LoraConfig(r=16, lora_alpha=32, target_modules=["to_q", "to_k", "to_v"]))
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=4e-4, weight_decay=1e-2)
+    cond = encode_prompts(components, [prompt])
+    hidden, pooled = cond.hidden.repeat(args.batch, 1, 1), cond.pooled.repeat(args.batch, 1)
+    prepared = prepare_image(image, components.resolution)
+    pixels = prepared.pixels.unsqueeze(0).repeat(args.batch, 1, 1, 1).to(device)
+    micro = torch.tensor([[*prepared.original_size, 0, 0, 6.0]], device=device).repeat(args.batch, 1)
+    vq, mask_id, codebook = components.vqvae, components.mask_token_id, components.codebook_size
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if args.device == "cuda" else torch.autocast("cpu", enabled=False)
+    times = []
+    for step in range(args.warmup + args.steps):
+        start = time.perf_counter()
+        with torch.no_grad():
+            tokens = vq.quantize(vq.encode(pixels).latents)[2][2].reshape(args.batch, -1)
+            batch, seq_len = tokens.shape
+            mask_prob = torch.cos(torch.rand(batch, device=device) * math.pi * 0.5)
+            num_masked = (seq_len * mask_prob).round().clamp(min=1)
+            mask = torch.rand(batch, seq_len, device=device).argsort(dim=-1) < num_masked.unsqueeze(-1)
+            input_ids = torch.where(mask, mask_id, tokens)
+            labels = torch.where(mask, tokens, -100)
+            grid = components.token_grid
+            input_ids = input_ids.reshape(batch, grid, grid)
+        with autocast:
+            logits = model(input_ids=input_ids, encoder_hidden_states=hidden, micro_conds=micro, pooled_text_emb=pooled)
+        logits = logits.reshape(batch, codebook, -1).permute(0, 2, 1).reshape(-1, codebook)
+        loss = F.cross_entropy(logits, labels.view(-1), ignore_index=-100)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if step >= args.warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def _our_loop(components, image, prompt, args, kind: str) -> list[float]:
+    import torch
+
+    from styledrop.adapters import AdapterConfig, create_adapter
+    from styledrop.training import Example, TrainConfig, encode_examples, train
+
+    config = AdapterConfig(kind="lora", rank=16, alpha=32.0) if kind == "lora" else AdapterConfig()
+    adapter = create_adapter(config, components.transformer)
+    data = encode_examples(components, [Example(image, prompt)], augment=True)
+    if args.device == "cuda":  # frozen encoders are not needed once the training set is encoded
+        components.vqvae.to("cpu")
+        components.text_encoder.to("cpu")
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    stamps: list[float] = []
+
+    def on_progress(_):
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        stamps.append(time.perf_counter())
+
+    start = time.perf_counter()
+    train(components, adapter, data, TrainConfig(steps=args.warmup + args.steps, batch_size=args.batch,
+                                                 checkpoint_every=0), on_progress=on_progress)
+    edges = [start] + stamps
+    return [b - a for a, b in zip(edges, edges[1:])][args.warmup:]
+
+
+def run_variant(args) -> dict:
+    import torch
+    from PIL import Image, ImageDraw
+
+    from styledrop.models import load_components
+
+    torch.manual_seed(0)
+    components = load_components(args.preset, args.device)
+    image = Image.new("RGB", (components.resolution,) * 2, (230, 200, 40))
+    ImageDraw.Draw(image).ellipse([40, 40, 200, 200], fill=(200, 30, 30))
+    prompt = "A house in watercolor painting style"
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    if args.variant == "reference-lora":
+        times = _reference_loop(components, image, prompt, args)
+    else:
+        times = _our_loop(components, image, prompt, args, args.variant.split("-")[1])
+    times.sort()
+    return {"variant": args.variant, "median_s_per_step": times[len(times) // 2], "min_s_per_step": times[0],
+            "peak_mb": round(_peak_mb(args.device), 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="amused-256-random")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    if args.variant:
+        print(json.dumps(run_variant(args)))
+        return
+    results = {}
+    for variant in VARIANTS:
+        cmd = [sys.executable, __file__, "--variant", variant] + [
+            f"--{k}={v}" for k, v in vars(args).items() if k not in ("variant", "json") and v is not None]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+        if out.returncode != 0:
+            sys.exit(f"{variant} failed:\n{out.stderr[-3000:]}")
+        results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
+    ref = results["reference-lora"]
+    print(f"preset={args.preset} device={args.device} batch={args.batch} timed steps={args.steps}")
+    print(f"{'variant':<16} {'s/step':>9} {'peak MB':>10} {'speed vs ref':>13} {'memory vs ref':>14}")
+    for variant, r in results.items():
+        print(f"{variant:<16} {r['median_s_per_step']:>9.3f} {r['peak_mb']:>10.0f} "
+              f"{ref['median_s_per_step'] / r['median_s_per_step']:>12.2f}x {r['peak_mb'] / ref['peak_mb']:>13.2f}x")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"args": {k: v for k, v in vars(args).items() if k != "variant"}, "results": results}, fh,
+                      indent=2)
+
+
+if __name__ == "__main__":
+    main()

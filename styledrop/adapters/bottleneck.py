@@ -1,0 +1,93 @@
+"""The paper's adapter (StyleDrop §3.2, Fig. 2, Appendix B.1.1).
+
+Two residual bottlenecks in every transformer layer, one on the output of the cross-attention block and one
+on the output of the MLP block: `x + up(gelu(down(x)))`, with `up` zero-initialised so the untrained adapter
+is an exact no-op. With `shared=True` the per-layer weights are *generated* from one shared table plus a
+small per-layer embedding (down: D×H table + an H-vector per layer; up: H×D table + a D-vector per layer),
+which divides the parameter count by about the number of layers.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Adapter, AdapterConfig
+
+SITES = ("attn2", "ff")  # after cross-attention, after the MLP
+
+
+class _SiteWeights(nn.Module):
+    """The down/up weights of one adapter site (e.g. every layer's cross-attention output)."""
+
+    def __init__(self, dim: int, rank: int, layers: int, shared: bool):
+        super().__init__()
+        self.shared = shared
+        if shared:
+            self.down_table = nn.Parameter(torch.empty(dim, rank))
+            self.down_embed = nn.Parameter(torch.empty(layers, rank))
+            self.up_table = nn.Parameter(torch.zeros(rank, dim))
+            self.up_embed = nn.Parameter(torch.zeros(layers, dim))
+            nn.init.trunc_normal_(self.down_table, std=0.02)
+            nn.init.trunc_normal_(self.down_embed, std=0.02)
+        else:
+            self.down = nn.Parameter(torch.empty(layers, dim, rank))
+            self.up = nn.Parameter(torch.zeros(layers, rank, dim))
+            nn.init.trunc_normal_(self.down, std=0.02)
+
+    def weights(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.shared:
+            down = self.down_table + self.down_embed[layer].unsqueeze(0)
+            up = self.up_table + self.up_embed[layer].unsqueeze(0)
+            return down, up
+        return self.down[layer], self.up[layer]
+
+
+class StyleDropAdapter(Adapter, nn.Module):
+    kind = "styledrop"
+
+    def __init__(self, config: AdapterConfig, dim: int, layers: int):
+        Adapter.__init__(self, config)
+        nn.Module.__init__(self)
+        self.dim, self.layers = dim, layers
+        self.sites = nn.ModuleDict({s: _SiteWeights(dim, config.rank, layers, config.shared) for s in SITES})
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    @classmethod
+    def for_transformer(cls, config: AdapterConfig, transformer: nn.Module) -> "StyleDropAdapter":
+        adapter = cls(config, transformer.config.hidden_size, len(transformer.transformer_layers))
+        return adapter.to(next(transformer.parameters()).device)
+
+    def attach(self, transformer: nn.Module) -> None:
+        self.detach()
+        for layer_idx, block in enumerate(transformer.transformer_layers):
+            for site in SITES:
+                hook = self._make_hook(site, layer_idx)
+                self._handles.append(getattr(block, site).register_forward_hook(hook))
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _make_hook(self, site: str, layer_idx: int):
+        def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+            if not self._enabled:
+                return output
+            down, up = self.sites[site].weights(layer_idx)
+            delta = F.gelu(output @ down.to(output.dtype)) @ up.to(output.dtype)
+            if self._sample_mask is not None:
+                delta = delta * self._sample_mask.to(delta.dtype).view(-1, *([1] * (delta.dim() - 1)))
+            return output + delta
+
+        return hook
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return list(self.parameters())
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach() for k, v in self.state_dict().items()}
+
+    def load_adapter_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.load_state_dict(state, strict=True)

@@ -1,0 +1,83 @@
+"""Reading user images safely and turning them into aMUSEd's VQ tokens (and tokens back into images)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import StyleDropError
+from .models import Components
+
+MAX_PIXELS = 40_000_000  # larger images are refused rather than decoded (decompression bombs)
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Open an image file as RGB, or explain in one sentence why it cannot be used."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise StyleDropError(f"Image file not found: {path}")
+    if os.path.isdir(path):
+        raise StyleDropError(f"Expected an image file but got a folder: {path}")
+    try:
+        with Image.open(path) as probe:
+            if probe.format not in IMAGE_FORMATS:
+                raise StyleDropError(f"{path} is a {probe.format} file; use a PNG, JPEG or WebP image.")
+            width, height = probe.size
+            if width * height > MAX_PIXELS:
+                raise StyleDropError(f"{path} is {width}x{height} pixels, more than the {MAX_PIXELS:,} allowed.")
+            probe.load()
+            image = ImageOps.exif_transpose(probe).convert("RGB")
+    except StyleDropError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise StyleDropError(f"{path} is not an image that can be read (PNG, JPEG or WebP expected).") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise StyleDropError(f"{path} is a damaged or truncated image: {exc}") from exc
+    if min(image.size) < 8:
+        raise StyleDropError(f"{path} is only {image.size[0]}x{image.size[1]} pixels; use a real picture.")
+    return image
+
+
+@dataclass
+class PreparedImage:
+    pixels: torch.Tensor  # (3, R, R) in [0, 1], as aMUSEd's VQ-GAN expects
+    original_size: tuple[int, int]  # (width, height) before resizing: a micro-condition
+    crop: tuple[int, int]  # (top, left) of the crop in the resized image: a micro-condition
+
+
+def prepare_image(image: Image.Image, resolution: int) -> PreparedImage:
+    """Resize the short side to `resolution` and centre-crop, as diffusers' aMUSEd training does."""
+    width, height = image.size
+    scale = resolution / min(width, height)
+    new_w, new_h = max(resolution, round(width * scale)), max(resolution, round(height * scale))
+    resized = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    top, left = (new_h - resolution) // 2, (new_w - resolution) // 2
+    cropped = resized.crop((left, top, left + resolution, top + resolution))
+    pixels = torch.from_numpy(np.asarray(cropped, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+    return PreparedImage(pixels, (width, height), (top, left))
+
+
+@torch.no_grad()
+def encode_to_tokens(components: Components, pixels: torch.Tensor) -> torch.Tensor:
+    """(N, 3, R, R) pixels in [0, 1] -> (N, h, w) VQ token ids."""
+    vq = components.vqvae
+    pixels = pixels.to(vq.device, vq.dtype)
+    latents = vq.encode(pixels).latents
+    indices = vq.quantize(latents)[2][2]
+    grid = pixels.shape[-1] // components.vae_scale_factor
+    return indices.reshape(pixels.shape[0], grid, grid)
+
+
+@torch.no_grad()
+def decode_tokens(components: Components, tokens: torch.Tensor) -> list[Image.Image]:
+    """(N, h, w) token ids -> PIL images, rounding as AmusedPipeline's image processor does."""
+    vq = components.vqvae
+    n, h, w = tokens.shape
+    out = vq.decode(tokens.to(vq.device), force_not_quantize=True, shape=(n, h, w, vq.config.latent_channels))
+    arrays = (out.sample.clip(0, 1).permute(0, 2, 3, 1).float().cpu().numpy() * 255).round().astype("uint8")
+    return [Image.fromarray(a) for a in arrays]

@@ -1,0 +1,112 @@
+"""The engine's front door: train a style folder from a reference image, load it, generate with it.
+
+The CLI and the web worker both call these functions, so a style trained in one is usable in the other.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from PIL import Image
+
+from .adapter_files import AdapterMeta, describe, load_adapter, read_adapter_file, save_style
+from .adapters import Adapter, AdapterConfig, create_adapter
+from .errors import StyleDropError
+from .models import DEFAULT_MODEL, Components, default_device, load_components
+from .prompts import clean_text, style_prompt
+from .sampling import SampleConfig, Samples, StepCallback, generate
+from .training import Example, ProgressFn, TrainConfig, TrainResult, train
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def default_adapter_config(kind: str = "styledrop") -> AdapterConfig:
+    """Round-1 defaults: the paper's H=4 shared adapter; LoRA as diffusers' aMUSEd recipe (r=16)."""
+    if kind == "lora":
+        return AdapterConfig(kind="lora", rank=16, alpha=16.0)
+    return AdapterConfig(kind=kind, rank=4, shared=True)
+
+
+@dataclass
+class TrainedStyle:
+    folder: Path
+    meta: AdapterMeta
+    result: TrainResult
+    adapter: Adapter
+    components: Components
+
+
+def train_style(images: list[Image.Image], content: str | list[str], descriptor: str, out_dir: str | os.PathLike,
+                components: Components | None = None, model: str = DEFAULT_MODEL,
+                adapter_config: AdapterConfig | None = None, train_config: TrainConfig | None = None,
+                on_progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
+                resume: bool = True, extra_meta: dict | None = None) -> TrainedStyle:
+    """Train a style adapter on one or a few images, each described by its content ("a house").
+
+    Progress is checkpointed under out_dir/checkpoints; a later call with resume=True continues there.
+    The style folder is written only when training finishes (not when it is stopped).
+    """
+    if not images:
+        raise StyleDropError("Give at least one reference image.")
+    contents = content if isinstance(content, list) else [content] * len(images)
+    if len(contents) != len(images):
+        raise StyleDropError(f"{len(images)} images but {len(contents)} content descriptions.")
+    descriptor = clean_text(descriptor, "style descriptor")
+    prompts = [style_prompt(c, descriptor) for c in contents]
+    components = components or load_components(model, default_device())
+    adapter_config = adapter_config or default_adapter_config()
+    train_config = train_config or TrainConfig()
+    out_dir = Path(out_dir)
+    checkpoints = out_dir / CHECKPOINT_DIR
+    if not resume and checkpoints.exists():
+        shutil.rmtree(checkpoints)
+    adapter = create_adapter(adapter_config, components.transformer, seed=train_config.seed)
+    examples = [Example(img, prompt) for img, prompt in zip(images, prompts)]
+    result = train(components, adapter, examples, train_config, checkpoints, on_progress, should_stop)
+    meta = describe(components, adapter, content=contents[0], descriptor=descriptor, prompts=prompts,
+                    steps=result.steps_done, training=train_config.to_dict() | {"seconds": round(result.seconds, 2)},
+                    extra=dict(extra_meta or {}, final_loss=_mean_tail(result.losses)))
+    if not result.stopped:
+        save_style(out_dir, adapter, meta, reference=images[0])
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    return TrainedStyle(out_dir, meta, result, adapter, components)
+
+
+def _mean_tail(losses: list[float], n: int = 20) -> float | None:
+    tail = losses[-n:]
+    return round(sum(tail) / len(tail), 5) if tail else None
+
+
+@dataclass
+class LoadedStyle:
+    components: Components
+    adapter: Adapter
+    meta: AdapterMeta
+    folder: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+    def prompt(self, content: str, with_descriptor: bool = True) -> str:
+        return style_prompt(content, self.meta.descriptor if with_descriptor else None)
+
+
+def load_style(path: str | os.PathLike, components: Components | None = None, model: str | None = None,
+               device: str | torch.device | None = None) -> LoadedStyle:
+    """Load a style folder or adapter file onto its base model (the one recorded in it, unless given)."""
+    if components is None:
+        _, meta = read_adapter_file(path)
+        components = load_components(model or meta.base_model, device or default_device())
+    adapter, meta = load_adapter(path, components)
+    folder = Path(path) if Path(path).is_dir() else None
+    return LoadedStyle(components, adapter, meta, folder)
+
+
+def generate_with_style(style: LoadedStyle, contents: list[str], config: SampleConfig | None = None,
+                        with_descriptor: bool = True, on_step: StepCallback | None = None) -> Samples:
+    """Generate images of the given contents ("a cat") in the style ("A cat in watercolor painting style")."""
+    prompts = [style.prompt(c, with_descriptor) for c in contents]
+    return generate(style.components, prompts, config, adapter=style.adapter, on_step=on_step)

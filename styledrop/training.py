@@ -1,0 +1,291 @@
+"""Adapter training with Muse's masked visual token modeling (StyleDrop Eq. 3).
+
+Encode every training image to VQ tokens and every prompt to CLIP embeddings once, then each step: draw
+t ~ U(0, 1), mask a fraction cos(t·π/2) of the tokens (at least one), drop the text condition with a small
+probability (so classifier-free guidance works), and minimise cross-entropy on the masked positions only.
+All randomness comes from one seeded generator whose state is checkpointed with the adapter and optimizer,
+so a resumed run continues exactly where an uninterrupted one would be.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+
+from .adapters import Adapter
+from .conditioning import AESTHETIC_SCORE, TextConditioning, encode_prompts
+from .errors import StyleDropError
+from .images import encode_to_tokens, prepare_image
+from .models import Components
+
+# Paper (§4.1): Adam, lr 3e-5, 1,000 steps, batch 8 for its adapter; diffusers' aMUSEd LoRA recipe: lr 4e-4.
+DEFAULT_LR = {"styledrop": 3e-5, "lora": 4e-4}
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 8
+    learning_rate: float | None = None  # None: DEFAULT_LR for the adapter kind
+    weight_decay: float = 1e-2
+    grad_accumulation: int = 1
+    max_grad_norm: float | None = 1.0
+    warmup_steps: int = 0
+    cond_dropout: float = 0.1  # probability of training on the empty prompt (enables guidance)
+    min_masking_rate: float = 0.0
+    augment: bool = True  # horizontal flips of every training image
+    seed: int = 0
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    mixed_precision: str = "auto"  # "auto" (bf16 on CUDA), "bf16" or "no"
+    gradient_checkpointing: bool = False
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.grad_accumulation < 1:
+            raise StyleDropError("Steps, batch size and gradient accumulation must all be at least 1.")
+        if self.learning_rate is not None and not (0 < self.learning_rate < 1):
+            raise StyleDropError(f"Learning rate {self.learning_rate} is out of range (0, 1).")
+        if not 0 <= self.cond_dropout < 1:
+            raise StyleDropError("Condition dropout must lie in [0, 1).")
+        if self.mixed_precision not in ("auto", "bf16", "no"):
+            raise StyleDropError(f"Unknown mixed precision '{self.mixed_precision}' (auto, bf16 or no).")
+
+    def lr_for(self, kind: str) -> float:
+        return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[kind]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Example:
+    """One training image with its own full prompt ("A house in watercolor painting style")."""
+
+    image: Image.Image
+    prompt: str
+
+
+@dataclass
+class EncodedSet:
+    """The training set as the model sees it, computed once: tokens per augmentation, embeddings, micro-conds."""
+
+    tokens: torch.Tensor  # (N, V, h, w): V augmentation variants per example
+    cond: TextConditioning  # (N, ...)
+    empty: TextConditioning  # (1, ...) the empty prompt, for condition dropout
+    micro: torch.Tensor  # (N, 5)
+    prompts: list[str]
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+
+@torch.no_grad()
+def encode_examples(components: Components, examples: list[Example], augment: bool) -> EncodedSet:
+    if not examples:
+        raise StyleDropError("The training set is empty.")
+    resolution = components.resolution
+    variants: list[torch.Tensor] = []
+    micro_rows = []
+    for example in examples:
+        images = [example.image, ImageOps.mirror(example.image)] if augment else [example.image]
+        prepared = [prepare_image(img, resolution) for img in images]
+        variants.append(encode_to_tokens(components, torch.stack([p.pixels for p in prepared])))
+        (w, h), (top, left) = prepared[0].original_size, prepared[0].crop
+        micro_rows.append([w, h, top, left, AESTHETIC_SCORE])
+    cond = encode_prompts(components, [e.prompt for e in examples])
+    empty = encode_prompts(components, [""])
+    micro = torch.tensor(micro_rows, dtype=cond.hidden.dtype, device=components.device)
+    return EncodedSet(torch.stack(variants), cond, empty, micro, [e.prompt for e in examples])
+
+
+@dataclass
+class TrainProgress:
+    step: int
+    total: int
+    loss: float
+    seconds_per_step: float
+    eta_seconds: float
+
+
+@dataclass
+class TrainResult:
+    steps_done: int
+    losses: list[float] = field(default_factory=list)
+    stopped: bool = False
+    resumed_from: int = 0
+    seconds: float = 0.0
+
+
+def mask_tokens(tokens: torch.Tensor, mask_id: int, generator: torch.Generator,
+                min_masking_rate: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Muse's cosine masking: returns (input ids with masks, labels with -100 where not masked)."""
+    batch, seq_len = tokens.shape
+    t = torch.rand(batch, generator=generator)
+    mask_prob = torch.cos(t * math.pi * 0.5).clip(min_masking_rate)
+    num_masked = (seq_len * mask_prob).round().clamp(min=1)
+    ranks = torch.rand(batch, seq_len, generator=generator).argsort(dim=-1)
+    mask = (ranks < num_masked.unsqueeze(-1)).to(tokens.device)
+    return torch.where(mask, mask_id, tokens), torch.where(mask, tokens, -100)
+
+
+def masked_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over the masked positions only; logits (B, V, h, w), labels (B, h*w)."""
+    batch, codebook = logits.shape[:2]
+    flat = logits.reshape(batch, codebook, -1).permute(0, 2, 1).reshape(-1, codebook)
+    return F.cross_entropy(flat.float(), labels.reshape(-1), ignore_index=-100)
+
+
+@contextlib.contextmanager
+def checkpointed_layers(transformer: torch.nn.Module, enabled: bool) -> Iterator[None]:
+    """Activation checkpointing per transformer layer (diffusers' own flag fails on UVit2DModel's kwargs)."""
+    if not enabled:
+        yield
+        return
+    from torch.utils.checkpoint import checkpoint
+
+    layers = list(transformer.transformer_layers)
+    for layer in layers:
+        original = layer.forward
+        layer.forward = functools.partial(checkpoint, original, use_reentrant=False)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.forward
+
+
+class Checkpoints:
+    """step-NNNNNN.pt files holding adapter, optimizer and RNG state; written atomically, the newest kept."""
+
+    def __init__(self, folder: str | os.PathLike | None, keep: int):
+        self.folder = Path(folder) if folder else None
+        self.keep = keep
+
+    def latest(self) -> Path | None:
+        if self.folder is None or not self.folder.is_dir():
+            return None
+        files = sorted(self.folder.glob("step-*.pt"))
+        return files[-1] if files else None
+
+    def save(self, step: int, state: dict[str, Any]) -> Path | None:
+        if self.folder is None:
+            return None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"step-{step:06d}.pt"
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+        for old in sorted(self.folder.glob("step-*.pt"))[: -self.keep]:
+            old.unlink(missing_ok=True)
+        return path
+
+
+def _autocast(device: torch.device, mode: str) -> contextlib.AbstractContextManager:
+    use_bf16 = mode == "bf16" or (mode == "auto" and device.type == "cuda")
+    if use_bf16:
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _lr_lambda(warmup: int) -> Callable[[int], float]:
+    return lambda step: min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+
+
+ProgressFn = Callable[[TrainProgress], None]
+
+
+def train(components: Components, adapter: Adapter, examples: list[Example] | EncodedSet, config: TrainConfig,
+          checkpoint_dir: str | os.PathLike | None = None, on_progress: ProgressFn | None = None,
+          should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Train `adapter` (already attached to components.transformer) and return the loss history.
+
+    With `checkpoint_dir`, state is saved every `checkpoint_every` steps and on a requested stop, and an
+    existing checkpoint there is resumed from. `should_stop` is polled every step (cooperative cancel).
+    """
+    config.validate()
+    device = components.device
+    data = examples if isinstance(examples, EncodedSet) else encode_examples(components, examples, config.augment)
+    transformer = components.transformer
+    params = adapter.trainable_parameters()
+    adapter.set_requires_grad(True)
+    optimizer = torch.optim.AdamW(params, lr=config.lr_for(adapter.kind), weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config.warmup_steps))
+    generator = torch.Generator().manual_seed(config.seed)
+    checkpoints = Checkpoints(checkpoint_dir, config.keep_checkpoints)
+    result = TrainResult(steps_done=0)
+
+    latest = checkpoints.latest()
+    if latest is not None:
+        state = torch.load(latest, map_location=device, weights_only=False)
+        adapter.load_adapter_state_dict(state["adapter"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        result.steps_done = result.resumed_from = int(state["step"])
+        result.losses = list(state["losses"])
+
+    def snapshot() -> dict[str, Any]:
+        return {"step": result.steps_done, "adapter": adapter.adapter_state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "losses": result.losses,
+                "config": config.to_dict()}
+
+    num_variants = data.tokens.shape[1]
+    tokens_flat = data.tokens.reshape(len(data), num_variants, -1)
+    was_training = transformer.training
+    transformer.train()
+    started = time.perf_counter()
+    try:
+        with checkpointed_layers(transformer, config.gradient_checkpointing):
+            while result.steps_done < config.steps:
+                if should_stop is not None and should_stop():
+                    result.stopped = True
+                    break
+                step_loss = 0.0
+                for _ in range(config.grad_accumulation):
+                    idx = torch.randint(len(data), (config.batch_size,), generator=generator)
+                    variant = torch.randint(num_variants, (config.batch_size,), generator=generator)
+                    tokens = tokens_flat[idx, variant]
+                    input_ids, labels = mask_tokens(tokens, components.mask_token_id, generator,
+                                                    config.min_masking_rate)
+                    drop = (torch.rand(config.batch_size, generator=generator) < config.cond_dropout).to(device)
+                    cond = data.cond.index(idx.to(device))
+                    hidden = torch.where(drop[:, None, None], data.empty.hidden, cond.hidden)
+                    pooled = torch.where(drop[:, None], data.empty.pooled, cond.pooled)
+                    grid = components.token_grid
+                    with _autocast(device, config.mixed_precision):
+                        logits = transformer(input_ids.reshape(-1, grid, grid), encoder_hidden_states=hidden,
+                                             pooled_text_emb=pooled, micro_conds=data.micro[idx.to(device)])
+                    loss = masked_token_loss(logits, labels) / config.grad_accumulation
+                    loss.backward()
+                    step_loss += float(loss.detach())
+                if config.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                result.steps_done += 1
+                result.losses.append(step_loss)
+                if on_progress is not None:
+                    elapsed = time.perf_counter() - started
+                    per_step = elapsed / (result.steps_done - result.resumed_from)
+                    on_progress(TrainProgress(result.steps_done, config.steps, step_loss, per_step,
+                                              per_step * (config.steps - result.steps_done)))
+                if config.checkpoint_every and result.steps_done % config.checkpoint_every == 0:
+                    checkpoints.save(result.steps_done, snapshot())
+        if result.stopped:
+            checkpoints.save(result.steps_done, snapshot())
+    finally:
+        adapter.set_requires_grad(False)
+        transformer.train(was_training)
+    result.seconds = time.perf_counter() - started
+    return result
