@@ -53,7 +53,8 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=12, help="decoding steps")
     p.add_argument("--guidance", type=float, default=9.0, help="λB, classifier-free guidance (diffusers scale - 1)")
-    p.add_argument("--adapter-guidance", type=float, default=0.0, help="λA, adapter guidance (paper Eq. 4)")
+    p.add_argument("--adapter-guidance", type=float, default=None,
+                   help="λA, adapter guidance (paper Eq. 4; default: the style's round default, 0 or 2)")
     p.add_argument("--temperature", type=float, nargs=2, default=(2.0, 0.0), metavar=("START", "END"))
     p.add_argument("--no-descriptor", action="store_true", help="leave the style descriptor out of the prompt")
     p.add_argument("--model", default=None, help="base model (default: the one the style was trained on)")
@@ -67,12 +68,74 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_info)
 
 
+def _add_sampling_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=int, default=12, help="decoding steps")
+    p.add_argument("--guidance", type=float, default=9.0, help="λB, classifier-free guidance")
+    p.add_argument("--adapter-guidance", type=float, default=None,
+                   help="λA, adapter guidance (default: 0 for round 1, 2 for later rounds)")
+
+
+def _add_candidates(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("candidates", help="generate and CLIP-score the latest round's candidate pool")
+    p.add_argument("style")
+    p.add_argument("--per-prompt", type=int, default=4, help="images per content prompt")
+    p.add_argument("--prompts", default=None, help="file with one content prompt per line (default: built-in 64)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scorer", default="default", help="CLIP scorer: default (ViT-L-14/openai), tiny, MODEL/PRETRAINED")
+    p.add_argument("--device", default=None)
+    _add_sampling_flags(p)
+    p.set_defaults(func=cmd_candidates)
+
+
+def _add_select(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("select", help="choose which candidates train the next round")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--clip", action="store_true", help="CLIP feedback: best text score per prompt, style-guarded")
+    how.add_argument("--ratings", help="human feedback: CSV with columns candidate_id,rater,value")
+    how.add_argument("--ids", help="human pick: comma-separated candidate ids")
+    p.add_argument("style")
+    p.add_argument("--top", type=int, default=1, help="CLIP: images kept per prompt")
+    p.add_argument("--text-threshold", type=float, default=None)
+    p.add_argument("--style-quantile", type=float, default=0.25, help="CLIP: drop the lowest style-score quantile")
+    p.add_argument("--scale", choices=["thumbs", "stars"], default="thumbs", help="ratings scale")
+    p.add_argument("--max-images", type=int, default=None)
+    p.set_defaults(func=cmd_select)
+
+
+def _add_train_round(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-round", help="train the next round on the reference plus the selection")
+    p.add_argument("style")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--rank", type=int, default=32)
+    p.add_argument("--shared", action="store_true")
+    p.add_argument("--init", choices=["base", "previous"], default="base",
+                   help="fresh adapter from the base model (paper) or continue the previous round's")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_train_round)
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="CLIP text/style scores of the base model and every round")
+    p.add_argument("style")
+    p.add_argument("--prompts", default=None, help="file with one content prompt per line")
+    p.add_argument("--limit", type=int, default=16, help="built-in prompts used when no file is given")
+    p.add_argument("--per-prompt", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scorer", default="default")
+    p.add_argument("--out", default=None, help="report folder (default STYLE/eval)")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_eval)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="styledrop", description="StyleDrop on aMUSEd: styles from one picture.")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_train(sub)
-    _add_generate(sub)
-    _add_info(sub)
+    for add in (_add_train, _add_generate, _add_info, _add_candidates, _add_select, _add_train_round, _add_eval):
+        add(sub)
     return parser
 
 
@@ -136,10 +199,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from .sampling import SampleConfig
     from .styles import generate_with_style, load_style
 
-    config = SampleConfig(steps=args.steps, guidance=args.guidance, adapter_guidance=args.adapter_guidance,
+    style = load_style(args.style, model=args.model, device=args.device)
+    config = SampleConfig(steps=args.steps, guidance=args.guidance, adapter_guidance=_adapter_guidance(args, style.meta),
                           temperature=tuple(args.temperature), num_images=args.num, seed=args.seed)
     config.validate()
-    style = load_style(args.style, model=args.model, device=args.device)
     bar = tqdm(total=config.steps, desc="decoding", unit="step")
     samples = generate_with_style(style, args.contents, config, with_descriptor=not args.no_descriptor,
                                   on_step=lambda step, total, logits, tokens: bar.update(1))
@@ -154,6 +217,132 @@ def cmd_generate(args: argparse.Namespace) -> int:
     (out / "generations.json").write_text(json.dumps({"style": str(args.style), "config": vars(config),
                                                       "images": records}, indent=2, default=list) + "\n")
     print(f"wrote {len(records)} images to {out}")
+    return 0
+
+
+def _adapter_guidance(args: argparse.Namespace, meta) -> float:
+    if args.adapter_guidance is not None:
+        return args.adapter_guidance
+    return float(meta.extra.get("sample_defaults", {}).get("adapter_guidance", 0.0))
+
+
+def _prompt_list(args: argparse.Namespace) -> list[str]:
+    from .candidates import default_prompts, read_prompt_file
+
+    prompts = read_prompt_file(args.prompts) if args.prompts else default_prompts()
+    return prompts[: args.limit] if args.limit else prompts
+
+
+def cmd_candidates(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .candidates import generate_candidates, save_candidates
+    from .clip_scores import load_scorer
+    from .rounds import CANDIDATES_DIR, latest_round, reference_image, round_dir
+    from .sampling import SampleConfig
+    from .styles import load_style
+
+    number = latest_round(args.style)
+    prompts = _prompt_list(args)
+    scorer = load_scorer(args.scorer, args.device)
+    style = load_style(round_dir(args.style, number), device=args.device)
+    config = SampleConfig(steps=args.steps, guidance=args.guidance, adapter_guidance=_adapter_guidance(args, style.meta))
+    bar = tqdm(total=len(prompts), desc=f"round {number} candidates", unit="prompt")
+    pool = generate_candidates(style, prompts, args.per_prompt, args.seed, number, config, scorer,
+                               reference_image(args.style), on_progress=lambda done, total: bar.update(1))
+    bar.close()
+    folder = save_candidates(round_dir(args.style, number) / CANDIDATES_DIR, pool)
+    print(f"{len(pool)} candidates ({len(prompts)} prompts x {args.per_prompt}) scored with {scorer.name} in {folder}")
+    return 0
+
+
+def _read_ratings(path: str) -> list[dict]:
+    import csv
+
+    from .errors import StyleDropError
+
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        return [{"candidate_id": int(r["candidate_id"]), "rater": r["rater"], "value": float(r["value"])} for r in rows]
+    except FileNotFoundError as exc:
+        raise StyleDropError(f"Ratings file not found: {path}") from exc
+    except (KeyError, ValueError, TypeError) as exc:
+        raise StyleDropError(f"{path} must be a CSV with columns candidate_id,rater,value ({exc}).") from exc
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from .candidates import load_candidates
+    from .errors import StyleDropError
+    from .rounds import CANDIDATES_DIR, Selection, latest_round, round_dir
+    from .selection import ClipRule, select_by_clip, select_by_ratings
+
+    number = latest_round(args.style)
+    pool = load_candidates(round_dir(args.style, number) / CANDIDATES_DIR, with_images=False)
+    if args.clip:
+        rule = ClipRule(top_k=args.top, text_threshold=args.text_threshold, style_quantile=args.style_quantile,
+                        max_images=args.max_images)
+        ids, by, details = select_by_clip([c.record() for c in pool], rule), "clip", vars(rule)
+    elif args.ratings:
+        ids = select_by_ratings(_read_ratings(args.ratings), args.scale, args.max_images or 10)
+        by, details = "human", {"ratings": args.ratings, "scale": args.scale}
+    else:
+        try:
+            ids = [int(x) for x in args.ids.split(",") if x.strip()]
+        except ValueError as exc:
+            raise StyleDropError(f"--ids takes comma-separated candidate numbers, got '{args.ids}'.") from exc
+        by, details = "human", {}
+    known = {c.id for c in pool}
+    unknown = [i for i in ids if i not in known]
+    if unknown or not ids:
+        raise StyleDropError(f"Unknown candidate ids {unknown} for round {number}." if unknown else "Select at least one candidate.")
+    path = Selection(number, ids, by, details).save(args.style)
+    print(f"selected {len(ids)} of {len(pool)} round-{number} candidates by {by}: {ids} -> {path}")
+    return 0
+
+
+def cmd_train_round(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .adapters import AdapterConfig
+    from .models import default_device, load_components
+    from .rounds import latest_round, round_meta, train_next_round
+    from .training import TrainConfig
+
+    number = latest_round(args.style)
+    components = load_components(round_meta(args.style, number).base_model, args.device or default_device())
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed)
+    bar = tqdm(total=args.steps, desc=f"round {number + 1}", unit="step")
+
+    def on_progress(p) -> None:
+        bar.n = p.step
+        bar.set_postfix(loss=f"{p.loss:.4f}")
+        bar.refresh()
+
+    trained = train_next_round(args.style, components, AdapterConfig(kind="styledrop", rank=args.rank, shared=args.shared),
+                               config, init=args.init, on_progress=on_progress)
+    bar.close()
+    print(f"round {number + 1}: trained on {len(trained.meta.prompts)} images, "
+          f"{trained.adapter.num_parameters():,} adapter parameters; {args.style} now uses it")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .clip_scores import load_scorer
+    from .evaluation import evaluate_style, write_report
+    from .models import default_device, load_components
+    from .rounds import latest_round, round_meta
+
+    number = latest_round(args.style)
+    prompts = _prompt_list(args)
+    components = load_components(round_meta(args.style, number).base_model, args.device or default_device())
+    scorer = load_scorer(args.scorer, args.device)
+    rows = evaluate_style(args.style, components, scorer, prompts, args.per_prompt, args.seed)
+    paths = write_report(rows, args.out or Path(args.style) / "eval", scorer.name, prompts, args.per_prompt)
+    print(paths["markdown"].read_text())
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
 

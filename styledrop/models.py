@@ -82,6 +82,9 @@ def build_preset(preset: Preset) -> Components:
         torch.manual_seed(preset.seed)
         transformer = UVit2DModel(**preset.transformer)
         vqvae = VQModel(**preset.vqvae)
+        # diffusers initialises the codebook within ±1/n, so every token would decode to the same picture;
+        # unit-scale codes make a random preset's images (noise, still) differ with their tokens.
+        torch.nn.init.normal_(vqvae.quantize.embedding.weight)
         text_encoder = CLIPTextModelWithProjection(CLIPTextConfig(**preset.text_encoder))
     return _assemble(preset.name, transformer, vqvae, text_encoder, clip_tokenizer(),
                      mask_token_id=preset.transformer["vocab_size"] - 1)

@@ -45,11 +45,13 @@ def train_style(images: list[Image.Image], content: str | list[str], descriptor:
                 components: Components | None = None, model: str = DEFAULT_MODEL,
                 adapter_config: AdapterConfig | None = None, train_config: TrainConfig | None = None,
                 on_progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
-                resume: bool = True, extra_meta: dict | None = None) -> TrainedStyle:
+                resume: bool = True, extra_meta: dict | None = None,
+                init_state: dict[str, torch.Tensor] | None = None) -> TrainedStyle:
     """Train a style adapter on one or a few images, each described by its content ("a house").
 
     Progress is checkpointed under out_dir/checkpoints; a later call with resume=True continues there.
-    The style folder is written only when training finishes (not when it is stopped).
+    The style folder is written only when training finishes (not when it is stopped). `init_state` starts
+    the adapter from earlier weights (a previous round's) instead of its untrained, no-op initialisation.
     """
     if not images:
         raise StyleDropError("Give at least one reference image.")
@@ -66,6 +68,8 @@ def train_style(images: list[Image.Image], content: str | list[str], descriptor:
     if not resume and checkpoints.exists():
         shutil.rmtree(checkpoints)
     adapter = create_adapter(adapter_config, components.transformer, seed=train_config.seed)
+    if init_state is not None:
+        adapter.load_adapter_state_dict({k: v.to(components.device) for k, v in init_state.items()})
     examples = [Example(img, prompt) for img, prompt in zip(images, prompts)]
     result = train(components, adapter, examples, train_config, checkpoints, on_progress, should_stop)
     meta = describe(components, adapter, content=contents[0], descriptor=descriptor, prompts=prompts,

@@ -1,0 +1,153 @@
+"""Iterative training with feedback (paper §3.3): rounds of a style folder.
+
+    STYLE_DIR/adapter.safetensors, style.json, reference.png   the latest round (what `generate` uses)
+    STYLE_DIR/rounds/round-001/                              each round's adapter and manifest
+    STYLE_DIR/rounds/round-001/candidates/                   its candidate pool (PNGs + candidates.json)
+    STYLE_DIR/rounds/round-001/selection.json                which candidates feed round 2, chosen by whom
+
+Round N+1 trains on the reference plus the selected images, each with its own content prompt. Following
+the paper, it trains a *fresh* adapter from the base model — larger than round 1's (H=32, not shared,
+Table S3) — rather than continuing round N's; `init="previous"` continues round N's adapter instead.
+Sampling from round ≥ 2 uses adapter guidance λA = 2 (paper §4.1); round 1 uses λA = 0 by default.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from PIL import Image
+
+from .adapter_files import (ADAPTER_FILE, DIFFUSERS_LORA_DIR, MANIFEST_FILE, REFERENCE_FILE, AdapterMeta,
+                            read_adapter_file)
+from .adapters import AdapterConfig
+from .candidates import Candidate, load_candidates
+from .errors import StyleDropError
+from .models import Components
+from .sampling import SampleConfig
+from .styles import TrainedStyle, train_style
+from .training import ProgressFn, TrainConfig
+
+ROUNDS_DIR = "rounds"
+CANDIDATES_DIR = "candidates"
+SELECTION_FILE = "selection.json"
+INIT_CHOICES = ("base", "previous")
+
+
+def round_dir(style_dir: str | Path, number: int) -> Path:
+    return Path(style_dir) / ROUNDS_DIR / f"round-{number:03d}"
+
+
+def round_adapter_config(number: int) -> AdapterConfig:
+    """Paper Table S3: round 1 H=4 shared; later rounds H=32, not shared."""
+    if number <= 1:
+        return AdapterConfig(kind="styledrop", rank=4, shared=True)
+    return AdapterConfig(kind="styledrop", rank=32, shared=False)
+
+
+def round_sample_config(number: int, **overrides) -> SampleConfig:
+    return SampleConfig(**{"adapter_guidance": 0.0 if number <= 1 else 2.0, **overrides})
+
+
+def latest_round(style_dir: str | Path) -> int:
+    """The newest round with an adapter; a folder written by `styledrop train` alone is round 1."""
+    style_dir = Path(style_dir)
+    if not (style_dir / ADAPTER_FILE).is_file():
+        raise StyleDropError(f"{style_dir} holds no trained style: run `styledrop train ... --out {style_dir}` first.")
+    numbers = sorted(int(p.name.split("-")[1]) for p in (style_dir / ROUNDS_DIR).glob("round-*")
+                     if (p / ADAPTER_FILE).is_file())
+    if not numbers:
+        record_round(style_dir, 1)
+        return 1
+    return numbers[-1]
+
+
+def record_round(style_dir: str | Path, number: int) -> Path:
+    """Keep a copy of the folder's current adapter as round `number`."""
+    target = round_dir(style_dir, number)
+    target.mkdir(parents=True, exist_ok=True)
+    for name in (ADAPTER_FILE, MANIFEST_FILE):
+        shutil.copy2(Path(style_dir) / name, target / name)
+    return target
+
+
+def round_meta(style_dir: str | Path, number: int) -> AdapterMeta:
+    return read_adapter_file(round_dir(style_dir, number) / ADAPTER_FILE)[1]
+
+
+@dataclass
+class Selection:
+    round: int
+    ids: list[int]
+    by: str  # "clip", "human" or "clip+human"
+    details: dict
+
+    def save(self, style_dir: str | Path) -> Path:
+        path = round_dir(style_dir, self.round) / SELECTION_FILE
+        path.write_text(json.dumps({"round": self.round, "ids": self.ids, "by": self.by, "details": self.details},
+                                   indent=2) + "\n")
+        return path
+
+
+def load_selection(style_dir: str | Path, number: int) -> Selection:
+    path = round_dir(style_dir, number) / SELECTION_FILE
+    if not path.is_file():
+        raise StyleDropError(f"Round {number} has no selection yet: run `styledrop select` first.")
+    data = json.loads(path.read_text())
+    return Selection(data["round"], data["ids"], data["by"], data.get("details", {}))
+
+
+def reference_image(style_dir: str | Path) -> Image.Image:
+    path = Path(style_dir) / REFERENCE_FILE
+    if not path.is_file():
+        raise StyleDropError(f"{style_dir} has no {REFERENCE_FILE}; it is needed to train the next round.")
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+def next_round_training_set(style_dir: str | Path, number: int) -> tuple[list[Image.Image], list[str]]:
+    """Round number+1's training set: the reference with its content, plus round `number`'s selection."""
+    meta = round_meta(style_dir, 1)
+    selection = load_selection(style_dir, number)
+    pool = {c.id: c for c in load_candidates(round_dir(style_dir, number) / CANDIDATES_DIR)}
+    missing = [i for i in selection.ids if i not in pool]
+    if missing:
+        raise StyleDropError(f"Selected candidates {missing} are not in round {number}'s pool.")
+    chosen: list[Candidate] = [pool[i] for i in selection.ids]
+    images = [reference_image(style_dir)] + [c.image for c in chosen]
+    contents = [meta.content or "an image"] + [c.content for c in chosen]
+    return images, contents
+
+
+def train_next_round(style_dir: str | Path, components: Components | None = None,
+                     adapter_config: AdapterConfig | None = None, train_config: TrainConfig | None = None,
+                     init: str = "base", on_progress: ProgressFn | None = None,
+                     should_stop: Callable[[], bool] | None = None) -> TrainedStyle:
+    """Train round N+1 from round N's selection and make it the folder's current style."""
+    if init not in INIT_CHOICES:
+        raise StyleDropError(f"Unknown round initialisation '{init}' (base or previous).")
+    style_dir = Path(style_dir)
+    number = latest_round(style_dir)
+    images, contents = next_round_training_set(style_dir, number)
+    previous_tensors, previous = read_adapter_file(round_dir(style_dir, number) / ADAPTER_FILE)
+    if init == "previous":
+        adapter_config = previous.adapter_config()
+    adapter_config = adapter_config or round_adapter_config(number + 1)
+    work = round_dir(style_dir, number + 1)
+    trained = train_style(images, contents, previous.descriptor or "", work, components=components,
+                          model=previous.base_model, adapter_config=adapter_config, train_config=train_config,
+                          on_progress=on_progress, should_stop=should_stop,
+                          init_state=previous_tensors if init == "previous" else None,
+                          extra_meta={"round": number + 1, "init": init, "selection": load_selection(style_dir, number).by,
+                                      "sample_defaults": {"adapter_guidance": round_sample_config(number + 1).adapter_guidance}})
+    if not trained.result.stopped:
+        (work / REFERENCE_FILE).unlink(missing_ok=True)  # the reference stays once, at the top of the folder
+        for name in (ADAPTER_FILE, MANIFEST_FILE):
+            shutil.copy2(work / name, style_dir / name)
+        shutil.rmtree(style_dir / DIFFUSERS_LORA_DIR, ignore_errors=True)
+        if (work / DIFFUSERS_LORA_DIR).is_dir():
+            shutil.copytree(work / DIFFUSERS_LORA_DIR, style_dir / DIFFUSERS_LORA_DIR)
+    return trained
