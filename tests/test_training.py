@@ -114,9 +114,10 @@ def test_adapter_learns_the_reference(tiny, reference, kind, lr):
     """A few hundred steps on one image: the masked-token loss falls well below its start, and sampling
     with the adapter reproduces the reference's tokens far more often than the base model does.
 
-    Margins measured on the tiny preset (600 steps, batch 4): loss ~4.96 -> ~4.2 (StyleDrop H=16) and
-    ~4.90 -> ~4.1 (LoRA r=16); position-wise token matches ~0.006 (base) vs 0.2-0.28 (adapted); share of
-    generated tokens drawn from the reference's codes ~0.08 vs 0.68-0.86.
+    Margins measured on the tiny preset (600 steps, batch 4; the reference encodes to 5 distinct codes):
+    loss 4.76 -> 3.79 (StyleDrop H=16) and 4.79 -> 3.48 (LoRA r=16); position-wise token matches 0.000
+    (base) vs 0.57 / 0.63 (adapted); share of generated tokens drawn from the reference's codes 0.002 vs
+    0.87 / 0.99. The assertions keep about half of each margin.
     """
     examples = [Example(reference, PROMPT)]
     adapter = create_adapter(AdapterConfig(kind=kind, rank=16, shared=False, alpha=16.0), tiny.transformer)
@@ -133,5 +134,5 @@ def test_adapter_learns_the_reference(tiny, reference, kind, lr):
         base = generate(tiny, [PROMPT], config).tokens
     match_base, match_adapted = (base == target).float().mean(), (adapted == target).float().mean()
     share_base, share_adapted = in_reference[base].float().mean(), in_reference[adapted].float().mean()
-    assert match_adapted > 0.12 and match_adapted > 8 * match_base
-    assert share_adapted > 0.5 and share_adapted > 3 * share_base
+    assert match_base < 0.05 and match_adapted > 0.3
+    assert share_base < 0.1 and share_adapted > 0.5
