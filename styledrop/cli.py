@@ -57,9 +57,36 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
                    help="λA, adapter guidance (paper Eq. 4; default: the style's round default, 0 or 2)")
     p.add_argument("--temperature", type=float, nargs=2, default=(2.0, 0.0), metavar=("START", "END"))
     p.add_argument("--no-descriptor", action="store_true", help="leave the style descriptor out of the prompt")
+    p.add_argument("--content", default=None, help="content (subject) adapter folder to compose with the style; "
+                   'prompts may say "[V]" for its identifier')
+    p.add_argument("--mix", type=float, default=0.5, help="γ: weight of the content model's logits (paper: 0.5-0.7)")
+    p.add_argument("--composition", choices=["mix", "merge"], default="mix",
+                   help="mix: per-step logit mixing (paper); merge: LoRA weight merging (set_adapters)")
     p.add_argument("--model", default=None, help="base model (default: the one the style was trained on)")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_generate)
+
+
+def _add_train_content(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-content", help="train a content (subject) adapter DreamBooth-style",
+                       description="Train a content adapter on 1-10 photos of a subject, to compose with styles.")
+    p.add_argument("--images", nargs="+", required=True, help="1 to 10 photos of the subject")
+    p.add_argument("--identifier", default="sks", help="rare token naming the subject (default sks)")
+    p.add_argument("--class-noun", required=True, help='what the subject is, e.g. "dog"')
+    p.add_argument("--out", required=True)
+    p.add_argument("--model", default=None)
+    p.add_argument("--adapter", choices=["styledrop", "lora"], default="styledrop")
+    p.add_argument("--rank", type=int, default=None, help="default 32 (StyleDrop, not shared) / 16 (LoRA)")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prior-preservation", action="store_true",
+                   help="also train on base-model images of the class noun (off by default)")
+    p.add_argument("--num-class-images", type=int, default=8)
+    p.add_argument("--prior-loss-weight", type=float, default=1.0)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=cmd_train_content)
 
 
 def _add_info(sub: argparse._SubParsersAction) -> None:
@@ -134,7 +161,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="styledrop", description="StyleDrop on aMUSEd: styles from one picture.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_generate, _add_info, _add_candidates, _add_select, _add_train_round, _add_eval):
+    for add in (_add_train, _add_generate, _add_info, _add_candidates, _add_select, _add_train_round, _add_eval,
+                _add_train_content):
         add(sub)
     return parser
 
@@ -204,8 +232,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
                           temperature=tuple(args.temperature), num_images=args.num, seed=args.seed)
     config.validate()
     bar = tqdm(total=config.steps, desc="decoding", unit="step")
-    samples = generate_with_style(style, args.contents, config, with_descriptor=not args.no_descriptor,
-                                  on_step=lambda step, total, logits, tokens: bar.update(1))
+    tick = lambda step, total, logits, tokens: bar.update(1)  # noqa: E731
+    if args.content:
+        from .composition import generate_composed
+
+        subject = load_style(args.content, components=style.components)
+        samples = generate_composed(style, subject, args.contents, args.mix, config, args.composition, on_step=tick)
+    else:
+        samples = generate_with_style(style, args.contents, config, with_descriptor=not args.no_descriptor,
+                                      on_step=tick)
     bar.close()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -217,6 +252,40 @@ def cmd_generate(args: argparse.Namespace) -> int:
     (out / "generations.json").write_text(json.dumps({"style": str(args.style), "config": vars(config),
                                                       "images": records}, indent=2, default=list) + "\n")
     print(f"wrote {len(records)} images to {out}")
+    return 0
+
+
+def cmd_train_content(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .adapters import AdapterConfig
+    from .composition import default_content_adapter, subject_phrase, train_content
+    from .images import load_image
+    from .models import default_device, load_components
+    from .training import TrainConfig
+
+    subject_phrase(args.identifier, args.class_noun)
+    images = [load_image(path) for path in args.images]
+    if args.adapter == "lora":
+        config = AdapterConfig(kind="lora", rank=args.rank or 16, alpha=float(args.rank or 16))
+    else:
+        config = default_content_adapter()
+        config.rank = args.rank or config.rank
+    train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed)
+    train_config.validate()
+    components = load_components(_model_default(args.model), args.device or default_device())
+    bar = tqdm(total=args.steps, desc="content adapter", unit="step")
+
+    def on_progress(p) -> None:
+        bar.n = p.step
+        bar.set_postfix(loss=f"{p.loss:.4f}")
+        bar.refresh()
+
+    trained = train_content(images, args.identifier, args.class_noun, args.out, components, config, train_config,
+                            args.prior_preservation, args.num_class_images, args.prior_loss_weight, on_progress)
+    bar.close()
+    print(f"content adapter for '{trained.meta.content}' ({trained.adapter.num_parameters():,} parameters) "
+          f"written to {trained.folder}")
     return 0
 
 

@@ -15,13 +15,14 @@ two adapters are mixed per step (composition).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import torch
 from PIL import Image
 
 from .adapters import Adapter
+from .adapters.base import route_rows
 from .conditioning import AESTHETIC_SCORE, TextConditioning, encode_prompts, micro_conds
 from .errors import StyleDropError
 from .images import decode_tokens
@@ -62,65 +63,79 @@ class LogitsFn(Protocol):
 
 
 @dataclass
-class GuidedModel:
-    """Eq. 4 logits for a fixed batch of prompts: call it with the current (B, h, w) tokens."""
+class Term:
+    """One Eq. 4 term: a prompt batch and the adapter that tunes it (None: the base model alone)."""
 
-    components: Components
     cond: TextConditioning
-    negative: TextConditioning
-    guidance: float
     adapter: Adapter | None = None
-    adapter_guidance: float = 0.0
-    aesthetic_score: float = AESTHETIC_SCORE
-    _plan: list[tuple[str, bool]] = field(init=False, default_factory=list)
+    weight: float = 1.0
 
-    def __post_init__(self) -> None:
-        # Which row groups one forward pass needs: ("n"|"t", adapter on?).
-        plan: list[tuple[str, bool]] = []
-        if self.guidance > 0:
-            plan.append(("n", False))
-        if self.guidance > 0 or self.adapter is None or self.adapter_guidance > 0:
-            plan.append(("t", False))
-        if self.adapter is not None:
-            plan.append(("t", True))
+
+class GuidedModel:
+    """Eq. 4 logits, summed over weighted terms, from one batched forward pass.
+
+    A single term is StyleDrop sampling: Ĝ(t) + λA·(Ĝ(t) − G(t)) + λB·(G(t) − G(n)). Two terms weighted
+    (1 − γ) and γ are the paper's composition of a style and a content adapter (§3.4). Rows of the batch:
+    G(n) once (the null prompt is shared), then per term G(t_k) and Ĝ_k(t_k) — each row routed to its own
+    adapter, every other attached adapter switched off. Terms with weight 0 are not computed at all.
+    """
+
+    def __init__(self, components: Components, terms: list[Term], negative: TextConditioning, guidance: float,
+                 adapter_guidance: float = 0.0, aesthetic_score: float = AESTHETIC_SCORE):
+        self.components = components
+        self.terms = [t for t in terms if t.weight != 0]
+        if not self.terms:
+            raise StyleDropError("At least one model must have a non-zero weight.")
+        self.negative, self.guidance, self.adapter_guidance = negative, guidance, adapter_guidance
+        self.aesthetic_score = aesthetic_score
+        # Row groups of the forward pass: (term index or None for the null prompt, adapter on?).
+        plan: list[tuple[int | None, bool]] = [(None, False)] if guidance > 0 else []
+        for k, term in enumerate(self.terms):
+            if guidance > 0 or term.adapter is None or adapter_guidance > 0:
+                plan.append((k, False))
+            if term.adapter is not None:
+                plan.append((k, True))
         self._plan = plan
 
     @property
     def passes(self) -> int:
-        """Row groups per step (3 for Eq. 4 with an adapter and guidance: Ĝ(t), G(t), G(n))."""
+        """Row groups per step (3 for one adapter with both guidances: Ĝ(t), G(t), G(n))."""
         return len(self._plan)
 
-    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward_groups(self, tokens: torch.Tensor) -> dict[tuple[int | None, bool], torch.Tensor]:
         batch = tokens.shape[0]
-        groups = [self.negative if which == "n" else self.cond for which, _ in self._plan]
-        cond = TextConditioning.cat(groups)
-        transformer = self.components.transformer
+        cond = TextConditioning.cat([self.negative if k is None else self.terms[k].cond for k, _ in self._plan])
         side = self.components.resolution
         micro = micro_conds(side, side, len(cond), tokens.device, cond.hidden.dtype, aesthetic=self.aesthetic_score)
-        model_input = tokens.repeat(len(self._plan), 1, 1)
-        kwargs = dict(micro_conds=micro, pooled_text_emb=cond.pooled, encoder_hidden_states=cond.hidden)
-        if self.adapter is None:
-            out = transformer(model_input, **kwargs)
-        else:
-            mask = torch.tensor([on for _, on in self._plan], device=tokens.device).repeat_interleave(batch)
-            with self.adapter.per_sample(mask):
-                out = transformer(model_input, **kwargs)
-        parts = dict(zip(self._plan, out.chunk(len(self._plan))))
-        return self._combine(parts)
+        owners = [self.terms[k].adapter if on else None for k, on in self._plan for _ in range(batch)]
+        transformer = self.components.transformer
+        with route_rows(transformer, owners):
+            out = transformer(tokens.repeat(len(self._plan), 1, 1), micro_conds=micro,
+                              pooled_text_emb=cond.pooled, encoder_hidden_states=cond.hidden)
+        return dict(zip(self._plan, out.chunk(len(self._plan))))
 
-    def _combine(self, parts: dict[tuple[str, bool], torch.Tensor]) -> torch.Tensor:
-        g_t = parts.get(("t", False))
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        parts = self.forward_groups(tokens)
+        total = None
+        for k, term in enumerate(self.terms):
+            logits = self._term_logits(parts, k, term)
+            logits = logits if term.weight == 1.0 else term.weight * logits
+            total = logits if total is None else total + logits
+        return total
+
+    def _term_logits(self, parts: dict, k: int, term: Term) -> torch.Tensor:
+        g_t = parts.get((k, False))
         if self.guidance > 0:
-            g_n = parts[("n", False)]
-            logits = g_n + (1.0 + self.guidance) * (g_t - g_n)  # = G(t) + λB (G(t) − G(n)), pipeline's form
+            g_n = parts[(None, False)]
+            logits = g_n + (1.0 + self.guidance) * (g_t - g_n)  # = G(t) + λB (G(t) − G(n)), the pipeline's form
         else:
             logits = g_t
-        if self.adapter is not None:
-            adapted = parts[("t", True)]
-            if logits is None:  # no guidance of either kind: Ĝ(t) alone
-                return adapted
-            logits = logits + (1.0 + self.adapter_guidance) * (adapted - g_t)
-        return logits
+        if term.adapter is None:
+            return logits
+        adapted = parts[(k, True)]
+        if logits is None:  # no guidance of either kind: Ĝ(t) alone
+            return adapted
+        return logits + (1.0 + self.adapter_guidance) * (adapted - g_t)
 
 
 def guided_model(components: Components, prompts: list[str], config: SampleConfig,
@@ -128,7 +143,7 @@ def guided_model(components: Components, prompts: list[str], config: SampleConfi
     """Encode prompts (tiled num_images times, as AmusedPipeline does) and build their Eq. 4 logits function."""
     cond = encode_prompts(components, prompts).repeat(config.num_images)
     negative = encode_prompts(components, [config.negative_prompt] * len(prompts)).repeat(config.num_images)
-    return GuidedModel(components, cond, negative, config.guidance, adapter, config.adapter_guidance,
+    return GuidedModel(components, [Term(cond, adapter)], negative, config.guidance, config.adapter_guidance,
                        config.aesthetic_score)
 
 

@@ -59,10 +59,19 @@ def train_style(images: list[Image.Image], content: str | list[str], descriptor:
     if len(contents) != len(images):
         raise StyleDropError(f"{len(images)} images but {len(contents)} content descriptions.")
     descriptor = clean_text(descriptor, "style descriptor")
-    prompts = [style_prompt(c, descriptor) for c in contents]
-    components = components or load_components(model, default_device())
-    adapter_config = adapter_config or default_adapter_config()
-    train_config = train_config or TrainConfig()
+    examples = [Example(img, style_prompt(c, descriptor)) for img, c in zip(images, contents)]
+    return train_adapter_folder(examples, out_dir, components or load_components(model, default_device()),
+                                adapter_config or default_adapter_config(), train_config or TrainConfig(),
+                                dict(content=contents[0], descriptor=descriptor), extra_meta,
+                                on_progress, should_stop, resume, init_state)
+
+
+def train_adapter_folder(examples: list[Example], out_dir: str | os.PathLike, components: Components,
+                         adapter_config: AdapterConfig, train_config: TrainConfig, meta_fields: dict,
+                         extra_meta: dict | None = None, on_progress: ProgressFn | None = None,
+                         should_stop: Callable[[], bool] | None = None, resume: bool = True,
+                         init_state: dict[str, torch.Tensor] | None = None) -> TrainedStyle:
+    """Train a fresh adapter on examples and write it as a folder (styles and content subjects alike)."""
     out_dir = Path(out_dir)
     checkpoints = out_dir / CHECKPOINT_DIR
     if not resume and checkpoints.exists():
@@ -70,13 +79,12 @@ def train_style(images: list[Image.Image], content: str | list[str], descriptor:
     adapter = create_adapter(adapter_config, components.transformer, seed=train_config.seed)
     if init_state is not None:
         adapter.load_adapter_state_dict({k: v.to(components.device) for k, v in init_state.items()})
-    examples = [Example(img, prompt) for img, prompt in zip(images, prompts)]
     result = train(components, adapter, examples, train_config, checkpoints, on_progress, should_stop)
-    meta = describe(components, adapter, content=contents[0], descriptor=descriptor, prompts=prompts,
-                    steps=result.steps_done, training=train_config.to_dict() | {"seconds": round(result.seconds, 2)},
-                    extra=dict(extra_meta or {}, final_loss=_mean_tail(result.losses)))
+    meta = describe(components, adapter, prompts=[e.prompt for e in examples], steps=result.steps_done,
+                    training=train_config.to_dict() | {"seconds": round(result.seconds, 2)},
+                    extra=dict(extra_meta or {}, final_loss=_mean_tail(result.losses)), **meta_fields)
     if not result.stopped:
-        save_style(out_dir, adapter, meta, reference=images[0])
+        save_style(out_dir, adapter, meta, reference=examples[0].image)
         shutil.rmtree(checkpoints, ignore_errors=True)
     return TrainedStyle(out_dir, meta, result, adapter, components)
 

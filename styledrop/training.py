@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from .adapters import Adapter
+from .adapters.base import only
 from .conditioning import AESTHETIC_SCORE, TextConditioning, encode_prompts
 from .errors import StyleDropError
 from .images import encode_to_tokens, prepare_image
@@ -73,6 +74,7 @@ class Example:
 
     image: Image.Image
     prompt: str
+    weight: float = 1.0  # loss weight; DreamBooth's prior-preservation images use λ_prior
 
 
 @dataclass
@@ -84,6 +86,7 @@ class EncodedSet:
     empty: TextConditioning  # (1, ...) the empty prompt, for condition dropout
     micro: torch.Tensor  # (N, 5)
     prompts: list[str]
+    weights: torch.Tensor | None = None  # (N,) per-example loss weights; None: all 1
 
     def __len__(self) -> int:
         return self.tokens.shape[0]
@@ -105,7 +108,10 @@ def encode_examples(components: Components, examples: list[Example], augment: bo
     cond = encode_prompts(components, [e.prompt for e in examples])
     empty = encode_prompts(components, [""])
     micro = torch.tensor(micro_rows, dtype=cond.hidden.dtype, device=components.device)
-    return EncodedSet(torch.stack(variants), cond, empty, micro, [e.prompt for e in examples])
+    weights = None
+    if any(e.weight != 1.0 for e in examples):
+        weights = torch.tensor([e.weight for e in examples], dtype=torch.float32, device=components.device)
+    return EncodedSet(torch.stack(variants), cond, empty, micro, [e.prompt for e in examples], weights)
 
 
 @dataclass
@@ -138,11 +144,20 @@ def mask_tokens(tokens: torch.Tensor, mask_id: int, generator: torch.Generator,
     return torch.where(mask, mask_id, tokens), torch.where(mask, tokens, -100)
 
 
-def masked_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over the masked positions only; logits (B, V, h, w), labels (B, h*w)."""
+def masked_token_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy over the masked positions only; logits (B, V, h, w), labels (B, h*w).
+
+    With per-sample `weights`, each sample's mean masked-token loss is weighted (DreamBooth's
+    L_instance + λ·L_prior when a batch mixes subject and class images).
+    """
     batch, codebook = logits.shape[:2]
     flat = logits.reshape(batch, codebook, -1).permute(0, 2, 1).reshape(-1, codebook)
-    return F.cross_entropy(flat.float(), labels.reshape(-1), ignore_index=-100)
+    if weights is None:
+        return F.cross_entropy(flat.float(), labels.reshape(-1), ignore_index=-100)
+    per_token = F.cross_entropy(flat.float(), labels.reshape(-1), ignore_index=-100, reduction="none")
+    masked = (labels != -100).float()
+    per_sample = (per_token.view(batch, -1) * masked).sum(1) / masked.sum(1).clamp(min=1)
+    return (per_sample * weights).sum() / batch
 
 
 @contextlib.contextmanager
@@ -245,7 +260,7 @@ def train(components: Components, adapter: Adapter, examples: list[Example] | En
     transformer.train()
     started = time.perf_counter()
     try:
-        with checkpointed_layers(transformer, config.gradient_checkpointing):
+        with checkpointed_layers(transformer, config.gradient_checkpointing), only(transformer, adapter):
             while result.steps_done < config.steps:
                 if should_stop is not None and should_stop():
                     result.stopped = True
@@ -265,7 +280,8 @@ def train(components: Components, adapter: Adapter, examples: list[Example] | En
                     with _autocast(device, config.mixed_precision):
                         logits = transformer(input_ids.reshape(-1, grid, grid), encoder_hidden_states=hidden,
                                              pooled_text_emb=pooled, micro_conds=data.micro[idx.to(device)])
-                    loss = masked_token_loss(logits, labels) / config.grad_accumulation
+                    weights = None if data.weights is None else data.weights[idx.to(device)]
+                    loss = masked_token_loss(logits, labels, weights) / config.grad_accumulation
                     loss.backward()
                     step_loss += float(loss.detach())
                 if config.max_grad_norm is not None:

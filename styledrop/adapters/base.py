@@ -89,8 +89,46 @@ class Adapter(abc.ABC):
             self._sample_mask = None
             self._on_sample_mask_changed()
 
+    def _register(self, transformer: torch.nn.Module) -> None:
+        registry = transformer.__dict__.setdefault("_styledrop_adapters", [])
+        if self not in registry:
+            registry.append(self)
+
+    def _unregister(self, transformer: torch.nn.Module) -> None:
+        registry = transformer.__dict__.get("_styledrop_adapters", [])
+        if self in registry:
+            registry.remove(self)
+
     def _on_enabled_changed(self) -> None:
         """Kinds that keep their own on/off switch (peft) mirror `_enabled` here."""
 
     def _on_sample_mask_changed(self) -> None:
         """Kinds that route per-sample through the library (peft) mirror `_sample_mask` here."""
+
+
+def attached_adapters(transformer: torch.nn.Module) -> list[Adapter]:
+    """Every adapter currently attached to this transformer, in attach order."""
+    return list(transformer.__dict__.get("_styledrop_adapters", []))
+
+
+@contextlib.contextmanager
+def route_rows(transformer: torch.nn.Module, owners: list[Adapter | None]) -> Iterator[None]:
+    """One forward pass in which batch row i runs with adapter owners[i] only (None: the frozen base).
+
+    Every attached adapter gets a per-row mask, so adapters that own no row are off for the whole batch.
+    """
+    with contextlib.ExitStack() as stack:
+        for adapter in attached_adapters(transformer):
+            mask = torch.tensor([owner is adapter for owner in owners])
+            stack.enter_context(adapter.per_sample(mask))
+        yield
+
+
+@contextlib.contextmanager
+def only(transformer: torch.nn.Module, adapter: Adapter | None) -> Iterator[None]:
+    """Plain forward passes with just this adapter on (or none): the others attached are switched off."""
+    with contextlib.ExitStack() as stack:
+        for other in attached_adapters(transformer):
+            if other is not adapter:
+                stack.enter_context(other.disabled())
+        yield

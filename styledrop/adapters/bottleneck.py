@@ -53,6 +53,7 @@ class StyleDropAdapter(Adapter, nn.Module):
         self.dim, self.layers = dim, layers
         self.sites = nn.ModuleDict({s: _SiteWeights(dim, config.rank, layers, config.shared) for s in SITES})
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self.__dict__["_transformer"] = None  # not a submodule: its weights are not ours
 
     @classmethod
     def for_transformer(cls, config: AdapterConfig, transformer: nn.Module) -> "StyleDropAdapter":
@@ -61,6 +62,8 @@ class StyleDropAdapter(Adapter, nn.Module):
 
     def attach(self, transformer: nn.Module) -> None:
         self.detach()
+        self.__dict__["_transformer"] = transformer
+        self._register(transformer)
         for layer_idx, block in enumerate(transformer.transformer_layers):
             for site in SITES:
                 hook = self._make_hook(site, layer_idx)
@@ -70,6 +73,9 @@ class StyleDropAdapter(Adapter, nn.Module):
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        if getattr(self, "_transformer", None) is not None:
+            self._unregister(self._transformer)
+            self.__dict__["_transformer"] = None
 
     def _make_hook(self, site: str, layer_idx: int):
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:

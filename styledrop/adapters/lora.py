@@ -10,9 +10,11 @@ from peft.tuners.lora import LoraLayer
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from torch import nn
 
-from .base import Adapter, AdapterConfig
+from ..errors import StyleDropError
+from .base import Adapter, AdapterConfig, attached_adapters
 
 _names = itertools.count()
+BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
 
 
 class LoraAdapter(Adapter):
@@ -22,7 +24,6 @@ class LoraAdapter(Adapter):
         super().__init__(config)
         self.name = f"styledrop_{next(_names)}"
         self.transformer: nn.Module | None = None
-        self._hooks: list[torch.utils.hooks.RemovableHandle] = []
 
     @property
     def alpha(self) -> float:
@@ -36,14 +37,20 @@ class LoraAdapter(Adapter):
         self.detach()
         transformer.add_adapter(self.peft_config(), adapter_name=self.name)
         self.transformer = transformer
+        self._register(transformer)
         for p in self.trainable_parameters():
             p.requires_grad_(True)
 
     def detach(self) -> None:
         if self.transformer is not None:
-            self._remove_hooks()
-            self.transformer.delete_adapters(self.name)
+            transformer = self.transformer
+            self._unregister(transformer)
+            transformer.delete_adapters(self.name)
             self.transformer = None
+            _router(transformer).refresh()
+            remaining = [a.name for a in attached_adapters(transformer) if isinstance(a, LoraAdapter)]
+            if remaining:
+                transformer.set_adapters(remaining[-1])
 
     def _layers(self) -> list[LoraLayer]:
         assert self.transformer is not None, "attach the adapter first"
@@ -67,30 +74,55 @@ class LoraAdapter(Adapter):
                              f"missing {missing}")
 
     def _on_enabled_changed(self) -> None:
-        # peft's own switch would turn off every adapter on the model; we route through "__base__" instead.
-        self._install_routing()
+        # peft's own switch would turn off every adapter on the model; we route rows through "__base__".
+        _router(self.transformer).refresh()
 
     def _on_sample_mask_changed(self) -> None:
-        self._install_routing()
+        _router(self.transformer).refresh()
 
-    def _remove_hooks(self) -> None:
-        for handle in self._hooks:
+
+class _LoraRouter:
+    """Routes each batch row to one LoRA adapter (or to the base weights) with peft's mixed-batch forward.
+
+    One router per transformer, so several LoRA adapters (a style and a content adapter) share one set of
+    hooks. Without any switch or mask in force, peft's ordinary forward runs and no hook is installed.
+    """
+
+    def __init__(self, transformer: nn.Module):
+        self.transformer = transformer
+        self.handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def _adapters(self) -> list[LoraAdapter]:
+        return [a for a in attached_adapters(self.transformer) if isinstance(a, LoraAdapter)]
+
+    def refresh(self) -> None:
+        for handle in self.handles:
             handle.remove()
-        self._hooks.clear()
-
-    def _install_routing(self) -> None:
-        """Route each batch row to this adapter or to the base weights with peft's mixed-batch forward."""
-        self._remove_hooks()
-        if self._enabled and self._sample_mask is None:
+        self.handles.clear()
+        adapters = self._adapters()
+        if all(a._enabled and a._sample_mask is None for a in adapters):
             return
-        for layer in self._layers():
-            self._hooks.append(layer.register_forward_pre_hook(self._route, with_kwargs=True))
+        for module in self.transformer.modules():
+            if isinstance(module, LoraLayer):
+                self.handles.append(module.register_forward_pre_hook(self._route, with_kwargs=True))
+
+    def names(self, batch: int) -> list[str]:
+        names = []
+        for row in range(batch):
+            owners = [a.name for a in self._adapters()
+                      if a._enabled and (a._sample_mask is None or bool(a._sample_mask[row]))]
+            if len(owners) > 1:
+                raise StyleDropError("Two LoRA adapters cannot both run on one batch row; mix their logits "
+                                     "(composition) or merge them with weights instead.")
+            names.append(owners[0] if owners else BASE)
+        return names
 
     def _route(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        batch = args[0].shape[0]
-        if not self._enabled:
-            names = ["__base__"] * batch
-        else:
-            mask = self._sample_mask
-            names = [self.name if bool(m) else "__base__" for m in mask.tolist()]
-        return args, {**kwargs, "adapter_names": names}
+        return args, {**kwargs, "adapter_names": self.names(args[0].shape[0])}
+
+
+def _router(transformer: nn.Module) -> _LoraRouter:
+    router = transformer.__dict__.get("_styledrop_lora_router")
+    if router is None:
+        router = transformer.__dict__["_styledrop_lora_router"] = _LoraRouter(transformer)
+    return router
