@@ -120,7 +120,10 @@ def route_rows(transformer: torch.nn.Module, owners: list[Adapter | None]) -> It
     with contextlib.ExitStack() as stack:
         for adapter in attached_adapters(transformer):
             mask = torch.tensor([owner is adapter for owner in owners])
-            stack.enter_context(adapter.per_sample(mask))
+            if not mask.any():
+                stack.enter_context(adapter.disabled())  # owns no row: skip its work entirely
+            elif not mask.all():
+                stack.enter_context(adapter.per_sample(mask))
         yield
 
 
