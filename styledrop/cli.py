@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 from .errors import StyleDropError
 
@@ -16,6 +17,24 @@ EXIT_USER_ERROR = 1
 
 def _slug(text: str, limit: int = 40) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit] or "image"
+
+
+@contextlib.contextmanager
+def training_bar(total: int, desc: str) -> Iterator[Callable]:
+    """A tqdm bar fed by the trainer's progress callback (step, loss, seconds per step; tqdm adds the ETA)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="step")
+
+    def on_progress(p) -> None:
+        bar.n = p.step
+        bar.set_postfix(loss=f"{p.loss:.4f}", s_per_step=f"{p.seconds_per_step:.3f}")
+        bar.refresh()
+
+    try:
+        yield on_progress
+    finally:
+        bar.close()
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -176,7 +195,6 @@ def _model_default(value: str | None) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
 
     from .adapters import AdapterConfig
     from .images import load_image
@@ -201,17 +219,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .models import default_device
 
     components = load_components(_model_default(args.model), args.device or default_device())
-    bar = tqdm(total=args.steps, desc="training", unit="step")
-
-    def on_progress(p) -> None:
-        bar.n = p.step
-        bar.set_postfix(loss=f"{p.loss:.4f}", s_per_step=f"{p.seconds_per_step:.3f}")
-        bar.refresh()
-
-    style = train_style(images, args.content, args.descriptor, args.out, components=components,
-                        adapter_config=AdapterConfig(**config.to_dict()), train_config=train_config,
-                        on_progress=on_progress, resume=not args.restart)
-    bar.close()
+    with training_bar(args.steps, "training") as on_progress:
+        style = train_style(images, args.content, args.descriptor, args.out, components=components,
+                            adapter_config=AdapterConfig(**config.to_dict()), train_config=train_config,
+                            on_progress=on_progress, resume=not args.restart)
     if style.result.resumed_from:
         print(f"resumed from the checkpoint at step {style.result.resumed_from}")
     share = 100 * style.adapter.num_parameters() / components.num_parameters()
@@ -256,7 +267,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_train_content(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
 
     from .adapters import AdapterConfig
     from .composition import default_content_adapter, subject_phrase, train_content
@@ -274,16 +284,10 @@ def cmd_train_content(args: argparse.Namespace) -> int:
     train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed)
     train_config.validate()
     components = load_components(_model_default(args.model), args.device or default_device())
-    bar = tqdm(total=args.steps, desc="content adapter", unit="step")
-
-    def on_progress(p) -> None:
-        bar.n = p.step
-        bar.set_postfix(loss=f"{p.loss:.4f}")
-        bar.refresh()
-
-    trained = train_content(images, args.identifier, args.class_noun, args.out, components, config, train_config,
-                            args.prior_preservation, args.num_class_images, args.prior_loss_weight, on_progress)
-    bar.close()
+    with training_bar(args.steps, "content adapter") as on_progress:
+        trained = train_content(images, args.identifier, args.class_noun, args.out, components, config,
+                                train_config, args.prior_preservation, args.num_class_images, args.prior_loss_weight,
+                                on_progress)
     print(f"content adapter for '{trained.meta.content}' ({trained.adapter.num_parameters():,} parameters) "
           f"written to {trained.folder}")
     return 0
@@ -371,7 +375,6 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_train_round(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
 
     from .adapters import AdapterConfig
     from .models import default_device, load_components
@@ -381,16 +384,10 @@ def cmd_train_round(args: argparse.Namespace) -> int:
     number = latest_round(args.style)
     components = load_components(round_meta(args.style, number).base_model, args.device or default_device())
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed)
-    bar = tqdm(total=args.steps, desc=f"round {number + 1}", unit="step")
-
-    def on_progress(p) -> None:
-        bar.n = p.step
-        bar.set_postfix(loss=f"{p.loss:.4f}")
-        bar.refresh()
-
-    trained = train_next_round(args.style, components, AdapterConfig(kind="styledrop", rank=args.rank, shared=args.shared),
-                               config, init=args.init, on_progress=on_progress)
-    bar.close()
+    with training_bar(args.steps, f"round {number + 1}") as on_progress:
+        trained = train_next_round(args.style, components,
+                                   AdapterConfig(kind="styledrop", rank=args.rank, shared=args.shared), config,
+                                   init=args.init, on_progress=on_progress)
     print(f"round {number + 1}: trained on {len(trained.meta.prompts)} images, "
           f"{trained.adapter.num_parameters():,} adapter parameters; {args.style} now uses it")
     return 0

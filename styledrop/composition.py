@@ -31,8 +31,16 @@ from .conditioning import encode_prompts, micro_conds
 from .errors import StyleDropError
 from .models import Components
 from .prompts import clean_text, style_prompt
-from .sampling import (GuidedModel, SampleConfig, Samples, StepCallback, Term, decode_tokens, make_generator,
-                       sample_tokens)
+from .sampling import (
+    GuidedModel,
+    SampleConfig,
+    Samples,
+    StepCallback,
+    Term,
+    decode_tokens,
+    make_generator,
+    sample_tokens,
+)
 from .styles import LoadedStyle, TrainedStyle, train_adapter_folder
 from .training import Example, ProgressFn, TrainConfig
 

@@ -139,6 +139,8 @@ def _load_pretrained(source: str) -> Components:
 
 def load_components(source: str = DEFAULT_MODEL, device: str | torch.device | None = None) -> Components:
     """Load a base model from a preset name, a local diffusers folder or a hub id."""
+    # CPU arithmetic on denormal floats is 10-20x slower; tiny adapters and random weights produce many.
+    torch.set_flush_denormal(True)
     source = (source or DEFAULT_MODEL).strip()
     if source in PRESETS:
         components = build_preset(PRESETS[source])

@@ -21,8 +21,14 @@ from typing import Callable
 
 from PIL import Image
 
-from .adapter_files import (ADAPTER_FILE, DIFFUSERS_LORA_DIR, MANIFEST_FILE, REFERENCE_FILE, AdapterMeta,
-                            read_adapter_file)
+from .adapter_files import (
+    ADAPTER_FILE,
+    DIFFUSERS_LORA_DIR,
+    MANIFEST_FILE,
+    REFERENCE_FILE,
+    AdapterMeta,
+    read_adapter_file,
+)
 from .adapters import AdapterConfig
 from .candidates import Candidate, load_candidates
 from .errors import StyleDropError

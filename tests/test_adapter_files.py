@@ -5,8 +5,16 @@ import pytest
 import torch
 from diffusers import AmusedPipeline, AmusedScheduler, UVit2DModel
 
-from styledrop.adapter_files import (ADAPTER_FILE, MANIFEST_FILE, describe, export_diffusers_lora, load_adapter,
-                                     read_adapter_file, save_adapter_file, save_style)
+from styledrop.adapter_files import (
+    ADAPTER_FILE,
+    MANIFEST_FILE,
+    describe,
+    export_diffusers_lora,
+    load_adapter,
+    read_adapter_file,
+    save_adapter_file,
+    save_style,
+)
 from styledrop.adapters import AdapterConfig, create_adapter
 from styledrop.errors import StyleDropError
 from styledrop.models import build_preset, load_components

@@ -14,7 +14,7 @@ from styledrop.models import build_preset
 from styledrop.presets import PRESETS, Preset
 from styledrop.sampling import GuidedModel, SampleConfig, Term, generate
 from styledrop.styles import LoadedStyle
-from styledrop.training import TrainConfig, encode_examples, Example
+from styledrop.training import Example, TrainConfig, encode_examples
 
 PROMPT = "a [V] dog on a beach"
 CONFIG = SampleConfig(seed=3, num_images=2, steps=6, guidance=4.0, adapter_guidance=1.0)

@@ -4,7 +4,6 @@ import csv
 import json
 
 import pytest
-import torch
 from PIL import Image
 
 from styledrop.candidates import CONTENT_PROMPTS, Candidate, default_prompts, score_candidates
@@ -12,8 +11,14 @@ from styledrop.cli import main
 from styledrop.clip_scores import load_scorer
 from styledrop.errors import StyleDropError
 from styledrop.rounds import next_round_training_set, round_dir
-from styledrop.selection import (ClipRule, SelectionError, aggregate_ratings, clip_assisted, select_by_clip,
-                                 select_by_ratings)
+from styledrop.selection import (
+    ClipRule,
+    SelectionError,
+    aggregate_ratings,
+    clip_assisted,
+    select_by_clip,
+    select_by_ratings,
+)
 
 
 @pytest.fixture(scope="module")
