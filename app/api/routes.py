@@ -228,7 +228,7 @@ def rate(candidate_id: int, body: RatingIn, session: SessionDep, user: UserDep) 
 
 
 @router.put("/candidates/{candidate_id}/selected", response_model=CandidateOut, tags=["candidates"])
-def select(candidate_id: int, body: SelectedIn, session: SessionDep, user: UserDep) -> CandidateOut:
+def set_selected(candidate_id: int, body: SelectedIn, session: SessionDep, user: UserDep) -> CandidateOut:
     """Choose (or un-choose) a candidate for the next round's training set (human feedback)."""
     candidate = get_candidate(session, candidate_id)
     if body.selected and candidate.selection is None:
