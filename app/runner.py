@@ -36,13 +36,65 @@ def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:
         process.wait(5)
 
 
+class WorkerSupervisor:
+    """Runs the embedded worker and restarts it if it dies (killed for memory, a crash). As the only worker,
+    its death means the rounds it ran are lost: they are marked failed at once, with a retry action,
+    instead of staying "running" until their heartbeat goes stale."""
+
+    def __init__(self, sessions, exclusive: bool, restart_limit: int = 5):  # noqa: ANN001
+        import threading
+
+        self.sessions, self.exclusive, self.restart_limit, self.restarts = sessions, exclusive, restart_limit, 0
+        self.process = subprocess.Popen(worker_command(), env=dict(os.environ), start_new_session=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(1.0):
+            code = self.process.poll()
+            if code is None or self._stop.is_set():
+                continue
+            message = (f"The worker process died (exit code {code}; killed for memory?) while this ran; "
+                       "retry resumes from the last checkpoint.")
+            failed = fail_running_rounds(self.sessions, message) if self.exclusive else []
+            if self.restarts >= self.restart_limit:
+                print(f"StyleDrop Studio: the worker died (exit code {code}) {self.restarts + 1} times; not "
+                      "restarting it again.", file=sys.stderr, flush=True)
+                return
+            self.restarts += 1
+            print(f"StyleDrop Studio: the worker died (exit code {code}); rounds {failed} marked failed; "
+                  "restarting it.", file=sys.stderr, flush=True)
+            self.process = subprocess.Popen(worker_command(), env=dict(os.environ), start_new_session=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        stop_process(self.process)
+
+
+def fail_running_rounds(sessions, error: str) -> list[int]:  # noqa: ANN001
+    from sqlalchemy import select, update
+
+    from .models import Generation, Round, RoundStatus, utcnow
+
+    with sessions() as session:
+        ids = list(session.scalars(select(Round.id).where(Round.status == RoundStatus.running.value)))
+        session.execute(update(Round).where(Round.id.in_(ids)).values(
+            status=RoundStatus.failed.value, phase=None, finished_at=utcnow(), error=error))
+        session.execute(update(Generation).where(Generation.status == RoundStatus.running.value).values(
+            status=RoundStatus.failed.value, finished_at=utcnow(), error=error))
+        session.commit()
+    return ids
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) -> int:
     import uvicorn
     from sqlalchemy import select, update
 
     from .db import session_factory
     from .migrate import upgrade
-    from .models import Generation, Round, RoundStatus, utcnow
+    from .models import Generation, Round, RoundStatus
     from .settings import Settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -62,11 +114,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
         os.environ["REDIS_URL"] = redis.url
         settings = Settings()
         # This process's worker is the only one: a round still "running" lost its worker when we last stopped.
-        with sessions() as session:
-            session.execute(update(Round).where(Round.status == RoundStatus.running.value).values(
-                status=RoundStatus.failed.value, phase=None, finished_at=utcnow(),
-                error="The server stopped while this round ran; retry resumes from the last checkpoint."))
-            session.commit()
+        fail_running_rounds(sessions, "The server stopped while this round ran; retry resumes from the last "
+                                      "checkpoint.")
 
     stopping = {"signal": None}
 
@@ -74,7 +123,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
         stopping["signal"] = signum
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    worker = subprocess.Popen(worker_command(), env=dict(os.environ), start_new_session=True)
+    # With an outside Redis other workers may share the queue: then the reaper, not us, fails their rounds.
+    worker = WorkerSupervisor(sessions, exclusive=embedded)
     try:
         from .jobs import CeleryDispatcher
         from .main import create_app
@@ -101,7 +151,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
                 session.commit()
         except Exception:  # noqa: BLE001
             log.exception("could not flag running rounds")
-        stop_process(worker)
+        worker.stop()
         if redis is not None:
             redis.stop()
         for sig, handler in previous.items():

@@ -60,6 +60,30 @@ def test_serve_starts_answers_and_stops_on_sigint(tmp_path):
             assert time.monotonic() < deadline, (body, log_path.read_text()[-3000:])
             time.sleep(0.3)
         assert body["status"] == "succeeded", body
+
+        # the worker is killed (as by the OOM killer) mid-training: the round fails at once, the worker restarts
+        other = httpx.post(f"{base}/styles", files={"image": ("r.png", png_bytes(), "image/png")},
+                           data={"content": "a house", "descriptor": "oil painting"}).json()
+        long = httpx.post(f"{base}/styles/{other['id']}/rounds", json={"steps": 5000, "prompts": ["a cat"]}).json()
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{base}/rounds/{long['id']}").json()["step"] < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        worker = next(c for c in psutil.Process(process.pid).children() if "celery" in " ".join(c.cmdline()))
+        worker.kill()
+        deadline = time.monotonic() + 30
+        while (body := httpx.get(f"{base}/rounds/{long['id']}").json())["status"] == "running":
+            assert time.monotonic() < deadline, body
+            time.sleep(0.2)
+        assert body["status"] == "failed" and "worker process died" in body["error"] and body["actions"] == ["retry"]
+        assert httpx.post(f"{base}/rounds/{long['id']}/retry").status_code == 202
+        deadline = time.monotonic() + 90
+        while (body := httpx.get(f"{base}/rounds/{long['id']}").json())["status"] != "running":
+            assert time.monotonic() < deadline, (body, log_path.read_text()[-3000:])
+            time.sleep(0.2)
+        assert body["attempts"] == 2  # the restarted worker took it
+        assert httpx.post(f"{base}/rounds/{long['id']}/cancel").status_code == 202
+        children = psutil.Process(process.pid).children(recursive=True)
     finally:
         process.send_signal(signal.SIGINT)
         try:
