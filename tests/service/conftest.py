@@ -115,9 +115,18 @@ def live(tmp_path_factory, redis_url):
     from app.migrate import upgrade
 
     data = tmp_path_factory.mktemp("live") / "data"
-    settings = make_settings(data, redis_url=redis_url)
+    # STYLEDROP_TEST_POSTGRES_URL runs these tests on PostgreSQL (emptied first) instead of SQLite.
+    postgres = os.environ.get("STYLEDROP_TEST_POSTGRES_URL")
+    settings = make_settings(data, redis_url=redis_url, database_url=postgres)
+    if postgres:
+        from app.migrate import downgrade
+
+        downgrade(settings, "base")
     upgrade(settings)
     env = dict(os.environ, **FAST, STYLEDROP_DATA=str(data), REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
+    env.pop("DATABASE_URL", None)
+    if postgres:
+        env["DATABASE_URL"] = postgres
     log_path = data.parent / "worker.log"
     log = open(log_path, "w")
     worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q",

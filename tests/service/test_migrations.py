@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
@@ -29,3 +32,33 @@ def test_upgrade_from_empty_and_downgrade_back(tmp_path):
     upgrade(settings)  # and up again
     assert TABLES <= set(inspect(engine).get_table_names())
     engine.dispose()
+
+
+POSTGRES_URL = os.environ.get("STYLEDROP_TEST_POSTGRES_URL")
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="set STYLEDROP_TEST_POSTGRES_URL to test against PostgreSQL")
+def test_postgresql_migrations_and_api(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    from .conftest import StubDispatcher, png_bytes
+
+    settings = make_settings(tmp_path / "data", database_url=POSTGRES_URL)
+    downgrade(settings, "base")
+    upgrade(settings)
+    engine = create_engine(settings.sqlalchemy_url)
+    assert TABLES <= set(inspect(engine).get_table_names())
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    client = TestClient(create_app(settings, StubDispatcher()))
+    style = client.post("/api/v1/styles", files={"image": ("r.png", png_bytes(), "image/png")},
+                        data={"content": "a house", "descriptor": "sticker", "steps": "7"}).json()
+    rnd = client.post(f"/api/v1/styles/{style['id']}/rounds", json={"prompts": ["a cat"]}).json()
+    assert rnd["parameters"]["train"]["steps"] == 7 and rnd["created_at"].endswith(("Z", "+00:00"))
+    assert client.post(f"/api/v1/rounds/{rnd['id']}/cancel").json()["status"] == "cancelled"
+    assert client.delete(f"/api/v1/styles/{style['id']}").status_code == 204
+    engine.dispose()
+    downgrade(settings, "base")
+    assert set(inspect(create_engine(settings.sqlalchemy_url)).get_table_names()) - {"alembic_version"} == set()
