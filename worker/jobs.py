@@ -86,9 +86,15 @@ def stop_checker(settings: Settings, round_id: int) -> Callable[[], bool]:
 
 def progress_writer(settings: Settings, round_id: int) -> Callable[[Any], None]:
     """The engine's on_progress: step, loss and ETA to the round's row, about once a second."""
-    state = {"at": 0.0}
+    state = {"at": 0.0, "first": True}
 
     def on_progress(p: Any) -> None:
+        if state["first"]:  # the first step of this attempt tells where training (re)started
+            state["first"] = False
+            with session_factory(settings)() as session:
+                rnd = session.get(Round, round_id)
+                rnd.metrics = dict(rnd.metrics or {}, started_at_step=int(p.step) - 1)
+                session.commit()
         now = time.monotonic()
         if now - state["at"] < settings.progress_interval_seconds and p.step < p.total:
             return

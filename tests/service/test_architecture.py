@@ -19,7 +19,7 @@ def test_app_never_imports_torch():
     result = _run(
         "import sys\n"
         "import app.main, app.api.routes, app.runner, app.services, app.selection, app.jobs, app.admin\n"
-        "import worker.celery_app, worker.scoring\n"
+        "import worker.celery_app, worker.scoring, worker.tasks, worker.jobs  # the engine only inside tasks\n"
         "from app.main import create_app\n"
         "from app.settings import Settings\n"
         "create_app(Settings(data_dir='/tmp/styledrop-arch-test'))\n"

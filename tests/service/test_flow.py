@@ -113,6 +113,7 @@ def test_cancel_running_round_then_retry_resumes(live):
     while (body := live.get(round_url).json())["attempts"] < 2 or body["step"] <= stopped_at:
         assert time.monotonic() < deadline, body
         time.sleep(0.1)
+    assert body["metrics"]["started_at_step"] == stopped_at  # resumed from the checkpoint, not from step 0
     live.post(f"{round_url}/cancel")
     again = wait_for(live, round_url, timeout=30)
     assert again["status"] == "cancelled" and again["attempts"] == 2
