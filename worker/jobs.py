@@ -281,8 +281,16 @@ def _score(settings: Settings, round_id: int, params: dict, made: list[tuple[int
     _update_round(settings, round_id, phase="scoring")
     reference = load_image(storage.resolve(settings.storage_root, params["training_set"][0]["image"]))
     name = params.get("candidates", {}).get("clip_model") or settings.clip_model
-    text, style = scoring.score_candidates(reference, [m[1] for m in made], [m[2] for m in made], name=name,
-                                           device=engine_cache.device())
+    try:
+        text, style = scoring.score_candidates(reference, [m[1] for m in made], [m[2] for m in made], name=name,
+                                               device=engine_cache.device())
+    except Exception as exc:  # noqa: BLE001 - the candidates still serve human feedback: keep them, say why
+        log.error("round %s: CLIP scoring failed:\n%s", round_id, traceback.format_exc())
+        with session_factory(settings)() as session:
+            rnd = session.get(Round, round_id)
+            rnd.metrics = dict(rnd.metrics or {}, scoring_error=f"CLIP scoring failed: {_describe(exc)}")
+            session.commit()
+        return
     if text is None:
         return
     with session_factory(settings)() as session:
