@@ -51,6 +51,13 @@ def reap_stale(session: Session, settings: Settings, round_id: int | None = None
                 .execution_options(synchronize_session=False))
             if result.rowcount:
                 reaped.append(rnd.id)
+    # Generations carry no heartbeat: one running longer than the task time limit lost its worker.
+    session.execute(update(Generation).where(
+        Generation.status == RoundStatus.running.value,
+        Generation.created_at < utcnow() - timedelta(seconds=settings.task_time_limit))
+        .values(status=RoundStatus.failed.value, finished_at=utcnow(),
+                error="The worker stopped before this generation finished; ask again.")
+        .execution_options(synchronize_session=False))
     session.commit()
     for rid in reaped:
         rnd = session.get(Round, rid)

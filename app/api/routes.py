@@ -281,6 +281,12 @@ def create_generation(style_id: int, body: GenerationCreate, session: SessionDep
     return generation_out(generation)
 
 
+@router.get("/styles/{style_id}/generations", response_model=list[GenerationOut], tags=["generations"])
+def list_generations(style_id: int, session: SessionDep, user: UserDep) -> list[GenerationOut]:
+    style = get_style(session, style_id)
+    return [generation_out(g) for g in sorted(style.generations, key=lambda g: g.id)]
+
+
 @router.get("/generations/{generation_id}", response_model=GenerationOut, tags=["generations"])
 def read_generation(generation_id: int, session: SessionDep, user: UserDep) -> GenerationOut:
     return generation_out(get_generation(session, generation_id))

@@ -64,6 +64,7 @@ def test_human_feedback_loop(live):
     done = wait_for(live, f"{API}/generations/{job.json()['id']}")
     assert done["status"] == "succeeded" and done["round_id"] == second["id"] and len(done["images"]) == 4
     assert decode_png(live.get(done["images"][3]).content).size[0] > 0
+    assert [g["id"] for g in live.get(f"{API}/styles/{style['id']}/generations").json()] == [done["id"]]
 
     adapter = live.get(f"{API}/styles/{style['id']}/adapter")
     assert adapter.status_code == 200
