@@ -69,9 +69,10 @@ def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
     except UploadError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError):
-        raise UploadError(415, "The upload is not an image that can be read; upload a PNG, JPEG or WebP image.")
+        raise UploadError(415, "The upload is not an image that can be read; "
+                               "upload a PNG, JPEG or WebP image.") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise UploadError(400, f"The image is damaged or truncated: {exc}")
+        raise UploadError(400, f"The image is damaged or truncated: {exc}") from exc
     if min(image.size) < 8:
         raise UploadError(400, f"The image is only {image.size[0]}x{image.size[1]} pixels; upload a real picture.")
     return image

@@ -294,7 +294,7 @@ def _score(settings: Settings, round_id: int, params: dict, made: list[tuple[int
     if text is None:
         return
     with session_factory(settings)() as session:
-        for (candidate_id, _, _), t, s in zip(made, text, style):
+        for (candidate_id, _, _), t, s in zip(made, text, style, strict=True):
             session.execute(update(Candidate).where(Candidate.id == candidate_id)
                             .values(clip_text_score=t, clip_style_score=s))
         session.commit()
