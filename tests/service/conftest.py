@@ -98,7 +98,7 @@ def stub_app(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory):
+def redis_url(tmp_path_factory):  # one Redis server for the session
     from app.embedded_redis import EmbeddedRedis
 
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
@@ -106,7 +106,7 @@ def redis_url(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def live(tmp_path_factory, redis_url):
     """A migrated database, a Celery worker subprocess (both queues, solo pool) and an API client."""
     from fastapi.testclient import TestClient
