@@ -177,11 +177,26 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_eval)
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run StyleDrop Studio (API, worker, database, queue) on this machine",
+                       description="Start the web API, one worker, SQLite and an embedded Redis; Ctrl-C stops.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--data", default=None, help="data folder (default $STYLEDROP_DATA or ./data)")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from app.runner import serve  # the web app lives outside the engine and is imported only here
+
+    return serve(args.host, args.port, args.data)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="styledrop", description="StyleDrop on aMUSEd: styles from one picture.")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_train, _add_generate, _add_info, _add_candidates, _add_select, _add_train_round, _add_eval,
-                _add_train_content):
+                _add_train_content, _add_serve):
         add(sub)
     return parser
 

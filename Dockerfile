@@ -1,0 +1,23 @@
+# StyleDrop Studio for docker-compose: target "web" (API, migrations, beat; no torch) and target "worker"
+# (Celery worker with the engine: torch, diffusers, open_clip). Build: docker compose build.
+FROM python:3.11-slim AS base
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /srv/styledrop
+COPY pyproject.toml README.md alembic.ini ./
+COPY styledrop ./styledrop
+COPY app ./app
+COPY worker ./worker
+COPY migrations ./migrations
+RUN useradd --create-home --uid 1000 styledrop && mkdir -p /data && chown styledrop /data
+
+FROM base AS web
+RUN pip install -e .
+USER styledrop
+EXPOSE 8000
+CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]
+
+FROM base AS worker
+RUN pip install -e ".[engine]"
+USER styledrop
+# One process per GPU (prefork, concurrency 1): the model is loaded lazily in the child and kept there.
+CMD ["celery", "-A", "worker.celery_app", "worker", "--queues", "gpu,default", "--concurrency", "1", "--loglevel", "INFO"]

@@ -1,0 +1,302 @@
+"""The REST API, /api/v1. JSON in and out; errors are `{"detail": "message"}` with the right status."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, File, Form, Response, UploadFile
+from fastapi.responses import FileResponse
+from sqlalchemy import select
+
+from .. import storage
+from ..errors import ApiError
+from ..models import Generation, Rating, Round, RoundStatus, Selection, Style, utcnow
+from ..schemas import (AutoSelectOut, CandidateOut, GenerationCreate, GenerationOut, RatingIn, RoundCreate,
+                       RoundOut, SelectedIn, StyleOut)
+from ..services import (active_round, auto_select, cancel_round, new_round, pending_generations, reap_stale,
+                        retry_round)
+from .deps import DispatcherDep, SessionDep, SettingsDep, UserDep
+from .views import (candidate_out, generation_out, get_candidate, get_generation, get_round, get_style,
+                    latest_adapter_round, round_out, style_out)
+
+router = APIRouter(prefix="/api/v1")
+
+
+def _text(value: str, what: str) -> str:
+    value = " ".join((value or "").split())
+    if not value:
+        raise ApiError(422, f"The {what} is empty; describe it in a few words.")
+    if len(value) > 300:
+        raise ApiError(422, f"The {what} is {len(value)} characters long; keep it under 300.")
+    return value
+
+
+def _file(settings, relative: str | None, what: str, media_type: str) -> FileResponse:
+    if not relative:
+        raise ApiError(404, f"{what} does not exist yet.")
+    path = storage.resolve(settings.storage_root, relative)
+    if not path.is_file():
+        raise ApiError(404, f"{what} is missing from the storage.")
+    return FileResponse(path, media_type=media_type, filename=path.name)
+
+
+@router.get("/health", tags=["meta"])
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+# ---- styles -------------------------------------------------------------------------------------------------
+
+@router.post("/styles", response_model=StyleOut, status_code=201, tags=["styles"])
+def create_style(session: SessionDep, settings: SettingsDep, user: UserDep,
+                 image: UploadFile = File(..., description="the style reference (PNG, JPEG or WebP)"),
+                 content: str = Form(..., description='what the reference shows, e.g. "a house"'),
+                 descriptor: str = Form(..., description='the style in words, e.g. "watercolor painting"'),
+                 base_model: str | None = Form(None, description="hub id, local folder or preset"),
+                 adapter: Literal["styledrop", "lora"] = Form("styledrop"),
+                 steps: int | None = Form(None, ge=1, description="training steps per round"),
+                 seed: int | None = Form(None, ge=0)) -> StyleOut:
+    """Upload a reference image and describe it. Training starts with POST /styles/{id}/rounds."""
+    content, descriptor = _text(content, "content"), _text(descriptor, "style descriptor")
+    if steps is not None and steps > settings.max_train_steps:
+        raise ApiError(422, f"{steps} training steps is more than the {settings.max_train_steps} allowed.")
+    data = image.file.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise ApiError(413, f"The image is larger than {settings.max_upload_bytes // (1024 * 1024)} MB.")
+    try:
+        picture = storage.decode_upload(data, settings.max_image_pixels)
+    except storage.UploadError as exc:
+        raise ApiError(exc.status, exc.detail) from exc
+    style_settings = {k: v for k, v in {"steps": steps, "seed": seed}.items() if v is not None}
+    style = Style(user_id=user.id, content=content, descriptor=descriptor,
+                  base_model=(base_model or "").strip() or settings.model, adapter_kind=adapter,
+                  settings=style_settings)
+    session.add(style)
+    session.flush()
+    style.reference_path = storage.reference_path(style.id)
+    storage.save_png(settings.storage_root, style.reference_path, picture)
+    session.commit()
+    session.refresh(style)
+    return style_out(style)
+
+
+@router.get("/styles", response_model=list[StyleOut], tags=["styles"])
+def list_styles(session: SessionDep, user: UserDep) -> list[StyleOut]:
+    return [style_out(s) for s in session.scalars(select(Style).order_by(Style.id))]
+
+
+@router.get("/styles/{style_id}", response_model=StyleOut, tags=["styles"])
+def read_style(style_id: int, session: SessionDep, user: UserDep) -> StyleOut:
+    return style_out(get_style(session, style_id))
+
+
+@router.delete("/styles/{style_id}", status_code=204, tags=["styles"])
+def delete_style(style_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> Response:
+    style = get_style(session, style_id)
+    if (running := active_round(session, style.id)) is not None:
+        raise ApiError(409, f"Round {running.number} of style {style.id} is {running.status}; cancel it first.")
+    session.delete(style)
+    session.commit()
+    storage.remove_tree(settings.storage_root, storage.style_dir(style_id))
+    return Response(status_code=204)
+
+
+@router.get("/styles/{style_id}/reference", response_class=FileResponse, tags=["styles"])
+def style_reference(style_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> FileResponse:
+    style = get_style(session, style_id)
+    return _file(settings, style.reference_path, f"The reference of style {style_id}", "image/png")
+
+
+@router.get("/styles/{style_id}/adapter", response_class=FileResponse, tags=["styles"])
+def style_adapter(style_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> FileResponse:
+    """The latest finished round's adapter.safetensors (loads with `styledrop generate`)."""
+    style = get_style(session, style_id)
+    rnd = latest_adapter_round(style)
+    if rnd is None:
+        raise ApiError(404, f"Style {style_id} has no finished round yet, so no adapter to download.")
+    return _file(settings, rnd.adapter_path, f"The adapter of round {rnd.id}", "application/octet-stream")
+
+
+# ---- rounds -------------------------------------------------------------------------------------------------
+
+@router.post("/styles/{style_id}/rounds", response_model=RoundOut, status_code=201, tags=["rounds"])
+def start_round(style_id: int, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep,
+                user: UserDep, body: RoundCreate | None = None) -> RoundOut:
+    """Start round 1, or the next round from the selection of the latest finished round
+    (`feedback: "clip"` lets CLIP select first). 409 while another round of the style is queued or running."""
+    style = get_style(session, style_id)
+    body = body or RoundCreate()
+    if body.steps is not None and body.steps > settings.max_train_steps:
+        raise ApiError(422, f"{body.steps} training steps is more than the {settings.max_train_steps} allowed.")
+    reap_stale(session, settings)
+    rnd = new_round(session, style, body.model_dump(), settings)
+    _dispatch_round(session, dispatcher, rnd)
+    return round_out(rnd)
+
+
+def _dispatch_round(session, dispatcher, rnd: Round) -> None:
+    try:
+        rnd.celery_task_id = dispatcher.train_round(rnd.id)
+    except Exception as exc:  # broker down: say so instead of leaving a round queued forever
+        rnd.status, rnd.error, rnd.finished_at = RoundStatus.failed.value, f"Could not queue the job: {exc}", utcnow()
+        session.commit()
+        raise ApiError(503, f"The job queue is not reachable ({exc}); is Redis running?") from exc
+    session.commit()
+    session.refresh(rnd)
+
+
+@router.get("/styles/{style_id}/rounds", response_model=list[RoundOut], tags=["rounds"])
+def list_rounds(style_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> list[RoundOut]:
+    style = get_style(session, style_id)
+    reap_stale(session, settings)
+    return [round_out(r) for r in style.rounds]
+
+
+@router.get("/rounds/{round_id}", response_model=RoundOut, tags=["rounds"])
+def read_round(round_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> RoundOut:
+    """Status, step, total steps, loss, ETA, error. A running round whose worker stopped sending heartbeats
+    is marked failed here (with a retry action)."""
+    rnd = get_round(session, round_id)
+    if rnd.status == RoundStatus.running.value:
+        reap_stale(session, settings, round_id=rnd.id)
+        session.refresh(rnd)
+    return round_out(rnd)
+
+
+@router.post("/rounds/{round_id}/cancel", response_model=RoundOut, status_code=202, tags=["rounds"])
+def cancel(round_id: int, session: SessionDep, user: UserDep) -> RoundOut:
+    """A queued round is cancelled at once; a running one stops within seconds (its checkpoint is kept,
+    so retry resumes)."""
+    return round_out(cancel_round(session, get_round(session, round_id)))
+
+
+@router.post("/rounds/{round_id}/retry", response_model=RoundOut, status_code=202, tags=["rounds"])
+def retry(round_id: int, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep,
+          user: UserDep) -> RoundOut:
+    """Queue a failed or cancelled round again; training resumes from its last checkpoint."""
+    rnd = retry_round(session, get_round(session, round_id), settings)
+    _dispatch_round(session, dispatcher, rnd)
+    return round_out(rnd)
+
+
+@router.get("/rounds/{round_id}/adapter", response_class=FileResponse, tags=["rounds"])
+def round_adapter(round_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> FileResponse:
+    rnd = get_round(session, round_id)
+    if rnd.status != RoundStatus.succeeded.value:
+        raise ApiError(404, f"Round {round_id} is {rnd.status}; its adapter exists once it has succeeded.")
+    return _file(settings, rnd.adapter_path, f"The adapter of round {round_id}", "application/octet-stream")
+
+
+@router.get("/rounds/{round_id}/candidates", response_model=list[CandidateOut], tags=["candidates"])
+def list_candidates(round_id: int, session: SessionDep, user: UserDep) -> list[CandidateOut]:
+    return [candidate_out(c, user) for c in get_round(session, round_id).candidates]
+
+
+@router.post("/rounds/{round_id}/auto-select", response_model=AutoSelectOut, tags=["candidates"])
+def auto_select_round(round_id: int, session: SessionDep, user: UserDep) -> AutoSelectOut:
+    """CLIP feedback: replace the round's selection with the best candidate per prompt by CLIP score."""
+    rnd = get_round(session, round_id)
+    chosen, method = auto_select(session, rnd)
+    return AutoSelectOut(round_id=rnd.id, method=method, selected=[candidate_out(c, user) for c in chosen])
+
+
+# ---- candidates ---------------------------------------------------------------------------------------------
+
+@router.get("/candidates/{candidate_id}", response_model=CandidateOut, tags=["candidates"])
+def read_candidate(candidate_id: int, session: SessionDep, user: UserDep) -> CandidateOut:
+    return candidate_out(get_candidate(session, candidate_id), user)
+
+
+@router.get("/candidates/{candidate_id}/image", response_class=FileResponse, tags=["candidates"])
+def candidate_image(candidate_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> FileResponse:
+    candidate = get_candidate(session, candidate_id)
+    return _file(settings, candidate.image_path, f"The image of candidate {candidate_id}", "image/png")
+
+
+@router.put("/candidates/{candidate_id}/rating", response_model=CandidateOut, tags=["candidates"])
+def rate(candidate_id: int, body: RatingIn, session: SessionDep, user: UserDep) -> CandidateOut:
+    """Your rating of a candidate: -1/+1 (thumbs) or 1..5 (stars); a second PUT replaces it."""
+    candidate = get_candidate(session, candidate_id)
+    rating = session.scalar(select(Rating).where(Rating.candidate_id == candidate.id, Rating.user_id == user.id))
+    if rating is None:
+        session.add(Rating(candidate_id=candidate.id, user_id=user.id, value=body.value))
+    else:
+        rating.value = body.value
+    session.commit()
+    session.refresh(candidate)
+    return candidate_out(candidate, user)
+
+
+@router.put("/candidates/{candidate_id}/selected", response_model=CandidateOut, tags=["candidates"])
+def set_selected(candidate_id: int, body: SelectedIn, session: SessionDep, user: UserDep) -> CandidateOut:
+    """Choose (or un-choose) a candidate for the next round's training set (human feedback)."""
+    candidate = get_candidate(session, candidate_id)
+    if body.selected and candidate.selection is None:
+        session.add(Selection(candidate_id=candidate.id, round_id=candidate.round_id, by="human", user_id=user.id))
+    elif body.selected and candidate.selection is not None:
+        candidate.selection.by, candidate.selection.user_id = "human", user.id
+    elif not body.selected and candidate.selection is not None:
+        session.delete(candidate.selection)
+    session.commit()
+    session.refresh(candidate)
+    return candidate_out(candidate, user)
+
+
+# ---- generations --------------------------------------------------------------------------------------------
+
+@router.post("/styles/{style_id}/generations", response_model=GenerationOut, status_code=202, tags=["generations"])
+def create_generation(style_id: int, body: GenerationCreate, session: SessionDep, settings: SettingsDep,
+                      dispatcher: DispatcherDep, user: UserDep) -> GenerationOut:
+    """Generate `num_images` images per prompt with the style (its latest finished round by default)."""
+    style = get_style(session, style_id)
+    if len(body.prompts) * body.num_images > settings.max_generation_images:
+        raise ApiError(422, f"{len(body.prompts)} prompts x {body.num_images} images is more than the "
+                            f"{settings.max_generation_images} images one request may ask for.")
+    if body.round_id is not None:
+        rnd = get_round(session, body.round_id)
+        if rnd.style_id != style.id:
+            raise ApiError(404, f"Round {rnd.id} does not belong to style {style.id}.")
+        if rnd.status != RoundStatus.succeeded.value:
+            raise ApiError(409, f"Round {rnd.id} is {rnd.status}; generate with a finished round.")
+    else:
+        rnd = latest_adapter_round(style)
+        if rnd is None:
+            raise ApiError(409, f"Style {style_id} has no finished round yet; train one first "
+                                f"(POST /api/v1/styles/{style_id}/rounds).")
+    if pending_generations(session, user) >= settings.max_pending_generations:
+        raise ApiError(429, f"You have {settings.max_pending_generations} generation jobs waiting; "
+                            "try again when one has finished.")
+    generation = Generation(style_id=style.id, round_id=rnd.id, user_id=user.id,
+                            request=body.model_dump() | {"round_id": rnd.id}, status=RoundStatus.queued.value)
+    session.add(generation)
+    session.commit()
+    try:
+        generation.celery_task_id = dispatcher.generate(generation.id)
+    except Exception as exc:
+        generation.status, generation.error = RoundStatus.failed.value, f"Could not queue the job: {exc}"
+        session.commit()
+        raise ApiError(503, f"The job queue is not reachable ({exc}); is Redis running?") from exc
+    session.commit()
+    session.refresh(generation)
+    return generation_out(generation)
+
+
+@router.get("/styles/{style_id}/generations", response_model=list[GenerationOut], tags=["generations"])
+def list_generations(style_id: int, session: SessionDep, user: UserDep) -> list[GenerationOut]:
+    style = get_style(session, style_id)
+    return [generation_out(g) for g in sorted(style.generations, key=lambda g: g.id)]
+
+
+@router.get("/generations/{generation_id}", response_model=GenerationOut, tags=["generations"])
+def read_generation(generation_id: int, session: SessionDep, user: UserDep) -> GenerationOut:
+    return generation_out(get_generation(session, generation_id))
+
+
+@router.get("/generations/{generation_id}/images/{index}", response_class=FileResponse, tags=["generations"])
+def generation_image(generation_id: int, index: int, session: SessionDep, settings: SettingsDep,
+                     user: UserDep) -> FileResponse:
+    generation = get_generation(session, generation_id)
+    paths = generation.image_paths or []
+    if not 0 <= index < len(paths):
+        raise ApiError(404, f"Generation {generation_id} has no image {index} (it has {len(paths)}).")
+    return _file(settings, paths[index], f"Image {index} of generation {generation_id}", "image/png")

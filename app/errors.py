@@ -1,0 +1,14 @@
+"""Errors the API answers with JSON `{"detail": "clear message"}` and the right status."""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def not_found(what: str, ident: int) -> ApiError:
+    return ApiError(404, f"{what} {ident} does not exist.")

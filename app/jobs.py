@@ -1,0 +1,31 @@
+"""Enqueueing work for the Celery worker. The app talks to the broker by task name only: it never imports
+the tasks module (which would pull the engine)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from .settings import Settings
+
+TRAIN_ROUND = "worker.tasks.train_round"
+GENERATE_IMAGES = "worker.tasks.generate_images"
+REAP = "worker.tasks.reap"
+
+
+class Dispatcher(Protocol):
+    def train_round(self, round_id: int) -> str | None: ...
+
+    def generate(self, generation_id: int) -> str | None: ...
+
+
+class CeleryDispatcher:
+    def __init__(self, settings: Settings):
+        from worker.celery_app import make_celery
+
+        self.celery = make_celery(settings)
+
+    def train_round(self, round_id: int) -> str | None:
+        return self.celery.send_task(TRAIN_ROUND, args=[round_id]).id
+
+    def generate(self, generation_id: int) -> str | None:
+        return self.celery.send_task(GENERATE_IMAGES, args=[generation_id]).id

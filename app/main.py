@@ -1,0 +1,70 @@
+"""The FastAPI application: `create_app(settings)`; `app.main:app` for `uvicorn app.main:app`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .db import session_factory
+from .errors import ApiError
+from .jobs import CeleryDispatcher, Dispatcher
+from .settings import Settings, get_settings
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "form"))
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts) or "The request is not valid."
+
+
+def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(title="StyleDrop Studio", version="0.1.0",
+                  description="Teach aMUSEd a visual style from one picture (StyleDrop), with human or CLIP "
+                              "feedback. Errors are JSON `{\"detail\": \"message\"}`.")
+    app.state.settings = settings
+    app.state.sessions = session_factory(settings)
+
+    @lru_cache(maxsize=1)
+    def _dispatcher() -> Dispatcher:
+        return dispatcher or CeleryDispatcher(settings)
+
+    app.state.dispatcher = _dispatcher
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next):  # noqa: ANN001, ANN202
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.max_upload_bytes + 1024 * 1024:
+            return JSONResponse({"detail": f"The request is larger than "
+                                           f"{settings.max_upload_bytes // (1024 * 1024)} MB."}, status_code=413)
+        return await call_next(request)
+
+    from .api.routes import router
+
+    app.include_router(router)
+    return app
+
+
+def __getattr__(name: str):  # `uvicorn app.main:app` builds the app from the environment on first use
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

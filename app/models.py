@@ -1,0 +1,172 @@
+"""Database models (SQLAlchemy 2.0, typed). Migrations: top-level migrations/ (Alembic)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class RoundStatus(str, enum.Enum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+ACTIVE = (RoundStatus.queued.value, RoundStatus.running.value)
+TERMINAL = (RoundStatus.succeeded.value, RoundStatus.failed.value, RoundStatus.cancelled.value)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex; the token itself is never stored
+    name: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class Style(Base):
+    __tablename__ = "styles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    reference_path: Mapped[str] = mapped_column(String(500), default="")  # relative to the storage root
+    content: Mapped[str] = mapped_column(String(500))
+    descriptor: Mapped[str] = mapped_column(String(500))
+    base_model: Mapped[str] = mapped_column(String(500))
+    adapter_kind: Mapped[str] = mapped_column(String(20), default="styledrop")
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    rounds: Mapped[list[Round]] = relationship(back_populates="style", cascade="all, delete-orphan",
+                                               order_by="Round.number", passive_deletes=True)
+    generations: Mapped[list[Generation]] = relationship(back_populates="style", cascade="all, delete-orphan",
+                                                         passive_deletes=True)
+
+
+class Round(Base):
+    __tablename__ = "rounds"
+    __table_args__ = (UniqueConstraint("style_id", "number", name="uq_round_style_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    style_id: Mapped[int] = mapped_column(ForeignKey("styles.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int]
+    status: Mapped[str] = mapped_column(String(20), default=RoundStatus.queued.value, index=True)
+    phase: Mapped[str | None] = mapped_column(String(20))  # training | candidates | scoring, while running
+    feedback: Mapped[str | None] = mapped_column(String(10))  # how its training set was chosen: human | clip
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    step: Mapped[int] = mapped_column(default=0)
+    total_steps: Mapped[int] = mapped_column(default=0)
+    loss: Mapped[float | None] = mapped_column(Float)
+    eta_seconds: Mapped[float | None] = mapped_column(Float)
+    adapter_path: Mapped[str | None] = mapped_column(String(500))  # relative to the storage root
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    heartbeat_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    celery_task_id: Mapped[str | None] = mapped_column(String(100))
+
+    style: Mapped[Style] = relationship(back_populates="rounds")
+    candidates: Mapped[list[Candidate]] = relationship(back_populates="round", cascade="all, delete-orphan",
+                                                       order_by="Candidate.id", passive_deletes=True)
+
+
+class Candidate(Base):
+    __tablename__ = "candidates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"), index=True)
+    content: Mapped[str] = mapped_column(String(500))  # "a chihuahua"
+    prompt: Mapped[str] = mapped_column(String(1000))  # "A chihuahua in watercolor painting style"
+    seed: Mapped[int]
+    image_path: Mapped[str] = mapped_column(String(500))
+    clip_text_score: Mapped[float | None] = mapped_column(Float)
+    clip_style_score: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    round: Mapped[Round] = relationship(back_populates="candidates")
+    ratings: Mapped[list[Rating]] = relationship(back_populates="candidate", cascade="all, delete-orphan",
+                                                 passive_deletes=True)
+    selection: Mapped[Selection | None] = relationship(back_populates="candidate", cascade="all, delete-orphan",
+                                                       passive_deletes=True)
+
+
+class Rating(Base):
+    __tablename__ = "ratings"
+    __table_args__ = (UniqueConstraint("candidate_id", "user_id", name="uq_rating_candidate_user"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    value: Mapped[int]  # -1 / +1 thumbs or 1..5 stars
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    candidate: Mapped[Candidate] = relationship(back_populates="ratings")
+    user: Mapped[User] = relationship()
+
+
+class Selection(Base):
+    """A candidate chosen to train the next round, by a person or by CLIP feedback."""
+
+    __tablename__ = "selections"
+    __table_args__ = (UniqueConstraint("candidate_id", name="uq_selection_candidate"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
+    round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"), index=True)
+    by: Mapped[str] = mapped_column(String(10))  # human | clip
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    candidate: Mapped[Candidate] = relationship(back_populates="selection")
+
+
+class Generation(Base):
+    __tablename__ = "generations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    style_id: Mapped[int] = mapped_column(ForeignKey("styles.id", ondelete="CASCADE"), index=True)
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id", ondelete="SET NULL"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    request: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default=RoundStatus.queued.value, index=True)
+    image_paths: Mapped[list[Any]] = mapped_column(default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+    celery_task_id: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    style: Mapped[Style] = relationship(back_populates="generations")

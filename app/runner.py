@@ -1,0 +1,159 @@
+"""`styledrop serve`: the whole product on one machine with one command.
+
+Runs the migrations on SQLite under the data folder (or DATABASE_URL), starts an embedded Redis (unless
+REDIS_URL is set), one Celery worker as a child process (both queues, one job at a time), and the API
+with uvicorn. Ctrl-C or SIGTERM stops all of it: running rounds are asked to stop (their checkpoint is
+kept, so retry resumes), the worker is stopped, then Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+log = logging.getLogger("styledrop.serve")
+
+
+def worker_command(loglevel: str = "INFO") -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--queues", "gpu,default",
+            "--concurrency", "1", "--pool", "solo", "--loglevel", loglevel, "--hostname", "embedded@%h",
+            "--without-gossip", "--without-mingle"]
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)  # Celery: warm shutdown (the current task is already stopping)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+class WorkerSupervisor:
+    """Runs the embedded worker and restarts it if it dies (killed for memory, a crash). As the only worker,
+    its death means the rounds it ran are lost: they are marked failed at once, with a retry action,
+    instead of staying "running" until their heartbeat goes stale."""
+
+    def __init__(self, sessions, exclusive: bool, restart_limit: int = 5):  # noqa: ANN001
+        import threading
+
+        self.sessions, self.exclusive, self.restart_limit, self.restarts = sessions, exclusive, restart_limit, 0
+        self.process = subprocess.Popen(worker_command(), env=dict(os.environ), start_new_session=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(1.0):
+            code = self.process.poll()
+            if code is None or self._stop.is_set():
+                continue
+            message = (f"The worker process died (exit code {code}; killed for memory?) while this ran; "
+                       "retry resumes from the last checkpoint.")
+            failed = fail_running_rounds(self.sessions, message) if self.exclusive else []
+            if self.restarts >= self.restart_limit:
+                print(f"StyleDrop Studio: the worker died (exit code {code}) {self.restarts + 1} times; not "
+                      "restarting it again.", file=sys.stderr, flush=True)
+                return
+            self.restarts += 1
+            print(f"StyleDrop Studio: the worker died (exit code {code}); rounds {failed} marked failed; "
+                  "restarting it.", file=sys.stderr, flush=True)
+            self.process = subprocess.Popen(worker_command(), env=dict(os.environ), start_new_session=True)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        stop_process(self.process)
+
+
+def fail_running_rounds(sessions, error: str) -> list[int]:  # noqa: ANN001
+    from sqlalchemy import select, update
+
+    from .models import Generation, Round, RoundStatus, utcnow
+
+    with sessions() as session:
+        ids = list(session.scalars(select(Round.id).where(Round.status == RoundStatus.running.value)))
+        session.execute(update(Round).where(Round.id.in_(ids)).values(
+            status=RoundStatus.failed.value, phase=None, finished_at=utcnow(), error=error))
+        session.execute(update(Generation).where(Generation.status == RoundStatus.running.value).values(
+            status=RoundStatus.failed.value, finished_at=utcnow(), error=error))
+        session.commit()
+    return ids
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) -> int:
+    import uvicorn
+    from sqlalchemy import select, update
+
+    from .db import session_factory
+    from .migrate import upgrade
+    from .models import Generation, Round, RoundStatus
+    from .settings import Settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if data:
+        os.environ["STYLEDROP_DATA"] = str(Path(data).resolve())
+    settings = Settings()
+    os.environ["STYLEDROP_DATA"] = str(Path(settings.data_dir).resolve())  # the worker child sees the same
+    upgrade(settings)
+    sessions = session_factory(settings)
+
+    redis = None
+    embedded = not settings.redis_url
+    if embedded:
+        from .embedded_redis import EmbeddedRedis
+
+        redis = EmbeddedRedis(Path(settings.data_dir) / "redis")
+        os.environ["REDIS_URL"] = redis.url
+        settings = Settings()
+        # This process's worker is the only one: a round still "running" lost its worker when we last stopped.
+        fail_running_rounds(sessions, "The server stopped while this round ran; retry resumes from the last "
+                                      "checkpoint.")
+
+    stopping = {"signal": None}
+
+    def _on_signal(signum, _frame) -> None:  # noqa: ANN001
+        stopping["signal"] = signum
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # With an outside Redis other workers may share the queue: then the reaper, not us, fails their rounds.
+    worker = WorkerSupervisor(sessions, exclusive=embedded)
+    try:
+        from .jobs import CeleryDispatcher
+        from .main import create_app
+
+        dispatcher = CeleryDispatcher(settings)
+        with sessions() as session:  # jobs queued before a restart: send again (a duplicate does nothing)
+            for round_id in session.scalars(select(Round.id).where(Round.status == RoundStatus.queued.value)):
+                dispatcher.train_round(round_id)
+            for gen_id in session.scalars(select(Generation.id).where(Generation.status == RoundStatus.queued.value)):
+                dispatcher.generate(gen_id)
+        app = create_app(settings, dispatcher)
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="off"))
+        url = f"http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port}"
+        print(f"StyleDrop Studio: {url}/api/v1  (API docs: {url}/docs; data: {settings.data_dir}; "
+              f"model: {settings.model}; Ctrl-C stops)", flush=True)
+        if stopping["signal"] is None:
+            server.run()
+    finally:
+        print("StyleDrop Studio: stopping ...", flush=True)
+        try:
+            with sessions() as session:  # ask running training to stop at the next step (it checkpoints)
+                session.execute(update(Round).where(Round.status == RoundStatus.running.value)
+                                .values(cancel_requested=True))
+                session.commit()
+        except Exception:  # noqa: BLE001
+            log.exception("could not flag running rounds")
+        worker.stop()
+        if redis is not None:
+            redis.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        print("StyleDrop Studio: stopped.", flush=True)
+    return 0

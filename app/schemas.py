@@ -1,0 +1,162 @@
+"""JSON shapes of the REST API (OpenAPI documents them)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+API = "/api/v1"
+
+# Every stored time is UTC; SQLite hands them back without a zone, so say it in the JSON.
+Utc = Annotated[datetime, AfterValidator(lambda v: v if v.tzinfo else v.replace(tzinfo=timezone.utc))]
+
+
+class RoundSummary(BaseModel):
+    id: int
+    number: int
+    status: str
+    url: str
+
+
+class StyleOut(BaseModel):
+    id: int
+    content: str
+    descriptor: str
+    base_model: str
+    adapter_kind: str
+    settings: dict[str, Any]
+    created_at: Utc
+    reference_url: str
+    rounds: list[RoundSummary]
+    adapter_url: str | None = Field(description="download of the latest finished round's adapter, if any")
+
+
+class RoundCreate(BaseModel):
+    """Settings of a new round; anything left out comes from the style and the server's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    feedback: Literal["human", "clip"] | None = Field(
+        None, description="round >= 2: train on the human selection (default) or let CLIP select")
+    steps: int | None = Field(None, ge=1, le=100_000)
+    batch_size: int | None = Field(None, ge=1, le=64)
+    learning_rate: float | None = Field(None, gt=0, lt=1)
+    seed: int | None = Field(None, ge=0)
+    checkpoint_every: int | None = Field(None, ge=1)
+    prompts: list[str] | None = Field(None, min_length=1, max_length=200,
+                                      description='contents for candidates, e.g. ["a chihuahua", "a church"]')
+    candidate_prompts: int | None = Field(None, ge=1, le=200, description="how many default prompts")
+    candidates_per_prompt: int | None = Field(None, ge=1, le=64)
+    sample_steps: int | None = Field(None, ge=1, le=100)
+    adapter_guidance: float | None = Field(None, ge=0, le=10)
+
+    @field_validator("prompts")
+    @classmethod
+    def _prompts(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        cleaned = [p.strip() for p in value]
+        if any(not p or len(p) > 300 for p in cleaned):
+            raise ValueError("every prompt must be 1 to 300 characters")
+        return cleaned
+
+
+class RoundOut(BaseModel):
+    id: int
+    style_id: int
+    number: int
+    status: str
+    phase: str | None
+    feedback: str | None
+    step: int
+    total_steps: int
+    progress: float
+    loss: float | None
+    eta_seconds: float | None
+    error: str | None
+    cancel_requested: bool
+    attempts: int
+    parameters: dict[str, Any]
+    metrics: dict[str, Any]
+    created_at: Utc
+    started_at: Utc | None
+    finished_at: Utc | None
+    heartbeat_at: Utc | None
+    adapter_url: str | None
+    candidates_url: str
+    actions: list[str] = Field(description="what can be done now: cancel, retry, auto-select, next-round")
+
+
+class RatingOut(BaseModel):
+    user: str
+    value: int
+
+
+class CandidateOut(BaseModel):
+    id: int
+    round_id: int
+    content: str
+    prompt: str
+    seed: int
+    image_url: str
+    clip_text_score: float | None
+    clip_style_score: float | None
+    ratings: list[RatingOut]
+    rating_mean: float | None
+    my_rating: int | None
+    selected: bool
+    selected_by: str | None
+
+
+class RatingIn(BaseModel):
+    value: int = Field(description="-1 / +1 (thumbs) or 1..5 (stars)")
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, value: int) -> int:
+        if value not in (-1, 1, 2, 3, 4, 5):
+            raise ValueError("a rating is -1 or +1 (thumbs) or 1 to 5 (stars)")
+        return value
+
+
+class SelectedIn(BaseModel):
+    selected: bool
+
+
+class AutoSelectOut(BaseModel):
+    round_id: int
+    method: str
+    selected: list[CandidateOut]
+
+
+class GenerationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompts: list[str] = Field(min_length=1, max_length=64, description='contents, e.g. ["a cat", "a bridge"]')
+    num_images: int = Field(1, ge=1, le=16)
+    seed: int | None = Field(0, ge=0)
+    round_id: int | None = Field(None, description="which round's adapter (default: the latest finished)")
+    steps: int | None = Field(None, ge=1, le=100, description="decoding steps")
+    adapter_guidance: float | None = Field(None, ge=0, le=10)
+
+    @field_validator("prompts")
+    @classmethod
+    def _prompts(cls, value: list[str]) -> list[str]:
+        cleaned = [p.strip() for p in value]
+        if any(not p or len(p) > 300 for p in cleaned):
+            raise ValueError("every prompt must be 1 to 300 characters")
+        return cleaned
+
+
+class GenerationOut(BaseModel):
+    id: int
+    style_id: int
+    round_id: int | None
+    status: str
+    request: dict[str, Any]
+    images: list[str]
+    error: str | None
+    created_at: Utc
+    finished_at: Utc | None

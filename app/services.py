@@ -1,0 +1,196 @@
+"""What the API does, apart from HTTP: starting, cancelling, retrying and reaping rounds; selections.
+
+Shared by the API routes and the worker (the reaper), so a rule lives in one place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .errors import ApiError
+from .models import ACTIVE, Candidate, Generation, Round, RoundStatus, Selection, Style, User, utcnow
+from .selection import select_by_clip
+from .settings import Settings
+
+# Round >= 2 (paper Table S3): a fresh, larger StyleDrop adapter, H=32, not shared.
+ROUND2_ADAPTER = {"kind": "styledrop", "rank": 32, "shared": False}
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands datetimes back without a zone; every stored time is UTC."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def stale_message(round_id: int, seconds: float) -> str:
+    return (f"The worker stopped responding (no heartbeat for {int(seconds)} s): it was probably killed "
+            f"(out of memory?) or restarted. POST /api/v1/rounds/{round_id}/retry resumes from the last checkpoint.")
+
+
+def reap_stale(session: Session, settings: Settings, round_id: int | None = None) -> list[int]:
+    """Mark running rounds whose heartbeat is older than the limit as failed. Returns their ids."""
+    cutoff = utcnow() - timedelta(seconds=settings.heartbeat_stale_seconds)
+    query = select(Round).where(Round.status == RoundStatus.running.value)
+    if round_id is not None:
+        query = query.where(Round.id == round_id)
+    reaped = []
+    for rnd in session.scalars(query):
+        last = as_utc(rnd.heartbeat_at) or as_utc(rnd.started_at) or as_utc(rnd.created_at)
+        if last is not None and last < cutoff:
+            # Conditional update: a worker that wrote a heartbeat in the meantime wins.
+            result = session.execute(
+                update(Round).where(Round.id == rnd.id, Round.status == RoundStatus.running.value,
+                                    Round.heartbeat_at == rnd.heartbeat_at)
+                .values(status=RoundStatus.failed.value, phase=None, finished_at=utcnow(),
+                        error=stale_message(rnd.id, settings.heartbeat_stale_seconds))
+                .execution_options(synchronize_session=False))
+            if result.rowcount:
+                reaped.append(rnd.id)
+    # Generations carry no heartbeat: one running longer than the task time limit lost its worker.
+    session.execute(update(Generation).where(
+        Generation.status == RoundStatus.running.value,
+        Generation.created_at < utcnow() - timedelta(seconds=settings.task_time_limit))
+        .values(status=RoundStatus.failed.value, finished_at=utcnow(),
+                error="The worker stopped before this generation finished; ask again.")
+        .execution_options(synchronize_session=False))
+    session.commit()
+    for rid in reaped:
+        rnd = session.get(Round, rid)
+        if rnd is not None:
+            session.refresh(rnd)
+    return reaped
+
+
+def active_round(session: Session, style_id: int) -> Round | None:
+    return session.scalar(select(Round).where(Round.style_id == style_id, Round.status.in_(ACTIVE)))
+
+
+def latest_succeeded(session: Session, style_id: int) -> Round | None:
+    return session.scalar(select(Round).where(Round.style_id == style_id,
+                                              Round.status == RoundStatus.succeeded.value)
+                          .order_by(Round.number.desc()).limit(1))
+
+
+def candidate_items(rnd: Round) -> list[dict[str, Any]]:
+    return [{"id": c.id, "content": c.content, "text_score": c.clip_text_score, "style_score": c.clip_style_score}
+            for c in rnd.candidates]
+
+
+def auto_select(session: Session, rnd: Round, top_k: int = 1) -> tuple[list[Candidate], str]:
+    """CLIP feedback: replace the round's selection with the candidates CLIP picks (app.selection)."""
+    if rnd.status != RoundStatus.succeeded.value:
+        raise ApiError(409, f"Round {rnd.id} is {rnd.status}; only a finished round's candidates can be selected.")
+    if not rnd.candidates:
+        raise ApiError(409, f"Round {rnd.id} has no candidates to select from.")
+    ids, method = select_by_clip(candidate_items(rnd), top_k=top_k)
+    for candidate in rnd.candidates:
+        if candidate.selection is not None:
+            session.delete(candidate.selection)
+    session.flush()
+    by_id = {c.id: c for c in rnd.candidates}
+    chosen = [by_id[i] for i in ids if i in by_id]
+    for candidate in chosen:
+        session.add(Selection(candidate_id=candidate.id, round_id=rnd.id, by="clip"))
+    rnd.metrics = dict(rnd.metrics or {}, clip_selection={"method": method, "candidate_ids": [c.id for c in chosen]})
+    session.commit()
+    session.refresh(rnd)
+    return chosen, method
+
+
+def new_round(session: Session, style: Style, body: dict[str, Any], settings: Settings) -> Round:
+    """Create the next round of a style (queued). Round 1 trains on the reference; round n >= 2 on the
+    reference plus the selected candidates of the latest finished round, each with its own content."""
+    if (running := active_round(session, style.id)) is not None:
+        raise ApiError(409, f"Round {running.number} of style {style.id} is {running.status}; wait for it "
+                            f"or cancel it (POST /api/v1/rounds/{running.id}/cancel) before starting another.")
+    last_number = session.scalar(select(Round.number).where(Round.style_id == style.id)
+                                 .order_by(Round.number.desc()).limit(1)) or 0
+    base = latest_succeeded(session, style.id)
+    feedback = body.get("feedback")
+    training_set: list[dict[str, Any]] = [{"image": style.reference_path, "content": style.content}]
+    if base is None:
+        if feedback is not None and last_number:
+            raise ApiError(409, f"Style {style.id} has no finished round to give feedback on.")
+        feedback = None
+        adapter = None  # engine default for the style's kind (StyleDrop H=4 shared, or LoRA r=16)
+    else:
+        feedback = feedback or "human"
+        if feedback == "clip":
+            auto_select(session, base)
+        selected = [c for c in base.candidates if c.selection is not None]
+        if not selected:
+            raise ApiError(409, f"No candidate of round {base.number} (id {base.id}) is selected: select some "
+                                f"(PUT /api/v1/candidates/{{id}}/selected) or start the round with feedback 'clip'.")
+        training_set += [{"image": c.image_path, "content": c.content, "candidate_id": c.id} for c in selected]
+        adapter = dict(ROUND2_ADAPTER) if style.adapter_kind == "styledrop" else None
+    style_settings = style.settings or {}
+    steps = body.get("steps") or style_settings.get("steps") or settings.train_steps
+    seed = body.get("seed") if body.get("seed") is not None else style_settings.get("seed", 0)
+    guidance = body.get("adapter_guidance")
+    if guidance is None:
+        guidance = 0.0 if base is None else settings.round2_adapter_guidance
+    parameters = {
+        "model": style.base_model,
+        "adapter": adapter,
+        "adapter_kind": style.adapter_kind,
+        "train": {"steps": int(steps), "batch_size": body.get("batch_size") or settings.batch_size,
+                  "learning_rate": body.get("learning_rate"), "seed": int(seed),
+                  "checkpoint_every": body.get("checkpoint_every") or settings.checkpoint_every},
+        "training_set": training_set,
+        "based_on_round": base.id if base else None,
+        "candidates": {"prompts": body.get("prompts"),
+                       "count": body.get("candidate_prompts") or settings.candidate_prompts,
+                       "per_prompt": body.get("candidates_per_prompt") or settings.candidates_per_prompt,
+                       "seed": int(seed), "sample_steps": body.get("sample_steps") or settings.sample_steps,
+                       "adapter_guidance": float(guidance), "clip_model": settings.clip_model},
+    }
+    rnd = Round(style_id=style.id, number=last_number + 1, status=RoundStatus.queued.value, feedback=feedback,
+                parameters=parameters, total_steps=int(steps))
+    session.add(rnd)
+    session.commit()
+    return rnd
+
+
+def cancel_round(session: Session, rnd: Round) -> Round:
+    if rnd.status == RoundStatus.queued.value:
+        session.execute(update(Round).where(Round.id == rnd.id, Round.status == RoundStatus.queued.value)
+                        .values(status=RoundStatus.cancelled.value, cancel_requested=True, finished_at=utcnow(),
+                                error="Cancelled before it started."))
+    elif rnd.status == RoundStatus.running.value:
+        # Cooperative: the worker reads this flag between training steps and stops within seconds.
+        session.execute(update(Round).where(Round.id == rnd.id).values(cancel_requested=True))
+    else:
+        raise ApiError(409, f"Round {rnd.id} is already {rnd.status}; there is nothing to cancel.")
+    session.commit()
+    session.refresh(rnd)
+    return rnd
+
+
+def retry_round(session: Session, rnd: Round, settings: Settings) -> Round:
+    if rnd.status not in (RoundStatus.failed.value, RoundStatus.cancelled.value):
+        raise ApiError(409, f"Round {rnd.id} is {rnd.status}; only a failed or cancelled round can be retried.")
+    if (running := active_round(session, rnd.style_id)) is not None:
+        raise ApiError(409, f"Round {running.number} of this style is {running.status}; wait for it first.")
+    newer = session.scalar(select(Round.id).where(Round.style_id == rnd.style_id, Round.number > rnd.number))
+    if newer is not None:
+        raise ApiError(409, f"Round {rnd.id} is not the style's latest round; start a new round instead.")
+    if rnd.attempts >= settings.max_attempts:
+        raise ApiError(409, f"Round {rnd.id} already ran {rnd.attempts} times (limit {settings.max_attempts}); "
+                            "start a new round with other settings instead.")
+    rnd.status = RoundStatus.queued.value
+    rnd.cancel_requested = False
+    rnd.error = None
+    rnd.finished_at = None
+    rnd.phase = None
+    session.commit()
+    return rnd
+
+
+def pending_generations(session: Session, user: User) -> int:
+    return len(session.scalars(select(Generation.id).where(Generation.user_id == user.id,
+                                                           Generation.status.in_(ACTIVE))).all())

@@ -1,0 +1,73 @@
+"""One settings object for the app and the worker, read from environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STYLEDROP_", extra="ignore", populate_by_name=True)
+
+    # Where everything lives: the SQLite database (unless DATABASE_URL is set) and the file storage root.
+    data_dir: Path = Field(default=Path("data"), validation_alias=AliasChoices("STYLEDROP_DATA", "data_dir"))
+    database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
+    # Base model for new styles: a hub id, a local diffusers folder or a preset ("tiny" runs offline on CPU).
+    model: str = Field(default="amused/amused-256", validation_alias=AliasChoices("STYLEDROP_MODEL", "model"))
+    # "local": requests without a token act as the one local user (embedded single-user run);
+    # "token": every request needs `Authorization: Bearer <token>` (teams; see `python -m app.admin`).
+    auth: str = "local"
+    local_user: str = "local"
+
+    # Limits.
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    max_pending_generations: int = 8  # queued or running generation jobs per user before 429
+    max_generation_images: int = 64  # prompts x num_images of one generation request
+    max_train_steps: int = 20_000
+
+    # Rounds and candidates.
+    train_steps: int = 1000  # default training steps of a round (paper: 1,000)
+    batch_size: int = 8
+    checkpoint_every: int = 250
+    candidates_per_prompt: int = 4
+    candidate_prompts: int = 8  # how many of styledrop.candidates.default_prompts()
+    sample_steps: int = 12  # decoding steps for candidates and generations
+    round2_adapter_guidance: float = 2.0  # paper: λA = 2 for round-2 models
+    clip_model: str = "default"  # styledrop.clip_scores.load_scorer name ("tiny": offline random scorer)
+
+    # Worker robustness.
+    heartbeat_seconds: float = 5.0
+    heartbeat_stale_seconds: float = 120.0
+    progress_interval_seconds: float = 1.0  # at most ~1 progress write per second
+    stop_check_seconds: float = 0.5  # how often training reads the cancel flag
+    max_attempts: int = 3
+    task_time_limit: int = 6 * 3600  # seconds; the broker's visibility timeout is longer than this
+
+    @property
+    def storage_root(self) -> Path:
+        return Path(self.data_dir) / "files"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            if url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url[len("postgres://"):]
+            elif url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url[len("postgresql://"):]
+            return url
+        return f"sqlite:///{Path(self.data_dir).resolve() / 'styledrop.db'}"
+
+    @property
+    def broker_url(self) -> str:
+        return self.redis_url or "redis://127.0.0.1:6379/0"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

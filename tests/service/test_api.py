@@ -1,0 +1,253 @@
+"""The REST API without a worker (a stub records what would be queued): validation, errors, auth, rules."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from app.db import session_factory
+from app.models import Candidate, Round, utcnow
+
+from .conftest import decode_png, png_bytes
+
+API = "/api/v1"
+
+
+def create_style(client, data: bytes | None = None, filename: str = "my holiday.png", **form) -> dict:
+    fields = {"content": "a house", "descriptor": "watercolor painting"} | form
+    response = client.post(f"{API}/styles", data=fields,
+                           files={"image": (filename, data if data is not None else png_bytes(), "image/png")})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_create_style_stores_a_png_named_by_id(stub_app):
+    style = create_style(stub_app, png_bytes(fmt="JPEG"), filename="../../etc/passwd.jpg", steps="10", seed="3")
+    assert style["settings"] == {"steps": 10, "seed": 3}
+    assert style["base_model"] == "tiny" and style["adapter_kind"] == "styledrop" and style["adapter_url"] is None
+    stored = stub_app.settings.storage_root / "styles" / str(style["id"]) / "reference.png"
+    assert stored.is_file()
+    assert decode_png(stored.read_bytes()).size == (64, 64)
+    assert decode_png(stub_app.get(style["reference_url"]).content).size == (64, 64)
+    assert [s["id"] for s in stub_app.get(f"{API}/styles").json()] == [style["id"]]
+    assert stub_app.get(f"{API}/styles/{style['id']}").json()["descriptor"] == "watercolor painting"
+
+
+@pytest.mark.parametrize("payload, status, words", [
+    (b"just some text, not an image", 415, "not an image"),
+    (b"%PDF-1.4 fake", 415, "not an image"),
+    (b"", 400, "empty"),
+])
+def test_upload_checked_by_content_not_name(stub_app, payload, status, words):
+    response = stub_app.post(f"{API}/styles", data={"content": "a house", "descriptor": "oil painting"},
+                             files={"image": ("looks-fine.png", payload, "image/png")})
+    assert response.status_code == status
+    assert words in response.json()["detail"]
+
+
+def test_upload_too_large_is_413(stub_app):
+    big = b"\x89PNG" + b"0" * 250_000  # over this fixture's 200 kB limit
+    response = stub_app.post(f"{API}/styles", data={"content": "a house", "descriptor": "oil painting"},
+                             files={"image": ("big.png", big, "image/png")})
+    assert response.status_code == 413
+    assert "larger than" in response.json()["detail"]
+
+
+def test_validation_errors_are_one_clear_message(stub_app):
+    response = stub_app.post(f"{API}/styles", data={"content": "  ", "descriptor": "oil painting"},
+                             files={"image": ("a.png", png_bytes(), "image/png")})
+    assert response.status_code == 422 and "content is empty" in response.json()["detail"]
+    response = stub_app.post(f"{API}/styles", data={"content": "a house", "descriptor": "x", "adapter": "dora"},
+                             files={"image": ("a.png", png_bytes(), "image/png")})
+    assert response.status_code == 422 and isinstance(response.json()["detail"], str)
+    assert "adapter" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("method, url", [
+    ("get", "/styles/999"), ("delete", "/styles/999"), ("get", "/styles/999/adapter"),
+    ("post", "/styles/999/rounds"), ("get", "/rounds/999"), ("post", "/rounds/999/cancel"),
+    ("post", "/rounds/999/retry"), ("get", "/rounds/999/candidates"), ("post", "/rounds/999/auto-select"),
+    ("get", "/candidates/999/image"), ("get", "/generations/999"), ("get", "/generations/999/images/0"),
+])
+def test_unknown_ids_are_404(stub_app, method, url):
+    response = getattr(stub_app, method)(API + url)
+    assert response.status_code == 404
+    assert "999 does not exist" in response.json()["detail"]
+
+
+def test_rating_and_selection_of_unknown_candidate_404(stub_app):
+    assert stub_app.put(f"{API}/candidates/5/rating", json={"value": 1}).status_code == 404
+    assert stub_app.put(f"{API}/candidates/5/selected", json={"selected": True}).status_code == 404
+
+
+def test_round_rules(stub_app):
+    style = create_style(stub_app)
+    first = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={"steps": 5})
+    assert first.status_code == 201
+    rnd = first.json()
+    assert rnd["number"] == 1 and rnd["status"] == "queued" and rnd["actions"] == ["cancel"]
+    assert rnd["parameters"]["adapter"] is None  # round 1: the engine's default adapter (H=4 shared)
+    assert stub_app.dispatcher.rounds == [rnd["id"]]
+    conflict = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={})
+    assert conflict.status_code == 409 and "cancel it" in conflict.json()["detail"]
+    assert stub_app.delete(f"{API}/styles/{style['id']}").status_code == 409
+    # unknown fields and out-of-range settings are refused
+    assert stub_app.post(f"{API}/styles/{style['id']}/rounds", json={"stepz": 5}).status_code == 422
+    assert stub_app.post(f"{API}/styles/{style['id']}/rounds", json={"steps": 0}).status_code == 422
+    # generation needs a finished round
+    gen = stub_app.post(f"{API}/styles/{style['id']}/generations", json={"prompts": ["a cat"]})
+    assert gen.status_code == 409 and "no finished round" in gen.json()["detail"]
+    # cancelling a queued round is immediate; a second cancel conflicts; retry re-queues
+    cancelled = stub_app.post(f"{API}/rounds/{rnd['id']}/cancel").json()
+    assert cancelled["status"] == "cancelled" and cancelled["actions"] == ["retry"]
+    assert stub_app.post(f"{API}/rounds/{rnd['id']}/cancel").status_code == 409
+    retried = stub_app.post(f"{API}/rounds/{rnd['id']}/retry")
+    assert retried.status_code == 202 and retried.json()["status"] == "queued"
+    assert stub_app.dispatcher.rounds == [rnd["id"], rnd["id"]]
+
+
+def test_reaper_marks_a_silent_round_failed_with_retry(stub_app):
+    style = create_style(stub_app)
+    rnd = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
+    with session_factory(stub_app.settings)() as session:
+        old = utcnow() - timedelta(seconds=stub_app.settings.heartbeat_stale_seconds + 5)
+        session.execute(update(Round).where(Round.id == rnd["id"]).values(
+            status="running", heartbeat_at=old, started_at=old, attempts=1))
+        session.commit()
+    body = stub_app.get(f"{API}/rounds/{rnd['id']}").json()
+    assert body["status"] == "failed" and "heartbeat" in body["error"] and body["actions"] == ["retry"]
+    assert stub_app.post(f"{API}/rounds/{rnd['id']}/retry").json()["status"] == "queued"
+
+
+def test_attempts_guard_requeue_loops(stub_app):
+    from worker.jobs import claim_round
+
+    style = create_style(stub_app)
+    rnd = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
+    limit = stub_app.settings.max_attempts
+    with session_factory(stub_app.settings)() as session:
+        session.execute(update(Round).where(Round.id == rnd["id"]).values(attempts=limit))
+        session.commit()
+    assert claim_round(stub_app.settings, rnd["id"], "t") == "gave up"
+    body = stub_app.get(f"{API}/rounds/{rnd['id']}").json()
+    assert body["status"] == "failed" and "Gave up after" in body["error"]
+    retry = stub_app.post(f"{API}/rounds/{rnd['id']}/retry")
+    assert retry.status_code == 409 and "already ran" in retry.json()["detail"]
+
+
+def test_claim_is_idempotent(stub_app):
+    from worker.jobs import claim_round
+
+    style = create_style(stub_app)
+    rnd = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
+    assert claim_round(stub_app.settings, rnd["id"], "a") == "claimed"
+    assert claim_round(stub_app.settings, rnd["id"], "b") == "skipped (running)"  # a duplicate message
+
+
+def _finished_round_with_candidates(client, n: int = 4) -> tuple[dict, list[int]]:
+    style = create_style(client)
+    rnd = client.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
+    with session_factory(client.settings)() as session:
+        session.execute(update(Round).where(Round.id == rnd["id"]).values(status="succeeded"))
+        ids = []
+        for i in range(n):
+            c = Candidate(round_id=rnd["id"], content=["a cat", "a dog"][i % 2], prompt="p", seed=i,
+                          image_path=f"styles/{style['id']}/rounds/1/candidates/{i:04d}.png",
+                          clip_text_score=[0.1, 0.5, 0.9, 0.2][i], clip_style_score=None)
+            session.add(c)
+            session.flush()
+            ids.append(c.id)
+        session.commit()
+    return style, ids
+
+
+def test_ratings_selection_and_round_two_parameters(stub_app):
+    style, ids = _finished_round_with_candidates(stub_app)
+    assert stub_app.put(f"{API}/candidates/{ids[0]}/rating", json={"value": 7}).status_code == 422
+    assert stub_app.put(f"{API}/candidates/{ids[0]}/rating", json={"value": -1}).json()["my_rating"] == -1
+    body = stub_app.put(f"{API}/candidates/{ids[0]}/rating", json={"value": 4}).json()  # replaces, unique per user
+    assert body["ratings"] == [{"user": "local", "value": 4}] and body["rating_mean"] == 4
+    none = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={"feedback": "human"})
+    assert none.status_code == 409 and "No candidate" in none.json()["detail"]
+    assert stub_app.put(f"{API}/candidates/{ids[1]}/selected", json={"selected": True}).json()["selected"]
+    assert stub_app.put(f"{API}/candidates/{ids[3]}/selected", json={"selected": True}).json()["selected_by"] == "human"
+    assert not stub_app.put(f"{API}/candidates/{ids[3]}/selected", json={"selected": False}).json()["selected"]
+    second = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={})
+    assert second.status_code == 201, second.text
+    params = second.json()["parameters"]
+    assert second.json()["number"] == 2 and second.json()["feedback"] == "human"
+    assert params["adapter"] == {"kind": "styledrop", "rank": 32, "shared": False}
+    assert [(t["content"], t.get("candidate_id")) for t in params["training_set"]] == [("a house", None),
+                                                                                        ("a dog", ids[1])]
+    assert params["candidates"]["adapter_guidance"] == 2.0
+
+
+def test_auto_select_fallback_is_top_one_per_prompt_by_text_score(stub_app):
+    style, ids = _finished_round_with_candidates(stub_app)
+    rnd_id = stub_app.get(f"{API}/styles/{style['id']}").json()["rounds"][0]["id"]
+    body = stub_app.post(f"{API}/rounds/{rnd_id}/auto-select").json()
+    # a cat: ids[0] 0.1, ids[2] 0.9 -> ids[2]; a dog: ids[1] 0.5, ids[3] 0.2 -> ids[1]
+    assert sorted(c["id"] for c in body["selected"]) == sorted([ids[2], ids[1]])
+    assert all(c["selected_by"] == "clip" for c in body["selected"])
+    assert "fallback" in body["method"] or "styledrop.selection" in body["method"]
+
+
+def test_generation_limits(stub_app):
+    style, _ = _finished_round_with_candidates(stub_app)
+    with session_factory(stub_app.settings)() as session:
+        session.execute(update(Round).values(adapter_path="styles/x/adapter.safetensors"))
+        session.commit()
+    url = f"{API}/styles/{style['id']}/generations"
+    too_many = stub_app.post(url, json={"prompts": ["a cat"] * 10, "num_images": 16})
+    assert too_many.status_code == 422
+    assert stub_app.post(url, json={"prompts": []}).status_code == 422
+    for _ in range(stub_app.settings.max_pending_generations):
+        assert stub_app.post(url, json={"prompts": ["a cat"]}).status_code == 202
+    limited = stub_app.post(url, json={"prompts": ["a cat"]})
+    assert limited.status_code == 429 and "waiting" in limited.json()["detail"]
+
+
+def test_bearer_tokens(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from app.auth import create_token
+    from app.main import create_app
+    from app.migrate import upgrade
+
+    from .conftest import StubDispatcher, make_settings
+
+    settings = make_settings(tmp_path / "data", auth="token")
+    upgrade(settings)
+    with session_factory(settings)() as session:
+        token = create_token(session, "ada")
+        stored = session.execute(__import__("sqlalchemy").text("select token_hash from api_tokens")).scalar()
+    assert token not in stored  # only the hash is stored
+    client = TestClient(create_app(settings, StubDispatcher()))
+    anonymous = client.get(f"{API}/styles")
+    assert anonymous.status_code == 401 and "Bearer" in anonymous.json()["detail"]
+    assert client.get(f"{API}/styles", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    ok = client.get(f"{API}/styles", headers={"Authorization": f"Bearer {token}"})
+    assert ok.status_code == 200 and ok.json() == []
+
+
+def test_openapi_documents_the_routes(stub_app):
+    paths = stub_app.get("/openapi.json").json()["paths"]
+    for path in ["/api/v1/styles", "/api/v1/styles/{style_id}", "/api/v1/styles/{style_id}/adapter",
+                 "/api/v1/styles/{style_id}/rounds", "/api/v1/rounds/{round_id}", "/api/v1/rounds/{round_id}/cancel",
+                 "/api/v1/rounds/{round_id}/retry", "/api/v1/rounds/{round_id}/candidates",
+                 "/api/v1/candidates/{candidate_id}/image", "/api/v1/candidates/{candidate_id}/rating",
+                 "/api/v1/candidates/{candidate_id}/selected", "/api/v1/rounds/{round_id}/auto-select",
+                 "/api/v1/styles/{style_id}/generations", "/api/v1/generations/{generation_id}",
+                 "/api/v1/generations/{generation_id}/images/{index}"]:
+        assert path in paths, path
+
+
+def test_delete_style_removes_rows_and_files(stub_app):
+    style = create_style(stub_app)
+    folder = stub_app.settings.storage_root / "styles" / str(style["id"])
+    assert folder.is_dir()
+    assert stub_app.delete(f"{API}/styles/{style['id']}").status_code == 204
+    assert not folder.exists()
+    assert stub_app.get(f"{API}/styles/{style['id']}").status_code == 404

@@ -1,0 +1,103 @@
+"""`styledrop serve`: one command starts migrations, an embedded Redis, a worker and the API; SIGINT stops all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from app.embedded_redis import free_port
+
+from .conftest import FAST, png_bytes
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _redis_servers() -> set[int]:
+    return {p.pid for p in psutil.process_iter(["name", "status"])
+            if (p.info["name"] or "").startswith("redis-server") and p.info["status"] != psutil.STATUS_ZOMBIE}
+
+
+def test_serve_starts_answers_and_stops_on_sigint(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "STYLEDROP_DATA")}
+    env.update(FAST, PYTHONPATH=str(ROOT))
+    before = _redis_servers()
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "styledrop", "serve", "--port", str(port), "--data",
+                                    str(tmp_path / "data")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.3)
+        assert f"http://127.0.0.1:{port}" in log_path.read_text()
+        assert (tmp_path / "data" / "styledrop.db").is_file()  # migrated SQLite under the data folder
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert any("celery" in " ".join(c.cmdline()) for c in children), [c.cmdline() for c in children]
+
+        # the embedded worker really works: a tiny round through the served API
+        style = httpx.post(f"{base}/styles", files={"image": ("r.png", png_bytes(), "image/png")},
+                           data={"content": "a house", "descriptor": "flat cartoon illustration"}).json()
+        rnd = httpx.post(f"{base}/styles/{style['id']}/rounds",
+                         json={"steps": 5, "prompts": ["a cat"], "candidates_per_prompt": 1, "sample_steps": 2}).json()
+        deadline = time.monotonic() + 120
+        while (body := httpx.get(f"{base}/rounds/{rnd['id']}").json())["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline, (body, log_path.read_text()[-3000:])
+            time.sleep(0.3)
+        assert body["status"] == "succeeded", body
+
+        # the worker is killed (as by the OOM killer) mid-training: the round fails at once, the worker restarts
+        other = httpx.post(f"{base}/styles", files={"image": ("r.png", png_bytes(), "image/png")},
+                           data={"content": "a house", "descriptor": "oil painting"}).json()
+        long = httpx.post(f"{base}/styles/{other['id']}/rounds", json={"steps": 5000, "prompts": ["a cat"]}).json()
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{base}/rounds/{long['id']}").json()["step"] < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        worker = next(c for c in psutil.Process(process.pid).children() if "celery" in " ".join(c.cmdline()))
+        worker.kill()
+        deadline = time.monotonic() + 30
+        while (body := httpx.get(f"{base}/rounds/{long['id']}").json())["status"] == "running":
+            assert time.monotonic() < deadline, body
+            time.sleep(0.2)
+        assert body["status"] == "failed" and "worker process died" in body["error"] and body["actions"] == ["retry"]
+        assert httpx.post(f"{base}/rounds/{long['id']}/retry").status_code == 202
+        deadline = time.monotonic() + 90
+        while (body := httpx.get(f"{base}/rounds/{long['id']}").json())["status"] != "running":
+            assert time.monotonic() < deadline, (body, log_path.read_text()[-3000:])
+            time.sleep(0.2)
+        assert body["attempts"] == 2  # the restarted worker took it
+        assert httpx.post(f"{base}/rounds/{long['id']}/cancel").status_code == 202
+        children = psutil.Process(process.pid).children(recursive=True)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            code = process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise AssertionError(f"serve did not stop on SIGINT:\n{log_path.read_text()[-3000:]}")
+    assert code == 0, log_path.read_text()[-3000:]
+    assert "stopped." in log_path.read_text()
+    assert all(not c.is_running() for c in children)  # the worker is gone
+    time.sleep(0.5)
+    assert _redis_servers() - before == set()  # and so is the embedded Redis
+    try:
+        httpx.get(f"{base}/health", timeout=2)
+        raise AssertionError("the API still answers after SIGINT")
+    except httpx.HTTPError:
+        pass

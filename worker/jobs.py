@@ -1,0 +1,359 @@
+"""What the Celery tasks do, as plain functions (the tasks in worker/tasks.py are one-liners around them).
+
+Job state lives in the database: a round is claimed with a conditional UPDATE (so a duplicate or
+redelivered message does nothing), progress and a heartbeat are written to its row, and training reads the
+row's cancel flag to stop cooperatively. The engine is imported lazily, inside these functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from app import storage
+from app.db import session_factory
+from app.models import Candidate, Generation, Round, RoundStatus, Style, utcnow
+from app.services import reap_stale
+from app.settings import Settings
+
+from . import engine_cache, scoring
+
+log = logging.getLogger(__name__)
+
+
+class Stopped(Exception):
+    """The round's cancel flag was set."""
+
+
+# ---- database helpers ---------------------------------------------------------------------------------------
+
+def _update_round(settings: Settings, round_id: int, **values: Any) -> None:
+    with session_factory(settings)() as session:
+        session.execute(update(Round).where(Round.id == round_id).values(**values))
+        session.commit()
+
+
+class Heartbeat:
+    """Writes heartbeat_at every few seconds while the job's process lives (the reaper watches it)."""
+
+    def __init__(self, settings: Settings, round_id: int):
+        self.settings, self.round_id = settings, round_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{round_id}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_seconds):
+            try:
+                with session_factory(self.settings)() as session:
+                    session.execute(update(Round).where(Round.id == self.round_id,
+                                                        Round.status == RoundStatus.running.value)
+                                    .values(heartbeat_at=utcnow()))
+                    session.commit()
+            except Exception:  # a busy database must not kill the job; the next beat tries again
+                log.exception("heartbeat of round %s failed", self.round_id)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def stop_checker(settings: Settings, round_id: int) -> Callable[[], bool]:
+    """The engine's should_stop: reads the round's cancel flag, at most every stop_check_seconds."""
+    state = {"at": 0.0, "stop": False}
+
+    def should_stop() -> bool:
+        now = time.monotonic()
+        if not state["stop"] and now - state["at"] >= settings.stop_check_seconds:
+            state["at"] = now
+            with session_factory(settings)() as session:
+                state["stop"] = bool(session.scalar(select(Round.cancel_requested).where(Round.id == round_id)))
+        return state["stop"]
+
+    return should_stop
+
+
+def progress_writer(settings: Settings, round_id: int) -> Callable[[Any], None]:
+    """The engine's on_progress: step, loss and ETA to the round's row, about once a second."""
+    state = {"at": 0.0, "first": True}
+
+    def on_progress(p: Any) -> None:
+        if state["first"]:  # the first step of this attempt tells where training (re)started
+            state["first"] = False
+            with session_factory(settings)() as session:
+                rnd = session.get(Round, round_id)
+                rnd.metrics = dict(rnd.metrics or {}, started_at_step=int(p.step) - 1)
+                session.commit()
+        now = time.monotonic()
+        if now - state["at"] < settings.progress_interval_seconds and p.step < p.total:
+            return
+        state["at"] = now
+        _update_round(settings, round_id, step=int(p.step), total_steps=int(p.total), loss=float(p.loss),
+                      eta_seconds=round(float(p.eta_seconds), 1), heartbeat_at=utcnow())
+
+    return on_progress
+
+
+def claim_round(settings: Settings, round_id: int, task_id: str | None) -> str:
+    """Mark a queued round running (or take over a running one whose heartbeat is stale, as after a
+    redelivery). Returns "claimed", or why not."""
+    stale = utcnow() - timedelta(seconds=settings.heartbeat_stale_seconds)
+    with session_factory(settings)() as session:
+        result = session.execute(
+            update(Round)
+            .where(Round.id == round_id, Round.attempts < settings.max_attempts,
+                   or_(Round.status == RoundStatus.queued.value,
+                       (Round.status == RoundStatus.running.value) & (Round.heartbeat_at < stale)))
+            .values(status=RoundStatus.running.value, attempts=Round.attempts + 1, started_at=utcnow(),
+                    heartbeat_at=utcnow(), celery_task_id=task_id, phase="starting", error=None,
+                    cancel_requested=False)
+            .execution_options(synchronize_session=False))
+        session.commit()
+        if result.rowcount:
+            return "claimed"
+        rnd = session.get(Round, round_id)
+        if rnd is None:
+            return "missing"
+        if rnd.status == RoundStatus.queued.value and rnd.attempts >= settings.max_attempts:
+            # Guard against requeue loops (an OOM would otherwise repeat forever).
+            rnd.status, rnd.finished_at = RoundStatus.failed.value, utcnow()
+            rnd.error = f"Gave up after {rnd.attempts} attempts (limit {settings.max_attempts})."
+            session.commit()
+            return "gave up"
+        return f"skipped ({rnd.status})"
+
+
+# ---- rounds -------------------------------------------------------------------------------------------------
+
+def run_round(settings: Settings, round_id: int, task_id: str | None = None) -> str:
+    outcome = claim_round(settings, round_id, task_id)
+    if outcome != "claimed":
+        log.info("round %s not run: %s", round_id, outcome)
+        return outcome
+    with session_factory(settings)() as session:
+        rnd = session.get(Round, round_id)
+        style = session.get(Style, rnd.style_id)
+        params, model = dict(rnd.parameters), rnd.parameters.get("model") or style.base_model
+        descriptor, style_id, number = style.descriptor, style.id, rnd.number
+    timings: dict[str, float] = {}
+    try:
+        with Heartbeat(settings, round_id):
+            root = settings.storage_root
+            out_dir = storage.resolve(root, storage.round_dir(style_id, number))
+            started = time.monotonic()
+            components = engine_cache.components(model)
+            timings["model_seconds"] = round(time.monotonic() - started, 2)
+            train_metrics = _train(settings, round_id, params, descriptor, out_dir, components, style_id, number)
+            timings.update(train_metrics.pop("timings", {}))
+            started = time.monotonic()
+            images = _candidates(settings, round_id, params, out_dir, components, style_id, number)
+            timings["candidates_seconds"] = round(time.monotonic() - started, 2)
+            started = time.monotonic()
+            _score(settings, round_id, params, images)
+            timings["scoring_seconds"] = round(time.monotonic() - started, 2)
+        with session_factory(settings)() as session:
+            rnd = session.get(Round, round_id)
+            rnd.status, rnd.phase, rnd.finished_at = RoundStatus.succeeded.value, None, utcnow()
+            rnd.step = rnd.total_steps
+            rnd.eta_seconds = 0.0
+            rnd.adapter_path = storage.adapter_path(style_id, number)
+            rnd.metrics = dict(rnd.metrics or {}, **train_metrics, timings=timings, candidates=len(images))
+            session.commit()
+        return "succeeded"
+    except Stopped as exc:
+        _update_round(settings, round_id, status=RoundStatus.cancelled.value, phase=None, finished_at=utcnow(),
+                      error=str(exc))
+        return "cancelled"
+    except Exception as exc:  # noqa: BLE001 - any failure is written to the round, with its reason
+        engine_cache.evict(model)  # an adapter may still be attached to the cached model
+        log.error("round %s failed:\n%s", round_id, traceback.format_exc())
+        _update_round(settings, round_id, status=RoundStatus.failed.value, phase=None, finished_at=utcnow(),
+                      error=_describe(exc))
+        return "failed"
+
+
+def _describe(exc: Exception) -> str:
+    try:
+        from styledrop.errors import StyleDropError
+    except ImportError:  # pragma: no cover
+        StyleDropError = ()  # type: ignore[assignment]  # noqa: N806
+    if isinstance(exc, StyleDropError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _train(settings: Settings, round_id: int, params: dict, descriptor: str, out_dir: Path, components: Any,
+           style_id: int, number: int) -> dict[str, Any]:
+    from styledrop.adapters import AdapterConfig
+    from styledrop.images import load_image
+    from styledrop.styles import default_adapter_config, train_style
+    from styledrop.training import TrainConfig
+
+    adapter_file = out_dir / "adapter.safetensors"
+    if adapter_file.exists() and not (out_dir / "checkpoints").exists():
+        log.info("round %s: adapter already trained (earlier attempt), going on to candidates", round_id)
+        return {"training": "reused the adapter of an earlier attempt"}
+    _update_round(settings, round_id, phase="training")
+    items = params["training_set"]
+    images = [load_image(storage.resolve(settings.storage_root, item["image"])) for item in items]
+    contents = [item["content"] for item in items]
+    kind = params.get("adapter_kind") or "styledrop"
+    adapter_config = AdapterConfig.from_dict(params["adapter"]) if params.get("adapter") else \
+        default_adapter_config(kind)
+    t = params["train"]
+    train_config = TrainConfig(steps=int(t["steps"]), batch_size=int(t["batch_size"]),
+                               learning_rate=t.get("learning_rate"), seed=int(t.get("seed") or 0),
+                               checkpoint_every=int(t.get("checkpoint_every") or 250))
+    train_config.validate()
+    should_stop = stop_checker(settings, round_id)
+    started = time.monotonic()
+    trained = train_style(images, contents, descriptor, out_dir, components=components,
+                          adapter_config=adapter_config, train_config=train_config,
+                          on_progress=progress_writer(settings, round_id), should_stop=should_stop, resume=True,
+                          extra_meta={"style_id": style_id, "round": number, "round_id": round_id})
+    trained.adapter.detach()  # the cached model is reused by the next job
+    result = trained.result
+    if result.stopped:
+        raise Stopped(f"Cancelled at step {result.steps_done} of {train_config.steps}; "
+                      f"POST /api/v1/rounds/{round_id}/retry resumes from the checkpoint.")
+    return {"adapter": adapter_config.to_dict(), "adapter_parameters": trained.adapter.num_parameters(),
+            "final_loss": trained.meta.extra.get("final_loss"), "steps_done": result.steps_done,
+            "resumed_from": result.resumed_from,
+            "timings": {"train_seconds": round(time.monotonic() - started, 2)}}
+
+
+def _candidates(settings: Settings, round_id: int, params: dict, out_dir: Path, components: Any,
+                style_id: int, number: int) -> list[tuple[int, Any, str]]:
+    """Generate per_prompt images for each content prompt, each with its own recorded seed."""
+    from styledrop.sampling import SampleConfig
+    from styledrop.styles import generate_with_style, load_style
+
+    _update_round(settings, round_id, phase="candidates")
+    c = params["candidates"]
+    prompts = c.get("prompts") or scoring.candidate_prompts(int(c.get("count") or settings.candidate_prompts))
+    per_prompt = int(c.get("per_prompt") or 1)
+    should_stop = stop_checker(settings, round_id)
+    with session_factory(settings)() as session:  # a retried round starts its candidates afresh
+        session.execute(delete(Candidate).where(Candidate.round_id == round_id))
+        session.commit()
+    storage.remove_tree(settings.storage_root, f"{storage.round_dir(style_id, number)}/candidates")
+    loaded = load_style(out_dir, components=components)
+    made: list[tuple[int, Any, str]] = []
+    try:
+        index = 0
+        for content in prompts:
+            for _ in range(per_prompt):
+                if should_stop():
+                    raise Stopped(f"Cancelled while generating candidates ({index} made); "
+                                  f"POST /api/v1/rounds/{round_id}/retry makes them again.")
+                seed = int(c.get("seed") or 0) * 100_003 + index
+                config = SampleConfig(num_images=1, seed=seed, steps=int(c.get("sample_steps") or 12),
+                                      adapter_guidance=float(c.get("adapter_guidance") or 0.0))
+                samples = generate_with_style(loaded, [content], config)
+                relative = storage.candidate_path(style_id, number, index)
+                storage.save_png(settings.storage_root, relative, samples.images[0])
+                with session_factory(settings)() as session:
+                    candidate = Candidate(round_id=round_id, content=content, prompt=samples.prompts[0], seed=seed,
+                                          image_path=relative)
+                    session.add(candidate)
+                    session.commit()
+                    made.append((candidate.id, samples.images[0], content))
+                index += 1
+    finally:
+        loaded.adapter.detach()
+    return made
+
+
+def _score(settings: Settings, round_id: int, params: dict, made: list[tuple[int, Any, str]]) -> None:
+    from styledrop.images import load_image
+
+    _update_round(settings, round_id, phase="scoring")
+    reference = load_image(storage.resolve(settings.storage_root, params["training_set"][0]["image"]))
+    name = params.get("candidates", {}).get("clip_model") or settings.clip_model
+    try:
+        text, style = scoring.score_candidates(reference, [m[1] for m in made], [m[2] for m in made], name=name,
+                                               device=engine_cache.device())
+    except Exception as exc:  # noqa: BLE001 - the candidates still serve human feedback: keep them, say why
+        log.error("round %s: CLIP scoring failed:\n%s", round_id, traceback.format_exc())
+        with session_factory(settings)() as session:
+            rnd = session.get(Round, round_id)
+            rnd.metrics = dict(rnd.metrics or {}, scoring_error=f"CLIP scoring failed: {_describe(exc)}")
+            session.commit()
+        return
+    with session_factory(settings)() as session:
+        for (candidate_id, _, _), t, s in zip(made, text, style, strict=True):
+            session.execute(update(Candidate).where(Candidate.id == candidate_id)
+                            .values(clip_text_score=t, clip_style_score=s))
+        session.commit()
+
+
+# ---- generations --------------------------------------------------------------------------------------------
+
+def run_generation(settings: Settings, generation_id: int) -> str:
+    from styledrop.sampling import SampleConfig
+    from styledrop.styles import generate_with_style, load_style
+
+    with session_factory(settings)() as session:
+        claimed = session.execute(update(Generation).where(Generation.id == generation_id,
+                                                           Generation.status == RoundStatus.queued.value)
+                                  .values(status=RoundStatus.running.value)).rowcount
+        session.commit()
+        if not claimed:
+            return "skipped"
+        generation = session.get(Generation, generation_id)
+        rnd = session.get(Round, generation.round_id) if generation.round_id else None
+        request, style_id = dict(generation.request), generation.style_id
+        model = (rnd.parameters.get("model") if rnd else None) or session.get(Style, style_id).base_model
+        adapter_rel = rnd.adapter_path if rnd else None
+        guidance_default = (rnd.parameters.get("candidates", {}) if rnd else {}).get("adapter_guidance", 0.0)
+    try:
+        if not adapter_rel:
+            raise RuntimeError("The round this generation uses has no adapter.")
+        components = engine_cache.components(model)
+        loaded = load_style(storage.resolve(settings.storage_root, adapter_rel), components=components)
+        try:
+            guidance = request.get("adapter_guidance")
+            config = SampleConfig(num_images=int(request.get("num_images") or 1), seed=request.get("seed"),
+                                  steps=int(request.get("steps") or settings.sample_steps),
+                                  adapter_guidance=float(guidance if guidance is not None else guidance_default))
+            samples = generate_with_style(loaded, list(request["prompts"]), config)
+        finally:
+            loaded.adapter.detach()
+        paths = []
+        for index, image in enumerate(samples.images):
+            relative = storage.generation_path(style_id, generation_id, index)
+            storage.save_png(settings.storage_root, relative, image)
+            paths.append(relative)
+        with session_factory(settings)() as session:
+            session.execute(update(Generation).where(Generation.id == generation_id).values(
+                status=RoundStatus.succeeded.value, image_paths=paths, finished_at=utcnow()))
+            session.commit()
+        return "succeeded"
+    except Exception as exc:  # noqa: BLE001
+        engine_cache.evict(model)
+        log.error("generation %s failed:\n%s", generation_id, traceback.format_exc())
+        with session_factory(settings)() as session:
+            session.execute(update(Generation).where(Generation.id == generation_id).values(
+                status=RoundStatus.failed.value, error=_describe(exc), finished_at=utcnow()))
+            session.commit()
+        return "failed"
+
+
+def reap(settings: Settings) -> list[int]:
+    with session_factory(settings)() as session:
+        return reap_stale(session, settings)
+
+
+def session_for(settings: Settings) -> Session:
+    return session_factory(settings)()

@@ -1,0 +1,42 @@
+"""CLIP scoring and candidate prompts for the worker: the engine's scorer, loaded once per process.
+
+Text scores compare each image with its content prompt *without* the style descriptor ("A chihuahua"),
+style scores compare it with the style's reference image (styledrop.clip_scores, paper §4).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+_scorers: dict[tuple[str, str], Any] = {}
+_lock = threading.Lock()
+
+
+def candidate_prompts(count: int) -> list[str]:
+    """The first `count` of the engine's built-in, category-diverse content prompts."""
+    from styledrop.candidates import default_prompts
+
+    return default_prompts()[: max(1, count)]
+
+
+def _scorer(name: str, device: Any) -> Any:
+    from styledrop.clip_scores import load_scorer
+
+    key = (name, str(device))
+    with _lock:
+        if key not in _scorers:
+            _scorers[key] = load_scorer(name, device=device)
+        return _scorers[key]
+
+
+def score_candidates(reference: Any, images: list[Any], contents: list[str], name: str = "default",
+                     device: Any = None) -> tuple[list[float], list[float]]:
+    """(text scores, style scores), one per image; the reference is embedded once per call."""
+    from styledrop.prompts import style_prompt
+
+    if not images:
+        return [], []
+    scorer = _scorer(name, device)
+    text, style = scorer.score(images, [style_prompt(c, None) for c in contents], scorer.reference_embedding(reference))
+    return [float(s) for s in text], [float(s) for s in style]

@@ -1,0 +1,41 @@
+"""Celery tasks: thin wrappers around worker/jobs.py. GPU work goes to queue "gpu", light work to "default"."""
+
+from __future__ import annotations
+
+import logging
+
+from celery.signals import worker_ready
+
+from app.settings import get_settings
+
+from . import jobs
+from .celery_app import celery_app
+
+log = logging.getLogger(__name__)
+
+
+@celery_app.task(name="worker.tasks.train_round", bind=True)
+def train_round(self, round_id: int) -> str:  # noqa: ANN001
+    """Train a round, generate its candidates and score them (one GPU job)."""
+    return jobs.run_round(get_settings(), round_id, task_id=self.request.id)
+
+
+@celery_app.task(name="worker.tasks.generate_images")
+def generate_images(generation_id: int) -> str:
+    return jobs.run_generation(get_settings(), generation_id)
+
+
+@celery_app.task(name="worker.tasks.reap")
+def reap() -> list[int]:
+    """Mark running rounds whose heartbeat is stale as failed (they can be retried)."""
+    return jobs.reap(get_settings())
+
+
+@worker_ready.connect
+def _reap_at_start(**_: object) -> None:
+    try:
+        reaped = jobs.reap(get_settings())
+        if reaped:
+            log.warning("rounds %s had lost their worker; marked failed (retry resumes them)", reaped)
+    except Exception:  # the database may not be migrated yet; the periodic reaper will catch up
+        log.exception("reaping stale rounds at worker start failed")
