@@ -11,13 +11,30 @@ from sqlalchemy import select
 from .. import storage
 from ..errors import ApiError
 from ..models import Generation, Rating, Round, RoundStatus, Selection, Style, utcnow
-from ..schemas import (AutoSelectOut, CandidateOut, GenerationCreate, GenerationOut, RatingIn, RoundCreate,
-                       RoundOut, SelectedIn, StyleOut)
-from ..services import (active_round, auto_select, cancel_round, new_round, pending_generations, reap_stale,
-                        retry_round)
+from ..schemas import (
+    AutoSelectOut,
+    CandidateOut,
+    GenerationCreate,
+    GenerationOut,
+    RatingIn,
+    RoundCreate,
+    RoundOut,
+    SelectedIn,
+    StyleOut,
+)
+from ..services import active_round, auto_select, cancel_round, new_round, pending_generations, reap_stale, retry_round
 from .deps import DispatcherDep, SessionDep, SettingsDep, UserDep
-from .views import (candidate_out, generation_out, get_candidate, get_generation, get_round, get_style,
-                    latest_adapter_round, round_out, style_out)
+from .views import (
+    candidate_out,
+    generation_out,
+    get_candidate,
+    get_generation,
+    get_round,
+    get_style,
+    latest_adapter_round,
+    round_out,
+    style_out,
+)
 
 router = APIRouter(prefix="/api/v1")
 
