@@ -146,7 +146,7 @@ def test_claim_is_idempotent(stub_app):
     assert claim_round(stub_app.settings, rnd["id"], "b") == "skipped (running)"  # a duplicate message
 
 
-def _finished_round_with_candidates(client, n: int = 4) -> tuple[dict, list[int]]:
+def _finished_round_with_candidates(client, n: int = 4, style_scores=(0.6, 0.7, 0.65, 0.1)) -> tuple[dict, list[int]]:
     style = create_style(client)
     rnd = client.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
     with session_factory(client.settings)() as session:
@@ -155,7 +155,7 @@ def _finished_round_with_candidates(client, n: int = 4) -> tuple[dict, list[int]
         for i in range(n):
             c = Candidate(round_id=rnd["id"], content=["a cat", "a dog"][i % 2], prompt="p", seed=i,
                           image_path=f"styles/{style['id']}/rounds/1/candidates/{i:04d}.png",
-                          clip_text_score=[0.1, 0.5, 0.9, 0.2][i], clip_style_score=None)
+                          clip_text_score=[0.1, 0.5, 0.9, 0.2][i], clip_style_score=style_scores[i])
             session.add(c)
             session.flush()
             ids.append(c.id)
@@ -184,14 +184,25 @@ def test_ratings_selection_and_round_two_parameters(stub_app):
     assert params["candidates"]["adapter_guidance"] == 2.0
 
 
-def test_auto_select_fallback_is_top_one_per_prompt_by_text_score(stub_app):
+def test_auto_select_applies_the_engine_clip_rule(stub_app):
     style, ids = _finished_round_with_candidates(stub_app)
     rnd_id = stub_app.get(f"{API}/styles/{style['id']}").json()["rounds"][0]["id"]
     body = stub_app.post(f"{API}/rounds/{rnd_id}/auto-select").json()
-    # a cat: ids[0] 0.1, ids[2] 0.9 -> ids[2]; a dog: ids[1] 0.5, ids[3] 0.2 -> ids[1]
-    assert sorted(c["id"] for c in body["selected"]) == sorted([ids[2], ids[1]])
+    # a cat: ids[0] text 0.1, ids[2] text 0.9 -> ids[2]; a dog: ids[1] text 0.5, ids[3] text 0.2 -> ids[1]
+    assert [c["id"] for c in body["selected"]] == [ids[2], ids[1]]  # best text score first
     assert all(c["selected_by"] == "clip" for c in body["selected"])
-    assert "fallback" in body["method"] or "styledrop.selection" in body["method"]
+    assert body["method"].startswith("clip: top-1 per prompt")
+
+
+def test_auto_select_guards_style_and_refuses_unscored_rounds(stub_app):
+    style, ids = _finished_round_with_candidates(stub_app, style_scores=(0.6, 0.1, 0.65, 0.7))
+    rnd_id = stub_app.get(f"{API}/styles/{style['id']}").json()["rounds"][0]["id"]
+    body = stub_app.post(f"{API}/rounds/{rnd_id}/auto-select").json()
+    assert [c["id"] for c in body["selected"]] == [ids[2], ids[3]]  # ids[1] fell below the style guard
+    style, ids = _finished_round_with_candidates(stub_app, style_scores=(0.6, None, 0.65, 0.7))
+    rnd_id = stub_app.get(f"{API}/styles/{style['id']}").json()["rounds"][0]["id"]
+    refused = stub_app.post(f"{API}/rounds/{rnd_id}/auto-select")
+    assert refused.status_code == 409 and "no CLIP scores" in refused.json()["detail"]
 
 
 def test_generation_limits(stub_app):
