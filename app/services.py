@@ -147,7 +147,7 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
                        "count": body.get("candidate_prompts") or settings.candidate_prompts,
                        "per_prompt": body.get("candidates_per_prompt") or settings.candidates_per_prompt,
                        "seed": int(seed), "sample_steps": body.get("sample_steps") or settings.sample_steps,
-                       "adapter_guidance": float(guidance), "clip_model": settings.clip_model},
+                       "adapter_guidance": float(guidance), "clip_model": settings.clip_scorer(style.base_model)},
     }
     rnd = Round(style_id=style.id, number=last_number + 1, status=RoundStatus.queued.value, feedback=feedback,
                 parameters=parameters, total_steps=int(steps))

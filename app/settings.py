@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     candidate_prompts: int = 8  # how many of styledrop.candidates.default_prompts()
     sample_steps: int = 12  # decoding steps for candidates and generations
     round2_adapter_guidance: float = 2.0  # paper: λA = 2 for round-2 models
-    clip_model: str = "default"  # styledrop.clip_scores.load_scorer name ("tiny": offline random scorer)
+    # styledrop.clip_scores.load_scorer name; unset: "tiny" for the offline presets, else "default" (ViT-L-14).
+    clip_model: str | None = None
 
     # Worker robustness.
     heartbeat_seconds: float = 5.0
@@ -47,6 +48,15 @@ class Settings(BaseSettings):
     stop_check_seconds: float = 0.5  # how often training reads the cancel flag
     max_attempts: int = 3
     task_time_limit: int = 6 * 3600  # seconds; the broker's visibility timeout is longer than this
+
+    def clip_scorer(self, base_model: str | None = None) -> str:
+        """The CLIP scorer for a base model. Random presets draw noise, so scoring them with a 400 MB CLIP
+        would only cost a download: they get the offline "tiny" scorer unless one is configured."""
+        from styledrop.presets import PRESETS  # plain data, no torch
+
+        if self.clip_model:
+            return self.clip_model
+        return "tiny" if (base_model or self.model) in PRESETS else "default"
 
     @property
     def storage_root(self) -> Path:

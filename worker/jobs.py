@@ -280,7 +280,7 @@ def _score(settings: Settings, round_id: int, params: dict, made: list[tuple[int
 
     _update_round(settings, round_id, phase="scoring")
     reference = load_image(storage.resolve(settings.storage_root, params["training_set"][0]["image"]))
-    name = params.get("candidates", {}).get("clip_model") or settings.clip_model
+    name = params.get("candidates", {}).get("clip_model") or settings.clip_scorer(params.get("model"))
     try:
         text, style = scoring.score_candidates(reference, [m[1] for m in made], [m[2] for m in made], name=name,
                                                device=engine_cache.device())

@@ -43,3 +43,12 @@ def test_unscored_or_empty_rounds_are_refused_with_the_reason():
     assert info.value.status == 409 and "no CLIP scores" in info.value.detail
     with pytest.raises(ApiError, match=""):
         select_by_clip([])
+
+
+def test_offline_presets_are_scored_offline_unless_a_scorer_is_configured():
+    from app.settings import Settings
+
+    assert Settings(model="tiny", clip_model=None).clip_scorer() == "tiny"
+    assert Settings(model="amused/amused-256", clip_model=None).clip_scorer() == "default"
+    assert Settings(model="amused/amused-256", clip_model=None).clip_scorer("amused-256-random") == "tiny"
+    assert Settings(model="tiny", clip_model="ViT-B-32/openai").clip_scorer() == "ViT-B-32/openai"
