@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, inspect
 from app.migrate import downgrade, upgrade
 from app.models import Base
 
+from . import postgres
 from .conftest import make_settings
 
 TABLES = {"users", "api_tokens", "styles", "rounds", "candidates", "ratings", "selections", "generations"}
@@ -34,18 +35,28 @@ def test_upgrade_from_empty_and_downgrade_back(tmp_path):
     engine.dispose()
 
 
-POSTGRES_URL = os.environ.get("STYLEDROP_TEST_POSTGRES_URL")
+@pytest.fixture(scope="module")
+def postgres_url():
+    """STYLEDROP_TEST_POSTGRES_URL, or a throwaway local server; missing PostgreSQL fails in CI."""
+    if os.environ.get("STYLEDROP_TEST_POSTGRES_URL"):
+        yield os.environ["STYLEDROP_TEST_POSTGRES_URL"]
+        return
+    if not postgres.available():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed: scripts/system-deps installs it")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    with postgres.temporary_server() as url:
+        yield url
 
 
-@pytest.mark.skipif(not POSTGRES_URL, reason="set STYLEDROP_TEST_POSTGRES_URL to test against PostgreSQL")
-def test_postgresql_migrations_and_api(tmp_path):
+def test_postgresql_migrations_and_api(tmp_path, postgres_url):
     from fastapi.testclient import TestClient
 
     from app.main import create_app
 
     from .conftest import StubDispatcher, png_bytes
 
-    settings = make_settings(tmp_path / "data", database_url=POSTGRES_URL)
+    settings = make_settings(tmp_path / "data", database_url=postgres_url)
     downgrade(settings, "base")
     upgrade(settings)
     engine = create_engine(settings.sqlalchemy_url)
