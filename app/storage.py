@@ -6,13 +6,12 @@ another disk) without touching the database.
 
 from __future__ import annotations
 
-import io
 import shutil
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
+from styledrop.image_checks import ImageRejected, open_image  # torch-free
 
 
 class UploadError(Exception):
@@ -55,27 +54,10 @@ def resolve(root: Path, relative: str) -> Path:
 
 def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
     """Check by content (not by name) that the bytes are an image; return it as RGB, or raise UploadError."""
-    if not data:
-        raise UploadError(400, "The uploaded image is empty.")
     try:
-        with Image.open(io.BytesIO(data)) as probe:
-            if probe.format not in ALLOWED_FORMATS:
-                raise UploadError(415, f"Unsupported image type {probe.format}; upload a PNG, JPEG or WebP image.")
-            width, height = probe.size
-            if width * height > max_pixels:
-                raise UploadError(413, f"The image is {width}x{height} pixels, more than the {max_pixels:,} allowed.")
-            probe.load()
-            image = ImageOps.exif_transpose(probe).convert("RGB")
-    except UploadError:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError):
-        raise UploadError(415, "The upload is not an image that can be read; "
-                               "upload a PNG, JPEG or WebP image.") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise UploadError(400, f"The image is damaged or truncated: {exc}") from exc
-    if min(image.size) < 8:
-        raise UploadError(400, f"The image is only {image.size[0]}x{image.size[1]} pixels; upload a real picture.")
-    return image
+        return open_image(data, label="The uploaded image", max_pixels=max_pixels)
+    except ImageRejected as exc:
+        raise UploadError(exc.status, str(exc)) from None
 
 
 def save_png(root: Path, relative: str, image: Image.Image) -> Path:

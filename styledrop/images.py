@@ -7,13 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from .errors import StyleDropError
+from .image_checks import open_image
 from .models import Components
-
-MAX_PIXELS = 40_000_000  # larger images are refused rather than decoded (decompression bombs)
-IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 
 
 def load_image(path: str | os.PathLike) -> Image.Image:
@@ -23,24 +21,7 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise StyleDropError(f"Image file not found: {path}")
     if os.path.isdir(path):
         raise StyleDropError(f"Expected an image file but got a folder: {path}")
-    try:
-        with Image.open(path) as probe:
-            if probe.format not in IMAGE_FORMATS:
-                raise StyleDropError(f"{path} is a {probe.format} file; use a PNG, JPEG or WebP image.")
-            width, height = probe.size
-            if width * height > MAX_PIXELS:
-                raise StyleDropError(f"{path} is {width}x{height} pixels, more than the {MAX_PIXELS:,} allowed.")
-            probe.load()
-            image = ImageOps.exif_transpose(probe).convert("RGB")
-    except StyleDropError:
-        raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise StyleDropError(f"{path} is not an image that can be read (PNG, JPEG or WebP expected).") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise StyleDropError(f"{path} is a damaged or truncated image: {exc}") from exc
-    if min(image.size) < 8:
-        raise StyleDropError(f"{path} is only {image.size[0]}x{image.size[1]} pixels; use a real picture.")
-    return image
+    return open_image(path, label=path)
 
 
 @dataclass
