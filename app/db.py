@@ -10,10 +10,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .settings import Settings
 
+# FastAPI runs sync endpoints and dependency teardown on a 40-thread pool. With fewer pooled connections
+# than threads, requests holding threads wait for connections whose release waits for a thread: a deadlock
+# until the pool timeout (seen with 50 clients rating at once). Keep more connections than threads.
+POOL = {"pool_size": 45, "max_overflow": 15}
+
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **POOL)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
@@ -25,7 +30,7 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **POOL)
 
 
 @lru_cache(maxsize=8)

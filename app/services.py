@@ -8,11 +8,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from .errors import ApiError
-from .models import ACTIVE, Candidate, Generation, Round, RoundStatus, Selection, Style, User, utcnow
+from .models import ACTIVE, Candidate, Generation, Rating, Round, RoundStatus, Selection, Style, User, utcnow
 from .selection import select_by_clip
 from .settings import Settings
 
@@ -194,3 +194,34 @@ def retry_round(session: Session, rnd: Round, settings: Settings) -> Round:
 def pending_generations(session: Session, user: User) -> int:
     return len(session.scalars(select(Generation.id).where(Generation.user_id == user.id,
                                                            Generation.status.in_(ACTIVE))).all())
+
+
+def _insert(session: Session, table: Any) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL both do)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+def rate_candidate(session: Session, candidate: Candidate, user: User, value: int) -> None:
+    """One rating per user and candidate, atomically: concurrent or repeated PUTs replace, never duplicate."""
+    now = utcnow()
+    statement = _insert(session, Rating).values(candidate_id=candidate.id, user_id=user.id, value=value,
+                                                created_at=now, updated_at=now)
+    session.execute(statement.on_conflict_do_update(index_elements=["candidate_id", "user_id"],
+                                                    set_={"value": value, "updated_at": now}))
+    session.commit()
+
+
+def select_candidate(session: Session, candidate: Candidate, user: User, selected: bool) -> None:
+    """Choose or un-choose a candidate for the next round (human feedback), atomically."""
+    if selected:
+        statement = _insert(session, Selection).values(candidate_id=candidate.id, round_id=candidate.round_id,
+                                                       by="human", user_id=user.id, created_at=utcnow())
+        session.execute(statement.on_conflict_do_update(index_elements=["candidate_id"],
+                                                        set_={"by": "human", "user_id": user.id}))
+    else:
+        session.execute(delete(Selection).where(Selection.candidate_id == candidate.id))
+    session.commit()

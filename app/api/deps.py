@@ -39,6 +39,14 @@ DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 def current_user(request: Request, session: SessionDep, settings: SettingsDep) -> User:
     """`Authorization: Bearer <token>` names the user. Without it, in auth mode "local" (the embedded
     single-user run) the request acts as the one local user; in auth mode "token" it is refused."""
+    user = _identify(request, session, settings)
+    # End the transaction now: the connection goes back to the pool while the request waits for a thread
+    # to run its endpoint (otherwise many waiting requests hold every pooled connection: a deadlock).
+    session.commit()
+    return user
+
+
+def _identify(request: Request, session: Session, settings: Settings) -> User:
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, token = header.partition(" ")

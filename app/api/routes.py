@@ -8,9 +8,9 @@ from fastapi import APIRouter, File, Form, Response, UploadFile
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
-from .. import storage
+from .. import services, storage
 from ..errors import ApiError
-from ..models import Generation, Rating, Round, RoundStatus, Selection, Style, utcnow
+from ..models import Generation, Round, RoundStatus, Style, utcnow
 from ..schemas import (
     AutoSelectOut,
     CandidateOut,
@@ -234,12 +234,7 @@ def candidate_image(candidate_id: int, session: SessionDep, settings: SettingsDe
 def rate(candidate_id: int, body: RatingIn, session: SessionDep, user: UserDep) -> CandidateOut:
     """Your rating of a candidate: -1/+1 (thumbs) or 1..5 (stars); a second PUT replaces it."""
     candidate = get_candidate(session, candidate_id)
-    rating = session.scalar(select(Rating).where(Rating.candidate_id == candidate.id, Rating.user_id == user.id))
-    if rating is None:
-        session.add(Rating(candidate_id=candidate.id, user_id=user.id, value=body.value))
-    else:
-        rating.value = body.value
-    session.commit()
+    services.rate_candidate(session, candidate, user, body.value)
     session.refresh(candidate)
     return candidate_out(candidate, user)
 
@@ -248,13 +243,7 @@ def rate(candidate_id: int, body: RatingIn, session: SessionDep, user: UserDep) 
 def set_selected(candidate_id: int, body: SelectedIn, session: SessionDep, user: UserDep) -> CandidateOut:
     """Choose (or un-choose) a candidate for the next round's training set (human feedback)."""
     candidate = get_candidate(session, candidate_id)
-    if body.selected and candidate.selection is None:
-        session.add(Selection(candidate_id=candidate.id, round_id=candidate.round_id, by="human", user_id=user.id))
-    elif body.selected and candidate.selection is not None:
-        candidate.selection.by, candidate.selection.user_id = "human", user.id
-    elif not body.selected and candidate.selection is not None:
-        session.delete(candidate.selection)
-    session.commit()
+    services.select_candidate(session, candidate, user, body.selected)
     session.refresh(candidate)
     return candidate_out(candidate, user)
 
