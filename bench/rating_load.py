@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 class Fixture:
     base_url: str
     tokens: list[str]
-    candidate_ids: list[int]
+    candidate_ids: list[list[int]]  # per client: the candidates of that client's own style
     data_dir: Path
     server: subprocess.Popen
 
@@ -46,8 +46,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def prepare(data_dir: Path, clients: int, candidates: int) -> tuple[list[str], list[int]]:
-    """A migrated database with one finished round of `candidates` and `clients` users with tokens."""
+def prepare(data_dir: Path, clients: int, candidates: int) -> tuple[list[str], list[list[int]]]:
+    """A migrated database where each of `clients` users (with a token) owns one style whose finished
+    round has `candidates` candidates to rate."""
     from app.auth import create_token, get_or_create_user
     from app.db import session_factory
     from app.migrate import upgrade
@@ -56,23 +57,25 @@ def prepare(data_dir: Path, clients: int, candidates: int) -> tuple[list[str], l
 
     settings = Settings(data_dir=data_dir, model="tiny")
     upgrade(settings)
+    tokens, ids = [], []
     with session_factory(settings)() as session:
-        tokens = [create_token(session, f"user{i}", "load") for i in range(clients)]
-        owner = get_or_create_user(session, "user0").id
-        style = Style(user_id=owner, reference_path="styles/1/reference.png", content="a house",
-                      descriptor="sticker", base_model="tiny", adapter_kind="styledrop", settings={})
-        session.add(style)
-        session.flush()
-        rnd = Round(style_id=style.id, number=1, status="succeeded", parameters={}, total_steps=1)
-        session.add(rnd)
-        session.flush()
-        ids = []
-        for i in range(candidates):
-            c = Candidate(round_id=rnd.id, content="a cat", prompt="A cat in sticker style", seed=i,
-                          image_path=f"styles/1/rounds/1/candidates/{i:04d}.png")
-            session.add(c)
+        for i in range(clients):
+            tokens.append(create_token(session, f"user{i}", "load"))
+            style = Style(user_id=get_or_create_user(session, f"user{i}").id, reference_path="", content="a house",
+                          descriptor="sticker", base_model="tiny", adapter_kind="styledrop", settings={})
+            session.add(style)
             session.flush()
-            ids.append(c.id)
+            rnd = Round(style_id=style.id, number=1, status="succeeded", parameters={}, total_steps=1)
+            session.add(rnd)
+            session.flush()
+            mine = []
+            for j in range(candidates):
+                c = Candidate(round_id=rnd.id, content="a cat", prompt="A cat in sticker style", seed=j,
+                              image_path=f"styles/{style.id}/rounds/1/candidates/{j:04d}.png")
+                session.add(c)
+                session.flush()
+                mine.append(c.id)
+            ids.append(mine)
         session.commit()
     return tokens, ids
 
@@ -103,8 +106,8 @@ def value_for(client: int, candidate: int) -> int:
 
 
 async def run_load(fixture: Fixture, ratings: int, timeout: float = 120.0) -> tuple[list[float], list[int]]:
-    """Every client rates `ratings` candidates; the first one twice at once (a double click). Returns the
-    latency of every request and the status codes."""
+    """Every client rates `ratings` candidates of its own style, the first one twice at once (a double
+    click), all clients at the same time. Returns the latency of every request and the status codes."""
     import httpx
 
     latencies: list[float] = []
@@ -119,7 +122,7 @@ async def run_load(fixture: Fixture, ratings: int, timeout: float = 120.0) -> tu
 
     async def person(index: int, token: str) -> None:
         async with httpx.AsyncClient(timeout=60) as client:
-            targets = fixture.candidate_ids[:ratings]
+            targets = fixture.candidate_ids[index][:ratings]
             first = targets[0]
             await asyncio.gather(one(client, token, first, value_for(index, 0)),
                                  one(client, token, first, value_for(index, 0)))

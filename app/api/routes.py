@@ -99,17 +99,17 @@ def create_style(session: SessionDep, settings: SettingsDep, user: UserDep,
 
 @router.get("/styles", response_model=list[StyleOut], tags=["styles"])
 def list_styles(session: SessionDep, user: UserDep) -> list[StyleOut]:
-    return [style_out(s) for s in session.scalars(select(Style).order_by(Style.id))]
+    return [style_out(s) for s in session.scalars(select(Style).where(Style.user_id == user.id).order_by(Style.id))]
 
 
 @router.get("/styles/{style_id}", response_model=StyleOut, tags=["styles"])
 def read_style(style_id: int, session: SessionDep, user: UserDep) -> StyleOut:
-    return style_out(get_style(session, style_id))
+    return style_out(get_style(session, style_id, user))
 
 
 @router.delete("/styles/{style_id}", status_code=204, tags=["styles"])
 def delete_style(style_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> Response:
-    style = get_style(session, style_id)
+    style = get_style(session, style_id, user)
     if (running := active_round(session, style.id)) is not None:
         raise ApiError(409, f"Round {running.number} of style {style.id} is {running.status}; cancel it first.")
     session.delete(style)
@@ -120,14 +120,14 @@ def delete_style(style_id: int, session: SessionDep, settings: SettingsDep, user
 
 @router.get("/styles/{style_id}/reference", response_class=FileResponse, tags=["styles"])
 def style_reference(style_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> FileResponse:
-    style = get_style(session, style_id)
+    style = get_style(session, style_id, user)
     return _file(settings, style.reference_path, f"The reference of style {style_id}", "image/png")
 
 
 @router.get("/styles/{style_id}/adapter", response_class=FileResponse, tags=["styles"])
 def style_adapter(style_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> FileResponse:
     """The latest finished round's adapter.safetensors (loads with `styledrop generate`)."""
-    style = get_style(session, style_id)
+    style = get_style(session, style_id, user)
     rnd = latest_adapter_round(style)
     if rnd is None:
         raise ApiError(404, f"Style {style_id} has no finished round yet, so no adapter to download.")
@@ -141,7 +141,7 @@ def start_round(style_id: int, session: SessionDep, settings: SettingsDep, dispa
                 user: UserDep, body: RoundCreate | None = None) -> RoundOut:
     """Start round 1, or the next round from the selection of the latest finished round
     (`feedback: "clip"` lets CLIP select first). 409 while another round of the style is queued or running."""
-    style = get_style(session, style_id)
+    style = get_style(session, style_id, user)
     body = body or RoundCreate()
     if body.steps is not None and body.steps > settings.max_train_steps:
         raise ApiError(422, f"{body.steps} training steps is more than the {settings.max_train_steps} allowed.")
@@ -164,7 +164,7 @@ def _dispatch_round(session, dispatcher, rnd: Round) -> None:
 
 @router.get("/styles/{style_id}/rounds", response_model=list[RoundOut], tags=["rounds"])
 def list_rounds(style_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> list[RoundOut]:
-    style = get_style(session, style_id)
+    style = get_style(session, style_id, user)
     reap_stale(session, settings)
     return [round_out(r) for r in style.rounds]
 
@@ -173,7 +173,7 @@ def list_rounds(style_id: int, session: SessionDep, settings: SettingsDep, user:
 def read_round(round_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> RoundOut:
     """Status, step, total steps, loss, ETA, error. A running round whose worker stopped sending heartbeats
     is marked failed here (with a retry action)."""
-    rnd = get_round(session, round_id)
+    rnd = get_round(session, round_id, user)
     if rnd.status == RoundStatus.running.value:
         reap_stale(session, settings, round_id=rnd.id)
         session.refresh(rnd)
@@ -184,21 +184,21 @@ def read_round(round_id: int, session: SessionDep, settings: SettingsDep, user: 
 def cancel(round_id: int, session: SessionDep, user: UserDep) -> RoundOut:
     """A queued round is cancelled at once; a running one stops within seconds (its checkpoint is kept,
     so retry resumes)."""
-    return round_out(cancel_round(session, get_round(session, round_id)))
+    return round_out(cancel_round(session, get_round(session, round_id, user)))
 
 
 @router.post("/rounds/{round_id}/retry", response_model=RoundOut, status_code=202, tags=["rounds"])
 def retry(round_id: int, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep,
           user: UserDep) -> RoundOut:
     """Queue a failed or cancelled round again; training resumes from its last checkpoint."""
-    rnd = retry_round(session, get_round(session, round_id), settings)
+    rnd = retry_round(session, get_round(session, round_id, user), settings)
     _dispatch_round(session, dispatcher, rnd)
     return round_out(rnd)
 
 
 @router.get("/rounds/{round_id}/adapter", response_class=FileResponse, tags=["rounds"])
 def round_adapter(round_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> FileResponse:
-    rnd = get_round(session, round_id)
+    rnd = get_round(session, round_id, user)
     if rnd.status != RoundStatus.succeeded.value:
         raise ApiError(404, f"Round {round_id} is {rnd.status}; its adapter exists once it has succeeded.")
     return _file(settings, rnd.adapter_path, f"The adapter of round {round_id}", "application/octet-stream")
@@ -206,13 +206,13 @@ def round_adapter(round_id: int, session: SessionDep, settings: SettingsDep, use
 
 @router.get("/rounds/{round_id}/candidates", response_model=list[CandidateOut], tags=["candidates"])
 def list_candidates(round_id: int, session: SessionDep, user: UserDep) -> list[CandidateOut]:
-    return [candidate_out(c, user) for c in get_round(session, round_id).candidates]
+    return [candidate_out(c, user) for c in get_round(session, round_id, user).candidates]
 
 
 @router.post("/rounds/{round_id}/auto-select", response_model=AutoSelectOut, tags=["candidates"])
 def auto_select_round(round_id: int, session: SessionDep, user: UserDep) -> AutoSelectOut:
     """CLIP feedback: replace the round's selection with the best candidate per prompt by CLIP score."""
-    rnd = get_round(session, round_id)
+    rnd = get_round(session, round_id, user)
     chosen, method = auto_select(session, rnd)
     return AutoSelectOut(round_id=rnd.id, method=method, selected=[candidate_out(c, user) for c in chosen])
 
@@ -221,19 +221,19 @@ def auto_select_round(round_id: int, session: SessionDep, user: UserDep) -> Auto
 
 @router.get("/candidates/{candidate_id}", response_model=CandidateOut, tags=["candidates"])
 def read_candidate(candidate_id: int, session: SessionDep, user: UserDep) -> CandidateOut:
-    return candidate_out(get_candidate(session, candidate_id), user)
+    return candidate_out(get_candidate(session, candidate_id, user), user)
 
 
 @router.get("/candidates/{candidate_id}/image", response_class=FileResponse, tags=["candidates"])
 def candidate_image(candidate_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> FileResponse:
-    candidate = get_candidate(session, candidate_id)
+    candidate = get_candidate(session, candidate_id, user)
     return _file(settings, candidate.image_path, f"The image of candidate {candidate_id}", "image/png")
 
 
 @router.put("/candidates/{candidate_id}/rating", response_model=CandidateOut, tags=["candidates"])
 def rate(candidate_id: int, body: RatingIn, session: SessionDep, user: UserDep) -> CandidateOut:
     """Your rating of a candidate: -1/+1 (thumbs) or 1..5 (stars); a second PUT replaces it."""
-    candidate = get_candidate(session, candidate_id)
+    candidate = get_candidate(session, candidate_id, user)
     services.rate_candidate(session, candidate, user, body.value)
     session.refresh(candidate)
     return candidate_out(candidate, user)
@@ -242,7 +242,7 @@ def rate(candidate_id: int, body: RatingIn, session: SessionDep, user: UserDep) 
 @router.put("/candidates/{candidate_id}/selected", response_model=CandidateOut, tags=["candidates"])
 def set_selected(candidate_id: int, body: SelectedIn, session: SessionDep, user: UserDep) -> CandidateOut:
     """Choose (or un-choose) a candidate for the next round's training set (human feedback)."""
-    candidate = get_candidate(session, candidate_id)
+    candidate = get_candidate(session, candidate_id, user)
     services.select_candidate(session, candidate, user, body.selected)
     session.refresh(candidate)
     return candidate_out(candidate, user)
@@ -254,12 +254,12 @@ def set_selected(candidate_id: int, body: SelectedIn, session: SessionDep, user:
 def create_generation(style_id: int, body: GenerationCreate, session: SessionDep, settings: SettingsDep,
                       dispatcher: DispatcherDep, user: UserDep) -> GenerationOut:
     """Generate `num_images` images per prompt with the style (its latest finished round by default)."""
-    style = get_style(session, style_id)
+    style = get_style(session, style_id, user)
     if len(body.prompts) * body.num_images > settings.max_generation_images:
         raise ApiError(422, f"{len(body.prompts)} prompts x {body.num_images} images is more than the "
                             f"{settings.max_generation_images} images one request may ask for.")
     if body.round_id is not None:
-        rnd = get_round(session, body.round_id)
+        rnd = get_round(session, body.round_id, user)
         if rnd.style_id != style.id:
             raise ApiError(404, f"Round {rnd.id} does not belong to style {style.id}.")
         if rnd.status != RoundStatus.succeeded.value:
@@ -289,19 +289,19 @@ def create_generation(style_id: int, body: GenerationCreate, session: SessionDep
 
 @router.get("/styles/{style_id}/generations", response_model=list[GenerationOut], tags=["generations"])
 def list_generations(style_id: int, session: SessionDep, user: UserDep) -> list[GenerationOut]:
-    style = get_style(session, style_id)
+    style = get_style(session, style_id, user)
     return [generation_out(g) for g in sorted(style.generations, key=lambda g: g.id)]
 
 
 @router.get("/generations/{generation_id}", response_model=GenerationOut, tags=["generations"])
 def read_generation(generation_id: int, session: SessionDep, user: UserDep) -> GenerationOut:
-    return generation_out(get_generation(session, generation_id))
+    return generation_out(get_generation(session, generation_id, user))
 
 
 @router.get("/generations/{generation_id}/images/{index}", response_class=FileResponse, tags=["generations"])
 def generation_image(generation_id: int, index: int, session: SessionDep, settings: SettingsDep,
                      user: UserDep) -> FileResponse:
-    generation = get_generation(session, generation_id)
+    generation = get_generation(session, generation_id, user)
     paths = generation.image_paths or []
     if not 0 <= index < len(paths):
         raise ApiError(404, f"Generation {generation_id} has no image {index} (it has {len(paths)}).")

@@ -9,30 +9,36 @@ from ..models import Candidate, Generation, Round, RoundStatus, Style, User
 from ..schemas import API, CandidateOut, GenerationOut, RatingOut, RoundOut, RoundSummary, StyleOut
 
 
-def get_style(session: Session, style_id: int) -> Style:
+def _owned(style: Style | None, user: User | None) -> bool:
+    """A user sees only their own styles and everything under them; others get the same 404 as for an id
+    that does not exist, so ids of other people's work leak nothing."""
+    return style is not None and (user is None or style.user_id == user.id)
+
+
+def get_style(session: Session, style_id: int, user: User | None = None) -> Style:
     style = session.get(Style, style_id)
-    if style is None:
+    if not _owned(style, user):
         raise not_found("Style", style_id)
     return style
 
 
-def get_round(session: Session, round_id: int) -> Round:
+def get_round(session: Session, round_id: int, user: User | None = None) -> Round:
     rnd = session.get(Round, round_id)
-    if rnd is None:
+    if rnd is None or not _owned(rnd.style, user):
         raise not_found("Round", round_id)
     return rnd
 
 
-def get_candidate(session: Session, candidate_id: int) -> Candidate:
+def get_candidate(session: Session, candidate_id: int, user: User | None = None) -> Candidate:
     candidate = session.get(Candidate, candidate_id)
-    if candidate is None:
+    if candidate is None or not _owned(candidate.round.style, user):
         raise not_found("Candidate", candidate_id)
     return candidate
 
 
-def get_generation(session: Session, generation_id: int) -> Generation:
+def get_generation(session: Session, generation_id: int, user: User | None = None) -> Generation:
     generation = session.get(Generation, generation_id)
-    if generation is None:
+    if generation is None or not _owned(generation.style, user):
         raise not_found("Generation", generation_id)
     return generation
 

@@ -29,6 +29,6 @@ def test_fifty_clients_rating_twenty_each_are_all_recorded_exactly_once(tmp_path
         assert session.scalar(select(func.count()).select_from(Rating)) == CLIENTS * RATINGS
         rows = session.execute(select(User.name, Rating.candidate_id, Rating.value).join(User)).all()
     assert len({(name, cid) for name, cid, _ in rows}) == CLIENTS * RATINGS
-    position = {cid: i for i, cid in enumerate(fixture.candidate_ids)}
     for name, cid, value in rows:
-        assert value == value_for(int(name.removeprefix("user")), position[cid])
+        client = int(name.removeprefix("user"))
+        assert value == value_for(client, fixture.candidate_ids[client].index(cid))

@@ -1,0 +1,72 @@
+"""Ownership: a second user can neither read, change nor learn of another user's work — every API route
+that takes an id answers 404 exactly as for an id that does not exist."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import update
+
+from app.auth import create_token
+from app.db import session_factory
+from app.models import Candidate, Generation, Round
+
+from .conftest import png_bytes
+
+API = "/api/v1"
+
+
+def _headers(client, name: str) -> dict[str, str]:
+    with session_factory(client.settings)() as session:
+        return {"Authorization": f"Bearer {create_token(session, name, 'test')}"}
+
+
+def _alices_world(client, alice: dict[str, str]) -> dict[str, int]:
+    style = client.post(f"{API}/styles", headers=alice, files={"image": ("r.png", png_bytes(), "image/png")},
+                        data={"content": "a house", "descriptor": "sticker"}).json()
+    rnd = client.post(f"{API}/styles/{style['id']}/rounds", headers=alice, json={}).json()
+    with session_factory(client.settings)() as session:
+        session.execute(update(Round).where(Round.id == rnd["id"])
+                        .values(status="succeeded", adapter_path=f"styles/{style['id']}/rounds/1/adapter.safetensors"))
+        candidate = Candidate(round_id=rnd["id"], content="a cat", prompt="A cat in sticker style", seed=0,
+                              image_path=f"styles/{style['id']}/rounds/1/candidates/0000.png",
+                              clip_text_score=0.3, clip_style_score=0.6)
+        session.add(candidate)
+        session.commit()
+        ids = {"style_id": style["id"], "round_id": rnd["id"], "candidate_id": candidate.id}
+    generation = client.post(f"{API}/styles/{style['id']}/generations", headers=alice,
+                             json={"prompts": ["a cat"]}).json()
+    ids.update(generation_id=generation["id"], index=0)
+    return ids
+
+
+BODIES = {"/rating": {"value": 1}, "/selected": {"selected": True}, "/generations": {"prompts": ["a dog"]},
+          "/rounds": {}}
+
+
+def _body(path: str) -> dict | None:
+    return next((body for suffix, body in BODIES.items() if path.endswith(suffix)), None)
+
+
+def test_every_route_with_an_id_answers_404_to_another_user(stub_app):
+    alice, bob = _headers(stub_app, "alice"), _headers(stub_app, "bob")
+    ids = _alices_world(stub_app, alice)
+    walked = 0
+    for path, operations in stub_app.get("/openapi.json").json()["paths"].items():  # every documented route
+        if not path.startswith(API) or "{" not in path:
+            continue
+        url = re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), path)
+        for method in sorted(m.upper() for m in operations):
+            response = stub_app.request(method, url, headers=bob, json=_body(path))
+            assert response.status_code == 404, f"{method} {path}: {response.status_code} {response.text}"
+            assert "does not exist" in response.json()["detail"], f"{method} {path}"
+            walked += 1
+    assert walked >= 20  # styles, rounds, candidates, generations and their files and actions
+    assert stub_app.get(f"{API}/styles", headers=bob).json() == []
+    # and Alice's work is untouched by Bob's attempts
+    assert stub_app.get(f"{API}/styles/{ids['style_id']}", headers=alice).status_code == 200
+    candidate = stub_app.get(f"{API}/candidates/{ids['candidate_id']}", headers=alice).json()
+    assert candidate["ratings"] == [] and candidate["selected"] is False
+    with session_factory(stub_app.settings)() as session:
+        assert session.get(Round, ids["round_id"]).status == "succeeded"
+        assert session.query(Generation).count() == 1
