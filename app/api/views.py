@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from ..errors import not_found
 from ..models import Candidate, Generation, Round, RoundStatus, Style, User
 from ..schemas import API, CandidateOut, GenerationOut, RatingOut, RoundOut, RoundSummary, StyleOut
+
+MAX_ID = 2**63 - 1  # database integer range; anything outside is an id that cannot exist
+
+
+def _lookup(session: Session, model: type, ident: int) -> Any:
+    return session.get(model, ident) if 1 <= ident <= MAX_ID else None
 
 
 def _owned(style: Style | None, user: User | None) -> bool:
@@ -16,28 +24,28 @@ def _owned(style: Style | None, user: User | None) -> bool:
 
 
 def get_style(session: Session, style_id: int, user: User | None = None) -> Style:
-    style = session.get(Style, style_id)
+    style = _lookup(session, Style, style_id)
     if not _owned(style, user):
         raise not_found("Style", style_id)
     return style
 
 
 def get_round(session: Session, round_id: int, user: User | None = None) -> Round:
-    rnd = session.get(Round, round_id)
+    rnd = _lookup(session, Round, round_id)
     if rnd is None or not _owned(rnd.style, user):
         raise not_found("Round", round_id)
     return rnd
 
 
 def get_candidate(session: Session, candidate_id: int, user: User | None = None) -> Candidate:
-    candidate = session.get(Candidate, candidate_id)
+    candidate = _lookup(session, Candidate, candidate_id)
     if candidate is None or not _owned(candidate.round.style, user):
         raise not_found("Candidate", candidate_id)
     return candidate
 
 
 def get_generation(session: Session, generation_id: int, user: User | None = None) -> Generation:
-    generation = session.get(Generation, generation_id)
+    generation = _lookup(session, Generation, generation_id)
     if generation is None or not _owned(generation.style, user):
         raise not_found("Generation", generation_id)
     return generation
