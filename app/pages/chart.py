@@ -31,7 +31,7 @@ def scores_chart(rows: list[RoundScores], width: int = 360, height: int = 180) -
     low, high = min(values), max(values)
     pad = max((high - low) * 0.15, 0.01)
     low, high = low - pad, high + pad
-    left, right, top, bottom = 44, 12, 14, 30
+    left, right, top, bottom = 48, 30, 14, 30
     plot_w, plot_h = width - left - right, height - top - bottom
 
     def x(i: int) -> float:
@@ -40,7 +40,7 @@ def scores_chart(rows: list[RoundScores], width: int = 360, height: int = 180) -
     def y(v: float) -> float:
         return top + plot_h * (1 - (v - low) / (high - low))
 
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
              f'aria-labelledby="chart-title chart-desc" xmlns="http://www.w3.org/2000/svg">',
              '<title id="chart-title">Mean CLIP scores per round</title>']
     desc = "; ".join(f"round {r.number}: text {_fmt(r.text) if r.text is not None else 'n/a'}, "

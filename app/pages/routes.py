@@ -542,6 +542,10 @@ def playground_page(style_id: int, request: Request, session: SessionDep, settin
     except ApiError as exc:
         return error_page(request, exc)
     values = {"prompts": "a cat\na bridge", "num_images": "2", "seed": "0", "round_id": ""}
+    if style.generations:  # start from what was asked last time
+        last = max(style.generations, key=lambda g: g.id).request or {}
+        values |= {"prompts": "\n".join(last.get("prompts") or []), "num_images": str(last.get("num_images") or 1),
+                   "seed": str(last.get("seed") if last.get("seed") is not None else 0)}
     return render(request, "playground.html", _playground_context(session, settings, style, values, {}))
 
 

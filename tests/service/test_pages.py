@@ -273,7 +273,7 @@ def test_rounds_compared_with_an_inline_svg_chart(stub_app):
     assert '<svg class="chart"' in page and page.count("<polyline") == 2 and "<script" not in page.split("<svg")[1]
     assert "round 1: text 0.215, style 0.670; round 2: text 0.215, style 0.670" in page  # the chart's description
     assert "Rounds side by side" in page and page.count('<th scope="row">') == 2
-    assert 'href="/api/v1/styles/%d/adapter"' % style_id in page and "round 2, .safetensors" in page
+    assert 'href="/api/v1/styles/%d/adapter"' % style_id in page and "round 2 · .safetensors" in page
 
 
 def test_playground_starts_a_generation_and_polls_it(stub_app):
