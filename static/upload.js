@@ -66,7 +66,17 @@
       chip.addEventListener("click", function () {
         var target = document.getElementById(chip.getAttribute("data-fill"));
         target.value = chip.getAttribute("data-value");
+        target.dispatchEvent(new Event("input", { bubbles: true }));
         target.focus();
+      });
+    });
+
+    // Once a field is edited, its error from the last submit no longer applies.
+    document.querySelectorAll("#new-style input[aria-invalid]").forEach(function (field) {
+      field.addEventListener("input", function () {
+        field.removeAttribute("aria-invalid");
+        var error = document.getElementById(field.id + "-error");
+        if (error) error.remove();
       });
     });
 
