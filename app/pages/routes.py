@@ -9,9 +9,9 @@ from __future__ import annotations
 import io
 import math
 from datetime import datetime, timezone
-from urllib.parse import quote
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -443,7 +443,6 @@ def auto_select_page(round_id: int, request: Request, session: SessionDep, user:
     """CLIP feedback: the best candidate per prompt (replaces the round's selection)."""
     notice = None
     try:
-        rnd = get_round(session, round_id)
         chosen = api.auto_select_round(round_id, session, user).selected
         notice = f"CLIP selected {len(chosen)} image{'s' if len(chosen) != 1 else ''}: the best per prompt."
     except ApiError as exc:
