@@ -256,3 +256,13 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             raise
         finally:
             browser.close()
+
+
+def test_a_missing_browser_fails_under_ci_and_skips_locally(monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="scripts/install-browser"):
+        _require_browser()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="skipped locally"):
+        _require_browser()
