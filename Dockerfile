@@ -8,6 +8,8 @@ COPY styledrop ./styledrop
 COPY app ./app
 COPY worker ./worker
 COPY migrations ./migrations
+COPY templates ./templates
+COPY static ./static
 RUN useradd --create-home --uid 1000 styledrop && mkdir -p /data && chown styledrop /data
 
 FROM base AS web

@@ -59,8 +59,10 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
         return await call_next(request)
 
     from .api.routes import router
+    from .pages import router as pages_router
 
     app.include_router(router)
+    app.include_router(pages_router)  # the HTML pages (app/pages/)
     return app
 
 

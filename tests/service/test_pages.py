@@ -1,0 +1,347 @@
+"""The HTML pages (app/pages/, templates/, static/) with FastAPI's TestClient: no worker, no browser.
+
+Rounds are brought to "running" or "succeeded" by writing the database as the worker would."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from app import storage
+from app.db import session_factory
+from app.models import Candidate, Generation, Rating, Round, Selection, Style, utcnow
+
+from .conftest import png_bytes, reference_image
+
+ROOT = Path(__file__).resolve().parents[2]
+FORM = {"content": "a house", "descriptor": "watercolor painting", "base_model": "tiny", "adapter": "styledrop",
+        "steps": "10", "seed": "1"}
+
+
+def _create(client, **fields) -> int:
+    response = client.post("/styles/new", data=FORM | fields, files={"image": ("ref.png", png_bytes(), "image/png")},
+                           follow_redirects=False)
+    assert response.status_code == 303, response.text
+    return int(response.headers["location"].rsplit("/", 1)[1].split("?")[0])
+
+
+def _session(client):
+    return session_factory(client.settings)()
+
+
+def _latest_round(client, style_id: int) -> int:
+    with _session(client) as session:
+        return session.scalar(select(Round.id).where(Round.style_id == style_id).order_by(Round.number.desc()))
+
+
+def _run(client, round_id: int, step: int = 4, phase: str = "training", made: int = 0) -> None:
+    """As the worker: the round is running at `step`, with `made` candidates drawn so far."""
+    with _session(client) as session:
+        rnd = session.get(Round, round_id)
+        rnd.status, rnd.phase, rnd.step, rnd.loss, rnd.eta_seconds = "running", phase, step, 1.2345, 75.0
+        rnd.started_at = rnd.heartbeat_at = utcnow()
+        _add_candidates(client, session, rnd, made)
+        session.commit()
+
+
+def _add_candidates(client, session, rnd: Round, count: int, contents=("a cat", "a bridge")) -> list[int]:
+    per = max(1, count // len(contents))
+    ids = []
+    for i in range(count):
+        content = contents[min(i // per, len(contents) - 1)]
+        relative = storage.candidate_path(rnd.style_id, rnd.number, i)
+        storage.save_png(client.settings.storage_root, relative, reference_image(32))
+        candidate = Candidate(round_id=rnd.id, content=content, prompt=f"A {content[2:]} in watercolor painting style",
+                              seed=100 + i, image_path=relative, clip_text_score=0.2 + 0.01 * i,
+                              clip_style_score=0.7 - 0.02 * i)
+        session.add(candidate)
+        session.flush()
+        ids.append(candidate.id)
+    return ids
+
+
+def _finish(client, round_id: int, candidates: int = 4) -> list[int]:
+    """As the worker: the round succeeded with `candidates` scored candidates (2 prompts) and an adapter."""
+    with _session(client) as session:
+        rnd = session.get(Round, round_id)
+        ids = _add_candidates(client, session, rnd, candidates)
+        rnd.status, rnd.phase, rnd.step, rnd.loss, rnd.eta_seconds = "succeeded", None, rnd.total_steps, 0.9, 0.0
+        rnd.finished_at = utcnow()
+        rnd.adapter_path = storage.adapter_path(rnd.style_id, rnd.number)
+        path = storage.resolve(client.settings.storage_root, rnd.adapter_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"adapter")
+        session.commit()
+        return ids
+
+
+# ---- rendering ----------------------------------------------------------------------------------------------
+
+def test_styles_page_lists_styles_newest_first(stub_app):
+    empty = stub_app.get("/")
+    assert empty.status_code == 200 and "No styles yet" in empty.text and 'href="/styles/new"' in empty.text
+    first = _create(stub_app, descriptor="oil painting")
+    second = _create(stub_app, descriptor="line drawing")
+    page = stub_app.get("/").text
+    assert page.index("line drawing") < page.index("oil painting")  # newest first
+    assert f'src="/api/v1/styles/{first}/reference"' in page and f'/styles/{second}"' in page
+    assert "1 round" in page and "queued" in page
+    assert re.search(r'<img[^>]+alt="Reference image of style \d+: a house in line drawing style"', page)
+
+
+def test_new_style_page_has_labels_examples_and_advanced_defaults(stub_app):
+    page = stub_app.get("/styles/new").text
+    for name in ("image", "content", "descriptor", "base_model", "steps", "learning_rate", "rank", "seed"):
+        assert f'<label for="{name}">' in page, name
+        assert f'id="{name}"' in page
+    assert 'type="file"' in page and 'accept="image/png,image/jpeg,image/webp"' in page
+    assert '<datalist id="descriptors">' in page
+    for descriptor in ("watercolor painting", "oil painting", "line drawing", "flat cartoon illustration", "sticker",
+                       "3d rendering", "kid crayon drawing", "wooden sculpture"):
+        assert f'<option value="{descriptor}">' in page
+    assert 'value="styledrop"' in page and 'value="lora"' in page
+    assert "<details class=\"advanced\"" in page and 'name="steps" value="10"' in page  # the server's default
+    assert "/static/upload.js" in page and 'id="dropzone"' in page
+
+
+def test_form_errors_are_shown_next_to_fields_and_keep_what_was_typed(stub_app):
+    response = stub_app.post("/styles/new", data=FORM | {"descriptor": "  ", "content": "a red barn", "steps": "abc"},
+                             files={"image": ("notes.txt", b"not a picture", "text/plain")})
+    assert response.status_code == 422
+    page = response.text
+    assert 'value="a red barn"' in page  # kept
+    assert re.search(r'id="descriptor-error"[^>]*>The style descriptor is empty', page)
+    assert re.search(r'id="image-error"[^>]*>notes.txt: The upload is not an image[^<]*Choose another file', page)
+    assert re.search(r'id="steps-error"[^>]*>Training steps must be a whole number', page)
+    assert 'id="descriptor"' in page and 'aria-invalid="true" aria-describedby="descriptor-error' in page
+    assert "<details class=\"advanced\" open>" in page  # the error inside Advanced is visible
+
+    # A good image with another error: the page asks to choose the file again (a browser cannot keep it).
+    again = stub_app.post("/styles/new", data=FORM | {"content": ""},
+                          files={"image": ("ref.png", png_bytes(), "image/png")})
+    assert again.status_code == 422 and "Please choose the image again" in again.text
+    assert 'value="watercolor painting"' in again.text
+    missing = stub_app.post("/styles/new", data=FORM)
+    assert missing.status_code == 422 and "Choose a reference image" in missing.text
+    with _session(stub_app) as session:
+        assert session.scalar(select(func.count(Style.id))) == 0
+    assert stub_app.dispatcher.rounds == []
+
+
+def test_creating_a_style_starts_round_1_with_the_advanced_settings(stub_app):
+    style_id = _create(stub_app, adapter="lora", steps="12", learning_rate="2e-4", rank="8", seed="5")
+    round_id = _latest_round(stub_app, style_id)
+    assert stub_app.dispatcher.rounds == [round_id]
+    with _session(stub_app) as session:
+        style, rnd = session.get(Style, style_id), session.get(Round, round_id)
+        assert (style.adapter_kind, style.base_model, style.descriptor) == ("lora", "tiny", "watercolor painting")
+        assert style.settings == {"steps": 12, "seed": 5, "learning_rate": 2e-4, "rank": 8}
+        assert rnd.number == 1 and rnd.total_steps == 12
+        assert rnd.parameters["train"]["learning_rate"] == 2e-4 and rnd.parameters["train"]["seed"] == 5
+        assert rnd.parameters["adapter"] == {"kind": "lora", "rank": 8, "alpha": 8.0}
+        assert storage.resolve(stub_app.settings.storage_root, style.reference_path).is_file()
+
+
+def test_round_fragment_polls_while_running_and_stops_when_finished(stub_app):
+    style_id = _create(stub_app)
+    round_id = _latest_round(stub_app, style_id)
+    queued = stub_app.get(f"/rounds/{round_id}/panel").text
+    assert 'hx-trigger="every 2s"' in queued and f'hx-get="/rounds/{round_id}/panel' in queued
+
+    _run(stub_app, round_id, step=4, phase="candidates", made=1)
+    running = stub_app.get(f"/rounds/{round_id}/panel").text
+    assert 'hx-trigger="every 2s"' in running and 'aria-live="polite"' in running
+    assert 'role="progressbar"' in running and 'aria-valuenow="40"' in running and "width: 40%" in running
+    assert "4 of 10" in running and "1.2345" in running and "1 min 15 s" in running
+    assert "making candidates (1 of 2)" in running  # 2 prompts x 1 per prompt (the stub settings)
+    assert running.count('<li class="slot"') == 1 and running.count("/api/v1/candidates/") == 1  # fixed slots
+    assert f'hx-post="/rounds/{round_id}/cancel"' in running
+
+    _finish(stub_app, round_id)
+    done = stub_app.get(f"/rounds/{round_id}/panel", headers={"HX-Request": "true"}).text
+    assert "hx-trigger" not in done.split('id="summary"')[0].split('class="grid-wrap"')[0]
+    assert 'hx-trigger="every' not in done  # polling stops
+    assert 'class="cards"' in done and done.count('class="card') >= 4
+    assert 'id="summary" class="summary" aria-label="Style summary" hx-swap-oob="true"' in done  # side panel too
+    page = stub_app.get(f"/styles/{style_id}").text
+    assert 'hx-trigger="every' not in page and "Download adapter" in page
+
+
+def test_cancel_and_retry_from_the_page(stub_app):
+    style_id = _create(stub_app)
+    round_id = _latest_round(stub_app, style_id)
+    _run(stub_app, round_id)
+    cancelled = stub_app.post(f"/rounds/{round_id}/cancel", headers={"HX-Request": "true"})
+    assert cancelled.status_code == 200 and "Stopping" in cancelled.text
+    with _session(stub_app) as session:
+        rnd = session.get(Round, round_id)
+        assert rnd.cancel_requested
+        rnd.status, rnd.error, rnd.finished_at = "failed", "CUDA out of memory at step 4", utcnow()
+        session.commit()
+    failed = stub_app.get(f"/styles/{style_id}").text
+    assert "This round failed." in failed and "CUDA out of memory at step 4" in failed
+    assert f'hx-post="/rounds/{round_id}/retry"' in failed
+    retried = stub_app.post(f"/rounds/{round_id}/retry", headers={"HX-Request": "true"})
+    assert retried.status_code == 200 and 'hx-trigger="every 2s"' in retried.text
+    assert stub_app.dispatcher.rounds == [round_id, round_id]
+    again = stub_app.post(f"/rounds/{round_id}/retry", headers={"HX-Request": "true"})
+    assert again.status_code == 200 and "only a failed or cancelled round can be retried" in again.text
+
+
+def test_rating_grid_groups_sorts_and_documents_the_shortcuts(stub_app):
+    style_id = _create(stub_app)
+    round_id = _latest_round(stub_app, style_id)
+    ids = _finish(stub_app, round_id)
+    page = stub_app.get(f"/styles/{style_id}").text
+    assert "Candidates for a cat" in page and "Candidates for a bridge" in page
+    assert page.index("Candidates for a cat") < page.index("Candidates for a bridge")
+    assert "/static/grid.js" in page
+    for key in ("<kbd>j</kbd>", "<kbd>k</kbd>", "<kbd>u</kbd>", "<kbd>+</kbd>", "<kbd>d</kbd>", "<kbd>-</kbd>",
+                "<kbd>s</kbd>", "<kbd>space</kbd>", "<kbd>←</kbd>"):
+        assert key in page, key
+    assert page.count('aria-pressed="false"') == 3 * len(ids) and 'class="selbar"' in page
+    assert "0</strong> selected" in page and "Train round 2 with 0 selected" in page
+    assert re.search(r'<li class="card" id="cand-\d+" data-candidate="\d+" tabindex="0"', page)
+
+    by_style = stub_app.get(f"/rounds/{round_id}/grid?sort=style").text  # style scores fall with the index
+    order = [int(i) for i in re.findall(r'id="cand-(\d+)"', by_style)]
+    assert order == ids  # groups by best style score (cat first), best first inside
+    by_text = stub_app.get(f"/rounds/{round_id}/grid?sort=text").text  # text scores rise with the index
+    assert [int(i) for i in re.findall(r'id="cand-(\d+)"', by_text)] == [ids[3], ids[2], ids[1], ids[0]]
+    assert 'aria-current="true"' in by_text and "hx-trigger" not in by_text
+
+
+def test_rating_endpoint_records_one_rating_per_user_and_candidate(stub_app):
+    style_id = _create(stub_app)
+    ids = _finish(stub_app, _latest_round(stub_app, style_id))
+    up = stub_app.put(f"/candidates/{ids[0]}/rating", data={"value": "1"}, headers={"HX-Request": "true"})
+    assert up.status_code == 200
+    assert up.text.lstrip().startswith(f'<li class="card selected liked" id="cand-{ids[0]}"')  # the card itself
+    assert re.search(r'class="vote up" data-action="up" aria-pressed="true"', up.text)
+    assert 'id="selbar-' in up.text and 'hx-swap-oob="true"' in up.text and "Train round 2 with 1 selected" in up.text
+    down = stub_app.put(f"/candidates/{ids[0]}/rating", data={"value": "-1"})
+    assert re.search(r'class="vote down" data-action="down" aria-pressed="true"', down.text)
+    stub_app.post(f"/candidates/{ids[1]}/rating", data={"value": "1"})
+    stub_app.post(f"/candidates/{ids[1]}/rating", data={"value": "1"})  # the same thumb again takes it back
+    with _session(stub_app) as session:
+        ratings = session.execute(select(Rating.candidate_id, Rating.value)).all()
+        assert ratings == [(ids[0], -1)]  # one row per user and candidate, the latest value
+        assert session.scalar(select(func.count(Selection.id))) == 1  # the first up selected ids[1], kept
+    assert stub_app.put(f"/candidates/{ids[0]}/rating", data={"value": "3"}).status_code == 422
+    assert stub_app.put("/candidates/99999/rating", data={"value": "1"}).status_code == 404
+    # The API sees the same rating.
+    assert stub_app.get(f"/api/v1/candidates/{ids[0]}").json()["my_rating"] == -1
+
+
+def test_select_toggle_auto_select_and_train_the_next_round(stub_app):
+    style_id = _create(stub_app)
+    round_id = _latest_round(stub_app, style_id)
+    ids = _finish(stub_app, round_id)
+    toggled = stub_app.post(f"/candidates/{ids[2]}/selected").text
+    assert 'data-action="select" aria-pressed="true"' in toggled and "1 selected" in toggled
+    assert 'aria-pressed="false"' in stub_app.post(f"/candidates/{ids[2]}/selected").text
+
+    picked = stub_app.post(f"/rounds/{round_id}/auto-select").text
+    assert "CLIP selected 2 images" in picked and picked.count("✓ CLIP pick") == 2
+    assert "Train round 2 with 2 selected" in picked
+
+    started = stub_app.post(f"/styles/{style_id}/rounds", data={"feedback": "human"}, follow_redirects=False)
+    assert started.status_code == 303 and started.headers["location"] == f"/styles/{style_id}"
+    second = _latest_round(stub_app, style_id)
+    assert stub_app.dispatcher.rounds == [round_id, second]
+    with _session(stub_app) as session:
+        rnd = session.get(Round, second)
+        assert rnd.number == 2 and rnd.feedback == "human" and len(rnd.parameters["training_set"]) == 3
+    page = stub_app.get(f"/styles/{style_id}").text
+    assert 'hx-trigger="every 2s"' in page and "Show its 4 candidates" in page  # round 1 folded away
+    assert "Train round" not in page  # no second start while round 2 runs
+    refused = stub_app.post(f"/styles/{style_id}/rounds", data={}, follow_redirects=False)
+    assert refused.status_code == 303 and "notice=Round%202" in refused.headers["location"]
+    assert "is queued; wait for it" in stub_app.get(refused.headers["location"]).text
+
+
+def test_rounds_compared_with_an_inline_svg_chart(stub_app):
+    style_id = _create(stub_app)
+    first = _latest_round(stub_app, style_id)
+    ids = _finish(stub_app, first)
+    stub_app.post(f"/candidates/{ids[0]}/selected")
+    stub_app.post(f"/styles/{style_id}/rounds", data={"feedback": "human"})
+    _finish(stub_app, _latest_round(stub_app, style_id))
+    page = stub_app.get(f"/styles/{style_id}").text
+    assert '<svg class="chart"' in page and page.count("<polyline") == 2 and "<script" not in page.split("<svg")[1]
+    assert "round 1: text 0.215, style 0.670; round 2: text 0.215, style 0.670" in page  # the chart's description
+    assert "Rounds side by side" in page and page.count('<th scope="row">') == 2
+    assert 'href="/api/v1/styles/%d/adapter"' % style_id in page and "round 2 · .safetensors" in page
+
+
+def test_playground_starts_a_generation_and_polls_it(stub_app):
+    style_id = _create(stub_app)
+    round_id = _latest_round(stub_app, style_id)
+    before = stub_app.get(f"/styles/{style_id}/playground").text
+    assert "no finished round yet" in before and 'id="generate" disabled' in before
+    _finish(stub_app, round_id)
+    page = stub_app.get(f"/styles/{style_id}/playground").text
+    assert '<label for="prompts">' in page and '<label for="num_images">' in page and '<label for="seed">' in page
+    assert "disabled" not in page.split('id="generate"')[1].split(">")[0]
+
+    bad = stub_app.post(f"/styles/{style_id}/playground", data={"prompts": " \n ", "num_images": "99", "seed": "1"})
+    assert bad.status_code == 422 and "Write at least one prompt" in bad.text and "between 1 and 16" in bad.text
+    started = stub_app.post(f"/styles/{style_id}/playground",
+                            data={"prompts": "a cat\n\na boat\n", "num_images": "2", "seed": "7"},
+                            follow_redirects=False)
+    assert started.status_code == 303
+    assert len(stub_app.dispatcher.generations) == 1
+    gen_id = stub_app.dispatcher.generations[0]
+    with _session(stub_app) as session:
+        generation = session.get(Generation, gen_id)
+        assert generation.request["prompts"] == ["a cat", "a boat"] and generation.request["seed"] == 7
+    queued = stub_app.get(f"/generations/{gen_id}/panel").text
+    assert 'hx-trigger="every 2s"' in queued and queued.count('class="slot"') == 4
+
+    with _session(stub_app) as session:  # as the worker
+        generation = session.get(Generation, gen_id)
+        paths = []
+        for i in range(4):
+            relative = storage.generation_path(style_id, gen_id, i)
+            storage.save_png(stub_app.settings.storage_root, relative, reference_image(32))
+            paths.append(relative)
+        generation.status, generation.image_paths, generation.finished_at = "succeeded", paths, utcnow()
+        session.commit()
+    done = stub_app.get(f"/generations/{gen_id}/panel").text
+    assert "hx-trigger" not in done and done.count("Download</a>") == 4
+    assert f'href="/api/v1/generations/{gen_id}/images/3" download="style{style_id}-gen{gen_id}-003.png"' in done
+    assert done.count("seed 7") >= 4 and done.count(">a cat<") == 2 and done.count(">a boat<") == 2  # tiled prompts
+    assert stub_app.get(f"/api/v1/generations/{gen_id}/images/3").status_code == 200
+
+
+def test_static_files_scripts_and_no_cdn(stub_app):
+    script = stub_app.get("/static/grid.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    for needle in ('"ArrowRight"', '"ArrowLeft"', '"j"', '"k"', '"u"', '"+"', '"d"', '"-"', '"s"', '" "',
+                   "htmx:afterSettle"):
+        assert needle in script.text, needle
+    htmx = stub_app.get("/static/htmx.min.js")
+    assert htmx.status_code == 200 and htmx.text.startswith("/*! htmx.org 2.") and "0BSD" in htmx.text[:200]
+    assert stub_app.get("/static/htmx.LICENSE").status_code == 200
+    assert stub_app.get("/static/app.css").headers["content-type"].startswith("text/css")
+    assert stub_app.get("/static/upload.js").status_code == 200
+    assert stub_app.get("/static/../app/main.py").status_code == 404
+    assert stub_app.get("/static/nope.js").status_code == 404
+    style_id = _create(stub_app)
+    _finish(stub_app, _latest_round(stub_app, style_id))
+    for url in ("/", "/styles/new", f"/styles/{style_id}", f"/styles/{style_id}/playground"):
+        page = stub_app.get(url).text
+        assert not re.search(r'(src|href)="(https?:)?//', page), url  # everything is served from here
+        assert '<script src="/static/htmx.min.js' in page
+    for path in list((ROOT / "templates").iterdir()) + list((ROOT / "static").glob("*.js")):
+        if path.name != "htmx.min.js":
+            assert not re.search(r"(src|href)=[\"']?(https?:)?//", path.read_text()), path
+
+
+def test_unknown_ids_answer_404_pages(stub_app):
+    for url in ("/styles/999", "/styles/999/playground", "/rounds/999/panel", "/generations/999/panel"):
+        response = stub_app.get(url)
+        assert response.status_code == 404 and "does not exist" in response.text
+        assert response.headers["content-type"].startswith("text/html")
