@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from sample_images import make_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,15 +34,7 @@ FAST = {
 
 
 def reference_image(size: int = 64) -> Image.Image:
-    """Yellow ground, blue stripes, a red disc (as tests/conftest.py's make_reference)."""
-    from PIL import ImageDraw
-
-    image = Image.new("RGB", (size, size), (230, 200, 40))
-    draw = ImageDraw.Draw(image)
-    for x in range(0, size, size // 4):
-        draw.rectangle([x, 0, x + size // 8 - 1, size - 1], fill=(20, 40, 160))
-    draw.ellipse([size // 4, size // 4, 3 * size // 4, 3 * size // 4], fill=(200, 30, 30))
-    return image
+    return make_reference(size)
 
 
 def png_bytes(size: int = 64, fmt: str = "PNG") -> bytes:
