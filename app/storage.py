@@ -55,7 +55,7 @@ def resolve(root: Path, relative: str) -> Path:
 def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
     """Check by content (not by name) that the bytes are an image; return it as RGB, or raise UploadError."""
     try:
-        return open_image(data, label="The uploaded image", max_pixels=max_pixels)
+        return open_image(data, label="The upload", max_pixels=max_pixels)
     except ImageRejected as exc:
         raise UploadError(exc.status, str(exc)) from None
 
