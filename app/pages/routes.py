@@ -218,7 +218,8 @@ def round_panel_context(session, settings, rnd: Round, user, sort: str, notice: 
 
 @router.get("/", response_class=HTMLResponse)
 def styles_page(request: Request, session: SessionDep, user: UserDep) -> HTMLResponse:
-    styles = session.scalars(select(Style).order_by(Style.created_at.desc(), Style.id.desc())).all()
+    styles = session.scalars(select(Style).where(Style.user_id == user.id)
+                             .order_by(Style.created_at.desc(), Style.id.desc())).all()
     items = []
     for style in styles:
         last = style.rounds[-1] if style.rounds else None
@@ -316,7 +317,7 @@ async def create_style_page(request: Request, session: SessionDep, settings: Set
         errors["image" if exc.status in (400, 413, 415) else "form"] = exc.detail
         return render(request, "new_style.html", _new_style_context(settings, values, errors),
                       status_code=exc.status)
-    style = get_style(session, created.id)
+    style = get_style(session, created.id, user)
     extra = {k: v for k, v in {"learning_rate": learning_rate, "rank": rank}.items() if v is not None}
     if extra:
         style.settings = dict(style.settings or {}, **extra)
@@ -347,7 +348,7 @@ def _start_round(session, settings, dispatcher, style: Style, body: RoundCreate,
 def style_page(style_id: int, request: Request, session: SessionDep, settings: SettingsDep, user: UserDep,
                sort: str = "prompt", notice: str | None = None) -> HTMLResponse:
     try:
-        style = get_style(session, style_id)
+        style = get_style(session, style_id, user)
     except ApiError as exc:
         return error_page(request, exc)
     reap_stale(session, settings)
@@ -365,7 +366,7 @@ async def start_round_page(style_id: int, request: Request, session: SessionDep,
     """Train the next round: human feedback (the selection) by default, or CLIP feedback."""
     form = await request.form()
     try:
-        style = get_style(session, style_id)
+        style = get_style(session, style_id, user)
         feedback = form.get("feedback") or None
         body = RoundCreate(feedback=feedback if feedback in ("human", "clip") else None)
         _start_round(session, settings, dispatcher, style, body)
@@ -381,7 +382,7 @@ async def start_round_page(style_id: int, request: Request, session: SessionDep,
 def _panel(request: Request, session, settings, user, round_id: int, sort: str = "prompt",
            notice: str | None = None) -> HTMLResponse:
     try:
-        rnd = get_round(session, round_id)
+        rnd = get_round(session, round_id, user)
     except ApiError as exc:
         return error_page(request, exc)
     context = round_panel_context(session, settings, rnd, user, sort, notice)
@@ -404,7 +405,7 @@ def cancel_round_page(round_id: int, request: Request, session: SessionDep, sett
                       user: UserDep) -> HTMLResponse:
     notice = None
     try:
-        cancel_round(session, get_round(session, round_id))
+        cancel_round(session, get_round(session, round_id, user))
         notice = "Stopping… training stops at its next step and keeps a checkpoint, so Retry resumes there."
     except ApiError as exc:
         if exc.status == 404:
@@ -418,7 +419,7 @@ def retry_round_page(round_id: int, request: Request, session: SessionDep, setti
                      dispatcher: DispatcherDep, user: UserDep) -> HTMLResponse:
     notice = None
     try:
-        rnd = retry_round(session, get_round(session, round_id), settings)
+        rnd = retry_round(session, get_round(session, round_id, user), settings)
         api._dispatch_round(session, dispatcher, rnd)
     except ApiError as exc:
         if exc.status == 404:
@@ -431,7 +432,7 @@ def retry_round_page(round_id: int, request: Request, session: SessionDep, setti
 def round_grid(round_id: int, request: Request, session: SessionDep, user: UserDep,
                sort: str = "prompt") -> HTMLResponse:
     try:
-        rnd = get_round(session, round_id)
+        rnd = get_round(session, round_id, user)
     except ApiError as exc:
         return error_page(request, exc)
     return render(request, "_grid.html", {"grid": grid_context(session, rnd, user, sort)})
@@ -450,7 +451,7 @@ def auto_select_page(round_id: int, request: Request, session: SessionDep, user:
             return error_page(request, exc)
         notice = exc.detail
     session.expire_all()
-    rnd = get_round(session, round_id)
+    rnd = get_round(session, round_id, user)
     return render(request, "_grid.html", {"grid": grid_context(session, rnd, user, sort), "grid_notice": notice})
 
 
@@ -458,7 +459,7 @@ def auto_select_page(round_id: int, request: Request, session: SessionDep, user:
 
 def _card(request: Request, session, user, candidate_id: int) -> HTMLResponse:
     session.expire_all()
-    candidate = get_candidate(session, candidate_id)
+    candidate = get_candidate(session, candidate_id, user)
     rnd = candidate.round
     context = grid_context(session, rnd, user, "prompt")
     card = next(card for group in context["groups"] for card in group["cards"] if card["c"].id == candidate_id)
@@ -472,7 +473,7 @@ async def rate_page(candidate_id: int, request: Request, session: SessionDep, us
     image for the next round and thumbs down unselects it. One rating per user and candidate."""
     form = await request.form()
     try:
-        candidate = get_candidate(session, candidate_id)
+        candidate = get_candidate(session, candidate_id, user)
     except ApiError as exc:
         return error_page(request, exc)
     try:
@@ -496,7 +497,7 @@ async def rate_page(candidate_id: int, request: Request, session: SessionDep, us
 def toggle_selected_page(candidate_id: int, request: Request, session: SessionDep, user: UserDep) -> HTMLResponse:
     """Select the image for the next round's training set, or unselect it."""
     try:
-        candidate = get_candidate(session, candidate_id)
+        candidate = get_candidate(session, candidate_id, user)
     except ApiError as exc:
         return error_page(request, exc)
     api.set_selected(candidate.id, SelectedIn(selected=candidate.selection is None), session, user)
@@ -537,7 +538,7 @@ def _playground_context(session, settings, style: Style, values: dict[str, str],
 def playground_page(style_id: int, request: Request, session: SessionDep, settings: SettingsDep,
                     user: UserDep) -> HTMLResponse:
     try:
-        style = get_style(session, style_id)
+        style = get_style(session, style_id, user)
     except ApiError as exc:
         return error_page(request, exc)
     values = {"prompts": "a cat\na bridge", "num_images": "2", "seed": "0", "round_id": ""}
@@ -553,7 +554,7 @@ async def generate_page(style_id: int, request: Request, session: SessionDep, se
                         dispatcher: DispatcherDep, user: UserDep) -> Response:
     """Start a generation job (the rules of POST /api/v1/styles/{id}/generations)."""
     try:
-        style = get_style(session, style_id)
+        style = get_style(session, style_id, user)
     except ApiError as exc:
         return error_page(request, exc)
     form = await request.form()
@@ -578,7 +579,7 @@ async def generate_page(style_id: int, request: Request, session: SessionDep, se
             errors["prompts" if exc.status == 422 else "form"] = exc.detail
     if errors:
         session.expire_all()
-        style = get_style(session, style_id)
+        style = get_style(session, style_id, user)
         return render(request, "playground.html", _playground_context(session, settings, style, values, errors),
                       status_code=422 if "form" not in errors else 409)
     return RedirectResponse(f"/styles/{style_id}/playground", status_code=303)
@@ -588,7 +589,7 @@ async def generate_page(style_id: int, request: Request, session: SessionDep, se
 def generation_panel(generation_id: int, request: Request, session: SessionDep, user: UserDep) -> HTMLResponse:
     """A generation's panel: polls itself while the job is queued or running."""
     try:
-        generation = get_generation(session, generation_id)
+        generation = get_generation(session, generation_id, user)
     except ApiError as exc:
         return error_page(request, exc)
     view = generation_view(generation)

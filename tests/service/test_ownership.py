@@ -70,3 +70,23 @@ def test_every_route_with_an_id_answers_404_to_another_user(stub_app):
     with session_factory(stub_app.settings)() as session:
         assert session.get(Round, ids["round_id"]).status == "succeeded"
         assert session.query(Generation).count() == 1
+
+
+def test_every_page_with_an_id_answers_404_to_another_user(stub_app):
+    from app.pages import router as pages
+
+    alice, bob = _headers(stub_app, "alice"), _headers(stub_app, "bob")
+    ids = _alices_world(stub_app, alice)
+    walked = 0
+    for route in pages.routes:
+        if "{" not in route.path or route.path.startswith("/static"):
+            continue
+        url = re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), route.path)
+        for method in sorted(route.methods - {"HEAD", "OPTIONS"}):
+            response = stub_app.request(method, url, headers=bob, data={"value": "1", "prompts": "a dog"})
+            assert response.status_code == 404, f"{method} {route.path}: {response.status_code}"
+            walked += 1
+    assert walked >= 12
+    gallery = stub_app.get("/", headers=bob).text
+    assert f"/styles/{ids['style_id']}" not in gallery
+    assert f"/styles/{ids['style_id']}" in stub_app.get("/", headers=alice).text
