@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger("styledrop.serve")
@@ -37,13 +38,17 @@ def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:
 
 class WorkerSupervisor:
     """Runs the embedded worker and restarts it if it dies (killed for memory, a crash). As the only worker,
-    its death means the rounds it ran are lost: they are marked failed at once, with a retry action,
-    instead of staying "running" until their heartbeat goes stale."""
+    its death means the rounds it ran stopped: they go back to the queue and are sent to the restarted
+    worker, which resumes their training from the last checkpoint (the attempts limit still ends a round
+    that kills its worker every time). If the worker cannot be restarted any more, they are marked failed
+    at once, with a retry action, instead of staying "running" until their heartbeat goes stale."""
 
-    def __init__(self, sessions, exclusive: bool, restart_limit: int = 5):  # noqa: ANN001
+    def __init__(self, sessions, exclusive: bool, restart_limit: int = 5,  # noqa: ANN001
+                 resend: Callable[[int], object] | None = None):
         import threading
 
         self.sessions, self.exclusive, self.restart_limit, self.restarts = sessions, exclusive, restart_limit, 0
+        self.resend = resend
         self.process = subprocess.Popen(worker_command(), env=dict(os.environ), start_new_session=True)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
@@ -54,22 +59,50 @@ class WorkerSupervisor:
             code = self.process.poll()
             if code is None or self._stop.is_set():
                 continue
-            message = (f"The worker process died (exit code {code}; killed for memory?) while this ran; "
-                       "retry resumes from the last checkpoint.")
-            failed = fail_running_rounds(self.sessions, message) if self.exclusive else []
-            if self.restarts >= self.restart_limit:
-                print(f"StyleDrop Studio: the worker died (exit code {code}) {self.restarts + 1} times; not "
-                      "restarting it again.", file=sys.stderr, flush=True)
-                return
+            if self.restarts >= self.restart_limit or not self.exclusive or self.resend is None:
+                message = (f"The worker process died (exit code {code}; killed for memory?) while this ran; "
+                           "retry resumes from the last checkpoint.")
+                failed = fail_running_rounds(self.sessions, message) if self.exclusive else []
+                if self.restarts >= self.restart_limit:
+                    print(f"StyleDrop Studio: the worker died (exit code {code}) {self.restarts + 1} times; not "
+                          f"restarting it again; rounds {failed} marked failed.", file=sys.stderr, flush=True)
+                    return
+                requeued = []
+            else:
+                requeued = requeue_running_rounds(self.sessions, code)
             self.restarts += 1
-            print(f"StyleDrop Studio: the worker died (exit code {code}); rounds {failed} marked failed; "
-                  "restarting it.", file=sys.stderr, flush=True)
+            print(f"StyleDrop Studio: the worker died (exit code {code}); restarting it; rounds {requeued} resume "
+                  "from their last checkpoint.", file=sys.stderr, flush=True)
             self.process = subprocess.Popen(worker_command(), env=dict(os.environ), start_new_session=True)
+            for round_id in requeued:
+                self.resend(round_id)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
         stop_process(self.process)
+
+
+def requeue_running_rounds(sessions, exit_code: int | None) -> list[int]:  # noqa: ANN001
+    """Put the rounds a dead worker was running back in the queue, noting why; their generations fail."""
+    from sqlalchemy import select, update
+
+    from .models import Generation, Round, RoundStatus, utcnow
+
+    with sessions() as session:
+        rounds = list(session.scalars(select(Round).where(Round.status == RoundStatus.running.value)))
+        for rnd in rounds:
+            metrics = dict(rnd.metrics or {})
+            interruptions = list(metrics.get("interruptions", []))
+            interruptions.append({"at_step": rnd.step, "exit_code": exit_code, "when": utcnow().isoformat(),
+                                  "attempt_started_at_step": metrics.pop("started_at_step", None)})
+            rnd.status, rnd.phase = RoundStatus.queued.value, None
+            rnd.metrics = dict(metrics, interruptions=interruptions)  # the next attempt records its own start
+        session.execute(update(Generation).where(Generation.status == RoundStatus.running.value).values(
+            status=RoundStatus.failed.value, finished_at=utcnow(),
+            error="The worker stopped before this generation finished; ask again."))
+        session.commit()
+        return [rnd.id for rnd in rounds]
 
 
 def fail_running_rounds(sessions, error: str) -> list[int]:  # noqa: ANN001
@@ -123,12 +156,13 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     # With an outside Redis other workers may share the queue: then the reaper, not us, fails their rounds.
-    worker = WorkerSupervisor(sessions, exclusive=embedded)
+    from .jobs import CeleryDispatcher
+
+    dispatcher = CeleryDispatcher(settings)
+    worker = WorkerSupervisor(sessions, exclusive=embedded, resend=dispatcher.train_round)
     try:
-        from .jobs import CeleryDispatcher
         from .main import create_app
 
-        dispatcher = CeleryDispatcher(settings)
         with sessions() as session:  # jobs queued before a restart: send again (a duplicate does nothing)
             for round_id in session.scalars(select(Round.id).where(Round.status == RoundStatus.queued.value)):
                 dispatcher.train_round(round_id)
