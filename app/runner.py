@@ -145,9 +145,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
         redis = EmbeddedRedis(Path(settings.data_dir) / "redis")
         os.environ["REDIS_URL"] = redis.url
         settings = Settings()
-        # This process's worker is the only one: a round still "running" lost its worker when we last stopped.
-        fail_running_rounds(sessions, "The server stopped while this round ran; retry resumes from the last "
-                                      "checkpoint.")
+        # This process's worker is the only one: a round still "running" lost its worker when the server last
+        # went down (a crash, a power cut). Queue it again: it is sent below and resumes from its checkpoint.
+        requeue_running_rounds(sessions, None)
 
     stopping = {"signal": None}
 

@@ -102,3 +102,62 @@ def test_serve_starts_answers_and_stops_on_sigint(tmp_path):
         raise AssertionError("the API still answers after SIGINT")
     except httpx.HTTPError:
         pass
+
+
+def _start_serve(tmp_path: Path, port: int, log_name: str) -> tuple[subprocess.Popen, Path]:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "STYLEDROP_DATA")}
+    env.update(FAST, PYTHONPATH=str(ROOT))
+    log_path = tmp_path / log_name
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "styledrop", "serve", "--port", str(port), "--data",
+                                    str(tmp_path / "data")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 90
+    while True:
+        assert process.poll() is None, log_path.read_text()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2).status_code == 200:
+                return process, log_path
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.3)
+
+
+def test_a_crashed_server_loses_nothing_and_resumes_training_on_restart(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/api/v1"
+    process, log_path = _start_serve(tmp_path, port, "first.log")
+    family = []
+    try:
+        style = httpx.post(f"{base}/styles", files={"image": ("r.png", png_bytes(), "image/png")},
+                           data={"content": "a house", "descriptor": "oil painting"}).json()
+        rnd = httpx.post(f"{base}/styles/{style['id']}/rounds",
+                         json={"steps": 5000, "checkpoint_every": 20, "prompts": ["a cat"]}).json()
+        deadline = time.monotonic() + 90
+        while httpx.get(f"{base}/rounds/{rnd['id']}").json()["step"] < 30:
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.2)
+        family = [process.pid] + [c.pid for c in psutil.Process(process.pid).children(recursive=True)]
+    finally:
+        for pid in family or [process.pid]:  # a crash: everything dies at once, nothing is shut down cleanly
+            try:
+                psutil.Process(pid).kill()
+            except psutil.NoSuchProcess:
+                pass
+        process.wait(30)
+
+    process, log_path = _start_serve(tmp_path, port, "second.log")
+    try:
+        assert httpx.get(f"{base}/styles/{style['id']}").json()["descriptor"] == "oil painting"
+        deadline = time.monotonic() + 120
+        while not ((body := httpx.get(f"{base}/rounds/{rnd['id']}").json())["status"] == "running"
+                   and "started_at_step" in body["metrics"]):
+            assert body["status"] in ("running", "queued"), body
+            assert time.monotonic() < deadline, (body, log_path.read_text()[-3000:])
+            time.sleep(0.2)
+        assert body["attempts"] == 2 and body["metrics"]["interruptions"][0]["at_step"] >= 20
+        assert body["metrics"]["started_at_step"] >= 20  # resumed from its checkpoint, not from step 0
+        assert httpx.post(f"{base}/rounds/{rnd['id']}/cancel").status_code == 202
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0, log_path.read_text()[-3000:]
