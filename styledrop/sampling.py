@@ -96,6 +96,12 @@ class GuidedModel:
             if term.adapter is not None:
                 plan.append((k, True))
         self._plan = plan
+        # The batch of one forward pass is the same at every decoding step: assemble it once.
+        self._cond = TextConditioning.cat([negative if k is None else self.terms[k].cond for k, _ in plan])
+        side, batch = components.resolution, len(negative)
+        self._micro = micro_conds(side, side, len(self._cond), self._cond.hidden.device, self._cond.hidden.dtype,
+                                  aesthetic=aesthetic_score)
+        self._owners = [self.terms[k].adapter if on else None for k, on in plan for _ in range(batch)]
 
     @property
     def passes(self) -> int:
@@ -103,15 +109,10 @@ class GuidedModel:
         return len(self._plan)
 
     def forward_groups(self, tokens: torch.Tensor) -> dict[tuple[int | None, bool], torch.Tensor]:
-        batch = tokens.shape[0]
-        cond = TextConditioning.cat([self.negative if k is None else self.terms[k].cond for k, _ in self._plan])
-        side = self.components.resolution
-        micro = micro_conds(side, side, len(cond), tokens.device, cond.hidden.dtype, aesthetic=self.aesthetic_score)
-        owners = [self.terms[k].adapter if on else None for k, on in self._plan for _ in range(batch)]
         transformer = self.components.transformer
-        with route_rows(transformer, owners):
-            out = transformer(tokens.repeat(len(self._plan), 1, 1), micro_conds=micro,
-                              pooled_text_emb=cond.pooled, encoder_hidden_states=cond.hidden)
+        with route_rows(transformer, self._owners):
+            out = transformer(tokens.repeat(len(self._plan), 1, 1), micro_conds=self._micro,
+                              pooled_text_emb=self._cond.pooled, encoder_hidden_states=self._cond.hidden)
         return dict(zip(self._plan, out.chunk(len(self._plan))))
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
