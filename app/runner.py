@@ -43,8 +43,8 @@ class WorkerSupervisor:
     that kills its worker every time). If the worker cannot be restarted any more, they are marked failed
     at once, with a retry action, instead of staying "running" until their heartbeat goes stale."""
 
-    def __init__(self, sessions, exclusive: bool, restart_limit: int = 5,  # noqa: ANN001
-                 resend: Callable[[int], object] | None = None):
+    def __init__(self, sessions, exclusive: bool, resend: Callable[[int], object],  # noqa: ANN001
+                 restart_limit: int = 5):
         import threading
 
         self.sessions, self.exclusive, self.restart_limit, self.restarts = sessions, exclusive, restart_limit, 0
@@ -59,17 +59,15 @@ class WorkerSupervisor:
             code = self.process.poll()
             if code is None or self._stop.is_set():
                 continue
-            if self.restarts >= self.restart_limit or not self.exclusive or self.resend is None:
+            # With an outside Redis other workers may share the queue: their reaper, not us, handles rounds.
+            if self.restarts >= self.restart_limit:
                 message = (f"The worker process died (exit code {code}; killed for memory?) while this ran; "
                            "retry resumes from the last checkpoint.")
                 failed = fail_running_rounds(self.sessions, message) if self.exclusive else []
-                if self.restarts >= self.restart_limit:
-                    print(f"StyleDrop Studio: the worker died (exit code {code}) {self.restarts + 1} times; not "
-                          f"restarting it again; rounds {failed} marked failed.", file=sys.stderr, flush=True)
-                    return
-                requeued = []
-            else:
-                requeued = requeue_running_rounds(self.sessions, code)
+                print(f"StyleDrop Studio: the worker died (exit code {code}) {self.restarts + 1} times; not "
+                      f"restarting it again; rounds {failed} marked failed.", file=sys.stderr, flush=True)
+                return
+            requeued = requeue_running_rounds(self.sessions, code) if self.exclusive else []
             self.restarts += 1
             print(f"StyleDrop Studio: the worker died (exit code {code}); restarting it; rounds {requeued} resume "
                   "from their last checkpoint.", file=sys.stderr, flush=True)

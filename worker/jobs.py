@@ -184,10 +184,8 @@ def run_round(settings: Settings, round_id: int, task_id: str | None = None) -> 
 
 
 def _describe(exc: Exception) -> str:
-    try:
-        from styledrop.errors import StyleDropError
-    except ImportError:  # pragma: no cover
-        StyleDropError = ()  # type: ignore[assignment]  # noqa: N806
+    from styledrop.errors import StyleDropError  # torch-free
+
     if isinstance(exc, StyleDropError):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
