@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from . import browser_sessions
+from .api.deps import LoginRequired
 from .db import session_factory
 from .errors import ApiError
 from .jobs import CeleryDispatcher, Dispatcher
@@ -22,6 +25,10 @@ def _validation_message(exc: RequestValidationError) -> str:
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts) or "The request is not valid."
+
+
+def is_page_request(request: Request) -> bool:
+    return not request.url.path.startswith(("/api/", "/static/", "/openapi.json", "/docs", "/redoc"))
 
 
 def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None = None) -> FastAPI:
@@ -39,8 +46,26 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     app.state.dispatcher = _dispatcher
 
     @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        if is_page_request(request):  # a refused form post (CSRF) or a page's 404: an error page, not JSON
+            from .pages.routes import error_page
+
+            return error_page(request, exc)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(LoginRequired)
+    async def _login(request: Request, exc: LoginRequired) -> Response:
+        target = "/login?" + urlencode({"next": request.url.path + (f"?{request.url.query}" if request.url.query
+                                                                     else "")})
+        if request.headers.get("hx-request") == "true":  # htmx swaps fragments: make it load the whole page
+            return Response(status_code=204, headers={"HX-Redirect": target})
+        return RedirectResponse(target, status_code=303)
+
+    @app.middleware("http")
+    async def _session_cookie(request: Request, call_next):  # noqa: ANN001, ANN202
+        response = await call_next(request)
+        browser_sessions.apply_cookie(request, response, settings)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -59,10 +84,11 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
         return await call_next(request)
 
     from .api.routes import router
-    from .pages import router as pages_router
+    from .pages import routers as page_routers
 
     app.include_router(router)
-    app.include_router(pages_router)  # the HTML pages (app/pages/)
+    for pages in page_routers:  # the HTML pages (app/pages/)
+        app.include_router(pages)
     return app
 
 

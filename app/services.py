@@ -5,26 +5,19 @@ Shared by the API routes and the worker (the reaper), so a rule lives in one pla
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from .errors import ApiError
-from .models import ACTIVE, Candidate, Generation, Rating, Round, RoundStatus, Selection, Style, User, utcnow
+from .models import ACTIVE, Candidate, Generation, Rating, Round, RoundStatus, Selection, Style, User, as_utc, utcnow
 from .selection import select_by_clip
 from .settings import Settings
 
 # Round >= 2 (paper Table S3): a fresh, larger StyleDrop adapter, H=32, not shared.
 ROUND2_ADAPTER = {"kind": "styledrop", "rank": 32, "shared": False}
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands datetimes back without a zone; every stored time is UTC."""
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def stale_message(round_id: int, seconds: float) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,10 +19,18 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
     # Base model for new styles: a hub id, a local diffusers folder or a preset ("tiny" runs offline on CPU).
     model: str = Field(default="amused/amused-256", validation_alias=AliasChoices("STYLEDROP_MODEL", "model"))
-    # "local": requests without a token act as the one local user (embedded single-user run);
-    # "token": every request needs `Authorization: Bearer <token>` (teams; see `python -m app.admin`).
-    auth: str = "local"
+    # "local": the embedded single-user run; every browser and every request without a token is the one
+    # local user, logged in automatically. "accounts" (alias "token"): people sign up and log in on the
+    # pages, programs send `Authorization: Bearer <token>` (tokens are made on the settings page).
+    auth: Literal["local", "accounts", "token"] = "local"
     local_user: str = "local"
+    signup: Literal["open", "closed"] = "open"  # closed: only `python -m app.admin user NAME` makes accounts
+    session_days: float = 14.0  # a log-in lasts this long
+    # The session cookie's Secure flag: "auto" sets it when the request came over https (a proxy must pass
+    # X-Forwarded-Proto; uvicorn trusts it from 127.0.0.1), "always" for deployments behind TLS.
+    secure_cookies: Literal["auto", "always", "never"] = "auto"
+    # Admin setting: every signed-in user may view (never change) every style, its rounds and its adapter.
+    public_styles: bool = False
 
     # Limits.
     max_upload_bytes: int = 20 * 1024 * 1024
@@ -57,6 +66,11 @@ class Settings(BaseSettings):
         if self.clip_model:
             return self.clip_model
         return "tiny" if (base_model or self.model) in PRESETS else "default"
+
+    @property
+    def accounts(self) -> bool:
+        """People log in (rather than the embedded run's one automatic local user)."""
+        return self.auth != "local"
 
     @property
     def storage_root(self) -> Path:

@@ -1,18 +1,30 @@
-"""Dependency injection: settings, database session, current user, job dispatcher."""
+"""Dependency injection: settings, database session, who is asking, job dispatcher, CSRF checks.
+
+Who is asking, in this order: an `Authorization: Bearer <token>` header (programs); else the browser's
+session cookie (people on the pages; see app/browser_sessions.py); else, in the embedded single-user run
+(STYLEDROP_AUTH=local), the one local user. Cookie-borne credentials are sent by browsers on their own, so
+a request that changes something with them must also prove it came from our pages (the CSRF token); a
+bearer token is never sent by a browser on its own, so it needs no such proof.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from .. import browser_sessions
 from ..auth import get_or_create_user, user_for_token
 from ..errors import ApiError
 from ..jobs import Dispatcher
-from ..models import User
+from ..models import User, WebSession
 from ..settings import Settings
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 def get_settings(request: Request) -> Settings:
@@ -36,17 +48,14 @@ SessionDep = Annotated[Session, Depends(get_session)]
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 
 
-def current_user(request: Request, session: SessionDep, settings: SettingsDep) -> User:
-    """`Authorization: Bearer <token>` names the user. Without it, in auth mode "local" (the embedded
-    single-user run) the request acts as the one local user; in auth mode "token" it is refused."""
-    user = _identify(request, session, settings)
-    # End the transaction now: the connection goes back to the pool while the request waits for a thread
-    # to run its endpoint (otherwise many waiting requests hold every pooled connection: a deadlock).
-    session.commit()
-    return user
+@dataclass
+class Identity:
+    user: User | None
+    via: Literal["token", "cookie", "local", "anonymous"]
+    web_session: WebSession | None = None
 
 
-def _identify(request: Request, session: Session, settings: Settings) -> User:
+def identify(request: Request, session: SessionDep, settings: SettingsDep) -> Identity:
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, token = header.partition(" ")
@@ -55,11 +64,93 @@ def _identify(request: Request, session: Session, settings: Settings) -> User:
         user = user_for_token(session, token.strip())
         if user is None:
             raise ApiError(401, "Unknown or revoked API token.")
-        return user
-    if settings.auth == "local":
-        return get_or_create_user(session, settings.local_user)
-    raise ApiError(401, "This server needs an API token: send 'Authorization: Bearer <token>' "
-                        "(create one with `python -m app.admin token NAME`).")
+        return Identity(user, "token")
+    row = browser_sessions.find(session, request.cookies.get(browser_sessions.COOKIE))
+    if row is not None and row.user is not None and (settings.accounts or row.user.name == settings.local_user):
+        return Identity(row.user, "cookie", row)
+    if not settings.accounts:
+        return Identity(get_or_create_user(session, settings.local_user), "local", row)
+    return Identity(None, "anonymous", row)
+
+
+IdentityDep = Annotated[Identity, Depends(identify)]
+
+
+def current_user(request: Request, identity: IdentityDep, session: SessionDep) -> User:
+    """The API's user. Refuses anonymous requests (401) and cross-site writes (403)."""
+    if identity.user is None:
+        raise ApiError(401, "Send 'Authorization: Bearer <token>' (make a token on the settings page, "
+                            "/settings, or with `python -m app.admin token NAME`).")
+    if request.method not in SAFE_METHODS:
+        if identity.via == "cookie" and not browser_sessions.csrf_ok(
+                identity.web_session, request.headers.get(browser_sessions.CSRF_HEADER)):
+            raise ApiError(403, "A request with the browser's session cookie must send the page's CSRF token "
+                                "in the X-CSRF-Token header; programs should use an API token instead.")
+        if identity.via == "local" and cross_site(request):
+            raise ApiError(403, "Refused a request from another web site.")
+    # End the transaction now: the connection goes back to the pool while the request waits for a thread
+    # to run its endpoint (otherwise many waiting requests hold every pooled connection: a deadlock).
+    session.commit()
+    return identity.user
+
+
+def cross_site(request: Request) -> bool:
+    """Browsers say where a request came from; scripts and programs send neither header."""
+    if request.headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+        return True
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    return origin == "null" or urlsplit(origin).netloc != request.headers.get("host", "")
 
 
 UserDep = Annotated[User, Depends(current_user)]
+
+
+# ---- pages --------------------------------------------------------------------------------------------------
+
+class LoginRequired(Exception):
+    """Raised by page dependencies; app/main.py answers with a redirect to the log-in page."""
+
+
+def page_identity(request: Request, identity: IdentityDep, session: SessionDep,
+                  settings: SettingsDep) -> Identity:
+    """The identity of a page request, with a browser session made on a page view if there is none yet
+    (anonymous, to carry the CSRF token of the log-in form; or the local user's, in the embedded run)."""
+    if identity.via in ("local", "anonymous") and identity.web_session is None \
+            and request.method in SAFE_METHODS:
+        user_id = identity.user.id if identity.user is not None else None
+        lifetime = browser_sessions.session_lifetime(settings) if user_id else browser_sessions.ANONYMOUS_LIFETIME
+        token, row = browser_sessions.start(session, user_id, lifetime)
+        browser_sessions.remember(request, token, lifetime)
+        identity = Identity(identity.user, "cookie" if user_id else "anonymous", row)
+    request.state.csrf_token = identity.web_session.csrf_token if identity.web_session else ""
+    request.state.user = identity.user
+    return identity
+
+
+PageIdentityDep = Annotated[Identity, Depends(page_identity)]
+
+
+async def csrf_guard(request: Request, identity: PageIdentityDep) -> None:
+    """Every page request that changes something carries the session's CSRF token (hidden form field or,
+    from htmx, a header); bearer-token requests come from programs and need none."""
+    if request.method in SAFE_METHODS or identity.via == "token":
+        return
+    supplied = request.headers.get(browser_sessions.CSRF_HEADER)
+    if not supplied and request.headers.get("content-type", "").startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")):
+        value = (await request.form()).get(browser_sessions.CSRF_FIELD)
+        supplied = value if isinstance(value, str) else None
+    if not browser_sessions.csrf_ok(identity.web_session, supplied):
+        raise ApiError(403, "This form has expired or came from another site. Reload the page and try again.")
+
+
+def page_user(identity: PageIdentityDep, session: SessionDep) -> User:
+    if identity.user is None:
+        raise LoginRequired()
+    session.commit()  # as in current_user: give the connection back while waiting for a thread
+    return identity.user
+
+
+PageUserDep = Annotated[User, Depends(page_user)]

@@ -13,16 +13,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
+from markupsafe import Markup
 from pydantic import ValidationError
 from sqlalchemy import select
 from starlette.datastructures import UploadFile
 
 from .. import storage
 from ..api import routes as api
-from ..api.deps import DispatcherDep, SessionDep, SettingsDep, UserDep
+from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard
+from ..api.deps import PageUserDep as UserDep
 from ..api.views import candidate_out, get_candidate, get_generation, get_round, get_style, latest_adapter_round
 from ..errors import ApiError
 from ..models import ACTIVE, TERMINAL, Candidate, Generation, Rating, Round, RoundStatus, Style
@@ -45,7 +48,9 @@ MEDIA_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+
                ".ico": "image/x-icon", ".txt": "text/plain", ".LICENSE": "text/plain"}
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
-router = APIRouter(include_in_schema=False)
+# Every page knows who asks (a log-in redirect otherwise) and every form post carries the CSRF token.
+router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
+static_router = APIRouter(include_in_schema=False)  # no session for static files
 
 
 # ---- formatting helpers (Jinja filters) -----------------------------------------------------------------------
@@ -80,6 +85,16 @@ templates.env.filters["score"] = _score
 templates.env.globals["SORTS"] = SORTS
 
 
+@pass_context
+def _csrf_field(context: Any) -> Markup:
+    """The hidden CSRF field every posting form carries (checked by app/api/deps.py:csrf_guard)."""
+    token = getattr(context["request"].state, "csrf_token", "")
+    return Markup('<input type="hidden" name="csrf_token" value="{}">').format(token)
+
+
+templates.env.globals["csrf_field"] = _csrf_field
+
+
 def _static_version() -> str:
     """Changes when a static file changes, so browsers fetch the new one (cache busting)."""
     try:
@@ -106,7 +121,7 @@ def is_htmx(request: Request) -> bool:
 
 # ---- static files -------------------------------------------------------------------------------------------
 
-@router.get("/static/{name:path}")
+@static_router.get("/static/{name:path}")
 def static(name: str) -> FileResponse:
     path = (STATIC_DIR / name).resolve()
     if STATIC_DIR.resolve() not in path.parents or not path.is_file():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import time
@@ -57,6 +58,20 @@ def make_settings(data_dir: Path, **overrides):
     return Settings(**values)
 
 
+def csrf_token(html: str) -> str:
+    match = re.search(r'<meta name="csrf-token" content="([^"]*)"', html)
+    assert match, "the page carries no CSRF token"
+    return match.group(1)
+
+
+def browser_session(client) -> str:
+    """Act like a browser: open a page (the session cookie is set) and send its CSRF token with every
+    request, as the pages' forms and htmx do. Returns the token."""
+    token = csrf_token(client.get("/").text)
+    client.headers["X-CSRF-Token"] = token
+    return token
+
+
 class StubDispatcher:
     """Records what would be queued (for tests that need no worker)."""
 
@@ -86,6 +101,7 @@ def stub_app(tmp_path):
     dispatcher = StubDispatcher()
     with TestClient(create_app(settings, dispatcher)) as client:
         client.settings, client.dispatcher = settings, dispatcher
+        browser_session(client)
         yield client
 
 
@@ -132,6 +148,7 @@ def live(tmp_path_factory, redis_url):
         time.sleep(0.2)
     with TestClient(create_app(settings)) as client:
         client.settings, client.worker_log = settings, log_path
+        browser_session(client)
         yield client
     worker.terminate()
     try:

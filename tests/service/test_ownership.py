@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from app.auth import create_token
 from app.db import session_factory
-from app.models import Candidate, Generation, Round
+from app.models import ApiToken, Candidate, Generation, Round, User
 
 from .conftest import png_bytes
 
@@ -73,12 +73,14 @@ def test_every_route_with_an_id_answers_404_to_another_user(stub_app):
 
 
 def test_every_page_with_an_id_answers_404_to_another_user(stub_app):
-    from app.pages import router as pages
+    from app.pages import routers
 
     alice, bob = _headers(stub_app, "alice"), _headers(stub_app, "bob")
     ids = _alices_world(stub_app, alice)
+    with session_factory(stub_app.settings)() as session:  # Alice's API token: Bob cannot revoke it
+        ids["token_id"] = session.scalar(select(ApiToken.id).join(User).where(User.name == "alice"))
     walked = 0
-    for route in pages.routes:
+    for route in (route for router in routers for route in router.routes):
         if "{" not in route.path or route.path.startswith("/static"):
             continue
         url = re.sub(r"\{(\w+)\}", lambda m: str(ids[m.group(1)]), route.path)
@@ -86,7 +88,8 @@ def test_every_page_with_an_id_answers_404_to_another_user(stub_app):
             response = stub_app.request(method, url, headers=bob, data={"value": "1", "prompts": "a dog"})
             assert response.status_code == 404, f"{method} {route.path}: {response.status_code}"
             walked += 1
-    assert walked >= 12
+    assert walked >= 13
+    assert stub_app.get(f"{API}/styles", headers=alice).status_code == 200  # her token still works
     gallery = stub_app.get("/", headers=bob).text
     assert f"/styles/{ids['style_id']}" not in gallery
     assert f"/styles/{ids['style_id']}" in stub_app.get("/", headers=alice).text

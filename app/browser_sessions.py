@@ -1,0 +1,93 @@
+"""Browser sessions and CSRF tokens for the pages.
+
+A session is a random cookie value; the database keeps only its SHA-256, the user and a CSRF token. The
+cookie is HttpOnly (scripts cannot read it), SameSite=Lax (other sites' forms do not carry it on a POST)
+and Secure over https. Every form post and htmx request must also carry the session's CSRF token (hidden
+field `csrf_token` or header `X-CSRF-Token`): the synchronizer-token pattern, for browsers that ignore
+SameSite. Sessions live in the database rather than in a signed cookie so that logging out, or deleting
+a user, ends them at once, and there is no signing key to manage.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import timedelta
+
+from fastapi import Request, Response
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from .auth import hash_token
+from .models import WebSession, as_utc, utcnow
+from .settings import Settings
+
+COOKIE = "styledrop_session"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+ANONYMOUS_LIFETIME = timedelta(hours=2)  # long enough to fill in the log-in form
+
+
+def start(session: Session, user_id: int | None, lifetime: timedelta) -> tuple[str, WebSession]:
+    """A new session (and its cookie value) for a user, or an anonymous one (user_id None)."""
+    token = secrets.token_urlsafe(32)
+    row = WebSession(token_hash=hash_token(token), user_id=user_id, csrf_token=secrets.token_urlsafe(32),
+                     expires_at=utcnow() + lifetime)
+    session.add(row)
+    session.commit()
+    return token, row
+
+
+def find(session: Session, token: str | None) -> WebSession | None:
+    if not token or len(token) > 100:
+        return None
+    row = session.scalar(select(WebSession).where(WebSession.token_hash == hash_token(token)))
+    if row is None or as_utc(row.expires_at) <= utcnow():
+        return None
+    return row
+
+
+def end(session: Session, row: WebSession | None) -> None:
+    if row is not None:
+        session.execute(delete(WebSession).where(WebSession.id == row.id))
+        session.commit()
+
+
+def purge_expired(session: Session) -> None:
+    """Drop expired sessions (called at each log-in, so the table does not grow with abandoned forms)."""
+    session.execute(delete(WebSession).where(WebSession.expires_at <= utcnow()))
+    session.commit()
+
+
+def csrf_ok(row: WebSession | None, supplied: str | None) -> bool:
+    return bool(row is not None and supplied and hmac.compare_digest(row.csrf_token, supplied))
+
+
+# ---- the cookie ----------------------------------------------------------------------------------------------
+# Dependencies cannot set cookies on the Response objects that page routes return, so they leave the wish
+# in request.state and a middleware (app/main.py) applies it.
+
+def remember(request: Request, token: str, lifetime: timedelta) -> None:
+    request.state.session_cookie = (token, int(lifetime.total_seconds()))
+
+
+def forget(request: Request) -> None:
+    request.state.session_cookie = (None, 0)
+
+
+def apply_cookie(request: Request, response: Response, settings: Settings) -> None:
+    wish = getattr(request.state, "session_cookie", None)
+    if wish is None:
+        return
+    token, max_age = wish
+    secure = settings.secure_cookies == "always" or (
+        settings.secure_cookies == "auto" and request.url.scheme == "https")
+    if token is None:
+        response.delete_cookie(COOKIE, path="/", secure=secure, httponly=True, samesite="lax")
+    else:
+        response.set_cookie(COOKIE, token, max_age=max_age, path="/", secure=secure, httponly=True,
+                            samesite="lax")
+
+
+def session_lifetime(settings: Settings) -> timedelta:
+    return timedelta(days=settings.session_days)

@@ -1,0 +1,138 @@
+"""Account pages: sign up, log in, log out, and the settings page with personal API tokens.
+
+In the embedded single-user run (STYLEDROP_AUTH=local) there is nothing to log in to: the log-in and
+sign-up pages lead home, and the settings page manages the local user's API tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from .. import browser_sessions
+from ..api.deps import PageIdentityDep, PageUserDep, SessionDep, SettingsDep, csrf_guard
+from ..auth import AccountError, authenticate, create_account, issue_token, revoke_token
+from ..errors import ApiError
+from .routes import render
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after logging in: only a path on this site (never `//evil.example` or a full URL)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    parts = urlsplit(target)
+    return "/" if parts.scheme or parts.netloc else target
+
+
+def _log_in(request: Request, session, settings, identity, user_id: int, target: str) -> Response:
+    """A fresh session for the user (the anonymous one is dropped: no session fixation)."""
+    browser_sessions.end(session, identity.web_session)
+    browser_sessions.purge_expired(session)
+    lifetime = browser_sessions.session_lifetime(settings)
+    token, _ = browser_sessions.start(session, user_id, lifetime)
+    browser_sessions.remember(request, token, lifetime)
+    return RedirectResponse(safe_next(target), status_code=303)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    form = await request.form()
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, identity: PageIdentityDep, settings: SettingsDep, next: str = "/") -> Response:
+    if not settings.accounts or identity.user is not None:
+        return RedirectResponse(safe_next(next), status_code=303)
+    return render(request, "login.html", {"values": {"name": ""}, "next": safe_next(next),
+                                          "signup": settings.signup == "open"})
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request, identity: PageIdentityDep, session: SessionDep,
+                settings: SettingsDep) -> Response:
+    form = await _form(request)
+    target = safe_next(form.get("next"))
+    if not settings.accounts:
+        return RedirectResponse(target, status_code=303)
+    name, password = form.get("name", ""), form.get("password", "")
+    from starlette.concurrency import run_in_threadpool  # argon2 takes tens of ms: keep the event loop free
+
+    user = await run_in_threadpool(authenticate, session, name, password)
+    if user is None:
+        return render(request, "login.html", {"values": {"name": name}, "next": target,
+                                              "signup": settings.signup == "open",
+                                              "error": "Wrong name or password."}, status_code=400)
+    return _log_in(request, session, settings, identity, user.id, target)
+
+
+@router.get("/signup", response_class=HTMLResponse)
+def signup_page(request: Request, identity: PageIdentityDep, settings: SettingsDep) -> Response:
+    if not settings.accounts or identity.user is not None:
+        return RedirectResponse("/", status_code=303)
+    if settings.signup != "open":
+        raise ApiError(404, "Sign-up is closed on this server; ask its administrator for an account.")
+    return render(request, "signup.html", {"values": {"name": ""}, "errors": {}})
+
+
+@router.post("/signup", response_class=HTMLResponse)
+async def signup(request: Request, identity: PageIdentityDep, session: SessionDep,
+                 settings: SettingsDep) -> Response:
+    if not settings.accounts:
+        return RedirectResponse("/", status_code=303)
+    if settings.signup != "open":
+        raise ApiError(404, "Sign-up is closed on this server; ask its administrator for an account.")
+    form = await _form(request)
+    from starlette.concurrency import run_in_threadpool
+
+    try:
+        user = await run_in_threadpool(create_account, session, form.get("name", ""), form.get("password", ""),
+                                       form.get("confirm", ""))
+    except AccountError as exc:
+        return render(request, "signup.html", {"values": {"name": form.get("name", "")},
+                                               "errors": {exc.field: str(exc)}}, status_code=400)
+    return _log_in(request, session, settings, identity, user.id, "/")
+
+
+@router.post("/logout")
+def logout(request: Request, identity: PageIdentityDep, session: SessionDep) -> Response:
+    browser_sessions.end(session, identity.web_session)
+    browser_sessions.forget(request)
+    return RedirectResponse("/login", status_code=303)
+
+
+def _settings_context(user, settings, new_token: str | None = None, error: str | None = None) -> dict[str, Any]:
+    return {"user": user, "tokens": list(user.tokens), "new_token": new_token, "token_error": error,
+            "accounts": settings.accounts}
+
+
+@router.get("/settings", response_class=HTMLResponse)
+def settings_page(request: Request, user: PageUserDep, settings: SettingsDep) -> Response:
+    return render(request, "settings.html", _settings_context(user, settings))
+
+
+@router.post("/settings/tokens", response_class=HTMLResponse)
+async def create_token_page(request: Request, user: PageUserDep, session: SessionDep,
+                            settings: SettingsDep) -> Response:
+    name = (await _form(request)).get("name", "").strip()
+    if not name or len(name) > 100:
+        return render(request, "settings.html",
+                      _settings_context(user, settings, error="Name the token (1 to 100 characters), e.g. the "
+                                                              "script or machine that will use it."),
+                      status_code=400)
+    token = issue_token(session, user, name)
+    session.refresh(user)
+    # Shown once: only its hash is kept. no-store keeps it out of the browser's cache.
+    return render(request, "settings.html", _settings_context(user, settings, new_token=token),
+                  headers={"Cache-Control": "no-store"})
+
+
+@router.post("/settings/tokens/{token_id}/revoke")
+def revoke_token_page(token_id: int, user: PageUserDep, session: SessionDep) -> Response:
+    if not (1 <= token_id <= 2**63 - 1) or not revoke_token(session, user, token_id):
+        raise ApiError(404, f"Token {token_id} does not exist.")
+    return RedirectResponse("/settings", status_code=303)
