@@ -1,4 +1,8 @@
-"""Administration from the shell: `python -m app.admin token NAME` prints a new API token for user NAME."""
+"""Administration from the shell.
+
+`python -m app.admin user NAME` makes an account (asks for its password; the way to add people when
+STYLEDROP_SIGNUP=closed) or sets a new password; `python -m app.admin token NAME` prints a new API token.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     tok = sub.add_parser("token", help="create an API token for a user (created if missing)")
     tok.add_argument("user")
     tok.add_argument("--name", default="", help="a label for the token")
+    usr = sub.add_parser("user", help="create an account, or set the password of an existing one")
+    usr.add_argument("user")
+    usr.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     sub.add_parser("migrate", help="upgrade the database to the latest schema")
     args = parser.parse_args(argv)
     settings = get_settings()
@@ -25,6 +32,32 @@ def main(argv: list[str] | None = None) -> int:
 
         with session_factory(settings)() as session:
             print(create_token(session, args.user, args.name))
+    if args.command == "user":
+        return _user(settings, args.user, args.password_stdin)
+    return 0
+
+
+def _user(settings, name: str, from_stdin: bool) -> int:  # noqa: ANN001
+    import getpass
+
+    from sqlalchemy import select
+
+    from .auth import AccountError, create_account, normalize_name, set_password
+    from .models import User
+
+    password = sys.stdin.readline().rstrip("\n") if from_stdin else getpass.getpass(f"Password for {name}: ")
+    with session_factory(settings)() as session:
+        try:
+            user = session.scalar(select(User).where(User.name == normalize_name(name)))
+            if user is None:
+                user = create_account(session, name, password)
+                print(f"Created user {user.name}; they can log in now.")
+            else:
+                set_password(session, user, password)
+                print(f"Set a new password for {user.name}.")
+        except AccountError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -31,6 +31,8 @@ class StyleOut(BaseModel):
     reference_url: str
     rounds: list[RoundSummary]
     adapter_url: str | None = Field(description="download of the latest finished round's adapter, if any")
+    editable: bool = Field(True, description="yours; false for another user's style shown read-only "
+                                             "(STYLEDROP_PUBLIC_STYLES)")
 
 
 class RoundCreate(BaseModel):

@@ -98,13 +98,17 @@ def create_style(session: SessionDep, settings: SettingsDep, user: UserDep,
 
 
 @router.get("/styles", response_model=list[StyleOut], tags=["styles"])
-def list_styles(session: SessionDep, user: UserDep) -> list[StyleOut]:
-    return [style_out(s) for s in session.scalars(select(Style).where(Style.user_id == user.id).order_by(Style.id))]
+def list_styles(session: SessionDep, settings: SettingsDep, user: UserDep) -> list[StyleOut]:
+    """Your styles; with public styles on (an admin setting), everyone's, yours marked `editable`."""
+    query = select(Style).order_by(Style.id)
+    if not settings.public_styles:
+        query = query.where(Style.user_id == user.id)
+    return [style_out(s, user) for s in session.scalars(query)]
 
 
 @router.get("/styles/{style_id}", response_model=StyleOut, tags=["styles"])
-def read_style(style_id: int, session: SessionDep, user: UserDep) -> StyleOut:
-    return style_out(get_style(session, style_id, user))
+def read_style(style_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> StyleOut:
+    return style_out(get_style(session, style_id, user, settings.public_styles), user)
 
 
 @router.delete("/styles/{style_id}", status_code=204, tags=["styles"])
@@ -120,14 +124,14 @@ def delete_style(style_id: int, session: SessionDep, settings: SettingsDep, user
 
 @router.get("/styles/{style_id}/reference", response_class=FileResponse, tags=["styles"])
 def style_reference(style_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> FileResponse:
-    style = get_style(session, style_id, user)
+    style = get_style(session, style_id, user, settings.public_styles)
     return _file(settings, style.reference_path, f"The reference of style {style_id}", "image/png")
 
 
 @router.get("/styles/{style_id}/adapter", response_class=FileResponse, tags=["styles"])
 def style_adapter(style_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> FileResponse:
     """The latest finished round's adapter.safetensors (loads with `styledrop generate`)."""
-    style = get_style(session, style_id, user)
+    style = get_style(session, style_id, user, settings.public_styles)
     rnd = latest_adapter_round(style)
     if rnd is None:
         raise ApiError(404, f"Style {style_id} has no finished round yet, so no adapter to download.")
@@ -164,7 +168,7 @@ def _dispatch_round(session, dispatcher, rnd: Round) -> None:
 
 @router.get("/styles/{style_id}/rounds", response_model=list[RoundOut], tags=["rounds"])
 def list_rounds(style_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> list[RoundOut]:
-    style = get_style(session, style_id, user)
+    style = get_style(session, style_id, user, settings.public_styles)
     reap_stale(session, settings)
     return [round_out(r) for r in style.rounds]
 
@@ -173,7 +177,7 @@ def list_rounds(style_id: int, session: SessionDep, settings: SettingsDep, user:
 def read_round(round_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> RoundOut:
     """Status, step, total steps, loss, ETA, error. A running round whose worker stopped sending heartbeats
     is marked failed here (with a retry action)."""
-    rnd = get_round(session, round_id, user)
+    rnd = get_round(session, round_id, user, settings.public_styles)
     if rnd.status == RoundStatus.running.value:
         reap_stale(session, settings, round_id=rnd.id)
         session.refresh(rnd)
@@ -198,15 +202,15 @@ def retry(round_id: int, session: SessionDep, settings: SettingsDep, dispatcher:
 
 @router.get("/rounds/{round_id}/adapter", response_class=FileResponse, tags=["rounds"])
 def round_adapter(round_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> FileResponse:
-    rnd = get_round(session, round_id, user)
+    rnd = get_round(session, round_id, user, settings.public_styles)
     if rnd.status != RoundStatus.succeeded.value:
         raise ApiError(404, f"Round {round_id} is {rnd.status}; its adapter exists once it has succeeded.")
     return _file(settings, rnd.adapter_path, f"The adapter of round {round_id}", "application/octet-stream")
 
 
 @router.get("/rounds/{round_id}/candidates", response_model=list[CandidateOut], tags=["candidates"])
-def list_candidates(round_id: int, session: SessionDep, user: UserDep) -> list[CandidateOut]:
-    return [candidate_out(c, user) for c in get_round(session, round_id, user).candidates]
+def list_candidates(round_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> list[CandidateOut]:
+    return [candidate_out(c, user) for c in get_round(session, round_id, user, settings.public_styles).candidates]
 
 
 @router.post("/rounds/{round_id}/auto-select", response_model=AutoSelectOut, tags=["candidates"])
@@ -220,13 +224,13 @@ def auto_select_round(round_id: int, session: SessionDep, user: UserDep) -> Auto
 # ---- candidates ---------------------------------------------------------------------------------------------
 
 @router.get("/candidates/{candidate_id}", response_model=CandidateOut, tags=["candidates"])
-def read_candidate(candidate_id: int, session: SessionDep, user: UserDep) -> CandidateOut:
-    return candidate_out(get_candidate(session, candidate_id, user), user)
+def read_candidate(candidate_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> CandidateOut:
+    return candidate_out(get_candidate(session, candidate_id, user, settings.public_styles), user)
 
 
 @router.get("/candidates/{candidate_id}/image", response_class=FileResponse, tags=["candidates"])
 def candidate_image(candidate_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> FileResponse:
-    candidate = get_candidate(session, candidate_id, user)
+    candidate = get_candidate(session, candidate_id, user, settings.public_styles)
     return _file(settings, candidate.image_path, f"The image of candidate {candidate_id}", "image/png")
 
 

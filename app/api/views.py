@@ -17,29 +17,31 @@ def _lookup(session: Session, model: type, ident: int) -> Any:
     return session.get(model, ident) if 1 <= ident <= MAX_ID else None
 
 
-def _owned(style: Style | None, user: User | None) -> bool:
+def _owned(style: Style | None, user: User | None, public: bool = False) -> bool:
     """A user sees only their own styles and everything under them; others get the same 404 as for an id
-    that does not exist, so ids of other people's work leak nothing."""
-    return style is not None and (user is None or style.user_id == user.id)
+    that does not exist, so ids of other people's work leak nothing. `public`: the admin made every style
+    readable by everyone (STYLEDROP_PUBLIC_STYLES); callers pass it only for reads, never for changes."""
+    return style is not None and (user is None or public or style.user_id == user.id)
 
 
-def get_style(session: Session, style_id: int, user: User | None = None) -> Style:
+def get_style(session: Session, style_id: int, user: User | None = None, public: bool = False) -> Style:
     style = _lookup(session, Style, style_id)
-    if not _owned(style, user):
+    if not _owned(style, user, public):
         raise not_found("Style", style_id)
     return style
 
 
-def get_round(session: Session, round_id: int, user: User | None = None) -> Round:
+def get_round(session: Session, round_id: int, user: User | None = None, public: bool = False) -> Round:
     rnd = _lookup(session, Round, round_id)
-    if rnd is None or not _owned(rnd.style, user):
+    if rnd is None or not _owned(rnd.style, user, public):
         raise not_found("Round", round_id)
     return rnd
 
 
-def get_candidate(session: Session, candidate_id: int, user: User | None = None) -> Candidate:
+def get_candidate(session: Session, candidate_id: int, user: User | None = None,
+                  public: bool = False) -> Candidate:
     candidate = _lookup(session, Candidate, candidate_id)
-    if candidate is None or not _owned(candidate.round.style, user):
+    if candidate is None or not _owned(candidate.round.style, user, public):
         raise not_found("Candidate", candidate_id)
     return candidate
 
@@ -56,8 +58,9 @@ def latest_adapter_round(style: Style) -> Round | None:
     return max(done, key=lambda r: r.number) if done else None
 
 
-def style_out(style: Style) -> StyleOut:
+def style_out(style: Style, user: User | None = None) -> StyleOut:
     return StyleOut(
+        editable=user is None or style.user_id == user.id,
         id=style.id, content=style.content, descriptor=style.descriptor, base_model=style.base_model,
         adapter_kind=style.adapter_kind, settings=style.settings or {}, created_at=style.created_at,
         reference_url=f"{API}/styles/{style.id}/reference",

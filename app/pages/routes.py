@@ -200,7 +200,7 @@ def grid_context(session, rnd: Round, user, sort: str) -> dict[str, Any]:
     sort = sort if sort in SORTS else "prompt"
     latest = latest_succeeded(session, rnd.style_id)
     busy = active_round(session, rnd.style_id)
-    editable = latest is not None and latest.id == rnd.id and busy is None
+    editable = latest is not None and latest.id == rnd.id and busy is None and rnd.style.user_id == user.id
     return {"round": round_view(rnd), "style_id": rnd.style_id, "sort": sort, "editable": editable,
             "groups": [{"content": g["content"], "prompt": g["prompt"],
                         "cards": [card_view(c, user, editable) for c in g["items"]]}
@@ -221,6 +221,7 @@ def round_panel_context(session, settings, rnd: Round, user, sort: str, notice: 
         reap_stale(session, settings, round_id=rnd.id)
         session.refresh(rnd)
     context = {"round": round_view(rnd), "style_id": rnd.style_id, "notice": notice, "sort": sort,
+               "read_only": rnd.style.user_id != user.id,  # another user's style, shown by the public setting
                "is_latest": session.scalar(select(Round.id).where(Round.style_id == rnd.style_id)
                                            .order_by(Round.number.desc()).limit(1)) == rnd.id,
                "candidates": list(rnd.candidates)}
@@ -232,15 +233,18 @@ def round_panel_context(session, settings, rnd: Round, user, sort: str, notice: 
 # ---- styles -------------------------------------------------------------------------------------------------
 
 @router.get("/", response_class=HTMLResponse)
-def styles_page(request: Request, session: SessionDep, user: UserDep) -> HTMLResponse:
-    styles = session.scalars(select(Style).where(Style.user_id == user.id)
-                             .order_by(Style.created_at.desc(), Style.id.desc())).all()
-    items = []
-    for style in styles:
+def styles_page(request: Request, session: SessionDep, settings: SettingsDep, user: UserDep) -> HTMLResponse:
+    """Your styles; with public styles on (an admin setting), the others' too, below and read-only."""
+    query = select(Style).order_by(Style.created_at.desc(), Style.id.desc())
+    if not settings.public_styles:
+        query = query.where(Style.user_id == user.id)
+    items, shared = [], []
+    for style in session.scalars(query):
         last = style.rounds[-1] if style.rounds else None
-        items.append({"style": style, "rounds": len(style.rounds), "last": last,
-                      "status": last.status if last else "no rounds yet"})
-    return render(request, "styles.html", {"items": items})
+        (items if style.user_id == user.id else shared).append(
+            {"style": style, "rounds": len(style.rounds), "last": last,
+             "status": last.status if last else "no rounds yet"})
+    return render(request, "styles.html", {"items": items, "shared": shared})
 
 
 def _form_defaults(settings) -> dict[str, str]:
@@ -363,7 +367,7 @@ def _start_round(session, settings, dispatcher, style: Style, body: RoundCreate,
 def style_page(style_id: int, request: Request, session: SessionDep, settings: SettingsDep, user: UserDep,
                sort: str = "prompt", notice: str | None = None) -> HTMLResponse:
     try:
-        style = get_style(session, style_id, user)
+        style = get_style(session, style_id, user, settings.public_styles)
     except ApiError as exc:
         return error_page(request, exc)
     reap_stale(session, settings)
@@ -372,6 +376,7 @@ def style_page(style_id: int, request: Request, session: SessionDep, settings: S
     panels = [round_panel_context(session, settings, r, user, sort) for r in reversed(style.rounds)]
     return render(request, "style.html", {"style": style, "summary": style_summary(style), "panels": panels,
                                           "notice": notice, "sort": sort, "busy": active_round(session, style.id),
+                                          "read_only": style.user_id != user.id,
                                           "settings": settings})
 
 
@@ -395,9 +400,9 @@ async def start_round_page(style_id: int, request: Request, session: SessionDep,
 # ---- rounds (htmx fragments) --------------------------------------------------------------------------------
 
 def _panel(request: Request, session, settings, user, round_id: int, sort: str = "prompt",
-           notice: str | None = None) -> HTMLResponse:
+           notice: str | None = None, public: bool = False) -> HTMLResponse:
     try:
-        rnd = get_round(session, round_id, user)
+        rnd = get_round(session, round_id, user, public)
     except ApiError as exc:
         return error_page(request, exc)
     context = round_panel_context(session, settings, rnd, user, sort, notice)
@@ -412,7 +417,7 @@ def round_panel(round_id: int, request: Request, session: SessionDep, settings: 
                 sort: str = "prompt") -> HTMLResponse:
     """The round's panel: polls itself every 2 s while the round is queued or running (hx-trigger), and
     comes back without the trigger once it has ended, which stops the polling."""
-    return _panel(request, session, settings, user, round_id, sort)
+    return _panel(request, session, settings, user, round_id, sort, public=settings.public_styles)
 
 
 @router.post("/rounds/{round_id}/cancel", response_class=HTMLResponse)
@@ -444,10 +449,10 @@ def retry_round_page(round_id: int, request: Request, session: SessionDep, setti
 
 
 @router.get("/rounds/{round_id}/grid", response_class=HTMLResponse)
-def round_grid(round_id: int, request: Request, session: SessionDep, user: UserDep,
+def round_grid(round_id: int, request: Request, session: SessionDep, settings: SettingsDep, user: UserDep,
                sort: str = "prompt") -> HTMLResponse:
     try:
-        rnd = get_round(session, round_id, user)
+        rnd = get_round(session, round_id, user, settings.public_styles)
     except ApiError as exc:
         return error_page(request, exc)
     return render(request, "_grid.html", {"grid": grid_context(session, rnd, user, sort)})

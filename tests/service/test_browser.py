@@ -266,3 +266,79 @@ def test_a_missing_browser_fails_under_ci_and_skips_locally(monkeypatch):
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="skipped locally"):
         _require_browser()
+
+
+@pytest.fixture
+def served_accounts(tmp_path):
+    """The app under uvicorn with accounts on (no worker: this test trains nothing). Yields the base URL."""
+    _require_browser()
+    from app.migrate import upgrade
+
+    data = tmp_path / "data"
+    upgrade(make_settings(data))
+    env = dict(os.environ, **FAST, STYLEDROP_DATA=str(data), STYLEDROP_AUTH="accounts", PYTHONPATH=str(ROOT))
+    env.pop("DATABASE_URL", None)
+    port = _free_port()
+    web_log = tmp_path / "web.log"
+    with open(web_log, "w") as log:
+        web = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port",
+                                str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_for_log(web, web_log, "Application startup complete", 60, "web server")
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            web.terminate()
+            web.wait(30)
+
+
+def test_sign_up_tokens_and_log_out_in_the_browser(served_accounts):
+    """A team server: the pages send a visitor to log in, sign-up logs in, the settings page makes an API
+    token that works and revokes it, and log-out ends the session."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base = served_accounts
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(20_000)
+        try:
+            page.goto(base + "/styles/new")
+            expect(page.get_by_role("heading", name="Log in", exact=True)).to_be_visible()
+            page.get_by_role("link", name="Create an account").click()
+            page.get_by_label("Name").fill("alice")
+            page.get_by_label("Password", exact=True).fill("short")
+            page.get_by_label("Password again").fill("short")
+            page.get_by_role("button", name="Create account").click()
+            expect(page.locator("#password-error")).to_contain_text("at least 10")
+            page.get_by_label("Password", exact=True).fill("correct horse battery")
+            page.get_by_label("Password again").fill("correct horse battery")
+            page.get_by_role("button", name="Create account").click()
+            expect(page.get_by_role("heading", name="Styles", exact=True)).to_be_visible()
+            cookie = next(c for c in page.context.cookies() if c["name"] == "styledrop_session")
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+
+            page.get_by_role("link", name="alice").click()
+            page.get_by_label("New token's name").fill("my script")
+            page.get_by_role("button", name="Create token").click()
+            token = page.locator("#new-token-value").inner_text()
+            page.screenshot(path=str(ARTIFACTS / "11-settings-token.png"), full_page=True)
+            outside = p.request.new_context()  # a program: the token, no cookie
+            assert outside.get(base + "/api/v1/styles", headers={"Authorization": f"Bearer {token}"}).ok
+            page.get_by_role("button", name="Revoke token my script").click()
+            expect(page.locator("#no-tokens")).to_be_visible()
+            assert outside.get(base + "/api/v1/styles", headers={"Authorization": f"Bearer {token}"}).status == 401
+
+            page.get_by_role("button", name="Log out").click()
+            expect(page.get_by_role("heading", name="Log in", exact=True)).to_be_visible()
+            page.goto(base + "/settings")
+            expect(page.get_by_role("heading", name="Log in", exact=True)).to_be_visible()
+            page.get_by_label("Name").fill("alice")
+            page.get_by_label("Password").fill("correct horse battery")
+            page.get_by_role("button", name="Log in").click()
+            expect(page.get_by_role("heading", name="Settings", exact=True)).to_be_visible()  # back where it was
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "accounts-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
