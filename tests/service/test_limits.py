@@ -15,6 +15,7 @@ from app.models import Generation, Round, Style
 
 from .conftest import StubDispatcher, make_settings, png_bytes
 from .test_api import create_style
+from .test_pages import FORM
 
 API = "/api/v1"
 LONG = "a " + "very " * 60 + "long house"  # 312 characters, 63 words
@@ -208,4 +209,61 @@ def test_openapi_documents_the_refusals(stub_app):
         assert "Retry-After" in responses["429"]["headers"], path
         assert responses["429"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorOut"}
     assert "STYLEDROP_MAX_PROMPT_CHARS" in paths["/api/v1/styles"]["post"]["responses"]["422"]["description"]
+
+
+# ---- the pages: the same rules, the message in the page ---------------------------------------------------------
+
+def test_new_style_page_text_limit_and_job_limit(limited):
+    long = limited.post("/styles/new", data=FORM | {"content": LONG},
+                        files={"image": ("ref.png", png_bytes(), "image/png")})
+    assert long.status_code == 422 and long.headers["content-type"].startswith("text/html")
+    assert "What the image shows is 312 characters long; the limit is 300" in long.text
+    assert 'maxlength="300"' in long.text
+
+    for _ in range(3):
+        limited.post("/styles/new", data=FORM, files={"image": ("ref.png", png_bytes(), "image/png")})
+    assert len(limited.dispatcher.rounds) == 3
+    refused = limited.post("/styles/new", data=FORM, files={"image": ("ref.png", png_bytes(), "image/png")})
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "30"
+    assert refused.headers["content-type"].startswith("text/html")
+    assert "You have 3 jobs queued or running" in refused.text and 'value="a house"' in refused.text
+    assert _count(limited, Style) == 3 and len(limited.dispatcher.rounds) == 3  # no style without its round
+
+
+def test_next_round_and_retry_pages_show_the_job_limit(limited):
+    styles = [create_style(limited)["id"] for _ in range(4)]
+    rounds = [limited.post(f"{API}/styles/{s}/rounds", json={}).json()["id"] for s in styles[:3]]
+    _set_round(limited, rounds[0], status="running", eta_seconds=125.0)
+
+    refused = limited.post(f"/styles/{styles[3]}/rounds", data={}, follow_redirects=False)
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "125"
+    assert refused.headers["content-type"].startswith("text/html")
+    assert "the limit is 3 per user. Try again in about 2 min" in refused.text
+    assert _count(limited, Round) == 3
+
+    limited.post(f"{API}/rounds/{rounds[2]}/cancel")
+    limited.post(f"{API}/styles/{styles[3]}/rounds", json={})
+    panel = limited.post(f"/rounds/{rounds[2]}/retry", headers={"HX-Request": "true"})
+    assert panel.status_code == 200 and "You have 3 jobs queued or running" in panel.text  # htmx swaps 2xx only
+    assert panel.headers["retry-after"] == "125"
+    plain = limited.post(f"/rounds/{rounds[2]}/retry")
+    assert plain.status_code == 429 and "You have 3 jobs" in plain.text
+
+
+def test_playground_limits(limited):
+    style_id = _finished_style(limited)
+    url = f"/styles/{style_id}/playground"
+    too_long = limited.post(url, data={"prompts": f"a cat\n{LONG}", "num_images": "1", "seed": "0"})
+    assert too_long.status_code == 422 and "Prompt 2 (prompts[1]) is 312 characters long" in too_long.text
+    too_many = limited.post(url, data={"prompts": "\n".join(["a cat"] * 65), "num_images": "1", "seed": "0"})
+    assert too_many.status_code == 422 and "one request may have at most 64" in too_many.text
+    assert _count(limited, Generation) == 0
+
+    for _ in range(2):
+        assert limited.post(url, data={"prompts": "a cat", "num_images": "1", "seed": "0"},
+                            follow_redirects=False).status_code == 303
+    refused = limited.post(url, data={"prompts": "a cat", "num_images": "1", "seed": "0"})
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "30"
+    assert "2 generation jobs queued or running" in refused.text and 'role="alert"' in refused.text
+    assert _count(limited, Generation) == 2
 
