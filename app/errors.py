@@ -8,7 +8,7 @@ class ApiError(Exception):
         super().__init__(detail)
         self.status = status
         self.detail = detail
-        self.headers = headers
+        self.headers = headers  # e.g. Retry-After with a 429
 
 
 def not_found(what: str, ident: int) -> ApiError:

@@ -13,6 +13,35 @@ API = "/api/v1"
 Utc = Annotated[datetime, AfterValidator(lambda v: v if v.tzinfo else v.replace(tzinfo=timezone.utc))]
 
 
+class ErrorOut(BaseModel):
+    detail: str = Field(description="what went wrong and what to do about it, in a sentence")
+
+
+_REFUSALS = {
+    400: "the upload is empty",
+    404: "no such id (or not yours)",
+    409: "conflicts with the current state, e.g. a round of the style is queued or running",
+    413: "the upload is too large",
+    415: "the upload is not a PNG, JPEG or WebP image",
+    422: "invalid input, or more than one request may ask for: text longer than STYLEDROP_MAX_PROMPT_CHARS, "
+         "more prompts than STYLEDROP_MAX_PROMPTS, more images than the image limits, more training steps",
+    429: "you already have STYLEDROP_MAX_ACTIVE_JOBS jobs (rounds and generations) queued or running, or "
+         "STYLEDROP_MAX_PENDING_GENERATIONS generations; retry after Retry-After seconds",
+}
+
+
+def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for a route's refusals, so clients (and the schema fuzzer) know them: every one
+    is `{"detail": "message"}`, and a 429 carries Retry-After."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        out[status] = {"model": ErrorOut, "description": _REFUSALS[status]}
+        if status == 429:
+            out[status]["headers"] = {"Retry-After": {"description": "seconds until a job is expected to end",
+                                                      "schema": {"type": "integer"}}}
+    return out
+
+
 class RoundSummary(BaseModel):
     id: int
     number: int
@@ -47,22 +76,15 @@ class RoundCreate(BaseModel):
     learning_rate: float | None = Field(None, gt=0, lt=1)
     seed: int | None = Field(None, ge=0)
     checkpoint_every: int | None = Field(None, ge=1)
-    prompts: list[str] | None = Field(None, min_length=1, max_length=200,
-                                      description='contents for candidates, e.g. ["a chihuahua", "a church"]')
-    candidate_prompts: int | None = Field(None, ge=1, le=200, description="how many default prompts")
+    prompts: list[str] | None = Field(None, min_length=1,
+                                      description='contents for candidates, e.g. ["a chihuahua", "a church"]; at '
+                                                  'most STYLEDROP_MAX_PROMPTS (64), each at most '
+                                                  'STYLEDROP_MAX_PROMPT_CHARS (300) characters')
+    candidate_prompts: int | None = Field(None, ge=1, description="how many default prompts (at most "
+                                                                  "STYLEDROP_MAX_PROMPTS)")
     candidates_per_prompt: int | None = Field(None, ge=1, le=64)
     sample_steps: int | None = Field(None, ge=1, le=100)
     adapter_guidance: float | None = Field(None, ge=0, le=10)
-
-    @field_validator("prompts")
-    @classmethod
-    def _prompts(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return value
-        cleaned = [p.strip() for p in value]
-        if any(not p or len(p) > 300 for p in cleaned):
-            raise ValueError("every prompt must be 1 to 300 characters")
-        return cleaned
 
 
 class RoundOut(BaseModel):
@@ -136,20 +158,18 @@ class AutoSelectOut(BaseModel):
 class GenerationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    prompts: list[str] = Field(min_length=1, max_length=64, description='contents, e.g. ["a cat", "a bridge"]')
+    # Lengths and counts are checked against the settings (app.services.clean_prompts), not fixed here.
+    prompts: list[str] = Field(min_length=1, description='contents, e.g. ["a cat", "a bridge"]; at most '
+                                                         'STYLEDROP_MAX_PROMPTS (64), each at most '
+                                                         'STYLEDROP_MAX_PROMPT_CHARS (300) characters')
     num_images: int = Field(1, ge=1, le=16)
     seed: int | None = Field(0, ge=0)
     round_id: int | None = Field(None, description="which round's adapter (default: the latest finished)")
     steps: int | None = Field(None, ge=1, le=100, description="decoding steps")
-    adapter_guidance: float | None = Field(None, ge=0, le=10)
-
-    @field_validator("prompts")
-    @classmethod
-    def _prompts(cls, value: list[str]) -> list[str]:
-        cleaned = [p.strip() for p in value]
-        if any(not p or len(p) > 300 for p in cleaned):
-            raise ValueError("every prompt must be 1 to 300 characters")
-        return cleaned
+    # Lengths and counts are checked against the settings (app.services.clean_prompts), not fixed here.
+    prompts: list[str] = Field(min_length=1, description='contents, e.g. ["a cat", "a bridge"]; at most '
+                                                         'STYLEDROP_MAX_PROMPTS (64), each at most '
+                                                         'STYLEDROP_MAX_PROMPT_CHARS (300) characters')
 
 
 class GenerationOut(BaseModel):

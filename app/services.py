@@ -5,11 +5,15 @@ Shared by the API routes and the worker (the reaper), so a rule lives in one pla
 
 from __future__ import annotations
 
+import math
+import unicodedata
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
+
+from styledrop.prompts import MAX_WORDS  # plain Python, no torch: the engine refuses longer text
 
 from .errors import ApiError
 from .models import ACTIVE, Candidate, Generation, Rating, Round, RoundStatus, Selection, Style, User, as_utc, utcnow
@@ -97,10 +101,13 @@ def auto_select(session: Session, rnd: Round, top_k: int = 1) -> tuple[list[Cand
 
 def new_round(session: Session, style: Style, body: dict[str, Any], settings: Settings) -> Round:
     """Create the next round of a style (queued). Round 1 trains on the reference; round n >= 2 on the
-    reference plus the selected candidates of the latest finished round, each with its own content."""
+    reference plus the selected candidates of the latest finished round, each with its own content.
+    Refused before anything is stored: 422 (too much asked), 409 (the style is busy), 429 (the user is)."""
+    body = check_round_request(body, settings)
     if (running := active_round(session, style.id)) is not None:
         raise ApiError(409, f"Round {running.number} of style {style.id} is {running.status}; wait for it "
                             f"or cancel it (POST /api/v1/rounds/{running.id}/cancel) before starting another.")
+    check_job_quota(session, style.user_id, settings)
     last_number = session.scalar(select(Round.number).where(Round.style_id == style.id)
                                  .order_by(Round.number.desc()).limit(1)) or 0
     base = latest_succeeded(session, style.id)
@@ -175,6 +182,7 @@ def retry_round(session: Session, rnd: Round, settings: Settings) -> Round:
     if rnd.attempts >= settings.max_attempts:
         raise ApiError(409, f"Round {rnd.id} already ran {rnd.attempts} times (limit {settings.max_attempts}); "
                             "start a new round with other settings instead.")
+    check_job_quota(session, rnd.style.user_id, settings)
     rnd.status = RoundStatus.queued.value
     rnd.cancel_requested = False
     rnd.error = None
@@ -182,11 +190,6 @@ def retry_round(session: Session, rnd: Round, settings: Settings) -> Round:
     rnd.phase = None
     session.commit()
     return rnd
-
-
-def pending_generations(session: Session, user: User) -> int:
-    return len(session.scalars(select(Generation.id).where(Generation.user_id == user.id,
-                                                           Generation.status.in_(ACTIVE))).all())
 
 
 def _insert(session: Session, table: Any) -> Any:
@@ -218,3 +221,93 @@ def select_candidate(session: Session, candidate: Candidate, user: User, selecte
     else:
         session.execute(delete(Selection).where(Selection.candidate_id == candidate.id))
     session.commit()
+
+
+# ---- limits: what one request may ask for, and how many jobs one user may have waiting -----------------------
+
+RETRY_AFTER_SECONDS = 30  # Retry-After when no running job has an ETA (generations carry none)
+CLIP_NOTE = "CLIP's text encoder reads only 77 tokens, about 300 characters, and cuts the rest"
+
+
+def clean_text(value: str | None, field: str, settings: Settings) -> str:
+    """One piece of user text (content, descriptor, a prompt), whitespace collapsed. 422 when it is empty,
+    longer than CLIP reads (or than the engine's word limit, which would fail the job later on the worker),
+    or holds control characters or lone surrogates (some databases cannot store them: a 500 otherwise)."""
+    text = " ".join((value or "").split())
+    if not text:
+        raise ApiError(422, f"{field} is empty; describe it in a few words.")
+    if len(text) > settings.max_prompt_chars:
+        raise ApiError(422, f"{field} is {len(text)} characters long; the limit is {settings.max_prompt_chars} "
+                            f"({CLIP_NOTE}).")
+    if len(text.split()) > MAX_WORDS:
+        raise ApiError(422, f"{field} has {len(text.split())} words; the limit is {MAX_WORDS} ({CLIP_NOTE}).")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
+        raise ApiError(422, f"{field} contains control characters; write plain text.")
+    return text
+
+
+def clean_prompts(values: list[str] | None, settings: Settings, field: str = "prompts") -> list[str]:
+    """The prompts of one request: at least one, at most `max_prompts`, each checked by clean_text."""
+    if not values:
+        raise ApiError(422, f'{field} is empty; give at least one prompt, e.g. "a cat".')
+    if len(values) > settings.max_prompts:
+        raise ApiError(422, f"{field} has {len(values)} prompts; one request may have at most {settings.max_prompts}.")
+    return [clean_text(value, f"Prompt {i + 1} ({field}[{i}])", settings) for i, value in enumerate(values)]
+
+
+def check_round_request(body: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """422 for a round that asks more than one request may (training steps, prompts, candidates), before
+    anything is stored. Returns the body with its prompts cleaned."""
+    body = dict(body)
+    steps = body.get("steps")
+    if steps is not None and steps > settings.max_train_steps:
+        raise ApiError(422, f"{steps} training steps is more than the {settings.max_train_steps} allowed.")
+    if body.get("prompts") is not None:
+        body["prompts"] = clean_prompts(body["prompts"], settings)
+        count = len(body["prompts"])
+    else:
+        count = body.get("candidate_prompts") or settings.candidate_prompts
+        if body.get("candidate_prompts") and count > settings.max_prompts:
+            raise ApiError(422, f"candidate_prompts is {count}; one request may have at most "
+                                f"{settings.max_prompts} prompts.")
+    per_prompt = body.get("candidates_per_prompt") or settings.candidates_per_prompt
+    if count * per_prompt > settings.max_round_candidates:
+        raise ApiError(422, f"{count} prompts x {per_prompt} candidates per prompt is {count * per_prompt} images; "
+                            f"one round may draw at most {settings.max_round_candidates}.")
+    return body
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def check_job_quota(session: Session, user_id: int | None, settings: Settings, generation: bool = False) -> None:
+    """429 when the user already has `max_active_jobs` rounds and generations queued or running (all styles
+    together), or, before a generation, `max_pending_generations` generations. The message and the
+    Retry-After header say when to try again: the soonest expected end of a running job (a round's ETA;
+    RETRY_AFTER_SECONDS for a generation, which has none), else RETRY_AFTER_SECONDS.
+
+    A soft limit: the caller counts and then inserts in the same transaction without a lock, so requests
+    arriving at the same instant can each pass and overshoot by a few. Enough to keep one user from filling
+    the GPU queue; the worker still runs one job at a time whatever the count."""
+    rounds = session.scalars(select(Round).join(Style).where(Style.user_id == user_id,
+                                                             Round.status.in_(ACTIVE))).all()
+    generations = session.scalars(select(Generation.status).where(Generation.user_id == user_id,
+                                                                  Generation.status.in_(ACTIVE))).all()
+    running, total = RoundStatus.running.value, len(rounds) + len(generations)
+    if total >= settings.max_active_jobs:
+        what = (f"{_plural(total, 'job')} queued or running ({_plural(len(rounds), 'round')}, "
+                f"{_plural(len(generations), 'generation')}); the limit is {settings.max_active_jobs} per user")
+        ends = [r.eta_seconds for r in rounds
+                if r.status == running and r.eta_seconds is not None and math.isfinite(r.eta_seconds)]
+    elif generation and len(generations) >= settings.max_pending_generations:
+        what = (f"{_plural(len(generations), 'generation job')} queued or running; the limit is "
+                f"{settings.max_pending_generations} per user")
+        ends = []
+    else:
+        return
+    ends += [RETRY_AFTER_SECONDS for status in generations if status == running]
+    seconds = max(5, math.ceil(min(ends))) if ends else RETRY_AFTER_SECONDS
+    when = f"{seconds} s" if seconds < 120 else f"{round(seconds / 60)} min"
+    raise ApiError(429, f"You have {what}. Try again in about {when}, when one has finished.",
+                   headers={"Retry-After": str(seconds)})

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     max_pending_generations: int = 8  # queued or running generation jobs per user before 429
     max_generation_images: int = 64  # prompts x num_images of one generation request
     max_train_steps: int = 20_000
+    # Text: content, descriptor and each prompt. CLIP's text encoder reads 77 tokens (~300 characters) and
+    # cuts the rest, so longer text buys nothing; the database columns hold 500.
+    max_prompt_chars: int = Field(default=300, ge=1, le=500)
+    max_prompts: int = 64  # prompts of one request: a round's prompts or candidate_prompts, a generation's prompts
+    max_round_candidates: int = 256  # prompts x candidates_per_prompt of one round (64 built-in prompts x 4)
+    max_active_jobs: int = 10  # queued or running rounds and generations of one user, all styles, before 429
 
     # Rounds and candidates.
     train_steps: int = 1000  # default training steps of a round (paper: 1,000)

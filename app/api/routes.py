@@ -21,8 +21,19 @@ from ..schemas import (
     RoundOut,
     SelectedIn,
     StyleOut,
+    refusals,
 )
-from ..services import active_round, auto_select, cancel_round, new_round, pending_generations, reap_stale, retry_round
+from ..services import (
+    active_round,
+    auto_select,
+    cancel_round,
+    check_job_quota,
+    clean_prompts,
+    clean_text,
+    new_round,
+    reap_stale,
+    retry_round,
+)
 from .deps import DispatcherDep, SessionDep, SettingsDep, UserDep
 from .views import (
     candidate_out,
@@ -39,13 +50,7 @@ from .views import (
 router = APIRouter(prefix="/api/v1")
 
 
-def _text(value: str, what: str) -> str:
-    value = " ".join((value or "").split())
-    if not value:
-        raise ApiError(422, f"The {what} is empty; describe it in a few words.")
-    if len(value) > 300:
-        raise ApiError(422, f"The {what} is {len(value)} characters long; keep it under 300.")
-    return value
+MAX_NAME_CHARS = 500  # a base model id or folder: what its database column holds
 
 
 def _file(settings, relative: str | None, what: str, media_type: str) -> FileResponse:
@@ -64,7 +69,8 @@ def health() -> dict[str, str]:
 
 # ---- styles -------------------------------------------------------------------------------------------------
 
-@router.post("/styles", response_model=StyleOut, status_code=201, tags=["styles"])
+@router.post("/styles", response_model=StyleOut, status_code=201, tags=["styles"],
+             responses=refusals(400, 413, 415, 422))
 def create_style(session: SessionDep, settings: SettingsDep, user: UserDep,
                  image: UploadFile = File(..., description="the style reference (PNG, JPEG or WebP)"),
                  content: str = Form(..., description='what the reference shows, e.g. "a house"'),
@@ -74,7 +80,10 @@ def create_style(session: SessionDep, settings: SettingsDep, user: UserDep,
                  steps: int | None = Form(None, ge=1, description="training steps per round"),
                  seed: int | None = Form(None, ge=0)) -> StyleOut:
     """Upload a reference image and describe it. Training starts with POST /styles/{id}/rounds."""
-    content, descriptor = _text(content, "content"), _text(descriptor, "style descriptor")
+    content = clean_text(content, "The content", settings)
+    descriptor = clean_text(descriptor, "The descriptor", settings)
+    if base_model is not None and len(base_model) > MAX_NAME_CHARS:
+        raise ApiError(422, f"base_model is {len(base_model)} characters long; the limit is {MAX_NAME_CHARS}.")
     if steps is not None and steps > settings.max_train_steps:
         raise ApiError(422, f"{steps} training steps is more than the {settings.max_train_steps} allowed.")
     data = image.file.read(settings.max_upload_bytes + 1)
@@ -140,15 +149,15 @@ def style_adapter(style_id: int, session: SessionDep, settings: SettingsDep, use
 
 # ---- rounds -------------------------------------------------------------------------------------------------
 
-@router.post("/styles/{style_id}/rounds", response_model=RoundOut, status_code=201, tags=["rounds"])
+@router.post("/styles/{style_id}/rounds", response_model=RoundOut, status_code=201, tags=["rounds"],
+             responses=refusals(404, 409, 422, 429))
 def start_round(style_id: int, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep,
                 user: UserDep, body: RoundCreate | None = None) -> RoundOut:
     """Start round 1, or the next round from the selection of the latest finished round
-    (`feedback: "clip"` lets CLIP select first). 409 while another round of the style is queued or running."""
+    (`feedback: "clip"` lets CLIP select first). 409 while another round of the style is queued or running;
+    429 (with Retry-After) while you have STYLEDROP_MAX_ACTIVE_JOBS jobs queued or running."""
     style = get_style(session, style_id, user)
     body = body or RoundCreate()
-    if body.steps is not None and body.steps > settings.max_train_steps:
-        raise ApiError(422, f"{body.steps} training steps is more than the {settings.max_train_steps} allowed.")
     reap_stale(session, settings)
     rnd = new_round(session, style, body.model_dump(), settings)
     _dispatch_round(session, dispatcher, rnd)
@@ -191,7 +200,8 @@ def cancel(round_id: int, session: SessionDep, user: UserDep) -> RoundOut:
     return round_out(cancel_round(session, get_round(session, round_id, user)))
 
 
-@router.post("/rounds/{round_id}/retry", response_model=RoundOut, status_code=202, tags=["rounds"])
+@router.post("/rounds/{round_id}/retry", response_model=RoundOut, status_code=202, tags=["rounds"],
+             responses=refusals(404, 409, 429))
 def retry(round_id: int, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep,
           user: UserDep) -> RoundOut:
     """Queue a failed or cancelled round again; training resumes from its last checkpoint."""
@@ -254,13 +264,16 @@ def set_selected(candidate_id: int, body: SelectedIn, session: SessionDep, user:
 
 # ---- generations --------------------------------------------------------------------------------------------
 
-@router.post("/styles/{style_id}/generations", response_model=GenerationOut, status_code=202, tags=["generations"])
+@router.post("/styles/{style_id}/generations", response_model=GenerationOut, status_code=202, tags=["generations"],
+             responses=refusals(404, 409, 422, 429))
 def create_generation(style_id: int, body: GenerationCreate, session: SessionDep, settings: SettingsDep,
                       dispatcher: DispatcherDep, user: UserDep) -> GenerationOut:
-    """Generate `num_images` images per prompt with the style (its latest finished round by default)."""
+    """Generate `num_images` images per prompt with the style (its latest finished round by default).
+    429 (with Retry-After) while you have too many jobs queued or running."""
     style = get_style(session, style_id, user)
-    if len(body.prompts) * body.num_images > settings.max_generation_images:
-        raise ApiError(422, f"{len(body.prompts)} prompts x {body.num_images} images is more than the "
+    prompts = clean_prompts(body.prompts, settings)
+    if len(prompts) * body.num_images > settings.max_generation_images:
+        raise ApiError(422, f"{len(prompts)} prompts x {body.num_images} images is more than the "
                             f"{settings.max_generation_images} images one request may ask for.")
     if body.round_id is not None:
         rnd = get_round(session, body.round_id, user)
@@ -273,11 +286,9 @@ def create_generation(style_id: int, body: GenerationCreate, session: SessionDep
         if rnd is None:
             raise ApiError(409, f"Style {style_id} has no finished round yet; train one first "
                                 f"(POST /api/v1/styles/{style_id}/rounds).")
-    if pending_generations(session, user) >= settings.max_pending_generations:
-        raise ApiError(429, f"You have {settings.max_pending_generations} generation jobs waiting; "
-                            "try again when one has finished.")
-    generation = Generation(style_id=style.id, round_id=rnd.id, user_id=user.id,
-                            request=body.model_dump() | {"round_id": rnd.id}, status=RoundStatus.queued.value)
+    check_job_quota(session, user.id, settings, generation=True)
+    generation = Generation(style_id=style.id, round_id=rnd.id, user_id=user.id, status=RoundStatus.queued.value,
+                            request=body.model_dump() | {"prompts": prompts, "round_id": rnd.id})
     session.add(generation)
     session.commit()
     try:

@@ -30,7 +30,17 @@ from ..api.views import candidate_out, get_candidate, get_generation, get_round,
 from ..errors import ApiError
 from ..models import ACTIVE, TERMINAL, Candidate, Generation, Rating, Round, RoundStatus, Style
 from ..schemas import GenerationCreate, RatingIn, RoundCreate, SelectedIn
-from ..services import active_round, cancel_round, latest_succeeded, new_round, reap_stale, retry_round
+from ..services import (
+    active_round,
+    cancel_round,
+    check_job_quota,
+    clean_prompts,
+    clean_text,
+    latest_succeeded,
+    new_round,
+    reap_stale,
+    retry_round,
+)
 from .chart import RoundScores, scores_chart
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,7 +122,8 @@ def render(request: Request, name: str, context: dict[str, Any] | None = None, s
 
 
 def error_page(request: Request, exc: ApiError) -> HTMLResponse:
-    return render(request, "error.html", {"status": exc.status, "message": exc.detail}, status_code=exc.status)
+    return render(request, "error.html", {"status": exc.status, "message": exc.detail}, status_code=exc.status,
+                  headers=exc.headers)
 
 
 def is_htmx(request: Request) -> bool:
@@ -255,7 +266,8 @@ def _form_defaults(settings) -> dict[str, str]:
 def _new_style_context(settings, values: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
     models = [settings.model] + [m for m in BASE_MODELS if m != settings.model]
     return {"values": values, "errors": errors, "descriptors": DESCRIPTORS, "base_models": models,
-            "max_steps": settings.max_train_steps, "max_mb": settings.max_upload_bytes // (1024 * 1024)}
+            "max_steps": settings.max_train_steps, "max_mb": settings.max_upload_bytes // (1024 * 1024),
+            "max_chars": settings.max_prompt_chars}
 
 
 @router.get("/styles/new", response_class=HTMLResponse)
@@ -286,12 +298,11 @@ async def create_style_page(request: Request, session: SessionDep, settings: Set
     values = _form_defaults(settings) | {k: str(v).strip() for k, v in form.items() if isinstance(v, str)}
     errors: dict[str, str] = {}
     for name, label in (("content", "What the image shows"), ("descriptor", "The style descriptor")):
-        text = " ".join(values.get(name, "").split())
-        values[name] = text
-        if not text:
-            errors[name] = f"{label} is empty; describe it in a few words."
-        elif len(text) > 300:
-            errors[name] = f"{label} is {len(text)} characters long; keep it under 300."
+        values[name] = " ".join(values.get(name, "").split())
+        try:
+            clean_text(values[name], label, settings)
+        except ApiError as exc:
+            errors[name] = exc.detail
     if values.get("adapter") not in ("styledrop", "lora"):
         errors["adapter"] = "Choose StyleDrop or LoRA."
     steps = _int(values, errors, "steps", 1, settings.max_train_steps, "Training steps")
@@ -328,6 +339,7 @@ async def create_style_page(request: Request, session: SessionDep, settings: Set
         return render(request, "new_style.html", _new_style_context(settings, values, errors), status_code=422)
 
     try:
+        check_job_quota(session, user.id, settings)  # round 1 would be refused: store no style either
         created = api.create_style(session, settings, user, image=UploadFile(io.BytesIO(data), filename="ref"),
                                    content=values["content"], descriptor=values["descriptor"],
                                    base_model=values.get("base_model") or None, adapter=values["adapter"],
@@ -335,7 +347,7 @@ async def create_style_page(request: Request, session: SessionDep, settings: Set
     except ApiError as exc:
         errors["image" if exc.status in (400, 413, 415) else "form"] = exc.detail
         return render(request, "new_style.html", _new_style_context(settings, values, errors),
-                      status_code=exc.status)
+                      status_code=exc.status, headers=exc.headers)
     style = get_style(session, created.id, user)
     extra = {k: v for k, v in {"learning_rate": learning_rate, "rank": rank}.items() if v is not None}
     if extra:
@@ -350,8 +362,6 @@ async def create_style_page(request: Request, session: SessionDep, settings: Set
 
 def _start_round(session, settings, dispatcher, style: Style, body: RoundCreate, rank: int | None = None) -> Round:
     """POST /api/v1/styles/{id}/rounds, plus the round-1 adapter width the form may set."""
-    if body.steps is not None and body.steps > settings.max_train_steps:
-        raise ApiError(422, f"{body.steps} training steps is more than the {settings.max_train_steps} allowed.")
     reap_stale(session, settings)
     rnd = new_round(session, style, body.model_dump(), settings)
     if rank is not None and rnd.number == 1:
@@ -393,7 +403,11 @@ async def start_round_page(style_id: int, request: Request, session: SessionDep,
     except ApiError as exc:
         if exc.status == 404:
             return error_page(request, exc)
-        return RedirectResponse(f"/styles/{style_id}?notice={quote(exc.detail)}", status_code=303)
+        # The style page itself says why, with the refusal's status (409, 429 with Retry-After).
+        page = style_page(style_id, request, session, settings, user, notice=exc.detail)
+        page.status_code = exc.status
+        page.headers.update(exc.headers or {})
+        return page
     return RedirectResponse(f"/styles/{style_id}", status_code=303)
 
 
@@ -437,15 +451,18 @@ def cancel_round_page(round_id: int, request: Request, session: SessionDep, sett
 @router.post("/rounds/{round_id}/retry", response_class=HTMLResponse)
 def retry_round_page(round_id: int, request: Request, session: SessionDep, settings: SettingsDep,
                      dispatcher: DispatcherDep, user: UserDep) -> HTMLResponse:
-    notice = None
     try:
         rnd = retry_round(session, get_round(session, round_id, user), settings)
         api._dispatch_round(session, dispatcher, rnd)
     except ApiError as exc:
         if exc.status == 404:
             return error_page(request, exc)
-        notice = exc.detail
-    return _panel(request, session, settings, user, round_id, notice=notice)
+        panel = _panel(request, session, settings, user, round_id, notice=exc.detail)
+        if not is_htmx(request):  # htmx swaps only 2xx answers into the page, so it gets the notice with 200
+            panel.status_code = exc.status
+        panel.headers.update(exc.headers or {})
+        return panel
+    return _panel(request, session, settings, user, round_id)
 
 
 @router.get("/rounds/{round_id}/grid", response_class=HTMLResponse)
@@ -551,6 +568,7 @@ def _playground_context(session, settings, style: Style, values: dict[str, str],
         views.append(view)
     return {"style": style, "values": values, "errors": errors, "generations": views,
             "adapter_round": latest_adapter_round(style), "max_images": settings.max_generation_images,
+            "max_prompts": settings.max_prompts, "max_chars": settings.max_prompt_chars,
             "finished_rounds": [r for r in style.rounds if r.status == RoundStatus.succeeded.value]}
 
 
@@ -580,11 +598,15 @@ async def generate_page(style_id: int, request: Request, session: SessionDep, se
     form = await request.form()
     values = {k: str(form.get(k, "")).strip() for k in ("prompts", "num_images", "seed", "round_id")}
     errors: dict[str, str] = {}
+    status, headers = 422, None
     prompts = [p.strip() for p in values["prompts"].splitlines() if p.strip()]
     if not prompts:
         errors["prompts"] = "Write at least one prompt, one per line (e.g. \"a cat\")."
-    elif any(len(p) > 300 for p in prompts):
-        errors["prompts"] = "Keep every prompt under 300 characters."
+    else:
+        try:
+            prompts = clean_prompts(prompts, settings)
+        except ApiError as exc:
+            errors["prompts"] = exc.detail
     number = _int(values, errors, "num_images", 1, 16, "Images per prompt")
     seed = _int(values, errors, "seed", 0, 2**31 - 1, "Seed")
     round_id = _int(values, errors, "round_id", 1, 2**62, "Round")
@@ -597,11 +619,12 @@ async def generate_page(style_id: int, request: Request, session: SessionDep, se
             errors["prompts"] = "; ".join(str(e.get("msg", "")).removeprefix("Value error, ") for e in exc.errors())
         except ApiError as exc:
             errors["prompts" if exc.status == 422 else "form"] = exc.detail
+            status, headers = exc.status, exc.headers
     if errors:
         session.expire_all()
         style = get_style(session, style_id, user)
         return render(request, "playground.html", _playground_context(session, settings, style, values, errors),
-                      status_code=422 if "form" not in errors else 409)
+                      status_code=status, headers=headers)
     return RedirectResponse(f"/styles/{style_id}/playground", status_code=303)
 
 

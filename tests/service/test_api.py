@@ -217,7 +217,8 @@ def test_generation_limits(stub_app):
     for _ in range(stub_app.settings.max_pending_generations):
         assert stub_app.post(url, json={"prompts": ["a cat"]}).status_code == 202
     limited = stub_app.post(url, json={"prompts": ["a cat"]})
-    assert limited.status_code == 429 and "waiting" in limited.json()["detail"]
+    assert limited.status_code == 429 and limited.headers["retry-after"] == "30"
+    assert "8 generation jobs queued or running; the limit is 8" in limited.json()["detail"]
 
 
 def test_bearer_tokens(tmp_path):

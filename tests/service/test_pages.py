@@ -258,8 +258,8 @@ def test_select_toggle_auto_select_and_train_the_next_round(stub_app):
     assert 'hx-trigger="every 2s"' in page and "Show its 4 candidates" in page  # round 1 folded away
     assert "Train round" not in page  # no second start while round 2 runs
     refused = stub_app.post(f"/styles/{style_id}/rounds", data={}, follow_redirects=False)
-    assert refused.status_code == 303 and "notice=Round%202" in refused.headers["location"]
-    assert "is queued; wait for it" in stub_app.get(refused.headers["location"]).text
+    assert refused.status_code == 409 and "Round 2 of style" in refused.text  # the style page, with why
+    assert "is queued; wait for it" in refused.text and refused.headers["content-type"].startswith("text/html")
 
 
 def test_rounds_compared_with_an_inline_svg_chart(stub_app):
