@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from app.db import session_factory
 from app.models import Generation, Round, Style
 
-from .conftest import StubDispatcher, make_settings, png_bytes
+from .conftest import StubDispatcher, browser_session, make_settings, png_bytes
 from .test_api import create_style
 from .test_pages import FORM
 
@@ -32,6 +32,7 @@ def limited(tmp_path):
     dispatcher = StubDispatcher()
     with TestClient(create_app(settings, dispatcher)) as client:
         client.settings, client.dispatcher = settings, dispatcher
+        browser_session(client)
         yield client
 
 
