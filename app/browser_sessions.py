@@ -30,6 +30,8 @@ ANONYMOUS_LIFETIME = timedelta(hours=2)  # long enough to fill in the log-in for
 
 def start(session: Session, user_id: int | None, lifetime: timedelta) -> tuple[str, WebSession]:
     """A new session (and its cookie value) for a user, or an anonymous one (user_id None)."""
+    if user_id is None:  # visitors who never log in (crawlers) must not grow the table
+        session.execute(delete(WebSession).where(WebSession.expires_at <= utcnow()))
     token = secrets.token_urlsafe(32)
     row = WebSession(token_hash=hash_token(token), user_id=user_id, csrf_token=secrets.token_urlsafe(32),
                      expires_at=utcnow() + lifetime)

@@ -262,3 +262,17 @@ def test_embedded_run_logs_the_local_user_in_and_refuses_cross_site_writes(stub_
     other_site = script.post(f"{API}/styles/{made.json()['id']}/rounds", json={},
                              headers={"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"})
     assert other_site.status_code == 403 and "another web site" in other_site.json()["detail"]
+
+
+def test_abandoned_anonymous_sessions_are_purged(team):
+    from datetime import timedelta
+
+    from app.models import utcnow
+
+    team().get("/login")
+    with session_factory(team.settings)() as session:
+        session.execute(update(WebSession).values(expires_at=utcnow() - timedelta(seconds=1)))
+        session.commit()
+    team().get("/login")  # a new visitor: the expired session goes, the new one stays
+    with session_factory(team.settings)() as session:
+        assert session.query(WebSession).count() == 1
