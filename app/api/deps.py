@@ -56,6 +56,15 @@ class Identity:
 
 
 def identify(request: Request, session: SessionDep, settings: SettingsDep) -> Identity:
+    identity = _identify(request, session, settings)
+    # End the transaction now: the connection goes back to the pool while the request waits for threads to
+    # run its other dependencies and its endpoint (otherwise many waiting requests hold every pooled
+    # connection: a deadlock under load, seen with 50 concurrent raters).
+    session.commit()
+    return identity
+
+
+def _identify(request: Request, session: Session, settings: Settings) -> Identity:
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, token = header.partition(" ")
@@ -76,7 +85,7 @@ def identify(request: Request, session: SessionDep, settings: SettingsDep) -> Id
 IdentityDep = Annotated[Identity, Depends(identify)]
 
 
-def current_user(request: Request, identity: IdentityDep, session: SessionDep) -> User:
+def current_user(request: Request, identity: IdentityDep) -> User:
     """The API's user. Refuses anonymous requests (401) and cross-site writes (403)."""
     if identity.user is None:
         raise ApiError(401, "Send 'Authorization: Bearer <token>' (make a token on the settings page, "
@@ -88,9 +97,6 @@ def current_user(request: Request, identity: IdentityDep, session: SessionDep) -
                                 "in the X-CSRF-Token header; programs should use an API token instead.")
         if identity.via == "local" and cross_site(request):
             raise ApiError(403, "Refused a request from another web site.")
-    # End the transaction now: the connection goes back to the pool while the request waits for a thread
-    # to run its endpoint (otherwise many waiting requests hold every pooled connection: a deadlock).
-    session.commit()
     return identity.user
 
 
@@ -146,10 +152,9 @@ async def csrf_guard(request: Request, identity: PageIdentityDep) -> None:
         raise ApiError(403, "This form has expired or came from another site. Reload the page and try again.")
 
 
-def page_user(identity: PageIdentityDep, session: SessionDep) -> User:
+def page_user(identity: PageIdentityDep) -> User:
     if identity.user is None:
         raise LoginRequired()
-    session.commit()  # as in current_user: give the connection back while waiting for a thread
     return identity.user
 
 
