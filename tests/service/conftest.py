@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -88,20 +89,27 @@ class StubDispatcher:
         return f"stub-generation-{generation_id}"
 
 
-@pytest.fixture
-def stub_app(tmp_path):
-    """An app on a fresh migrated SQLite database, with a stub dispatcher and no worker."""
+@contextmanager
+def stub_client(data_dir: Path, **overrides):
+    """A client of an app on a fresh migrated SQLite database, with a stub dispatcher and no worker, that
+    acts like a browser of the local user (session cookie and CSRF token)."""
     from fastapi.testclient import TestClient
 
     from app.main import create_app
     from app.migrate import upgrade
 
-    settings = make_settings(tmp_path / "data", max_upload_bytes=200_000)
+    settings = make_settings(data_dir, **overrides)
     upgrade(settings)
     dispatcher = StubDispatcher()
     with TestClient(create_app(settings, dispatcher)) as client:
         client.settings, client.dispatcher = settings, dispatcher
         browser_session(client)
+        yield client
+
+
+@pytest.fixture
+def stub_app(tmp_path):
+    with stub_client(tmp_path / "data", max_upload_bytes=200_000) as client:
         yield client
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from app.db import session_factory
 from app.models import Generation, Round, Style
 
-from .conftest import StubDispatcher, browser_session, make_settings, png_bytes
+from .conftest import StubDispatcher, make_settings, png_bytes, stub_client
 from .test_api import create_style
 from .test_pages import FORM
 
@@ -24,15 +24,7 @@ LONG = "a " + "very " * 60 + "long house"  # 312 characters, 63 words
 @pytest.fixture
 def limited(tmp_path):
     """The stub app with small job limits: 3 jobs per user, 2 of them generations."""
-    from app.main import create_app
-    from app.migrate import upgrade
-
-    settings = make_settings(tmp_path / "data", max_active_jobs=3, max_pending_generations=2)
-    upgrade(settings)
-    dispatcher = StubDispatcher()
-    with TestClient(create_app(settings, dispatcher)) as client:
-        client.settings, client.dispatcher = settings, dispatcher
-        browser_session(client)
+    with stub_client(tmp_path / "data", max_active_jobs=3, max_pending_generations=2) as client:
         yield client
 
 
