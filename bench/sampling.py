@@ -3,14 +3,20 @@
 Both decode the same prompts with the same settings (12 steps, guidance 10 = λB 9) to tokens and images.
 Ours is also timed with a StyleDrop adapter and adapter guidance (λA > 0: three row groups per step), the
 configuration StyleDrop actually samples with, next to the plain base-model case that the pipeline covers.
+`--app-defaults` adds a row timing our sampler as the CLI and the worker call it: no autocast, and the seed's
+CPU generator (portable seeds; the probabilities go to the CPU for every draw, as AmusedScheduler does then).
 
     python bench/sampling.py --preset amused-256-random --device cpu --batch 2 --repeats 2
-    python bench/sampling.py --preset amused-256-random --device cuda --batch 16 --repeats 5
+    python bench/sampling.py --preset amused-256-random --device cuda --batch 8 --repeats 5
+
+`--precision` bf16 (autocast; the default on CUDA) or fp32 (the default on CPU) applies to all samplers alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import platform
 import time
 
 import torch
@@ -40,7 +46,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2, help="images per call")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default=None,
+                        help="bf16 autocast or fp32 (default: bf16 on cuda, fp32 on cpu)")
+    parser.add_argument("--app-defaults", action="store_true",
+                        help="also time ours as the CLI/worker run it (fp32, CPU generator; slow on CUDA)")
+    parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
+    if args.precision is None:
+        args.precision = "bf16" if args.device.startswith("cuda") else "fp32"
+    device_type = "cuda" if args.device.startswith("cuda") else "cpu"
 
     from diffusers import AmusedPipeline, AmusedScheduler
 
@@ -55,7 +69,7 @@ def main() -> None:
                           text_encoder=components.text_encoder, transformer=components.transformer,
                           scheduler=AmusedScheduler(mask_token_id=components.mask_token_id))
     pipe.set_progress_bar_config(disable=True)
-    dtype_ctx = torch.autocast("cuda", dtype=torch.bfloat16) if args.device == "cuda" else torch.autocast("cpu", enabled=False)
+    dtype_ctx = torch.autocast(device_type, dtype=torch.bfloat16, enabled=args.precision == "bf16")
 
     def reference():
         with torch.no_grad(), dtype_ctx:
@@ -82,13 +96,34 @@ def main() -> None:
         with adapter.disabled():
             return ours()
 
-    results = _timed({"AmusedPipeline": reference_plain, "ours (base model)": ours_plain,
-                      "ours (adapter, λA=2)": ours_adapter}, args.repeats, args.device)
+    def ours_app_defaults():  # what the CLI and the worker do: no autocast, the seed's CPU generator
+        with adapter.disabled():
+            return generate(components, prompts, config).images
+
+    samplers = {"AmusedPipeline": reference_plain, "ours (base model)": ours_plain,
+                "ours (adapter, λA=2)": ours_adapter}
+    if args.app_defaults:
+        samplers["ours (fp32, CPU generator)"] = ours_app_defaults
+    results = _timed(samplers, args.repeats, args.device)
+    import numpy as np
+
+    same = sum(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(reference_plain(), ours_plain()))
     ref = results["AmusedPipeline"]
-    print(f"preset={args.preset} device={args.device} batch={args.batch} steps={args.steps} (best of {args.repeats})")
+    name = torch.cuda.get_device_name() if device_type == "cuda" else platform.processor() or "cpu"
+    print(f"preset={args.preset} device={args.device} ({name}) precision={args.precision} batch={args.batch} "
+          f"steps={args.steps} torch={torch.__version__} (best of {args.repeats})")
     print(f"{'sampler':<24} {'s/call':>8} {'images/s':>9} {'vs pipeline':>12}")
-    for name, seconds in results.items():
-        print(f"{name:<24} {seconds:>8.2f} {args.batch / seconds:>9.3f} {ref / seconds:>11.2f}x")
+    for sampler, seconds in results.items():
+        print(f"{sampler:<24} {seconds:>8.3f} {args.batch / seconds:>9.3f} {ref / seconds:>11.2f}x")
+    print(f"images identical to the pipeline's (base model, same seed): {same}/{args.batch}")
+    if device_type == "cuda":
+        print(f"peak GPU memory (all samplers, one process): {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")
+    if args.json:
+        rows = {k: {"s_per_call": v, "images_per_s": args.batch / v, "speed_vs_pipeline": ref / v}
+                for k, v in results.items()}
+        with open(args.json, "w") as fh:
+            json.dump({"args": vars(args), "environment": {"torch": torch.__version__, "device_name": name},
+                       "results": rows, "identical_to_pipeline": f"{same}/{args.batch}"}, fh, indent=2)
 
 
 if __name__ == "__main__":

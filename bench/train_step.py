@@ -9,6 +9,9 @@ Each variant runs in its own process so peak memory (max RSS on CPU, max allocat
 
     python bench/train_step.py --preset amused-256-random --device cpu --batch 1 --steps 3
     python bench/train_step.py --preset amused-512-random --device cuda --batch 8 --steps 20   # bf16
+
+`--precision` is bf16 autocast (the default on CUDA; train_amused.py's `--mixed_precision bf16`, which also
+casts the frozen text encoder to bf16) or fp32 (the default on CPU); both loops use the same one.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ def _reference_loop(components, image, prompt, args) -> list[float]:
     from styledrop.images import prepare_image
 
     device = torch.device(args.device)
+    bf16 = args.precision == "bf16"
+    if bf16:  # train_amused.py: text_encoder.to(device, dtype=weight_dtype); the VQ model stays fp32
+        components.text_encoder.to(dtype=torch.bfloat16)
     model = components.transformer
     model.add_adapter(LoraConfig(r=16, lora_alpha=32, target_modules=["to_q", "to_k", "to_v"]))
     model.train()
@@ -54,7 +60,7 @@ def _reference_loop(components, image, prompt, args) -> list[float]:
     pixels = prepared.pixels.unsqueeze(0).repeat(args.batch, 1, 1, 1).to(device)
     micro = torch.tensor([[*prepared.original_size, 0, 0, 6.0]], device=device).repeat(args.batch, 1)
     vq, mask_id, codebook = components.vqvae, components.mask_token_id, components.codebook_size
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if args.device == "cuda" else torch.autocast("cpu", enabled=False)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     times = []
     for step in range(args.warmup + args.steps):
         start = time.perf_counter()
@@ -104,10 +110,21 @@ def _our_loop(components, image, prompt, args, kind: str) -> list[float]:
         stamps.append(time.perf_counter())
 
     start = time.perf_counter()
+    precision = "bf16" if args.precision == "bf16" else "no"
     train(components, adapter, data, TrainConfig(steps=args.warmup + args.steps, batch_size=args.batch,
-                                                 checkpoint_every=0), on_progress=on_progress)
+                                                 checkpoint_every=0, mixed_precision=precision),
+          on_progress=on_progress)
     edges = [start] + stamps
     return [b - a for a, b in zip(edges, edges[1:])][args.warmup:]
+
+
+def _environment(device: str) -> dict:
+    import platform
+
+    import torch
+
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or "cpu"
+    return {"torch": torch.__version__, "device_name": name}
 
 
 def run_variant(args) -> dict:
@@ -139,9 +156,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default=None,
+                        help="bf16 autocast or fp32 (default: bf16 on cuda, fp32 on cpu)")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
+    if args.precision is None:
+        args.precision = "bf16" if args.device.startswith("cuda") else "fp32"
     if args.variant:
         print(json.dumps(run_variant(args)))
         return
@@ -154,15 +175,17 @@ def main() -> None:
             sys.exit(f"{variant} failed:\n{out.stderr[-3000:]}")
         results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
     ref = results["reference-lora"]
-    print(f"preset={args.preset} device={args.device} batch={args.batch} timed steps={args.steps}")
+    env = _environment(args.device)
+    print(f"preset={args.preset} device={args.device} ({env['device_name']}) precision={args.precision} "
+          f"batch={args.batch} timed steps={args.steps} torch={env['torch']}")
     print(f"{'variant':<16} {'s/step':>9} {'peak MB':>10} {'speed vs ref':>13} {'memory vs ref':>14}")
     for variant, r in results.items():
         print(f"{variant:<16} {r['median_s_per_step']:>9.3f} {r['peak_mb']:>10.0f} "
               f"{ref['median_s_per_step'] / r['median_s_per_step']:>12.2f}x {r['peak_mb'] / ref['peak_mb']:>13.2f}x")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"args": {k: v for k, v in vars(args).items() if k != "variant"}, "results": results}, fh,
-                      indent=2)
+            json.dump({"args": {k: v for k, v in vars(args).items() if k != "variant"}, "environment": env,
+                       "results": results}, fh, indent=2)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,16 @@ def test_switches_off_and_routes_per_sample(tiny, config):
     assert torch.equal(_forward(tiny, tokens), base)
 
 
+def test_per_sample_mask_follows_the_adapter_to_its_device():
+    """route_rows builds row masks on the CPU; a CUDA adapter must not mix them with its activations."""
+    from styledrop.adapters.bottleneck import StyleDropAdapter
+
+    adapter = StyleDropAdapter(AdapterConfig(), dim=16, layers=2).to("meta")  # a device other than the CPU
+    with adapter.per_sample(torch.tensor([True, False])):
+        assert adapter._row_scale.device.type == "meta"
+    assert adapter._row_scale is None
+
+
 def test_shared_weights_are_generated_from_one_table(tiny):
     adapter = create_adapter(AdapterConfig(kind="styledrop", rank=4, shared=True), tiny.transformer)
     layers, dim = len(tiny.transformer.transformer_layers), tiny.transformer.config.hidden_size

@@ -54,6 +54,7 @@ class StyleDropAdapter(Adapter, nn.Module):
         self.sites = nn.ModuleDict({s: _SiteWeights(dim, config.rank, layers, config.shared) for s in SITES})
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self.__dict__["_transformer"] = None  # not a submodule: its weights are not ours
+        self._row_scale: torch.Tensor | None = None  # the per-sample mask, on the adapter's device
 
     @classmethod
     def for_transformer(cls, config: AdapterConfig, transformer: nn.Module) -> "StyleDropAdapter":
@@ -83,11 +84,18 @@ class StyleDropAdapter(Adapter, nn.Module):
                 return output
             down, up = self.sites[site].weights(layer_idx)
             delta = F.gelu(output @ down.to(output.dtype)) @ up.to(output.dtype)
-            if self._sample_mask is not None:
-                delta = delta * self._sample_mask.to(delta.dtype).view(-1, *([1] * (delta.dim() - 1)))
+            if self._row_scale is not None:
+                delta = delta * self._row_scale.to(delta.dtype).view(-1, *([1] * (delta.dim() - 1)))
             return output + delta
 
         return hook
+
+    def _on_sample_mask_changed(self) -> None:
+        # route_rows builds the mask on the CPU (LoRA routing reads it row by row there); copy it to the
+        # adapter's device once per forward pass instead of once per hooked layer (and never mix devices).
+        mask = self._sample_mask
+        device = next(self.parameters()).device
+        self._row_scale = None if mask is None else mask.to(device)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self.parameters())
