@@ -3,7 +3,7 @@ the tasks module (which would pull the engine)."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from .settings import Settings
 
@@ -19,10 +19,11 @@ class Dispatcher(Protocol):
 
 
 class CeleryDispatcher:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, celery: Any = None):
+        """`celery`: an existing Celery app to send through (a worker passes its own); else one is made."""
         from worker.celery_app import make_celery
 
-        self.celery = make_celery(settings)
+        self.celery = celery if celery is not None else make_celery(settings)
 
     def train_round(self, round_id: int) -> str | None:
         return self.celery.send_task(TRAIN_ROUND, args=[round_id]).id

@@ -86,21 +86,21 @@ def requeue_running_rounds(sessions, exit_code: int | None) -> list[int]:  # noq
     from sqlalchemy import select, update
 
     from .models import Generation, Round, RoundStatus, utcnow
+    from .services import requeued_values
 
+    reason = "the server stopped without shutting down" if exit_code is None else \
+        f"the worker process died (exit code {exit_code})"
     with sessions() as session:
-        rounds = list(session.scalars(select(Round).where(Round.status == RoundStatus.running.value)))
-        for rnd in rounds:
-            metrics = dict(rnd.metrics or {})
-            interruptions = list(metrics.get("interruptions", []))
-            interruptions.append({"at_step": rnd.step, "exit_code": exit_code, "when": utcnow().isoformat(),
-                                  "attempt_started_at_step": metrics.pop("started_at_step", None)})
-            rnd.status, rnd.phase = RoundStatus.queued.value, None
-            rnd.metrics = dict(metrics, interruptions=interruptions)  # the next attempt records its own start
+        ids = []
+        for rnd in list(session.scalars(select(Round).where(Round.status == RoundStatus.running.value))):
+            if session.execute(update(Round).where(Round.id == rnd.id, Round.status == RoundStatus.running.value)
+                               .values(**requeued_values(rnd, reason, exit_code))).rowcount:
+                ids.append(rnd.id)
         session.execute(update(Generation).where(Generation.status == RoundStatus.running.value).values(
             status=RoundStatus.failed.value, finished_at=utcnow(),
             error="The worker stopped before this generation finished; ask again."))
         session.commit()
-        return [rnd.id for rnd in rounds]
+        return ids
 
 
 def fail_running_rounds(sessions, error: str) -> list[int]:  # noqa: ANN001
@@ -125,6 +125,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
     from .db import session_factory
     from .migrate import upgrade
     from .models import Generation, Round, RoundStatus
+    from .services import wait_afresh
     from .settings import Settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -162,6 +163,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
         from .main import create_app
 
         with sessions() as session:  # jobs queued before a restart: send again (a duplicate does nothing)
+            wait_afresh(session)  # the worker starting now is the one they waited for
             for round_id in session.scalars(select(Round.id).where(Round.status == RoundStatus.queued.value)):
                 dispatcher.train_round(round_id)
             for gen_id in session.scalars(select(Generation.id).where(Generation.status == RoundStatus.queued.value)):

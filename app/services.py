@@ -5,62 +5,133 @@ Shared by the API routes and the worker (the reaper), so a rule lives in one pla
 
 from __future__ import annotations
 
+import logging
 import math
 import unicodedata
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from styledrop.prompts import MAX_WORDS  # plain Python, no torch: the engine refuses longer text
 
 from .errors import ApiError
+from .jobs import Dispatcher
 from .models import ACTIVE, Candidate, Generation, Rating, Round, RoundStatus, Selection, Style, User, as_utc, utcnow
 from .selection import select_by_clip
 from .settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Round >= 2 (paper Table S3): a fresh, larger StyleDrop adapter, H=32, not shared.
 ROUND2_ADAPTER = {"kind": "styledrop", "rank": 32, "shared": False}
 
 
-def stale_message(round_id: int, seconds: float) -> str:
-    return (f"The worker stopped responding (no heartbeat for {int(seconds)} s): it was probably killed "
-            f"(out of memory?) or restarted. POST /api/v1/rounds/{round_id}/retry resumes from the last checkpoint.")
+def requeued_values(rnd: Round, reason: str, exit_code: int | None = None) -> dict[str, Any]:
+    """The column values that put an interrupted running round back in the queue, for a conditional UPDATE.
+
+    Its checkpoint stays, so the next attempt resumes there. metrics.interruptions records where and why
+    (the next attempt records where it restarted, started_at_step), and metrics.requeued_at starts the wait
+    for a worker that reap_stale watches (requeue_wait_seconds)."""
+    now = utcnow().isoformat()
+    metrics = dict(rnd.metrics or {})
+    interruptions = list(metrics.get("interruptions", []))
+    interruptions.append({"at_step": rnd.step, "reason": reason, "exit_code": exit_code, "when": now,
+                          "attempt_started_at_step": metrics.pop("started_at_step", None)})
+    return {"status": RoundStatus.queued.value, "phase": None,
+            "metrics": dict(metrics, interruptions=interruptions, requeued_at=now)}
 
 
-def reap_stale(session: Session, settings: Settings, round_id: int | None = None) -> list[int]:
-    """Mark running rounds whose heartbeat is older than the limit as failed. Returns their ids."""
-    cutoff = utcnow() - timedelta(seconds=settings.heartbeat_stale_seconds)
-    query = select(Round).where(Round.status == RoundStatus.running.value)
+def wait_afresh(session: Session) -> list[int]:
+    """A worker is (re)starting and takes the queue from here: rounds put back in the queue wait for it from
+    now on, instead of being failed by a reaper that looks before the worker has claimed them."""
+    ids = []
+    for rnd in session.scalars(select(Round).where(Round.status == RoundStatus.queued.value)):
+        if (rnd.metrics or {}).get("requeued_at"):
+            rnd.metrics = dict(rnd.metrics, requeued_at=utcnow().isoformat())
+            ids.append(rnd.id)
+    session.commit()
+    return ids
+
+
+def _a_worker_is_busy(session: Session, since: datetime) -> bool:
+    """Some round had a heartbeat since then: a worker is alive, busy with it, and takes the queue next."""
+    return (as_utc(session.scalar(select(func.max(Round.heartbeat_at)))) or since) > since
+
+
+def reap_stale(session: Session, settings: Settings, dispatcher: Dispatcher, round_id: int | None = None
+               ) -> dict[str, list[int]]:
+    """Rounds whose worker vanished go back to the queue by themselves; rounds no worker takes end failed.
+
+    A running round whose heartbeat is older than heartbeat_stale_seconds lost its worker (killed for memory,
+    its machine gone): it is queued again and sent again, so a live worker resumes it from its last
+    checkpoint, unless it already ran max_attempts times (then it fails: it may be what kills its workers).
+    A round put back in the queue that no worker has taken within requeue_wait_seconds, while no worker shows
+    signs of life (a busy one would come to it), is failed with a retry action rather than left waiting for
+    no one; a message for it that a worker takes later does nothing (claim_round). Every update is
+    conditional, so a worker that wrote a heartbeat or claimed the round in the meantime wins.
+    Runs at worker start, every minute with celery beat, and when the API reads a queued or running round."""
+    now = utcnow()
+    stale_seconds, wait = int(settings.heartbeat_stale_seconds), int(settings.requeue_wait_seconds)
+    stale = now - timedelta(seconds=stale_seconds)
+    query = select(Round).where(Round.status.in_(ACTIVE))
     if round_id is not None:
         query = query.where(Round.id == round_id)
-    reaped = []
-    for rnd in session.scalars(query):
-        last = as_utc(rnd.heartbeat_at) or as_utc(rnd.started_at) or as_utc(rnd.created_at)
-        if last is not None and last < cutoff:
-            # Conditional update: a worker that wrote a heartbeat in the meantime wins.
-            result = session.execute(
-                update(Round).where(Round.id == rnd.id, Round.status == RoundStatus.running.value,
-                                    Round.heartbeat_at == rnd.heartbeat_at)
-                .values(status=RoundStatus.failed.value, phase=None, finished_at=utcnow(),
-                        error=stale_message(rnd.id, settings.heartbeat_stale_seconds))
-                .execution_options(synchronize_session=False))
-            if result.rowcount:
-                reaped.append(rnd.id)
+    requeued: list[int] = []
+    failed: list[int] = []
+    busy: bool | None = None
+
+    def failure(error: str) -> dict[str, Any]:
+        return {"status": RoundStatus.failed.value, "phase": None, "finished_at": now, "error": error}
+
+    for rnd in list(session.scalars(query)):
+        if rnd.status == RoundStatus.running.value:
+            last = as_utc(rnd.heartbeat_at) or as_utc(rnd.started_at) or as_utc(rnd.created_at)
+            if last is None or last >= stale:
+                continue
+            unchanged = Round.heartbeat_at == rnd.heartbeat_at  # a heartbeat written meanwhile wins
+            if rnd.attempts < settings.max_attempts:
+                values, changed = requeued_values(rnd, f"no heartbeat for {stale_seconds} s"), requeued
+            else:
+                values, changed = failure(
+                    f"The worker stopped responding (no heartbeat for {stale_seconds} s) on attempt {rnd.attempts} "
+                    f"of {settings.max_attempts}: not starting it again, since it may be what kills its workers "
+                    "(out of memory?). Start a new round, perhaps with a smaller batch size."), failed
+        else:
+            since = (rnd.metrics or {}).get("requeued_at")
+            if not since or datetime.fromisoformat(since) > now - timedelta(seconds=wait):
+                continue
+            busy = _a_worker_is_busy(session, stale) if busy is None else busy
+            if busy:
+                continue
+            unchanged = Round.status == RoundStatus.queued.value  # a worker that claimed it meanwhile wins
+            values, changed = failure(
+                f"Its worker stopped at step {rnd.step} and no worker took the round up again within {wait} s "
+                f"(are the workers running?). POST /api/v1/rounds/{rnd.id}/retry resumes from the last "
+                "checkpoint."), failed
+        result = session.execute(update(Round).where(Round.id == rnd.id, Round.status == rnd.status, unchanged)
+                                 .values(**values).execution_options(synchronize_session=False))
+        if result.rowcount:
+            changed.append(rnd.id)
     # Generations carry no heartbeat: one running longer than the task time limit lost its worker.
     session.execute(update(Generation).where(
         Generation.status == RoundStatus.running.value,
-        Generation.created_at < utcnow() - timedelta(seconds=settings.task_time_limit))
-        .values(status=RoundStatus.failed.value, finished_at=utcnow(),
+        Generation.created_at < now - timedelta(seconds=settings.task_time_limit))
+        .values(status=RoundStatus.failed.value, finished_at=now,
                 error="The worker stopped before this generation finished; ask again.")
         .execution_options(synchronize_session=False))
     session.commit()
-    for rid in reaped:
+    for rid in requeued:  # sent after the commit, so the worker that takes it finds it queued
+        try:
+            dispatcher.train_round(rid)
+        except Exception:  # noqa: BLE001 - broker down: the round waits, and the wait above ends it
+            log.exception("could not send round %s again", rid)
+    for rid in requeued + failed:
         rnd = session.get(Round, rid)
         if rnd is not None:
             session.refresh(rnd)
-    return reaped
+    return {"requeued": requeued, "failed": failed}
 
 
 def active_round(session: Session, style_id: int) -> Round | None:
@@ -184,6 +255,7 @@ def retry_round(session: Session, rnd: Round, settings: Settings) -> Round:
                             "start a new round with other settings instead.")
     check_job_quota(session, rnd.style.user_id, settings)
     rnd.status = RoundStatus.queued.value
+    rnd.metrics = {k: v for k, v in (rnd.metrics or {}).items() if k != "requeued_at"}  # queued afresh
     rnd.cancel_requested = False
     rnd.error = None
     rnd.finished_at = None

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     progress_interval_seconds: float = 1.0  # at most ~1 progress write per second
     stop_check_seconds: float = 0.5  # how often training reads the cancel flag
     max_attempts: int = 3
+    # A round put back in the queue after its worker stopped is failed (with a retry action) when no worker
+    # has taken it up this long while no worker shows signs of life: it would otherwise wait for no one.
+    requeue_wait_seconds: float = 900.0
     task_time_limit: int = 6 * 3600  # seconds; the broker's visibility timeout is longer than this
 
     def clip_scorer(self, base_model: str | None = None) -> str:

@@ -39,7 +39,9 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         # `celery -A worker.celery_app beat` (or `worker -B`) runs the reaper periodically.
-        beat_schedule={"reap-stale-rounds": {"task": "worker.tasks.reap", "schedule": 60.0}},
+        # Workers run it when they are free; a copy no worker took within the minute is dropped.
+        beat_schedule={"reap-stale-rounds": {"task": "worker.tasks.reap", "schedule": 60.0,
+                                             "options": {"expires": 60.0}}},
     )
     return app
 

@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 
 from app import storage
 from app.db import session_factory
+from app.jobs import Dispatcher
 from app.models import Candidate, Generation, Round, RoundStatus, Style, utcnow
-from app.services import reap_stale
+from app.services import reap_stale, wait_afresh
 from app.settings import Settings
 
 from . import engine_cache, scoring
@@ -348,9 +349,13 @@ def run_generation(settings: Settings, generation_id: int) -> str:
         return "failed"
 
 
-def reap(settings: Settings) -> list[int]:
+def reap(settings: Settings, dispatcher: Dispatcher, worker_starting: bool = False) -> dict[str, list[int]]:
+    """The reaper (app.services.reap_stale). A worker that is starting is what rounds put back in the queue
+    wait for: their wait restarts first, so they are taken up rather than failed."""
     with session_factory(settings)() as session:
-        return reap_stale(session, settings)
+        if worker_starting:
+            wait_afresh(session)
+        return reap_stale(session, settings, dispatcher)
 
 
 def session_for(settings: Settings) -> Session:

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 
 from celery.signals import worker_ready
 
+from app.jobs import CeleryDispatcher
 from app.settings import get_settings
 
 from . import jobs
 from .celery_app import celery_app
 
 log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def dispatcher() -> CeleryDispatcher:
+    """Sends rounds again (the reaper) through this worker's own Celery app."""
+    return CeleryDispatcher(get_settings(), celery=celery_app)
 
 
 @celery_app.task(name="worker.tasks.train_round", bind=True)
@@ -26,16 +34,16 @@ def generate_images(generation_id: int) -> str:
 
 
 @celery_app.task(name="worker.tasks.reap")
-def reap() -> list[int]:
-    """Mark running rounds whose heartbeat is stale as failed (they can be retried)."""
-    return jobs.reap(get_settings())
+def reap() -> dict[str, list[int]]:
+    """Rounds whose worker vanished go back to the queue; rounds no worker takes up end failed (retry)."""
+    return jobs.reap(get_settings(), dispatcher())
 
 
 @worker_ready.connect
 def _reap_at_start(**_: object) -> None:
     try:
-        reaped = jobs.reap(get_settings())
-        if reaped:
-            log.warning("rounds %s had lost their worker; marked failed (retry resumes them)", reaped)
+        reaped = jobs.reap(get_settings(), dispatcher(), worker_starting=True)
+        if any(reaped.values()):
+            log.warning("rounds that had lost their worker: %s", reaped)
     except Exception:  # the database may not be migrated yet; the periodic reaper will catch up
         log.exception("reaping stale rounds at worker start failed")

@@ -158,7 +158,7 @@ def start_round(style_id: int, session: SessionDep, settings: SettingsDep, dispa
     429 (with Retry-After) while you have STYLEDROP_MAX_ACTIVE_JOBS jobs queued or running."""
     style = get_style(session, style_id, user)
     body = body or RoundCreate()
-    reap_stale(session, settings)
+    reap_stale(session, settings, dispatcher)
     rnd = new_round(session, style, body.model_dump(), settings)
     _dispatch_round(session, dispatcher, rnd)
     return round_out(rnd)
@@ -176,19 +176,22 @@ def _dispatch_round(session, dispatcher, rnd: Round) -> None:
 
 
 @router.get("/styles/{style_id}/rounds", response_model=list[RoundOut], tags=["rounds"])
-def list_rounds(style_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> list[RoundOut]:
+def list_rounds(style_id: int, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep,
+                user: UserDep) -> list[RoundOut]:
     style = get_style(session, style_id, user, settings.public_styles)
-    reap_stale(session, settings)
+    reap_stale(session, settings, dispatcher)
     return [round_out(r) for r in style.rounds]
 
 
 @router.get("/rounds/{round_id}", response_model=RoundOut, tags=["rounds"])
-def read_round(round_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> RoundOut:
+def read_round(round_id: int, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep,
+               user: UserDep) -> RoundOut:
     """Status, step, total steps, loss, ETA, error. A running round whose worker stopped sending heartbeats
-    is marked failed here (with a retry action)."""
+    goes back to the queue here and is sent again (it resumes from its checkpoint); one that no worker took
+    up again in time is marked failed (with a retry action)."""
     rnd = get_round(session, round_id, user, settings.public_styles)
-    if rnd.status == RoundStatus.running.value:
-        reap_stale(session, settings, round_id=rnd.id)
+    if rnd.status in (RoundStatus.queued.value, RoundStatus.running.value):
+        reap_stale(session, settings, dispatcher, round_id=rnd.id)
         session.refresh(rnd)
     return round_out(rnd)
 

@@ -24,7 +24,7 @@ from starlette.datastructures import UploadFile
 
 from .. import storage
 from ..api import routes as api
-from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard
+from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard, get_dispatcher
 from ..api.deps import PageUserDep as UserDep
 from ..api.views import candidate_out, get_candidate, get_generation, get_round, get_style, latest_adapter_round
 from ..errors import ApiError
@@ -227,9 +227,10 @@ def style_summary(style: Style) -> dict[str, Any]:
     return {"rounds": rounds, "chart": chart, "adapter_round": latest_adapter_round(style)}
 
 
-def round_panel_context(session, settings, rnd: Round, user, sort: str, notice: str | None = None) -> dict:
-    if rnd.status == RoundStatus.running.value:
-        reap_stale(session, settings, round_id=rnd.id)
+def round_panel_context(session, settings, dispatcher, rnd: Round, user, sort: str,
+                        notice: str | None = None) -> dict:
+    if rnd.status in (RoundStatus.queued.value, RoundStatus.running.value):
+        reap_stale(session, settings, dispatcher, round_id=rnd.id)
         session.refresh(rnd)
     context = {"round": round_view(rnd), "style_id": rnd.style_id, "notice": notice, "sort": sort,
                "read_only": rnd.style.user_id != user.id,  # another user's style, shown by the public setting
@@ -362,7 +363,7 @@ async def create_style_page(request: Request, session: SessionDep, settings: Set
 
 def _start_round(session, settings, dispatcher, style: Style, body: RoundCreate, rank: int | None = None) -> Round:
     """POST /api/v1/styles/{id}/rounds, plus the round-1 adapter width the form may set."""
-    reap_stale(session, settings)
+    reap_stale(session, settings, dispatcher)
     rnd = new_round(session, style, body.model_dump(), settings)
     if rank is not None and rnd.number == 1:
         adapter = {"kind": style.adapter_kind, "rank": rank}
@@ -380,10 +381,11 @@ def style_page(style_id: int, request: Request, session: SessionDep, settings: S
         style = get_style(session, style_id, user, settings.public_styles)
     except ApiError as exc:
         return error_page(request, exc)
-    reap_stale(session, settings)
+    dispatcher = get_dispatcher(request)  # the reaper sends again the rounds it puts back in the queue
+    reap_stale(session, settings, dispatcher)
     session.refresh(style)
     sort = sort if sort in SORTS else "prompt"
-    panels = [round_panel_context(session, settings, r, user, sort) for r in reversed(style.rounds)]
+    panels = [round_panel_context(session, settings, dispatcher, r, user, sort) for r in reversed(style.rounds)]
     return render(request, "style.html", {"style": style, "summary": style_summary(style), "panels": panels,
                                           "notice": notice, "sort": sort, "busy": active_round(session, style.id),
                                           "read_only": style.user_id != user.id,
@@ -419,7 +421,7 @@ def _panel(request: Request, session, settings, user, round_id: int, sort: str =
         rnd = get_round(session, round_id, user, public)
     except ApiError as exc:
         return error_page(request, exc)
-    context = round_panel_context(session, settings, rnd, user, sort, notice)
+    context = round_panel_context(session, settings, get_dispatcher(request), rnd, user, sort, notice)
     if rnd.status in TERMINAL and is_htmx(request):  # the style's summary changes when a round ends
         context["summary_oob"] = style_summary(rnd.style)
         context["style"] = rnd.style

@@ -108,17 +108,44 @@ def test_round_rules(stub_app):
     assert stub_app.dispatcher.rounds == [rnd["id"], rnd["id"]]
 
 
-def test_reaper_marks_a_silent_round_failed_with_retry(stub_app):
+def _set_round(settings, round_id: int, **values) -> None:
+    with session_factory(settings)() as session:
+        session.execute(update(Round).where(Round.id == round_id).values(**values))
+        session.commit()
+
+
+def test_reaper_requeues_a_silent_round_and_fails_it_when_no_worker_takes_it(stub_app):
+    settings, sent = stub_app.settings, stub_app.dispatcher.rounds
     style = create_style(stub_app)
     rnd = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
-    with session_factory(stub_app.settings)() as session:
-        old = utcnow() - timedelta(seconds=stub_app.settings.heartbeat_stale_seconds + 5)
-        session.execute(update(Round).where(Round.id == rnd["id"]).values(
-            status="running", heartbeat_at=old, started_at=old, attempts=1))
-        session.commit()
+    old = utcnow() - timedelta(seconds=settings.heartbeat_stale_seconds + 5)
+    _set_round(settings, rnd["id"], status="running", heartbeat_at=old, started_at=old, attempts=1, step=40)
+    # its worker went silent: back in the queue and sent again, to resume from its checkpoint
     body = stub_app.get(f"{API}/rounds/{rnd['id']}").json()
-    assert body["status"] == "failed" and "heartbeat" in body["error"] and body["actions"] == ["retry"]
-    assert stub_app.post(f"{API}/rounds/{rnd['id']}/retry").json()["status"] == "queued"
+    assert body["status"] == "queued" and body["actions"] == ["cancel"] and sent == [rnd["id"], rnd["id"]]
+    (interruption,) = body["metrics"]["interruptions"]
+    assert interruption["at_step"] == 40 and "no heartbeat" in interruption["reason"]
+
+    # past the wait, but a worker is busy (it just wrote a heartbeat for another round): it keeps waiting
+    other = stub_app.post(f"{API}/styles/{create_style(stub_app)['id']}/rounds", json={}).json()
+    _set_round(settings, other["id"], status="succeeded", heartbeat_at=utcnow())
+    waited = (utcnow() - timedelta(seconds=settings.requeue_wait_seconds + 5)).isoformat()
+    _set_round(settings, rnd["id"], metrics=dict(body["metrics"], requeued_at=waited))
+    assert stub_app.get(f"{API}/rounds/{rnd['id']}").json()["status"] == "queued"
+    # no worker shows signs of life: failed, with a retry action that resumes it
+    _set_round(settings, other["id"], heartbeat_at=old)
+    body = stub_app.get(f"{API}/rounds/{rnd['id']}").json()
+    assert body["status"] == "failed" and body["actions"] == ["retry"]
+    assert "no worker took the round up again" in body["error"] and "retry" in body["error"]
+    retried = stub_app.post(f"{API}/rounds/{rnd['id']}/retry").json()
+    assert retried["status"] == "queued" and "requeued_at" not in retried["metrics"]
+    assert stub_app.get(f"{API}/rounds/{rnd['id']}").json()["status"] == "queued"  # waits as a fresh job
+
+    # a silent round on its last attempt is not started again: it may be what kills its workers
+    _set_round(settings, rnd["id"], status="running", heartbeat_at=old, attempts=settings.max_attempts)
+    body = stub_app.get(f"{API}/rounds/{rnd['id']}").json()
+    assert body["status"] == "failed" and f"attempt {settings.max_attempts} of" in body["error"]
+    assert sent.count(rnd["id"]) == 3  # created, requeued once, retried
 
 
 def test_attempts_guard_requeue_loops(stub_app):
