@@ -21,5 +21,8 @@ CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--proxy-
 FROM base AS worker
 RUN pip install -e ".[engine]"
 USER styledrop
-# One process per GPU (prefork, concurrency 1): the model is loaded lazily in the child and kept there.
-CMD ["celery", "-A", "worker.celery_app", "worker", "--queues", "gpu,default", "--concurrency", "1", "--loglevel", "INFO"]
+# One process per GPU, one job at a time, run in the worker process itself (solo pool): the model is loaded
+# lazily and kept there, and `docker compose stop` (SIGTERM, warm shutdown) reaches the running training, which
+# writes a checkpoint and puts its round back in the queue.
+CMD ["celery", "-A", "worker.celery_app", "worker", "--queues", "gpu,default", "--concurrency", "1", "--pool", "solo", \
+     "--loglevel", "INFO"]

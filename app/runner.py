@@ -2,8 +2,9 @@
 
 Runs the migrations on SQLite under the data folder (or DATABASE_URL), starts an embedded Redis (unless
 REDIS_URL is set), one Celery worker as a child process (both queues, one job at a time), and the API
-with uvicorn. Ctrl-C or SIGTERM stops all of it: running rounds are asked to stop (their checkpoint is
-kept, so retry resumes), the worker is stopped, then Redis.
+with uvicorn. Ctrl-C or SIGTERM stops all of it: the worker gets SIGTERM, so a running round stops at its
+next step, writes a checkpoint and goes back to the queue (it resumes by itself on the next start; a user's
+cancel is another thing), then Redis stops.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-
-log = logging.getLogger("styledrop.serve")
 
 
 def worker_command(loglevel: str = "INFO") -> list[str]:
@@ -120,7 +119,7 @@ def fail_running_rounds(sessions, error: str) -> list[int]:  # noqa: ANN001
 
 def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) -> int:
     import uvicorn
-    from sqlalchemy import select, update
+    from sqlalchemy import select
 
     from .db import session_factory
     from .migrate import upgrade
@@ -176,14 +175,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
         if stopping["signal"] is None:
             server.run()
     finally:
+        # The worker's warm shutdown (SIGTERM) stops a running round at its next step with a checkpoint and
+        # puts it back in the queue (worker.tasks): the next start resumes it. Not a cancel: nothing to retry.
         print("StyleDrop Studio: stopping ...", flush=True)
-        try:
-            with sessions() as session:  # ask running training to stop at the next step (it checkpoints)
-                session.execute(update(Round).where(Round.status == RoundStatus.running.value)
-                                .values(cancel_requested=True))
-                session.commit()
-        except Exception:  # noqa: BLE001
-            log.exception("could not flag running rounds")
         worker.stop()
         if redis is not None:
             redis.stop()

@@ -2,7 +2,9 @@
 
 Job state lives in the database: a round is claimed with a conditional UPDATE (so a duplicate or
 redelivered message does nothing), progress and a heartbeat are written to its row, and training reads the
-row's cancel flag to stop cooperatively. The engine is imported lazily, inside these functions.
+row's cancel flag to stop cooperatively. When the worker shuts down (SIGTERM), training stops the same way,
+but the round goes back to the queue instead of ending cancelled. The engine is imported lazily, inside
+these functions.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from app import storage
 from app.db import session_factory
 from app.jobs import Dispatcher
 from app.models import Candidate, Generation, Round, RoundStatus, Style, utcnow
-from app.services import reap_stale, wait_afresh
+from app.services import reap_stale, requeued_values, wait_afresh
 from app.settings import Settings
 
 from . import engine_cache, scoring
@@ -32,6 +34,15 @@ log = logging.getLogger(__name__)
 
 class Stopped(Exception):
     """The round's cancel flag was set."""
+
+
+class Interrupted(Exception):
+    """The worker is shutting down: the round goes back to the queue, to resume from its checkpoint."""
+
+
+# Set on the worker's warm shutdown (worker.tasks: SIGTERM from docker compose stop or from `styledrop serve`
+# stopping). The solo pool runs the job in the process that receives the signal, so a flag here reaches it.
+shutting_down = threading.Event()
 
 
 # ---- database helpers ---------------------------------------------------------------------------------------
@@ -71,7 +82,8 @@ class Heartbeat:
 
 
 def stop_checker(settings: Settings, round_id: int) -> Callable[[], bool]:
-    """The engine's should_stop: reads the round's cancel flag, at most every stop_check_seconds."""
+    """The engine's should_stop: the worker is shutting down, or the round's cancel flag (read at most every
+    stop_check_seconds) is set."""
     state = {"at": 0.0, "stop": False}
 
     def should_stop() -> bool:
@@ -80,9 +92,18 @@ def stop_checker(settings: Settings, round_id: int) -> Callable[[], bool]:
             state["at"] = now
             with session_factory(settings)() as session:
                 state["stop"] = bool(session.scalar(select(Round.cancel_requested).where(Round.id == round_id)))
-        return state["stop"]
+        return state["stop"] or shutting_down.is_set()
 
     return should_stop
+
+
+def why_stopped(settings: Settings, round_id: int, cancelled: str) -> Exception:
+    """The exception for a job that stopped early: its user's cancel wins (they asked for it to end);
+    otherwise it was the worker shutting down, and the round is only interrupted."""
+    with session_factory(settings)() as session:
+        if session.scalar(select(Round.cancel_requested).where(Round.id == round_id)) or not shutting_down.is_set():
+            return Stopped(cancelled)
+    return Interrupted("the worker shut down")
 
 
 def progress_writer(settings: Settings, round_id: int) -> Callable[[Any], None]:
@@ -137,7 +158,10 @@ def claim_round(settings: Settings, round_id: int, task_id: str | None) -> str:
 
 # ---- rounds -------------------------------------------------------------------------------------------------
 
-def run_round(settings: Settings, round_id: int, task_id: str | None = None) -> str:
+def run_round(settings: Settings, round_id: int, task_id: str | None = None,
+              dispatcher: Dispatcher | None = None) -> str:
+    """Train, make candidates, score. A job stopped by the worker's shutdown puts the round back in the queue
+    and sends it again through `dispatcher`, for the next worker to resume from the checkpoint."""
     outcome = claim_round(settings, round_id, task_id)
     if outcome != "claimed":
         log.info("round %s not run: %s", round_id, outcome)
@@ -176,12 +200,33 @@ def run_round(settings: Settings, round_id: int, task_id: str | None = None) -> 
         _update_round(settings, round_id, status=RoundStatus.cancelled.value, phase=None, finished_at=utcnow(),
                       error=str(exc))
         return "cancelled"
+    except Interrupted as exc:
+        _requeue_interrupted(settings, round_id, str(exc), dispatcher)
+        return "interrupted"
     except Exception as exc:  # noqa: BLE001 - any failure is written to the round, with its reason
         engine_cache.evict(model)  # an adapter may still be attached to the cached model
         log.error("round %s failed:\n%s", round_id, traceback.format_exc())
         _update_round(settings, round_id, status=RoundStatus.failed.value, phase=None, finished_at=utcnow(),
                       error=_describe(exc))
         return "failed"
+
+
+def _requeue_interrupted(settings: Settings, round_id: int, reason: str, dispatcher: Dispatcher | None) -> None:
+    """Back to the queue, the attempt given back (a shutdown is not the round's fault, and the attempts limit
+    is there to stop rounds that kill their workers), and sent again: this worker takes nothing more, and
+    another one, or this one restarted, resumes it. Should the message be lost, the reaper's wait ends it."""
+    with session_factory(settings)() as session:
+        rnd = session.get(Round, round_id)
+        step = rnd.step
+        session.execute(update(Round).where(Round.id == round_id, Round.status == RoundStatus.running.value)
+                        .values(**requeued_values(rnd, reason), attempts=Round.attempts - 1))
+        session.commit()
+    log.warning("round %s interrupted by the worker's shutdown at step %s; queued again", round_id, step)
+    if dispatcher is not None:
+        try:
+            dispatcher.train_round(round_id)
+        except Exception:  # noqa: BLE001
+            log.exception("could not send round %s again", round_id)
 
 
 def _describe(exc: Exception) -> str:
@@ -224,8 +269,8 @@ def _train(settings: Settings, round_id: int, params: dict, descriptor: str, out
     trained.adapter.detach()  # the cached model is reused by the next job
     result = trained.result
     if result.stopped:
-        raise Stopped(f"Cancelled at step {result.steps_done} of {train_config.steps}; "
-                      f"POST /api/v1/rounds/{round_id}/retry resumes from the checkpoint.")
+        raise why_stopped(settings, round_id, f"Cancelled at step {result.steps_done} of {train_config.steps}; "
+                          f"POST /api/v1/rounds/{round_id}/retry resumes from the checkpoint.")
     return {"adapter": adapter_config.to_dict(), "adapter_parameters": trained.adapter.num_parameters(),
             "final_loss": trained.meta.extra.get("final_loss"), "steps_done": result.steps_done,
             "resumed_from": result.resumed_from,
@@ -254,8 +299,8 @@ def _candidates(settings: Settings, round_id: int, params: dict, out_dir: Path, 
         for content in prompts:
             for _ in range(per_prompt):
                 if should_stop():
-                    raise Stopped(f"Cancelled while generating candidates ({index} made); "
-                                  f"POST /api/v1/rounds/{round_id}/retry makes them again.")
+                    raise why_stopped(settings, round_id, f"Cancelled while generating candidates ({index} made); "
+                                      f"POST /api/v1/rounds/{round_id}/retry makes them again.")
                 seed = int(c.get("seed") or 0) * 100_003 + index
                 config = SampleConfig(num_images=1, seed=seed, steps=int(c.get("sample_steps") or 12),
                                       adapter_guidance=float(c.get("adapter_guidance") or 0.0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutting_down
 
 from app.jobs import CeleryDispatcher
 from app.settings import get_settings
@@ -18,14 +18,14 @@ log = logging.getLogger(__name__)
 
 @lru_cache(maxsize=1)
 def dispatcher() -> CeleryDispatcher:
-    """Sends rounds again (the reaper) through this worker's own Celery app."""
+    """Sends rounds again (the reaper, an interrupted round) through this worker's own Celery app."""
     return CeleryDispatcher(get_settings(), celery=celery_app)
 
 
 @celery_app.task(name="worker.tasks.train_round", bind=True)
 def train_round(self, round_id: int) -> str:  # noqa: ANN001
     """Train a round, generate its candidates and score them (one GPU job)."""
-    return jobs.run_round(get_settings(), round_id, task_id=self.request.id)
+    return jobs.run_round(get_settings(), round_id, task_id=self.request.id, dispatcher=dispatcher())
 
 
 @celery_app.task(name="worker.tasks.generate_images")
@@ -47,3 +47,11 @@ def _reap_at_start(**_: object) -> None:
             log.warning("rounds that had lost their worker: %s", reaped)
     except Exception:  # the database may not be migrated yet; the periodic reaper will catch up
         log.exception("reaping stale rounds at worker start failed")
+
+
+@worker_shutting_down.connect
+def _interrupt_training(**_: object) -> None:
+    """Warm shutdown (SIGTERM: docker compose stop, `styledrop serve` stopping): the running round stops at
+    its next step, writes a checkpoint and goes back to the queue, rather than running on until killed or
+    ending cancelled. Runs in the signal handler: it only sets a flag."""
+    jobs.shutting_down.set()

@@ -161,3 +161,49 @@ def test_a_crashed_server_loses_nothing_and_resumes_training_on_restart(tmp_path
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0, log_path.read_text()[-3000:]
+
+
+def test_stopping_serve_mid_training_queues_the_round_and_the_next_start_resumes_it(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/api/v1"
+    process, log_path = _start_serve(tmp_path, port, "first.log")
+    try:
+        style = httpx.post(f"{base}/styles", files={"image": ("r.png", png_bytes(), "image/png")},
+                           data={"content": "a house", "descriptor": "oil painting"}).json()
+        rnd = httpx.post(f"{base}/styles/{style['id']}/rounds",
+                         json={"steps": 300, "checkpoint_every": 20, "prompts": ["a cat"]}).json()
+        deadline = time.monotonic() + 90
+        while httpx.get(f"{base}/rounds/{rnd['id']}").json()["step"] < 30:
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert process.wait(60) == 0, log_path.read_text()[-3000:]
+
+    # not cancelled: back in the queue, with a checkpoint written as training stopped
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'styledrop.db'}")
+    with engine.connect() as connection:
+        status, cancel, attempts, error = connection.execute(
+            text("SELECT status, cancel_requested, attempts, error FROM rounds WHERE id = :id"), {"id": rnd["id"]}).one()
+    engine.dispose()
+    assert (status, bool(cancel), attempts, error) == ("queued", False, 0, None), log_path.read_text()[-3000:]
+    checkpoints = sorted((tmp_path / "data" / "files" / "styles" / str(style["id"]) / "rounds" / "1" /
+                          "checkpoints").glob("step-*.pt"))
+    stopped_at = int(checkpoints[-1].stem.removeprefix("step-"))
+    assert stopped_at >= 30  # written on the stop, not only the periodic ones (20, 40, ...)
+
+    process, log_path = _start_serve(tmp_path, port, "second.log")
+    try:
+        deadline = time.monotonic() + 180
+        while (body := httpx.get(f"{base}/rounds/{rnd['id']}").json())["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline, (body, log_path.read_text()[-3000:])
+            time.sleep(0.3)
+        assert body["status"] == "succeeded", (body, log_path.read_text()[-3000:])
+        assert body["metrics"]["resumed_from"] == stopped_at and body["attempts"] == 1
+        assert body["metrics"]["interruptions"][0]["reason"] == "the worker shut down"
+        assert len(httpx.get(f"{base}/rounds/{rnd['id']}/candidates").json()) == 1  # the duplicate message did nothing
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0, log_path.read_text()[-3000:]
