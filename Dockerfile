@@ -23,6 +23,7 @@ RUN pip install -e ".[engine]"
 USER styledrop
 # One process per GPU, one job at a time, run in the worker process itself (solo pool): the model is loaded
 # lazily and kept there, and `docker compose stop` (SIGTERM, warm shutdown) reaches the running training, which
-# writes a checkpoint and puts its round back in the queue.
+# writes a checkpoint and puts its round back in the queue. Gossip and mingle (peer-to-peer chatter the app
+# does not use) are off, as in `styledrop serve`: less to re-establish when Redis restarts.
 CMD ["celery", "-A", "worker.celery_app", "worker", "--queues", "gpu,default", "--concurrency", "1", "--pool", "solo", \
-     "--loglevel", "INFO"]
+     "--without-gossip", "--without-mingle", "--loglevel", "INFO"]

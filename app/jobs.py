@@ -25,8 +25,9 @@ class CeleryDispatcher:
 
         self.celery = celery if celery is not None else make_celery(settings)
 
+    # ignore_result: the job's state is in the database; nothing waits on a Celery result.
     def train_round(self, round_id: int) -> str | None:
-        return self.celery.send_task(TRAIN_ROUND, args=[round_id]).id
+        return self.celery.send_task(TRAIN_ROUND, args=[round_id], ignore_result=True).id
 
     def generate(self, generation_id: int) -> str | None:
-        return self.celery.send_task(GENERATE_IMAGES, args=[generation_id]).id
+        return self.celery.send_task(GENERATE_IMAGES, args=[generation_id], ignore_result=True).id

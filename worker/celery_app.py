@@ -1,4 +1,7 @@
-"""The Celery application: Redis broker and result backend, GPU work on queue "gpu", light work on "default".
+"""The Celery application: Redis broker, GPU work on queue "gpu", light work on "default".
+
+No result backend: a job's state lives in the database and nothing reads Celery results, so the end of a job
+does not depend on Redis being up (a Redis restart touches only the messages).
 
 Start a worker with `celery -A worker.celery_app worker -Q gpu,default -c 1` (one GPU job per process).
 """
@@ -15,13 +18,12 @@ DEFAULT_QUEUE = "default"
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("styledrop", broker=settings.broker_url, backend=settings.broker_url, include=[])
+    app = Celery("styledrop", broker=settings.broker_url, include=[])
     app.conf.update(
         task_acks_late=True,  # a task whose worker died is redelivered ...
         # ... but only after the visibility timeout, which must outlast the longest task, or a long training
         # would be delivered a second time while the first copy still runs.
         broker_transport_options={"visibility_timeout": settings.task_time_limit + 3600},
-        result_backend_transport_options={"visibility_timeout": settings.task_time_limit + 3600},
         task_time_limit=settings.task_time_limit,
         worker_prefetch_multiplier=1,  # one job at a time per worker process; the rest wait in the queue
         task_default_queue=DEFAULT_QUEUE,
@@ -32,11 +34,15 @@ def make_celery(settings: Settings) -> Celery:
             "worker.tasks.reap": {"queue": DEFAULT_QUEUE},
         },
         task_serializer="json",
-        result_serializer="json",
         accept_content=["json"],
-        result_expires=24 * 3600,
-        task_track_started=True,
+        task_ignore_result=True,
         broker_connection_retry_on_startup=True,
+        # Redis restarted or away for a while: the worker reconnects however long it takes (the default gives
+        # up after 100 tries and exits), and a running job is not cancelled meanwhile: its state is in the
+        # database, and a redelivered copy of its message does nothing (claim_round).
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
         # `celery -A worker.celery_app beat` (or `worker -B`) runs the reaper periodically.
         # Workers run it when they are free; a copy no worker took within the minute is dropped.
