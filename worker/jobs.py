@@ -279,7 +279,13 @@ def _train(settings: Settings, round_id: int, params: dict, descriptor: str, out
 
 def _candidates(settings: Settings, round_id: int, params: dict, out_dir: Path, components: Any,
                 style_id: int, number: int) -> list[tuple[int, Any, str]]:
-    """Generate per_prompt images for each content prompt, each with its own recorded seed."""
+    """Generate per_prompt images for each content prompt, each with its own recorded seed.
+
+    Candidates an earlier attempt of the round made are kept, with their ratings and selections: the adapter
+    is the same (training is not redone once it has finished) and so are the seeds, so making them again would
+    only give them new ids. An interrupted attempt goes on from the first one missing."""
+    from PIL import Image
+
     from styledrop.sampling import SampleConfig
     from styledrop.styles import generate_with_style, load_style
 
@@ -288,24 +294,30 @@ def _candidates(settings: Settings, round_id: int, params: dict, out_dir: Path, 
     prompts = c.get("prompts") or scoring.candidate_prompts(int(c.get("count") or settings.candidate_prompts))
     per_prompt = int(c.get("per_prompt") or 1)
     should_stop = stop_checker(settings, round_id)
-    with session_factory(settings)() as session:  # a retried round starts its candidates afresh
-        session.execute(delete(Candidate).where(Candidate.round_id == round_id))
+    with session_factory(settings)() as session:
+        rows = session.scalars(select(Candidate).where(Candidate.round_id == round_id))
+        kept = {r.image_path: r.id for r in rows if storage.resolve(settings.storage_root, r.image_path).is_file()}
+        session.execute(delete(Candidate).where(Candidate.round_id == round_id, Candidate.id.not_in(kept.values())))
         session.commit()
-    storage.remove_tree(settings.storage_root, f"{storage.round_dir(style_id, number)}/candidates")
     loaded = load_style(out_dir, components=components)
     made: list[tuple[int, Any, str]] = []
     try:
         index = 0
         for content in prompts:
             for _ in range(per_prompt):
+                relative = storage.candidate_path(style_id, number, index)
+                if relative in kept:
+                    with Image.open(storage.resolve(settings.storage_root, relative)) as image:
+                        made.append((kept.pop(relative), image.convert("RGB"), content))
+                    index += 1
+                    continue
                 if should_stop():
                     raise why_stopped(settings, round_id, f"Cancelled while generating candidates ({index} made); "
-                                      f"POST /api/v1/rounds/{round_id}/retry makes them again.")
+                                      f"POST /api/v1/rounds/{round_id}/retry makes the rest.")
                 seed = int(c.get("seed") or 0) * 100_003 + index
                 config = SampleConfig(num_images=1, seed=seed, steps=int(c.get("sample_steps") or 12),
                                       adapter_guidance=float(c.get("adapter_guidance") or 0.0))
                 samples = generate_with_style(loaded, [content], config)
-                relative = storage.candidate_path(style_id, number, index)
                 storage.save_png(settings.storage_root, relative, samples.images[0])
                 with session_factory(settings)() as session:
                     candidate = Candidate(round_id=round_id, content=content, prompt=samples.prompts[0], seed=seed,
@@ -316,6 +328,10 @@ def _candidates(settings: Settings, round_id: int, params: dict, out_dir: Path, 
                 index += 1
     finally:
         loaded.adapter.detach()
+    if kept:  # not part of this round's candidates (none, unless its files were changed by hand)
+        with session_factory(settings)() as session:
+            session.execute(delete(Candidate).where(Candidate.id.in_(kept.values())))
+            session.commit()
     return made
 
 

@@ -85,7 +85,8 @@ class Cluster:
         with open(log_path, "w") as log:
             process = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q",
                                         "gpu,default", "-c", "1", "-P", "solo", "--without-gossip", "--without-mingle",
-                                        "--loglevel", "INFO", "-n", f"{name}@%h"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+                                        "--loglevel", "INFO", "-n", f"{name}@%h"],
+                                       cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         self.workers.append(process)
         deadline = time.monotonic() + 90
         while " ready." not in log_path.read_text():
@@ -96,13 +97,14 @@ class Cluster:
         return process
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.log.name}\n{p.log.read_text()[-3000:]}" for p in self.workers if hasattr(p, "log"))
+        return "\n".join(f"--- {p.log.name}\n{p.log.read_text()[-3000:]}" for p in self.workers
+                         if hasattr(p, "log"))
 
-    def start_round(self, steps: int, descriptor: str = "oil painting") -> int:
+    def start_round(self, steps: int, descriptor: str = "oil painting", **body) -> int:
         style = self.client.post(f"{API}/styles", files={"image": ("r.png", png_bytes(), "image/png")},
                                  data={"content": "a house", "descriptor": descriptor})
         assert style.status_code == 201, style.text
-        rnd = self.client.post(f"{API}/styles/{style.json()['id']}/rounds", json=dict(ROUND, steps=steps))
+        rnd = self.client.post(f"{API}/styles/{style.json()['id']}/rounds", json=dict(ROUND, steps=steps, **body))
         assert rnd.status_code == 201, rnd.text
         return rnd.json()["id"]
 
@@ -212,6 +214,35 @@ def test_a_stopped_worker_puts_its_round_back_in_the_queue(cluster):
     assert body["status"] == "succeeded", f"{body}\n{c.logs()}"
     assert body["metrics"]["resumed_from"] >= 30  # the checkpoint written as it stopped, not the one at 20
     assert body["attempts"] == 1 and len(_candidates(c, round_id)) == 1
+
+
+def test_a_stop_while_making_candidates_keeps_them_with_their_ratings(cluster):
+    c = cluster()
+    first = c.worker("a")
+    round_id = c.start_round(steps=10, prompts=["a cat", "a dog", "a boat", "a tree"], candidates_per_prompt=8,
+                             sample_steps=12)
+    deadline = time.monotonic() + 120
+    while len(made := _candidates(c, round_id)) < 2:  # a rater looks at the first previews ...
+        assert time.monotonic() < deadline, c.logs()
+        time.sleep(0.1)
+    rated = made[0]["id"]
+    assert c.client.put(f"{API}/candidates/{rated}/rating", json={"value": 1}).status_code == 200
+    assert c.client.put(f"{API}/candidates/{rated}/selected", json={"selected": True}).status_code == 200
+    first.send_signal(signal.SIGTERM)  # ... as the worker is stopped
+    assert first.wait(30) == 0, c.logs()
+    body = c.round(round_id)
+    assert body["status"] == "queued" and body["metrics"]["interruptions"][0]["reason"] == "the worker shut down"
+    before = [m["id"] for m in _candidates(c, round_id)]
+    assert 2 <= len(before) < 32, before  # stopped part way
+
+    c.worker("b")
+    body = c.wait(round_id, _finished)
+    assert body["status"] == "succeeded", f"{body}\n{c.logs()}"
+    after = _candidates(c, round_id)
+    assert len(after) == 32 and len({m["id"] for m in after}) == 32
+    assert len({m["image_url"] for m in after}) == 32 and [m["id"] for m in after][:len(before)] == before
+    kept = next(m for m in after if m["id"] == rated)
+    assert kept["my_rating"] == 1 and kept["selected"]
 
 
 def test_redis_killed_mid_training_and_started_again(cluster):

@@ -185,8 +185,8 @@ def test_stopping_serve_mid_training_queues_the_round_and_the_next_start_resumes
 
     engine = create_engine(f"sqlite:///{tmp_path / 'data' / 'styledrop.db'}")
     with engine.connect() as connection:
-        status, cancel, attempts, error = connection.execute(
-            text("SELECT status, cancel_requested, attempts, error FROM rounds WHERE id = :id"), {"id": rnd["id"]}).one()
+        status, cancel, attempts, error = connection.execute(text(
+            "SELECT status, cancel_requested, attempts, error FROM rounds WHERE id = :id"), {"id": rnd["id"]}).one()
     engine.dispose()
     assert (status, bool(cancel), attempts, error) == ("queued", False, 0, None), log_path.read_text()[-3000:]
     checkpoints = sorted((tmp_path / "data" / "files" / "styles" / str(style["id"]) / "rounds" / "1" /
