@@ -153,7 +153,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
         stopping["signal"] = signum
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    # With an outside Redis other workers may share the queue: then the reaper, not us, fails their rounds.
+    # With an outside Redis other workers may share the queue: then the reaper, not us, requeues their rounds.
     from .jobs import CeleryDispatcher
 
     dispatcher = CeleryDispatcher(settings)
