@@ -28,16 +28,18 @@ CSRF_HEADER = "x-csrf-token"
 ANONYMOUS_LIFETIME = timedelta(hours=2)  # long enough to fill in the log-in form
 
 
-def start(session: Session, user_id: int | None, lifetime: timedelta) -> tuple[str, WebSession]:
-    """A new session (and its cookie value) for a user, or an anonymous one (user_id None)."""
-    if user_id is None:  # visitors who never log in (crawlers) must not grow the table
-        session.execute(delete(WebSession).where(WebSession.expires_at <= utcnow()))
+def begin(request: Request, session: Session, settings: Settings, user_id: int | None) -> WebSession:
+    """A new session for a user, or an anonymous one (user_id None), whose cookie the response will set.
+    Expired sessions are dropped first, so abandoned forms and crawlers do not grow the table."""
+    lifetime = timedelta(days=settings.session_days) if user_id is not None else ANONYMOUS_LIFETIME
+    session.execute(delete(WebSession).where(WebSession.expires_at <= utcnow()))
     token = secrets.token_urlsafe(32)
     row = WebSession(token_hash=hash_token(token), user_id=user_id, csrf_token=secrets.token_urlsafe(32),
                      expires_at=utcnow() + lifetime)
     session.add(row)
     session.commit()
-    return token, row
+    request.state.session_cookie = (token, int(lifetime.total_seconds()))
+    return row
 
 
 def find(session: Session, token: str | None) -> WebSession | None:
@@ -55,23 +57,13 @@ def end(session: Session, row: WebSession | None) -> None:
         session.commit()
 
 
-def purge_expired(session: Session) -> None:
-    """Drop expired sessions (called at each log-in, so the table does not grow with abandoned forms)."""
-    session.execute(delete(WebSession).where(WebSession.expires_at <= utcnow()))
-    session.commit()
-
-
 def csrf_ok(row: WebSession | None, supplied: str | None) -> bool:
     return bool(row is not None and supplied and hmac.compare_digest(row.csrf_token, supplied))
 
 
 # ---- the cookie ----------------------------------------------------------------------------------------------
-# Dependencies cannot set cookies on the Response objects that page routes return, so they leave the wish
-# in request.state and a middleware (app/main.py) applies it.
-
-def remember(request: Request, token: str, lifetime: timedelta) -> None:
-    request.state.session_cookie = (token, int(lifetime.total_seconds()))
-
+# Dependencies cannot set cookies on the Response objects that page routes return, so begin() and forget()
+# leave the wish in request.state and a middleware (app/main.py) applies it.
 
 def forget(request: Request) -> None:
     request.state.session_cookie = (None, 0)
@@ -89,7 +81,3 @@ def apply_cookie(request: Request, response: Response, settings: Settings) -> No
     else:
         response.set_cookie(COOKIE, token, max_age=max_age, path="/", secure=secure, httponly=True,
                             samesite="lax")
-
-
-def session_lifetime(settings: Settings) -> timedelta:
-    return timedelta(days=settings.session_days)

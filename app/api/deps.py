@@ -125,11 +125,8 @@ def page_identity(request: Request, identity: IdentityDep, session: SessionDep,
     (anonymous, to carry the CSRF token of the log-in form; or the local user's, in the embedded run)."""
     if identity.via in ("local", "anonymous") and identity.web_session is None \
             and request.method in SAFE_METHODS:
-        user_id = identity.user.id if identity.user is not None else None
-        lifetime = browser_sessions.session_lifetime(settings) if user_id else browser_sessions.ANONYMOUS_LIFETIME
-        token, row = browser_sessions.start(session, user_id, lifetime)
-        browser_sessions.remember(request, token, lifetime)
-        identity = Identity(identity.user, "cookie" if user_id else "anonymous", row)
+        row = browser_sessions.begin(request, session, settings, identity.user.id if identity.user else None)
+        identity = Identity(identity.user, "cookie" if identity.user else "anonymous", row)
     request.state.csrf_token = identity.web_session.csrf_token if identity.web_session else ""
     request.state.user = identity.user
     return identity

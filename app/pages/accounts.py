@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from .. import browser_sessions
 from ..api.deps import PageIdentityDep, PageUserDep, SessionDep, SettingsDep, csrf_guard
@@ -32,10 +33,7 @@ def safe_next(target: str | None) -> str:
 def _log_in(request: Request, session, settings, identity, user_id: int, target: str) -> Response:
     """A fresh session for the user (the anonymous one is dropped: no session fixation)."""
     browser_sessions.end(session, identity.web_session)
-    browser_sessions.purge_expired(session)
-    lifetime = browser_sessions.session_lifetime(settings)
-    token, _ = browser_sessions.start(session, user_id, lifetime)
-    browser_sessions.remember(request, token, lifetime)
+    browser_sessions.begin(request, session, settings, user_id)
     return RedirectResponse(safe_next(target), status_code=303)
 
 
@@ -48,8 +46,17 @@ async def _form(request: Request) -> dict[str, str]:
 def login_page(request: Request, identity: PageIdentityDep, settings: SettingsDep, next: str = "/") -> Response:
     if not settings.accounts or identity.user is not None:
         return RedirectResponse(safe_next(next), status_code=303)
-    return render(request, "login.html", {"values": {"name": ""}, "next": safe_next(next),
-                                          "signup": settings.signup == "open"})
+    return _login_form(request, settings, "", safe_next(next))
+
+
+def _login_form(request: Request, settings, name: str, target: str, error: str | None = None) -> Response:
+    return render(request, "login.html", {"values": {"name": name}, "next": target, "error": error,
+                                          "signup": settings.signup == "open"}, status_code=400 if error else 200)
+
+
+def _require_open_signup(settings) -> None:
+    if settings.signup != "open":
+        raise ApiError(404, "Sign-up is closed on this server; ask its administrator for an account.")
 
 
 @router.post("/login", response_class=HTMLResponse)
@@ -60,13 +67,9 @@ async def login(request: Request, identity: PageIdentityDep, session: SessionDep
     if not settings.accounts:
         return RedirectResponse(target, status_code=303)
     name, password = form.get("name", ""), form.get("password", "")
-    from starlette.concurrency import run_in_threadpool  # argon2 takes tens of ms: keep the event loop free
-
-    user = await run_in_threadpool(authenticate, session, name, password)
+    user = await run_in_threadpool(authenticate, session, name, password)  # argon2: keep the event loop free
     if user is None:
-        return render(request, "login.html", {"values": {"name": name}, "next": target,
-                                              "signup": settings.signup == "open",
-                                              "error": "Wrong name or password."}, status_code=400)
+        return _login_form(request, settings, name, target, error="Wrong name or password.")
     return _log_in(request, session, settings, identity, user.id, target)
 
 
@@ -74,8 +77,7 @@ async def login(request: Request, identity: PageIdentityDep, session: SessionDep
 def signup_page(request: Request, identity: PageIdentityDep, settings: SettingsDep) -> Response:
     if not settings.accounts or identity.user is not None:
         return RedirectResponse("/", status_code=303)
-    if settings.signup != "open":
-        raise ApiError(404, "Sign-up is closed on this server; ask its administrator for an account.")
+    _require_open_signup(settings)
     return render(request, "signup.html", {"values": {"name": ""}, "errors": {}})
 
 
@@ -84,11 +86,8 @@ async def signup(request: Request, identity: PageIdentityDep, session: SessionDe
                  settings: SettingsDep) -> Response:
     if not settings.accounts:
         return RedirectResponse("/", status_code=303)
-    if settings.signup != "open":
-        raise ApiError(404, "Sign-up is closed on this server; ask its administrator for an account.")
+    _require_open_signup(settings)
     form = await _form(request)
-    from starlette.concurrency import run_in_threadpool
-
     try:
         user = await run_in_threadpool(create_account, session, form.get("name", ""), form.get("password", ""),
                                        form.get("confirm", ""))
