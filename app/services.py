@@ -55,6 +55,16 @@ def wait_afresh(session: Session) -> list[int]:
     return ids
 
 
+def send_again(dispatcher: Dispatcher, round_ids: list[int]) -> None:
+    """Send rounds put back in the queue to the workers. With the broker down a round just waits: the
+    reaper fails it once requeue_wait_seconds have passed without a worker taking it."""
+    for round_id in round_ids:
+        try:
+            dispatcher.train_round(round_id)
+        except Exception:  # noqa: BLE001
+            log.exception("could not send round %s again", round_id)
+
+
 def _a_worker_is_busy(session: Session, since: datetime) -> bool:
     """Some round had a heartbeat since then: a worker is alive, busy with it, and takes the queue next."""
     return (as_utc(session.scalar(select(func.max(Round.heartbeat_at)))) or since) > since
@@ -122,11 +132,7 @@ def reap_stale(session: Session, settings: Settings, dispatcher: Dispatcher, rou
                 error="The worker stopped before this generation finished; ask again.")
         .execution_options(synchronize_session=False))
     session.commit()
-    for rid in requeued:  # sent after the commit, so the worker that takes it finds it queued
-        try:
-            dispatcher.train_round(rid)
-        except Exception:  # noqa: BLE001 - broker down: the round waits, and the wait above ends it
-            log.exception("could not send round %s again", rid)
+    send_again(dispatcher, requeued)  # after the commit, so the worker that takes one finds it queued
     for rid in requeued + failed:
         rnd = session.get(Round, rid)
         if rnd is not None:
@@ -327,13 +333,16 @@ def clean_prompts(values: list[str] | None, settings: Settings, field: str = "pr
     return [clean_text(value, f"Prompt {i + 1} ({field}[{i}])", settings) for i, value in enumerate(values)]
 
 
+def check_train_steps(steps: int | None, settings: Settings) -> None:
+    if steps is not None and steps > settings.max_train_steps:
+        raise ApiError(422, f"{steps} training steps is more than the {settings.max_train_steps} allowed.")
+
+
 def check_round_request(body: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """422 for a round that asks more than one request may (training steps, prompts, candidates), before
     anything is stored. Returns the body with its prompts cleaned."""
     body = dict(body)
-    steps = body.get("steps")
-    if steps is not None and steps > settings.max_train_steps:
-        raise ApiError(422, f"{steps} training steps is more than the {settings.max_train_steps} allowed.")
+    check_train_steps(body.get("steps"), settings)
     if body.get("prompts") is not None:
         body["prompts"] = clean_prompts(body["prompts"], settings)
         count = len(body["prompts"])

@@ -24,7 +24,7 @@ from app import storage
 from app.db import session_factory
 from app.jobs import Dispatcher
 from app.models import Candidate, Generation, Round, RoundStatus, Style, utcnow
-from app.services import reap_stale, requeued_values, wait_afresh
+from app.services import reap_stale, requeued_values, send_again, wait_afresh
 from app.settings import Settings
 
 from . import engine_cache, scoring
@@ -223,10 +223,7 @@ def _requeue_interrupted(settings: Settings, round_id: int, reason: str, dispatc
         session.commit()
     log.warning("round %s interrupted by the worker's shutdown at step %s; queued again", round_id, step)
     if dispatcher is not None:
-        try:
-            dispatcher.train_round(round_id)
-        except Exception:  # noqa: BLE001
-            log.exception("could not send round %s again", round_id)
+        send_again(dispatcher, [round_id])
 
 
 def _describe(exc: Exception) -> str:

@@ -28,6 +28,7 @@ from ..services import (
     auto_select,
     cancel_round,
     check_job_quota,
+    check_train_steps,
     clean_prompts,
     clean_text,
     new_round,
@@ -84,8 +85,7 @@ def create_style(session: SessionDep, settings: SettingsDep, user: UserDep,
     descriptor = clean_text(descriptor, "The descriptor", settings)
     if base_model is not None and len(base_model) > MAX_NAME_CHARS:
         raise ApiError(422, f"base_model is {len(base_model)} characters long; the limit is {MAX_NAME_CHARS}.")
-    if steps is not None and steps > settings.max_train_steps:
-        raise ApiError(422, f"{steps} training steps is more than the {settings.max_train_steps} allowed.")
+    check_train_steps(steps, settings)
     data = image.file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise ApiError(413, f"The image is larger than {settings.max_upload_bytes // (1024 * 1024)} MB.")
