@@ -41,8 +41,9 @@ def test_unscored_or_empty_rounds_are_refused_with_the_reason():
     with pytest.raises(ApiError) as info:
         select_by_clip(ITEMS + [{"id": 5, "content": "a fox", "text_score": None, "style_score": None}])
     assert info.value.status == 409 and "no CLIP scores" in info.value.detail
-    with pytest.raises(ApiError, match=""):
+    with pytest.raises(ApiError, match="no candidates to select from") as info:
         select_by_clip([])
+    assert info.value.status == 409
 
 
 def test_offline_presets_are_scored_offline_unless_a_scorer_is_configured():
