@@ -153,7 +153,8 @@ class Cluster:
         log = self.logs / f"{name}.log"
         with open(log, "w") as out:
             popen = subprocess.Popen(command, cwd=ROOT, env=self.env(service), stdout=out, stderr=subprocess.STDOUT,
-                                     start_new_session=True)  # its own group: a kill reaches its children too
+                                     start_new_session=True,  # its own group: a kill reaches its children too
+                                     preexec_fn=_die_with_parent)
         process = Process(name, command, log, popen, port)
         self.processes[name] = process
         return process
@@ -279,6 +280,17 @@ class Cluster:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def _die_with_parent() -> None:
+    """Linux: the process gets SIGKILL when the one that started it dies, so that a cluster whose owner was
+    killed (a test run stopped at its time limit) leaves nothing running."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _answers(port: int) -> bool:
