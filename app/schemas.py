@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
@@ -64,7 +64,20 @@ class StyleCreate(BaseModel):
     steps: int | None = Field(None, ge=1, description="training steps per round")
     learning_rate: float | None = Field(None, gt=0, lt=1, description="learning rate of every round")
     rank: int | None = Field(None, ge=1, le=MAX_RANK, description="round 1's adapter width (StyleDrop H, LoRA r)")
-    seed: Seed | None = None
+    seed: Seed | None = Field(None, description="random seed of every round")
+
+
+def field_bounds(model: type[BaseModel], name: str) -> dict[str, Any]:
+    """A field's numeric bounds (ge/gt/le/lt), also inside `Annotated[...] | None`: for the API's form
+    parameters (OpenAPI) and the pages' messages, so both read the limits from the model."""
+    field = model.model_fields[name]
+    metadata = list(field.metadata)
+    for arg in get_args(field.annotation):
+        if get_origin(arg) is Annotated:
+            for extra in get_args(arg)[1:]:
+                metadata += list(getattr(extra, "metadata", [extra]))
+    return {key: getattr(item, key) for item in metadata for key in ("ge", "gt", "le", "lt")
+            if getattr(item, key, None) is not None}
 
 
 class RoundSummary(BaseModel):

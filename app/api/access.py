@@ -47,7 +47,8 @@ ReadableRound = Annotated[Round, Depends(_readable(Round, current_user))]
 OwnedRound = Annotated[Round, Depends(_owned(Round, current_user))]
 ReadableCandidate = Annotated[Candidate, Depends(_readable(Candidate, current_user))]
 OwnedCandidate = Annotated[Candidate, Depends(_owned(Candidate, current_user))]
-ReadableGeneration = Annotated[Generation, Depends(_readable(Generation, current_user))]  # private: = owned
+# Generations stay private (app/ownership.py:may_read): readable means owned, whatever the public setting.
+ReadableGeneration = Annotated[Generation, Depends(_readable(Generation, current_user))]
 OwnedGeneration = Annotated[Generation, Depends(_owned(Generation, current_user))]
 
 # ---- the pages ----------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ A thin HTTP layer: the rules and writes are app/services.py, who may touch what 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -28,15 +28,16 @@ from ..schemas import (
     SelectedIn,
     StyleCreate,
     StyleOut,
+    field_bounds,
     refusals,
 )
 from ..services import auto_select, cancel_round, latest_adapter_round, reap_stale
 from .access import (
     OwnedCandidate,
-    OwnedGeneration,
     OwnedRound,
     OwnedStyle,
     ReadableCandidate,
+    ReadableGeneration,
     ReadableRound,
     ReadableStyle,
 )
@@ -45,7 +46,10 @@ from .views import candidate_out, generation_out, round_out, style_out
 
 router = APIRouter(prefix="/api/v1")
 
-_STYLE_FIELDS = StyleCreate.model_fields
+def _style_field(name: str, default: Any = None) -> Any:
+    """A form parameter of POST /styles documented (OpenAPI) with StyleCreate's description and bounds."""
+    info = StyleCreate.model_fields[name]
+    return Form(default, description=info.description, **field_bounds(StyleCreate, name))
 
 
 def _file(settings, relative: str | None, what: str, media_type: str) -> FileResponse:
@@ -68,14 +72,14 @@ def health() -> dict[str, str]:
              responses=refusals(400, 413, 415, 422))
 def create_style(session: SessionDep, settings: SettingsDep, user: UserDep,
                  image: UploadFile = File(..., description="the style reference (PNG, JPEG or WebP)"),
-                 content: str = Form(..., description=_STYLE_FIELDS["content"].description),
-                 descriptor: str = Form(..., description=_STYLE_FIELDS["descriptor"].description),
-                 base_model: str | None = Form(None, description=_STYLE_FIELDS["base_model"].description),
-                 adapter: Literal["styledrop", "lora"] = Form("styledrop"),
-                 steps: int | None = Form(None, description=_STYLE_FIELDS["steps"].description),
-                 learning_rate: float | None = Form(None, description=_STYLE_FIELDS["learning_rate"].description),
-                 rank: int | None = Form(None, description=_STYLE_FIELDS["rank"].description),
-                 seed: int | None = Form(None, description="random seed of every round")) -> StyleOut:
+                 content: str = _style_field("content", ...),
+                 descriptor: str = _style_field("descriptor", ...),
+                 base_model: str | None = _style_field("base_model"),
+                 adapter: Literal["styledrop", "lora"] = _style_field("adapter", "styledrop"),
+                 steps: int | None = _style_field("steps"),
+                 learning_rate: float | None = _style_field("learning_rate"),
+                 rank: int | None = _style_field("rank"),
+                 seed: int | None = _style_field("seed")) -> StyleOut:
     """Upload a reference image and describe it. Training starts with POST /styles/{id}/rounds.
     The fields are checked by the StyleCreate schema, as the new-style page's form is."""
     try:
@@ -230,12 +234,12 @@ def list_generations(style: OwnedStyle) -> list[GenerationOut]:
 
 
 @router.get("/generations/{generation_id}", response_model=GenerationOut, tags=["generations"])
-def read_generation(generation: OwnedGeneration) -> GenerationOut:
+def read_generation(generation: ReadableGeneration) -> GenerationOut:
     return generation_out(generation)
 
 
 @router.get("/generations/{generation_id}/images/{index}", response_class=FileResponse, tags=["generations"])
-def generation_image(generation: OwnedGeneration, index: int, settings: SettingsDep) -> FileResponse:
+def generation_image(generation: ReadableGeneration, index: int, settings: SettingsDep) -> FileResponse:
     paths = generation.image_paths or []
     if not 0 <= index < len(paths):
         raise ApiError(404, f"Generation {generation.id} has no image {index} (it has {len(paths)}).")

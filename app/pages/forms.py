@@ -4,36 +4,20 @@ of the form's labels."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar, get_args, get_origin
+from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-Model = TypeVar("Model", bound=BaseModel)
+from ..schemas import field_bounds
 
-_BOUNDS = {"ge": "low", "gt": "low", "le": "high", "lt": "high"}
+Model = TypeVar("Model", bound=BaseModel)
 
 
 async def form_values(request: Request, **limits: Any) -> tuple[dict[str, str], Any]:
     """The posted form's text fields (stripped) and the form itself (for files)."""
     form = await request.form(**limits)
     return {k: str(v).strip() for k, v in form.items() if isinstance(v, str)}, form
-
-
-def _bounds(model: type[BaseModel], name: str) -> dict[str, Any]:
-    """The numeric bounds of a model field (ge/gt/le/lt), also inside `Annotated[...] | None`."""
-    field = model.model_fields[name]
-    metadata = list(field.metadata)
-    for arg in get_args(field.annotation):
-        if get_origin(arg) is Annotated:
-            for extra in get_args(arg)[1:]:
-                metadata += list(getattr(extra, "metadata", [extra]))
-    found: dict[str, Any] = {}
-    for item in metadata:
-        for key in _BOUNDS:
-            if getattr(item, key, None) is not None:
-                found[key] = getattr(item, key)
-    return found
 
 
 def _message(model: type[BaseModel], name: str, error: dict[str, Any], label: str) -> str:
@@ -43,7 +27,7 @@ def _message(model: type[BaseModel], name: str, error: dict[str, Any], label: st
     if kind in ("float_parsing", "float_type"):
         return f"{label} must be a number."
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than") and name in model.model_fields:
-        bounds = _bounds(model, name)
+        bounds = field_bounds(model, name)
         low, high = bounds.get("ge", bounds.get("gt")), bounds.get("le", bounds.get("lt"))
         if low is not None and high is not None:
             return f"{label} must be between {low:,} and {high:,}."

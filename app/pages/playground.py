@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from .. import services
-from ..api.access import PageOwnedGeneration, PageOwnedStyle
+from ..api.access import PageOwnedStyle, PageReadableGeneration
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard
 from ..api.deps import PageUserDep as UserDep
 from ..errors import ApiError
@@ -72,7 +72,7 @@ async def generate_page(style: PageOwnedStyle, request: Request, session: Sessio
 
 
 @router.get("/generations/{generation_id}/panel", response_class=HTMLResponse)
-def generation_panel(generation: PageOwnedGeneration, request: Request, session: SessionDep,
+def generation_panel(generation: PageReadableGeneration, request: Request, session: SessionDep,
                      user: UserDep) -> HTMLResponse:
     """A generation's panel: polls itself while the job is queued or running."""
     rnd = session.get(Round, generation.round_id) if generation.round_id else None

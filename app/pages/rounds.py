@@ -93,7 +93,7 @@ async def rate_page(candidate: PageOwnedCandidate, request: Request, session: Se
                     user: UserDep) -> HTMLResponse:
     """Thumbs up (+1) or down (-1); the same thumb again takes the rating back. Thumbs up also selects the
     image for the next round and thumbs down unselects it. One rating per user and candidate."""
-    body, errors = parse_form(RatingIn, (await form_values(request))[0], {"value": "A rating"})
+    body, _ = parse_form(RatingIn, (await form_values(request))[0], {"value": "A rating"})
     if body is None or body.value not in (-1, 1):  # the page's thumbs; the API also takes 1 to 5 stars
         raise ApiError(422, "A rating is 1 (thumbs up) or -1.")
     services.thumb(session, candidate, user, body.value)
