@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     # Worker robustness.
     heartbeat_seconds: float = 5.0
     heartbeat_stale_seconds: float = 120.0
+    reap_interval_seconds: float = 60.0  # how often beat queues the reaper (worker/celery_app.py)
     progress_interval_seconds: float = 1.0  # at most ~1 progress write per second
     stop_check_seconds: float = 0.5  # how often training reads the cancel flag
     max_attempts: int = 3

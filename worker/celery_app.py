@@ -45,9 +45,9 @@ def make_celery(settings: Settings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
         # `celery -A worker.celery_app beat` (or `worker -B`) runs the reaper periodically.
-        # Workers run it when they are free; a copy no worker took within the minute is dropped.
-        beat_schedule={"reap-stale-rounds": {"task": "worker.tasks.reap", "schedule": 60.0,
-                                             "options": {"expires": 60.0}}},
+        # Workers run it when they are free; a copy no worker took before the next one is dropped.
+        beat_schedule={"reap-stale-rounds": {"task": "worker.tasks.reap", "schedule": settings.reap_interval_seconds,
+                                             "options": {"expires": settings.reap_interval_seconds}}},
     )
     return app
 
