@@ -3,8 +3,9 @@
 For a fixed prompt list, generate `per_prompt` images with the base model (no adapter, same prompt with the
 descriptor — the paper's "Muse" row) and with each round's adapter, and report mean and standard deviation
 of the text score (image vs. content prompt without descriptor) and the style score (image vs. reference).
-The paper uses 190 Parti prompts × 8 images; our default list is the built-in candidate prompts (Parti is
-not shipped offline) — pass `--prompts FILE` for Parti or your own. Outputs: eval.json, eval.md,
+The paper uses 190 Parti prompts × 8 images; our default list is the built-in held-out list
+(styledrop.prompt_sets.EVAL_PROMPTS, never a candidate prompt; Parti is not shipped offline) — pass
+`--prompts FILE` for Parti or your own. The report names the list it used. Outputs: eval.json, eval.md,
 scores.png (scores per round) and contact_sheet.png (images with prompts and scores).
 """
 
@@ -77,14 +78,15 @@ def evaluate_style(style_dir: str | Path, components: Components, scorer, prompt
 
 
 def write_report(rows: list[RowResult], out_dir: str | Path, scorer_name: str, prompts: list[str],
-                 per_prompt: int) -> dict[str, Path]:
+                 per_prompt: int, prompt_list: str = "given prompts") -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "eval.json", "markdown": out / "eval.md", "plot": out / "scores.png",
              "contact_sheet": out / "contact_sheet.png"}
-    paths["json"].write_text(json.dumps({"clip_model": scorer_name, "prompts": prompts, "per_prompt": per_prompt,
-                                         "rows": [r.summary() for r in rows]}, indent=2) + "\n")
-    lines = [f"CLIP model: {scorer_name}; {len(prompts)} prompts x {per_prompt} images", "",
+    paths["json"].write_text(json.dumps({"clip_model": scorer_name, "prompt_list": prompt_list, "prompts": prompts,
+                                         "per_prompt": per_prompt, "rows": [r.summary() for r in rows]},
+                                        indent=2) + "\n")
+    lines = [f"CLIP model: {scorer_name}; prompts: {prompt_list}; {len(prompts)} prompts x {per_prompt} images", "",
              "| model | text score | style score | images |", "| --- | --- | --- | --- |"]
     lines += [f"| {r.name} | {r.text_mean:.4f} ± {r.text_std:.4f} | {r.style_mean:.4f} ± {r.style_std:.4f} | "
               f"{r.count} |" for r in rows]

@@ -114,6 +114,18 @@ def reference_image(style_dir: str | Path) -> Image.Image:
         return img.convert("RGB")
 
 
+def trained_contents(style_dir: str | Path) -> list[str]:
+    """Every content prompt some round of this style was trained on: round 1's reference contents and each
+    later round's selected candidates. Evaluation must not score a style on these."""
+    style_dir = Path(style_dir)
+    contents = [round_meta(style_dir, 1).content or ""]
+    for number in range(1, latest_round(style_dir)):
+        selection = load_selection(style_dir, number)
+        pool = {c.id: c for c in load_candidates(round_dir(style_dir, number) / CANDIDATES_DIR, with_images=False)}
+        contents += [pool[i].content for i in selection.ids if i in pool]
+    return [c for c in dict.fromkeys(contents) if c]
+
+
 def next_round_training_set(style_dir: str | Path, number: int) -> tuple[list[Image.Image], list[str]]:
     """Round number+1's training set: the reference with its content, plus round `number`'s selection."""
     meta = round_meta(style_dir, 1)

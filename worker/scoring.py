@@ -14,10 +14,10 @@ _lock = threading.Lock()
 
 
 def candidate_prompts(count: int) -> list[str]:
-    """The first `count` of the engine's built-in, category-diverse content prompts."""
-    from styledrop.candidates import default_prompts
+    """`count` of the engine's built-in content prompts, drawn across every category (not animals first)."""
+    from styledrop.prompt_sets import diverse_prompts
 
-    return default_prompts()[: max(1, count)]
+    return diverse_prompts(max(1, count))
 
 
 def _scorer(name: str, device: Any) -> Any:
