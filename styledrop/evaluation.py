@@ -52,18 +52,30 @@ def _row(name: str, candidates: list[Candidate]) -> RowResult:
 def evaluate_style(style_dir: str | Path, components: Components, scorer, prompts: list[str], per_prompt: int = 2,
                    seed: int = 0, config: SampleConfig | None = None) -> list[RowResult]:
     """Rows: "base" then "round 1", "round 2", … with the same prompts and seeds."""
+    style_dir = Path(style_dir)
+    rounds = [(number, round_dir(style_dir, number) / ADAPTER_FILE) for number in range(1, latest_round(style_dir) + 1)]
+    return evaluate_adapter_files([(n, p) for n, p in rounds if p.is_file()], components, scorer,
+                                  scorer.reference_embedding(reference_image(style_dir)), prompts, per_prompt, seed,
+                                  config)
+
+
+def evaluate_adapter_files(rounds: list[tuple[int, Path]], components: Components, scorer, reference,
+                           prompts: list[str], per_prompt: int = 2, seed: int = 0,
+                           config: SampleConfig | None = None, steps: int | None = None) -> list[RowResult]:
+    """Rows "base", "round N"… for (round number, adapter file) pairs: the CLI's style folders and the service's
+    stored rounds alike. `reference` is an image, a list of images or an embedding. The base row is the first
+    adapter's model with the adapter switched off (the paper's "Muse" row: prompts keep the descriptor)."""
     if not prompts:
         raise StyleDropError("The evaluation needs at least one prompt.")
-    style_dir = Path(style_dir)
-    rounds = latest_round(style_dir)
-    reference = scorer.reference_embedding(reference_image(style_dir))
+    if not rounds:
+        raise StyleDropError("The evaluation needs at least one trained round.")
+    if isinstance(reference, (Image.Image, list)):
+        reference = scorer.reference_embedding(reference)
     rows = []
-    for number in range(0, rounds + 1):
-        if number and not (round_dir(style_dir, number) / ADAPTER_FILE).is_file():
-            continue
-        adapter, meta = load_adapter(round_dir(style_dir, max(number, 1)) / ADAPTER_FILE, components)
+    for number, path in [(0, rounds[0][1])] + list(rounds):
+        adapter, meta = load_adapter(path, components)
         style = LoadedStyle(components, adapter, meta)
-        run = config or round_sample_config(number)
+        run = config or round_sample_config(number, **({"steps": steps} if steps else {}))
         try:
             if number == 0:
                 with adapter.disabled():
