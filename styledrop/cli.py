@@ -41,7 +41,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a style adapter on a reference image",
                        description="Train a StyleDrop adapter on one (or a few) reference images.")
     p.add_argument("--image", action="append", required=True, help="reference image (repeat for a few)")
-    p.add_argument("--content", required=True, help='what the reference shows, e.g. "a house"')
+    p.add_argument("--content", action="append", required=True,
+                   help='what the reference shows, e.g. "a house" (once for all images, or once per --image)')
     p.add_argument("--descriptor", required=True, help='the style in words, e.g. "watercolor painting"')
     p.add_argument("--out", required=True, help="style folder to write")
     p.add_argument("--model", default=None, help="hub id, local folder, or preset (tiny, amused-256-random, "
@@ -230,7 +231,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training import TrainConfig
 
     clean_text(args.descriptor, "style descriptor")
-    clean_text(args.content, "content")
+    contents = [clean_text(c, "content") for c in args.content]
+    if len(contents) not in (1, len(args.image)):
+        raise StyleDropError(f"{len(args.image)} images but {len(contents)} --content values: give one for all "
+                             "images or one per image.")
     images = [load_image(path) for path in args.image]
     config = default_adapter_config(args.adapter)
     if args.rank is not None:
@@ -246,7 +250,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     components = load_components(_model_default(args.model), args.device or default_device())
     with training_bar(args.steps, "training") as on_progress:
-        style = train_style(images, args.content, args.descriptor, args.out, components=components,
+        style = train_style(images, contents if len(contents) > 1 else contents[0], args.descriptor, args.out,
+                            components=components,
                             adapter_config=AdapterConfig(**config.to_dict()), train_config=train_config,
                             on_progress=on_progress, resume=not args.restart)
     if style.result.resumed_from:
@@ -339,7 +344,7 @@ def cmd_candidates(args: argparse.Namespace) -> int:
     from .candidates import generate_candidates, save_candidates
     from .clip_scores import load_scorer
     from .presets import scorer_for
-    from .rounds import CANDIDATES_DIR, latest_round, reference_image, round_dir
+    from .rounds import CANDIDATES_DIR, latest_round, reference_images, round_dir
     from .sampling import SampleConfig
     from .styles import load_style
 
@@ -350,7 +355,7 @@ def cmd_candidates(args: argparse.Namespace) -> int:
     config = SampleConfig(steps=args.steps, guidance=args.guidance, adapter_guidance=_adapter_guidance(args, style.meta))
     bar = tqdm(total=len(prompts), desc=f"round {number} candidates", unit="prompt")
     pool = generate_candidates(style, prompts, args.per_prompt, args.seed, number, config, scorer,
-                               reference_image(args.style), on_progress=lambda done, total: bar.update(1))
+                               reference_images(args.style), on_progress=lambda done, total: bar.update(1))
     bar.close()
     folder = save_candidates(round_dir(args.style, number) / CANDIDATES_DIR, pool)
     print(f"{len(pool)} candidates ({len(prompts)} prompts x {args.per_prompt}) scored with {scorer.name} in {folder}")

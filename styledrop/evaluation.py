@@ -22,7 +22,7 @@ from .adapter_files import ADAPTER_FILE, load_adapter
 from .candidates import Candidate, generate_candidates, score_candidates
 from .errors import StyleDropError
 from .models import Components
-from .rounds import latest_round, reference_image, round_dir, round_sample_config
+from .rounds import latest_round, reference_images, round_dir, round_sample_config
 from .sampling import SampleConfig
 from .styles import LoadedStyle
 
@@ -55,7 +55,7 @@ def evaluate_style(style_dir: str | Path, components: Components, scorer, prompt
     style_dir = Path(style_dir)
     rounds = [(number, round_dir(style_dir, number) / ADAPTER_FILE) for number in range(1, latest_round(style_dir) + 1)]
     return evaluate_adapter_files([(n, p) for n, p in rounds if p.is_file()], components, scorer,
-                                  scorer.reference_embedding(reference_image(style_dir)), prompts, per_prompt, seed,
+                                  scorer.reference_embedding(reference_images(style_dir)), prompts, per_prompt, seed,
                                   config)
 
 

@@ -245,6 +245,36 @@ def test_eval_refuses_prompts_a_round_was_trained_on(tmp_path, reference_file, c
     assert json.loads((out / "eval.json").read_text())["prompt_list"] == str(prompts)
 
 
+def test_a_two_reference_style_keeps_both_references_in_every_round(tmp_path, reference_file, scorer):
+    from styledrop.rounds import reference_contents, reference_images
+
+    second = tmp_path / "second.png"
+    Image.new("RGB", (64, 64), (30, 60, 200)).save(second)
+    style = tmp_path / "style"
+    two = [a for a in TRAIN if a not in ("--content", "a house")]
+    assert main(two + ["--image", reference_file, "--image", str(second), "--content", "a house",
+                       "--content", "a lake", "--out", str(style)]) == 0
+    assert (style / "reference.png").is_file() and (style / "reference-2.png").is_file()
+    assert reference_contents(style) == ["a house", "a lake"]
+    assert main(["candidates", str(style), "--per-prompt", "1", "--limit", "2", "--steps", "2"]) == 0
+    assert main(["select", str(style), "--ids", "1"]) == 0
+    images, contents = next_round_training_set(style, 1)
+    assert contents[:2] == ["a house", "a lake"] and len(images) == 3
+    manifest = _round_two(style)
+    assert manifest["prompts"][:2] == ["A house in flat cartoon illustration style",
+                                       "A lake in flat cartoon illustration style"]
+    assert not (round_dir(style, 2) / "reference-2.png").exists()  # kept once, at the top of the folder
+    assert len(reference_images(style)) == 2
+    # round 1's style scores compared each candidate with both references (their mean direction)
+    pool = json.loads((round_dir(style, 1) / "candidates" / "candidates.json").read_text())
+    with Image.open(round_dir(style, 1) / "candidates" / pool[0]["file"]) as img:
+        image = img.convert("RGB")
+    refs = reference_images(style)
+    both = scorer.style_scores([image], scorer.reference_embedding(refs))[0]
+    first = scorer.style_scores([image], scorer.reference_embedding(refs[0]))[0]
+    assert pool[0]["style_score"] == pytest.approx(both, abs=1e-5) and both != pytest.approx(first, abs=1e-4)
+
+
 def test_select_refuses_unknown_ids(tmp_path, reference_file, capsys):
     style = _first_round(tmp_path, reference_file)
     capsys.readouterr()
