@@ -19,6 +19,7 @@ from styledrop.prompt_sets import eval_prompts, overlap
 from .errors import ApiError
 from .models import ACTIVE, Candidate, Evaluation, Round, RoundStatus, Selection, Style, User
 from .services import clean_prompts
+from .schemas import Seed
 from .settings import Settings
 
 HELD_OUT = "built-in held-out list"
@@ -33,7 +34,7 @@ class EvaluationCreate(BaseModel):
                                                                       "list of 104 prompts, never used for candidates)")
     limit: int | None = Field(None, ge=1, le=500, description="use only the first N prompts")
     per_prompt: int = Field(2, ge=1, le=8, description="images per prompt and model")
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    seed: Seed = 0
     allow_overlap: bool = Field(False, description="score prompts a round of this style was trained on")
 
 

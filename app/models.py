@@ -97,8 +97,8 @@ class Style(Base):
                                                order_by="Round.number", passive_deletes=True)
     generations: Mapped[list[Generation]] = relationship(back_populates="style", cascade="all, delete-orphan",
                                                          passive_deletes=True)
-    evaluations: Mapped[list[Evaluation]] = relationship(cascade="all, delete-orphan", passive_deletes=True,
-                                                         order_by="Evaluation.id")
+    evaluations: Mapped[list[Evaluation]] = relationship(back_populates="style", cascade="all, delete-orphan",
+                                                         passive_deletes=True, order_by="Evaluation.id")
 
 
 class Round(Base):
@@ -218,3 +218,5 @@ class Evaluation(Base):
     celery_task_id: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+
+    style: Mapped[Style] = relationship(back_populates="evaluations")

@@ -127,7 +127,8 @@ def reference_image(style_dir: str | Path) -> Image.Image:
 
 def reference_contents(style_dir: str | Path) -> list[str]:
     """The content of each reference image, in order (round 1's record; older folders knew only the first)."""
-    meta = round_meta(style_dir, 1)
+    first = round_dir(style_dir, 1) / ADAPTER_FILE
+    meta = read_adapter_file(first if first.is_file() else Path(style_dir))[1]  # before `candidates`: the folder's
     count = len(reference_files(style_dir))
     contents = list(meta.extra.get("reference_contents") or [meta.content or "an image"])
     return (contents + [contents[-1]] * count)[:count]

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ..errors import ApiError, not_found
+from ..errors import ApiError
 from ..evaluations import EvaluationCreate, EvaluationOut, create_evaluation, evaluation_out
-from ..models import Evaluation, RoundStatus, utcnow
+from ..models import RoundStatus, utcnow
 from ..schemas import refusals
+from .access import OwnedStyle, ReadableEvaluation, ReadableStyle
 from .deps import DispatcherDep, SessionDep, SettingsDep, UserDep
-from .views import MAX_ID, get_style
 
 router = APIRouter(prefix="/api/v1", tags=["evaluations"])
 
 
 @router.post("/styles/{style_id}/evaluations", response_model=EvaluationOut, status_code=202,
              responses=refusals(404, 409, 422))
-def start_evaluation(style_id: int, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep,
+def start_evaluation(style: OwnedStyle, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep,
                      user: UserDep, body: EvaluationCreate | None = None) -> EvaluationOut:
     """CLIP text and style scores of the base model and every finished round, same prompts and seeds
     (default: the built-in held-out list). 422 names prompts a round was trained on (unless allow_overlap);
     409 without a finished round or while an evaluation of the style is running."""
-    style = get_style(session, style_id, user)
     evaluation = create_evaluation(session, style, user, body or EvaluationCreate(), settings)
     try:
         evaluation.celery_task_id = dispatcher.evaluate(evaluation.id)
@@ -35,15 +34,10 @@ def start_evaluation(style_id: int, session: SessionDep, settings: SettingsDep, 
 
 
 @router.get("/styles/{style_id}/evaluations", response_model=list[EvaluationOut])
-def list_evaluations(style_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> list[EvaluationOut]:
-    style = get_style(session, style_id, user, settings.public_styles)
+def list_evaluations(style: ReadableStyle) -> list[EvaluationOut]:
     return [evaluation_out(e) for e in style.evaluations]
 
 
 @router.get("/evaluations/{evaluation_id}", response_model=EvaluationOut)
-def read_evaluation(evaluation_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> EvaluationOut:
-    evaluation = session.get(Evaluation, evaluation_id) if 1 <= evaluation_id <= MAX_ID else None
-    if evaluation is None:
-        raise not_found("Evaluation", evaluation_id)
-    get_style(session, evaluation.style_id, user, settings.public_styles)  # 404 unless readable
+def read_evaluation(evaluation: ReadableEvaluation) -> EvaluationOut:
     return evaluation_out(evaluation)
