@@ -31,6 +31,7 @@ def make_celery(settings: Settings) -> Celery:
         task_routes={
             "worker.tasks.train_round": {"queue": GPU_QUEUE},
             "worker.tasks.generate_images": {"queue": GPU_QUEUE},
+            "worker.tasks.evaluate_style": {"queue": GPU_QUEUE},
             "worker.tasks.reap": {"queue": DEFAULT_QUEUE},
         },
         task_serializer="json",

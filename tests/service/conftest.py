@@ -157,6 +157,7 @@ class StubDispatcher:
     def __init__(self):
         self.rounds: list[int] = []
         self.generations: list[int] = []
+        self.evaluations: list[int] = []
 
     def train_round(self, round_id: int) -> str:
         self.rounds.append(round_id)
@@ -165,6 +166,10 @@ class StubDispatcher:
     def generate(self, generation_id: int) -> str:
         self.generations.append(generation_id)
         return f"stub-generation-{generation_id}"
+
+    def evaluate(self, evaluation_id: int) -> str:
+        self.evaluations.append(evaluation_id)
+        return f"stub-evaluation-{evaluation_id}"
 
 
 @contextmanager
