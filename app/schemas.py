@@ -204,6 +204,9 @@ class GenerationCreate(BaseModel):
     seed: Seed | None = 0
     round_id: int | None = Field(None, description="which round's adapter (default: the latest finished)")
     steps: int | None = Field(None, ge=1, le=100, description="decoding steps")
+    descriptor: str | None = Field(None, description='the style descriptor for these images: omitted or null = the '
+                                                     'style\'s own, "" = none, or another one (the paper edits '
+                                                     'descriptors at sampling, e.g. "golden 3d rendering")')
 
 
 class GenerationOut(BaseModel):

@@ -425,9 +425,12 @@ def create_generation(session: Session, settings: Settings, dispatcher: Dispatch
         if rnd is None:
             raise ApiError(409, f"Style {style.id} has no finished round yet; train one first "
                                 f"(POST /api/v1/styles/{style.id}/rounds).")
+    descriptor = style.descriptor if body.descriptor is None else \
+        clean_text(body.descriptor, "descriptor", settings) if body.descriptor.strip() else ""
     check_job_quota(session, user.id, settings, generation=True)
     generation = Generation(style_id=style.id, round_id=rnd.id, user_id=user.id, status=RoundStatus.queued.value,
-                            request=body.model_dump() | {"prompts": prompts, "round_id": rnd.id})
+                            request=body.model_dump() | {"prompts": prompts, "round_id": rnd.id,
+                                                         "descriptor": descriptor})
     session.add(generation)
     session.commit()
     try:

@@ -384,7 +384,9 @@ def run_generation(settings: Settings, generation_id: int) -> str:
             config = SampleConfig(num_images=int(request.get("num_images") or 1), seed=request.get("seed"),
                                   steps=int(request.get("steps") or settings.sample_steps),
                                   adapter_guidance=float(guidance if guidance is not None else guidance_default))
-            samples = generate_with_style(loaded, list(request["prompts"]), config)
+            descriptor = request.get("descriptor")  # what the request chose: None (older rows) = the style's
+            samples = generate_with_style(loaded, list(request["prompts"]), config, with_descriptor=descriptor != "",
+                                          descriptor=descriptor or None)
         finally:
             loaded.adapter.detach()
         paths = []
