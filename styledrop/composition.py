@@ -30,6 +30,7 @@ from .adapters import AdapterConfig, LoraAdapter
 from .conditioning import encode_prompts, micro_conds
 from .errors import StyleDropError
 from .models import Components
+from .plan import large_adapter
 from .prompts import clean_text, style_prompt
 from .sampling import (
     GuidedModel,
@@ -50,7 +51,7 @@ METHODS = ("mix", "merge")
 
 def default_content_adapter() -> AdapterConfig:
     """A subject's identity needs more capacity than a style: the paper's larger adapter size (H=32)."""
-    return AdapterConfig(kind="styledrop", rank=32, shared=False)
+    return AdapterConfig.from_dict(large_adapter().config_dict())
 
 
 def subject_phrase(identifier: str, class_noun: str) -> str:

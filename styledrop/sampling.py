@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 from PIL import Image
@@ -56,6 +56,17 @@ class SampleConfig:
             raise StyleDropError("Guidance scales cannot be negative.")
         if self.masking_schedule not in ("cosine", "linear"):
             raise StyleDropError(f"Unknown masking schedule '{self.masking_schedule}' (cosine or linear).")
+
+
+def sample_config(defaults: Any, **overrides: Any) -> SampleConfig:
+    """A SampleConfig from sampling defaults (styledrop.plan.SamplingDefaults, or the dict an adapter file
+    carries in extra.sample_defaults); overrides that are None keep the default."""
+    values = defaults.model_dump() if hasattr(defaults, "model_dump") else dict(defaults or {})
+    known = {k: v for k, v in values.items() if k in ("adapter_guidance", "guidance", "steps", "temperature")}
+    if "temperature" in known:
+        known["temperature"] = tuple(known["temperature"])
+    known.update({k: v for k, v in overrides.items() if v is not None})
+    return SampleConfig(**known)
 
 
 class LogitsFn(Protocol):
