@@ -14,18 +14,16 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from styledrop.plan import plan_round  # pydantic, no torch: the round's plan and the per-round recipe
 from styledrop.prompts import MAX_WORDS  # plain Python, no torch: the engine refuses longer text
 
+from .clip_feedback import select_by_clip
 from .errors import ApiError
-from .jobs import Dispatcher
 from .models import ACTIVE, Candidate, Generation, Rating, Round, RoundStatus, Selection, Style, User, as_utc, utcnow
-from .selection import select_by_clip
 from .settings import Settings
+from .task_queue import Dispatcher
 
 log = logging.getLogger(__name__)
-
-# Round >= 2 (paper Table S3): a fresh, larger StyleDrop adapter, H=32, not shared.
-ROUND2_ADAPTER = {"kind": "styledrop", "rank": 32, "shared": False}
 
 
 def requeued_values(rnd: Round, reason: str, exit_code: int | None = None) -> dict[str, Any]:
@@ -156,7 +154,7 @@ def candidate_items(rnd: Round) -> list[dict[str, Any]]:
 
 
 def auto_select(session: Session, rnd: Round, top_k: int = 1) -> tuple[list[Candidate], str]:
-    """CLIP feedback: replace the round's selection with the candidates CLIP picks (app.selection)."""
+    """CLIP feedback: replace the round's selection with the candidates CLIP picks (app.clip_feedback)."""
     if rnd.status != RoundStatus.succeeded.value:
         raise ApiError(409, f"Round {rnd.id} is {rnd.status}; only a finished round's candidates can be selected.")
     if not rnd.candidates:
@@ -176,9 +174,11 @@ def auto_select(session: Session, rnd: Round, top_k: int = 1) -> tuple[list[Cand
     return chosen, method
 
 
-def new_round(session: Session, style: Style, body: dict[str, Any], settings: Settings) -> Round:
+def new_round(session: Session, style: Style, body: dict[str, Any], settings: Settings,
+              rank: int | None = None) -> Round:
     """Create the next round of a style (queued). Round 1 trains on the reference; round n >= 2 on the
     reference plus the selected candidates of the latest finished round, each with its own content.
+    `rank`: the first round's adapter width (the new-style form), instead of the recipe's.
     Refused before anything is stored: 422 (too much asked), 409 (the style is busy), 429 (the user is)."""
     body = check_round_request(body, settings)
     if (running := active_round(session, style.id)) is not None:
@@ -194,7 +194,6 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
         if feedback is not None and last_number:
             raise ApiError(409, f"Style {style.id} has no finished round to give feedback on.")
         feedback = None
-        adapter = None  # engine default for the style's kind (StyleDrop H=4 shared, or LoRA r=16)
     else:
         feedback = feedback or "human"
         if feedback == "clip":
@@ -204,30 +203,24 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
             raise ApiError(409, f"No candidate of round {base.number} (id {base.id}) is selected: select some "
                                 f"(PUT /api/v1/candidates/{{id}}/selected) or start the round with feedback 'clip'.")
         training_set += [{"image": c.image_path, "content": c.content, "candidate_id": c.id} for c in selected]
-        adapter = dict(ROUND2_ADAPTER) if style.adapter_kind == "styledrop" else None
     style_settings = style.settings or {}
     steps = body.get("steps") or style_settings.get("steps") or settings.train_steps
     seed = body.get("seed") if body.get("seed") is not None else style_settings.get("seed", 0)
-    guidance = body.get("adapter_guidance")
-    if guidance is None:
-        guidance = 0.0 if base is None else settings.round2_adapter_guidance
-    parameters = {
-        "model": style.base_model,
-        "adapter": adapter,
-        "adapter_kind": style.adapter_kind,
-        "train": {"steps": int(steps), "batch_size": body.get("batch_size") or settings.batch_size,
-                  "learning_rate": body.get("learning_rate"), "seed": int(seed),
-                  "checkpoint_every": body.get("checkpoint_every") or settings.checkpoint_every},
-        "training_set": training_set,
-        "based_on_round": base.id if base else None,
-        "candidates": {"prompts": body.get("prompts"),
-                       "count": body.get("candidate_prompts") or settings.candidate_prompts,
-                       "per_prompt": body.get("candidates_per_prompt") or settings.candidates_per_prompt,
-                       "seed": int(seed), "sample_steps": body.get("sample_steps") or settings.sample_steps,
-                       "adapter_guidance": float(guidance), "clip_model": settings.clip_scorer(style.base_model)},
-    }
-    rnd = Round(style_id=style.id, number=last_number + 1, status=RoundStatus.queued.value, feedback=feedback,
-                parameters=parameters, total_steps=int(steps))
+    # The per-round recipe (adapter size, λA) is styledrop.plan's; the request and settings fill the rest.
+    plan = plan_round(
+        last_number + 1, model=style.base_model, adapter_kind=style.adapter_kind, training_set=training_set,
+        based_on_round=base.id if base else None, rank=rank if last_number == 0 else None,
+        train={"steps": int(steps), "batch_size": body.get("batch_size") or settings.batch_size,
+               "learning_rate": body.get("learning_rate"), "seed": int(seed),
+               "checkpoint_every": body.get("checkpoint_every") or settings.checkpoint_every},
+        candidates={"prompts": body.get("prompts"),
+                    "count": body.get("candidate_prompts") or settings.candidate_prompts,
+                    "per_prompt": body.get("candidates_per_prompt") or settings.candidates_per_prompt,
+                    "seed": int(seed), "clip_model": settings.clip_scorer(style.base_model)},
+        sampling={"steps": body.get("sample_steps") or settings.sample_steps,
+                  "adapter_guidance": body.get("adapter_guidance")})
+    rnd = Round(style_id=style.id, number=plan.number, status=RoundStatus.queued.value, feedback=feedback,
+                parameters=plan.stored(), total_steps=int(steps))
     session.add(rnd)
     session.commit()
     return rnd

@@ -52,7 +52,6 @@ class Settings(BaseSettings):
     candidates_per_prompt: int = 4
     candidate_prompts: int = 8  # how many of styledrop.candidates.default_prompts()
     sample_steps: int = 12  # decoding steps for candidates and generations
-    round2_adapter_guidance: float = 2.0  # paper: λA = 2 for round-2 models
     # styledrop.clip_scores.load_scorer name; unset: "tiny" for the offline presets, else "default" (ViT-L-14).
     clip_model: str | None = None
 

@@ -188,9 +188,21 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from app.runner import serve  # the web app lives outside the engine and is imported only here
+    """Hand over to the web app's launcher (app.runner, console script `styledrop-serve`) in this process's
+    place: the engine never imports web code, and Ctrl-C/SIGTERM reach the launcher directly."""
+    import importlib.util
+    import os
 
-    return serve(args.host, args.port, args.data)
+    if importlib.util.find_spec("app") is None:
+        raise StyleDropError("The web app (package `app`) is not installed next to the engine: install the whole "
+                             "project (pip install -e .) to use `styledrop serve`.")
+    command = [sys.executable, "-m", "app.runner", "--host", args.host, "--port", str(args.port)]
+    if args.data:
+        command += ["--data", args.data]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
+    return 0  # not reached
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,12 +227,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .adapters import AdapterConfig
     from .images import load_image
     from .models import load_components
-    from .prompts import clean_text
+    from .prompts import check_prompt_text
     from .styles import default_adapter_config, train_style
     from .training import TrainConfig
 
-    clean_text(args.descriptor, "style descriptor")
-    clean_text(args.content, "content")
+    check_prompt_text(args.descriptor, "style descriptor")
+    check_prompt_text(args.content, "content")
     images = [load_image(path) for path in args.image]
     config = default_adapter_config(args.adapter)
     if args.rank is not None:

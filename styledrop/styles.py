@@ -19,7 +19,7 @@ from .adapters import Adapter, AdapterConfig, create_adapter
 from .errors import StyleDropError
 from .models import DEFAULT_MODEL, Components, default_device, load_components
 from .plan import adapter_recipe, sampling_recipe
-from .prompts import clean_text, style_prompt
+from .prompts import check_prompt_text, style_prompt
 from .sampling import SampleConfig, Samples, StepCallback, generate
 from .training import Example, ProgressFn, TrainConfig, TrainResult, train
 
@@ -61,7 +61,7 @@ def train_style(images: list[Image.Image], content: str | list[str], descriptor:
     contents = content if isinstance(content, list) else [content] * len(images)
     if len(contents) != len(images):
         raise StyleDropError(f"{len(images)} images but {len(contents)} content descriptions.")
-    descriptor = clean_text(descriptor, "style descriptor")
+    descriptor = check_prompt_text(descriptor, "style descriptor")
     examples = [Example(img, style_prompt(c, descriptor)) for img, c in zip(images, contents)]
     return train_adapter_folder(examples, out_dir, components or load_components(model, default_device()),
                                 adapter_config or default_adapter_config(), train_config or TrainConfig(),

@@ -149,10 +149,7 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def expected_candidates(rnd: Round) -> int:
-    c = (rnd.parameters or {}).get("candidates") or {}
-    prompts = c.get("prompts")
-    count = len(prompts) if prompts else int(c.get("count") or 0)
-    return max(count * int(c.get("per_prompt") or 1), len(rnd.candidates))
+    return max(rnd.plan.candidates.total, len(rnd.candidates))
 
 
 def round_view(rnd: Round) -> dict[str, Any]:
@@ -167,15 +164,15 @@ def round_view(rnd: Round) -> dict[str, Any]:
                       else "scoring candidates with CLIP")
     else:
         phase_text = {"starting": "loading the model", "training": "training"}.get(phase, phase)
-    params = rnd.parameters or {}
+    plan = rnd.plan
     return {
         "row": rnd, "id": rnd.id, "number": rnd.number, "status": rnd.status, "active": rnd.status in ACTIVE,
         "terminal": rnd.status in TERMINAL, "progress": progress, "percent": round(progress * 100),
-        "phase_text": phase_text, "training_images": len(params.get("training_set") or []),
+        "phase_text": phase_text, "training_images": len(plan.training_set),
         "mean_text": _mean([c.clip_text_score for c in rnd.candidates]),
         "mean_style": _mean([c.clip_style_score for c in rnd.candidates]),
         "selected": sum(1 for c in rnd.candidates if c.selection is not None),
-        "slots": expected_candidates(rnd), "adapter": (params.get("adapter") or {}),
+        "slots": expected_candidates(rnd), "adapter": plan.adapter.model_dump(),
     }
 
 
@@ -364,12 +361,7 @@ async def create_style_page(request: Request, session: SessionDep, settings: Set
 def _start_round(session, settings, dispatcher, style: Style, body: RoundCreate, rank: int | None = None) -> Round:
     """POST /api/v1/styles/{id}/rounds, plus the round-1 adapter width the form may set."""
     reap_stale(session, settings, dispatcher)
-    rnd = new_round(session, style, body.model_dump(), settings)
-    if rank is not None and rnd.number == 1:
-        adapter = {"kind": style.adapter_kind, "rank": rank}
-        adapter |= {"shared": True} if style.adapter_kind == "styledrop" else {"alpha": float(rank)}
-        rnd.parameters = dict(rnd.parameters, adapter=adapter)
-        session.commit()
+    rnd = new_round(session, style, body.model_dump(), settings, rank=rank)
     api._dispatch_round(session, dispatcher, rnd)
     return rnd
 

@@ -140,7 +140,7 @@ def test_creating_a_style_starts_round_1_with_the_advanced_settings(stub_app):
         assert style.settings == {"steps": 12, "seed": 5, "learning_rate": 2e-4, "rank": 8}
         assert rnd.number == 1 and rnd.total_steps == 12
         assert rnd.parameters["train"]["learning_rate"] == 2e-4 and rnd.parameters["train"]["seed"] == 5
-        assert rnd.parameters["adapter"] == {"kind": "lora", "rank": 8, "alpha": 8.0}
+        assert rnd.plan.adapter.model_dump() == {"kind": "lora", "rank": 8, "shared": False, "alpha": 8.0}
         assert storage.resolve(stub_app.settings.storage_root, style.reference_path).is_file()
 
 
