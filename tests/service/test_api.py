@@ -205,7 +205,7 @@ def test_ratings_selection_and_round_two_parameters(stub_app):
     assert second.status_code == 201, second.text
     params = second.json()["parameters"]
     assert second.json()["number"] == 2 and second.json()["feedback"] == "human"
-    assert params["adapter"] == {"kind": "styledrop", "rank": 32, "shared": False}
+    assert params["adapter"] == {"kind": "styledrop", "rank": 32, "shared": False, "alpha": None}
     assert [(t["content"], t.get("candidate_id")) for t in params["training_set"]] == [("a house", None),
                                                                                         ("a dog", ids[1])]
     assert params["sampling"]["adapter_guidance"] == 2.0 and params["adapter"]["rank"] == 32
