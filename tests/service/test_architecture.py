@@ -57,7 +57,7 @@ def test_the_app_never_imports_the_worker():
     """Imports run one way (engine <- app <- worker): the app sends tasks by name."""
     result = _run(
         "import sys\n"
-        "import app.main, app.api.routes, app.runner, app.services, app.task_queue, app.pages.routes\n"
+        "import app.main, app.api.routes, app.runner, app.services, app.task_queue, app.pages.styles\n"
         "from app.main import create_app\n"
         "from app.settings import Settings\n"
         "create_app(Settings(data_dir='/tmp/styledrop-arch-test'))\n"
