@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine, event
@@ -46,11 +45,3 @@ def engine_for(settings: Settings) -> Engine:
 
 def session_factory(settings: Settings) -> sessionmaker[Session]:
     return sessionmaker(bind=engine_for(settings), expire_on_commit=False)
-
-
-def session_scope(settings: Settings) -> Iterator[Session]:
-    session = session_factory(settings)()
-    try:
-        yield session
-    finally:
-        session.close()

@@ -14,8 +14,8 @@ from . import browser_sessions
 from .api.deps import LoginRequired
 from .db import session_factory
 from .errors import ApiError
-from .jobs import CeleryDispatcher, Dispatcher
 from .settings import Settings, get_settings
+from .task_queue import CeleryDispatcher, Dispatcher
 
 
 def _validation_message(exc: RequestValidationError) -> str:

@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from styledrop.plan import RoundPlan  # pydantic only: the app never imports torch
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -130,6 +132,11 @@ class Round(Base):
     style: Mapped[Style] = relationship(back_populates="rounds")
     candidates: Mapped[list[Candidate]] = relationship(back_populates="round", cascade="all, delete-orphan",
                                                        order_by="Candidate.id", passive_deletes=True)
+
+    @property
+    def plan(self) -> RoundPlan:
+        """`parameters` as the typed round plan (rows from before the plan load with its defaults)."""
+        return RoundPlan.from_stored(self.parameters, self.number)
 
 
 class Candidate(Base):

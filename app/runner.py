@@ -154,7 +154,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     # With an outside Redis other workers may share the queue: then the reaper, not us, requeues their rounds.
-    from .jobs import CeleryDispatcher
+    from .task_queue import CeleryDispatcher
 
     dispatcher = CeleryDispatcher(settings)
     worker = WorkerSupervisor(sessions, exclusive=embedded, resend=dispatcher.train_round)
@@ -185,3 +185,20 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
             signal.signal(sig, handler)
         print("StyleDrop Studio: stopped.", flush=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `styledrop-serve` console script (and `python -m app.runner`); `styledrop serve` execs it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="styledrop-serve", description="Start the web API, one worker, SQLite "
+                                     "and an embedded Redis; Ctrl-C stops.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--data", default=None, help="data folder (default $STYLEDROP_DATA or ./data)")
+    args = parser.parse_args(argv)
+    return serve(args.host, args.port, args.data)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,32 +16,19 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from styledrop.plan import plan_round  # pydantic, no torch: the round's plan and the per-round recipe
 from styledrop.prompts import MAX_WORDS  # plain Python, no torch: the engine refuses longer text
 
 from . import storage
+from .clip_feedback import select_by_clip
 from .errors import ApiError
-from .jobs import Dispatcher
 from .models import ACTIVE, Candidate, Generation, Rating, Round, RoundStatus, Selection, Style, User, as_utc, utcnow
 from .ownership import owned
 from .schemas import GenerationCreate, RoundCreate, StyleCreate
-from .selection import select_by_clip
 from .settings import Settings
+from .task_queue import Dispatcher
 
 log = logging.getLogger(__name__)
-
-# Round >= 2 (paper Table S3): a fresh, larger StyleDrop adapter, H=32, not shared.
-ROUND2_ADAPTER = {"kind": "styledrop", "rank": 32, "shared": False}
-
-
-def first_adapter(style: Style) -> dict[str, Any] | None:
-    """The adapter of a style's first round: the engine's default for its kind (StyleDrop H=4 shared, or LoRA
-    r=16), unless the style asked for another width (`rank` in its settings, from the new-style form)."""
-    rank = (style.settings or {}).get("rank")
-    if rank is None:
-        return None
-    if style.adapter_kind == "styledrop":
-        return {"kind": "styledrop", "rank": int(rank), "shared": True}
-    return {"kind": style.adapter_kind, "rank": int(rank), "alpha": float(rank)}
 
 
 def requeued_values(rnd: Round, reason: str, exit_code: int | None = None) -> dict[str, Any]:
@@ -172,7 +159,7 @@ def candidate_items(rnd: Round) -> list[dict[str, Any]]:
 
 
 def auto_select(session: Session, rnd: Round, top_k: int = 1) -> tuple[list[Candidate], str]:
-    """CLIP feedback: replace the round's selection with the candidates CLIP picks (app.selection)."""
+    """CLIP feedback: replace the round's selection with the candidates CLIP picks (app.clip_feedback)."""
     if rnd.status != RoundStatus.succeeded.value:
         raise ApiError(409, f"Round {rnd.id} is {rnd.status}; only a finished round's candidates can be selected.")
     if not rnd.candidates:
@@ -210,7 +197,6 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
         if feedback is not None and last_number:
             raise ApiError(409, f"Style {style.id} has no finished round to give feedback on.")
         feedback = None
-        adapter = first_adapter(style)
     else:
         feedback = feedback or "human"
         if feedback == "clip":
@@ -220,31 +206,27 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
             raise ApiError(409, f"No candidate of round {base.number} (id {base.id}) is selected: select some "
                                 f"(PUT /api/v1/candidates/{{id}}/selected) or start the round with feedback 'clip'.")
         training_set += [{"image": c.image_path, "content": c.content, "candidate_id": c.id} for c in selected]
-        adapter = dict(ROUND2_ADAPTER) if style.adapter_kind == "styledrop" else None
     style_settings = style.settings or {}
     steps = body.get("steps") or style_settings.get("steps") or settings.train_steps
     seed = body.get("seed") if body.get("seed") is not None else style_settings.get("seed", 0)
     learning_rate = body.get("learning_rate") or style_settings.get("learning_rate")  # None: the engine's
-    guidance = body.get("adapter_guidance")
-    if guidance is None:
-        guidance = 0.0 if base is None else settings.round2_adapter_guidance
-    parameters = {
-        "model": style.base_model,
-        "adapter": adapter,
-        "adapter_kind": style.adapter_kind,
-        "train": {"steps": int(steps), "batch_size": body.get("batch_size") or settings.batch_size,
-                  "learning_rate": learning_rate, "seed": int(seed),
-                  "checkpoint_every": body.get("checkpoint_every") or settings.checkpoint_every},
-        "training_set": training_set,
-        "based_on_round": base.id if base else None,
-        "candidates": {"prompts": body.get("prompts"),
-                       "count": body.get("candidate_prompts") or settings.candidate_prompts,
-                       "per_prompt": body.get("candidates_per_prompt") or settings.candidates_per_prompt,
-                       "seed": int(seed), "sample_steps": body.get("sample_steps") or settings.sample_steps,
-                       "adapter_guidance": float(guidance), "clip_model": settings.clip_scorer(style.base_model)},
-    }
-    rnd = Round(style_id=style.id, number=last_number + 1, status=RoundStatus.queued.value, feedback=feedback,
-                parameters=parameters, total_steps=int(steps))
+    # The first round's adapter width may be the style's own (`rank`, from the new-style form).
+    rank = style_settings.get("rank") if last_number == 0 else None
+    # The per-round recipe (adapter size, λA) is styledrop.plan's; the request and settings fill the rest.
+    plan = plan_round(
+        last_number + 1, model=style.base_model, adapter_kind=style.adapter_kind, training_set=training_set,
+        based_on_round=base.id if base else None, rank=int(rank) if rank is not None else None,
+        train={"steps": int(steps), "batch_size": body.get("batch_size") or settings.batch_size,
+               "learning_rate": learning_rate, "seed": int(seed),
+               "checkpoint_every": body.get("checkpoint_every") or settings.checkpoint_every},
+        candidates={"prompts": body.get("prompts"),
+                    "count": body.get("candidate_prompts") or settings.candidate_prompts,
+                    "per_prompt": body.get("candidates_per_prompt") or settings.candidates_per_prompt,
+                    "seed": int(seed), "clip_model": settings.clip_scorer(style.base_model)},
+        sampling={"steps": body.get("sample_steps") or settings.sample_steps,
+                  "adapter_guidance": body.get("adapter_guidance")})
+    rnd = Round(style_id=style.id, number=plan.number, status=RoundStatus.queued.value, feedback=feedback,
+                parameters=plan.stored(), total_steps=int(steps))
     session.add(rnd)
     session.commit()
     return rnd
@@ -344,7 +326,7 @@ def create_style(session: Session, settings: Settings, user: User, body: StyleCr
         raise ApiError(422, f"base_model is {len(body.base_model)} characters long; the limit is {MAX_NAME_CHARS}.")
     check_train_steps(body.steps, settings)
     picture = decode_image(image, settings)
-    # The style's defaults for its rounds (app/services.py:new_round and first_adapter read them).
+    # The style's defaults for its rounds (new_round reads them; the first round's adapter width `rank` goes into its plan).
     style_settings = body.model_dump(include={"steps", "seed", "learning_rate", "rank"}, exclude_none=True)
     style = Style(user_id=user.id, content=content, descriptor=descriptor,
                   base_model=(body.base_model or "").strip() or settings.model, adapter_kind=body.adapter,

@@ -54,7 +54,6 @@ class Settings(BaseSettings):
     # two of each, so a person (or CLIP) can pick more than animals. The paper's CLIP pool was 30 prompts.
     candidate_prompts: int = 16
     sample_steps: int = 12  # decoding steps for candidates and generations
-    round2_adapter_guidance: float = 2.0  # paper: λA = 2 for round-2 models
     # styledrop.clip_scores.load_scorer name; unset: "tiny" for the offline presets, else "default" (ViT-L-14).
     clip_model: str | None = None
 

@@ -91,3 +91,21 @@ def test_bad_sampling_settings_are_explained(tiny):
         generate(tiny, PROMPTS, SampleConfig(steps=0))
     with pytest.raises(StyleDropError, match="at least one prompt"):
         generate(tiny, [], SampleConfig())
+
+
+def test_an_image_does_not_depend_on_its_batchmates(tiny):
+    """The seed contract: an image drawn alone equals the same prompt and seed drawn in a batch (exact, CPU)."""
+    components, config = tiny, SampleConfig(guidance=3.0)
+    prompts = ["A cat in watercolor painting style", "A bridge over a river", "A red bicycle"]
+    batch = generate(components, prompts, config, seeds=[11, 5, 42])
+    alone = generate(components, prompts[1:2], config, seeds=[5])
+    assert torch.equal(batch.tokens[1:2], alone.tokens)
+    assert batch.seeds == [11, 5, 42]
+    other = generate(components, [prompts[0], prompts[1]], config, seeds=[99, 5])  # other batchmates, size 2
+    assert torch.equal(other.tokens[1:2], alone.tokens)
+    assert not torch.equal(batch.tokens[0], other.tokens[0])  # a different seed gives a different image
+
+
+def test_per_image_seeds_are_checked(tiny):
+    with pytest.raises(StyleDropError, match="one seed per image"):
+        generate(tiny, PROMPTS, SampleConfig(num_images=2), seeds=[1, 2, 3])

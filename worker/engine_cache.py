@@ -40,7 +40,3 @@ def evict(source: str | None = None) -> None:
             _cache.clear()
         else:
             _cache.pop(source, None)
-
-
-def cached() -> list[str]:
-    return list(_cache)

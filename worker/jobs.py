@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sqlalchemy import delete, or_, select, update
-from sqlalchemy.orm import Session
 
 from app import storage
 from app.db import session_factory
-from app.jobs import Dispatcher
 from app.models import Candidate, Generation, Round, RoundStatus, Style, utcnow
 from app.services import reap_stale, requeued_values, send_again, wait_afresh
 from app.settings import Settings
+from app.task_queue import Dispatcher
+from styledrop.plan import RoundPlan  # torch-free
 
 from . import engine_cache, scoring
 
@@ -169,7 +169,8 @@ def run_round(settings: Settings, round_id: int, task_id: str | None = None,
     with session_factory(settings)() as session:
         rnd = session.get(Round, round_id)
         style = session.get(Style, rnd.style_id)
-        params, model = dict(rnd.parameters), rnd.parameters.get("model") or style.base_model
+        plan = rnd.plan
+        model = plan.model or style.base_model
         descriptor, style_id, number = style.descriptor, style.id, rnd.number
     timings: dict[str, float] = {}
     try:
@@ -179,13 +180,13 @@ def run_round(settings: Settings, round_id: int, task_id: str | None = None,
             started = time.monotonic()
             components = engine_cache.components(model)
             timings["model_seconds"] = round(time.monotonic() - started, 2)
-            train_metrics = _train(settings, round_id, params, descriptor, out_dir, components, style_id, number)
+            train_metrics = _train(settings, round_id, plan, descriptor, out_dir, components, style_id)
             timings.update(train_metrics.pop("timings", {}))
             started = time.monotonic()
-            images = _candidates(settings, round_id, params, out_dir, components, style_id, number)
+            images = _candidates(settings, round_id, plan, out_dir, components, style_id)
             timings["candidates_seconds"] = round(time.monotonic() - started, 2)
             started = time.monotonic()
-            _score(settings, round_id, params, images)
+            _score(settings, round_id, plan, images)
             timings["scoring_seconds"] = round(time.monotonic() - started, 2)
         with session_factory(settings)() as session:
             rnd = session.get(Round, round_id)
@@ -234,11 +235,11 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _train(settings: Settings, round_id: int, params: dict, descriptor: str, out_dir: Path, components: Any,
-           style_id: int, number: int) -> dict[str, Any]:
+def _train(settings: Settings, round_id: int, plan: RoundPlan, descriptor: str, out_dir: Path, components: Any,
+           style_id: int) -> dict[str, Any]:
     from styledrop.adapters import AdapterConfig
     from styledrop.images import load_image
-    from styledrop.styles import default_adapter_config, train_style
+    from styledrop.styles import train_style
     from styledrop.training import TrainConfig
 
     adapter_file = out_dir / "adapter.safetensors"
@@ -246,23 +247,20 @@ def _train(settings: Settings, round_id: int, params: dict, descriptor: str, out
         log.info("round %s: adapter already trained (earlier attempt), going on to candidates", round_id)
         return {"training": "reused the adapter of an earlier attempt"}
     _update_round(settings, round_id, phase="training")
-    items = params["training_set"]
-    images = [load_image(storage.resolve(settings.storage_root, item["image"])) for item in items]
-    contents = [item["content"] for item in items]
-    kind = params.get("adapter_kind") or "styledrop"
-    adapter_config = AdapterConfig.from_dict(params["adapter"]) if params.get("adapter") else \
-        default_adapter_config(kind)
-    t = params["train"]
-    train_config = TrainConfig(steps=int(t["steps"]), batch_size=int(t["batch_size"]),
-                               learning_rate=t.get("learning_rate"), seed=int(t.get("seed") or 0),
-                               checkpoint_every=int(t.get("checkpoint_every") or 250))
+    images = [load_image(storage.resolve(settings.storage_root, item.image)) for item in plan.training_set]
+    contents = [item.content for item in plan.training_set]
+    adapter_config = AdapterConfig.from_dict(plan.adapter.config_dict())
+    t = plan.train
+    train_config = TrainConfig(steps=t.steps, batch_size=t.batch_size, learning_rate=t.learning_rate, seed=t.seed,
+                               checkpoint_every=t.checkpoint_every)
     train_config.validate()
     should_stop = stop_checker(settings, round_id)
     started = time.monotonic()
     trained = train_style(images, contents, descriptor, out_dir, components=components,
                           adapter_config=adapter_config, train_config=train_config,
                           on_progress=progress_writer(settings, round_id), should_stop=should_stop, resume=True,
-                          extra_meta={"style_id": style_id, "round": number, "round_id": round_id})
+                          extra_meta={"style_id": style_id, "round": plan.number, "round_id": round_id},
+                          sample_defaults=plan.sampling.model_dump(mode="json"))
     trained.adapter.detach()  # the cached model is reused by the next job
     result = trained.result
     if result.stopped:
@@ -274,70 +272,69 @@ def _train(settings: Settings, round_id: int, params: dict, descriptor: str, out
             "timings": {"train_seconds": round(time.monotonic() - started, 2)}}
 
 
-def _candidates(settings: Settings, round_id: int, params: dict, out_dir: Path, components: Any,
-                style_id: int, number: int) -> list[tuple[int, Any, str]]:
-    """Generate per_prompt images for each content prompt, each with its own recorded seed.
+def _candidates(settings: Settings, round_id: int, plan: RoundPlan, out_dir: Path, components: Any,
+                style_id: int) -> list[tuple[int, Any, str]]:
+    """Draw the round's candidates with the engine's pipeline (styledrop.candidates.draw_candidates); this
+    function only saves each finished one and records its row.
 
     Candidates an earlier attempt of the round made are kept, with their ratings and selections: the adapter
     is the same (training is not redone once it has finished) and so are the seeds, so making them again would
     only give them new ids. An interrupted attempt goes on from the first one missing."""
     from PIL import Image
 
-    from styledrop.sampling import SampleConfig
-    from styledrop.styles import generate_with_style, load_style
+    from styledrop.candidates import candidate_slots, draw_candidates
+    from styledrop.sampling import sample_config
+    from styledrop.styles import load_style
 
     _update_round(settings, round_id, phase="candidates")
-    c = params["candidates"]
-    prompts = c.get("prompts") or scoring.candidate_prompts(int(c.get("count") or settings.candidate_prompts))
-    per_prompt = int(c.get("per_prompt") or 1)
+    c = plan.candidates
+    prompts = c.prompts or scoring.candidate_prompts(c.count)
     should_stop = stop_checker(settings, round_id)
     with session_factory(settings)() as session:
         rows = session.scalars(select(Candidate).where(Candidate.round_id == round_id))
         kept = {r.image_path: r.id for r in rows if storage.resolve(settings.storage_root, r.image_path).is_file()}
         session.execute(delete(Candidate).where(Candidate.round_id == round_id, Candidate.id.not_in(kept.values())))
         session.commit()
+    slots = candidate_slots(prompts, c.per_prompt, c.seed)
+    made: dict[int, tuple[int, Any, str]] = {}
+    for slot in slots:
+        relative = storage.candidate_path(style_id, plan.number, slot.k)
+        if relative in kept:
+            with Image.open(storage.resolve(settings.storage_root, relative)) as image:
+                made[slot.k] = (kept.pop(relative), image.convert("RGB"), slot.content)
+
+    def record(candidate: Any) -> None:
+        relative = storage.candidate_path(style_id, plan.number, candidate.id)
+        storage.save_png(settings.storage_root, relative, candidate.image)
+        with session_factory(settings)() as session:
+            row = Candidate(round_id=round_id, content=candidate.content, prompt=candidate.prompt,
+                            seed=candidate.seed, image_path=relative)
+            session.add(row)
+            session.commit()
+            made[candidate.id] = (row.id, candidate.image, candidate.content)
+
     loaded = load_style(out_dir, components=components)
-    made: list[tuple[int, Any, str]] = []
     try:
-        index = 0
-        for content in prompts:
-            for _ in range(per_prompt):
-                relative = storage.candidate_path(style_id, number, index)
-                if relative in kept:
-                    with Image.open(storage.resolve(settings.storage_root, relative)) as image:
-                        made.append((kept.pop(relative), image.convert("RGB"), content))
-                    index += 1
-                    continue
-                if should_stop():
-                    raise why_stopped(settings, round_id, f"Cancelled while generating candidates ({index} made); "
-                                      f"POST /api/v1/rounds/{round_id}/retry makes the rest.")
-                seed = int(c.get("seed") or 0) * 100_003 + index
-                config = SampleConfig(num_images=1, seed=seed, steps=int(c.get("sample_steps") or 12),
-                                      adapter_guidance=float(c.get("adapter_guidance") or 0.0))
-                samples = generate_with_style(loaded, [content], config)
-                storage.save_png(settings.storage_root, relative, samples.images[0])
-                with session_factory(settings)() as session:
-                    candidate = Candidate(round_id=round_id, content=content, prompt=samples.prompts[0], seed=seed,
-                                          image_path=relative)
-                    session.add(candidate)
-                    session.commit()
-                    made.append((candidate.id, samples.images[0], content))
-                index += 1
+        draw_candidates(loaded, prompts, c.per_prompt, c.seed, plan.number, sample_config(plan.sampling),
+                        c.batch_size, done=set(made), on_candidate=record, should_stop=should_stop)
     finally:
         loaded.adapter.detach()
+    if len(made) < len(slots):
+        raise why_stopped(settings, round_id, f"Cancelled while generating candidates ({len(made)} made); "
+                          f"POST /api/v1/rounds/{round_id}/retry makes the rest.")
     if kept:  # not part of this round's candidates (none, unless its files were changed by hand)
         with session_factory(settings)() as session:
             session.execute(delete(Candidate).where(Candidate.id.in_(kept.values())))
             session.commit()
-    return made
+    return [made[slot.k] for slot in slots]
 
 
-def _score(settings: Settings, round_id: int, params: dict, made: list[tuple[int, Any, str]]) -> None:
+def _score(settings: Settings, round_id: int, plan: RoundPlan, made: list[tuple[int, Any, str]]) -> None:
     from styledrop.images import load_image
 
     _update_round(settings, round_id, phase="scoring")
-    reference = load_image(storage.resolve(settings.storage_root, params["training_set"][0]["image"]))
-    name = params.get("candidates", {}).get("clip_model") or settings.clip_scorer(params.get("model"))
+    reference = load_image(storage.resolve(settings.storage_root, plan.training_set[0].image))
+    name = plan.candidates.clip_model or settings.clip_scorer(plan.model)
     try:
         text, style = scoring.score_candidates(reference, [m[1] for m in made], [m[2] for m in made], name=name,
                                                device=engine_cache.device())
@@ -358,7 +355,7 @@ def _score(settings: Settings, round_id: int, params: dict, made: list[tuple[int
 # ---- generations --------------------------------------------------------------------------------------------
 
 def run_generation(settings: Settings, generation_id: int) -> str:
-    from styledrop.sampling import SampleConfig
+    from styledrop.sampling import image_seeds, sample_config
     from styledrop.styles import generate_with_style, load_style
 
     with session_factory(settings)() as session:
@@ -371,20 +368,22 @@ def run_generation(settings: Settings, generation_id: int) -> str:
         generation = session.get(Generation, generation_id)
         rnd = session.get(Round, generation.round_id) if generation.round_id else None
         request, style_id = dict(generation.request), generation.style_id
-        model = (rnd.parameters.get("model") if rnd else None) or session.get(Style, style_id).base_model
+        plan = rnd.plan if rnd else None
+        model = (plan.model if plan else None) or session.get(Style, style_id).base_model
         adapter_rel = rnd.adapter_path if rnd else None
-        guidance_default = (rnd.parameters.get("candidates", {}) if rnd else {}).get("adapter_guidance", 0.0)
     try:
         if not adapter_rel:
             raise RuntimeError("The round this generation uses has no adapter.")
         components = engine_cache.components(model)
         loaded = load_style(storage.resolve(settings.storage_root, adapter_rel), components=components)
         try:
-            guidance = request.get("adapter_guidance")
-            config = SampleConfig(num_images=int(request.get("num_images") or 1), seed=request.get("seed"),
-                                  steps=int(request.get("steps") or settings.sample_steps),
-                                  adapter_guidance=float(guidance if guidance is not None else guidance_default))
-            samples = generate_with_style(loaded, list(request["prompts"]), config)
+            # The round's sampling defaults (its λA ...), what the request sets instead.
+            config = sample_config(plan.sampling if plan else {}, num_images=int(request.get("num_images") or 1),
+                                   seed=request.get("seed"), steps=request.get("steps") or settings.sample_steps,
+                                   adapter_guidance=request.get("adapter_guidance"))
+            prompts = list(request["prompts"])
+            seeds = image_seeds(config.seed, len(prompts) * config.num_images)  # the seed contract (README)
+            samples = generate_with_style(loaded, prompts, config, seeds=seeds)
         finally:
             loaded.adapter.detach()
         paths = []
@@ -415,6 +414,3 @@ def reap(settings: Settings, dispatcher: Dispatcher, worker_starting: bool = Fal
             wait_afresh(session)
         return reap_stale(session, settings, dispatcher)
 
-
-def session_for(settings: Settings) -> Session:
-    return session_factory(settings)()

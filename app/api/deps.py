@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 from .. import browser_sessions
 from ..auth import get_or_create_user, user_for_token
 from ..errors import ApiError
-from ..jobs import Dispatcher
 from ..models import User, WebSession
 from ..settings import Settings
+from ..task_queue import Dispatcher
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 

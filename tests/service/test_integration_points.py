@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from app.errors import ApiError
-from app.selection import select_by_clip
+from app.clip_feedback import select_by_clip
 from styledrop.prompt_sets import CONTENT_PROMPTS, diverse_prompts
 from worker import scoring
 
