@@ -55,6 +55,8 @@ def check_new_account(name: str, password: str, confirm: str | None = None) -> s
 
 
 def check_password(password: str, confirm: str | None = None) -> None:
+    if not password.strip():
+        raise AccountError("password", "A password cannot be blank or only spaces.")
     if len(password) < MIN_PASSWORD:
         raise AccountError("password", f"Use at least {MIN_PASSWORD} characters.")
     if len(password) > MAX_PASSWORD:
@@ -125,12 +127,17 @@ def revoke_token(session: Session, user: User, token_id: int) -> bool:
     return bool(result.rowcount)
 
 
-def user_for_token(session: Session, token: str) -> User | None:
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-    if row is None:
+def user_for_token(session: Session, token: str, commit: bool = True) -> User | None:
+    """The token's user, in one statement. The token's last use is recorded at most once a minute (busy
+    clients do not queue on it); commit=False leaves that write to the caller's transaction."""
+    found = session.execute(select(ApiToken, User).join(User, User.id == ApiToken.user_id)
+                            .where(ApiToken.token_hash == hash_token(token))).first()
+    if found is None:
         return None
+    row, user = found
     now = utcnow()
     if row.last_used_at is None or now - as_utc(row.last_used_at) > timedelta(minutes=1):
-        row.last_used_at = now  # at most one write a minute per token: busy clients do not queue on it
-        session.commit()
-    return row.user
+        row.last_used_at = now
+        if commit:
+            session.commit()
+    return user

@@ -29,7 +29,7 @@ from ..api.deps import PageUserDep as UserDep
 from ..api.views import candidate_out, get_candidate, get_generation, get_round, get_style, latest_adapter_round
 from ..errors import ApiError
 from ..models import ACTIVE, TERMINAL, Candidate, Generation, Rating, Round, RoundStatus, Style
-from ..schemas import GenerationCreate, RatingIn, RoundCreate, SelectedIn
+from ..schemas import GenerationCreate, RoundCreate
 from ..services import (
     active_round,
     cancel_round,
@@ -37,9 +37,12 @@ from ..services import (
     clean_prompts,
     clean_text,
     latest_succeeded,
+    load_feedback,
     new_round,
+    rate_candidate,
     reap_stale,
     retry_round,
+    select_candidate,
 )
 from .chart import RoundScores, scores_chart
 
@@ -209,6 +212,7 @@ def group_candidates(candidates: list[Candidate], sort: str) -> list[dict[str, A
 
 def grid_context(session, rnd: Round, user, sort: str) -> dict[str, Any]:
     sort = sort if sort in SORTS else "prompt"
+    load_feedback(session, rnd)  # ratings and selections of every card in two statements, not two per card
     latest = latest_succeeded(session, rnd.style_id)
     busy = active_round(session, rnd.style_id)
     editable = latest is not None and latest.id == rnd.id and busy is None and rnd.style.user_id == user.id
@@ -527,8 +531,8 @@ async def rate_page(candidate_id: int, request: Request, session: SessionDep, us
         session.delete(rating)
         session.commit()
     else:
-        api.rate(candidate.id, RatingIn(value=value), session, user)
-        api.set_selected(candidate.id, SelectedIn(selected=value > 0), session, user)
+        rate_candidate(session, candidate, user, value)
+        select_candidate(session, candidate, user, value > 0)
     return _card(request, session, user, candidate_id)
 
 
@@ -539,7 +543,7 @@ def toggle_selected_page(candidate_id: int, request: Request, session: SessionDe
         candidate = get_candidate(session, candidate_id, user)
     except ApiError as exc:
         return error_page(request, exc)
-    api.set_selected(candidate.id, SelectedIn(selected=candidate.selection is None), session, user)
+    select_candidate(session, candidate, user, candidate.selection is None)
     return _card(request, session, user, candidate_id)
 
 
