@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from .models import ApiToken, User, as_utc, utcnow
@@ -98,8 +98,11 @@ def authenticate(session: Session, name: str, password: str) -> User | None:
     return user
 
 
+_USER_NAMED = select(User).where(User.name == bindparam("name"))
+
+
 def get_or_create_user(session: Session, name: str) -> User:
-    user = session.scalar(select(User).where(User.name == name))
+    user = session.scalar(_USER_NAMED, {"name": name})
     if user is None:
         user = User(name=name)
         session.add(user)
@@ -127,11 +130,14 @@ def revoke_token(session: Session, user: User, token_id: int) -> bool:
     return bool(result.rowcount)
 
 
+_TOKEN_USER = (select(ApiToken, User).join(User, User.id == ApiToken.user_id)  # built once: see app/services.py
+               .where(ApiToken.token_hash == bindparam("token_hash")))
+
+
 def user_for_token(session: Session, token: str, commit: bool = True) -> User | None:
     """The token's user, in one statement. The token's last use is recorded at most once a minute (busy
     clients do not queue on it); commit=False leaves that write to the caller's transaction."""
-    found = session.execute(select(ApiToken, User).join(User, User.id == ApiToken.user_id)
-                            .where(ApiToken.token_hash == hash_token(token))).first()
+    found = session.execute(_TOKEN_USER, {"token_hash": hash_token(token)}).first()
     if found is None:
         return None
     row, user = found

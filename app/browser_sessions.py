@@ -15,7 +15,7 @@ import secrets
 from datetime import timedelta
 
 from fastapi import Request, Response
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session, joinedload
 
 from .auth import hash_token
@@ -43,11 +43,15 @@ def begin(request: Request, session: Session, settings: Settings, user_id: int |
     return row
 
 
+# One statement, the user included; built once (see app/services.py).
+_SESSION_WITH_USER = (select(WebSession).options(joinedload(WebSession.user))
+                      .where(WebSession.token_hash == bindparam("token_hash")))
+
+
 def find(session: Session, token: str | None) -> WebSession | None:
     if not token or len(token) > 100:
         return None
-    row = session.scalar(select(WebSession).options(joinedload(WebSession.user))  # one statement, user included
-                         .where(WebSession.token_hash == hash_token(token)))
+    row = session.scalar(_SESSION_WITH_USER, {"token_hash": hash_token(token)})
     if row is None or as_utc(row.expires_at) <= utcnow():
         return None
     return row
