@@ -109,7 +109,7 @@ def start(clients: int, candidates: int, data_dir: Path | None = None, auth: str
     env = dict(os.environ, STYLEDROP_DATA=str(data_dir), STYLEDROP_AUTH=auth, STYLEDROP_MODEL="tiny",
                PYTHONPATH=str(ROOT), **(env or {}))
     command = [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port),
-               "--log-level", "warning", "--no-access-log"]
+               "--log-level", "warning", "--no-access-log", "--timeout-keep-alive", "60"]
     if server_core is not None:
         command = ["taskset", "-c", str(server_core), *command]
     server = subprocess.Popen(command, cwd=ROOT, env=env)
@@ -172,9 +172,14 @@ class Connections:
 
     async def put(self, path: str, body: bytes, token: str) -> int:
         if self.idle:
-            reader, writer = self.idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            try:  # an idle connection the server has closed meanwhile: try again on a new one
+                return await self._put(*self.idle.pop(), path, body, token)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+        return await self._put(*await asyncio.open_connection("127.0.0.1", self.port), path, body, token)
+
+    async def _put(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str, body: bytes,
+                   token: str) -> int:
         auth = f"Authorization: Bearer {token}\r\n" if token else ""
         writer.write((f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n{auth}"
                       f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body)
