@@ -155,8 +155,10 @@ class Candidate(Base):
     round: Mapped[Round] = relationship(back_populates="candidates")
     ratings: Mapped[list[Rating]] = relationship(back_populates="candidate", cascade="all, delete-orphan",
                                                  passive_deletes=True)
+    # selectin: a round's candidates come with their selections in one more statement, not one per candidate
+    # (round summaries count them on every page).
     selection: Mapped[Selection | None] = relationship(back_populates="candidate", cascade="all, delete-orphan",
-                                                       passive_deletes=True)
+                                                       passive_deletes=True, lazy="selectin")
 
 
 class Rating(Base):

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     max_prompts: int = 64  # prompts of one request: a round's prompts or candidate_prompts, a generation's prompts
     max_round_candidates: int = 256  # prompts x candidates_per_prompt of one round (64 built-in prompts x 4)
     max_active_jobs: int = 10  # queued or running rounds and generations of one user, all styles, before 429
+    # Log-in throttling (app/throttle.py): wrong passwords allowed per account name and per client address
+    # before each further attempt waits 30 s, doubling, at most login_max_wait_seconds (429, Retry-After).
+    login_free_attempts: int = 10
+    login_free_attempts_per_address: int = 30
+    login_max_wait_seconds: float = 900.0
 
     # Rounds and candidates.
     train_steps: int = 1000  # default training steps of a round (paper: 1,000)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from ..api.views import candidate_out
 from ..models import ACTIVE, TERMINAL, Candidate, Generation, Round, RoundStatus, Style, User
-from ..services import active_round, latest_adapter_round, latest_succeeded, reap_stale
+from ..services import active_round, latest_adapter_round, latest_succeeded, load_feedback, reap_stale
 from ..settings import Settings
 from ..task_queue import Dispatcher
 from .chart import RoundScores, scores_chart
@@ -80,6 +80,7 @@ def group_candidates(candidates: list[Candidate], sort: str) -> list[dict[str, A
 
 def grid_context(session: Session, rnd: Round, user: User, sort: str) -> dict[str, Any]:
     sort = sort if sort in SORTS else "prompt"
+    load_feedback(session, rnd)  # ratings and selections of every card in two statements, not two per card
     latest = latest_succeeded(session, rnd.style_id)
     busy = active_round(session, rnd.style_id)
     editable = latest is not None and latest.id == rnd.id and busy is None and rnd.style.user_id == user.id
