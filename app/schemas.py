@@ -2,12 +2,67 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
 
 API = "/api/v1"
+
+# ---- limits on numbers: one place for the API's JSON and the pages' forms ----------------------------------
+# Every number a user sends is bounded here, so nothing out of range reaches the database (PostgreSQL's
+# INTEGER is 32 bits) or the worker (torch seeds, step counts); booleans are refused where a number is asked
+# (JSON `true` is not 1), and so are fractions where a whole number is.
+MAX_ID = 2**31 - 1  # ids are INTEGER columns; a larger one cannot exist
+MAX_SEED = 2**31 - 1  # seeds: 0 ... 2,147,483,647
+MAX_STEPS = 100_000  # training steps (STYLEDROP_MAX_TRAIN_STEPS, default 20,000, is the tighter admin limit)
+MAX_BATCH_SIZE = 64
+MAX_CANDIDATES_PER_PROMPT = 64
+MAX_COUNT = 1_000  # counts checked against the settings as well (candidate_prompts <= STYLEDROP_MAX_PROMPTS)
+MAX_SAMPLE_STEPS = 100
+MAX_IMAGES_PER_PROMPT = 16
+MAX_ADAPTER_GUIDANCE = 10.0
+MAX_RANK = 256
+
+
+def _whole_number(value: Any) -> Any:
+    """A whole number: an int, or a string of digits (a form field). Not a boolean, not 2.5, not "1e3"."""
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number, not true/false")
+    if isinstance(value, float):
+        raise ValueError("must be a whole number, without a fraction or exponent")
+    if isinstance(value, str):
+        text = value.strip()
+        if not re.fullmatch(r"[+-]?[0-9]{1,30}", text):
+            raise ValueError("must be a whole number")
+        return int(text)
+    return value
+
+
+def _real_number(value: Any) -> Any:
+    """A number (int or float, or a numeric string from a form), never a boolean."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
+def whole(low: int, high: int, description: str | None = None) -> Any:
+    """A strict, bounded integer type (JSON and forms alike)."""
+    return Annotated[int, BeforeValidator(_whole_number), Field(ge=low, le=high, description=description)]
+
+
+def real(low: float, high: float, description: str | None = None, open_low: bool = False,
+         open_high: bool = False) -> Any:
+    """A bounded, finite float type that refuses booleans."""
+    bounds = ({"gt": low} if open_low else {"ge": low}) | ({"lt": high} if open_high else {"le": high})
+    return Annotated[float, BeforeValidator(_real_number), Field(allow_inf_nan=False, description=description,
+                                                                 **bounds)]
+
+
+Id = whole(1, MAX_ID)
+Seed = whole(0, MAX_SEED, "0 to 2,147,483,647")
+TrainSteps = whole(1, MAX_STEPS, "training steps (at most STYLEDROP_MAX_TRAIN_STEPS)")
 
 # Every stored time is UTC; SQLite hands them back without a zone, so say it in the JSON.
 Utc = Annotated[datetime, AfterValidator(lambda v: v if v.tzinfo else v.replace(tzinfo=timezone.utc))]
@@ -71,20 +126,19 @@ class RoundCreate(BaseModel):
 
     feedback: Literal["human", "clip"] | None = Field(
         None, description="round >= 2: train on the human selection (default) or let CLIP select")
-    steps: int | None = Field(None, ge=1, le=100_000)
-    batch_size: int | None = Field(None, ge=1, le=64)
-    learning_rate: float | None = Field(None, gt=0, lt=1)
-    seed: int | None = Field(None, ge=0)
-    checkpoint_every: int | None = Field(None, ge=1)
+    steps: TrainSteps | None = None
+    batch_size: whole(1, MAX_BATCH_SIZE) | None = None
+    learning_rate: real(0, 1, open_low=True, open_high=True) | None = None
+    seed: Seed | None = None
+    checkpoint_every: whole(1, MAX_STEPS) | None = None
     prompts: list[str] | None = Field(None, min_length=1,
                                       description='contents for candidates, e.g. ["a chihuahua", "a church"]; at '
                                                   'most STYLEDROP_MAX_PROMPTS (64), each at most '
                                                   'STYLEDROP_MAX_PROMPT_CHARS (300) characters')
-    candidate_prompts: int | None = Field(None, ge=1, description="how many default prompts (at most "
-                                                                  "STYLEDROP_MAX_PROMPTS)")
-    candidates_per_prompt: int | None = Field(None, ge=1, le=64)
-    sample_steps: int | None = Field(None, ge=1, le=100)
-    adapter_guidance: float | None = Field(None, ge=0, le=10)
+    candidate_prompts: whole(1, MAX_COUNT, "how many default prompts (at most STYLEDROP_MAX_PROMPTS)") | None = None
+    candidates_per_prompt: whole(1, MAX_CANDIDATES_PER_PROMPT) | None = None
+    sample_steps: whole(1, MAX_SAMPLE_STEPS) | None = None
+    adapter_guidance: real(0, MAX_ADAPTER_GUIDANCE) | None = None
 
 
 class RoundOut(BaseModel):
@@ -135,7 +189,7 @@ class CandidateOut(BaseModel):
 
 
 class RatingIn(BaseModel):
-    value: int = Field(description="-1 / +1 (thumbs) or 1..5 (stars)")
+    value: whole(-1, 5, "-1 / +1 (thumbs) or 1..5 (stars)")
 
     @field_validator("value")
     @classmethod
@@ -146,7 +200,7 @@ class RatingIn(BaseModel):
 
 
 class SelectedIn(BaseModel):
-    selected: bool
+    selected: StrictBool
 
 
 class AutoSelectOut(BaseModel):
@@ -162,10 +216,10 @@ class GenerationCreate(BaseModel):
     prompts: list[str] = Field(min_length=1, description='contents, e.g. ["a cat", "a bridge"]; at most '
                                                          'STYLEDROP_MAX_PROMPTS (64), each at most '
                                                          'STYLEDROP_MAX_PROMPT_CHARS (300) characters')
-    num_images: int = Field(1, ge=1, le=16)
-    seed: int | None = Field(0, ge=0)
-    round_id: int | None = Field(None, description="which round's adapter (default: the latest finished)")
-    steps: int | None = Field(None, ge=1, le=100, description="decoding steps")
+    num_images: whole(1, MAX_IMAGES_PER_PROMPT) = 1
+    seed: Seed | None = 0
+    round_id: whole(1, MAX_ID, "which round's adapter (default: the latest finished)") | None = None
+    steps: whole(1, MAX_SAMPLE_STEPS, "decoding steps") | None = None
     # Lengths and counts are checked against the settings (app.services.clean_prompts), not fixed here.
     prompts: list[str] = Field(min_length=1, description='contents, e.g. ["a cat", "a bridge"]; at most '
                                                          'STYLEDROP_MAX_PROMPTS (64), each at most '

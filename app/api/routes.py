@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Response, UploadFile
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
-from .. import services, storage
+from .. import services, storage, uploads
 from ..errors import ApiError
 from ..models import Generation, Round, RoundStatus, Style, utcnow
 from ..schemas import (
@@ -20,7 +20,9 @@ from ..schemas import (
     RoundCreate,
     RoundOut,
     SelectedIn,
+    Seed,
     StyleOut,
+    TrainSteps,
     refusals,
 )
 from ..services import (
@@ -71,38 +73,28 @@ def health() -> dict[str, str]:
 # ---- styles -------------------------------------------------------------------------------------------------
 
 @router.post("/styles", response_model=StyleOut, status_code=201, tags=["styles"],
-             responses=refusals(400, 413, 415, 422))
+             responses=refusals(400, 413, 415, 422, 429))
 def create_style(session: SessionDep, settings: SettingsDep, user: UserDep,
                  image: UploadFile = File(..., description="the style reference (PNG, JPEG or WebP)"),
                  content: str = Form(..., description='what the reference shows, e.g. "a house"'),
                  descriptor: str = Form(..., description='the style in words, e.g. "watercolor painting"'),
-                 base_model: str | None = Form(None, description="hub id, local folder or preset"),
+                 base_model: str | None = Form(None, description="one of STYLEDROP_BASE_MODELS (hub id or preset)"),
                  adapter: Literal["styledrop", "lora"] = Form("styledrop"),
-                 steps: int | None = Form(None, ge=1, description="training steps per round"),
-                 seed: int | None = Form(None, ge=0)) -> StyleOut:
-    """Upload a reference image and describe it. Training starts with POST /styles/{id}/rounds."""
+                 steps: TrainSteps | None = Form(None, description="training steps per round"),
+                 seed: Seed | None = Form(None)) -> StyleOut:
+    """Upload a reference image and describe it. Training starts with POST /styles/{id}/rounds.
+    The reference is stored at most STYLEDROP_REFERENCE_MAX_SIDE (1,024) pixels on its longest side."""
     content = clean_text(content, "The content", settings)
     descriptor = clean_text(descriptor, "The descriptor", settings)
     if base_model is not None and len(base_model) > MAX_NAME_CHARS:
         raise ApiError(422, f"base_model is {len(base_model)} characters long; the limit is {MAX_NAME_CHARS}.")
+    model = uploads.check_base_model(base_model, settings)
     check_train_steps(steps, settings)
     data = image.file.read(settings.max_upload_bytes + 1)
-    if len(data) > settings.max_upload_bytes:
-        raise ApiError(413, f"The image is larger than {settings.max_upload_bytes // (1024 * 1024)} MB.")
-    try:
-        picture = storage.decode_upload(data, settings.max_image_pixels)
-    except storage.UploadError as exc:
-        raise ApiError(exc.status, exc.detail) from exc
     style_settings = {k: v for k, v in {"steps": steps, "seed": seed}.items() if v is not None}
-    style = Style(user_id=user.id, content=content, descriptor=descriptor,
-                  base_model=(base_model or "").strip() or settings.model, adapter_kind=adapter,
-                  settings=style_settings)
-    session.add(style)
-    session.flush()
-    style.reference_path = storage.reference_path(style.id)
-    storage.save_png(settings.storage_root, style.reference_path, picture)
-    session.commit()
-    session.refresh(style)
+    style = uploads.create_style(session, settings, user, data, {
+        "content": content, "descriptor": descriptor, "base_model": model, "adapter_kind": adapter,
+        "settings": style_settings})
     return style_out(style)
 
 
@@ -134,7 +126,8 @@ def delete_style(style_id: int, session: SessionDep, settings: SettingsDep, user
 @router.get("/styles/{style_id}/reference", response_class=FileResponse, tags=["styles"])
 def style_reference(style_id: int, session: SessionDep, settings: SettingsDep, user: UserDep) -> FileResponse:
     style = get_style(session, style_id, user, settings.public_styles)
-    return _file(settings, style.reference_path, f"The reference of style {style_id}", "image/png")
+    return _file(settings, style.reference_path, f"The reference of style {style_id}",
+                 storage.media_type(style.reference_path))
 
 
 @router.get("/styles/{style_id}/adapter", response_class=FileResponse, tags=["styles"])

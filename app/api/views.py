@@ -8,9 +8,8 @@ from sqlalchemy.orm import Session
 
 from ..errors import not_found
 from ..models import Candidate, Generation, Round, RoundStatus, Style, User
+from ..schemas import MAX_ID  # ids are INTEGER columns; anything outside is an id that cannot exist
 from ..schemas import API, CandidateOut, GenerationOut, RatingOut, RoundOut, RoundSummary, StyleOut
-
-MAX_ID = 2**63 - 1  # database integer range; anything outside is an id that cannot exist
 
 
 def _lookup(session: Session, model: type, ident: int) -> Any:
