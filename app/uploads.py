@@ -70,8 +70,8 @@ def check_base_model(name: str | None, settings: Settings) -> str:
     name = (name or "").strip() or settings.model
     allowed = settings.allowed_base_models
     if name not in allowed:
-        shown = name if len(name) <= 60 else name[:57] + "..."
-        raise ApiError(422, f'The base model "{shown}" is not offered here; choose one of: {", ".join(allowed)} '
+        # The name is not repeated: it may be a path on this server, and messages never show those.
+        raise ApiError(422, f"That base model is not offered here; choose one of: {', '.join(allowed)} "
                             "(an administrator sets the list with STYLEDROP_BASE_MODELS).")
     return name
 

@@ -227,11 +227,13 @@ def _requeue_interrupted(settings: Settings, round_id: int, reason: str, dispatc
 
 
 def _describe(exc: Exception) -> str:
+    """The error stored on the job's row for its user: no server paths in it (app.errors.without_paths)."""
+    from app.errors import without_paths
     from styledrop.errors import StyleDropError  # torch-free
 
     if isinstance(exc, StyleDropError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+        return without_paths(str(exc))
+    return without_paths(f"{type(exc).__name__}: {exc}")
 
 
 def _train(settings: Settings, round_id: int, params: dict, descriptor: str, out_dir: Path, components: Any,
