@@ -21,6 +21,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import storage
+from app.fencing import Attempt, StaleAttempt, sha256
 from app.db import session_factory
 from app.jobs import Dispatcher
 from app.models import Candidate, Generation, Round, RoundStatus, Style, utcnow
@@ -45,9 +46,17 @@ class Interrupted(Exception):
 shutting_down = threading.Event()
 
 
+# The attempt this process runs of a round (app.fencing): its writes are conditioned on its token, so a
+# worker that lost the round (an orphan, a stale heartbeat) has them refused and stops.
+_attempts: dict[int, Attempt] = {}
+
+
 # ---- database helpers ---------------------------------------------------------------------------------------
 
 def _update_round(settings: Settings, round_id: int, **values: Any) -> None:
+    if (attempt := _attempts.get(round_id)) is not None:
+        attempt.update(**values)  # StaleAttempt when another attempt took over
+        return
     with session_factory(settings)() as session:
         session.execute(update(Round).where(Round.id == round_id).values(**values))
         session.commit()
@@ -64,11 +73,17 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_seconds):
             try:
+                if (attempt := _attempts.get(self.round_id)) is not None:
+                    attempt.update(heartbeat_at=utcnow())
+                    continue
                 with session_factory(self.settings)() as session:
                     session.execute(update(Round).where(Round.id == self.round_id,
                                                         Round.status == RoundStatus.running.value)
                                     .values(heartbeat_at=utcnow()))
                     session.commit()
+            except StaleAttempt as exc:  # another attempt beats for the round now
+                log.warning("%s", exc)
+                return
             except Exception:  # a busy database must not kill the job; the next beat tries again
                 log.exception("heartbeat of round %s failed", self.round_id)
 
@@ -92,6 +107,8 @@ def stop_checker(settings: Settings, round_id: int) -> Callable[[], bool]:
             state["at"] = now
             with session_factory(settings)() as session:
                 state["stop"] = bool(session.scalar(select(Round.cancel_requested).where(Round.id == round_id)))
+            if (attempt := _attempts.get(round_id)) is not None and not attempt.is_current():
+                state["stop"] = True  # another attempt took over: stop writing at once
         return state["stop"] or shutting_down.is_set()
 
     return should_stop
@@ -99,7 +116,10 @@ def stop_checker(settings: Settings, round_id: int) -> Callable[[], bool]:
 
 def why_stopped(settings: Settings, round_id: int, cancelled: str) -> Exception:
     """The exception for a job that stopped early: its user's cancel wins (they asked for it to end);
-    otherwise it was the worker shutting down, and the round is only interrupted."""
+    otherwise it was the worker shutting down, and the round is only interrupted. An attempt that lost the
+    round to another stops without writing anything more (StaleAttempt)."""
+    if (attempt := _attempts.get(round_id)) is not None and not attempt.is_current():
+        return StaleAttempt(attempt.refusal())
     with session_factory(settings)() as session:
         if session.scalar(select(Round.cancel_requested).where(Round.id == round_id)) or not shutting_down.is_set():
             return Stopped(cancelled)
@@ -111,18 +131,18 @@ def progress_writer(settings: Settings, round_id: int) -> Callable[[Any], None]:
     state = {"at": 0.0, "first": True}
 
     def on_progress(p: Any) -> None:
+        first: dict[str, Any] = {}
         if state["first"]:  # the first step of this attempt tells where training (re)started
             state["first"] = False
             with session_factory(settings)() as session:
-                rnd = session.get(Round, round_id)
-                rnd.metrics = dict(rnd.metrics or {}, started_at_step=int(p.step) - 1)
-                session.commit()
+                metrics = session.scalar(select(Round.metrics).where(Round.id == round_id)) or {}
+            first["metrics"] = dict(metrics, started_at_step=int(p.step) - 1)  # with the step: seen together
         now = time.monotonic()
-        if now - state["at"] < settings.progress_interval_seconds and p.step < p.total:
+        if not first and now - state["at"] < settings.progress_interval_seconds and p.step < p.total:
             return
         state["at"] = now
         _update_round(settings, round_id, step=int(p.step), total_steps=int(p.total), loss=float(p.loss),
-                      eta_seconds=round(float(p.eta_seconds), 1), heartbeat_at=utcnow())
+                      eta_seconds=round(float(p.eta_seconds), 1), heartbeat_at=utcnow(), **first)
 
     return on_progress
 
@@ -166,6 +186,18 @@ def run_round(settings: Settings, round_id: int, task_id: str | None = None,
     if outcome != "claimed":
         log.info("round %s not run: %s", round_id, outcome)
         return outcome
+    attempt = _attempts[round_id] = Attempt.claimed(settings, round_id)
+    try:
+        return _run_attempt(settings, attempt, dispatcher)
+    except StaleAttempt as exc:
+        log.warning("%s", exc)
+        return "stale"
+    finally:
+        _attempts.pop(round_id, None)
+
+
+def _run_attempt(settings: Settings, attempt: Attempt, dispatcher: Dispatcher | None) -> str:
+    round_id = attempt.round_id
     with session_factory(settings)() as session:
         rnd = session.get(Round, round_id)
         style = session.get(Style, rnd.style_id)
@@ -174,8 +206,7 @@ def run_round(settings: Settings, round_id: int, task_id: str | None = None,
     timings: dict[str, float] = {}
     try:
         with Heartbeat(settings, round_id):
-            root = settings.storage_root
-            out_dir = storage.resolve(root, storage.round_dir(style_id, number))
+            out_dir = attempt.prepare()  # this attempt's own folder, seeded from the last one's checkpoint
             started = time.monotonic()
             components = engine_cache.components(model)
             timings["model_seconds"] = round(time.monotonic() - started, 2)
@@ -189,13 +220,15 @@ def run_round(settings: Settings, round_id: int, task_id: str | None = None,
             timings["scoring_seconds"] = round(time.monotonic() - started, 2)
         with session_factory(settings)() as session:
             rnd = session.get(Round, round_id)
-            rnd.status, rnd.phase, rnd.finished_at = RoundStatus.succeeded.value, None, utcnow()
-            rnd.step = rnd.total_steps
-            rnd.eta_seconds = 0.0
-            rnd.adapter_path = storage.adapter_path(style_id, number)
-            rnd.metrics = dict(rnd.metrics or {}, **train_metrics, timings=timings, candidates=len(images))
-            session.commit()
+            metrics = dict(rnd.metrics or {}, **train_metrics, timings=timings, candidates=len(images))
+            total = rnd.total_steps
+        # the attempt's adapter becomes the round's, in the fenced transaction that marks it succeeded
+        attempt.finish(status=RoundStatus.succeeded.value, phase=None, finished_at=utcnow(), step=total,
+                       eta_seconds=0.0, metrics=metrics)
         return "succeeded"
+    except StaleAttempt:
+        engine_cache.evict(model)  # its adapter may still be attached to the cached model
+        raise
     except Stopped as exc:
         _update_round(settings, round_id, status=RoundStatus.cancelled.value, phase=None, finished_at=utcnow(),
                       error=str(exc))
@@ -218,7 +251,8 @@ def _requeue_interrupted(settings: Settings, round_id: int, reason: str, dispatc
     with session_factory(settings)() as session:
         rnd = session.get(Round, round_id)
         step = rnd.step
-        session.execute(update(Round).where(Round.id == round_id, Round.status == RoundStatus.running.value)
+        fence = [Round.attempts == attempt.token] if (attempt := _attempts.get(round_id)) is not None else []
+        session.execute(update(Round).where(Round.id == round_id, Round.status == RoundStatus.running.value, *fence)
                         .values(**requeued_values(rnd, reason), attempts=Round.attempts - 1))
         session.commit()
     log.warning("round %s interrupted by the worker's shutdown at step %s; queued again", round_id, step)
@@ -299,6 +333,11 @@ def _candidates(settings: Settings, round_id: int, params: dict, out_dir: Path, 
         session.execute(delete(Candidate).where(Candidate.round_id == round_id, Candidate.id.not_in(kept.values())))
         session.commit()
     loaded = load_style(out_dir, components=components)
+    if (out_dir / "adapter.safetensors").is_file():  # which adapter draws the candidates (what is stored)
+        with session_factory(settings)() as session:
+            metrics = session.scalar(select(Round.metrics).where(Round.id == round_id)) or {}
+        _update_round(settings, round_id, metrics=dict(metrics, candidates_adapter_sha256=sha256(
+            out_dir / "adapter.safetensors")))
     made: list[tuple[int, Any, str]] = []
     try:
         index = 0
@@ -317,6 +356,12 @@ def _candidates(settings: Settings, round_id: int, params: dict, out_dir: Path, 
                 config = SampleConfig(num_images=1, seed=seed, steps=int(c.get("sample_steps") or 12),
                                       adapter_guidance=float(c.get("adapter_guidance") or 0.0))
                 samples = generate_with_style(loaded, [content], config)
+                if (attempt := _attempts.get(round_id)) is not None:  # fenced: image and row, or neither
+                    candidate_id = attempt.add_candidate(samples.images[0], relative, content=content,
+                                                         prompt=samples.prompts[0], seed=seed)
+                    made.append((candidate_id, samples.images[0], content))
+                    index += 1
+                    continue
                 storage.save_png(settings.storage_root, relative, samples.images[0])
                 with session_factory(settings)() as session:
                     candidate = Candidate(round_id=round_id, content=content, prompt=samples.prompts[0], seed=seed,
