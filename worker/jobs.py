@@ -21,8 +21,8 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import storage
-from app.fencing import Attempt, StaleAttempt, sha256
 from app.db import session_factory
+from app.fencing import Attempt, StaleAttempt, sha256
 from app.jobs import Dispatcher
 from app.models import Candidate, Generation, Round, RoundStatus, Style, utcnow
 from app.services import reap_stale, requeued_values, send_again, wait_afresh

@@ -8,8 +8,16 @@ from sqlalchemy.orm import Session
 
 from ..errors import not_found
 from ..models import Candidate, Generation, Round, RoundStatus, Style, User
-from ..schemas import MAX_ID  # ids are INTEGER columns; anything outside is an id that cannot exist
-from ..schemas import API, CandidateOut, GenerationOut, RatingOut, RoundOut, RoundSummary, StyleOut
+from ..schemas import (
+    API,
+    MAX_ID,  # ids are INTEGER columns; anything outside is an id that cannot exist
+    CandidateOut,
+    GenerationOut,
+    RatingOut,
+    RoundOut,
+    RoundSummary,
+    StyleOut,
+)
 
 
 def _lookup(session: Session, model: type, ident: int) -> Any:
