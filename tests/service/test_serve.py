@@ -19,16 +19,24 @@ from .conftest import FAST, png_bytes
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _redis_servers() -> set[int]:
-    return {p.pid for p in psutil.process_iter(["name", "status"])
-            if (p.info["name"] or "").startswith("redis-server") and p.info["status"] != psutil.STATUS_ZOMBIE}
+def _redis_servers(folder: Path) -> set[int]:
+    """Live redis-servers working in `folder` (other test runs on this machine start their own)."""
+    found = set()
+    for p in psutil.process_iter(["name", "status"]):
+        if (p.info["name"] or "").startswith("redis-server") and p.info["status"] != psutil.STATUS_ZOMBIE:
+            try:
+                if Path(p.cwd()).is_relative_to(folder):
+                    found.add(p.pid)
+            except (psutil.Error, OSError):
+                pass
+    return found
 
 
 def test_serve_starts_answers_and_stops_on_sigint(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "STYLEDROP_DATA")}
     env.update(FAST, PYTHONPATH=str(ROOT))
-    before = _redis_servers()
+    before = _redis_servers(tmp_path)
     log_path = tmp_path / "serve.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, "-m", "styledrop", "serve", "--port", str(port), "--data",
@@ -93,7 +101,7 @@ def test_serve_starts_answers_and_stops_on_sigint(tmp_path):
     assert "stopped." in log_path.read_text()
     assert all(not c.is_running() for c in children)  # the worker is gone
     time.sleep(0.5)
-    assert _redis_servers() - before == set()  # and so is the embedded Redis
+    assert _redis_servers(tmp_path) - before == set()  # and so is the embedded Redis
     try:
         httpx.get(f"{base}/health", timeout=2)
         raise AssertionError("the API still answers after SIGINT")
