@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
+from pydantic_core import PydanticCustomError
 
 API = "/api/v1"
 
@@ -15,7 +16,8 @@ API = "/api/v1"
 # INTEGER is 32 bits) or the worker (torch seeds, step counts); booleans are refused where a number is asked
 # (JSON `true` is not 1), and so are fractions where a whole number is.
 MAX_ID = 2**31 - 1  # ids are INTEGER columns; a larger one cannot exist
-MAX_SEED = 2**31 - 1  # seeds: 0 ... 2,147,483,647
+SEED_MAX = 2**31 - 1  # one seed range everywhere: a 32-bit signed int, which every RNG and database column takes
+MAX_SEED = SEED_MAX
 MAX_STEPS = 100_000  # training steps (STYLEDROP_MAX_TRAIN_STEPS, default 20,000, is the tighter admin limit)
 MAX_BATCH_SIZE = 64
 MAX_CANDIDATES_PER_PROMPT = 64
@@ -27,15 +29,15 @@ MAX_RANK = 256
 
 
 def _whole_number(value: Any) -> Any:
-    """A whole number: an int, or a string of digits (a form field). Not a boolean, not 2.5, not "1e3"."""
-    if isinstance(value, bool):
-        raise ValueError("must be a whole number, not true/false")
-    if isinstance(value, float):
-        raise ValueError("must be a whole number, without a fraction or exponent")
+    """A whole number: an int, or a string of digits (a form field). Not a boolean, not 2.5, not "1e3".
+    The errors carry pydantic's own types (int_type, int_parsing), which the pages' forms turn into words."""
+    if isinstance(value, bool | float):
+        raise PydanticCustomError("int_type", "Input should be a whole number, not {kind}",
+                                  {"kind": "true/false" if isinstance(value, bool) else "a fraction"})
     if isinstance(value, str):
         text = value.strip()
         if not re.fullmatch(r"[+-]?[0-9]{1,30}", text):
-            raise ValueError("must be a whole number")
+            raise PydanticCustomError("int_parsing", "Input should be a whole number")
         return int(text)
     return value
 
@@ -43,7 +45,7 @@ def _whole_number(value: Any) -> Any:
 def _real_number(value: Any) -> Any:
     """A number (int or float, or a numeric string from a form), never a boolean."""
     if isinstance(value, bool):
-        raise ValueError("must be a number, not true/false")
+        raise PydanticCustomError("float_type", "Input should be a number, not true/false")
     return value
 
 
@@ -61,7 +63,7 @@ def real(low: float, high: float, description: str | None = None, open_low: bool
 
 
 Id = whole(1, MAX_ID)
-Seed = whole(0, MAX_SEED, "0 to 2,147,483,647")
+Seed = whole(0, SEED_MAX, f"random seed, 0 to {SEED_MAX}")
 TrainSteps = whole(1, MAX_STEPS, "training steps (at most STYLEDROP_MAX_TRAIN_STEPS)")
 
 # Every stored time is UTC; SQLite hands them back without a zone, so say it in the JSON.
@@ -95,6 +97,38 @@ def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
             out[status]["headers"] = {"Retry-After": {"description": "seconds until a job is expected to end",
                                                       "schema": {"type": "integer"}}}
     return out
+
+
+# ---- what a new style takes (the limits themselves are at the top of this file) ------------------------------
+# (limits that an administrator sets, like prompt length or training steps, are in app/settings.py and checked
+# by app/services.py)
+
+class StyleCreate(BaseModel):
+    """A new style: what POST /api/v1/styles takes as form fields beside the image, and what the new-style page
+    parses its form into. Text is cleaned and checked against the settings by app.services.create_style."""
+
+    content: str = Field(description='what the reference shows, e.g. "a house"')
+    descriptor: str = Field(description='the style in words, e.g. "watercolor painting"')
+    base_model: str | None = Field(None, description="one of STYLEDROP_BASE_MODELS (hub id or preset)")
+    adapter: Literal["styledrop", "lora"] = "styledrop"
+    steps: TrainSteps | None = Field(None, description="training steps per round")
+    learning_rate: real(0, 1, open_low=True, open_high=True) | None = Field(
+        None, description="learning rate of every round")
+    rank: whole(1, MAX_RANK) | None = Field(None, description="round 1's adapter width (StyleDrop H, LoRA r)")
+    seed: Seed | None = Field(None, description="random seed of every round")
+
+
+def field_bounds(model: type[BaseModel], name: str) -> dict[str, Any]:
+    """A field's numeric bounds (ge/gt/le/lt), also inside `Annotated[...] | None`: for the API's form
+    parameters (OpenAPI) and the pages' messages, so both read the limits from the model."""
+    field = model.model_fields[name]
+    metadata = list(field.metadata)
+    for arg in get_args(field.annotation):
+        if get_origin(arg) is Annotated:
+            for extra in get_args(arg)[1:]:
+                metadata += list(getattr(extra, "metadata", [extra]))
+    return {key: getattr(item, key) for item in metadata for key in ("ge", "gt", "le", "lt")
+            if getattr(item, key, None) is not None}
 
 
 class RoundSummary(BaseModel):
@@ -220,10 +254,6 @@ class GenerationCreate(BaseModel):
     seed: Seed | None = 0
     round_id: whole(1, MAX_ID, "which round's adapter (default: the latest finished)") | None = None
     steps: whole(1, MAX_SAMPLE_STEPS, "decoding steps") | None = None
-    # Lengths and counts are checked against the settings (app.services.clean_prompts), not fixed here.
-    prompts: list[str] = Field(min_length=1, description='contents, e.g. ["a cat", "a bridge"]; at most '
-                                                         'STYLEDROP_MAX_PROMPTS (64), each at most '
-                                                         'STYLEDROP_MAX_PROMPT_CHARS (300) characters')
 
 
 class GenerationOut(BaseModel):

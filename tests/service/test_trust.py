@@ -24,6 +24,7 @@ from app.errors import without_paths
 from app.models import Generation, Round, Style
 
 from .conftest import png_bytes, stub_client
+from .factories import finish_round
 from .test_api import create_style
 
 API = "/api/v1"
@@ -88,8 +89,11 @@ def test_generation_and_rating_numbers_are_strict(stub_app):
     # ids beyond the INTEGER columns are ids that cannot exist: 404, not a database error
     assert stub_app.get(f"{API}/styles/{2**40}").status_code == 404
     assert stub_app.get(f"{API}/rounds/{2**63}").status_code == 404
-    assert stub_app.put(f"{API}/candidates/1/rating", json={"value": True}).status_code == 422
-    assert stub_app.put(f"{API}/candidates/1/selected", json={"selected": 1}).status_code == 422
+    rnd = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
+    (candidate,) = finish_round(stub_app.settings, rnd["id"], candidates=1)
+    assert stub_app.put(f"{API}/candidates/{candidate}/rating", json={"value": True}).status_code == 422
+    assert stub_app.put(f"{API}/candidates/{candidate}/selected", json={"selected": 1}).status_code == 422
+    assert stub_app.get(f"{API}/candidates/{candidate}").json()["ratings"] == []
 
 
 # ---- base models ------------------------------------------------------------------------------------------------
