@@ -11,7 +11,6 @@ tail of the rating latency under load). Several web processes should use Postgre
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 

@@ -24,6 +24,16 @@ def worker_command(loglevel: str = "INFO") -> list[str]:
             "--without-gossip", "--without-mingle"]
 
 
+def start_worker() -> subprocess.Popen:
+    """The worker in its own session (Ctrl-C reaches serve, which stops it warmly), killed by the kernel if
+    serve dies without stopping it (app.children): an orphan would train a round the next serve's worker
+    resumes. Call from the main thread or the supervisor thread (a parent-death signal follows the thread)."""
+    from .children import die_with_parent
+
+    return subprocess.Popen(worker_command(), env=dict(os.environ), start_new_session=True,
+                            preexec_fn=die_with_parent(signal.SIGKILL))
+
+
 def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:
     if process.poll() is not None:
         return
@@ -48,7 +58,7 @@ class WorkerSupervisor:
 
         self.sessions, self.exclusive, self.restart_limit, self.restarts = sessions, exclusive, restart_limit, 0
         self.resend = resend
-        self.process = subprocess.Popen(worker_command(), env=dict(os.environ), start_new_session=True)
+        self.process = start_worker()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
         self._thread.start()
@@ -70,14 +80,16 @@ class WorkerSupervisor:
             self.restarts += 1
             print(f"StyleDrop Studio: the worker died (exit code {code}); restarting it; rounds {requeued} resume "
                   "from their last checkpoint.", file=sys.stderr, flush=True)
-            self.process = subprocess.Popen(worker_command(), env=dict(os.environ), start_new_session=True)
+            self.process = start_worker()
             for round_id in requeued:
                 self.resend(round_id)
 
     def stop(self) -> None:
+        # The worker first, its supervisor thread after: a worker the thread restarted gets its parent-death
+        # signal when that thread ends.
         self._stop.set()
-        self._thread.join(timeout=5)
         stop_process(self.process)
+        self._thread.join(timeout=5)
 
 
 def requeue_running_rounds(sessions, exit_code: int | None) -> list[int]:  # noqa: ANN001

@@ -28,6 +28,8 @@ from .ownership import MAX_ID, owned
 from .schemas import GenerationCreate, RoundCreate, StyleCreate
 from .settings import Settings
 from .task_queue import Dispatcher
+from .uploads import check_base_model, check_storage_quota
+from .uploads import create_style as store_style
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +190,6 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
     if (running := active_round(session, style.id)) is not None:
         raise ApiError(409, f"Round {running.number} of style {style.id} is {running.status}; wait for it "
                             f"or cancel it (POST /api/v1/rounds/{running.id}/cancel) before starting another.")
-    check_job_quota(session, style.user_id, settings)
     last_number = session.scalar(select(Round.number).where(Round.style_id == style.id)
                                  .order_by(Round.number.desc()).limit(1)) or 0
     base = latest_succeeded(session, style.id)
@@ -226,6 +227,7 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
                     "seed": int(seed), "clip_model": settings.clip_scorer(style.base_model)},
         sampling={"steps": body.get("sample_steps") or settings.sample_steps,
                   "adapter_guidance": body.get("adapter_guidance")})
+    check_job_quota(session, style.user_id, settings)  # locks the user until the commit below: atomic
     rnd = Round(style_id=style.id, number=plan.number, status=RoundStatus.queued.value, feedback=feedback,
                 parameters=plan.stored(), total_steps=int(steps))
     session.add(rnd)
@@ -342,26 +344,21 @@ MAX_NAME_CHARS = 500  # a base model id or folder: what its database column hold
 
 
 def create_style(session: Session, settings: Settings, user: User, body: StyleCreate, image: bytes) -> Style:
-    """Store a new style and its reference image (as PNG). Training starts with start_round.
-    Refused before anything is stored: 422 (text), 413 (too large), 400/415 (not an image)."""
+    """Store a new style and its reference image (at most STYLEDROP_REFERENCE_MAX_SIDE px, PNG when small,
+    else WebP). Training starts with start_round. Refused before anything is stored: 422 (text, a base model
+    not in STYLEDROP_BASE_MODELS), 413 (too large, over the stored-MB quota), 429 (styles quota), 400/415
+    (not an image). The image work runs outside any transaction (app.uploads.create_style)."""
     content = clean_text(body.content, "The content", settings)
     descriptor = clean_text(body.descriptor, "The descriptor", settings)
     if body.base_model is not None and len(body.base_model) > MAX_NAME_CHARS:
         raise ApiError(422, f"base_model is {len(body.base_model)} characters long; the limit is {MAX_NAME_CHARS}.")
+    model = check_base_model(body.base_model, settings)
     check_train_steps(body.steps, settings)
-    picture = decode_image(image, settings)
     # The style's defaults for its rounds (new_round reads them; the first round's adapter width `rank` goes into its plan).
     style_settings = body.model_dump(include={"steps", "seed", "learning_rate", "rank"}, exclude_none=True)
-    style = Style(user_id=user.id, content=content, descriptor=descriptor,
-                  base_model=(body.base_model or "").strip() or settings.model, adapter_kind=body.adapter,
-                  settings=style_settings)
-    session.add(style)
-    session.flush()
-    style.reference_path = storage.reference_path(style.id)
-    storage.save_png(settings.storage_root, style.reference_path, picture)
-    session.commit()
-    session.refresh(style)
-    return style
+    return store_style(session, settings, user, image, {
+        "content": content, "descriptor": descriptor, "base_model": model, "adapter_kind": body.adapter,
+        "settings": style_settings})
 
 
 def decode_image(data: bytes, settings: Settings) -> Any:
@@ -570,15 +567,32 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+def lock_user(session: Session, user_id: int | None) -> None:
+    """Serialise one user's job requests: a fresh transaction that first locks the user's row, held until the
+    caller commits. SQLite locks the whole database on the first write, so a no-op UPDATE takes its write lock
+    before anything is read (a read first could see a count another request is about to change)."""
+    session.commit()  # a fresh transaction: the lock comes before the reads that count
+    if user_id is None:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(User.id).where(User.id == user_id).with_for_update())
+    else:
+        session.execute(update(User).where(User.id == user_id).values(id=User.id)
+                        .execution_options(synchronize_session=False))
+
+
 def check_job_quota(session: Session, user_id: int | None, settings: Settings, generation: bool = False) -> None:
     """429 when the user already has `max_active_jobs` rounds and generations queued or running (all styles
     together), or, before a generation, `max_pending_generations` generations. The message and the
     Retry-After header say when to try again: the soonest expected end of a running job (a round's ETA;
     RETRY_AFTER_SECONDS for a generation, which has none), else RETRY_AFTER_SECONDS.
 
-    A soft limit: the caller counts and then inserts in the same transaction without a lock, so requests
-    arriving at the same instant can each pass and overshoot by a few. Enough to keep one user from filling
-    the GPU queue; the worker still runs one job at a time whatever the count."""
+    Atomic: the count runs after lock_user() has locked the user's row (PostgreSQL: SELECT ... FOR UPDATE;
+    SQLite: the database's write lock), and the caller inserts the job and commits in the same transaction,
+    so concurrent requests of one user are counted one after another and never overshoot. Also 413 when
+    the user's stored files are over STYLEDROP_MAX_STORED_MB_PER_USER (a job stores more)."""
+    check_storage_quota(session, settings, user_id)  # walks the user's files: before the lock
+    lock_user(session, user_id)
     rounds = session.scalars(select(Round).join(Style).where(Style.user_id == user_id,
                                                              Round.status.in_(ACTIVE))).all()
     generations = session.scalars(select(Generation.status).where(Generation.user_id == user_id,

@@ -20,6 +20,7 @@ from .plan import CANDIDATE_BATCH
 from .prompt_sets import CONTENT_PROMPTS, default_prompts, diverse_prompts, read_prompt_file  # noqa: F401 (re-exported)
 from .sampling import SampleConfig
 
+
 @dataclass
 class Candidate:
     """One generated image and how to make it again: its own seed (candidate_seed) and prompt; `index` is

@@ -10,9 +10,9 @@ from styledrop.candidates import CONTENT_PROMPTS, Candidate, default_prompts, sc
 from styledrop.cli import main
 from styledrop.clip_scores import load_scorer
 from styledrop.errors import StyleDropError
-from styledrop.rounds import next_round_training_set, round_dir
 from styledrop.presets import scorer_for
 from styledrop.prompt_sets import EVAL_PROMPTS, diverse_prompts, eval_prompts, overlap
+from styledrop.rounds import next_round_training_set, round_dir
 from styledrop.selection import (
     ClipRule,
     SelectionError,

@@ -21,6 +21,7 @@ from sqlalchemy import delete, or_, select, update
 
 from app import storage
 from app.db import session_factory
+from app.fencing import Attempt, StaleAttempt, sha256
 from app.models import Candidate, Generation, Round, RoundStatus, Style, utcnow
 from app.services import reap_stale, requeued_values, send_again, wait_afresh
 from app.settings import Settings
@@ -45,9 +46,17 @@ class Interrupted(Exception):
 shutting_down = threading.Event()
 
 
+# The attempt this process runs of a round (app.fencing): its writes are conditioned on its token, so a
+# worker that lost the round (an orphan, a stale heartbeat) has them refused and stops.
+_attempts: dict[int, Attempt] = {}
+
+
 # ---- database helpers ---------------------------------------------------------------------------------------
 
 def _update_round(settings: Settings, round_id: int, **values: Any) -> None:
+    if (attempt := _attempts.get(round_id)) is not None:
+        attempt.update(**values)  # StaleAttempt when another attempt took over
+        return
     with session_factory(settings)() as session:
         session.execute(update(Round).where(Round.id == round_id).values(**values))
         session.commit()
@@ -64,11 +73,17 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_seconds):
             try:
+                if (attempt := _attempts.get(self.round_id)) is not None:
+                    attempt.update(heartbeat_at=utcnow())
+                    continue
                 with session_factory(self.settings)() as session:
                     session.execute(update(Round).where(Round.id == self.round_id,
                                                         Round.status == RoundStatus.running.value)
                                     .values(heartbeat_at=utcnow()))
                     session.commit()
+            except StaleAttempt as exc:  # another attempt beats for the round now
+                log.warning("%s", exc)
+                return
             except Exception:  # a busy database must not kill the job; the next beat tries again
                 log.exception("heartbeat of round %s failed", self.round_id)
 
@@ -92,6 +107,8 @@ def stop_checker(settings: Settings, round_id: int) -> Callable[[], bool]:
             state["at"] = now
             with session_factory(settings)() as session:
                 state["stop"] = bool(session.scalar(select(Round.cancel_requested).where(Round.id == round_id)))
+            if (attempt := _attempts.get(round_id)) is not None and not attempt.is_current():
+                state["stop"] = True  # another attempt took over: stop writing at once
         return state["stop"] or shutting_down.is_set()
 
     return should_stop
@@ -99,7 +116,10 @@ def stop_checker(settings: Settings, round_id: int) -> Callable[[], bool]:
 
 def why_stopped(settings: Settings, round_id: int, cancelled: str) -> Exception:
     """The exception for a job that stopped early: its user's cancel wins (they asked for it to end);
-    otherwise it was the worker shutting down, and the round is only interrupted."""
+    otherwise it was the worker shutting down, and the round is only interrupted. An attempt that lost the
+    round to another stops without writing anything more (StaleAttempt)."""
+    if (attempt := _attempts.get(round_id)) is not None and not attempt.is_current():
+        return StaleAttempt(attempt.refusal())
     with session_factory(settings)() as session:
         if session.scalar(select(Round.cancel_requested).where(Round.id == round_id)) or not shutting_down.is_set():
             return Stopped(cancelled)
@@ -111,18 +131,18 @@ def progress_writer(settings: Settings, round_id: int) -> Callable[[Any], None]:
     state = {"at": 0.0, "first": True}
 
     def on_progress(p: Any) -> None:
+        first: dict[str, Any] = {}
         if state["first"]:  # the first step of this attempt tells where training (re)started
             state["first"] = False
             with session_factory(settings)() as session:
-                rnd = session.get(Round, round_id)
-                rnd.metrics = dict(rnd.metrics or {}, started_at_step=int(p.step) - 1)
-                session.commit()
+                metrics = session.scalar(select(Round.metrics).where(Round.id == round_id)) or {}
+            first["metrics"] = dict(metrics, started_at_step=int(p.step) - 1)  # with the step: seen together
         now = time.monotonic()
-        if now - state["at"] < settings.progress_interval_seconds and p.step < p.total:
+        if not first and now - state["at"] < settings.progress_interval_seconds and p.step < p.total:
             return
         state["at"] = now
         _update_round(settings, round_id, step=int(p.step), total_steps=int(p.total), loss=float(p.loss),
-                      eta_seconds=round(float(p.eta_seconds), 1), heartbeat_at=utcnow())
+                      eta_seconds=round(float(p.eta_seconds), 1), heartbeat_at=utcnow(), **first)
 
     return on_progress
 
@@ -166,17 +186,28 @@ def run_round(settings: Settings, round_id: int, task_id: str | None = None,
     if outcome != "claimed":
         log.info("round %s not run: %s", round_id, outcome)
         return outcome
+    attempt = _attempts[round_id] = Attempt.claimed(settings, round_id)
+    try:
+        return _run_attempt(settings, attempt, dispatcher)
+    except StaleAttempt as exc:
+        log.warning("%s", exc)
+        return "stale"
+    finally:
+        _attempts.pop(round_id, None)
+
+
+def _run_attempt(settings: Settings, attempt: Attempt, dispatcher: Dispatcher | None) -> str:
+    round_id = attempt.round_id
     with session_factory(settings)() as session:
         rnd = session.get(Round, round_id)
         style = session.get(Style, rnd.style_id)
         plan = rnd.plan
         model = plan.model or style.base_model
-        descriptor, style_id, number = style.descriptor, style.id, rnd.number
+        descriptor, style_id = style.descriptor, style.id
     timings: dict[str, float] = {}
     try:
         with Heartbeat(settings, round_id):
-            root = settings.storage_root
-            out_dir = storage.resolve(root, storage.round_dir(style_id, number))
+            out_dir = attempt.prepare()  # this attempt's own folder, seeded from the last one's checkpoint
             started = time.monotonic()
             components = engine_cache.components(model)
             timings["model_seconds"] = round(time.monotonic() - started, 2)
@@ -190,13 +221,15 @@ def run_round(settings: Settings, round_id: int, task_id: str | None = None,
             timings["scoring_seconds"] = round(time.monotonic() - started, 2)
         with session_factory(settings)() as session:
             rnd = session.get(Round, round_id)
-            rnd.status, rnd.phase, rnd.finished_at = RoundStatus.succeeded.value, None, utcnow()
-            rnd.step = rnd.total_steps
-            rnd.eta_seconds = 0.0
-            rnd.adapter_path = storage.adapter_path(style_id, number)
-            rnd.metrics = dict(rnd.metrics or {}, **train_metrics, timings=timings, candidates=len(images))
-            session.commit()
+            metrics = dict(rnd.metrics or {}, **train_metrics, timings=timings, candidates=len(images))
+            total = rnd.total_steps
+        # the attempt's adapter becomes the round's, in the fenced transaction that marks it succeeded
+        attempt.finish(status=RoundStatus.succeeded.value, phase=None, finished_at=utcnow(), step=total,
+                       eta_seconds=0.0, metrics=metrics)
         return "succeeded"
+    except StaleAttempt:
+        engine_cache.evict(model)  # its adapter may still be attached to the cached model
+        raise
     except Stopped as exc:
         _update_round(settings, round_id, status=RoundStatus.cancelled.value, phase=None, finished_at=utcnow(),
                       error=str(exc))
@@ -219,7 +252,8 @@ def _requeue_interrupted(settings: Settings, round_id: int, reason: str, dispatc
     with session_factory(settings)() as session:
         rnd = session.get(Round, round_id)
         step = rnd.step
-        session.execute(update(Round).where(Round.id == round_id, Round.status == RoundStatus.running.value)
+        fence = [Round.attempts == attempt.token] if (attempt := _attempts.get(round_id)) is not None else []
+        session.execute(update(Round).where(Round.id == round_id, Round.status == RoundStatus.running.value, *fence)
                         .values(**requeued_values(rnd, reason), attempts=Round.attempts - 1))
         session.commit()
     log.warning("round %s interrupted by the worker's shutdown at step %s; queued again", round_id, step)
@@ -228,11 +262,13 @@ def _requeue_interrupted(settings: Settings, round_id: int, reason: str, dispatc
 
 
 def _describe(exc: Exception) -> str:
+    """The error stored on the job's row for its user: no server paths in it (app.errors.without_paths)."""
+    from app.errors import without_paths
     from styledrop.errors import StyleDropError  # torch-free
 
     if isinstance(exc, StyleDropError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+        return without_paths(str(exc))
+    return without_paths(f"{type(exc).__name__}: {exc}")
 
 
 def _train(settings: Settings, round_id: int, plan: RoundPlan, descriptor: str, out_dir: Path, components: Any,
@@ -305,6 +341,11 @@ def _candidates(settings: Settings, round_id: int, plan: RoundPlan, out_dir: Pat
 
     def record(candidate: Any) -> None:
         relative = storage.candidate_path(style_id, plan.number, candidate.id)
+        if (attempt := _attempts.get(round_id)) is not None:  # fenced: image and row, or neither
+            row_id = attempt.add_candidate(candidate.image, relative, content=candidate.content,
+                                           prompt=candidate.prompt, seed=candidate.seed)
+            made[candidate.id] = (row_id, candidate.image, candidate.content)
+            return
         storage.save_png(settings.storage_root, relative, candidate.image)
         with session_factory(settings)() as session:
             row = Candidate(round_id=round_id, content=candidate.content, prompt=candidate.prompt,
@@ -314,6 +355,11 @@ def _candidates(settings: Settings, round_id: int, plan: RoundPlan, out_dir: Pat
             made[candidate.id] = (row.id, candidate.image, candidate.content)
 
     loaded = load_style(out_dir, components=components)
+    if (out_dir / "adapter.safetensors").is_file():  # which adapter draws the candidates (what is stored)
+        with session_factory(settings)() as session:
+            metrics = session.scalar(select(Round.metrics).where(Round.id == round_id)) or {}
+        _update_round(settings, round_id, metrics=dict(metrics, candidates_adapter_sha256=sha256(
+            out_dir / "adapter.safetensors")))
     try:
         draw_candidates(loaded, prompts, c.per_prompt, c.seed, plan.number, sample_config(plan.sampling),
                         c.batch_size, done=set(made), on_candidate=record, should_stop=should_stop)

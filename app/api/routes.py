@@ -20,7 +20,6 @@ from starlette.concurrency import run_in_threadpool
 from .. import services, storage
 from ..errors import ApiError
 from ..models import Candidate, RoundStatus, Style, User
-from ..settings import Settings
 from ..schemas import (
     AutoSelectOut,
     CandidateOut,
@@ -36,8 +35,8 @@ from ..schemas import (
     refusals,
 )
 from ..services import auto_select, cancel_round, latest_adapter_round, reap_stale
+from ..settings import Settings
 from .access import (
-    OwnedCandidate,
     OwnedRound,
     OwnedStyle,
     ReadableCandidate,
@@ -73,7 +72,7 @@ def health() -> dict[str, str]:
 # ---- styles -------------------------------------------------------------------------------------------------
 
 @router.post("/styles", response_model=StyleOut, status_code=201, tags=["styles"],
-             responses=refusals(400, 413, 415, 422))
+             responses=refusals(400, 413, 415, 422, 429))
 def create_style(session: SessionDep, settings: SettingsDep, user: UserDep,
                  image: UploadFile = File(..., description="the style reference (PNG, JPEG or WebP)"),
                  content: str = _style_field("content", ...),
@@ -117,7 +116,8 @@ def delete_style(style: OwnedStyle, session: SessionDep, settings: SettingsDep) 
 
 @router.get("/styles/{style_id}/reference", response_class=FileResponse, tags=["styles"])
 def style_reference(style: ReadableStyle, settings: SettingsDep) -> FileResponse:
-    return _file(settings, style.reference_path, f"The reference of style {style.id}", "image/png")
+    return _file(settings, style.reference_path, f"The reference of style {style.id}",
+                 storage.media_type(style.reference_path))
 
 
 @router.get("/styles/{style_id}/adapter", response_class=FileResponse, tags=["styles"])
