@@ -27,6 +27,7 @@ from .conditioning import AESTHETIC_SCORE, TextConditioning, encode_prompts, mic
 from .errors import StyleDropError
 from .images import decode_tokens
 from .models import Components
+from .text_side import TextSideCache
 
 
 @dataclass
@@ -113,6 +114,9 @@ class GuidedModel:
         self._micro = micro_conds(side, side, len(self._cond), self._cond.hidden.device, self._cond.hidden.dtype,
                                   aesthetic=aesthetic_score)
         self._owners = [self.terms[k].adapter if on else None for k, on in plan for _ in range(batch)]
+        # The text side of that batch (encoder projection, AdaLN modulations, cross-attention K/V) is computed
+        # on the first decoding step and reused after: same operations, same logits (styledrop/text_side.py).
+        self._text_side = TextSideCache(components.transformer, self._cond.hidden, self._cond.pooled, self._micro)
 
     @property
     def passes(self) -> int:
@@ -122,8 +126,7 @@ class GuidedModel:
     def forward_groups(self, tokens: torch.Tensor) -> dict[tuple[int | None, bool], torch.Tensor]:
         transformer = self.components.transformer
         with route_rows(transformer, self._owners):
-            out = transformer(tokens.repeat(len(self._plan), 1, 1), micro_conds=self._micro,
-                              pooled_text_emb=self._cond.pooled, encoder_hidden_states=self._cond.hidden)
+            out = self._text_side(tokens.repeat(len(self._plan), 1, 1))
         return dict(zip(self._plan, out.chunk(len(self._plan))))
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
