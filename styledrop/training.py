@@ -26,8 +26,15 @@ from .adapters import Adapter
 from .adapters.base import only
 from .conditioning import AESTHETIC_SCORE, TextConditioning, encode_prompts
 from .errors import StyleDropError
-from .fast_training import (FAST_MODES, StepFunction, after_load, fast_enabled, fused_rms_norms, held_in_bf16,
-                            make_optimizer)
+from .fast_training import (
+    FAST_MODES,
+    StepFunction,
+    after_load,
+    fast_enabled,
+    fused_rms_norms,
+    held_in_bf16,
+    make_optimizer,
+)
 from .images import encode_to_tokens, prepare_image
 from .models import Components
 
