@@ -7,8 +7,8 @@ from functools import lru_cache
 
 from celery.signals import worker_ready, worker_shutting_down
 
-from app.jobs import CeleryDispatcher
 from app.settings import get_settings
+from app.task_queue import CeleryDispatcher
 
 from . import evaluation, jobs
 from .celery_app import celery_app
