@@ -147,6 +147,7 @@ class StyleOut(BaseModel):
     settings: dict[str, Any]
     created_at: Utc
     reference_url: str
+    reference_urls: list[str] = Field(description="every reference image of the style, the first one first")
     rounds: list[RoundSummary]
     adapter_url: str | None = Field(description="download of the latest finished round's adapter, if any")
     editable: bool = Field(True, description="yours; false for another user's style shown read-only "
