@@ -88,6 +88,8 @@ class Style(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     reference_path: Mapped[str] = mapped_column(String(500), default="")  # relative to the storage root
+    # A style made from several reference images: the others, after reference_path (relative paths too).
+    extra_references: Mapped[list[Any]] = mapped_column(default=list)
     content: Mapped[str] = mapped_column(String(500))
     descriptor: Mapped[str] = mapped_column(String(500))
     base_model: Mapped[str] = mapped_column(String(500))
@@ -99,6 +101,11 @@ class Style(Base):
                                                order_by="Round.number", passive_deletes=True)
     generations: Mapped[list[Generation]] = relationship(back_populates="style", cascade="all, delete-orphan",
                                                          passive_deletes=True)
+    @property
+    def reference_paths(self) -> list[str]:
+        """Every reference image of the style, the first one first."""
+        return [self.reference_path, *(self.extra_references or [])]
+
     evaluations: Mapped[list[Evaluation]] = relationship(back_populates="style", cascade="all, delete-orphan",
                                                          passive_deletes=True, order_by="Evaluation.id")
 

@@ -194,7 +194,8 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
                                  .order_by(Round.number.desc()).limit(1)) or 0
     base = latest_succeeded(session, style.id)
     feedback = body.get("feedback")
-    training_set: list[dict[str, Any]] = [{"image": style.reference_path, "content": style.content}]
+    # Every reference image of the style, in every round (a style made from several stays one of several).
+    training_set: list[dict[str, Any]] = [{"image": path, "content": style.content} for path in style.reference_paths]
     if base is None:
         if feedback is not None and last_number:
             raise ApiError(409, f"Style {style.id} has no finished round to give feedback on.")
@@ -343,8 +344,9 @@ def thumb(session: Session, candidate: Candidate, user: User, value: int) -> Non
 MAX_NAME_CHARS = 500  # a base model id or folder: what its database column holds
 
 
-def create_style(session: Session, settings: Settings, user: User, body: StyleCreate, image: bytes) -> Style:
-    """Store a new style and its reference image (at most STYLEDROP_REFERENCE_MAX_SIDE px, PNG when small,
+def create_style(session: Session, settings: Settings, user: User, body: StyleCreate,
+                 image: bytes | list[bytes]) -> Style:
+    """Store a new style and its reference image or images (at most STYLEDROP_REFERENCE_MAX_SIDE px, PNG when small,
     else WebP). Training starts with start_round. Refused before anything is stored: 422 (text, a base model
     not in STYLEDROP_BASE_MODELS), 413 (too large, over the stored-MB quota), 429 (styles quota), 400/415
     (not an image). The image work runs outside any transaction (app.uploads.create_style)."""
@@ -428,9 +430,12 @@ def create_generation(session: Session, settings: Settings, dispatcher: Dispatch
         if rnd is None:
             raise ApiError(409, f"Style {style.id} has no finished round yet; train one first "
                                 f"(POST /api/v1/styles/{style.id}/rounds).")
+    descriptor = style.descriptor if body.descriptor is None else \
+        clean_text(body.descriptor, "descriptor", settings) if body.descriptor.strip() else ""
     check_job_quota(session, user.id, settings, generation=True)
     generation = Generation(style_id=style.id, round_id=rnd.id, user_id=user.id, status=RoundStatus.queued.value,
-                            request=body.model_dump() | {"prompts": prompts, "round_id": rnd.id})
+                            request=body.model_dump() | {"prompts": prompts, "round_id": rnd.id,
+                                                         "descriptor": descriptor})
     session.add(generation)
     session.commit()
     try:

@@ -379,7 +379,8 @@ def _score(settings: Settings, round_id: int, plan: RoundPlan, made: list[tuple[
     from styledrop.images import load_image
 
     _update_round(settings, round_id, phase="scoring")
-    reference = load_image(storage.resolve(settings.storage_root, plan.training_set[0].image))
+    # every reference image of the style: the scorer compares with their mean direction
+    reference = [load_image(storage.resolve(settings.storage_root, item.image)) for item in plan.references]
     name = plan.candidates.clip_model or settings.clip_scorer(plan.model)
     try:
         text, style = scoring.score_candidates(reference, [m[1] for m in made], [m[2] for m in made], name=name,
@@ -429,7 +430,9 @@ def run_generation(settings: Settings, generation_id: int) -> str:
                                    adapter_guidance=request.get("adapter_guidance"))
             prompts = list(request["prompts"])
             seeds = image_seeds(config.seed, len(prompts) * config.num_images)  # the seed contract (README)
-            samples = generate_with_style(loaded, prompts, config, seeds=seeds)
+            descriptor = request.get("descriptor")  # what the request chose: None (older rows) = the style's
+            samples = generate_with_style(loaded, prompts, config, seeds=seeds, with_descriptor=descriptor != "",
+                                          descriptor=descriptor or None)
         finally:
             loaded.adapter.detach()
         paths = []

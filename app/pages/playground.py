@@ -23,7 +23,8 @@ from .views import generation_view
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
 
-LABELS = {"prompts": "Prompts", "num_images": "Images per prompt", "seed": "Seed", "round_id": "Round"}
+LABELS = {"prompts": "Prompts", "num_images": "Images per prompt", "seed": "Seed", "round_id": "Round",
+          "descriptor": "Style descriptor"}
 MESSAGES = {"prompts": 'Write at least one prompt, one per line (e.g. "a cat").'}
 
 
@@ -41,11 +42,15 @@ def _context(session: Session, settings: Settings, style: Style, values: dict[st
 @router.get("/styles/{style_id}/playground", response_class=HTMLResponse)
 def playground_page(style: PageOwnedStyle, request: Request, session: SessionDep, settings: SettingsDep,
                     user: UserDep) -> HTMLResponse:
-    values = {"prompts": "a cat\na bridge", "num_images": "2", "seed": "0", "round_id": ""}
+    values = {"prompts": "a cat\na bridge", "num_images": "2", "seed": "0", "round_id": "",
+              "descriptor": style.descriptor, "no_descriptor": ""}
     if style.generations:  # start from what was asked last time
         last = max(style.generations, key=lambda g: g.id).request or {}
         values |= {"prompts": "\n".join(last.get("prompts") or []), "num_images": str(last.get("num_images") or 1),
                    "seed": str(last.get("seed") if last.get("seed") is not None else 0)}
+        if last.get("descriptor") is not None:
+            values |= {"descriptor": last["descriptor"] or style.descriptor,
+                       "no_descriptor": "on" if last["descriptor"] == "" else ""}
     return render(request, "playground.html", _context(session, settings, style, values, {}))
 
 
@@ -54,9 +59,15 @@ async def generate_page(style: PageOwnedStyle, request: Request, session: Sessio
                         dispatcher: DispatcherDep, user: UserDep) -> Response:
     """Start a generation job: the form is a GenerationCreate, one prompt per line."""
     posted = (await form_values(request))[0]
-    values = {k: posted.get(k, "") for k in ("prompts", "num_images", "seed", "round_id")}
+    values = {k: posted.get(k, "") for k in ("prompts", "num_images", "seed", "round_id", "descriptor",
+                                              "no_descriptor")}
     prompts = [p.strip() for p in values["prompts"].splitlines() if p.strip()]
-    body, errors = parse_form(GenerationCreate, values | {"prompts": prompts}, LABELS, MESSAGES)
+    # The descriptor box starts with the style's own: unchanged or blank means the style's; the box "none" means
+    # none (GenerationCreate's ""), anything else is another descriptor for these images.
+    descriptor = "" if values["no_descriptor"] else (values["descriptor"].strip() or None)
+    descriptor = None if descriptor == style.descriptor else descriptor
+    body, errors = parse_form(GenerationCreate, values | {"prompts": prompts, "descriptor": descriptor},
+                              LABELS, MESSAGES)
     status, headers = 422, None
     if body is not None:
         try:

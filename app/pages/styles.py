@@ -78,7 +78,7 @@ def _new_style_context(settings: Settings, values: dict[str, str], errors: dict[
     models = [settings.model] + [m for m in BASE_MODELS if m != settings.model]
     return {"values": values, "errors": errors, "descriptors": DESCRIPTORS, "base_models": models,
             "max_steps": settings.max_train_steps, "max_mb": settings.max_upload_bytes // (1024 * 1024),
-            "max_chars": settings.max_prompt_chars}
+            "max_chars": settings.max_prompt_chars, "max_references": settings.max_references}
 
 
 @router.get("/styles/new", response_class=HTMLResponse)
@@ -106,17 +106,23 @@ def _check_fields(values: dict[str, str], settings: Settings) -> tuple[StyleCrea
     return (None if errors else body), errors
 
 
-async def _check_image(form: Any, settings: Settings, errors: dict[str, str]) -> bytes:
-    upload = form.get("image")
-    if not isinstance(upload, UploadFile) or not upload.filename:
+async def _check_image(form: Any, settings: Settings, errors: dict[str, str]) -> list[bytes]:
+    """The chosen reference images (one, or a few of the same style), each checked by its content."""
+    uploads = [u for u in form.getlist("image") if isinstance(u, UploadFile) and u.filename]
+    if not uploads:
         errors["image"] = "Choose a reference image (PNG, JPEG or WebP)."
-        return b""
-    data = await upload.read(settings.max_upload_bytes + 1)
-    try:
-        services.decode_image(data, settings)
-    except ApiError as exc:
-        errors["image"] = exc.detail if exc.status == 413 else f"{upload.filename}: {exc.detail}"
-    return data
+        return []
+    if len(uploads) > settings.max_references:
+        errors["image"] = f"{len(uploads)} images chosen; a style takes at most {settings.max_references}."
+    images = []
+    for upload in uploads:
+        data = await upload.read(settings.max_upload_bytes + 1)
+        try:
+            services.decode_image(data, settings)
+        except ApiError as exc:
+            errors.setdefault("image", exc.detail if exc.status == 413 else f"{upload.filename}: {exc.detail}")
+        images.append(data)
+    return images
 
 
 @router.post("/styles/new", response_class=HTMLResponse)
