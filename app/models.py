@@ -175,7 +175,10 @@ class Selection(Base):
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
     round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"), index=True)
     by: Mapped[str] = mapped_column(String(10))  # human | clip
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))  # the person
+    # How: the CLIP rule's name for a CLIP pick, "thumbs up" when a like selected it (so taking the like back
+    # unselects it), None for a plain click on Select.
+    rule: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     candidate: Mapped[Candidate] = relationship(back_populates="selection")

@@ -19,7 +19,7 @@ from styledrop.prompts import MAX_WORDS  # plain Python, no torch: the engine re
 from .errors import ApiError
 from .jobs import Dispatcher
 from .models import ACTIVE, Candidate, Generation, Rating, Round, RoundStatus, Selection, Style, User, as_utc, utcnow
-from .selection import select_by_clip
+from .selection import feedback_label, select_by_clip
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -204,6 +204,7 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
             raise ApiError(409, f"No candidate of round {base.number} (id {base.id}) is selected: select some "
                                 f"(PUT /api/v1/candidates/{{id}}/selected) or start the round with feedback 'clip'.")
         training_set += [{"image": c.image_path, "content": c.content, "candidate_id": c.id} for c in selected]
+        feedback = feedback_label([c.selection.by for c in selected])  # who picked them: human, clip or both
         adapter = dict(ROUND2_ADAPTER) if style.adapter_kind == "styledrop" else None
     style_settings = style.settings or {}
     steps = body.get("steps") or style_settings.get("steps") or settings.train_steps

@@ -26,10 +26,10 @@ from .. import storage
 from ..api import routes as api
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard, get_dispatcher
 from ..api.deps import PageUserDep as UserDep
-from ..api.views import candidate_out, get_candidate, get_generation, get_round, get_style, latest_adapter_round
+from ..api.views import candidate_out, get_generation, get_round, get_style, latest_adapter_round
 from ..errors import ApiError
-from ..models import ACTIVE, TERMINAL, Candidate, Generation, Rating, Round, RoundStatus, Style
-from ..schemas import GenerationCreate, RatingIn, RoundCreate, SelectedIn
+from ..models import ACTIVE, TERMINAL, Candidate, Generation, Round, RoundStatus, Style
+from ..schemas import GenerationCreate, RoundCreate
 from ..services import (
     active_round,
     cancel_round,
@@ -181,7 +181,8 @@ def round_view(rnd: Round) -> dict[str, Any]:
 
 def card_view(candidate: Candidate, user, editable: bool) -> dict[str, Any]:
     out = candidate_out(candidate, user)
-    return {"c": out, "editable": editable}
+    rule = candidate.selection.rule if candidate.selection is not None else None
+    return {"c": out, "editable": editable, "rule": rule}
 
 
 def group_candidates(candidates: list[Candidate], sort: str) -> list[dict[str, Any]]:
@@ -477,70 +478,7 @@ def round_grid(round_id: int, request: Request, session: SessionDep, settings: S
     return render(request, "_grid.html", {"grid": grid_context(session, rnd, user, sort)})
 
 
-@router.post("/rounds/{round_id}/auto-select", response_class=HTMLResponse)
-def auto_select_page(round_id: int, request: Request, session: SessionDep, user: UserDep,
-                     sort: str = "prompt") -> HTMLResponse:
-    """CLIP feedback: the best candidate per prompt (replaces the round's selection)."""
-    notice = None
-    try:
-        chosen = api.auto_select_round(round_id, session, user).selected
-        notice = f"CLIP selected {len(chosen)} image{'s' if len(chosen) != 1 else ''}: the best per prompt."
-    except ApiError as exc:
-        if exc.status == 404:
-            return error_page(request, exc)
-        notice = exc.detail
-    session.expire_all()
-    rnd = get_round(session, round_id, user)
-    return render(request, "_grid.html", {"grid": grid_context(session, rnd, user, sort), "grid_notice": notice})
-
-
-# ---- candidates: one click or one key ------------------------------------------------------------------------
-
-def _card(request: Request, session, user, candidate_id: int) -> HTMLResponse:
-    session.expire_all()
-    candidate = get_candidate(session, candidate_id, user)
-    rnd = candidate.round
-    context = grid_context(session, rnd, user, "prompt")
-    card = next(card for group in context["groups"] for card in group["cards"] if card["c"].id == candidate_id)
-    return render(request, "_card_response.html", {"grid": context, "card": card})
-
-
-@router.put("/candidates/{candidate_id}/rating", response_class=HTMLResponse)
-@router.post("/candidates/{candidate_id}/rating", response_class=HTMLResponse)
-async def rate_page(candidate_id: int, request: Request, session: SessionDep, user: UserDep) -> HTMLResponse:
-    """Thumbs up (+1) or down (-1); the same thumb again takes the rating back. Thumbs up also selects the
-    image for the next round and thumbs down unselects it. One rating per user and candidate."""
-    form = await request.form()
-    try:
-        candidate = get_candidate(session, candidate_id, user)
-    except ApiError as exc:
-        return error_page(request, exc)
-    try:
-        value = int(str(form.get("value", "")))
-        if value not in (-1, 1):
-            raise ValueError
-    except ValueError:
-        return render(request, "error.html", {"status": 422, "message": "A rating is 1 (thumbs up) or -1."},
-                      status_code=422)
-    rating = session.scalar(select(Rating).where(Rating.candidate_id == candidate.id, Rating.user_id == user.id))
-    if rating is not None and rating.value == value:  # the same thumb again: take it back
-        session.delete(rating)
-        session.commit()
-    else:
-        api.rate(candidate.id, RatingIn(value=value), session, user)
-        api.set_selected(candidate.id, SelectedIn(selected=value > 0), session, user)
-    return _card(request, session, user, candidate_id)
-
-
-@router.post("/candidates/{candidate_id}/selected", response_class=HTMLResponse)
-def toggle_selected_page(candidate_id: int, request: Request, session: SessionDep, user: UserDep) -> HTMLResponse:
-    """Select the image for the next round's training set, or unselect it."""
-    try:
-        candidate = get_candidate(session, candidate_id, user)
-    except ApiError as exc:
-        return error_page(request, exc)
-    api.set_selected(candidate.id, SelectedIn(selected=candidate.selection is None), session, user)
-    return _card(request, session, user, candidate_id)
+# The candidates' routes (ratings, selections, CLIP assistance) are in rating.py.
 
 
 # ---- playground ---------------------------------------------------------------------------------------------

@@ -201,9 +201,12 @@ def test_rating_grid_groups_sorts_and_documents_the_shortcuts(stub_app):
     for key in ("<kbd>j</kbd>", "<kbd>k</kbd>", "<kbd>u</kbd>", "<kbd>+</kbd>", "<kbd>d</kbd>", "<kbd>-</kbd>",
                 "<kbd>s</kbd>", "<kbd>space</kbd>", "<kbd>←</kbd>"):
         assert key in page, key
-    assert page.count('aria-pressed="false"') == 3 * len(ids) and 'class="selbar"' in page
+    assert page.count('class="vote') == 3 * len(ids) and 'class="selbar"' in page
+    assert page.count('tabindex="-1" class="vote') == 3 * len(ids)  # one Tab stop per card: the card itself
+    assert "<kbd>?</kbd>" in page and '<dialog class="viewer" id="viewer"' in page and 'class="grid-size"' in page
     assert "0</strong> selected" in page and "Train round 2 with 0 selected" in page
-    assert re.search(r'<li class="card" id="cand-\d+" data-candidate="\d+" tabindex="0"', page)
+    assert re.search(r'<li class="card" id="cand-\d+" data-candidate="\d+" tabindex="-1"', page)  # grid.js roves
+    assert "<script>" not in page and " onclick=" not in page  # CSP: no inline scripts or handlers
 
     by_style = stub_app.get(f"/rounds/{round_id}/grid?sort=style").text  # style scores fall with the index
     order = [int(i) for i in re.findall(r'id="cand-(\d+)"', by_style)]
@@ -228,7 +231,7 @@ def test_rating_endpoint_records_one_rating_per_user_and_candidate(stub_app):
     with _session(stub_app) as session:
         ratings = session.execute(select(Rating.candidate_id, Rating.value)).all()
         assert ratings == [(ids[0], -1)]  # one row per user and candidate, the latest value
-        assert session.scalar(select(func.count(Selection.id))) == 1  # the first up selected ids[1], kept
+        assert session.scalar(select(func.count(Selection.id))) == 0  # taking the like back took its pick too
     assert stub_app.put(f"/candidates/{ids[0]}/rating", data={"value": "3"}).status_code == 422
     assert stub_app.put("/candidates/99999/rating", data={"value": "1"}).status_code == 404
     # The API sees the same rating.
@@ -244,8 +247,8 @@ def test_select_toggle_auto_select_and_train_the_next_round(stub_app):
     assert 'aria-pressed="false"' in stub_app.post(f"/candidates/{ids[2]}/selected").text
 
     picked = stub_app.post(f"/rounds/{round_id}/auto-select").text
-    assert "CLIP selected 2 images" in picked and picked.count("✓ CLIP pick") == 2
-    assert "Train round 2 with 2 selected" in picked
+    assert "CLIP added 2 picks" in picked and picked.count("✓ CLIP pick") == 2
+    assert "Train round 2 with 2 selected" in picked and f'id="picked-{round_id}" hx-swap-oob="true">2<' in picked
 
     started = stub_app.post(f"/styles/{style_id}/rounds", data={"feedback": "human"}, follow_redirects=False)
     assert started.status_code == 303 and started.headers["location"] == f"/styles/{style_id}"
@@ -253,7 +256,7 @@ def test_select_toggle_auto_select_and_train_the_next_round(stub_app):
     assert stub_app.dispatcher.rounds == [round_id, second]
     with _session(stub_app) as session:
         rnd = session.get(Round, second)
-        assert rnd.number == 2 and rnd.feedback == "human" and len(rnd.parameters["training_set"]) == 3
+        assert rnd.number == 2 and rnd.feedback == "clip" and len(rnd.parameters["training_set"]) == 3
     page = stub_app.get(f"/styles/{style_id}").text
     assert 'hx-trigger="every 2s"' in page and "Show its 4 candidates" in page  # round 1 folded away
     assert "Train round" not in page  # no second start while round 2 runs
@@ -345,3 +348,50 @@ def test_unknown_ids_answer_404_pages(stub_app):
         response = stub_app.get(url)
         assert response.status_code == 404 and "does not exist" in response.text
         assert response.headers["content-type"].startswith("text/html")
+
+
+def test_clip_assistance_adds_to_the_persons_picks_and_undoes_in_one_click(stub_app):
+    """CLIP never removes a pick, never picks a thumbed-down image, says what it added, and Undo takes back
+    exactly that; each selection records who made it, and the next round says "both"."""
+    style_id = _create(stub_app)
+    round_id = _latest_round(stub_app, style_id)
+    ids = _finish(stub_app, round_id)  # CLIP alone would pick ids[1] (a cat) and ids[2] (a bridge)
+    stub_app.put(f"/candidates/{ids[0]}/rating", data={"value": "1"})  # the person's pick, by a like
+    stub_app.put(f"/candidates/{ids[1]}/rating", data={"value": "-1"})  # CLIP's favourite cat, thumbed down
+    added = stub_app.post(f"/rounds/{round_id}/auto-select", headers={"HX-Request": "true"}).text
+    assert "CLIP added 1 pick" in added and "a bridge (seed 102)" in added and "Your 1 pick stays" in added
+    assert f'hx-post="/rounds/{round_id}/auto-select/undo' in added
+    assert f'id="picked-{round_id}" hx-swap-oob="true">2<' in added  # the side table's count, without a reload
+    with _session(stub_app) as session:
+        picks = {s.candidate_id: (s.by, s.rule, s.user_id) for s in session.scalars(select(Selection))}
+    assert set(picks) == {ids[0], ids[2]}  # the person's pick kept, the thumbed-down cat not taken
+    assert picks[ids[0]] == ("human", "thumbs up", 1)
+    assert picks[ids[2]][0] == "clip" and picks[ids[2]][1].startswith("clip: top-1 per prompt") and picks[ids[2]][2]
+
+    undone = stub_app.post(f"/rounds/{round_id}/auto-select/undo").text
+    assert "Undone: CLIP&#39;s 1 pick removed" in undone and "Train round 2 with 1 selected" in undone
+    with _session(stub_app) as session:
+        assert list(session.scalars(select(Selection.candidate_id))) == [ids[0]]
+    assert "Nothing to undo" in stub_app.post(f"/rounds/{round_id}/auto-select/undo").text
+
+    stub_app.post(f"/rounds/{round_id}/auto-select")
+    stub_app.post(f"/styles/{style_id}/rounds", data={"feedback": "human"})
+    with _session(stub_app) as session:
+        assert session.get(Round, _latest_round(stub_app, style_id)).feedback == "both"
+    page = stub_app.get(f"/styles/{style_id}").text
+    assert "your picks + CLIP&#39;s" in page
+
+
+def test_toggles_undo_what_they_did(stub_app):
+    """Un-liking an image the like selected unselects it; a pick made before the like stays when un-liked."""
+    style_id = _create(stub_app)
+    ids = _finish(stub_app, _latest_round(stub_app, style_id))
+    stub_app.put(f"/candidates/{ids[0]}/rating", data={"value": "1"})
+    back = stub_app.put(f"/candidates/{ids[0]}/rating", data={"value": "1"}).text  # the same thumb again
+    assert 'data-action="select" aria-pressed="false"' in back and 'data-action="up" aria-pressed="false"' in back
+    stub_app.post(f"/candidates/{ids[1]}/selected")  # picked first, liked afterwards, then un-liked
+    stub_app.put(f"/candidates/{ids[1]}/rating", data={"value": "1"})
+    kept = stub_app.put(f"/candidates/{ids[1]}/rating", data={"value": "1"}).text
+    assert 'data-action="select" aria-pressed="true"' in kept
+    with _session(stub_app) as session:
+        assert [(s.candidate_id, s.rule) for s in session.scalars(select(Selection))] == [(ids[1], None)]

@@ -1,0 +1,26 @@
+"""pages: a selection records the rule that made it (a CLIP rule's name, or the thumbs up that selected it)
+
+Revision ID: 0003_pages
+Revises: 0002
+Create Date: 2026-11-25 13:50:00
+
+"""
+from typing import Sequence, Union
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0003_pages'
+down_revision: Union[str, Sequence[str], None] = '0002'
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('selections') as batch:
+        batch.add_column(sa.Column('rule', sa.String(length=200), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('selections') as batch:
+        batch.drop_column('rule')
