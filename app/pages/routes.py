@@ -42,6 +42,7 @@ from ..services import (
     retry_round,
 )
 from .chart import RoundScores, scores_chart
+from .progress import expected_candidates, round_progress
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = ROOT / "templates"
@@ -148,13 +149,6 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(known) / len(known) if known else None
 
 
-def expected_candidates(rnd: Round) -> int:
-    c = (rnd.parameters or {}).get("candidates") or {}
-    prompts = c.get("prompts")
-    count = len(prompts) if prompts else int(c.get("count") or 0)
-    return max(count * int(c.get("per_prompt") or 1), len(rnd.candidates))
-
-
 def round_view(rnd: Round) -> dict[str, Any]:
     """What the templates need about a round: its row, progress and summary numbers."""
     total = rnd.total_steps or 0
@@ -168,6 +162,9 @@ def round_view(rnd: Round) -> dict[str, Any]:
     else:
         phase_text = {"starting": "loading the model", "training": "training"}.get(phase, phase)
     params = rnd.parameters or {}
+    live = round_progress(rnd) if rnd.status in ACTIVE else None  # phases and the whole round's ETA
+    if live is not None:
+        progress = live["fraction"]
     return {
         "row": rnd, "id": rnd.id, "number": rnd.number, "status": rnd.status, "active": rnd.status in ACTIVE,
         "terminal": rnd.status in TERMINAL, "progress": progress, "percent": round(progress * 100),
@@ -175,7 +172,7 @@ def round_view(rnd: Round) -> dict[str, Any]:
         "mean_text": _mean([c.clip_text_score for c in rnd.candidates]),
         "mean_style": _mean([c.clip_style_score for c in rnd.candidates]),
         "selected": sum(1 for c in rnd.candidates if c.selection is not None),
-        "slots": expected_candidates(rnd), "adapter": (params.get("adapter") or {}),
+        "slots": expected_candidates(rnd), "adapter": (params.get("adapter") or {}), "live": live,
     }
 
 
@@ -252,11 +249,10 @@ def styles_page(request: Request, session: SessionDep, settings: SettingsDep, us
     if not settings.public_styles:
         query = query.where(Style.user_id == user.id)
     items, shared = [], []
+    from .gallery import style_item  # the card's live phase, ETA and "ready to rate"
+
     for style in session.scalars(query):
-        last = style.rounds[-1] if style.rounds else None
-        (items if style.user_id == user.id else shared).append(
-            {"style": style, "rounds": len(style.rounds), "last": last,
-             "status": last.status if last else "no rounds yet"})
+        (items if style.user_id == user.id else shared).append(style_item(style, user))
     return render(request, "styles.html", {"items": items, "shared": shared})
 
 

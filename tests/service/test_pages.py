@@ -150,12 +150,19 @@ def test_round_fragment_polls_while_running_and_stops_when_finished(stub_app):
     queued = stub_app.get(f"/rounds/{round_id}/panel").text
     assert 'hx-trigger="every 2s"' in queued and f'hx-get="/rounds/{round_id}/panel' in queued
 
-    _run(stub_app, round_id, step=4, phase="candidates", made=1)
+    _run(stub_app, round_id, step=4, phase="training")
+    training = stub_app.get(f"/rounds/{round_id}/panel").text
+    # No round of this style has drawn images yet: the training ETA, and what comes after it, said plainly.
+    assert "training 1 min 15 s + drawing 2 images" in training and "step 4 of 10" in training
+    assert 'aria-label="Training" aria-valuemin="0" aria-valuemax="100" aria-valuenow="40"' in training
+    _run(stub_app, round_id, step=10, phase="candidates", made=1)
     running = stub_app.get(f"/rounds/{round_id}/panel").text
     assert 'hx-trigger="every 2s"' in running and 'aria-live="polite"' in running
-    assert 'role="progressbar"' in running and 'aria-valuenow="40"' in running and "width: 40%" in running
-    assert "4 of 10" in running and "1.2345" in running and "1 min 15 s" in running
-    assert "making candidates (1 of 2)" in running  # 2 prompts x 1 per prompt (the stub settings)
+    assert 'role="progressbar"' in running and 'aria-valuenow="89"' in running and "width: 89%" in running
+    assert "10 of 10" in running and "1.2345" in running and "TIME LEFT 0 s" not in running
+    assert "making candidates (1 of 2)" in running and "1 of 2 images" in running  # 2 prompts x 1 per prompt
+    assert '<li class="phase done" data-phase="training">' in running
+    assert '<li class="phase now" data-phase="candidates">' in running
     assert running.count('<li class="slot"') == 1 and running.count("/api/v1/candidates/") == 1  # fixed slots
     assert f'hx-post="/rounds/{round_id}/cancel"' in running
 
@@ -395,3 +402,54 @@ def test_toggles_undo_what_they_did(stub_app):
     assert 'data-action="select" aria-pressed="true"' in kept
     with _session(stub_app) as session:
         assert [(s.candidate_id, s.rule) for s in session.scalars(select(Selection))] == [(ids[1], None)]
+
+
+def test_round_progress_covers_every_phase_with_one_eta():
+    """Training's ETA plus drawing at the pace the style's last round drew; then this round's own pace."""
+    from datetime import timedelta
+
+    from app.pages.progress import round_progress
+
+    t0 = utcnow()
+    style = Style(content="a house", descriptor="sticker", base_model="tiny")
+    done = Round(number=1, status="succeeded", parameters={}, style=style)
+    done.candidates = [Candidate(content="a cat", prompt="p", seed=i, image_path="x",
+                                 created_at=t0 + timedelta(seconds=10 * i)) for i in range(4)]
+    rnd = Round(number=2, status="running", phase="training", step=5, total_steps=10, eta_seconds=50.0,
+                started_at=t0, style=style, parameters={"candidates": {"count": 2, "per_prompt": 2}})
+    live = round_progress(rnd, now=t0 + timedelta(seconds=50))
+    assert live["eta_seconds"] == 90.0 and live["eta_text"] == "1 min 30 s"  # 50 s training + 4 x 10 s
+    assert live["percent"] == round(100 * 50 / 140)
+    assert [(p.key, p.state, p.percent) for p in live["phases"]] == [("training", "now", 50),
+                                                                    ("candidates", "next", 0), ("scoring", "next", 0)]
+    rnd.phase, rnd.step = "candidates", 10
+    rnd.candidates = [Candidate(content="a cat", prompt="p", seed=i, image_path="x",
+                                created_at=t0 + timedelta(seconds=100 + 8 * i)) for i in range(2)]
+    live = round_progress(rnd, now=t0 + timedelta(seconds=110))
+    assert live["eta_seconds"] == 16.0 and live["eta_text"] == "16 s"  # 2 more at this round's 8 s each
+    assert [(p.state, p.detail) for p in live["phases"]][:2] == [("done", "step 10 of 10"), ("now", "2 of 4 images")]
+    rnd.phase = "scoring"
+    live = round_progress(rnd, now=t0 + timedelta(seconds=130))
+    assert live["eta_text"] == "a few seconds" and [p.state for p in live["phases"]] == ["done", "done", "now"]
+
+
+def test_gallery_card_shows_the_live_phase_and_ready_to_rate(stub_app):
+    style_id = _create(stub_app)
+    round_id = _latest_round(stub_app, style_id)
+    _run(stub_app, round_id, step=10, phase="candidates", made=1)
+    gallery = stub_app.get("/").text
+    assert f'hx-get="/styles/{style_id}/card" hx-trigger="every 3s"' in gallery  # the card polls itself
+    card = stub_app.get(f"/styles/{style_id}/card").text
+    assert "Round 1: drawing (1 of 2)" in card and "left" in card
+    _finish(stub_app, round_id)
+    card = stub_app.get(f"/styles/{style_id}/card").text
+    assert "ready to rate" in card and "hx-trigger" not in card  # polling stops
+    stub_app.put(f"/candidates/{_candidate_ids(stub_app, round_id)[0]}/rating", data={"value": "-1"})
+    assert "round 1: rated 1 of 5" in stub_app.get("/").text  # 1 drawn while running + 4
+    assert stub_app.get("/styles/99999/card").status_code == 404
+
+
+def _candidate_ids(client, round_id: int) -> list[int]:
+    with _session(client) as session:
+        return list(session.scalars(select(Candidate.id).where(Candidate.round_id == round_id)
+                                    .order_by(Candidate.id)))
