@@ -8,8 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from ..api.deps import SessionDep, SettingsDep, csrf_guard
 from ..api.deps import PageUserDep as UserDep
+from ..api.deps import SessionDep, SettingsDep, csrf_guard
 from ..api.views import get_style
 from ..errors import ApiError
 from ..models import ACTIVE, RoundStatus, Style
