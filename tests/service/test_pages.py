@@ -453,3 +453,34 @@ def _candidate_ids(client, round_id: int) -> list[int]:
     with _session(client) as session:
         return list(session.scalars(select(Candidate.id).where(Candidate.round_id == round_id)
                                     .order_by(Candidate.id)))
+
+
+def test_compare_view_shows_the_same_prompt_and_seed_from_every_round(stub_app):
+    style_id = _create(stub_app)
+    first = _latest_round(stub_app, style_id)
+    ids = _finish(stub_app, first)
+    stub_app.post(f"/candidates/{ids[0]}/selected")
+    stub_app.post(f"/styles/{style_id}/rounds", data={"feedback": "human"})
+    second = _latest_round(stub_app, style_id)
+    later = _finish(stub_app, second)  # the same contents and seeds (100..103), as the worker draws them
+    page = stub_app.get(f"/styles/{style_id}/compare")
+    assert page.status_code == 200 and "Compare rounds" in page.text
+    assert "4 prompt and seed pairs drawn by more than one round" in page.text
+    row = page.text.split('<th scope="row">a cat<br><span class="muted small">seed 100</span></th>')[1].split("</tr>")[0]
+    assert f'src="/api/v1/candidates/{ids[0]}/image"' in row and f'src="/api/v1/candidates/{later[0]}/image"' in row
+    assert row.index(f"candidates/{ids[0]}/") < row.index(f"candidates/{later[0]}/")  # round 1, then round 2
+    assert '<svg class="chart"' in page.text
+    assert f'href="/styles/{style_id}/compare"' in stub_app.get(f"/styles/{style_id}").text
+    assert stub_app.get("/styles/99999/compare").status_code == 404
+
+
+def test_chart_axes_fit_the_data():
+    from app.pages.chart import RoundScores, scores_chart
+
+    svg = str(scores_chart([RoundScores(1, 0.2151, 0.670), RoundScores(2, 0.2161, 0.671)]))
+    ticks = [float(t) for t in re.findall(r'class="tick">(-?\d\.\d+)<', svg)]
+    text_ticks, style_ticks = ticks[:3], ticks[3:6]
+    assert 0.2145 < min(text_ticks) and max(text_ticks) < 0.2168  # fitted to the text scores alone
+    assert 0.669 < min(style_ticks) and max(style_ticks) < 0.672
+    ys = [float(y) for y in re.findall(r'<circle cx="[\d.]+" cy="([\d.]+)"', svg)]
+    assert abs(ys[0] - ys[1]) > 40  # a 0.001 difference is plainly visible
