@@ -12,8 +12,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from ..api.deps import SessionDep, SettingsDep, csrf_guard
 from ..api.deps import PageUserDep as UserDep
+from ..api.deps import SessionDep, SettingsDep, csrf_guard
 from ..api.views import candidate_out, get_style
 from ..errors import ApiError
 from ..models import RoundStatus, Style
