@@ -173,6 +173,10 @@
     var all = cards();
     if (!all.length) return;
     var current = t && t.closest ? t.closest(".card[tabindex]") : null;
+    if (!current && (!t || t === document.body) && focusId) {  // the focused card was just swapped out
+      current = document.getElementById(focusId);
+      if (current && all.indexOf(current) < 0) current = null;
+    }
     var index = current ? all.indexOf(current) : -1;
     var next = null;
     if (key === "ArrowRight" || key === "j") next = all[Math.min(index + 1, all.length - 1)];
@@ -224,8 +228,9 @@
     try { window.localStorage.setItem(SIZE_KEY, e.target.value); } catch (err) { /* private mode: not kept */ }
   });
 
-  // After htmx swapped a card (a vote) or a grid: tab stops, size, the enlarged view, the keyboard focus.
-  document.addEventListener("htmx:afterSettle", function () {
+  // After htmx swapped a card (a vote) or a grid: tab stops, size, the enlarged view, the keyboard focus
+  // (at once, on afterSwap, so a key pressed right after a vote reaches the card).
+  document.addEventListener("htmx:afterSwap", function () {
     settleTabStops();
     applySize(storedSize());
     if (viewer && viewer.open) paintViewer();
