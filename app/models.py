@@ -114,6 +114,8 @@ class Round(Base):
     total_steps: Mapped[int] = mapped_column(default=0)
     loss: Mapped[float | None] = mapped_column(Float)
     eta_seconds: Mapped[float | None] = mapped_column(Float)
+    # [[step, loss], ...] as training went (thinned to at most LOSS_POINTS), for the pages' loss curve.
+    loss_curve: Mapped[list[Any] | None] = mapped_column(JSON)
     adapter_path: Mapped[str | None] = mapped_column(String(500))  # relative to the storage root
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

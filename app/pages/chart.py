@@ -43,7 +43,7 @@ def scores_chart(rows: list[RoundScores], width: int = 360, height: int = 220) -
     rows = [r for r in rows if r.text is not None or r.style is not None]
     if not rows:
         return Markup("")
-    left, right, top, bottom, gap = 52, 30, 10, 24, 14
+    left, right, top, bottom, gap = 52, 30, 10, 24, 24
     band_h = (height - top - bottom - gap) / 2
     plot_w = width - left - right
 
@@ -83,5 +83,40 @@ def scores_chart(rows: list[RoundScores], width: int = 360, height: int = 220) -
     for i, r in enumerate(rows):
         parts.append(f'<text x="{x(i):.1f}" y="{height - 6}" text-anchor="middle" class="tick">'
                      f'round {r.number}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def loss_chart(points: list, total_steps: int, width: int = 360, height: int = 120) -> Markup:
+    """The training loss over the steps so far (x spans the whole run, so the curve grows to the right as
+    training goes); an empty string with fewer than two points."""
+    points = [(float(p[0]), float(p[1])) for p in points or [] if len(p) == 2]
+    if len(points) < 2:
+        return Markup("")
+    left, right, top, bottom = 44, 10, 8, 22
+    plot_w, plot_h = width - left - right, height - top - bottom
+    steps = max(float(total_steps or 0), points[-1][0], 1.0)
+    low, high, digits = _fit([loss for _, loss in points])
+    digits = min(digits, 4)
+
+    def x(step: float) -> float:
+        return left + plot_w * step / steps
+
+    def y(loss: float) -> float:
+        return top + plot_h * (1 - (loss - low) / (high - low))
+
+    path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in points)
+    last_step, last_loss = points[-1]
+    parts = [f'<svg class="chart loss-chart" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="Training loss: {_fmt(points[0][1], digits)} at step {points[0][0]:.0f}, '
+             f'{_fmt(last_loss, digits)} at step {last_step:.0f} of {steps:.0f}" xmlns="http://www.w3.org/2000/svg">']
+    for k in (0, 2):
+        v = low + (high - low) * k / 2
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>')
+        parts.append(f'<text x="{left - 5}" y="{y(v) + 4:.1f}" text-anchor="end" class="tick">{_fmt(v, digits)}</text>')
+    parts.append(f'<text x="{left}" y="{height - 6}" class="tick">step 0</text>')
+    parts.append(f'<text x="{width - right}" y="{height - 6}" text-anchor="end" class="tick">{steps:.0f}</text>')
+    parts.append(f'<polyline points="{path}" fill="none" stroke="{TEXT_COLOR}" stroke-width="1.6"/>')
+    parts.append(f'<circle cx="{x(last_step):.1f}" cy="{y(last_loss):.1f}" r="3" fill="{TEXT_COLOR}"/>')
     parts.append("</svg>")
     return Markup("".join(parts))

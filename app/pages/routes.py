@@ -41,7 +41,7 @@ from ..services import (
     reap_stale,
     retry_round,
 )
-from .chart import RoundScores, scores_chart
+from .chart import RoundScores, loss_chart, scores_chart
 from .progress import expected_candidates, round_progress
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,6 +173,7 @@ def round_view(rnd: Round) -> dict[str, Any]:
         "mean_style": _mean([c.clip_style_score for c in rnd.candidates]),
         "selected": sum(1 for c in rnd.candidates if c.selection is not None),
         "slots": expected_candidates(rnd), "adapter": (params.get("adapter") or {}), "live": live,
+        "loss_chart": loss_chart(rnd.loss_curve or [], rnd.total_steps),
     }
 
 

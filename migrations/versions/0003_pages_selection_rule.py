@@ -1,4 +1,5 @@
-"""pages: a selection records the rule that made it (a CLIP rule's name, or the thumbs up that selected it)
+"""pages: a selection records the rule that made it (a CLIP rule's name, or the thumbs up that selected it);
+a round keeps its loss curve
 
 Revision ID: 0003_pages
 Revises: 0002
@@ -19,8 +20,12 @@ depends_on: Union[str, Sequence[str], None] = None
 def upgrade() -> None:
     with op.batch_alter_table('selections') as batch:
         batch.add_column(sa.Column('rule', sa.String(length=200), nullable=True))
+    with op.batch_alter_table('rounds') as batch:
+        batch.add_column(sa.Column('loss_curve', sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('rounds') as batch:
+        batch.drop_column('loss_curve')
     with op.batch_alter_table('selections') as batch:
         batch.drop_column('rule')

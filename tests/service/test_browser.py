@@ -192,6 +192,7 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             assert page.locator("[hx-trigger]").count() == 0  # all polling stopped
             expect(page.locator(".selbar")).to_contain_text("0 selected")
             check_phases(page)
+            expect(first.locator("svg.loss-chart")).to_have_count(1)  # the worker wrote the loss curve
             shot(page, "05-round-1-grid")
 
             # 4. Rate the whole grid with the keyboard only: one Tab stop, one key per image (focus moves on).

@@ -484,3 +484,25 @@ def test_chart_axes_fit_the_data():
     assert 0.669 < min(style_ticks) and max(style_ticks) < 0.672
     ys = [float(y) for y in re.findall(r'<circle cx="[\d.]+" cy="([\d.]+)"', svg)]
     assert abs(ys[0] - ys[1]) > 40  # a 0.001 difference is plainly visible
+
+
+def test_loss_curve_is_bounded_and_drawn_while_training(stub_app):
+    from app.loss_curve import LOSS_POINTS, add_loss_point
+
+    curve: list = []
+    for step in range(1, 1001):
+        curve = add_loss_point(curve, step, 2.0 / step)
+    assert len(curve) <= LOSS_POINTS and curve[0] == [1, 2.0] and curve[-1] == [1000, 0.002]
+    assert add_loss_point([[1, 1.0], [2, 0.9]], 2, 0.5) == [[1, 1.0], [2, 0.5]]  # a resumed step replaces
+    assert add_loss_point([[1, 1.0]], 2, float("nan")) == [[1, 1.0]]
+
+    style_id = _create(stub_app)
+    round_id = _latest_round(stub_app, style_id)
+    _run(stub_app, round_id, step=4, phase="training")
+    assert "loss-chart" not in stub_app.get(f"/rounds/{round_id}/panel").text  # no curve yet
+    with _session(stub_app) as session:
+        session.get(Round, round_id).loss_curve = [[1, 1.5], [2, 1.2], [3, 1.3], [4, 1.1]]
+        session.commit()
+    panel = stub_app.get(f"/rounds/{round_id}/panel").text
+    assert '<svg class="chart loss-chart"' in panel and "1.100 at step 4 of 10" in panel
+    assert panel.count("<polyline") == 1 and "<script" not in panel
