@@ -86,6 +86,7 @@ class Style(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     reference_path: Mapped[str] = mapped_column(String(500), default="")  # relative to the storage root
+    name: Mapped[str | None] = mapped_column(String(100))  # what the person calls it; the descriptor if None
     content: Mapped[str] = mapped_column(String(500))
     descriptor: Mapped[str] = mapped_column(String(500))
     base_model: Mapped[str] = mapped_column(String(500))

@@ -27,6 +27,7 @@ from ..api import routes as api
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard, get_dispatcher
 from ..api.deps import PageUserDep as UserDep
 from ..api.views import candidate_out, get_generation, get_round, get_style, latest_adapter_round
+from ..base_models import allowed_base_models
 from ..errors import ApiError
 from ..models import ACTIVE, TERMINAL, Candidate, Generation, Round, RoundStatus, Style
 from ..schemas import GenerationCreate, RoundCreate
@@ -53,7 +54,6 @@ DESCRIPTORS = ["watercolor painting", "oil painting", "line drawing", "cartoon l
                "flat cartoon illustration", "sticker", "glowing", "3d rendering", "glowing 3d rendering",
                "kid crayon drawing", "melting golden 3d rendering", "wooden sculpture",
                "abstract rainbow colored flowing smoke wave design"]
-BASE_MODELS = ["amused/amused-256", "amused/amused-512", "tiny"]
 SORTS = {"prompt": "Prompt", "text": "CLIP text score", "style": "CLIP style score"}
 MEDIA_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml", ".png": "image/png",
                ".ico": "image/x-icon", ".txt": "text/plain", ".LICENSE": "text/plain"}
@@ -263,7 +263,7 @@ def _form_defaults(settings) -> dict[str, str]:
 
 
 def _new_style_context(settings, values: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
-    models = [settings.model] + [m for m in BASE_MODELS if m != settings.model]
+    models = allowed_base_models(settings)  # a choice, not free text: a typo would fail the round later
     return {"values": values, "errors": errors, "descriptors": DESCRIPTORS, "base_models": models,
             "max_steps": settings.max_train_steps, "max_mb": settings.max_upload_bytes // (1024 * 1024),
             "max_chars": settings.max_prompt_chars}
@@ -302,6 +302,8 @@ async def create_style_page(request: Request, session: SessionDep, settings: Set
             clean_text(values[name], label, settings)
         except ApiError as exc:
             errors[name] = exc.detail
+    if values.get("base_model") not in allowed_base_models(settings):
+        errors["base_model"] = "Choose one of the base models offered."
     if values.get("adapter") not in ("styledrop", "lora"):
         errors["adapter"] = "Choose StyleDrop or LoRA."
     steps = _int(values, errors, "steps", 1, settings.max_train_steps, "Training steps")

@@ -1,5 +1,5 @@
 """pages: a selection records the rule that made it (a CLIP rule's name, or the thumbs up that selected it);
-a round keeps its loss curve
+a round keeps its loss curve; a style has a name
 
 Revision ID: 0003_pages
 Revises: 0002
@@ -22,9 +22,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column('rule', sa.String(length=200), nullable=True))
     with op.batch_alter_table('rounds') as batch:
         batch.add_column(sa.Column('loss_curve', sa.JSON(), nullable=True))
+    with op.batch_alter_table('styles') as batch:
+        batch.add_column(sa.Column('name', sa.String(length=100), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('styles') as batch:
+        batch.drop_column('name')
     with op.batch_alter_table('rounds') as batch:
         batch.drop_column('loss_curve')
     with op.batch_alter_table('selections') as batch:

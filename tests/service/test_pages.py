@@ -506,3 +506,40 @@ def test_loss_curve_is_bounded_and_drawn_while_training(stub_app):
     panel = stub_app.get(f"/rounds/{round_id}/panel").text
     assert '<svg class="chart loss-chart"' in panel and "1.100 at step 4 of 10" in panel
     assert panel.count("<polyline") == 1 and "<script" not in panel
+
+
+def test_manage_a_style_rename_edit_and_delete_after_confirmation(stub_app):
+    style_id = _create(stub_app)
+    round_id = _latest_round(stub_app, style_id)
+    form = stub_app.get(f"/styles/{style_id}/edit").text
+    assert '<label for="name">' in form and 'value="watercolor painting"' in form
+    busy = stub_app.post(f"/styles/{style_id}/edit", data={"name": "Sunny", "descriptor": "oil painting"})
+    assert busy.status_code == 409 and "Round 1 is queued and reads the descriptor" in busy.text
+    assert stub_app.post(f"/styles/{style_id}/edit", data={"name": "x", "descriptor": " "}).status_code == 422
+    _finish(stub_app, round_id)
+    saved = stub_app.post(f"/styles/{style_id}/edit", data={"name": " My  sunny style ", "descriptor": "oil painting"},
+                          follow_redirects=False)
+    assert saved.status_code == 303
+    with _session(stub_app) as session:
+        style = session.get(Style, style_id)
+        assert (style.name, style.descriptor) == ("My sunny style", "oil painting")
+    assert "My sunny style" in stub_app.get("/").text and "<h1>My sunny style</h1>" in stub_app.get(
+        f"/styles/{style_id}").text
+
+    confirm = stub_app.get(f"/styles/{style_id}/delete").text
+    assert "Delete “My sunny style”?" in confirm and "4 candidate images" in confirm
+    with _session(stub_app) as session:  # still there after only looking at the confirmation
+        assert session.get(Style, style_id) is not None
+    gone = stub_app.post(f"/styles/{style_id}/delete", follow_redirects=False)
+    assert gone.status_code == 303
+    with _session(stub_app) as session:
+        assert session.get(Style, style_id) is None
+    assert stub_app.get(f"/styles/{style_id}/delete").status_code == 404
+
+
+def test_base_model_is_a_choice_from_the_allowed_list(stub_app):
+    page = stub_app.get("/styles/new").text
+    assert '<select id="base_model" name="base_model"' in page and '<option value="tiny"' in page
+    bad = stub_app.post("/styles/new", data=FORM | {"base_model": "amused/amused-265"},
+                        files={"image": ("ref.png", png_bytes(), "image/png")})
+    assert bad.status_code == 422 and "Choose one of the base models offered" in bad.text
