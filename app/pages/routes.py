@@ -498,12 +498,15 @@ def generation_view(generation: Generation) -> dict[str, Any]:
 
 
 def _playground_context(session, settings, style: Style, values: dict[str, str], errors: dict[str, str]) -> dict:
+    from .jobs import ahead_text, jobs_ahead  # the queue position of each waiting job
+
     gens = sorted(style.generations, key=lambda g: g.id, reverse=True)
     numbers = {r.id: r.number for r in style.rounds}
     views = []
     for g in gens:
         view = generation_view(g)
         view["round_number"] = numbers.get(g.round_id)
+        view["ahead_text"] = ahead_text(jobs_ahead(session, g))
         views.append(view)
     return {"style": style, "values": values, "errors": errors, "generations": views,
             "adapter_round": latest_adapter_round(style), "max_images": settings.max_generation_images,
@@ -576,5 +579,8 @@ def generation_panel(generation_id: int, request: Request, session: SessionDep, 
         return error_page(request, exc)
     view = generation_view(generation)
     view["round_number"] = generation.round_id and session.get(Round, generation.round_id).number
+    from .jobs import ahead_text, jobs_ahead  # the queue position while it waits
+
+    view["ahead_text"] = ahead_text(jobs_ahead(session, generation))
     return render(request, "_generation.html", {"g": view})
 

@@ -543,3 +543,22 @@ def test_base_model_is_a_choice_from_the_allowed_list(stub_app):
     bad = stub_app.post("/styles/new", data=FORM | {"base_model": "amused/amused-265"},
                         files={"image": ("ref.png", png_bytes(), "image/png")})
     assert bad.status_code == 422 and "Choose one of the base models offered" in bad.text
+
+
+def test_jobs_view_lists_queued_and_running_jobs_with_queue_position(stub_app):
+    assert "Nothing is queued or running" in stub_app.get("/jobs").text
+    first = _create(stub_app, descriptor="oil painting")
+    second = _create(stub_app, descriptor="line drawing")
+    first_round, second_round = _latest_round(stub_app, first), _latest_round(stub_app, second)
+    _run(stub_app, first_round, step=4, phase="training")
+    page = stub_app.get("/jobs").text
+    assert 'hx-get="/jobs/list" hx-trigger="every 3s"' in page and 'href="/jobs"' in page
+    rows = page.split('id="job-round-')
+    assert rows[1].startswith(f'{first_round}"') and "running now" in rows[1] and "Training" in rows[1]
+    assert rows[2].startswith(f'{second_round}"') and "1 job ahead in the queue" in rows[2]
+    _finish(stub_app, first_round)
+    stub_app.post(f"/styles/{first}/playground", data={"prompts": "a cat", "num_images": "1", "seed": "1"})
+    listed = stub_app.get("/jobs/list").text
+    assert "next in the queue" in listed and "Playground job" in listed and "1 job ahead in the queue" in listed
+    playground = stub_app.get(f"/styles/{first}/playground").text
+    assert "Waiting for the worker: 1 job ahead in the queue" in playground  # the round queued before it
