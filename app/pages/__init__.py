@@ -4,8 +4,8 @@ The routes call the same services and API functions as the REST API, so a rule l
 Account pages (log in, sign up, API tokens) are in accounts.py; the rating grid's routes in rating.py.
 """
 
-from . import accounts, compare, gallery, jobs, manage, rating, routes
+from . import accounts, compare, docs, gallery, jobs, manage, rating, routes
 
-routers = [routes.static_router, accounts.router, rating.router, gallery.router, compare.router, manage.router, jobs.router, routes.router]  # app/main.py includes each
+routers = [routes.static_router, docs.router, accounts.router, rating.router, gallery.router, compare.router, manage.router, jobs.router, routes.router]  # app/main.py includes each
 
 __all__ = ["routers"]

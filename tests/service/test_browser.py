@@ -435,3 +435,29 @@ def test_sign_up_tokens_and_log_out_in_the_browser(served_accounts):
             raise
         finally:
             browser.close()
+
+
+def test_api_docs_render_offline_in_the_browser(served_accounts):
+    """Swagger UI from static/ draws the API's operations with no network at all (Chromium is offline)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda msg: errors.append("console: " + msg.text) if msg.type == "error" else None)
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(served_accounts)
+                   else route.abort())  # nothing from outside: a CDN would fail here
+        try:
+            page.goto(served_accounts + "/docs")
+            try:
+                expect(page.locator(".swagger-ui .info .title")).to_contain_text("StyleDrop Studio", timeout=20_000)
+            except AssertionError:
+                page.screenshot(path=str(ARTIFACTS / "12-api-docs-failure.png"))
+                raise AssertionError(f"Swagger UI did not draw the API: {errors} {page.content()[:3000]}") from None
+            expect(page.locator(".opblock").first).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "12-api-docs.png"))
+            assert not errors, errors
+        finally:
+            browser.close()

@@ -562,3 +562,13 @@ def test_jobs_view_lists_queued_and_running_jobs_with_queue_position(stub_app):
     assert "next in the queue" in listed and "Playground job" in listed and "1 job ahead in the queue" in listed
     playground = stub_app.get(f"/styles/{first}/playground").text
     assert "Waiting for the worker: 1 job ahead in the queue" in playground  # the round queued before it
+
+
+def test_api_docs_are_served_offline(stub_app):
+    page = stub_app.get("/docs")
+    assert page.status_code == 200 and '<div id="swagger-ui">' in page.text
+    assert "cdn" not in page.text.lower() and "<script>" not in page.text  # local files, no inline script
+    for path in re.findall(r'(?:src|href)="(/static/[^"?]+)', page.text):
+        assert stub_app.get(path).status_code == 200, path
+    assert "Apache License" in stub_app.get("/static/swagger-ui/swagger-ui.LICENSE").text
+    assert stub_app.get("/redoc").status_code == 404
