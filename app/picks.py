@@ -1,8 +1,7 @@
-"""The person's picks for the next round, and CLIP assisting them without overruling them.
+"""CLIP assisting the person's picks for the next round without overruling them (the person's own picks, by
+click or thumb, are app/services.py's select_candidate and thumb).
 
-A thumbs up selects the image (recorded with rule "thumbs up"), a thumbs down unselects it, and the same thumb
-again takes the rating back; taking back a like unselects the image only when that like had selected it, so a
-toggle undoes exactly what it did. CLIP assistance *adds*: it runs the engine's CLIP rule (app.selection) over
+CLIP assistance *adds*: it runs the engine's CLIP rule (app.selection) over
 the candidates no one thumbed down, selects what the rule chose that is not picked yet, never removes a pick,
 and remembers what it added (round metrics `clip_assist`) so one click undoes it. Every selection records who
 made it: the person (user_id) and, for CLIP picks, the rule's name.
@@ -18,40 +17,6 @@ from sqlalchemy.orm import Session
 from .errors import ApiError
 from .models import Candidate, Rating, Round, RoundStatus, Selection, User, utcnow
 from .selection import select_by_clip
-from .services import _insert, rate_candidate
-
-LIKE = "thumbs up"
-
-
-def set_pick(session: Session, candidate: Candidate, user: User, selected: bool, rule: str | None = None) -> None:
-    """Select (a person's pick, with how it was made) or unselect a candidate, atomically."""
-    if selected:
-        statement = _insert(session, Selection).values(candidate_id=candidate.id, round_id=candidate.round_id,
-                                                       by="human", user_id=user.id, rule=rule, created_at=utcnow())
-        session.execute(statement.on_conflict_do_update(index_elements=["candidate_id"],
-                                                        set_={"by": "human", "user_id": user.id, "rule": rule}))
-    else:
-        session.execute(delete(Selection).where(Selection.candidate_id == candidate.id))
-    session.commit()
-
-
-def rate_and_pick(session: Session, candidate: Candidate, user: User, value: int) -> None:
-    """A thumb from the rating grid (value -1 or +1); see the module docstring for what it selects."""
-    rating = session.scalar(select(Rating).where(Rating.candidate_id == candidate.id, Rating.user_id == user.id))
-    if rating is not None and rating.value == value:  # the same thumb again: take it back
-        selection = session.scalar(select(Selection).where(Selection.candidate_id == candidate.id))
-        session.delete(rating)
-        if value > 0 and selection is not None and selection.rule == LIKE:
-            session.delete(selection)
-        session.commit()
-        return
-    already = candidate.selection is not None
-    rate_candidate(session, candidate, user, value)
-    if value > 0:
-        if not already:  # a pick made before the like stays as it was made (and un-liking keeps it)
-            set_pick(session, candidate, user, True, rule=LIKE)
-    else:
-        set_pick(session, candidate, user, False)
 
 
 def _finished(rnd: Round) -> None:

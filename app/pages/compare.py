@@ -12,12 +12,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
+from ..api.access import PageReadableStyle
 from ..api.deps import PageUserDep as UserDep
-from ..api.deps import SessionDep, SettingsDep, csrf_guard
-from ..api.views import candidate_out, get_style
-from ..errors import ApiError
+from ..api.deps import csrf_guard
+from ..api.views import candidate_out
 from ..models import RoundStatus, Style
-from .routes import error_page, render, round_view, style_summary
+from .rendering import render
+from .views import round_view, style_summary
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
 MAX_ROWS = 64
@@ -39,11 +40,6 @@ def comparison(style: Style, user) -> dict[str, Any]:
 
 
 @router.get("/styles/{style_id}/compare", response_class=HTMLResponse)
-def compare_page(style_id: int, request: Request, session: SessionDep, settings: SettingsDep,
-                 user: UserDep) -> HTMLResponse:
-    try:
-        style = get_style(session, style_id, user, settings.public_styles)
-    except ApiError as exc:
-        return error_page(request, exc)
+def compare_page(style: PageReadableStyle, request: Request, user: UserDep) -> HTMLResponse:
     return render(request, "compare.html", {"style": style, "cmp": comparison(style, user),
                                             "summary": style_summary(style), "max_rows": MAX_ROWS})

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from .routes import render
+from .rendering import render
 
 router = APIRouter(include_in_schema=False)  # no session: like /openapi.json, readable without logging in
 

@@ -8,13 +8,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
+from ..api.access import PageReadableStyle
 from ..api.deps import PageUserDep as UserDep
-from ..api.deps import SessionDep, SettingsDep, csrf_guard
-from ..api.views import get_style
-from ..errors import ApiError
+from ..api.deps import csrf_guard
 from ..models import ACTIVE, RoundStatus, Style
 from .progress import round_progress
-from .routes import error_page, render
+from .rendering import render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
 
@@ -35,11 +34,6 @@ def style_item(style: Style, user) -> dict[str, Any]:
 
 
 @router.get("/styles/{style_id}/card", response_class=HTMLResponse)
-def style_card(style_id: int, request: Request, session: SessionDep, settings: SettingsDep,
-               user: UserDep) -> HTMLResponse:
+def style_card(style: PageReadableStyle, request: Request, user: UserDep) -> HTMLResponse:
     """One gallery card (htmx polls it every few seconds while the style's round is queued or running)."""
-    try:
-        style = get_style(session, style_id, user, settings.public_styles)
-    except ApiError as exc:
-        return error_page(request, exc)
     return render(request, "_style_card.html", {"item": style_item(style, user)})

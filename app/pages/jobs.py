@@ -1,9 +1,7 @@
 """The jobs view: the user's queued and running rounds and generations, each with its place in the queue,
 phase, progress and ETA; and the queue position the playground shows for its own jobs.
 
-The worker takes jobs one at a time in the order they were queued (rounds and generations alike), so a
-queued job's position is the number of jobs queued before it, plus the one running; it is an estimate, as a
-job put back in the queue after an interruption goes by its original time.
+Queue positions: queue.py.
 """
 
 from __future__ import annotations
@@ -12,40 +10,18 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..api.deps import PageUserDep as UserDep
 from ..api.deps import SessionDep, csrf_guard
-from ..models import ACTIVE, Generation, Round, RoundStatus, Style
+from ..models import ACTIVE, Generation, Round, Style
 from .progress import round_progress
-from .routes import generation_view, render
+from .queue import RUNNING, ahead_text, jobs_ahead
+from .rendering import render
+from .views import generation_view
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
-QUEUED, RUNNING = RoundStatus.queued.value, RoundStatus.running.value
-
-
-def jobs_ahead(session: Session, job: Round | Generation) -> int | None:
-    """How many jobs the worker does before this queued one (None unless it is queued)."""
-    if job.status != QUEUED:
-        return None
-    running = (session.scalar(select(func.count(Round.id)).where(Round.status == RUNNING)) or 0) + \
-        (session.scalar(select(func.count(Generation.id)).where(Generation.status == RUNNING)) or 0)
-    before = []
-    for model in (Round, Generation):
-        earlier = or_(model.created_at < job.created_at,
-                      (model.created_at == job.created_at) & (model.id < job.id)) if isinstance(job, model) \
-            else model.created_at <= job.created_at
-        before.append(session.scalar(select(func.count(model.id)).where(model.status == QUEUED, earlier)) or 0)
-    return running + sum(before)
-
-
-def ahead_text(ahead: int | None) -> str:
-    if ahead is None:
-        return ""
-    if ahead == 0:
-        return "next in the queue"
-    return f"{ahead} job{'' if ahead == 1 else 's'} ahead in the queue"
 
 
 def user_jobs(session: Session, user) -> list[dict[str, Any]]:
@@ -61,7 +37,7 @@ def user_jobs(session: Session, user) -> list[dict[str, Any]]:
     generations = session.scalars(select(Generation).where(Generation.user_id == user.id,
                                                            Generation.status.in_(ACTIVE)))
     for gen in generations:
-        view = generation_view(gen)
+        view = generation_view(gen, None)
         jobs.append({"kind": "generation", "id": gen.id, "title": f"Playground job {gen.id}", "style": gen.style,
                      "status": gen.status, "ahead": jobs_ahead(session, gen), "created_at": gen.created_at,
                      "phase": f"drawing {view['slots']} images" if gen.status == RUNNING else "waiting for the worker",

@@ -9,43 +9,37 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
-from ..api import routes as api
-from ..api.deps import PageUserDep as UserDep
+from .. import services
+from ..api.access import PageOwnedStyle
 from ..api.deps import SessionDep, SettingsDep, csrf_guard
-from ..api.views import get_style
 from ..errors import ApiError
-from ..services import active_round, clean_text
-from .routes import error_page, render
+from ..models import Style
+from ..settings import Settings
+from .rendering import render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
 MAX_NAME = 100
 
 
-def _edit_context(style, values: dict[str, str], errors: dict[str, str], settings, busy) -> dict:
+def _edit_context(style: Style, values: dict[str, str], errors: dict[str, str], settings: Settings,
+                  busy) -> dict:
     return {"style": style, "values": values, "errors": errors, "busy": busy, "max_chars": settings.max_prompt_chars,
             "max_name": MAX_NAME}
 
 
 @router.get("/styles/{style_id}/edit", response_class=HTMLResponse)
-def edit_style_page(style_id: int, request: Request, session: SessionDep, settings: SettingsDep,
-                    user: UserDep) -> HTMLResponse:
-    try:
-        style = get_style(session, style_id, user)
-    except ApiError as exc:
-        return error_page(request, exc)
+def edit_style_page(style: PageOwnedStyle, request: Request, session: SessionDep,
+                    settings: SettingsDep) -> HTMLResponse:
     values = {"name": style.name or "", "descriptor": style.descriptor}
     return render(request, "style_edit.html", _edit_context(style, values, {}, settings,
-                                                            active_round(session, style.id)))
+                                                            services.active_round(session, style.id)))
 
 
 @router.post("/styles/{style_id}/edit", response_class=HTMLResponse)
-async def save_style_page(style_id: int, request: Request, session: SessionDep, settings: SettingsDep,
-                          user: UserDep) -> Response:
-    try:
-        style = get_style(session, style_id, user)
-    except ApiError as exc:
-        return error_page(request, exc)
+async def save_style_page(style: PageOwnedStyle, request: Request, session: SessionDep,
+                          settings: SettingsDep) -> Response:
     form = await request.form()
     values = {k: " ".join(str(form.get(k, "")).split()) for k in ("name", "descriptor")}
     errors: dict[str, str] = {}
@@ -53,10 +47,10 @@ async def save_style_page(style_id: int, request: Request, session: SessionDep, 
     if len(values["name"]) > MAX_NAME:
         errors["name"] = f"The name is {len(values['name'])} characters long; the limit is {MAX_NAME}."
     try:
-        clean_text(values["descriptor"], "The style descriptor", settings)
+        services.clean_text(values["descriptor"], "The style descriptor", settings)
     except ApiError as exc:
         errors["descriptor"] = exc.detail
-    busy = active_round(session, style.id)
+    busy = services.active_round(session, style.id)
     if not errors and values["descriptor"] != style.descriptor and busy is not None:
         errors["descriptor"] = (f"Round {busy.number} is {busy.status} and reads the descriptor; change it when "
                                 f"the round has ended (or cancel it).")
@@ -67,30 +61,26 @@ async def save_style_page(style_id: int, request: Request, session: SessionDep, 
     style.name = values["name"] or None
     style.descriptor = values["descriptor"]
     session.commit()
-    return RedirectResponse(f"/styles/{style_id}", status_code=303)
+    return RedirectResponse(f"/styles/{style.id}", status_code=303)
+
+
+def _delete_context(session: Session, style: Style, notice: str | None = None) -> dict:
+    return {"style": style, "busy": services.active_round(session, style.id), "notice": notice,
+            "candidates": sum(len(r.candidates) for r in style.rounds)}
 
 
 @router.get("/styles/{style_id}/delete", response_class=HTMLResponse)
-def confirm_delete_page(style_id: int, request: Request, session: SessionDep, user: UserDep) -> HTMLResponse:
+def confirm_delete_page(style: PageOwnedStyle, request: Request, session: SessionDep) -> HTMLResponse:
     """The confirmation: what deleting removes, and a button to do it."""
-    try:
-        style = get_style(session, style_id, user)
-    except ApiError as exc:
-        return error_page(request, exc)
-    return render(request, "style_delete.html", {"style": style, "busy": active_round(session, style.id),
-                                                 "candidates": sum(len(r.candidates) for r in style.rounds)})
+    return render(request, "style_delete.html", _delete_context(session, style))
 
 
 @router.post("/styles/{style_id}/delete", response_class=HTMLResponse)
-def delete_style_page(style_id: int, request: Request, session: SessionDep, settings: SettingsDep,
-                      user: UserDep) -> Response:
+def delete_style_page(style: PageOwnedStyle, request: Request, session: SessionDep,
+                      settings: SettingsDep) -> Response:
     try:
-        api.delete_style(style_id, session, settings, user)
-    except ApiError as exc:
-        if exc.status == 404:
-            return error_page(request, exc)
-        style = get_style(session, style_id, user)
-        return render(request, "style_delete.html", {"style": style, "busy": active_round(session, style.id),
-                                                     "candidates": sum(len(r.candidates) for r in style.rounds),
-                                                     "notice": exc.detail}, status_code=exc.status)
-    return RedirectResponse("/?deleted=1", status_code=303)
+        services.delete_style(session, settings, style)
+    except ApiError as exc:  # 409 while a round runs: the confirmation page says so
+        return render(request, "style_delete.html", _delete_context(session, style, exc.detail),
+                      status_code=exc.status)
+    return RedirectResponse("/", status_code=303)

@@ -14,6 +14,7 @@ from app.db import session_factory
 from app.models import Generation, Round, Style
 
 from .conftest import StubDispatcher, make_settings, png_bytes, stub_client
+from .factories import finish_round
 from .test_api import create_style
 from .test_pages import FORM
 
@@ -43,7 +44,7 @@ def _finished_style(client) -> int:
     """A style whose round 1 has succeeded with an adapter (as the worker leaves it), so it can generate."""
     style = create_style(client)
     rnd = client.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
-    _set_round(client, rnd["id"], status="succeeded", adapter_path=f"styles/{style['id']}/adapter.safetensors")
+    finish_round(client.settings, rnd["id"], candidates=0)
     return style["id"]
 
 
