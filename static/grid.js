@@ -66,11 +66,19 @@
     return null;
   }
 
-  // Click the card's button for the action; true if there was one to click.
+  // Send the card's button's request for the action; true if there was one. Through htmx.ajax rather than
+  // a click: a card htmx has just swapped in is not wired up for a few milliseconds, and a fast key must not
+  // be lost. The grid's hx-sync queues the requests, so the counts they bring back arrive in order.
   function act(card, action) {
     var button = card && card.querySelector('[data-action="' + action + '"]');
     if (!button || button.disabled) return false;
-    button.click();
+    var url = button.getAttribute("hx-put") || button.getAttribute("hx-post");
+    if (window.htmx && url) {
+      window.htmx.ajax(button.hasAttribute("hx-put") ? "PUT" : "POST", url,
+        { source: button, target: "#" + card.id, swap: "outerHTML" });
+    } else {
+      button.click();
+    }
     return true;
   }
 

@@ -281,7 +281,7 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
                 raise AssertionError(f"round 2 did not finish in the page:\n{logs()}") from None
             check_phases(page)
             expect(page.locator(".compare tbody tr")).to_have_count(2)
-            expect(page.locator("svg.chart circle")).to_have_count(4)  # text and style means of two rounds
+            expect(page.locator("#summary svg.chart circle")).to_have_count(4)  # text and style means, two rounds
             shot(page, "07-round-2-compared")
             assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # no sideways scrolling
 
