@@ -89,10 +89,12 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
                                            f"{settings.max_upload_bytes // (1024 * 1024)} MB."}, status_code=413)
         return await call_next(request)
 
+    from .api.evaluations import router as evaluations
     from .api.routes import router
     from .pages import routers as page_routers
 
     app.include_router(router)
+    app.include_router(evaluations)
     for pages in page_routers:  # the HTML pages (app/pages/)
         app.include_router(pages)
     return app

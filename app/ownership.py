@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session
 
 from .errors import not_found
-from .models import Candidate, Generation, Round, Style, User
+from .models import Candidate, Evaluation, Generation, Round, Style, User
 
 MAX_ID = 2**63 - 1  # database integer range; anything outside is an id that cannot exist
 
-Row = TypeVar("Row", Style, Round, Candidate, Generation)
-NAMES = {Style: "Style", Round: "Round", Candidate: "Candidate", Generation: "Generation"}
+Row = TypeVar("Row", Style, Round, Candidate, Generation, Evaluation)
+NAMES = {Style: "Style", Round: "Round", Candidate: "Candidate", Generation: "Generation", Evaluation: "Evaluation"}
 
 
 def style_of(row: Any) -> Style:

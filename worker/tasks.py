@@ -10,7 +10,7 @@ from celery.signals import worker_ready, worker_shutting_down
 from app.jobs import CeleryDispatcher
 from app.settings import get_settings
 
-from . import jobs
+from . import evaluation, jobs
 from .celery_app import celery_app
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,12 @@ def train_round(self, round_id: int) -> str:  # noqa: ANN001
 @celery_app.task(name="worker.tasks.generate_images")
 def generate_images(generation_id: int) -> str:
     return jobs.run_generation(get_settings(), generation_id)
+
+
+@celery_app.task(name="worker.tasks.evaluate_style")
+def evaluate_style(evaluation_id: int) -> str:
+    """CLIP text/style scores of the base model and every finished round of a style (paper Table 2)."""
+    return evaluation.run_evaluation(get_settings(), evaluation_id)
 
 
 @celery_app.task(name="worker.tasks.reap")

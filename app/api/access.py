@@ -14,11 +14,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path
 
-from ..models import Candidate, Generation, Round, Style, User
+from ..models import Candidate, Evaluation, Generation, Round, Style, User
 from ..ownership import owned, readable
 from .deps import SessionDep, SettingsDep, current_user, page_user
 
-PATH_IDS = {Style: "style_id", Round: "round_id", Candidate: "candidate_id", Generation: "generation_id"}
+PATH_IDS = {Style: "style_id", Round: "round_id", Candidate: "candidate_id", Generation: "generation_id",
+            Evaluation: "evaluation_id"}
 
 
 def _readable(model: type, who: Callable[..., User]) -> Callable[..., Any]:
@@ -50,6 +51,7 @@ OwnedCandidate = Annotated[Candidate, Depends(_owned(Candidate, current_user))]
 # Generations stay private (app/ownership.py:may_read): readable means owned, whatever the public setting.
 ReadableGeneration = Annotated[Generation, Depends(_readable(Generation, current_user))]
 OwnedGeneration = Annotated[Generation, Depends(_owned(Generation, current_user))]
+ReadableEvaluation = Annotated[Evaluation, Depends(_readable(Evaluation, current_user))]
 
 # ---- the pages ----------------------------------------------------------------------------------------------
 
