@@ -1,8 +1,8 @@
 """pages: a selection records the rule that made it (a CLIP rule's name, or the thumbs up that selected it);
 a round keeps its loss curve; a style has a name
 
-Revision ID: 0003_pages
-Revises: 0002
+Revision ID: 0004_pages
+Revises: 0003_evaluations
 Create Date: 2026-11-25 13:50:00
 
 """
@@ -11,8 +11,8 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0003_pages'
-down_revision: Union[str, Sequence[str], None] = '0002'
+revision: str = '0004_pages'
+down_revision: Union[str, Sequence[str], None] = '0003_evaluations'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
