@@ -18,6 +18,7 @@ from ..models import Round, RoundStatus, Style
 from ..schemas import GenerationCreate
 from ..settings import Settings
 from .forms import form_values, parse_form
+from .queue import ahead_text, jobs_ahead
 from .rendering import render
 from .views import generation_view
 
@@ -33,6 +34,8 @@ def _context(session: Session, settings: Settings, style: Style, values: dict[st
     numbers = {r.id: r.number for r in style.rounds}
     views = [generation_view(g, numbers.get(g.round_id))
              for g in sorted(style.generations, key=lambda g: g.id, reverse=True)]
+    for view in views:  # the queue position of each waiting job
+        view["ahead_text"] = ahead_text(jobs_ahead(session, view["row"]))
     return {"style": style, "values": values, "errors": errors, "generations": views,
             "adapter_round": services.latest_adapter_round(style), "max_images": settings.max_generation_images,
             "max_prompts": settings.max_prompts, "max_chars": settings.max_prompt_chars,
@@ -87,4 +90,6 @@ def generation_panel(generation: PageReadableGeneration, request: Request, sessi
                      user: UserDep) -> HTMLResponse:
     """A generation's panel: polls itself while the job is queued or running."""
     rnd = session.get(Round, generation.round_id) if generation.round_id else None
-    return render(request, "_generation.html", {"g": generation_view(generation, rnd and rnd.number)})
+    view = generation_view(generation, rnd and rnd.number)
+    view["ahead_text"] = ahead_text(jobs_ahead(session, generation))
+    return render(request, "_generation.html", {"g": view})

@@ -14,11 +14,13 @@ from .. import services
 from ..api.access import PageOwnedStyle, PageReadableStyle
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard, get_dispatcher
 from ..api.deps import PageUserDep as UserDep
+from ..base_models import allowed_base_models
 from ..errors import ApiError
 from ..models import Style, User
 from ..schemas import RoundCreate, StyleCreate
 from ..settings import Settings
 from .forms import form_values, parse_form
+from .gallery import style_item
 from .rendering import SORTS, render
 from .views import round_panel_context, style_summary
 
@@ -30,7 +32,6 @@ DESCRIPTORS = ["watercolor painting", "oil painting", "line drawing", "cartoon l
                "flat cartoon illustration", "sticker", "glowing", "3d rendering", "glowing 3d rendering",
                "kid crayon drawing", "melting golden 3d rendering", "wooden sculpture",
                "abstract rainbow colored flowing smoke wave design"]
-BASE_MODELS = ["amused/amused-256", "amused/amused-512", "tiny"]
 LABELS = {"content": "What the image shows", "descriptor": "The style descriptor", "steps": "Training steps",
           "rank": "Rank", "seed": "Seed", "learning_rate": "The learning rate", "base_model": "The base model"}
 MESSAGES = {"adapter": "Choose StyleDrop or LoRA.",
@@ -59,11 +60,8 @@ def styles_page(request: Request, session: SessionDep, settings: SettingsDep, us
     if not settings.public_styles:
         query = query.where(Style.user_id == user.id)
     items, shared = [], []
-    for style in session.scalars(query):
-        last = style.rounds[-1] if style.rounds else None
-        (items if style.user_id == user.id else shared).append(
-            {"style": style, "rounds": len(style.rounds), "last": last,
-             "status": last.status if last else "no rounds yet"})
+    for style in session.scalars(query):  # each card: its live phase and ETA, or "ready to rate"
+        (items if style.user_id == user.id else shared).append(style_item(style, user))
     return render(request, "styles.html", {"items": items, "shared": shared})
 
 
@@ -75,7 +73,7 @@ def _form_defaults(settings: Settings) -> dict[str, str]:
 
 
 def _new_style_context(settings: Settings, values: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
-    models = [settings.model] + [m for m in BASE_MODELS if m != settings.model]
+    models = allowed_base_models(settings)  # a choice, not free text: a typo would fail the round later
     return {"values": values, "errors": errors, "descriptors": DESCRIPTORS, "base_models": models,
             "max_steps": settings.max_train_steps, "max_mb": settings.max_upload_bytes // (1024 * 1024),
             "max_chars": settings.max_prompt_chars, "max_references": settings.max_references}
@@ -98,6 +96,8 @@ def _check_fields(values: dict[str, str], settings: Settings) -> tuple[StyleCrea
             errors[name] = exc.detail
     body, invalid = parse_form(StyleCreate, values, LABELS, MESSAGES)
     errors = invalid | errors
+    if values.get("base_model") not in allowed_base_models(settings):
+        errors["base_model"] = "Choose one of the base models offered."
     if body is not None:
         try:
             services.check_train_steps(body.steps, settings)
