@@ -26,7 +26,7 @@ def _finished(rnd: Round) -> None:
         raise ApiError(409, f"Round {rnd.id} has no candidates to select from.")
 
 
-def clip_assist(session: Session, rnd: Round, user: User) -> tuple[list[Candidate], str]:
+def clip_assist(session: Session, rnd: Round, user: User, rule: str = "guarded") -> tuple[list[Candidate], str]:
     """Add CLIP's picks to the person's: returns (the candidates it added, the rule's name). 409 when the
     round is not finished or the rule cannot choose (unscored candidates: the engine's message)."""
     _finished(rnd)
@@ -36,7 +36,7 @@ def clip_assist(session: Session, rnd: Round, user: User) -> tuple[list[Candidat
               "style_score": c.clip_style_score} for c in rnd.candidates if c.id not in disliked]
     if not items:
         raise ApiError(409, "Every candidate of this round is thumbed down; CLIP has nothing to add.")
-    ids, rule = select_by_clip(items)
+    ids, _ = select_by_clip(items, rule)
     by_id = {c.id: c for c in rnd.candidates}
     added = [by_id[i] for i in ids if i in by_id and by_id[i].selection is None]
     for candidate in added:

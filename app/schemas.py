@@ -161,6 +161,8 @@ class RoundCreate(BaseModel):
 
     feedback: Literal["human", "clip"] | None = Field(
         None, description="round >= 2: train on the human selection (default) or let CLIP select")
+    clip_rule: Literal["paper", "guarded", "random"] | None = Field(
+        None, description="with feedback clip: the rule (default STYLEDROP_CLIP_RULE, guarded)")
     steps: TrainSteps | None = None
     batch_size: whole(1, MAX_BATCH_SIZE) | None = None
     learning_rate: real(0, 1, open_low=True, open_high=True) | None = None
@@ -216,6 +218,8 @@ class CandidateOut(BaseModel):
     image_url: str
     clip_text_score: float | None
     clip_style_score: float | None
+    selection_rule: str | None = Field(None, description="how it was selected: a CLIP rule's name, 'thumbs up', "
+                                                        "or null for a person's pick")
     ratings: list[RatingOut]
     rating_mean: float | None
     my_rating: int | None
@@ -238,8 +242,22 @@ class SelectedIn(BaseModel):
     selected: StrictBool
 
 
+class AutoSelectIn(BaseModel):
+    """Which CLIP rule selects (styledrop.selection): the paper's, ours, or the paper's random baseline."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rule": "paper"}]})
+
+    rule: Literal["paper", "guarded", "random"] | None = Field(
+        None, description="paper: best text score per prompt; guarded (our extension, the default "
+                          "STYLEDROP_CLIP_RULE): the paper's minus the lowest style-score quarter; random: the "
+                          "paper's random-selection baseline")
+    top_k: whole(1, 8, "images per prompt") = 1
+    seed: Seed = 0
+
+
 class AutoSelectOut(BaseModel):
     round_id: int
+    rule: str
     method: str
     selected: list[CandidateOut]
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from styledrop.plan import plan_round  # pydantic, no torch: the round's plan and the per-round recipe
 from styledrop.prompts import MAX_WORDS  # plain Python, no torch: the engine refuses longer text
+from styledrop.selection import DEFAULT_RULE  # plain Python, no torch
 
 from . import storage
 from .clip_feedback import feedback_label, select_by_clip
@@ -161,13 +162,15 @@ def candidate_items(rnd: Round) -> list[dict[str, Any]]:
             for c in rnd.candidates]
 
 
-def auto_select(session: Session, rnd: Round, top_k: int = 1) -> tuple[list[Candidate], str]:
-    """CLIP feedback: replace the round's selection with the candidates CLIP picks (app.clip_feedback)."""
+def auto_select(session: Session, rnd: Round, rule: str = DEFAULT_RULE, top_k: int = 1,
+                seed: int = 0) -> tuple[list[Candidate], str]:
+    """CLIP feedback: replace the round's selection with the candidates a named rule picks (app.clip_feedback);
+    each selection records the rule."""
     if rnd.status != RoundStatus.succeeded.value:
         raise ApiError(409, f"Round {rnd.id} is {rnd.status}; only a finished round's candidates can be selected.")
     if not rnd.candidates:
         raise ApiError(409, f"Round {rnd.id} has no candidates to select from.")
-    ids, method = select_by_clip(candidate_items(rnd), top_k=top_k)
+    ids, method = select_by_clip(candidate_items(rnd), rule, top_k, seed)
     for candidate in rnd.candidates:
         if candidate.selection is not None:
             session.delete(candidate.selection)
@@ -175,8 +178,9 @@ def auto_select(session: Session, rnd: Round, top_k: int = 1) -> tuple[list[Cand
     by_id = {c.id: c for c in rnd.candidates}
     chosen = [by_id[i] for i in ids if i in by_id]
     for candidate in chosen:
-        session.add(Selection(candidate_id=candidate.id, round_id=rnd.id, by="clip"))
-    rnd.metrics = dict(rnd.metrics or {}, clip_selection={"method": method, "candidate_ids": [c.id for c in chosen]})
+        session.add(Selection(candidate_id=candidate.id, round_id=rnd.id, by="clip", rule=rule))
+    rnd.metrics = dict(rnd.metrics or {}, clip_selection={"rule": rule, "method": method,
+                                                          "candidate_ids": [c.id for c in chosen]})
     session.commit()
     session.refresh(rnd)
     return chosen, method
@@ -203,7 +207,7 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
     else:
         feedback = feedback or "human"
         if feedback == "clip":
-            auto_select(session, base)
+            auto_select(session, base, body.get("clip_rule") or settings.clip_rule)
         selected = [c for c in base.candidates if c.selection is not None]
         if not selected:
             raise ApiError(409, f"No candidate of round {base.number} (id {base.id}) is selected: select some "

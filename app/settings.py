@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # Built-in prompts of a round's pool, drawn across all eight categories (styledrop.prompt_sets): 16 gives
     # two of each, so a person (or CLIP) can pick more than animals. The paper's CLIP pool was 30 prompts.
     candidate_prompts: int = 16
+    # CLIP feedback's rule (styledrop.selection): "paper" (best text score per prompt), "guarded" (ours: the
+    # paper's minus the lowest style-score quarter), "random" (the paper's baseline). The API may name another.
+    clip_rule: Literal["paper", "guarded", "random"] = "guarded"
     sample_steps: int = 12  # decoding steps for candidates and generations
     # styledrop.clip_scores.load_scorer name; unset: "tiny" for the offline presets, else "default" (ViT-L-14).
     clip_model: str | None = None

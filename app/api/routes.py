@@ -21,6 +21,7 @@ from .. import services, storage
 from ..errors import ApiError
 from ..models import Candidate, RoundStatus, Style, User
 from ..schemas import (
+    AutoSelectIn,
     AutoSelectOut,
     CandidateOut,
     GenerationCreate,
@@ -199,10 +200,14 @@ def list_candidates(rnd: ReadableRound, user: UserDep) -> list[CandidateOut]:
 
 
 @router.post("/rounds/{round_id}/auto-select", response_model=AutoSelectOut, tags=["candidates"])
-def auto_select_round(rnd: OwnedRound, session: SessionDep, user: UserDep) -> AutoSelectOut:
-    """CLIP feedback: replace the round's selection with the best candidate per prompt by CLIP score."""
-    chosen, method = auto_select(session, rnd)
-    return AutoSelectOut(round_id=rnd.id, method=method, selected=[candidate_out(c, user) for c in chosen])
+def auto_select_round(rnd: OwnedRound, session: SessionDep, settings: SettingsDep, user: UserDep,
+                      body: AutoSelectIn | None = None) -> AutoSelectOut:
+    """CLIP feedback: replace the round's selection with what a named rule picks (default STYLEDROP_CLIP_RULE);
+    each selected candidate records the rule (`selection_rule`)."""
+    body = body or AutoSelectIn()
+    rule = body.rule or settings.clip_rule
+    chosen, method = auto_select(session, rnd, rule, body.top_k, body.seed)
+    return AutoSelectOut(round_id=rnd.id, rule=rule, method=method, selected=[candidate_out(c, user) for c in chosen])
 
 
 # ---- candidates ---------------------------------------------------------------------------------------------

@@ -50,7 +50,8 @@ def candidate_out(candidate: Candidate, user: User | None = None) -> CandidateOu
         clip_text_score=candidate.clip_text_score, clip_style_score=candidate.clip_style_score,
         ratings=ratings, rating_mean=(sum(r.value for r in ratings) / len(ratings)) if ratings else None,
         my_rating=mine, selected=candidate.selection is not None,
-        selected_by=candidate.selection.by if candidate.selection is not None else None)
+        selected_by=candidate.selection.by if candidate.selection is not None else None,
+        selection_rule=candidate.selection.rule if candidate.selection is not None else None)
 
 
 def generation_out(generation: Generation) -> GenerationOut:

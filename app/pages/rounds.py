@@ -91,13 +91,13 @@ def _plural(count: int, word: str) -> str:
 
 
 @router.post("/rounds/{round_id}/auto-select", response_class=HTMLResponse)
-def clip_assist_page(rnd: PageOwnedRound, request: Request, session: SessionDep, user: UserDep,
-                     sort: str = "prompt") -> HTMLResponse:
+def clip_assist_page(rnd: PageOwnedRound, request: Request, session: SessionDep, settings: SettingsDep,
+                     user: UserDep, sort: str = "prompt") -> HTMLResponse:
     """CLIP assistance (app/picks.py): add CLIP's best per prompt to the person's picks, never a thumbed-down
     image and never removing a pick; say what it added and offer Undo."""
     kept = sum(1 for c in rnd.candidates if c.selection is not None)
     try:
-        added, _rule = picks.clip_assist(session, rnd, user)
+        added, _rule = picks.clip_assist(session, rnd, user, settings.clip_rule)
     except ApiError as exc:
         return _grid(request, session, user, rnd, sort, exc.detail)
     yours = f"Your {_plural(kept, 'pick')} stay{'s' if kept == 1 else ''}."

@@ -209,8 +209,26 @@ def test_auto_select_applies_the_engine_clip_rule(stub_app):
     body = stub_app.post(f"{API}/rounds/{rnd_id}/auto-select").json()
     # a cat: ids[0] text 0.1, ids[2] text 0.9 -> ids[2]; a dog: ids[1] text 0.5, ids[3] text 0.2 -> ids[1]
     assert [c["id"] for c in body["selected"]] == [ids[2], ids[1]]  # best text score first
-    assert all(c["selected_by"] == "clip" for c in body["selected"])
-    assert body["method"].startswith("clip: top-1 per prompt")
+    assert all(c["selected_by"] == "clip" and c["selection_rule"] == "guarded" for c in body["selected"])
+    assert body["rule"] == "guarded" and body["method"].startswith("clip (guarded, our extension): top-1 per prompt")
+
+
+def test_auto_select_takes_the_papers_rule_ours_or_the_random_baseline(stub_app):
+    style, ids = _finished_round_with_candidates(stub_app, style_scores=(0.6, 0.1, 0.65, 0.7))
+    rnd_id = stub_app.get(f"{API}/styles/{style['id']}").json()["rounds"][0]["id"]
+    url = f"{API}/rounds/{rnd_id}/auto-select"
+    paper = stub_app.post(url, json={"rule": "paper"}).json()
+    assert paper["rule"] == "paper" and [c["id"] for c in paper["selected"]] == [ids[2], ids[1]]  # no style guard
+    guarded = stub_app.post(url, json={"rule": "guarded"}).json()
+    assert [c["id"] for c in guarded["selected"]] == [ids[2], ids[3]]  # ids[1] is in the lowest style quarter
+    drawn = stub_app.post(url, json={"rule": "random", "seed": 4}).json()
+    assert len(drawn["selected"]) == 2 and {c["content"] for c in drawn["selected"]} == {"a cat", "a dog"}
+    assert [c["id"] for c in stub_app.post(url, json={"rule": "random", "seed": 4}).json()["selected"]] == \
+        [c["id"] for c in drawn["selected"]]  # seeded: the same draw again
+    listed = stub_app.get(f"{API}/rounds/{rnd_id}/candidates").json()
+    listed = listed["items"] if isinstance(listed, dict) else listed
+    assert {c["selection_rule"] for c in listed if c["selected"]} == {"random"}
+    assert stub_app.post(url, json={"rule": "best"}).status_code == 422
 
 
 def test_auto_select_guards_style_and_refuses_unscored_rounds(stub_app):

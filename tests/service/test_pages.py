@@ -411,7 +411,7 @@ def test_clip_assistance_adds_to_the_persons_picks_and_undoes_in_one_click(stub_
         picks = {s.candidate_id: (s.by, s.rule, s.user_id) for s in session.scalars(select(Selection))}
     assert set(picks) == {ids[0], ids[2]}  # the person's pick kept, the thumbed-down cat not taken
     assert picks[ids[0]] == ("human", "thumbs up", 1)
-    assert picks[ids[2]][0] == "clip" and picks[ids[2]][1].startswith("clip: top-1 per prompt") and picks[ids[2]][2]
+    assert picks[ids[2]][0] == "clip" and picks[ids[2]][1] == "guarded" and picks[ids[2]][2]  # the rule by name
 
     undone = stub_app.post(f"/rounds/{round_id}/auto-select/undo").text
     assert "Undone: CLIP&#39;s 1 pick removed" in undone and "Train round 2 with 1 selected" in undone
