@@ -17,10 +17,11 @@ from sqlalchemy.orm import Session
 from styledrop.prompt_sets import eval_prompts, overlap
 
 from .errors import ApiError
-from .models import ACTIVE, Candidate, Evaluation, Round, RoundStatus, Selection, Style, User
+from .models import ACTIVE, Candidate, Evaluation, Round, RoundStatus, Selection, Style, User, utcnow
 from .schemas import Seed
 from .services import clean_prompts
 from .settings import Settings
+from .task_queue import Dispatcher
 
 HELD_OUT = "built-in held-out list"
 
@@ -86,6 +87,21 @@ def create_evaluation(session: Session, style: Style, user: User | None, body: E
                                      "per_prompt": body.per_prompt, "seed": body.seed,
                                      "allow_overlap": body.allow_overlap})
     session.add(evaluation)
+    session.commit()
+    return evaluation
+
+
+def start_evaluation(session: Session, settings: Settings, dispatcher: Dispatcher, style: Style, user: User | None,
+                     body: EvaluationCreate) -> Evaluation:
+    """Record an evaluation (create_evaluation) and send it to the workers; 503 if the queue is unreachable."""
+    evaluation = create_evaluation(session, style, user, body, settings)
+    try:
+        evaluation.celery_task_id = dispatcher.evaluate(evaluation.id)
+    except Exception as exc:  # noqa: BLE001  broker down: say so instead of leaving the job queued forever
+        evaluation.status, evaluation.error = RoundStatus.failed.value, f"Could not queue the job: {exc}"
+        evaluation.finished_at = utcnow()
+        session.commit()
+        raise ApiError(503, f"The job queue is not reachable ({exc}); is Redis running?") from exc
     session.commit()
     return evaluation
 

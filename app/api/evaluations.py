@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ..errors import ApiError
-from ..evaluations import EvaluationCreate, EvaluationOut, create_evaluation, evaluation_out
-from ..models import RoundStatus, utcnow
+from ..evaluations import EvaluationCreate, EvaluationOut, evaluation_out
+from ..evaluations import start_evaluation as queue_evaluation
 from ..schemas import refusals
 from .access import OwnedStyle, ReadableEvaluation, ReadableStyle
 from .deps import DispatcherDep, SessionDep, SettingsDep, UserDep
@@ -21,16 +20,7 @@ def start_evaluation(style: OwnedStyle, session: SessionDep, settings: SettingsD
     """CLIP text and style scores of the base model and every finished round, same prompts and seeds
     (default: the built-in held-out list). 422 names prompts a round was trained on (unless allow_overlap);
     409 without a finished round or while an evaluation of the style is running."""
-    evaluation = create_evaluation(session, style, user, body or EvaluationCreate(), settings)
-    try:
-        evaluation.celery_task_id = dispatcher.evaluate(evaluation.id)
-    except Exception as exc:  # broker down: say so instead of leaving the job queued forever
-        evaluation.status, evaluation.error = RoundStatus.failed.value, f"Could not queue the job: {exc}"
-        evaluation.finished_at = utcnow()
-        session.commit()
-        raise ApiError(503, f"The job queue is not reachable ({exc}); is Redis running?") from exc
-    session.commit()
-    return evaluation_out(evaluation)
+    return evaluation_out(queue_evaluation(session, settings, dispatcher, style, user, body or EvaluationCreate()))
 
 
 @router.get("/styles/{style_id}/evaluations", response_model=list[EvaluationOut])

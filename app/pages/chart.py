@@ -120,3 +120,48 @@ def loss_chart(points: list, total_steps: int, width: int = 360, height: int = 1
     parts.append(f'<circle cx="{x(last_step):.1f}" cy="{y(last_loss):.1f}" r="3" fill="{TEXT_COLOR}"/>')
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def evaluation_chart(rows: list[dict], width: int = 360, height: int = 240) -> Markup:
+    """The paper's Figure 6 view of an evaluation: one point per model (base, round 1, …) at (text score,
+    style score), each axis fitted to the values, so trading text fidelity for style is visible at a glance."""
+    rows = [r for r in rows if r.get("text_mean") is not None and r.get("style_mean") is not None]
+    if not rows:
+        return Markup("")
+    left, right, top, bottom = 52, 16, 12, 34
+    xs, ys = [r["text_mean"] for r in rows], [r["style_mean"] for r in rows]
+    (x_low, x_high, x_digits), (y_low, y_high, y_digits) = _fit(xs), _fit(ys)
+
+    def px(v: float) -> float:
+        return left + (width - left - right) * (v - x_low) / (x_high - x_low)
+
+    def py(v: float) -> float:
+        return top + (height - top - bottom) * (1 - (v - y_low) / (y_high - y_low))
+
+    desc = "; ".join(f"{r['name']}: text {_fmt(r['text_mean'])}, style {_fmt(r['style_mean'])}" for r in rows)
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-labelledby="eval-title eval-desc" '
+             f'xmlns="http://www.w3.org/2000/svg">', '<title id="eval-title">CLIP text score against style score</title>',
+             f'<desc id="eval-desc">{escape(desc)}</desc>']
+    for k in range(3):
+        vx, vy = x_low + (x_high - x_low) * k / 2, y_low + (y_high - y_low) * k / 2
+        parts.append(f'<line x1="{px(vx):.1f}" x2="{px(vx):.1f}" y1="{top}" y2="{height - bottom}" class="grid"/>')
+        parts.append(f'<text x="{px(vx):.1f}" y="{height - bottom + 14}" text-anchor="middle" class="tick">'
+                     f'{_fmt(vx, x_digits)}</text>')
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{py(vy):.1f}" y2="{py(vy):.1f}" class="grid"/>')
+        parts.append(f'<text x="{left - 6}" y="{py(vy) + 4:.1f}" text-anchor="end" class="tick">{_fmt(vy, y_digits)}</text>')
+    parts.append(f'<text x="{(left + width - right) / 2:.1f}" y="{height - 4}" text-anchor="middle" class="tick">'
+                 'text score →</text>')
+    parts.append(f'<text x="12" y="{(top + height - bottom) / 2:.1f}" text-anchor="middle" class="tick" '
+                 f'transform="rotate(-90 12 {(top + height - bottom) / 2:.1f})">style score →</text>')
+    points = [(px(r["text_mean"]), py(r["style_mean"])) for r in rows]
+    if len(points) > 1:
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{STYLE_COLOR}" stroke-width="1.5" '
+                     'stroke-dasharray="4 3"/>')
+    for (x, y), r in zip(points, rows, strict=True):
+        color = TEXT_COLOR if r["name"] == "base" else STYLE_COLOR
+        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4.5" fill="{color}"><title>{escape(r["name"])}: text '
+                     f'{_fmt(r["text_mean"])}, style {_fmt(r["style_mean"])}</title></circle>')
+        parts.append(f'<text x="{x + 7:.1f}" y="{y - 6:.1f}" class="tick">{escape(r["name"])}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))

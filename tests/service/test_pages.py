@@ -610,3 +610,26 @@ def test_api_docs_are_served_offline(stub_app):
         assert stub_app.get(path).status_code == 200, path
     assert "Apache License" in stub_app.get("/static/swagger-ui/swagger-ui.LICENSE").text
     assert stub_app.get("/redoc").status_code == 404
+
+
+def test_the_evaluation_panel_starts_a_job_and_shows_the_table_and_chart(stub_app):
+    from app.models import Evaluation
+
+    style_id = _create(stub_app)
+    assert "Available once a round has finished" in stub_app.get(f"/styles/{style_id}/evaluation").text
+    finish_round(stub_app.settings, _latest_round(stub_app, style_id))
+    assert f'hx-get="/styles/{style_id}/evaluation"' in stub_app.get(f"/styles/{style_id}").text
+    refused = stub_app.post(f"/styles/{style_id}/evaluation", data={"limit": "0", "per_prompt": "2"})
+    assert refused.status_code == 422 and "Prompts" in refused.text
+    started = stub_app.post(f"/styles/{style_id}/evaluation", data={"limit": "5", "per_prompt": "1"})
+    assert started.status_code == 200 and "Evaluating 5 prompts" in started.text and 'hx-trigger="every 3s"' in started.text
+    assert len(stub_app.dispatcher.evaluations) == 1
+    with session_factory(stub_app.settings)() as session:  # as the worker would finish it
+        evaluation = session.get(Evaluation, stub_app.dispatcher.evaluations[0])
+        evaluation.status, evaluation.result = "succeeded", {"clip_model": "tiny", "rows": [
+            {"name": "base", "text_mean": 0.31, "text_std": 0.01, "style_mean": 0.55, "style_std": 0.02, "count": 5},
+            {"name": "round 1", "text_mean": 0.30, "text_std": 0.01, "style_mean": 0.70, "style_std": 0.02, "count": 5}]}
+        session.commit()
+    panel = stub_app.get(f"/styles/{style_id}/evaluation").text
+    assert 'id="evaluation-table"' in panel and "0.7000" in panel and "<svg" in panel and "round 1: text 0.300" in panel
+    assert "every 3s" not in panel and "Evaluate every round" in panel  # finished: no polling, a new one may start
