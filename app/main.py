@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import browser_sessions
+from .api import openapi as api_openapi
 from .api.deps import LoginRequired
 from .db import session_factory
 from .errors import ApiError
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     from .pages import routers as page_routers
 
     app.include_router(router)
+    api_openapi.install(app)  # operation ids, named bodies, file fields generators send as files
     for pages in page_routers:  # the HTML pages (app/pages/)
         app.include_router(pages)
     return app

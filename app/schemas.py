@@ -64,10 +64,18 @@ class StyleOut(BaseModel):
                                              "(STYLEDROP_PUBLIC_STYLES)")
 
 
+CALLBACK_URL = Field(None, max_length=2000,
+                     description="https URL that gets a signed JSON event (POST) when the job ends: succeeded, "
+                                 "failed or cancelled. Signature: X-StyleDrop-Signature = 'sha256=' + "
+                                 "HMAC-SHA256(your webhook secret, X-StyleDrop-Timestamp + '.' + body)")
+
+
 class RoundCreate(BaseModel):
     """Settings of a new round; anything left out comes from the style and the server's defaults."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"steps": 1000, "prompts": ["a chihuahua", "a church on the beach"], "candidates_per_prompt": 4},
+        {"feedback": "clip", "callback_url": "https://example.com/styledrop-hook"}]})
 
     feedback: Literal["human", "clip"] | None = Field(
         None, description="round >= 2: train on the human selection (default) or let CLIP select")
@@ -85,6 +93,7 @@ class RoundCreate(BaseModel):
     candidates_per_prompt: int | None = Field(None, ge=1, le=64)
     sample_steps: int | None = Field(None, ge=1, le=100)
     adapter_guidance: float | None = Field(None, ge=0, le=10)
+    callback_url: str | None = CALLBACK_URL
 
 
 class RoundOut(BaseModel):
@@ -135,6 +144,8 @@ class CandidateOut(BaseModel):
 
 
 class RatingIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"value": 1}, {"value": 4}]})
+
     value: int = Field(description="-1 / +1 (thumbs) or 1..5 (stars)")
 
     @field_validator("value")
@@ -146,6 +157,8 @@ class RatingIn(BaseModel):
 
 
 class SelectedIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"selected": True}]})
+
     selected: bool
 
 
@@ -156,7 +169,9 @@ class AutoSelectOut(BaseModel):
 
 
 class GenerationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"prompts": ["a cat", "a bridge"], "num_images": 2, "seed": 1,
+         "callback_url": "https://example.com/styledrop-hook"}]})
 
     # Lengths and counts are checked against the settings (app.services.clean_prompts), not fixed here.
     prompts: list[str] = Field(min_length=1, description='contents, e.g. ["a cat", "a bridge"]; at most '
@@ -166,10 +181,22 @@ class GenerationCreate(BaseModel):
     seed: int | None = Field(0, ge=0)
     round_id: int | None = Field(None, description="which round's adapter (default: the latest finished)")
     steps: int | None = Field(None, ge=1, le=100, description="decoding steps")
-    # Lengths and counts are checked against the settings (app.services.clean_prompts), not fixed here.
-    prompts: list[str] = Field(min_length=1, description='contents, e.g. ["a cat", "a bridge"]; at most '
-                                                         'STYLEDROP_MAX_PROMPTS (64), each at most '
-                                                         'STYLEDROP_MAX_PROMPT_CHARS (300) characters')
+    callback_url: str | None = CALLBACK_URL
+
+
+class StylePage(BaseModel):
+    items: list[StyleOut]
+    next: str | None = Field(description="URL of the next page; null on the last page")
+
+
+class RoundPage(BaseModel):
+    items: list[RoundOut]
+    next: str | None = Field(description="URL of the next page; null on the last page")
+
+
+class CandidatePage(BaseModel):
+    items: list[CandidateOut]
+    next: str | None = Field(description="URL of the next page; null on the last page")
 
 
 class GenerationOut(BaseModel):
@@ -182,3 +209,12 @@ class GenerationOut(BaseModel):
     error: str | None
     created_at: Utc
     finished_at: Utc | None
+
+
+class GenerationPage(BaseModel):
+    items: list[GenerationOut]
+    next: str | None = Field(description="URL of the next page; null on the last page")
+
+
+class WebhookSecretOut(BaseModel):
+    secret: str = Field(description="HMAC-SHA256 key of your webhook signatures")

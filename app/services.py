@@ -133,6 +133,9 @@ def reap_stale(session: Session, settings: Settings, dispatcher: Dispatcher, rou
         .execution_options(synchronize_session=False))
     session.commit()
     send_again(dispatcher, requeued)  # after the commit, so the worker that takes one finds it queued
+    from .webhooks import jobs_ended  # the failed rounds' webhooks (app/webhooks.py)
+
+    jobs_ended(session, dispatcher, "round", failed)
     for rid in requeued + failed:
         rnd = session.get(Round, rid)
         if rnd is not None:

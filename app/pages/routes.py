@@ -6,7 +6,6 @@ pages and the API cannot drift apart. Errors of an action are shown on the page,
 
 from __future__ import annotations
 
-import io
 import math
 from datetime import datetime, timezone
 from pathlib import Path
@@ -341,8 +340,8 @@ async def create_style_page(request: Request, session: SessionDep, settings: Set
 
     try:
         check_job_quota(session, user.id, settings)  # round 1 would be refused: store no style either
-        created = api.create_style(session, settings, user, image=UploadFile(io.BytesIO(data), filename="ref"),
-                                   content=values["content"], descriptor=values["descriptor"],
+        created = api.new_style(session, settings, user, data,
+                                content=values["content"], descriptor=values["descriptor"],
                                    base_model=values.get("base_model") or None, adapter=values["adapter"],
                                    steps=steps, seed=seed)
     except ApiError as exc:
@@ -616,7 +615,7 @@ async def generate_page(style_id: int, request: Request, session: SessionDep, se
         try:
             body = GenerationCreate(prompts=prompts, num_images=number or 1, seed=seed if seed is not None else 0,
                                     round_id=round_id)
-            api.create_generation(style.id, body, session, settings, dispatcher, user)
+            api.new_generation(style.id, body, session, settings, dispatcher, user)
         except ValidationError as exc:
             errors["prompts"] = "; ".join(str(e.get("msg", "")).removeprefix("Value error, ") for e in exc.errors())
         except ApiError as exc:

@@ -189,8 +189,8 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             expect(page.locator("#train-next")).to_have_text("Train round 2 with 3 selected")
             shot(page, "06-round-1-rated")
             api = page.request
-            round1 = api.get(f"{base}/api/v1/styles/1/rounds").json()[0]
-            rated = api.get(f"{base}/api/v1/rounds/{round1['id']}/candidates").json()
+            round1 = api.get(f"{base}/api/v1/styles/1/rounds").json()["items"][0]
+            rated = api.get(f"{base}/api/v1/rounds/{round1['id']}/candidates").json()["items"]
             assert [(c["my_rating"], c["selected"]) for c in rated] == [(1, True), (1, True), (-1, False),
                                                                          (None, True)], rated
 

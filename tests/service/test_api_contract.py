@@ -1,0 +1,198 @@
+"""The API as clients meet it, without a worker (issue 18): the OpenAPI document generators read, paging,
+idempotency keys, and the checks of webhook destinations and signatures."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import func, select
+
+from app import webhooks
+from app.db import session_factory
+from app.models import IdempotencyKey, Round, Style
+
+from .conftest import png_bytes, stub_client
+from .test_api import API, create_style
+
+# ---- the OpenAPI document -----------------------------------------------------------------------------------
+
+
+def _resolve(schema: dict, document: dict) -> dict:
+    for option in schema.get("anyOf", [schema]):
+        if "$ref" in option:
+            return document["components"]["schemas"][option["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def test_openapi_names_file_fields_and_examples(stub_app):
+    document = stub_app.get("/openapi.json").json()
+    ids = [(path, method, op["operationId"]) for path, ops in document["paths"].items() for method, op in ops.items()]
+    assert len({i for _, _, i in ids}) == len(ids)  # unique
+    for path, method, op_id in ids:
+        tag = document["paths"][path][method]["tags"][0]
+        assert op_id.startswith(f"{tag}-") and "api_v1" not in op_id, (path, method, op_id)
+    create = document["paths"]["/api/v1/styles"]["post"]
+    assert create["operationId"] == "styles-create_style"
+    ref = create["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+    assert ref == "#/components/schemas/StyleCreate"  # a named body, not Body_create_style_api_v1_styles_post
+    assert not [name for name in document["components"]["schemas"] if name.startswith("Body_")]
+    image = document["components"]["schemas"]["StyleCreate"]["properties"]["image"]
+    assert image["format"] == "binary" and image["type"] == "string"  # generators send it as a file
+    for path, ops in document["paths"].items():  # every request body documents an example
+        for method, op in ops.items():
+            if "requestBody" not in op:
+                continue
+            (content,) = op["requestBody"]["content"].values()
+            body = _resolve(content["schema"], document)
+            assert body.get("examples"), (method, path)
+
+
+# ---- paging -------------------------------------------------------------------------------------------------
+
+
+def test_lists_come_in_pages_with_a_next_link(stub_app):
+    made = [create_style(stub_app, content=f"a house {i}")["id"] for i in range(5)]
+    seen, url, pages = [], f"{API}/styles?limit=2", 0
+    while url:
+        page = stub_app.get(url)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert len(body["items"]) <= 2
+        seen += [s["id"] for s in body["items"]]
+        url, pages = body["next"], pages + 1
+        if url and pages == 1:  # a style added between two pages neither shifts nor repeats the next one
+            made.append(create_style(stub_app, content="added meanwhile")["id"])
+    assert seen == made and pages == 3
+    assert stub_app.get(f"{API}/styles").json()["next"] is None  # the default limit holds them all
+    bad = stub_app.get(f"{API}/styles?cursor=not-ours")
+    assert bad.status_code == 422 and "cursor" in bad.json()["detail"]
+    assert stub_app.get(f"{API}/styles?limit=0").status_code == 422
+    assert stub_app.get(f"{API}/styles?limit=100000").status_code == 422
+    rounds = stub_app.get(f"{API}/styles/{made[0]}/rounds?limit=1").json()
+    assert rounds == {"items": [], "next": None}
+    assert stub_app.get(f"{API}/styles/{made[0]}/generations").json() == {"items": [], "next": None}
+
+
+def test_candidates_come_in_pages(stub_app):
+    from app.models import Candidate
+
+    style = create_style(stub_app)
+    rnd = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
+    with session_factory(stub_app.settings)() as session:
+        session.add_all([Candidate(round_id=rnd["id"], content=f"c{i}", prompt=f"A c{i}", seed=i, image_path="x.png")
+                         for i in range(3)])
+        session.commit()
+    first = stub_app.get(f"{API}/rounds/{rnd['id']}/candidates?limit=2").json()
+    second = stub_app.get(first["next"]).json()
+    assert [c["content"] for c in first["items"] + second["items"]] == ["c0", "c1", "c2"]
+    assert second["next"] is None
+
+
+# ---- idempotency keys ---------------------------------------------------------------------------------------
+
+
+def _count(client, model) -> int:
+    with session_factory(client.settings)() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def test_a_repeated_create_with_the_same_key_returns_the_first_answer(stub_app):
+    image = png_bytes()
+    fields = {"content": "a house", "descriptor": "watercolor painting"}
+
+    def post(key: str, **extra):
+        return stub_app.post(f"{API}/styles", data=fields | extra, files={"image": ("a.png", image, "image/png")},
+                             headers={"Idempotency-Key": key})
+
+    first, again = post("k-1"), post("k-1")
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert _count(stub_app, Style) == 1
+    other = post("k-1", descriptor="oil painting")  # same key, another request
+    assert other.status_code == 409 and "different request" in other.json()["detail"]
+    assert _count(stub_app, Style) == 1
+    assert post("k-2").json()["id"] != first.json()["id"]  # a new key is a new style
+
+    # A refused request frees its key: the corrected retry with it goes through.
+    refused = stub_app.post(f"{API}/styles", data=fields, files={"image": ("a.png", b"not an image", "image/png")},
+                            headers={"Idempotency-Key": "k-3"})
+    assert refused.status_code == 415
+    assert post("k-3").status_code == 201
+
+    # Rounds: the retried POST does not start a second round (which would be a 409 anyway: one active round).
+    style_id = first.json()["id"]
+    started = stub_app.post(f"{API}/styles/{style_id}/rounds", json={"steps": 5}, headers={"Idempotency-Key": "r"})
+    repeat = stub_app.post(f"{API}/styles/{style_id}/rounds", json={"steps": 5}, headers={"Idempotency-Key": "r"})
+    assert started.status_code == repeat.status_code == 201 and repeat.json()["id"] == started.json()["id"]
+    assert stub_app.dispatcher.rounds == [started.json()["id"]]
+    assert stub_app.post(f"{API}/styles/{style_id}/rounds", json={"steps": 6},
+                         headers={"Idempotency-Key": "r"}).status_code == 409
+    assert stub_app.post(f"{API}/styles/{style_id}/rounds", json={},
+                         headers={"Idempotency-Key": " "}).status_code == 422
+    assert _count(stub_app, IdempotencyKey) == 4  # k-1, k-2, k-3, r
+
+
+def test_keys_belong_to_their_user(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from app.auth import create_token
+    from app.main import create_app
+
+    from .conftest import StubDispatcher
+
+    with stub_client(tmp_path / "data", auth="accounts") as client:
+        with session_factory(client.settings)() as session:
+            tokens = [create_token(session, name) for name in ("ada", "bob")]
+        app = TestClient(create_app(client.settings, StubDispatcher()))
+        made = []
+        for token in tokens:
+            response = app.post(f"{API}/styles", data={"content": "a house", "descriptor": "ink"},
+                                files={"image": ("a.png", png_bytes(), "image/png")},
+                                headers={"Authorization": f"Bearer {token}", "Idempotency-Key": "same"})
+            assert response.status_code == 201 and "Idempotent-Replayed" not in response.headers
+            made.append(response.json()["id"])
+        assert made[0] != made[1]
+
+
+# ---- webhooks: destinations and signatures ------------------------------------------------------------------
+
+
+def test_callback_urls_to_private_networks_need_the_allow_list(tmp_path):
+    with stub_client(tmp_path / "closed") as client:
+        style = create_style(client)
+        for url, words in [("http://127.0.0.1:9/hook", "private, loopback"), ("http://10.1.2.3/hook", "private"),
+                           ("http://[::1]/hook", "loopback"), ("ftp://example.com/x", "not an http"),
+                           ("http://user:pw@example.com/", "password"), ("http://no-such-host.invalid/", "resolve")]:
+            refused = client.post(f"{API}/styles/{style['id']}/rounds", json={"callback_url": url})
+            assert refused.status_code == 422 and words in refused.json()["detail"], (url, refused.text)
+        assert _count(client, Round) == 0 and client.dispatcher.rounds == []  # nothing stored, nothing queued
+    with stub_client(tmp_path / "open", webhook_allow="127.0.0.1/32, hooks.example") as client:
+        style = create_style(client)
+        started = client.post(f"{API}/styles/{style['id']}/rounds", json={"callback_url": "http://127.0.0.1:9/h"})
+        assert started.status_code == 201, started.text
+        with session_factory(client.settings)() as session:
+            assert session.get(Round, started.json()["id"]).callback_url == "http://127.0.0.1:9/h"
+        # With an allow-list, only what it names: a public host it does not name is refused too.
+        client.post(f"{API}/rounds/{started.json()['id']}/cancel")
+        refused = client.post(f"{API}/styles/{style['id']}/rounds", json={"callback_url": "http://93.184.216.34/"})
+        assert refused.status_code == 422 and "allow-list" in refused.json()["detail"]
+
+
+def test_webhook_signatures():
+    body, secret = b'{"type": "round.succeeded"}', "whsec_test"
+    now = int(time.time())
+    headers = {webhooks.TIMESTAMP: str(now), webhooks.SIGNATURE: webhooks.sign(secret, now, body)}
+    assert webhooks.verify(secret, headers, body)
+    assert not webhooks.verify(secret, headers, body + b" ")  # tampered body
+    assert not webhooks.verify("whsec_other", headers, body)
+    old = now - 3600
+    assert not webhooks.verify(secret, {webhooks.TIMESTAMP: str(old), webhooks.SIGNATURE: webhooks.sign(secret, old, body)},
+                               body)  # a replay of an old event
+    assert webhooks.backoff_seconds(type("S", (), {"webhook_backoff_seconds": 10.0})(), 3) == 40.0
+
+
+def test_webhook_secret_is_per_user_and_rotates(stub_app):
+    first = stub_app.get(f"{API}/webhooks/secret").json()["secret"]
+    assert first.startswith("whsec_") and stub_app.get(f"{API}/webhooks/secret").json()["secret"] == first
+    rotated = stub_app.post(f"{API}/webhooks/secret").json()["secret"]
+    assert rotated != first and stub_app.get(f"{API}/webhooks/secret").json()["secret"] == rotated
