@@ -196,3 +196,4 @@ def test_webhook_secret_is_per_user_and_rotates(stub_app):
     assert first.startswith("whsec_") and stub_app.get(f"{API}/webhooks/secret").json()["secret"] == first
     rotated = stub_app.post(f"{API}/webhooks/secret").json()["secret"]
     assert rotated != first and stub_app.get(f"{API}/webhooks/secret").json()["secret"] == rotated
+    assert f'id="webhook-secret">{rotated}<' in stub_app.get("/settings").text  # shown on the settings page
