@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from starlette.datastructures import UploadFile
 
-from .. import storage
+from .. import paging, storage
 from ..api import routes as api
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard, get_dispatcher
 from ..api.deps import PageUserDep as UserDep
@@ -58,6 +58,9 @@ MEDIA_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 # Every page knows who asks (a log-in redirect otherwise) and every form post carries the CSRF token.
+STYLES_PER_PAGE = 48  # the gallery and a playground's generations grow: pages (app/paging.py), newest first
+GENERATIONS_PER_PAGE = 20
+
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
 static_router = APIRouter(include_in_schema=False)  # no session for static files
 
@@ -246,16 +249,19 @@ def round_panel_context(session, settings, dispatcher, rnd: Round, user, sort: s
 @router.get("/", response_class=HTMLResponse)
 def styles_page(request: Request, session: SessionDep, settings: SettingsDep, user: UserDep) -> HTMLResponse:
     """Your styles; with public styles on (an admin setting), the others' too, below and read-only."""
-    query = select(Style).order_by(Style.created_at.desc(), Style.id.desc())
+    query = select(Style)
     if not settings.public_styles:
         query = query.where(Style.user_id == user.id)
     items, shared = [], []
-    for style in session.scalars(query):
+    rows, after = paging.page(session, query, Style.id, STYLES_PER_PAGE, request.query_params.get("cursor"),
+                              descending=True)  # newest first, a page at a time (app/paging.py)
+    for style in rows:
         last = style.rounds[-1] if style.rounds else None
         (items if style.user_id == user.id else shared).append(
             {"style": style, "rounds": len(style.rounds), "last": last,
              "status": last.status if last else "no rounds yet"})
-    return render(request, "styles.html", {"items": items, "shared": shared})
+    return render(request, "styles.html", {"items": items, "shared": shared,
+                                           "older": f"/?cursor={after}" if after else None})
 
 
 def _form_defaults(settings) -> dict[str, str]:
@@ -559,8 +565,10 @@ def generation_view(generation: Generation) -> dict[str, Any]:
             "round_number": None}
 
 
-def _playground_context(session, settings, style: Style, values: dict[str, str], errors: dict[str, str]) -> dict:
-    gens = sorted(style.generations, key=lambda g: g.id, reverse=True)
+def _playground_context(session, settings, style: Style, values: dict[str, str], errors: dict[str, str],
+                        cursor: str | None = None) -> dict:
+    gens, after = paging.page(session, select(Generation).where(Generation.style_id == style.id), Generation.id,
+                              GENERATIONS_PER_PAGE, cursor, descending=True)
     numbers = {r.id: r.number for r in style.rounds}
     views = []
     for g in gens:
@@ -568,6 +576,7 @@ def _playground_context(session, settings, style: Style, values: dict[str, str],
         view["round_number"] = numbers.get(g.round_id)
         views.append(view)
     return {"style": style, "values": values, "errors": errors, "generations": views,
+            "older": f"/styles/{style.id}/playground?cursor={after}" if after else None,
             "adapter_round": latest_adapter_round(style), "max_images": settings.max_generation_images,
             "max_prompts": settings.max_prompts, "max_chars": settings.max_prompt_chars,
             "finished_rounds": [r for r in style.rounds if r.status == RoundStatus.succeeded.value]}
@@ -585,7 +594,8 @@ def playground_page(style_id: int, request: Request, session: SessionDep, settin
         last = max(style.generations, key=lambda g: g.id).request or {}
         values |= {"prompts": "\n".join(last.get("prompts") or []), "num_images": str(last.get("num_images") or 1),
                    "seed": str(last.get("seed") if last.get("seed") is not None else 0)}
-    return render(request, "playground.html", _playground_context(session, settings, style, values, {}))
+    return render(request, "playground.html", _playground_context(session, settings, style, values, {},
+                                                                  request.query_params.get("cursor")))
 
 
 @router.post("/styles/{style_id}/playground", response_class=HTMLResponse)

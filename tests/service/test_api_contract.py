@@ -3,6 +3,7 @@ idempotency keys, and the checks of webhook destinations and signatures."""
 
 from __future__ import annotations
 
+import re
 import time
 
 from sqlalchemy import func, select
@@ -197,3 +198,23 @@ def test_webhook_secret_is_per_user_and_rotates(stub_app):
     rotated = stub_app.post(f"{API}/webhooks/secret").json()["secret"]
     assert rotated != first and stub_app.get(f"{API}/webhooks/secret").json()["secret"] == rotated
     assert f'id="webhook-secret">{rotated}<' in stub_app.get("/settings").text  # shown on the settings page
+
+
+def test_the_styles_gallery_and_the_playground_come_in_pages(stub_app):
+    from app.models import Generation
+    from app.pages import routes as pages
+
+    made = [create_style(stub_app, content=f"a house {i}")["id"] for i in range(pages.STYLES_PER_PAGE + 2)]
+    first = stub_app.get("/").text
+    assert f'href="/styles/{made[-1]}"' in first and f'href="/styles/{made[1]}"' not in first  # newest first
+    older = re.search(r'id="older" href="([^"]+)"', first).group(1)
+    second = stub_app.get(older).text
+    assert f'href="/styles/{made[0]}"' in second and f'href="/styles/{made[1]}"' in second
+    assert f'href="/styles/{made[2]}"' not in second and 'id="older"' not in second
+    with session_factory(stub_app.settings)() as session:
+        session.add_all([Generation(style_id=made[0], status="failed", request={"prompts": [f"p{i}"]})
+                         for i in range(pages.GENERATIONS_PER_PAGE + 1)])
+        session.commit()
+    playground = stub_app.get(f"/styles/{made[0]}/playground").text
+    older = re.search(r'id="older" href="([^"]+)"', playground).group(1)
+    assert stub_app.get(older).status_code == 200 and 'id="older"' not in stub_app.get(older).text
