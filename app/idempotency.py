@@ -20,15 +20,18 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .errors import ApiError
-from .models import IdempotencyKey, utcnow
+from .models import IdempotencyKey, as_utc, utcnow
 
 HEADER = "Idempotency-Key"
 MAX_KEY_CHARS = 255
 KEEP = timedelta(hours=24)
+# A reservation still without an answer this long belongs to a request whose process died: a repeat takes it
+# over (a create request takes seconds, never minutes).
+ABANDONED = timedelta(minutes=10)
 
 
 def fingerprint(route: str, body: Any, files: dict[str, bytes] | None = None) -> str:
@@ -92,6 +95,18 @@ class Idempotency:
                                                                 IdempotencyKey.key == self.key))
             if first is None:  # freed between our insert and this read: the caller may simply retry
                 raise ApiError(409, f"The {HEADER} was in use a moment ago; retry the request.")
+            if first.response_status is None and as_utc(first.created_at) < utcnow() - ABANDONED:
+                taken = session.execute(  # take the abandoned reservation over; of two repeats, one wins
+                    update(IdempotencyKey).where(IdempotencyKey.id == first.id,
+                                                 IdempotencyKey.created_at == first.created_at,
+                                                 IdempotencyKey.response_status.is_(None))
+                    .values(created_at=utcnow(), fingerprint=print_)).rowcount
+                session.commit()
+                if taken:
+                    self.row_id = first.id
+                    return None
+                raise ApiError(409, f"The first request with this {HEADER} is still being handled; retry "
+                                    f"in a moment to get its answer.", headers={"Retry-After": "1"})
             if first.fingerprint != print_:
                 raise ApiError(409, f"This {HEADER} was used for a different request; use a new key for a new "
                                     f"request.")

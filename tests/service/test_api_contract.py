@@ -133,6 +133,39 @@ def test_a_repeated_create_with_the_same_key_returns_the_first_answer(stub_app):
     assert _count(stub_app, IdempotencyKey) == 4  # k-1, k-2, k-3, r
 
 
+def test_a_key_whose_first_request_never_answered(stub_app):
+    """A reservation without an answer is "in progress" (409), until it is old enough to have been abandoned
+    by a process that died; then a repeat takes it over."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from app.idempotency import ABANDONED
+    from app.models import utcnow
+
+    def post():
+        return stub_app.post(f"{API}/styles", data={"content": "a house", "descriptor": "ink"},
+                             files={"image": ("a.png", png_bytes(), "image/png")}, headers={"Idempotency-Key": "k"})
+
+    first = post()
+    assert first.status_code == 201
+
+    def unanswered(age: timedelta) -> None:  # as if the first request's process had died before answering
+        with session_factory(stub_app.settings)() as session:
+            session.execute(update(IdempotencyKey).values(response_status=None, response_body=None,
+                                                          created_at=utcnow() - age))
+            session.commit()
+
+    unanswered(timedelta(0))
+    busy = post()
+    assert busy.status_code == 409 and "still being handled" in busy.json()["detail"]
+    unanswered(ABANDONED + timedelta(seconds=1))
+    taken = post()
+    assert taken.status_code == 201 and "Idempotent-Replayed" not in taken.headers
+    replayed = post()
+    assert replayed.json()["id"] == taken.json()["id"] and replayed.headers["Idempotent-Replayed"] == "true"
+
+
 def test_keys_belong_to_their_user(tmp_path):
     from fastapi.testclient import TestClient
 
