@@ -10,12 +10,15 @@ from .settings import Settings
 TRAIN_ROUND = "worker.tasks.train_round"
 GENERATE_IMAGES = "worker.tasks.generate_images"
 REAP = "worker.tasks.reap"
+EVALUATE = "worker.tasks.evaluate_style"
 
 
 class Dispatcher(Protocol):
     def train_round(self, round_id: int) -> str | None: ...
 
     def generate(self, generation_id: int) -> str | None: ...
+
+    def evaluate(self, evaluation_id: int) -> str | None: ...
 
 
 class CeleryDispatcher:
@@ -31,3 +34,6 @@ class CeleryDispatcher:
 
     def generate(self, generation_id: int) -> str | None:
         return self.celery.send_task(GENERATE_IMAGES, args=[generation_id], ignore_result=True).id
+
+    def evaluate(self, evaluation_id: int) -> str | None:
+        return self.celery.send_task(EVALUATE, args=[evaluation_id], ignore_result=True).id

@@ -32,6 +32,16 @@ def is_page_request(request: Request) -> bool:
     return not request.url.path.startswith(("/api/", "/static/", "/openapi.json", "/docs", "/redoc"))
 
 
+def error_response(request: Request, status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
+    """The one place an error becomes a response: an HTML error page for a page URL (a refused form post, a
+    page's 404, /styles/abc, an unknown path), JSON `{"detail": ...}` for the API."""
+    if is_page_request(request):
+        from .pages.rendering import error_page
+
+        return error_page(request, status, detail, headers)
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
 def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(title="StyleDrop Studio", version="0.1.0",
@@ -48,11 +58,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
-        if is_page_request(request):  # a refused form post (CSRF) or a page's 404: an error page, not JSON
-            from .pages.routes import error_page
-
-            return error_page(request, exc)
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+        return error_response(request, exc.status, exc.detail, exc.headers)
 
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> Response:
@@ -69,12 +75,12 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
         return response
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        return error_response(request, 422, _validation_message(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        return error_response(request, exc.status_code, str(exc.detail), exc.headers)
 
     @app.middleware("http")
     async def _limit_body(request: Request, call_next):  # noqa: ANN001, ANN202
@@ -84,10 +90,12 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
                                            f"{settings.max_upload_bytes // (1024 * 1024)} MB."}, status_code=413)
         return await call_next(request)
 
+    from .api.evaluations import router as evaluations
     from .api.routes import router
     from .pages import routers as page_routers
 
     app.include_router(router)
+    app.include_router(evaluations)
     api_openapi.install(app)  # operation ids, named bodies, file fields generators send as files
     for pages in page_routers:  # the HTML pages (app/pages/)
         app.include_router(pages)

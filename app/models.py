@@ -99,6 +99,8 @@ class Style(Base):
                                                order_by="Round.number", passive_deletes=True)
     generations: Mapped[list[Generation]] = relationship(back_populates="style", cascade="all, delete-orphan",
                                                          passive_deletes=True)
+    evaluations: Mapped[list[Evaluation]] = relationship(back_populates="style", cascade="all, delete-orphan",
+                                                         passive_deletes=True, order_by="Evaluation.id")
 
 
 class Round(Base):
@@ -201,6 +203,27 @@ class Generation(Base):
     finished_at: Mapped[datetime | None]
 
     style: Mapped[Style] = relationship(back_populates="generations")
+
+
+class Evaluation(Base):
+    """The paper's evaluation (§4, Table 2) of one style: CLIP text and style scores of the base model and of
+    every finished round, on held-out prompts with the same seeds. `request` says what was asked (prompt
+    list, images per prompt, seed), `result` holds the rows (name, means, spreads, count) and the scorer."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    style_id: Mapped[int] = mapped_column(ForeignKey("styles.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    request: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default=RoundStatus.queued.value, index=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    celery_task_id: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    style: Mapped[Style] = relationship(back_populates="evaluations")
 
 
 class IdempotencyKey(Base):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
@@ -40,6 +40,44 @@ def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
             out[status]["headers"] = {"Retry-After": {"description": "seconds until a job is expected to end",
                                                       "schema": {"type": "integer"}}}
     return out
+
+
+# ---- limits of what one request may ask for: written once, used by the API and the pages' forms ---------------
+# (limits that an administrator sets, like prompt length or training steps, are in app/settings.py and checked
+# by app/services.py)
+
+SEED_MAX = 2**31 - 1  # one seed range everywhere: a 32-bit signed int, which every RNG and database column takes
+MAX_RANK = 256  # adapter width (StyleDrop H or LoRA r) a new style may ask for
+MAX_IMAGES_PER_PROMPT = 16
+
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX, description=f"random seed, 0 to {SEED_MAX}")]
+
+
+class StyleCreate(BaseModel):
+    """A new style: what POST /api/v1/styles takes as form fields beside the image, and what the new-style page
+    parses its form into. Text is cleaned and checked against the settings by app.services.create_style."""
+
+    content: str = Field(description='what the reference shows, e.g. "a house"')
+    descriptor: str = Field(description='the style in words, e.g. "watercolor painting"')
+    base_model: str | None = Field(None, description="hub id, local folder or preset")
+    adapter: Literal["styledrop", "lora"] = "styledrop"
+    steps: int | None = Field(None, ge=1, description="training steps per round")
+    learning_rate: float | None = Field(None, gt=0, lt=1, description="learning rate of every round")
+    rank: int | None = Field(None, ge=1, le=MAX_RANK, description="round 1's adapter width (StyleDrop H, LoRA r)")
+    seed: Seed | None = Field(None, description="random seed of every round")
+
+
+def field_bounds(model: type[BaseModel], name: str) -> dict[str, Any]:
+    """A field's numeric bounds (ge/gt/le/lt), also inside `Annotated[...] | None`: for the API's form
+    parameters (OpenAPI) and the pages' messages, so both read the limits from the model."""
+    field = model.model_fields[name]
+    metadata = list(field.metadata)
+    for arg in get_args(field.annotation):
+        if get_origin(arg) is Annotated:
+            for extra in get_args(arg)[1:]:
+                metadata += list(getattr(extra, "metadata", [extra]))
+    return {key: getattr(item, key) for item in metadata for key in ("ge", "gt", "le", "lt")
+            if getattr(item, key, None) is not None}
 
 
 class RoundSummary(BaseModel):
@@ -82,7 +120,7 @@ class RoundCreate(BaseModel):
     steps: int | None = Field(None, ge=1, le=100_000)
     batch_size: int | None = Field(None, ge=1, le=64)
     learning_rate: float | None = Field(None, gt=0, lt=1)
-    seed: int | None = Field(None, ge=0)
+    seed: Seed | None = None
     checkpoint_every: int | None = Field(None, ge=1)
     prompts: list[str] | None = Field(None, min_length=1,
                                       description='contents for candidates, e.g. ["a chihuahua", "a church"]; at '
@@ -177,8 +215,8 @@ class GenerationCreate(BaseModel):
     prompts: list[str] = Field(min_length=1, description='contents, e.g. ["a cat", "a bridge"]; at most '
                                                          'STYLEDROP_MAX_PROMPTS (64), each at most '
                                                          'STYLEDROP_MAX_PROMPT_CHARS (300) characters')
-    num_images: int = Field(1, ge=1, le=16)
-    seed: int | None = Field(0, ge=0)
+    num_images: int = Field(1, ge=1, le=MAX_IMAGES_PER_PROMPT)
+    seed: Seed | None = 0
     round_id: int | None = Field(None, description="which round's adapter (default: the latest finished)")
     steps: int | None = Field(None, ge=1, le=100, description="decoding steps")
     callback_url: str | None = CALLBACK_URL

@@ -1,6 +1,8 @@
-"""What the API does, apart from HTTP: starting, cancelling, retrying and reaping rounds; selections.
+"""What the web app does, apart from HTTP: creating styles, starting, cancelling, retrying and reaping rounds,
+ratings and selections, generations, and the limits of what one request may ask for.
 
-Shared by the API routes and the worker (the reaper), so a rule lives in one place.
+Every write and every rule is here, shared by the API routes (app/api/routes.py), the pages (app/pages/) and
+the worker (the reaper), so a rule lives in one place. Who may touch what is app/ownership.py.
 """
 
 from __future__ import annotations
@@ -16,16 +18,31 @@ from sqlalchemy.orm import Session
 
 from styledrop.prompts import MAX_WORDS  # plain Python, no torch: the engine refuses longer text
 
+from . import storage
 from .errors import ApiError
 from .jobs import Dispatcher
 from .models import ACTIVE, Candidate, Generation, Rating, Round, RoundStatus, Selection, Style, User, as_utc, utcnow
+from .ownership import owned
+from .schemas import GenerationCreate, RoundCreate, StyleCreate
 from .selection import select_by_clip
+from .webhooks import check_callback_url, jobs_ended
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 # Round >= 2 (paper Table S3): a fresh, larger StyleDrop adapter, H=32, not shared.
 ROUND2_ADAPTER = {"kind": "styledrop", "rank": 32, "shared": False}
+
+
+def first_adapter(style: Style) -> dict[str, Any] | None:
+    """The adapter of a style's first round: the engine's default for its kind (StyleDrop H=4 shared, or LoRA
+    r=16), unless the style asked for another width (`rank` in its settings, from the new-style form)."""
+    rank = (style.settings or {}).get("rank")
+    if rank is None:
+        return None
+    if style.adapter_kind == "styledrop":
+        return {"kind": "styledrop", "rank": int(rank), "shared": True}
+    return {"kind": style.adapter_kind, "rank": int(rank), "alpha": float(rank)}
 
 
 def requeued_values(rnd: Round, reason: str, exit_code: int | None = None) -> dict[str, Any]:
@@ -133,8 +150,6 @@ def reap_stale(session: Session, settings: Settings, dispatcher: Dispatcher, rou
         .execution_options(synchronize_session=False))
     session.commit()
     send_again(dispatcher, requeued)  # after the commit, so the worker that takes one finds it queued
-    from .webhooks import jobs_ended  # the failed rounds' webhooks (app/webhooks.py)
-
     jobs_ended(session, dispatcher, "round", failed)
     for rid in requeued + failed:
         rnd = session.get(Round, rid)
@@ -197,7 +212,7 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
         if feedback is not None and last_number:
             raise ApiError(409, f"Style {style.id} has no finished round to give feedback on.")
         feedback = None
-        adapter = None  # engine default for the style's kind (StyleDrop H=4 shared, or LoRA r=16)
+        adapter = first_adapter(style)
     else:
         feedback = feedback or "human"
         if feedback == "clip":
@@ -211,6 +226,7 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
     style_settings = style.settings or {}
     steps = body.get("steps") or style_settings.get("steps") or settings.train_steps
     seed = body.get("seed") if body.get("seed") is not None else style_settings.get("seed", 0)
+    learning_rate = body.get("learning_rate") or style_settings.get("learning_rate")  # None: the engine's
     guidance = body.get("adapter_guidance")
     if guidance is None:
         guidance = 0.0 if base is None else settings.round2_adapter_guidance
@@ -219,7 +235,7 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
         "adapter": adapter,
         "adapter_kind": style.adapter_kind,
         "train": {"steps": int(steps), "batch_size": body.get("batch_size") or settings.batch_size,
-                  "learning_rate": body.get("learning_rate"), "seed": int(seed),
+                  "learning_rate": learning_rate, "seed": int(seed),
                   "checkpoint_every": body.get("checkpoint_every") or settings.checkpoint_every},
         "training_set": training_set,
         "based_on_round": base.id if base else None,
@@ -302,6 +318,143 @@ def select_candidate(session: Session, candidate: Candidate, user: User, selecte
     else:
         session.execute(delete(Selection).where(Selection.candidate_id == candidate.id))
     session.commit()
+
+
+def thumb(session: Session, candidate: Candidate, user: User, value: int) -> None:
+    """The rating grid's thumbs: up (+1) rates and selects the candidate for the next round, down (-1) rates
+    and unselects it, and the same thumb again takes the rating back (the selection stays)."""
+    rating = session.scalar(select(Rating).where(Rating.candidate_id == candidate.id, Rating.user_id == user.id))
+    if rating is not None and rating.value == value:
+        session.delete(rating)
+        session.commit()
+        return
+    rate_candidate(session, candidate, user, value)
+    select_candidate(session, candidate, user, value > 0)
+
+
+# ---- styles, rounds and generations as the API and the pages ask for them ----------------------------------------
+
+MAX_NAME_CHARS = 500  # a base model id or folder: what its database column holds
+
+
+def create_style(session: Session, settings: Settings, user: User, body: StyleCreate, image: bytes) -> Style:
+    """Store a new style and its reference image (as PNG). Training starts with start_round.
+    Refused before anything is stored: 422 (text), 413 (too large), 400/415 (not an image)."""
+    content = clean_text(body.content, "The content", settings)
+    descriptor = clean_text(body.descriptor, "The descriptor", settings)
+    if body.base_model is not None and len(body.base_model) > MAX_NAME_CHARS:
+        raise ApiError(422, f"base_model is {len(body.base_model)} characters long; the limit is {MAX_NAME_CHARS}.")
+    check_train_steps(body.steps, settings)
+    picture = decode_image(image, settings)
+    # The style's defaults for its rounds (app/services.py:new_round and first_adapter read them).
+    style_settings = body.model_dump(include={"steps", "seed", "learning_rate", "rank"}, exclude_none=True)
+    style = Style(user_id=user.id, content=content, descriptor=descriptor,
+                  base_model=(body.base_model or "").strip() or settings.model, adapter_kind=body.adapter,
+                  settings=style_settings)
+    session.add(style)
+    session.flush()
+    style.reference_path = storage.reference_path(style.id)
+    storage.save_png(settings.storage_root, style.reference_path, picture)
+    session.commit()
+    session.refresh(style)
+    return style
+
+
+def decode_image(data: bytes, settings: Settings) -> Any:
+    """An uploaded image, checked by its content: 413 when larger than the upload limit, 400/415 otherwise."""
+    if len(data) > settings.max_upload_bytes:
+        raise ApiError(413, f"The image is larger than {settings.max_upload_bytes // (1024 * 1024)} MB.")
+    try:
+        return storage.decode_upload(data, settings.max_image_pixels)
+    except storage.UploadError as exc:
+        raise ApiError(exc.status, exc.detail) from exc
+
+
+def delete_style(session: Session, settings: Settings, style: Style) -> None:
+    """Remove a style, its rows and its files; 409 while one of its rounds is queued or running."""
+    if (running := active_round(session, style.id)) is not None:
+        raise ApiError(409, f"Round {running.number} of style {style.id} is {running.status}; cancel it first.")
+    style_id = style.id
+    session.delete(style)
+    session.commit()
+    storage.remove_tree(settings.storage_root, storage.style_dir(style_id))
+
+
+def start_round(session: Session, settings: Settings, dispatcher: Dispatcher, style: Style,
+                body: RoundCreate) -> Round:
+    """Create the style's next round (new_round's rules) and send it to the workers. A `callback_url` is
+    checked first (webhooks' allow-list) and kept on the row, not in the round's parameters."""
+    callback_url = check_callback_url(body.callback_url, settings)
+    reap_stale(session, settings, dispatcher)
+    rnd = new_round(session, style, body.model_dump(exclude={"callback_url"}), settings)
+    if callback_url is not None:
+        rnd.callback_url = callback_url
+        session.commit()  # before the worker can end the job
+    dispatch_round(session, dispatcher, rnd)
+    return rnd
+
+
+def dispatch_round(session: Session, dispatcher: Dispatcher, rnd: Round) -> None:
+    """Send a queued round to the workers; 503 (and the round failed) when the queue is not reachable,
+    instead of a round left queued forever."""
+    try:
+        rnd.celery_task_id = dispatcher.train_round(rnd.id)
+    except Exception as exc:  # noqa: BLE001  the broker is down
+        rnd.status, rnd.error, rnd.finished_at = RoundStatus.failed.value, f"Could not queue the job: {exc}", utcnow()
+        session.commit()
+        raise ApiError(503, f"The job queue is not reachable ({exc}); is Redis running?") from exc
+    session.commit()
+    session.refresh(rnd)
+
+
+def requeue_round(session: Session, settings: Settings, dispatcher: Dispatcher, rnd: Round) -> Round:
+    """Retry a failed or cancelled round (retry_round's rules) and send it to the workers."""
+    rnd = retry_round(session, rnd, settings)
+    dispatch_round(session, dispatcher, rnd)
+    return rnd
+
+
+def create_generation(session: Session, settings: Settings, dispatcher: Dispatcher, user: User, style: Style,
+                      body: GenerationCreate) -> Generation:
+    """Queue a generation with a finished round of the style (its latest by default) and send it."""
+    prompts = clean_prompts(body.prompts, settings)
+    if len(prompts) * body.num_images > settings.max_generation_images:
+        raise ApiError(422, f"{len(prompts)} prompts x {body.num_images} images is more than the "
+                            f"{settings.max_generation_images} images one request may ask for.")
+    if body.round_id is not None:
+        rnd = owned(session, Round, body.round_id, user)
+        if rnd.style_id != style.id:
+            raise ApiError(404, f"Round {rnd.id} does not belong to style {style.id}.")
+        if rnd.status != RoundStatus.succeeded.value:
+            raise ApiError(409, f"Round {rnd.id} is {rnd.status}; generate with a finished round.")
+    else:
+        rnd = latest_adapter_round(style)
+        if rnd is None:
+            raise ApiError(409, f"Style {style.id} has no finished round yet; train one first "
+                                f"(POST /api/v1/styles/{style.id}/rounds).")
+    callback_url = check_callback_url(body.callback_url, settings)
+    check_job_quota(session, user.id, settings, generation=True)
+    generation = Generation(style_id=style.id, round_id=rnd.id, user_id=user.id, status=RoundStatus.queued.value,
+                            request=body.model_dump(exclude={"callback_url"}) | {"prompts": prompts,
+                                                                                   "round_id": rnd.id},
+                            callback_url=callback_url)
+    session.add(generation)
+    session.commit()
+    try:
+        generation.celery_task_id = dispatcher.generate(generation.id)
+    except Exception as exc:  # noqa: BLE001  the broker is down
+        generation.status, generation.error = RoundStatus.failed.value, f"Could not queue the job: {exc}"
+        session.commit()
+        raise ApiError(503, f"The job queue is not reachable ({exc}); is Redis running?") from exc
+    session.commit()
+    session.refresh(generation)
+    return generation
+
+
+def latest_adapter_round(style: Style) -> Round | None:
+    """The style's latest finished round with an adapter: what generations and downloads use by default."""
+    done = [r for r in style.rounds if r.status == RoundStatus.succeeded.value and r.adapter_path]
+    return max(done, key=lambda r: r.number) if done else None
 
 
 # ---- limits: what one request may ask for, and how many jobs one user may have waiting -----------------------

@@ -50,7 +50,9 @@ class Settings(BaseSettings):
     batch_size: int = 8
     checkpoint_every: int = 250
     candidates_per_prompt: int = 4
-    candidate_prompts: int = 8  # how many of styledrop.candidates.default_prompts()
+    # Built-in prompts of a round's pool, drawn across all eight categories (styledrop.prompt_sets): 16 gives
+    # two of each, so a person (or CLIP) can pick more than animals. The paper's CLIP pool was 30 prompts.
+    candidate_prompts: int = 16
     sample_steps: int = 12  # decoding steps for candidates and generations
     round2_adapter_guidance: float = 2.0  # paper: λA = 2 for round-2 models
     # styledrop.clip_scores.load_scorer name; unset: "tiny" for the offline presets, else "default" (ViT-L-14).
@@ -66,6 +68,7 @@ class Settings(BaseSettings):
     # Worker robustness.
     heartbeat_seconds: float = 5.0
     heartbeat_stale_seconds: float = 120.0
+    reap_interval_seconds: float = 60.0  # how often beat queues the reaper (worker/celery_app.py)
     progress_interval_seconds: float = 1.0  # at most ~1 progress write per second
     stop_check_seconds: float = 0.5  # how often training reads the cancel flag
     max_attempts: int = 3
@@ -75,13 +78,10 @@ class Settings(BaseSettings):
     task_time_limit: int = 6 * 3600  # seconds; the broker's visibility timeout is longer than this
 
     def clip_scorer(self, base_model: str | None = None) -> str:
-        """The CLIP scorer for a base model. Random presets draw noise, so scoring them with a 400 MB CLIP
-        would only cost a download: they get the offline "tiny" scorer unless one is configured."""
-        from styledrop.presets import PRESETS  # plain data, no torch
+        """The CLIP scorer for a base model: the engine's rule (offline presets → "tiny"), unless configured."""
+        from styledrop.presets import scorer_for  # plain data, no torch
 
-        if self.clip_model:
-            return self.clip_model
-        return "tiny" if (base_model or self.model) in PRESETS else "default"
+        return scorer_for(base_model or self.model, self.clip_model)
 
     @property
     def accounts(self) -> bool:

@@ -31,6 +31,7 @@ class Fixture:
     candidate_ids: list[list[int]]  # per client: the candidates of that client's own style
     data_dir: Path
     server: subprocess.Popen
+    database_url: str | None = None  # None: SQLite under data_dir
 
     def stop(self) -> None:
         self.server.terminate()
@@ -46,7 +47,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def prepare(data_dir: Path, clients: int, candidates: int) -> tuple[list[str], list[list[int]]]:
+def prepare(data_dir: Path, clients: int, candidates: int,
+            database_url: str | None = None) -> tuple[list[str], list[list[int]]]:
     """A migrated database where each of `clients` users (with a token) owns one style whose finished
     round has `candidates` candidates to rate."""
     from app.auth import create_token, get_or_create_user
@@ -55,7 +57,7 @@ def prepare(data_dir: Path, clients: int, candidates: int) -> tuple[list[str], l
     from app.models import Candidate, Round, Style
     from app.settings import Settings
 
-    settings = Settings(data_dir=data_dir, model="tiny")
+    settings = Settings(data_dir=data_dir, model="tiny", database_url=database_url)
     upgrade(settings)
     tokens, ids = [], []
     with session_factory(settings)() as session:
@@ -80,12 +82,15 @@ def prepare(data_dir: Path, clients: int, candidates: int) -> tuple[list[str], l
     return tokens, ids
 
 
-def start(clients: int, candidates: int, data_dir: Path | None = None) -> Fixture:
+def start(clients: int, candidates: int, data_dir: Path | None = None, database_url: str | None = None) -> Fixture:
     data_dir = Path(data_dir or tempfile.mkdtemp(prefix="styledrop-load-")) / "data"
-    tokens, ids = prepare(data_dir, clients, candidates)
+    tokens, ids = prepare(data_dir, clients, candidates, database_url)
     port = _free_port()
     env = dict(os.environ, STYLEDROP_DATA=str(data_dir), STYLEDROP_AUTH="token", STYLEDROP_MODEL="tiny",
                PYTHONPATH=str(ROOT))
+    env.pop("DATABASE_URL", None)
+    if database_url:
+        env["DATABASE_URL"] = database_url
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
                                "--port", str(port), "--log-level", "warning"], cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{port}"
@@ -98,7 +103,7 @@ def start(clients: int, candidates: int, data_dir: Path | None = None) -> Fixtur
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the API server did not start")
             time.sleep(0.2)
-    return Fixture(base, tokens, ids, data_dir, server)
+    return Fixture(base, tokens, ids, data_dir, server, database_url)
 
 
 def value_for(client: int, candidate: int) -> int:

@@ -128,16 +128,31 @@ def export_diffusers_lora(adapter: LoraAdapter, out_dir: str | os.PathLike) -> P
     return Path(out_dir) / "pytorch_lora_weights.safetensors"
 
 
+def reference_file(index: int) -> str:
+    """reference.png for the first reference image (what a one-image style has), reference-2.png, … after."""
+    return REFERENCE_FILE if index == 0 else f"reference-{index + 1}.png"
+
+
+def reference_files(folder: str | os.PathLike) -> list[Path]:
+    """A style folder's reference images, in order (the first is reference.png)."""
+    found = []
+    while (Path(folder) / reference_file(len(found))).is_file():
+        found.append(Path(folder) / reference_file(len(found)))
+    return found
+
+
 def save_style(folder: str | os.PathLike, adapter: Adapter, meta: AdapterMeta,
-               reference: Image.Image | None = None) -> Path:
-    """Write a complete style folder (adapter, manifest, reference, diffusers export for LoRA)."""
+               references: list[Image.Image] | None = None) -> Path:
+    """Write a complete style folder (adapter, manifest, every reference image, diffusers export for LoRA)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_adapter_file(folder / ADAPTER_FILE, adapter, meta)
     manifest = asdict(meta) | {"num_parameters": adapter.num_parameters(), "files": {"adapter": ADAPTER_FILE}}
-    if reference is not None:
-        reference.save(folder / REFERENCE_FILE)
+    for index, image in enumerate(references or []):
+        image.save(folder / reference_file(index))
+    if references:
         manifest["files"]["reference"] = REFERENCE_FILE
+        manifest["files"]["references"] = [reference_file(i) for i in range(len(references))]
     if isinstance(adapter, LoraAdapter):
         export_diffusers_lora(adapter, folder / DIFFUSERS_LORA_DIR)
         manifest["files"]["diffusers_lora"] = f"{DIFFUSERS_LORA_DIR}/pytorch_lora_weights.safetensors"

@@ -1,8 +1,9 @@
 """Candidate pools for iterative training (paper §3.3): N images for each of many content prompts.
 
-The built-in prompts are deliberately diverse — different from any one reference's content — so that
-selecting images with high CLIP *text* scores favours style without the reference's content leaking in.
-The paper's pool (its Table S2) is 30 prompts × 64 images; ours has 64 prompts in eight categories.
+The built-in prompts (styledrop.prompt_sets) are deliberately diverse — different from any one reference's
+content — so that selecting images with high CLIP *text* scores favours style without the reference's
+content leaking in. The paper's pool (its Table S2) is 30 prompts × 64 images; ours has 64 prompts in eight
+categories, and a pool is drawn across all of them (`diverse_prompts`).
 """
 
 from __future__ import annotations
@@ -15,47 +16,8 @@ from typing import Callable
 from PIL import Image
 
 from .errors import StyleDropError
+from .prompt_sets import CONTENT_PROMPTS, default_prompts, diverse_prompts, read_prompt_file  # noqa: F401 (re-exported)
 from .sampling import SampleConfig
-
-CONTENT_PROMPTS: dict[str, list[str]] = {
-    "animals": ["a chihuahua", "a cat sleeping on a sofa", "a fox in the snow", "an owl on a branch",
-                "a horse running in a field", "a goldfish in a bowl", "a penguin on the ice", "a butterfly"],
-    "objects": ["a banana on the table", "a teapot", "an alarm clock", "a pair of sneakers",
-                "a guitar leaning on a wall", "a bouquet of flowers in a vase", "a laptop on a desk", "an umbrella"],
-    "scenes": ["a mountain lake at sunrise", "a forest path in autumn", "a desert with cacti", "a waterfall",
-               "a snowy village at night", "a beach with palm trees", "a city skyline at dusk", "a wheat field"],
-    "people": ["a woman reading a book", "a man playing the violin", "a child flying a kite", "a chef cooking",
-               "an astronaut", "a dancer mid-leap", "an old fisherman", "a couple walking in the rain"],
-    "vehicles": ["a red bicycle", "a vintage car", "a steam train", "a sailboat on the sea",
-                 "a hot air balloon", "a motorcycle", "a city bus", "an airplane in the clouds"],
-    "food": ["a bowl of ramen", "a slice of pizza", "a stack of pancakes", "a cup of coffee",
-             "a basket of strawberries", "a birthday cake", "a burger and fries", "a loaf of bread"],
-    "buildings": ["a church on the beach", "a lighthouse on a cliff", "a castle on a hill", "a wooden cabin",
-                  "a skyscraper", "a windmill", "a pagoda", "a bridge over a river"],
-    "text": ["the letter A", "the letter Z", "the word \"hello\"", "the number 7", "the word \"love\"",
-             "the letters \"abc\"", "the word \"style\"", "the number 42"],
-}
-
-
-def default_prompts(categories: list[str] | None = None) -> list[str]:
-    """All built-in content prompts, category by category (or only the named categories)."""
-    names = categories or list(CONTENT_PROMPTS)
-    unknown = [n for n in names if n not in CONTENT_PROMPTS]
-    if unknown:
-        raise StyleDropError(f"Unknown prompt categories {unknown}; choose from {', '.join(CONTENT_PROMPTS)}.")
-    return [prompt for name in names for prompt in CONTENT_PROMPTS[name]]
-
-
-def read_prompt_file(path: str | Path) -> list[str]:
-    """One content prompt per line; blank lines and lines starting with # are skipped."""
-    path = Path(path)
-    if not path.is_file():
-        raise StyleDropError(f"Prompt file not found: {path}")
-    prompts = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    if not prompts:
-        raise StyleDropError(f"Prompt file {path} holds no prompts.")
-    return prompts
-
 
 @dataclass
 class Candidate:

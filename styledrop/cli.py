@@ -41,7 +41,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a style adapter on a reference image",
                        description="Train a StyleDrop adapter on one (or a few) reference images.")
     p.add_argument("--image", action="append", required=True, help="reference image (repeat for a few)")
-    p.add_argument("--content", required=True, help='what the reference shows, e.g. "a house"')
+    p.add_argument("--content", action="append", required=True,
+                   help='what the reference shows, e.g. "a house" (once for all images, or once per --image)')
     p.add_argument("--descriptor", required=True, help='the style in words, e.g. "watercolor painting"')
     p.add_argument("--out", required=True, help="style folder to write")
     p.add_argument("--model", default=None, help="hub id, local folder, or preset (tiny, amused-256-random, "
@@ -125,10 +126,13 @@ def _add_candidates(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("candidates", help="generate and CLIP-score the latest round's candidate pool")
     p.add_argument("style")
     p.add_argument("--per-prompt", type=int, default=4, help="images per content prompt")
-    p.add_argument("--prompts", default=None, help="file with one content prompt per line (default: built-in 64)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
+    p.add_argument("--prompts", default=None,
+                   help="file with one content prompt per line (default: the built-in 64, across all 8 categories)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="pool size: the first N prompts (built-in prompts are interleaved across categories)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scorer", default="default", help="CLIP scorer: default (ViT-L-14/openai), tiny, MODEL/PRETRAINED")
+    p.add_argument("--scorer", default=None, help="CLIP scorer: default (ViT-L-14/openai), tiny, MODEL/PRETRAINED "
+                   "(default: tiny for the offline presets, else default)")
     p.add_argument("--device", default=None)
     _add_sampling_flags(p)
     p.set_defaults(func=cmd_candidates)
@@ -137,13 +141,18 @@ def _add_candidates(sub: argparse._SubParsersAction) -> None:
 def _add_select(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("select", help="choose which candidates train the next round")
     how = p.add_mutually_exclusive_group(required=True)
-    how.add_argument("--clip", action="store_true", help="CLIP feedback: best text score per prompt, style-guarded")
+    how.add_argument("--clip", action="store_true", help="CLIP feedback by --rule")
     how.add_argument("--ratings", help="human feedback: CSV with columns candidate_id,rater,value")
     how.add_argument("--ids", help="human pick: comma-separated candidate ids")
     p.add_argument("style")
+    p.add_argument("--rule", choices=["paper", "guarded", "random"], default="guarded",
+                   help="CLIP rule: paper (best text score per prompt), guarded (ours: paper minus the lowest "
+                        "style-score quantile), random (the paper's random-selection baseline)")
     p.add_argument("--top", type=int, default=1, help="CLIP: images kept per prompt")
     p.add_argument("--text-threshold", type=float, default=None)
-    p.add_argument("--style-quantile", type=float, default=0.25, help="CLIP: drop the lowest style-score quantile")
+    p.add_argument("--style-quantile", type=float, default=0.25,
+                   help="guarded rule: drop the lowest style-score quantile")
+    p.add_argument("--seed", type=int, default=0, help="random rule: the draw's seed")
     p.add_argument("--scale", choices=["thumbs", "stars"], default="thumbs", help="ratings scale")
     p.add_argument("--max-images", type=int, default=None)
     p.set_defaults(func=cmd_select)
@@ -167,11 +176,14 @@ def _add_train_round(sub: argparse._SubParsersAction) -> None:
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="CLIP text/style scores of the base model and every round")
     p.add_argument("style")
-    p.add_argument("--prompts", default=None, help="file with one content prompt per line")
-    p.add_argument("--limit", type=int, default=16, help="built-in prompts used when no file is given")
+    p.add_argument("--prompts", default=None, help="file with one content prompt per line (e.g. the Parti prompts "
+                   "for the paper's protocol; default: the built-in held-out list, never used for candidates)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="score prompts that a round of this style was trained on (inflates its text score)")
     p.add_argument("--per-prompt", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scorer", default="default")
+    p.add_argument("--scorer", default=None, help="CLIP scorer (default: tiny for the offline presets, else default)")
     p.add_argument("--out", default=None, help="report folder (default STYLE/eval)")
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_eval)
@@ -219,7 +231,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training import TrainConfig
 
     clean_text(args.descriptor, "style descriptor")
-    clean_text(args.content, "content")
+    contents = [clean_text(c, "content") for c in args.content]
+    if len(contents) not in (1, len(args.image)):
+        raise StyleDropError(f"{len(args.image)} images but {len(contents)} --content values: give one for all "
+                             "images or one per image.")
     images = [load_image(path) for path in args.image]
     config = default_adapter_config(args.adapter)
     if args.rank is not None:
@@ -235,7 +250,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     components = load_components(_model_default(args.model), args.device or default_device())
     with training_bar(args.steps, "training") as on_progress:
-        style = train_style(images, args.content, args.descriptor, args.out, components=components,
+        style = train_style(images, contents if len(contents) > 1 else contents[0], args.descriptor, args.out,
+                            components=components,
                             adapter_config=AdapterConfig(**config.to_dict()), train_config=train_config,
                             on_progress=on_progress, resume=not args.restart)
     if style.result.resumed_from:
@@ -314,10 +330,11 @@ def _adapter_guidance(args: argparse.Namespace, meta) -> float:
     return float(meta.extra.get("sample_defaults", {}).get("adapter_guidance", 0.0))
 
 
-def _prompt_list(args: argparse.Namespace) -> list[str]:
-    from .candidates import default_prompts, read_prompt_file
+def _prompt_list(args: argparse.Namespace, held_out: bool = False) -> list[str]:
+    """The --prompts file, else the built-in candidate pool (diverse) or held-out evaluation list; --limit cuts."""
+    from .prompt_sets import diverse_prompts, eval_prompts, read_prompt_file
 
-    prompts = read_prompt_file(args.prompts) if args.prompts else default_prompts()
+    prompts = read_prompt_file(args.prompts) if args.prompts else eval_prompts() if held_out else diverse_prompts()
     return prompts[: args.limit] if args.limit else prompts
 
 
@@ -326,18 +343,19 @@ def cmd_candidates(args: argparse.Namespace) -> int:
 
     from .candidates import generate_candidates, save_candidates
     from .clip_scores import load_scorer
-    from .rounds import CANDIDATES_DIR, latest_round, reference_image, round_dir
+    from .presets import scorer_for
+    from .rounds import CANDIDATES_DIR, latest_round, reference_images, round_dir
     from .sampling import SampleConfig
     from .styles import load_style
 
     number = latest_round(args.style)
     prompts = _prompt_list(args)
-    scorer = load_scorer(args.scorer, args.device)
     style = load_style(round_dir(args.style, number), device=args.device)
+    scorer = load_scorer(scorer_for(style.meta.base_model, args.scorer), args.device)
     config = SampleConfig(steps=args.steps, guidance=args.guidance, adapter_guidance=_adapter_guidance(args, style.meta))
     bar = tqdm(total=len(prompts), desc=f"round {number} candidates", unit="prompt")
     pool = generate_candidates(style, prompts, args.per_prompt, args.seed, number, config, scorer,
-                               reference_image(args.style), on_progress=lambda done, total: bar.update(1))
+                               reference_images(args.style), on_progress=lambda done, total: bar.update(1))
     bar.close()
     folder = save_candidates(round_dir(args.style, number) / CANDIDATES_DIR, pool)
     print(f"{len(pool)} candidates ({len(prompts)} prompts x {args.per_prompt}) scored with {scorer.name} in {folder}")
@@ -363,14 +381,18 @@ def cmd_select(args: argparse.Namespace) -> int:
     from .candidates import load_candidates
     from .errors import StyleDropError
     from .rounds import CANDIDATES_DIR, Selection, latest_round, round_dir
-    from .selection import ClipRule, select_by_clip, select_by_ratings
+    from .selection import RANDOM, ClipRule, rule_named, select_by_clip, select_by_ratings, select_randomly
 
     number = latest_round(args.style)
     pool = load_candidates(round_dir(args.style, number) / CANDIDATES_DIR, with_images=False)
-    if args.clip:
-        rule = ClipRule(top_k=args.top, text_threshold=args.text_threshold, style_quantile=args.style_quantile,
-                        max_images=args.max_images)
-        ids, by, details = select_by_clip([c.record() for c in pool], rule), "clip", vars(rule)
+    if args.clip and args.rule == RANDOM:
+        ids = select_randomly([c.record() for c in pool], args.top, args.seed, args.max_images)
+        by, details = "clip", {"rule": RANDOM, "per_prompt": args.top, "seed": args.seed}
+    elif args.clip:
+        rule = ClipRule(**{**vars(rule_named(args.rule, args.top, args.max_images)),
+                           "text_threshold": args.text_threshold,
+                           "style_quantile": args.style_quantile if args.rule == "guarded" else 0.0})
+        ids, by, details = select_by_clip([c.record() for c in pool], rule), "clip", {"rule": args.rule, **vars(rule)}
     elif args.ratings:
         ids = select_by_ratings(_read_ratings(args.ratings), args.scale, args.max_images or 10)
         by, details = "human", {"ratings": args.ratings, "scale": args.scale}
@@ -414,14 +436,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .clip_scores import load_scorer
     from .evaluation import evaluate_style, write_report
     from .models import default_device, load_components
-    from .rounds import latest_round, round_meta
+    from .presets import scorer_for
+    from .prompt_sets import eval_prompts, overlap
+    from .rounds import latest_round, round_meta, trained_contents
 
     number = latest_round(args.style)
-    prompts = _prompt_list(args)
-    components = load_components(round_meta(args.style, number).base_model, args.device or default_device())
-    scorer = load_scorer(args.scorer, args.device)
+    prompts = _prompt_list(args, held_out=True)
+    if not args.allow_overlap:
+        trained = overlap(prompts, trained_contents(args.style))
+        if trained:
+            raise StyleDropError(
+                f"{len(trained)} evaluation prompt(s) were trained on by a round of this style, which would inflate "
+                f"its text score: {', '.join(repr(p) for p in trained[:5])}{' …' if len(trained) > 5 else ''}. "
+                "Remove them from the list, or pass --allow-overlap.")
+    base_model = round_meta(args.style, number).base_model
+    components = load_components(base_model, args.device or default_device())
+    scorer = load_scorer(scorer_for(base_model, args.scorer), args.device)
     rows = evaluate_style(args.style, components, scorer, prompts, args.per_prompt, args.seed)
-    paths = write_report(rows, args.out or Path(args.style) / "eval", scorer.name, prompts, args.per_prompt)
+    prompt_list = args.prompts or f"built-in held-out list ({len(eval_prompts())} prompts)"
+    paths = write_report(rows, args.out or Path(args.style) / "eval", scorer.name, prompts, args.per_prompt,
+                         prompt_list)
     print(paths["markdown"].read_text())
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

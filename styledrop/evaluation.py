@@ -3,8 +3,9 @@
 For a fixed prompt list, generate `per_prompt` images with the base model (no adapter, same prompt with the
 descriptor — the paper's "Muse" row) and with each round's adapter, and report mean and standard deviation
 of the text score (image vs. content prompt without descriptor) and the style score (image vs. reference).
-The paper uses 190 Parti prompts × 8 images; our default list is the built-in candidate prompts (Parti is
-not shipped offline) — pass `--prompts FILE` for Parti or your own. Outputs: eval.json, eval.md,
+The paper uses 190 Parti prompts × 8 images; our default list is the built-in held-out list
+(styledrop.prompt_sets.EVAL_PROMPTS, never a candidate prompt; Parti is not shipped offline) — pass
+`--prompts FILE` for Parti or your own. The report names the list it used. Outputs: eval.json, eval.md,
 scores.png (scores per round) and contact_sheet.png (images with prompts and scores).
 """
 
@@ -21,7 +22,7 @@ from .adapter_files import ADAPTER_FILE, load_adapter
 from .candidates import Candidate, generate_candidates, score_candidates
 from .errors import StyleDropError
 from .models import Components
-from .rounds import latest_round, reference_image, round_dir, round_sample_config
+from .rounds import latest_round, reference_images, round_dir, round_sample_config
 from .sampling import SampleConfig
 from .styles import LoadedStyle
 
@@ -51,18 +52,30 @@ def _row(name: str, candidates: list[Candidate]) -> RowResult:
 def evaluate_style(style_dir: str | Path, components: Components, scorer, prompts: list[str], per_prompt: int = 2,
                    seed: int = 0, config: SampleConfig | None = None) -> list[RowResult]:
     """Rows: "base" then "round 1", "round 2", … with the same prompts and seeds."""
+    style_dir = Path(style_dir)
+    rounds = [(number, round_dir(style_dir, number) / ADAPTER_FILE) for number in range(1, latest_round(style_dir) + 1)]
+    return evaluate_adapter_files([(n, p) for n, p in rounds if p.is_file()], components, scorer,
+                                  scorer.reference_embedding(reference_images(style_dir)), prompts, per_prompt, seed,
+                                  config)
+
+
+def evaluate_adapter_files(rounds: list[tuple[int, Path]], components: Components, scorer, reference,
+                           prompts: list[str], per_prompt: int = 2, seed: int = 0,
+                           config: SampleConfig | None = None, steps: int | None = None) -> list[RowResult]:
+    """Rows "base", "round N"… for (round number, adapter file) pairs: the CLI's style folders and the service's
+    stored rounds alike. `reference` is an image, a list of images or an embedding. The base row is the first
+    adapter's model with the adapter switched off (the paper's "Muse" row: prompts keep the descriptor)."""
     if not prompts:
         raise StyleDropError("The evaluation needs at least one prompt.")
-    style_dir = Path(style_dir)
-    rounds = latest_round(style_dir)
-    reference = scorer.reference_embedding(reference_image(style_dir))
+    if not rounds:
+        raise StyleDropError("The evaluation needs at least one trained round.")
+    if isinstance(reference, (Image.Image, list)):
+        reference = scorer.reference_embedding(reference)
     rows = []
-    for number in range(0, rounds + 1):
-        if number and not (round_dir(style_dir, number) / ADAPTER_FILE).is_file():
-            continue
-        adapter, meta = load_adapter(round_dir(style_dir, max(number, 1)) / ADAPTER_FILE, components)
+    for number, path in [(0, rounds[0][1])] + list(rounds):
+        adapter, meta = load_adapter(path, components)
         style = LoadedStyle(components, adapter, meta)
-        run = config or round_sample_config(number)
+        run = config or round_sample_config(number, **({"steps": steps} if steps else {}))
         try:
             if number == 0:
                 with adapter.disabled():
@@ -77,14 +90,15 @@ def evaluate_style(style_dir: str | Path, components: Components, scorer, prompt
 
 
 def write_report(rows: list[RowResult], out_dir: str | Path, scorer_name: str, prompts: list[str],
-                 per_prompt: int) -> dict[str, Path]:
+                 per_prompt: int, prompt_list: str = "given prompts") -> dict[str, Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "eval.json", "markdown": out / "eval.md", "plot": out / "scores.png",
              "contact_sheet": out / "contact_sheet.png"}
-    paths["json"].write_text(json.dumps({"clip_model": scorer_name, "prompts": prompts, "per_prompt": per_prompt,
-                                         "rows": [r.summary() for r in rows]}, indent=2) + "\n")
-    lines = [f"CLIP model: {scorer_name}; {len(prompts)} prompts x {per_prompt} images", "",
+    paths["json"].write_text(json.dumps({"clip_model": scorer_name, "prompt_list": prompt_list, "prompts": prompts,
+                                         "per_prompt": per_prompt, "rows": [r.summary() for r in rows]},
+                                        indent=2) + "\n")
+    lines = [f"CLIP model: {scorer_name}; prompts: {prompt_list}; {len(prompts)} prompts x {per_prompt} images", "",
              "| model | text score | style score | images |", "| --- | --- | --- | --- |"]
     lines += [f"| {r.name} | {r.text_mean:.4f} ± {r.text_std:.4f} | {r.style_mean:.4f} ± {r.style_std:.4f} | "
               f"{r.count} |" for r in rows]

@@ -141,3 +141,15 @@ PRESETS: dict[str, Preset] = {
         text_encoder=_CLIP_L_TEXT,
     ),
 }
+
+
+def scorer_for(base_model: str | None, override: str | None = None) -> str:
+    """The CLIP scorer for a style's base model, the one rule the CLI, the worker and evaluation share.
+
+    Random presets draw noise, so scoring them with a 400 MB CLIP would only cost a download (and fail
+    offline): they get the offline "tiny" scorer. Real models get "default" (open_clip ViT-L-14/openai).
+    An explicit override (`--scorer`, STYLEDROP_CLIP_MODEL) always wins.
+    """
+    if override:
+        return override
+    return "tiny" if base_model in PRESETS else "default"

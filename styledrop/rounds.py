@@ -28,6 +28,8 @@ from .adapter_files import (
     REFERENCE_FILE,
     AdapterMeta,
     read_adapter_file,
+    reference_file,
+    reference_files,
 )
 from .adapters import AdapterConfig
 from .candidates import Candidate, load_candidates
@@ -106,25 +108,54 @@ def load_selection(style_dir: str | Path, number: int) -> Selection:
     return Selection(data["round"], data["ids"], data["by"], data.get("details", {}))
 
 
-def reference_image(style_dir: str | Path) -> Image.Image:
-    path = Path(style_dir) / REFERENCE_FILE
-    if not path.is_file():
+def reference_images(style_dir: str | Path) -> list[Image.Image]:
+    """Every reference image of the style (a style made from several keeps all of them)."""
+    paths = reference_files(style_dir)
+    if not paths:
         raise StyleDropError(f"{style_dir} has no {REFERENCE_FILE}; it is needed to train the next round.")
-    with Image.open(path) as img:
-        return img.convert("RGB")
+    images = []
+    for path in paths:
+        with Image.open(path) as img:
+            images.append(img.convert("RGB"))
+    return images
+
+
+def reference_image(style_dir: str | Path) -> Image.Image:
+    """The first reference image."""
+    return reference_images(style_dir)[0]
+
+
+def reference_contents(style_dir: str | Path) -> list[str]:
+    """The content of each reference image, in order (round 1's record; older folders knew only the first)."""
+    first = round_dir(style_dir, 1) / ADAPTER_FILE
+    meta = read_adapter_file(first if first.is_file() else Path(style_dir))[1]  # before `candidates`: the folder's
+    count = len(reference_files(style_dir))
+    contents = list(meta.extra.get("reference_contents") or [meta.content or "an image"])
+    return (contents + [contents[-1]] * count)[:count]
+
+
+def trained_contents(style_dir: str | Path) -> list[str]:
+    """Every content prompt some round of this style was trained on: the reference images' contents and each
+    later round's selected candidates. Evaluation must not score a style on these."""
+    style_dir = Path(style_dir)
+    contents = reference_contents(style_dir)
+    for number in range(1, latest_round(style_dir)):
+        selection = load_selection(style_dir, number)
+        pool = {c.id: c for c in load_candidates(round_dir(style_dir, number) / CANDIDATES_DIR, with_images=False)}
+        contents += [pool[i].content for i in selection.ids if i in pool]
+    return [c for c in dict.fromkeys(contents) if c]
 
 
 def next_round_training_set(style_dir: str | Path, number: int) -> tuple[list[Image.Image], list[str]]:
-    """Round number+1's training set: the reference with its content, plus round `number`'s selection."""
-    meta = round_meta(style_dir, 1)
+    """Round number+1's training set: every reference image with its content, plus round `number`'s selection."""
     selection = load_selection(style_dir, number)
     pool = {c.id: c for c in load_candidates(round_dir(style_dir, number) / CANDIDATES_DIR)}
     missing = [i for i in selection.ids if i not in pool]
     if missing:
         raise StyleDropError(f"Selected candidates {missing} are not in round {number}'s pool.")
     chosen: list[Candidate] = [pool[i] for i in selection.ids]
-    images = [reference_image(style_dir)] + [c.image for c in chosen]
-    contents = [meta.content or "an image"] + [c.content for c in chosen]
+    images = reference_images(style_dir) + [c.image for c in chosen]
+    contents = reference_contents(style_dir) + [c.content for c in chosen]
     return images, contents
 
 
@@ -138,6 +169,7 @@ def train_next_round(style_dir: str | Path, components: Components | None = None
     style_dir = Path(style_dir)
     number = latest_round(style_dir)
     images, contents = next_round_training_set(style_dir, number)
+    references = len(reference_files(style_dir))
     previous_tensors, previous = read_adapter_file(round_dir(style_dir, number) / ADAPTER_FILE)
     if init == "previous":
         adapter_config = previous.adapter_config()
@@ -146,11 +178,12 @@ def train_next_round(style_dir: str | Path, components: Components | None = None
     trained = train_style(images, contents, previous.descriptor or "", work, components=components,
                           model=previous.base_model, adapter_config=adapter_config, train_config=train_config,
                           on_progress=on_progress, should_stop=should_stop,
-                          init_state=previous_tensors if init == "previous" else None,
+                          init_state=previous_tensors if init == "previous" else None, references=references,
                           extra_meta={"round": number + 1, "init": init, "selection": load_selection(style_dir, number).by,
                                       "sample_defaults": {"adapter_guidance": round_sample_config(number + 1).adapter_guidance}})
     if not trained.result.stopped:
-        (work / REFERENCE_FILE).unlink(missing_ok=True)  # the reference stays once, at the top of the folder
+        for index in range(references):  # the references stay once, at the top of the folder
+            (work / reference_file(index)).unlink(missing_ok=True)
         for name in (ADAPTER_FILE, MANIFEST_FILE):
             shutil.copy2(work / name, style_dir / name)
         shutil.rmtree(style_dir / DIFFUSERS_LORA_DIR, ignore_errors=True)

@@ -1,12 +1,20 @@
 """Which generated images feed the next round (paper §3.3, §4.4.3). Pure Python: the web app imports it.
 
-CLIP feedback (the paper's rule, made explicit)
-    For each content prompt, rank its candidates by CLIP *text* score and keep the best `top_k` (default 1,
-    as in the paper: one image per prompt, 30 images from 30 prompts). The style score is a guard: a
-    candidate whose style score falls in the lowest `style_quantile` of the whole pool (default: the lowest
-    quarter), or below an absolute `style_floor` when one is given, is never picked — high text fidelity
-    alone would otherwise reward images that dropped the style. An optional `text_threshold` drops
-    candidates below an absolute text score. Ties break on the higher style score, then the lower id.
+Three CLIP rules, named for what they are (`select_by_rule`):
+
+``paper``
+    The paper's CLIP feedback: for each content prompt, the candidate with the best CLIP *text* score
+    (`top_k` per prompt, default 1: 30 images from 30 prompts in the paper). Nothing else.
+``guarded`` (our extension, the service's default)
+    The paper's rule minus the pool's lowest style-score quantile (default: the lowest quarter), or below an
+    absolute `style_floor` when one is given. High text fidelity alone rewards images that dropped the
+    style; the guard keeps those out. This is not in the paper.
+``random``
+    The paper's Table 2 baseline ("+random selection"): as many images as the paper's rule would pick, one
+    per prompt, chosen at random (seeded, so a round can be reproduced).
+
+Ties break on the higher style score, then the lower id. An optional `text_threshold` drops candidates
+below an absolute text score.
 
 Human feedback
     Ratings are thumbs (−1/+1) or stars (1–5, mapped to (v − 3)/2 so both live in [−1, 1]). One rater's
@@ -15,13 +23,14 @@ Human feedback
     (default 10, the paper's "up to 10" — fewer than a dozen is enough).
 
 CLIP-assisted human feedback
-    CLIP pre-selects with its rule; the person's confirmations are added and rejections removed.
+    CLIP pre-selects with a rule; the person's confirmations are added and rejections removed.
 """
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
 from .errors import StyleDropError
@@ -40,6 +49,8 @@ def _get(item: Any, key: str) -> Any:
 
 @dataclass(frozen=True)
 class ClipRule:
+    """The guarded rule by default; `ClipRule(style_quantile=0)` is the paper's (see `rule_named`)."""
+
     top_k: int = 1
     text_threshold: float | None = None
     style_quantile: float = 0.25
@@ -92,6 +103,41 @@ def select_by_clip(items: Iterable[Any], rule: ClipRule = ClipRule()) -> list[in
     return [int(_get(c, "id")) for c in chosen]
 
 
+PAPER, GUARDED, RANDOM = "paper", "guarded", "random"
+RULES = (PAPER, GUARDED, RANDOM)
+DEFAULT_RULE = GUARDED
+
+
+def rule_named(name: str, top_k: int = 1, max_images: int | None = None) -> ClipRule:
+    """The ClipRule behind a rule name ('random' selects like 'paper' would, then draws at random)."""
+    if name not in RULES:
+        raise SelectionError(f"Unknown selection rule '{name}'; choose from {', '.join(RULES)}.")
+    rule = ClipRule(top_k=top_k, max_images=max_images)
+    return rule if name == GUARDED else replace(rule, style_quantile=0.0)
+
+
+def select_randomly(items: Iterable[Any], per_prompt: int = 1, seed: int = 0,
+                    max_images: int | None = None) -> list[int]:
+    """The paper's random-selection baseline: `per_prompt` random candidates of every prompt (no scores needed)."""
+    pool = sorted(items, key=lambda c: int(_get(c, "id")))
+    if not pool:
+        raise SelectionError("There are no candidates to select from: generate candidates first.")
+    by_prompt: dict[str, list[Any]] = defaultdict(list)
+    for c in pool:
+        by_prompt[_get(c, "content")].append(c)
+    rng = random.Random(seed)
+    chosen = [int(_get(c, "id")) for group in by_prompt.values() for c in rng.sample(group, min(per_prompt, len(group)))]
+    return chosen[:max_images] if max_images is not None else chosen
+
+
+def select_by_rule(items: Iterable[Any], rule: str = DEFAULT_RULE, top_k: int = 1, seed: int = 0,
+                   max_images: int | None = None) -> list[int]:
+    """Ids chosen by a named rule: 'paper', 'guarded' (ours) or 'random' (the paper's baseline)."""
+    if rule == RANDOM:
+        return select_randomly(items, top_k, seed, max_images)
+    return select_by_clip(items, rule_named(rule, top_k, max_images))
+
+
 def normalize_rating(value: float, scale: str) -> float:
     if scale == THUMBS:
         if value not in (-1, 1):
@@ -137,10 +183,11 @@ def select_by_ratings(ratings: Iterable[Any], scale: str = THUMBS, max_images: i
 
 
 def clip_assisted(items: Iterable[Any], confirmed: Iterable[int] = (), rejected: Iterable[int] = (),
-                  rule: ClipRule = ClipRule()) -> list[int]:
+                  rule: ClipRule | str = ClipRule()) -> list[int]:
     """CLIP's pre-selection, with the person's additions (confirmed) and removals (rejected)."""
     rejected_set = set(rejected)
-    chosen = [cid for cid in select_by_clip(items, rule) if cid not in rejected_set]
+    picked = select_by_rule(items, rule) if isinstance(rule, str) else select_by_clip(items, rule)
+    chosen = [cid for cid in picked if cid not in rejected_set]
     chosen += [cid for cid in confirmed if cid not in chosen and cid not in rejected_set]
     if not chosen:
         raise SelectionError("Every pre-selected image was rejected: confirm at least one image.")

@@ -46,12 +46,14 @@ def train_style(images: list[Image.Image], content: str | list[str], descriptor:
                 adapter_config: AdapterConfig | None = None, train_config: TrainConfig | None = None,
                 on_progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
                 resume: bool = True, extra_meta: dict | None = None,
-                init_state: dict[str, torch.Tensor] | None = None) -> TrainedStyle:
+                init_state: dict[str, torch.Tensor] | None = None, references: int | None = None) -> TrainedStyle:
     """Train a style adapter on one or a few images, each described by its content ("a house").
 
     Progress is checkpointed under out_dir/checkpoints; a later call with resume=True continues there.
     The style folder is written only when training finishes (not when it is stopped). `init_state` starts
     the adapter from earlier weights (a previous round's) instead of its untrained, no-op initialisation.
+    The first `references` images (default: all) are the style's reference images: every one is kept in the
+    folder with its content, so later rounds train on all of them and style scores compare with all of them.
     """
     if not images:
         raise StyleDropError("Give at least one reference image.")
@@ -60,18 +62,21 @@ def train_style(images: list[Image.Image], content: str | list[str], descriptor:
         raise StyleDropError(f"{len(images)} images but {len(contents)} content descriptions.")
     descriptor = clean_text(descriptor, "style descriptor")
     examples = [Example(img, style_prompt(c, descriptor)) for img, c in zip(images, contents)]
+    count = len(images) if references is None else references
+    extra = {"reference_contents": contents[:count]} | dict(extra_meta or {})
     return train_adapter_folder(examples, out_dir, components or load_components(model, default_device()),
                                 adapter_config or default_adapter_config(), train_config or TrainConfig(),
-                                dict(content=contents[0], descriptor=descriptor), extra_meta,
-                                on_progress, should_stop, resume, init_state)
+                                dict(content=contents[0], descriptor=descriptor), extra,
+                                on_progress, should_stop, resume, init_state, references=count)
 
 
 def train_adapter_folder(examples: list[Example], out_dir: str | os.PathLike, components: Components,
                          adapter_config: AdapterConfig, train_config: TrainConfig, meta_fields: dict,
                          extra_meta: dict | None = None, on_progress: ProgressFn | None = None,
                          should_stop: Callable[[], bool] | None = None, resume: bool = True,
-                         init_state: dict[str, torch.Tensor] | None = None) -> TrainedStyle:
-    """Train a fresh adapter on examples and write it as a folder (styles and content subjects alike)."""
+                         init_state: dict[str, torch.Tensor] | None = None, references: int = 1) -> TrainedStyle:
+    """Train a fresh adapter on examples and write it as a folder (styles and content subjects alike), with
+    the first `references` examples' images as its reference images."""
     out_dir = Path(out_dir)
     checkpoints = out_dir / CHECKPOINT_DIR
     if not resume and checkpoints.exists():
@@ -84,7 +89,7 @@ def train_adapter_folder(examples: list[Example], out_dir: str | os.PathLike, co
                     training=train_config.to_dict() | {"seconds": round(result.seconds, 2)},
                     extra=dict(extra_meta or {}, final_loss=_mean_tail(result.losses)), **meta_fields)
     if not result.stopped:
-        save_style(out_dir, adapter, meta, reference=examples[0].image)
+        save_style(out_dir, adapter, meta, references=[e.image for e in examples[:references]])
         shutil.rmtree(checkpoints, ignore_errors=True)
     return TrainedStyle(out_dir, meta, result, adapter, components)
 

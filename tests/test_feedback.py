@@ -11,6 +11,8 @@ from styledrop.cli import main
 from styledrop.clip_scores import load_scorer
 from styledrop.errors import StyleDropError
 from styledrop.rounds import next_round_training_set, round_dir
+from styledrop.presets import scorer_for
+from styledrop.prompt_sets import EVAL_PROMPTS, diverse_prompts, eval_prompts, overlap
 from styledrop.selection import (
     ClipRule,
     SelectionError,
@@ -18,6 +20,7 @@ from styledrop.selection import (
     clip_assisted,
     select_by_clip,
     select_by_ratings,
+    select_by_rule,
 )
 
 
@@ -77,6 +80,38 @@ def test_clip_selection_follows_the_documented_rule():
     assert select_by_clip(POOL, ClipRule(top_k=3, text_threshold=0.26)) == [3, 2, 0, 5]
     assert select_by_clip(POOL, ClipRule(top_k=4, max_images=3)) == [3, 2, 0]
     assert select_by_clip(POOL, ClipRule(style_floor=0.85)) == [6]
+
+
+def test_named_rules_are_the_papers_ours_and_the_random_baseline():
+    assert select_by_rule(POOL, "paper") == [1, 5]  # best text score per prompt, nothing else
+    assert select_by_rule(POOL, "guarded") == [3, 5]  # ours: 1 is in the lowest style quarter
+    assert select_by_rule(POOL, "paper", top_k=2) == [1, 3, 5, 7]
+    unscored = [dict(c, text_score=None, style_score=None) for c in POOL]  # random needs no scores
+    drawn = select_by_rule(unscored, "random", seed=3)
+    assert len(drawn) == 2 and {POOL[i]["content"] for i in drawn} == {"a cat", "a dog"}
+    assert select_by_rule(unscored, "random", seed=3) == drawn  # seeded: a round can be reproduced
+    assert len({tuple(select_by_rule(POOL, "random", seed=s)) for s in range(20)}) > 1
+    with pytest.raises(SelectionError, match="Unknown selection rule 'best'"):
+        select_by_rule(POOL, "best")
+
+
+def test_candidate_pools_cover_every_category_and_evaluation_is_held_out():
+    pool = diverse_prompts(16)
+    assert all(sum(p in prompts for p in pool) == 2 for prompts in CONTENT_PROMPTS.values())
+    assert sorted(diverse_prompts()) == sorted(default_prompts())
+    held_out = eval_prompts()
+    assert len(held_out) >= 100 and set(EVAL_PROMPTS) == set(CONTENT_PROMPTS)
+    assert overlap(held_out, default_prompts()) == [] and len(set(held_out)) == len(held_out)
+    assert overlap(["A Chihuahua.", "a wolf"], ["a chihuahua"]) == ["A Chihuahua."]
+
+
+def test_the_cli_and_the_service_choose_the_same_scorer():
+    from app.settings import Settings
+
+    for model in ("tiny", "amused-256-random", "amused/amused-256"):
+        assert Settings(model=model).clip_scorer() == scorer_for(model)
+    assert scorer_for("tiny") == "tiny" and scorer_for("amused/amused-512") == "default"
+    assert scorer_for("tiny", "ViT-B-32/openai") == Settings(clip_model="ViT-B-32/openai").clip_scorer("tiny")
 
 
 def test_clip_selection_explains_empty_results():
@@ -184,6 +219,62 @@ def test_human_feedback_loop_runs_two_rounds_end_to_end(tmp_path, reference_file
     assert manifest["extra"]["selection"] == "human"
 
 
+def test_candidates_on_an_offline_style_pick_the_offline_scorer(tmp_path, reference_file):
+    style = tmp_path / "style"
+    assert main(TRAIN + ["--image", reference_file, "--out", str(style)]) == 0
+    assert main(["candidates", str(style), "--per-prompt", "1", "--limit", "8", "--steps", "2"]) == 0  # no --scorer
+    pool = json.loads((round_dir(style, 1) / "candidates" / "candidates.json").read_text())
+    assert [c["content"] for c in pool] == diverse_prompts(8)  # one prompt of every category
+    assert all(c["text_score"] is not None for c in pool)
+
+
+def test_eval_refuses_prompts_a_round_was_trained_on(tmp_path, reference_file, capsys):
+    style = _first_round(tmp_path, reference_file)
+    assert main(["select", str(style), "--ids", "0,3"]) == 0  # a chihuahua and a teapot train round 2
+    _round_two(style)
+    prompts = tmp_path / "eval.txt"
+    prompts.write_text("A Chihuahua\na wolf howling at the moon\na house\n")
+    capsys.readouterr()
+    assert main(["eval", str(style), "--prompts", str(prompts), "--per-prompt", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "2 evaluation prompt(s) were trained on" in err and "'A Chihuahua'" in err and "'a house'" in err
+    assert "--allow-overlap" in err
+    out = tmp_path / "report"
+    assert main(["eval", str(style), "--prompts", str(prompts), "--per-prompt", "1", "--allow-overlap",
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "eval.json").read_text())["prompt_list"] == str(prompts)
+
+
+def test_a_two_reference_style_keeps_both_references_in_every_round(tmp_path, reference_file, scorer):
+    from styledrop.rounds import reference_contents, reference_images
+
+    second = tmp_path / "second.png"
+    Image.new("RGB", (64, 64), (30, 60, 200)).save(second)
+    style = tmp_path / "style"
+    two = [a for a in TRAIN if a not in ("--content", "a house")]
+    assert main(two + ["--image", reference_file, "--image", str(second), "--content", "a house",
+                       "--content", "a lake", "--out", str(style)]) == 0
+    assert (style / "reference.png").is_file() and (style / "reference-2.png").is_file()
+    assert reference_contents(style) == ["a house", "a lake"]
+    assert main(["candidates", str(style), "--per-prompt", "1", "--limit", "2", "--steps", "2"]) == 0
+    assert main(["select", str(style), "--ids", "1"]) == 0
+    images, contents = next_round_training_set(style, 1)
+    assert contents[:2] == ["a house", "a lake"] and len(images) == 3
+    manifest = _round_two(style)
+    assert manifest["prompts"][:2] == ["A house in flat cartoon illustration style",
+                                       "A lake in flat cartoon illustration style"]
+    assert not (round_dir(style, 2) / "reference-2.png").exists()  # kept once, at the top of the folder
+    assert len(reference_images(style)) == 2
+    # round 1's style scores compared each candidate with both references (their mean direction)
+    pool = json.loads((round_dir(style, 1) / "candidates" / "candidates.json").read_text())
+    with Image.open(round_dir(style, 1) / "candidates" / pool[0]["file"]) as img:
+        image = img.convert("RGB")
+    refs = reference_images(style)
+    both = scorer.style_scores([image], scorer.reference_embedding(refs))[0]
+    first = scorer.style_scores([image], scorer.reference_embedding(refs[0]))[0]
+    assert pool[0]["style_score"] == pytest.approx(both, abs=1e-5) and both != pytest.approx(first, abs=1e-4)
+
+
 def test_select_refuses_unknown_ids(tmp_path, reference_file, capsys):
     style = _first_round(tmp_path, reference_file)
     capsys.readouterr()
@@ -198,11 +289,12 @@ def test_eval_writes_json_table_plot_and_contact_sheet(tmp_path, reference_file,
     out = tmp_path / "report"
     assert main(["eval", str(style), "--scorer", "tiny", "--limit", "3", "--per-prompt", "2", "--out", str(out)]) == 0
     report = json.loads((out / "eval.json").read_text())
+    assert report["prompts"] == eval_prompts()[:3] and report["prompt_list"].startswith("built-in held-out list")
     assert [r["name"] for r in report["rows"]] == ["base", "round 1", "round 2"]
     assert all(r["count"] == 6 and -1 <= r["text_mean"] <= 1 and r["style_std"] >= 0 for r in report["rows"])
     assert report["clip_model"].startswith("tiny")
     table = (out / "eval.md").read_text()
-    assert "| round 2 |" in table and "CLIP model: tiny" in table
+    assert "| round 2 |" in table and "CLIP model: tiny" in table and "held-out" in table
     for name in ("scores.png", "contact_sheet.png"):
         with Image.open(out / name) as img:
             assert img.format == "PNG" and img.width > 100

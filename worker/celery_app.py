@@ -31,6 +31,7 @@ def make_celery(settings: Settings) -> Celery:
         task_routes={
             "worker.tasks.train_round": {"queue": GPU_QUEUE},
             "worker.tasks.generate_images": {"queue": GPU_QUEUE},
+            "worker.tasks.evaluate_style": {"queue": GPU_QUEUE},
             "worker.tasks.reap": {"queue": DEFAULT_QUEUE},
         },
         task_serializer="json",
@@ -45,9 +46,9 @@ def make_celery(settings: Settings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
         # `celery -A worker.celery_app beat` (or `worker -B`) runs the reaper periodically.
-        # Workers run it when they are free; a copy no worker took within the minute is dropped.
-        beat_schedule={"reap-stale-rounds": {"task": "worker.tasks.reap", "schedule": 60.0,
-                                             "options": {"expires": 60.0}}},
+        # Workers run it when they are free; a copy no worker took before the next one is dropped.
+        beat_schedule={"reap-stale-rounds": {"task": "worker.tasks.reap", "schedule": settings.reap_interval_seconds,
+                                             "options": {"expires": settings.reap_interval_seconds}}},
     )
     return app
 

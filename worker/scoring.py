@@ -14,13 +14,14 @@ _lock = threading.Lock()
 
 
 def candidate_prompts(count: int) -> list[str]:
-    """The first `count` of the engine's built-in, category-diverse content prompts."""
-    from styledrop.candidates import default_prompts
+    """`count` of the engine's built-in content prompts, drawn across every category (not animals first)."""
+    from styledrop.prompt_sets import diverse_prompts
 
-    return default_prompts()[: max(1, count)]
+    return diverse_prompts(max(1, count))
 
 
-def _scorer(name: str, device: Any) -> Any:
+def scorer(name: str, device: Any) -> Any:
+    """The named CLIP scorer on a device, loaded once per process."""
     from styledrop.clip_scores import load_scorer
 
     key = (name, str(device))
@@ -37,6 +38,6 @@ def score_candidates(reference: Any, images: list[Any], contents: list[str], nam
 
     if not images:
         return [], []
-    scorer = _scorer(name, device)
-    text, style = scorer.score(images, [style_prompt(c, None) for c in contents], scorer.reference_embedding(reference))
+    clip = scorer(name, device)
+    text, style = clip.score(images, [style_prompt(c, None) for c in contents], clip.reference_embedding(reference))
     return [float(s) for s in text], [float(s) for s in style]

@@ -12,7 +12,7 @@ from app.db import session_factory
 from app.jobs import CeleryDispatcher
 from app.settings import get_settings
 
-from . import jobs
+from . import evaluation, jobs
 from .celery_app import celery_app
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,12 @@ def deliver_webhook(self, user_id: int | None, url: str, body: str) -> str:  # n
             return "given up"
         log.info("webhook to %s failed (attempt %s): %s", url, attempt, exc)
         raise self.retry(countdown=webhooks.backoff_seconds(settings, attempt), max_retries=None) from exc
+
+
+@celery_app.task(name="worker.tasks.evaluate_style")
+def evaluate_style(evaluation_id: int) -> str:
+    """CLIP text/style scores of the base model and every finished round of a style (paper Table 2)."""
+    return evaluation.run_evaluation(get_settings(), evaluation_id)
 
 
 @celery_app.task(name="worker.tasks.reap")

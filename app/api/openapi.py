@@ -3,9 +3,9 @@
 FastAPI's defaults read badly in generated clients (`create_style_api_v1_styles_post`,
 `BodyCreateStyleApiV1StylesPost`) and describe an upload as `{"type": "string", "contentMediaType":
 "application/octet-stream"}` (OpenAPI 3.1), which openapi-python-client and others turn into a text field:
-the server then answers `image: Expected UploadFile`. Here operation ids are `{tag}-{name}` (generated clients
-read `styles.create_style`), multipart bodies get names, and file fields also say `format: binary`, which
-every generator understands.
+the server then answers `image: Expected UploadFile`. Here operation ids are the routes' own names, unique
+across the API (`create_style`, `rate_candidate`; with the tags, generated clients read `styles.create_style`),
+multipart bodies get names, and file fields also say `format: binary`, which every generator understands.
 """
 
 from __future__ import annotations
@@ -16,20 +16,21 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
-# FastAPI names a multipart body after the operation id; clients should see these names instead.
-BODY_NAMES = {"Body_styles-create_style": "StyleCreate"}
+# FastAPI names a multipart body after the operation id; clients should see these names instead. The upload
+# is StyleCreate's fields plus the image, so it is not named StyleCreate (that JSON schema is app/schemas.py's).
+BODY_NAMES = {"Body_create_style": "StyleUpload"}
 
 # Examples of request bodies that have no pydantic model of their own (multipart forms).
 BODY_EXAMPLES: dict[str, dict[str, Any]] = {
-    "StyleCreate": {"content": "a house", "descriptor": "watercolor painting", "adapter": "styledrop",
+    "StyleUpload": {"content": "a house", "descriptor": "watercolor painting", "adapter": "styledrop",
                     "steps": 1000, "seed": 0},
 }
 
 
 def operation_id(route: APIRoute) -> str:
-    """`{tag}-{name}`, e.g. `styles-create_style`: openapi-python-client puts it in module `styles` as
-    `create_style`."""
-    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+    """The route's name, e.g. `create_style`: openapi-python-client puts it in the module of its tag, as
+    `styles.create_style`. Names are unique across the API (tests/service/test_api_contract.py checks)."""
+    return route.name
 
 
 def _walk(node: Any, visit) -> None:  # noqa: ANN001

@@ -1,61 +1,10 @@
-"""Database rows to API JSON, and lookups that answer 404 for unknown ids."""
+"""Database rows to API JSON (who may see which row: app/ownership.py, app/api/access.py)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy.orm import Session
-
-from ..errors import not_found
 from ..models import Candidate, Generation, Round, RoundStatus, Style, User
 from ..schemas import API, CandidateOut, GenerationOut, RatingOut, RoundOut, RoundSummary, StyleOut
-
-MAX_ID = 2**63 - 1  # database integer range; anything outside is an id that cannot exist
-
-
-def _lookup(session: Session, model: type, ident: int) -> Any:
-    return session.get(model, ident) if 1 <= ident <= MAX_ID else None
-
-
-def _owned(style: Style | None, user: User | None, public: bool = False) -> bool:
-    """A user sees only their own styles and everything under them; others get the same 404 as for an id
-    that does not exist, so ids of other people's work leak nothing. `public`: the admin made every style
-    readable by everyone (STYLEDROP_PUBLIC_STYLES); callers pass it only for reads, never for changes."""
-    return style is not None and (user is None or public or style.user_id == user.id)
-
-
-def get_style(session: Session, style_id: int, user: User | None = None, public: bool = False) -> Style:
-    style = _lookup(session, Style, style_id)
-    if not _owned(style, user, public):
-        raise not_found("Style", style_id)
-    return style
-
-
-def get_round(session: Session, round_id: int, user: User | None = None, public: bool = False) -> Round:
-    rnd = _lookup(session, Round, round_id)
-    if rnd is None or not _owned(rnd.style, user, public):
-        raise not_found("Round", round_id)
-    return rnd
-
-
-def get_candidate(session: Session, candidate_id: int, user: User | None = None,
-                  public: bool = False) -> Candidate:
-    candidate = _lookup(session, Candidate, candidate_id)
-    if candidate is None or not _owned(candidate.round.style, user, public):
-        raise not_found("Candidate", candidate_id)
-    return candidate
-
-
-def get_generation(session: Session, generation_id: int, user: User | None = None) -> Generation:
-    generation = _lookup(session, Generation, generation_id)
-    if generation is None or not _owned(generation.style, user):
-        raise not_found("Generation", generation_id)
-    return generation
-
-
-def latest_adapter_round(style: Style) -> Round | None:
-    done = [r for r in style.rounds if r.status == RoundStatus.succeeded.value and r.adapter_path]
-    return max(done, key=lambda r: r.number) if done else None
+from ..services import latest_adapter_round
 
 
 def style_out(style: Style, user: User | None = None) -> StyleOut:

@@ -1,11 +1,14 @@
 """The human-in-the-loop pages: server-rendered Jinja2 templates (top-level templates/) with htmx (static/).
 
-The routes call the same services and API functions as the REST API, so a rule lives in one place.
-Account pages (log in, sign up, API tokens) are in accounts.py.
+A thin HTML layer over app/services.py, as the REST API is: forms are parsed into the API's pydantic models
+(forms.py), who may see what comes in as dependencies (app/api/access.py), and an ApiError becomes an error
+page in app/main.py's one handler. Routes by resource: styles.py, rounds.py (rounds and their candidates),
+playground.py, accounts.py (log in, sign up, API tokens), static.py; view models in views.py, templates and
+filters in rendering.py.
 """
 
-from . import accounts, routes
+from . import accounts, playground, rounds, static, styles
 
-routers = [routes.static_router, accounts.router, routes.router]  # app/main.py includes each
+routers = [static.router, accounts.router, styles.router, rounds.router, playground.router]  # app/main.py includes each
 
 __all__ = ["routers"]

@@ -17,7 +17,7 @@ from .. import browser_sessions, webhooks
 from ..api.deps import PageIdentityDep, PageUserDep, SessionDep, SettingsDep, csrf_guard
 from ..auth import AccountError, authenticate, create_account, issue_token, revoke_token
 from ..errors import ApiError
-from .routes import render
+from .rendering import render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
 

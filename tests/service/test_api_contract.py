@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 
+from fastapi.routing import APIRoute
 from sqlalchemy import func, select
 
 from app import webhooks
@@ -25,19 +26,36 @@ def _resolve(schema: dict, document: dict) -> dict:
     return schema
 
 
+def test_operation_ids_are_the_unique_route_names(stub_app):
+    """Every operation id is its route's own name (`create_style`, `rate_candidate`), unique across the API,
+    and every operation keeps a tag: generated clients read `styles.create_style`."""
+    document = stub_app.get("/openapi.json").json()
+    ops = {(path, method.upper()): op for path, item in document["paths"].items() for method, op in item.items()}
+    ids = [op["operationId"] for op in ops.values()]
+    assert len(set(ids)) == len(ids), sorted(i for i in ids if ids.count(i) > 1)
+    from app.api.evaluations import router as evaluations
+    from app.api.routes import router as api
+
+    names = {(route.path, method): route.name for route in api.routes + evaluations.routes
+             if isinstance(route, APIRoute) and route.include_in_schema for method in route.methods}
+    assert set(names) == set(ops)  # the document is these two routers, nothing else
+    for key, op in ops.items():
+        assert op["operationId"] == names[key] and op["tags"], (key, op["operationId"])
+    assert ops[("/api/v1/styles", "POST")]["operationId"] == "create_style"
+    assert ops[("/api/v1/candidates/{candidate_id}/rating", "PUT")]["operationId"] == "rate_candidate"
+    assert ops[("/api/v1/rounds/{round_id}/cancel", "POST")]["operationId"] == "cancel_round"
+    assert ops[("/api/v1/styles/{style_id}/evaluations", "GET")]["operationId"] == "list_evaluations"
+
+
 def test_openapi_names_file_fields_and_examples(stub_app):
     document = stub_app.get("/openapi.json").json()
-    ids = [(path, method, op["operationId"]) for path, ops in document["paths"].items() for method, op in ops.items()]
-    assert len({i for _, _, i in ids}) == len(ids)  # unique
-    for path, method, op_id in ids:
-        tag = document["paths"][path][method]["tags"][0]
-        assert op_id.startswith(f"{tag}-") and "api_v1" not in op_id, (path, method, op_id)
     create = document["paths"]["/api/v1/styles"]["post"]
-    assert create["operationId"] == "styles-create_style"
     ref = create["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
-    assert ref == "#/components/schemas/StyleCreate"  # a named body, not Body_create_style_api_v1_styles_post
+    assert ref == "#/components/schemas/StyleUpload"  # a named body, not Body_create_style_api_v1_styles_post
     assert not [name for name in document["components"]["schemas"] if name.startswith("Body_")]
-    image = document["components"]["schemas"]["StyleCreate"]["properties"]["image"]
+    upload = document["components"]["schemas"]["StyleUpload"]
+    assert {"content", "descriptor", "adapter", "steps", "learning_rate", "rank", "seed"} <= set(upload["properties"])
+    image = upload["properties"]["image"]
     assert image["format"] == "binary" and image["type"] == "string"  # generators send it as a file
     for path, ops in document["paths"].items():  # every request body documents an example
         for method, op in ops.items():
@@ -166,7 +184,7 @@ def test_a_key_whose_first_request_never_answered(stub_app):
     assert replayed.json()["id"] == taken.json()["id"] and replayed.headers["Idempotent-Replayed"] == "true"
 
 
-def test_keys_belong_to_their_user(tmp_path):
+def test_keys_belong_to_their_user(tmp_path, db):
     from fastapi.testclient import TestClient
 
     from app.auth import create_token
@@ -174,7 +192,7 @@ def test_keys_belong_to_their_user(tmp_path):
 
     from .conftest import StubDispatcher
 
-    with stub_client(tmp_path / "data", auth="accounts") as client:
+    with stub_client(tmp_path / "data", db, auth="accounts") as client:
         with session_factory(client.settings)() as session:
             tokens = [create_token(session, name) for name in ("ada", "bob")]
         app = TestClient(create_app(client.settings, StubDispatcher()))
@@ -191,8 +209,8 @@ def test_keys_belong_to_their_user(tmp_path):
 # ---- webhooks: destinations and signatures ------------------------------------------------------------------
 
 
-def test_callback_urls_to_private_networks_need_the_allow_list(tmp_path):
-    with stub_client(tmp_path / "closed") as client:
+def test_callback_urls_to_private_networks_need_the_allow_list(tmp_path, db):
+    with stub_client(tmp_path / "closed", db) as client:
         style = create_style(client)
         for url, words in [("http://127.0.0.1:9/hook", "private, loopback"), ("http://10.1.2.3/hook", "private"),
                            ("http://[::1]/hook", "loopback"), ("ftp://example.com/x", "not an http"),
@@ -200,7 +218,7 @@ def test_callback_urls_to_private_networks_need_the_allow_list(tmp_path):
             refused = client.post(f"{API}/styles/{style['id']}/rounds", json={"callback_url": url})
             assert refused.status_code == 422 and words in refused.json()["detail"], (url, refused.text)
         assert _count(client, Round) == 0 and client.dispatcher.rounds == []  # nothing stored, nothing queued
-    with stub_client(tmp_path / "open", webhook_allow="127.0.0.1/32, hooks.example") as client:
+    with stub_client(tmp_path / "open", db, webhook_allow="127.0.0.1/32, hooks.example") as client:
         style = create_style(client)
         started = client.post(f"{API}/styles/{style['id']}/rounds", json={"callback_url": "http://127.0.0.1:9/h"})
         assert started.status_code == 201, started.text
@@ -235,9 +253,9 @@ def test_webhook_secret_is_per_user_and_rotates(stub_app):
 
 def test_the_styles_gallery_and_the_playground_come_in_pages(stub_app):
     from app.models import Generation
-    from app.pages import routes as pages
+    from app.pages import playground, styles
 
-    made = [create_style(stub_app, content=f"a house {i}")["id"] for i in range(pages.STYLES_PER_PAGE + 2)]
+    made = [create_style(stub_app, content=f"a house {i}")["id"] for i in range(styles.STYLES_PER_PAGE + 2)]
     first = stub_app.get("/").text
     assert f'href="/styles/{made[-1]}"' in first and f'href="/styles/{made[1]}"' not in first  # newest first
     older = re.search(r'id="older" href="([^"]+)"', first).group(1)
@@ -246,7 +264,7 @@ def test_the_styles_gallery_and_the_playground_come_in_pages(stub_app):
     assert f'href="/styles/{made[2]}"' not in second and 'id="older"' not in second
     with session_factory(stub_app.settings)() as session:
         session.add_all([Generation(style_id=made[0], status="failed", request={"prompts": [f"p{i}"]})
-                         for i in range(pages.GENERATIONS_PER_PAGE + 1)])
+                         for i in range(playground.GENERATIONS_PER_PAGE + 1)])
         session.commit()
     playground = stub_app.get(f"/styles/{made[0]}/playground").text
     older = re.search(r'id="older" href="([^"]+)"', playground).group(1)

@@ -52,3 +52,35 @@ def test_compose_config_validates_when_compose_is_installed():
         pytest.skip("neither docker-compose nor the docker compose plugin is installed")
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+
+def test_images_run_the_commands_compose_and_the_process_topology_run(tmp_path):
+    """The web and worker images' CMDs are the commands docker-compose.yml gives those services, and
+    scripts/cluster (scripts/topology.py) runs exactly those, changing only what a container provides: a port
+    and a host name of its own, this Python for `python`/`celery`/`uvicorn`, a local beat schedule file."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import topology
+
+    spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    images = topology.dockerfile_commands()
+    assert spec["services"]["web"]["command"] == images["web"]
+    assert spec["services"]["worker"]["command"] == images["worker"]
+
+    cluster = topology.Cluster(tmp_path)  # builds the commands; nothing is started
+    python = [sys.executable, "-m"]
+    web = list(images["web"])
+    web[web.index("--port") + 1], web[web.index("--host") + 1] = "8123", "127.0.0.1"
+    assert cluster.web_command(8123) == python + web
+    assert cluster.worker_command("worker1") == python + images["worker"] + ["-n", "worker1@%h"]
+    beat = spec["services"]["beat"]["command"]
+    assert cluster.beat_command() == python + beat[:-1] + [str(tmp_path / "celerybeat-schedule")]
+    assert topology.local_command(spec["services"]["migrate"]["command"]) == [sys.executable, "-m", "app.admin",
+                                                                              "migrate"]
+    env = topology.service_environment("worker", spec, {"STYLEDROP_MODEL": "tiny"})
+    assert env["STYLEDROP_MODEL"] == "tiny" and env["STYLEDROP_AUTH"] == "accounts"
+    assert topology.service_environment("worker", spec, {})["STYLEDROP_MODEL"] == "amused/amused-256"
+    for name in ("web", "worker", "beat", "migrate"):  # every app process has the same compose environment
+        assert topology.service_environment(name, spec, {}) == topology.service_environment("web", spec, {})

@@ -11,8 +11,8 @@ from bench.rating_load import run_load, start, value_for
 CLIENTS, RATINGS = 50, 20
 
 
-def test_fifty_clients_rating_twenty_each_are_all_recorded_exactly_once(tmp_path):
-    fixture = start(CLIENTS, RATINGS, tmp_path)
+def test_fifty_clients_rating_twenty_each_are_all_recorded_exactly_once(tmp_path, database_url):
+    fixture = start(CLIENTS, RATINGS, tmp_path, database_url)
     try:
         latencies, statuses = asyncio.run(run_load(fixture, RATINGS))
     finally:
@@ -24,7 +24,7 @@ def test_fifty_clients_rating_twenty_each_are_all_recorded_exactly_once(tmp_path
     from app.models import Rating, User
     from app.settings import Settings
 
-    settings = Settings(data_dir=fixture.data_dir)
+    settings = Settings(data_dir=fixture.data_dir, database_url=database_url)
     with session_factory(settings)() as session:
         assert session.scalar(select(func.count()).select_from(Rating)) == CLIENTS * RATINGS
         rows = session.execute(select(User.name, Rating.candidate_id, Rating.value).join(User)).all()

@@ -1,5 +1,6 @@
 """Faults against real processes: Celery workers started on their own (as docker-compose runs them, not
-through `styledrop serve`), a real redis-server that is killed and started again, SQLite, the tiny model.
+through `styledrop serve`), a real redis-server that is killed and started again, SQLite and PostgreSQL (each
+test runs on both), the tiny model.
 
 A worker killed mid-training (SIGKILL): the next worker resumes the round from its checkpoint; when none
 comes back, the round ends failed with a retry that resumes it. A worker stopped (SIGTERM): the round goes
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -62,7 +64,7 @@ class Cluster:
     """A migrated SQLite database, a Redis server, the API (TestClient, sending real Celery tasks) and
     Celery worker processes started and stopped by the test."""
 
-    def __init__(self, tmp_path: Path, **settings):
+    def __init__(self, tmp_path: Path, database_url: str | None = None, **settings):
         from fastapi.testclient import TestClient
 
         from app.main import create_app
@@ -71,11 +73,14 @@ class Cluster:
         self.tmp = tmp_path
         self.redis = RedisServer(tmp_path)
         data = tmp_path / "data"
-        self.settings = make_settings(data, redis_url=self.redis.url, heartbeat_stale_seconds=STALE, **settings)
+        self.settings = make_settings(data, redis_url=self.redis.url, heartbeat_stale_seconds=STALE,
+                                      database_url=database_url, **settings)
         upgrade(self.settings)
         self.env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
         self.env.update(FAST, STYLEDROP_DATA=str(data), REDIS_URL=self.redis.url, PYTHONPATH=str(ROOT),
                         STYLEDROP_HEARTBEAT_STALE_SECONDS=str(STALE))
+        if database_url:
+            self.env["DATABASE_URL"] = database_url
         self.workers: list[subprocess.Popen] = []
         self.client = TestClient(create_app(self.settings))
 
@@ -128,16 +133,17 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path, request):
+def cluster(tmp_path, request, db):
     made: list[Cluster] = []
+    with ExitStack() as databases:
 
-    def make(**settings) -> Cluster:
-        made.append(Cluster(tmp_path, **settings))
-        return made[-1]
+        def make(**settings) -> Cluster:
+            made.append(Cluster(tmp_path, databases.enter_context(db.fresh()), **settings))
+            return made[-1]
 
-    yield make
-    for c in made:
-        c.close()
+        yield make
+        for c in made:
+            c.close()
 
 
 def _finished(body: dict) -> bool:

@@ -149,7 +149,7 @@ def stack(tmp_path_factory, redis_url):
 
 
 class _Tag:
-    """`styles.styles_create_style` -> the generated module styledrop_client.api.styles.styles_create_style."""
+    """`styles.create_style` -> the generated module styledrop_client.api.styles.create_style."""
 
     def __init__(self, tag: str):
         self.tag = tag
@@ -179,77 +179,77 @@ def test_a_whole_flow_through_the_generated_client(stack):
     receiver = stack["receiver"]
     client = sd.AuthenticatedClient(base_url=stack["base"], token=stack["token"], raise_on_unexpected_status=True)
     anonymous = sd.Client(base_url=stack["base"])
-    assert styles.styles_list_styles.sync_detailed(client=anonymous).status_code == 401
+    assert styles.list_styles.sync_detailed(client=anonymous).status_code == 401
 
     # A style with an image: the generated client sends the file as a file (format: binary).
-    body = models.StyleCreate(image=File(payload=io.BytesIO(png_bytes()), file_name="ref.png", mime_type="image/png"),
+    body = models.StyleUpload(image=File(payload=io.BytesIO(png_bytes()), file_name="ref.png", mime_type="image/png"),
                               content="a house", descriptor="watercolor painting")
-    style = styles.styles_create_style.sync(client=client, body=body, idempotency_key="style-1")
+    style = styles.create_style.sync(client=client, body=body, idempotency_key="style-1")
     assert isinstance(style, models.StyleOut), style
     body.image = File(payload=io.BytesIO(png_bytes()), file_name="ref.png", mime_type="image/png")
-    again = styles.styles_create_style.sync_detailed(client=client, body=body, idempotency_key="style-1")
+    again = styles.create_style.sync_detailed(client=client, body=body, idempotency_key="style-1")
     assert again.status_code == 201 and again.parsed.id == style.id  # a retried POST made no second style
-    assert [s.id for s in styles.styles_list_styles.sync(client=client).items] == [style.id]
+    assert [s.id for s in styles.list_styles.sync(client=client).items] == [style.id]
 
     def wait_round(round_id: int):
-        return _until(f"round {round_id} ending", lambda: (r := rounds.rounds_read_round.sync(round_id, client=client))
+        return _until(f"round {round_id} ending", lambda: (r := rounds.read_round.sync(round_id, client=client))
                       .status in TERMINAL and r, stack)
 
     # Round 1, with a webhook.
-    first = rounds.rounds_start_round.sync(style.id, client=client,
+    first = rounds.start_round.sync(style.id, client=client,
                                            body=models.RoundCreate(callback_url=f"{receiver.url}/hook"))
     first = wait_round(first.id)
     assert first.status == "succeeded", first.error
 
     # Its candidates, a page at a time (limit 1: the `next` link carries the cursor).
-    listed, page = [], candidates.candidates_list_candidates.sync(first.id, client=client, limit=1)
+    listed, page = [], candidates.list_candidates.sync(first.id, client=client, limit=1)
     while True:
         listed += page.items
         if not page.next_:
             break
         cursor = parse_qs(urlsplit(page.next_).query)["cursor"][0]
-        page = candidates.candidates_list_candidates.sync(first.id, client=client, limit=1, cursor=cursor)
+        page = candidates.list_candidates.sync(first.id, client=client, limit=1, cursor=cursor)
     assert len(listed) == 2 and len({c.id for c in listed}) == 2
     for candidate in listed:
-        rated = candidates.candidates_rate_candidate.sync(candidate.id, client=client, body=models.RatingIn(value=4))
+        rated = candidates.rate_candidate.sync(candidate.id, client=client, body=models.RatingIn(value=4))
         assert rated.my_rating == 4
-    chosen = candidates.candidates_select_candidate.sync(listed[0].id, client=client,
+    chosen = candidates.select_candidate.sync(listed[0].id, client=client,
                                                          body=models.SelectedIn(selected=True))
     assert chosen.selected and chosen.selected_by == "human"
 
     # Round 2 from the selection; its receiver fails the first delivery (retried with backoff).
-    second = rounds.rounds_start_round.sync(style.id, client=client,
+    second = rounds.start_round.sync(style.id, client=client,
                                             body=models.RoundCreate(callback_url=f"{receiver.url}/flaky"))
     second = wait_round(second.id)
     assert second.status == "succeeded" and second.number == 2, second.error
 
     # A generation whose receiver redirects: the redirect is never followed.
-    made = generations.generations_create_generation.sync(
+    made = generations.create_generation.sync(
         style.id, client=client, body=models.GenerationCreate(prompts=["a cat"], num_images=1, seed=1,
                                                                callback_url=f"{receiver.url}/redirect"))
-    done = _until("the generation ending", lambda: (g := generations.generations_read_generation.sync(
+    done = _until("the generation ending", lambda: (g := generations.read_generation.sync(
         made.id, client=client)).status in TERMINAL and g, stack)
     assert done.status == "succeeded", done.error
-    listed_generations = generations.generations_list_generations.sync(style.id, client=client)
+    listed_generations = generations.list_generations.sync(style.id, client=client)
     assert [g.id for g in listed_generations.items] == [made.id] and listed_generations.next_ is None
-    image = generations.generations_generation_image.sync_detailed(made.id, 0, client=client)
+    image = generations.generation_image.sync_detailed(made.id, 0, client=client)
     assert image.status_code == 200 and decode_png(image.content).size[0] > 0
-    adapter = styles.styles_style_adapter.sync_detailed(style.id, client=client)
+    adapter = styles.style_adapter.sync_detailed(style.id, client=client)
     header_length = int.from_bytes(adapter.content[:8], "little")  # a safetensors file: length, JSON header
     assert adapter.status_code == 200 and b'"__metadata__"' in adapter.content[8:8 + header_length]
 
     # A round cancelled while it runs (a long one): its webhook says so.
-    chosen = candidates.candidates_select_candidate.sync(
-        candidates.candidates_list_candidates.sync(second.id, client=client).items[0].id, client=client,
+    chosen = candidates.select_candidate.sync(
+        candidates.list_candidates.sync(second.id, client=client).items[0].id, client=client,
         body=models.SelectedIn(selected=True))
-    third = rounds.rounds_start_round.sync(style.id, client=client,
+    third = rounds.start_round.sync(style.id, client=client,
                                            body=models.RoundCreate(steps=5000, callback_url=f"{receiver.url}/hook"))
-    rounds.rounds_cancel_round.sync(third.id, client=client)
+    rounds.cancel_round.sync(third.id, client=client)
     assert wait_round(third.id).status == "cancelled"
 
     # The webhooks: each signed with the user's secret; /flaky retried until it answered 200; the redirect
     # was not followed (its 302 counts as a failure: tried `attempts` times, never at /target).
-    secret = hooks.webhooks_read_webhook_secret.sync(client=client).secret
+    secret = hooks.read_webhook_secret.sync(client=client).secret
 
     def events(path: str) -> list[dict]:
         out = []

@@ -7,7 +7,7 @@ from PIL import Image
 
 from app.errors import ApiError
 from app.selection import select_by_clip
-from styledrop.candidates import default_prompts
+from styledrop.prompt_sets import CONTENT_PROMPTS, diverse_prompts
 from worker import scoring
 
 
@@ -21,7 +21,9 @@ def test_worker_scores_with_the_engine_scorer():
 
 
 def test_worker_prompts_are_the_engine_list():
-    assert scoring.candidate_prompts(5) == default_prompts()[:5]
+    assert scoring.candidate_prompts(5) == diverse_prompts(5)
+    pool = scoring.candidate_prompts(16)  # the default pool: two prompts of every category
+    assert {name for name, prompts in CONTENT_PROMPTS.items() for p in pool if p in prompts} == set(CONTENT_PROMPTS)
 
 
 ITEMS = [

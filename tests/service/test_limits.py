@@ -14,6 +14,7 @@ from app.db import session_factory
 from app.models import Generation, Round, Style
 
 from .conftest import StubDispatcher, make_settings, png_bytes, stub_client
+from .factories import finish_round
 from .test_api import create_style
 from .test_pages import FORM
 
@@ -22,9 +23,9 @@ LONG = "a " + "very " * 60 + "long house"  # 312 characters, 63 words
 
 
 @pytest.fixture
-def limited(tmp_path):
-    """The stub app with small job limits: 3 jobs per user, 2 of them generations."""
-    with stub_client(tmp_path / "data", max_active_jobs=3, max_pending_generations=2) as client:
+def limited(tmp_path, db):
+    """The stub app with small job limits: 3 jobs per user, 2 of them generations (on each database)."""
+    with stub_client(tmp_path / "data", db, max_active_jobs=3, max_pending_generations=2) as client:
         yield client
 
 
@@ -43,7 +44,7 @@ def _finished_style(client) -> int:
     """A style whose round 1 has succeeded with an adapter (as the worker leaves it), so it can generate."""
     style = create_style(client)
     rnd = client.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
-    _set_round(client, rnd["id"], status="succeeded", adapter_path=f"styles/{style['id']}/adapter.safetensors")
+    finish_round(client.settings, rnd["id"], candidates=0)
     return style["id"]
 
 
@@ -173,13 +174,13 @@ def test_generations_count_toward_both_limits(limited):
     assert limited.post(url, json={"prompts": ["a cat"]}).status_code == 202
 
 
-def test_jobs_are_counted_per_user(tmp_path):
+def test_jobs_are_counted_per_user(tmp_path, database_url):
     """Another user's jobs do not count against you."""
     from app.auth import create_token
     from app.main import create_app
     from app.migrate import upgrade
 
-    settings = make_settings(tmp_path / "data", auth="token", max_active_jobs=1)
+    settings = make_settings(tmp_path / "data", auth="token", max_active_jobs=1, database_url=database_url)
     upgrade(settings)
     with session_factory(settings)() as session:
         ada, bob = create_token(session, "ada"), create_token(session, "bob")

@@ -16,7 +16,7 @@ from . import postgres
 from .conftest import make_settings
 
 TABLES = {"users", "api_tokens", "styles", "rounds", "candidates", "ratings", "selections", "generations",
-          "idempotency_keys"}
+          "evaluations", "idempotency_keys"}
 
 
 def test_upgrade_from_empty_and_downgrade_back(tmp_path):

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from app.auth import create_token
 from app.db import session_factory
-from app.models import ApiToken, Candidate, Generation, Round, User
+from app.models import ApiToken, Candidate, Evaluation, Generation, Round, User
 
 from .conftest import png_bytes
 
@@ -31,9 +31,11 @@ def _alices_world(client, alice: dict[str, str]) -> dict[str, int]:
         candidate = Candidate(round_id=rnd["id"], content="a cat", prompt="A cat in sticker style", seed=0,
                               image_path=f"styles/{style['id']}/rounds/1/candidates/0000.png",
                               clip_text_score=0.3, clip_style_score=0.6)
-        session.add(candidate)
+        evaluation = Evaluation(style_id=style["id"], request={"prompts": ["a wolf"]}, status="succeeded")
+        session.add_all([candidate, evaluation])
         session.commit()
-        ids = {"style_id": style["id"], "round_id": rnd["id"], "candidate_id": candidate.id}
+        ids = {"style_id": style["id"], "round_id": rnd["id"], "candidate_id": candidate.id,
+               "evaluation_id": evaluation.id}
     generation = client.post(f"{API}/styles/{style['id']}/generations", headers=alice,
                              json={"prompts": ["a cat"]}).json()
     ids.update(generation_id=generation["id"], index=0)

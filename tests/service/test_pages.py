@@ -1,6 +1,6 @@
 """The HTML pages (app/pages/, templates/, static/) with FastAPI's TestClient: no worker, no browser.
 
-Rounds are brought to "running" or "succeeded" by writing the database as the worker would."""
+Rounds are brought to "running" or "succeeded" by writing the database as the worker would (factories.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from sqlalchemy import func, select
 
 from app import storage
 from app.db import session_factory
-from app.models import Candidate, Generation, Rating, Round, Selection, Style, utcnow
+from app.models import Generation, Rating, Round, Selection, Style, utcnow
 
 from .conftest import png_bytes, reference_image
+from .factories import finish_round, run_round
 
 ROOT = Path(__file__).resolve().parents[2]
 FORM = {"content": "a house", "descriptor": "watercolor painting", "base_model": "tiny", "adapter": "styledrop",
@@ -34,47 +35,6 @@ def _session(client):
 def _latest_round(client, style_id: int) -> int:
     with _session(client) as session:
         return session.scalar(select(Round.id).where(Round.style_id == style_id).order_by(Round.number.desc()))
-
-
-def _run(client, round_id: int, step: int = 4, phase: str = "training", made: int = 0) -> None:
-    """As the worker: the round is running at `step`, with `made` candidates drawn so far."""
-    with _session(client) as session:
-        rnd = session.get(Round, round_id)
-        rnd.status, rnd.phase, rnd.step, rnd.loss, rnd.eta_seconds = "running", phase, step, 1.2345, 75.0
-        rnd.started_at = rnd.heartbeat_at = utcnow()
-        _add_candidates(client, session, rnd, made)
-        session.commit()
-
-
-def _add_candidates(client, session, rnd: Round, count: int, contents=("a cat", "a bridge")) -> list[int]:
-    per = max(1, count // len(contents))
-    ids = []
-    for i in range(count):
-        content = contents[min(i // per, len(contents) - 1)]
-        relative = storage.candidate_path(rnd.style_id, rnd.number, i)
-        storage.save_png(client.settings.storage_root, relative, reference_image(32))
-        candidate = Candidate(round_id=rnd.id, content=content, prompt=f"A {content[2:]} in watercolor painting style",
-                              seed=100 + i, image_path=relative, clip_text_score=0.2 + 0.01 * i,
-                              clip_style_score=0.7 - 0.02 * i)
-        session.add(candidate)
-        session.flush()
-        ids.append(candidate.id)
-    return ids
-
-
-def _finish(client, round_id: int, candidates: int = 4) -> list[int]:
-    """As the worker: the round succeeded with `candidates` scored candidates (2 prompts) and an adapter."""
-    with _session(client) as session:
-        rnd = session.get(Round, round_id)
-        ids = _add_candidates(client, session, rnd, candidates)
-        rnd.status, rnd.phase, rnd.step, rnd.loss, rnd.eta_seconds = "succeeded", None, rnd.total_steps, 0.9, 0.0
-        rnd.finished_at = utcnow()
-        rnd.adapter_path = storage.adapter_path(rnd.style_id, rnd.number)
-        path = storage.resolve(client.settings.storage_root, rnd.adapter_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"adapter")
-        session.commit()
-        return ids
 
 
 # ---- rendering ----------------------------------------------------------------------------------------------
@@ -150,7 +110,7 @@ def test_round_fragment_polls_while_running_and_stops_when_finished(stub_app):
     queued = stub_app.get(f"/rounds/{round_id}/panel").text
     assert 'hx-trigger="every 2s"' in queued and f'hx-get="/rounds/{round_id}/panel' in queued
 
-    _run(stub_app, round_id, step=4, phase="candidates", made=1)
+    run_round(stub_app.settings, round_id, step=4, phase="candidates", made=1)
     running = stub_app.get(f"/rounds/{round_id}/panel").text
     assert 'hx-trigger="every 2s"' in running and 'aria-live="polite"' in running
     assert 'role="progressbar"' in running and 'aria-valuenow="40"' in running and "width: 40%" in running
@@ -159,7 +119,7 @@ def test_round_fragment_polls_while_running_and_stops_when_finished(stub_app):
     assert running.count('<li class="slot"') == 1 and running.count("/api/v1/candidates/") == 1  # fixed slots
     assert f'hx-post="/rounds/{round_id}/cancel"' in running
 
-    _finish(stub_app, round_id)
+    finish_round(stub_app.settings, round_id)
     done = stub_app.get(f"/rounds/{round_id}/panel", headers={"HX-Request": "true"}).text
     assert "hx-trigger" not in done.split('id="summary"')[0].split('class="grid-wrap"')[0]
     assert 'hx-trigger="every' not in done  # polling stops
@@ -172,7 +132,7 @@ def test_round_fragment_polls_while_running_and_stops_when_finished(stub_app):
 def test_cancel_and_retry_from_the_page(stub_app):
     style_id = _create(stub_app)
     round_id = _latest_round(stub_app, style_id)
-    _run(stub_app, round_id)
+    run_round(stub_app.settings, round_id)
     cancelled = stub_app.post(f"/rounds/{round_id}/cancel", headers={"HX-Request": "true"})
     assert cancelled.status_code == 200 and "Stopping" in cancelled.text
     with _session(stub_app) as session:
@@ -193,7 +153,7 @@ def test_cancel_and_retry_from_the_page(stub_app):
 def test_rating_grid_groups_sorts_and_documents_the_shortcuts(stub_app):
     style_id = _create(stub_app)
     round_id = _latest_round(stub_app, style_id)
-    ids = _finish(stub_app, round_id)
+    ids = finish_round(stub_app.settings, round_id)
     page = stub_app.get(f"/styles/{style_id}").text
     assert "Candidates for a cat" in page and "Candidates for a bridge" in page
     assert page.index("Candidates for a cat") < page.index("Candidates for a bridge")
@@ -215,7 +175,7 @@ def test_rating_grid_groups_sorts_and_documents_the_shortcuts(stub_app):
 
 def test_rating_endpoint_records_one_rating_per_user_and_candidate(stub_app):
     style_id = _create(stub_app)
-    ids = _finish(stub_app, _latest_round(stub_app, style_id))
+    ids = finish_round(stub_app.settings, _latest_round(stub_app, style_id))
     up = stub_app.put(f"/candidates/{ids[0]}/rating", data={"value": "1"}, headers={"HX-Request": "true"})
     assert up.status_code == 200
     assert up.text.lstrip().startswith(f'<li class="card selected liked" id="cand-{ids[0]}"')  # the card itself
@@ -238,7 +198,7 @@ def test_rating_endpoint_records_one_rating_per_user_and_candidate(stub_app):
 def test_select_toggle_auto_select_and_train_the_next_round(stub_app):
     style_id = _create(stub_app)
     round_id = _latest_round(stub_app, style_id)
-    ids = _finish(stub_app, round_id)
+    ids = finish_round(stub_app.settings, round_id)
     toggled = stub_app.post(f"/candidates/{ids[2]}/selected").text
     assert 'data-action="select" aria-pressed="true"' in toggled and "1 selected" in toggled
     assert 'aria-pressed="false"' in stub_app.post(f"/candidates/{ids[2]}/selected").text
@@ -265,10 +225,10 @@ def test_select_toggle_auto_select_and_train_the_next_round(stub_app):
 def test_rounds_compared_with_an_inline_svg_chart(stub_app):
     style_id = _create(stub_app)
     first = _latest_round(stub_app, style_id)
-    ids = _finish(stub_app, first)
+    ids = finish_round(stub_app.settings, first)
     stub_app.post(f"/candidates/{ids[0]}/selected")
     stub_app.post(f"/styles/{style_id}/rounds", data={"feedback": "human"})
-    _finish(stub_app, _latest_round(stub_app, style_id))
+    finish_round(stub_app.settings, _latest_round(stub_app, style_id))
     page = stub_app.get(f"/styles/{style_id}").text
     assert '<svg class="chart"' in page and page.count("<polyline") == 2 and "<script" not in page.split("<svg")[1]
     assert "round 1: text 0.215, style 0.670; round 2: text 0.215, style 0.670" in page  # the chart's description
@@ -281,7 +241,7 @@ def test_playground_starts_a_generation_and_polls_it(stub_app):
     round_id = _latest_round(stub_app, style_id)
     before = stub_app.get(f"/styles/{style_id}/playground").text
     assert "no finished round yet" in before and 'id="generate" disabled' in before
-    _finish(stub_app, round_id)
+    finish_round(stub_app.settings, round_id)
     page = stub_app.get(f"/styles/{style_id}/playground").text
     assert '<label for="prompts">' in page and '<label for="num_images">' in page and '<label for="seed">' in page
     assert "disabled" not in page.split('id="generate"')[1].split(">")[0]
@@ -330,7 +290,7 @@ def test_static_files_scripts_and_no_cdn(stub_app):
     assert stub_app.get("/static/../app/main.py").status_code == 404
     assert stub_app.get("/static/nope.js").status_code == 404
     style_id = _create(stub_app)
-    _finish(stub_app, _latest_round(stub_app, style_id))
+    finish_round(stub_app.settings, _latest_round(stub_app, style_id))
     for url in ("/", "/styles/new", f"/styles/{style_id}", f"/styles/{style_id}/playground"):
         page = stub_app.get(url).text
         assert not re.search(r'(src|href)="(https?:)?//', page), url  # everything is served from here
@@ -345,3 +305,80 @@ def test_unknown_ids_answer_404_pages(stub_app):
         response = stub_app.get(url)
         assert response.status_code == 404 and "does not exist" in response.text
         assert response.headers["content-type"].startswith("text/html")
+
+
+def test_the_style_page_says_only_its_own_notices(tmp_path):
+    """?notice= is a code from a fixed set: a link cannot put its own sentence in the page's alert box. With
+    the job queue down, the new style is kept and its page says (by code) that round 1 did not start."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app.migrate import upgrade
+
+    from .conftest import browser_session, make_settings
+
+    settings = make_settings(tmp_path / "data", redis_url="redis://127.0.0.1:9/0")  # nothing listens there
+    upgrade(settings)
+    with TestClient(create_app(settings)) as client:  # the real Celery dispatcher, its broker unreachable
+        browser_session(client)
+        response = client.post("/styles/new", data=FORM, files={"image": ("ref.png", png_bytes(), "image/png")},
+                               follow_redirects=False)
+        assert response.status_code == 303, response.text
+        location = response.headers["location"]
+        assert location.endswith("?notice=queue-down"), location
+        page = client.get(location).text
+        assert 'role="alert">The style is saved, but its first round did not start: the job queue' in page
+        forged = client.get(location.split("?")[0] + "?notice=Your+account+is+locked%2C+call+us").text
+        assert "account is locked" not in forged and 'class="alert"' not in forged
+
+
+def test_page_urls_get_html_errors_and_api_urls_json(stub_app):
+    for url, status in (("/styles/abc", 422), ("/no/such/page", 404), ("/rounds/abc/panel", 422)):
+        response = stub_app.get(url)
+        assert response.status_code == status and response.headers["content-type"].startswith("text/html"), url
+        assert "<h1>" in response.text
+    for url, status in (("/api/v1/styles/abc", 422), ("/api/v1/no/such/thing", 404)):
+        response = stub_app.get(url)
+        assert response.status_code == status and isinstance(response.json()["detail"], str), url
+
+
+def test_one_seed_range_for_the_api_and_the_pages(stub_app):
+    """The seed is 0 to 2^31-1 everywhere (app/schemas.py: SEED_MAX), with the API's and the forms' words."""
+    from app.schemas import SEED_MAX
+
+    too_big = str(SEED_MAX + 1)
+    page = stub_app.post("/styles/new", data=FORM | {"seed": too_big},
+                         files={"image": ("ref.png", png_bytes(), "image/png")})
+    assert page.status_code == 422 and re.search(r'id="seed-error"[^>]*>Seed must be between 0 and 2,147,483,647',
+                                                 page.text)
+    style_id = _create(stub_app, seed=str(SEED_MAX))  # the top of the range is accepted
+    api = stub_app.post(f"/api/v1/styles/{style_id}/rounds", json={"seed": SEED_MAX + 1})
+    assert api.status_code == 422 and "seed" in api.json()["detail"]
+    finish_round(stub_app.settings, _latest_round(stub_app, style_id))
+    play = stub_app.post(f"/styles/{style_id}/playground", data={"prompts": "a cat", "num_images": "1",
+                                                                 "seed": too_big})
+    assert play.status_code == 422 and "Seed must be between 0 and 2,147,483,647" in play.text
+    gen = stub_app.post(f"/api/v1/styles/{style_id}/generations", json={"prompts": ["a cat"], "seed": SEED_MAX + 1})
+    assert gen.status_code == 422 and "seed" in gen.json()["detail"]
+    assert stub_app.dispatcher.generations == []
+
+
+def test_the_styles_learning_rate_trains_every_round_and_its_rank_the_first(stub_app):
+    style_id = _create(stub_app, learning_rate="2e-4", rank="8")
+    first = _latest_round(stub_app, style_id)
+    ids = finish_round(stub_app.settings, first)
+    stub_app.post(f"/candidates/{ids[0]}/selected")
+    stub_app.post(f"/styles/{style_id}/rounds", data={"feedback": "human"})
+    with _session(stub_app) as session:
+        one, two = session.get(Round, first), session.get(Round, _latest_round(stub_app, style_id))
+        assert one.parameters["adapter"] == {"kind": "styledrop", "rank": 8, "shared": True}
+        assert two.number == 2 and two.parameters["adapter"] == {"kind": "styledrop", "rank": 32, "shared": False}
+        assert one.parameters["train"]["learning_rate"] == two.parameters["train"]["learning_rate"] == 2e-4
+    # The API takes the same fields, with the same limits.
+    made = stub_app.post("/api/v1/styles", data={"content": "a house", "descriptor": "sticker",
+                                                 "learning_rate": "1e-4", "rank": "4"},
+                         files={"image": ("ref.png", png_bytes(), "image/png")})
+    assert made.status_code == 201 and made.json()["settings"] == {"learning_rate": 1e-4, "rank": 4}
+    refused = stub_app.post("/api/v1/styles", data={"content": "a house", "descriptor": "sticker", "rank": "0"},
+                            files={"image": ("ref.png", png_bytes(), "image/png")})
+    assert refused.status_code == 422 and "rank" in refused.json()["detail"]

@@ -1,0 +1,84 @@
+"""The playground: generate images with a trained style (the services of POST /api/v1/styles/{id}/generations)
+and watch each generation's panel until its images are there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .. import paging, services
+from ..api.access import PageOwnedStyle, PageReadableGeneration
+from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard
+from ..api.deps import PageUserDep as UserDep
+from ..errors import ApiError
+from ..models import Generation, Round, RoundStatus, Style
+from ..schemas import GenerationCreate
+from ..settings import Settings
+from .forms import form_values, parse_form
+from .rendering import render
+from .views import generation_view
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
+
+LABELS = {"prompts": "Prompts", "num_images": "Images per prompt", "seed": "Seed", "round_id": "Round"}
+MESSAGES = {"prompts": 'Write at least one prompt, one per line (e.g. "a cat").'}
+GENERATIONS_PER_PAGE = 20  # a playground's generations grow: pages (app/paging.py), newest first
+
+
+def _context(session: Session, settings: Settings, style: Style, values: dict[str, str],
+             errors: dict[str, str], cursor: str | None = None) -> dict[str, Any]:
+    numbers = {r.id: r.number for r in style.rounds}
+    gens, after = paging.page(session, select(Generation).where(Generation.style_id == style.id), Generation.id,
+                              GENERATIONS_PER_PAGE, cursor, descending=True)
+    views = [generation_view(g, numbers.get(g.round_id)) for g in gens]
+    return {"style": style, "values": values, "errors": errors, "generations": views,
+            "older": f"/styles/{style.id}/playground?cursor={after}" if after else None,
+            "adapter_round": services.latest_adapter_round(style), "max_images": settings.max_generation_images,
+            "max_prompts": settings.max_prompts, "max_chars": settings.max_prompt_chars,
+            "finished_rounds": [r for r in style.rounds if r.status == RoundStatus.succeeded.value]}
+
+
+@router.get("/styles/{style_id}/playground", response_class=HTMLResponse)
+def playground_page(style: PageOwnedStyle, request: Request, session: SessionDep, settings: SettingsDep,
+                    user: UserDep) -> HTMLResponse:
+    values = {"prompts": "a cat\na bridge", "num_images": "2", "seed": "0", "round_id": ""}
+    if style.generations:  # start from what was asked last time
+        last = max(style.generations, key=lambda g: g.id).request or {}
+        values |= {"prompts": "\n".join(last.get("prompts") or []), "num_images": str(last.get("num_images") or 1),
+                   "seed": str(last.get("seed") if last.get("seed") is not None else 0)}
+    return render(request, "playground.html", _context(session, settings, style, values, {},
+                                                       request.query_params.get("cursor")))
+
+
+@router.post("/styles/{style_id}/playground", response_class=HTMLResponse)
+async def generate_page(style: PageOwnedStyle, request: Request, session: SessionDep, settings: SettingsDep,
+                        dispatcher: DispatcherDep, user: UserDep) -> Response:
+    """Start a generation job: the form is a GenerationCreate, one prompt per line."""
+    posted = (await form_values(request))[0]
+    values = {k: posted.get(k, "") for k in ("prompts", "num_images", "seed", "round_id")}
+    prompts = [p.strip() for p in values["prompts"].splitlines() if p.strip()]
+    body, errors = parse_form(GenerationCreate, values | {"prompts": prompts}, LABELS, MESSAGES)
+    status, headers = 422, None
+    if body is not None:
+        try:
+            services.create_generation(session, settings, dispatcher, user, style, body)
+        except ApiError as exc:
+            errors["prompts" if exc.status == 422 else "form"] = exc.detail
+            status, headers = exc.status, exc.headers
+    if errors:
+        session.expire_all()
+        return render(request, "playground.html", _context(session, settings, style, values, errors),
+                      status_code=status, headers=headers)
+    return RedirectResponse(f"/styles/{style.id}/playground", status_code=303)
+
+
+@router.get("/generations/{generation_id}/panel", response_class=HTMLResponse)
+def generation_panel(generation: PageReadableGeneration, request: Request, session: SessionDep,
+                     user: UserDep) -> HTMLResponse:
+    """A generation's panel: polls itself while the job is queued or running."""
+    rnd = session.get(Round, generation.round_id) if generation.round_id else None
+    return render(request, "_generation.html", {"g": generation_view(generation, rnd and rnd.number)})

@@ -1,0 +1,108 @@
+"""Round and candidate pages (htmx fragments): a round's panel (polling while it runs), cancel and retry,
+the rating grid, CLIP's selection, and one click or key on a candidate (thumbs, select)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session
+
+from .. import services
+from ..api.access import PageOwnedCandidate, PageOwnedRound, PageReadableRound
+from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard, get_dispatcher
+from ..api.deps import PageUserDep as UserDep
+from ..errors import ApiError
+from ..models import TERMINAL, Round, User
+from ..schemas import RatingIn
+from ..settings import Settings
+from .forms import form_values, parse_form
+from .rendering import is_htmx, render
+from .views import card_context, grid_context, round_panel_context, style_summary
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
+
+
+def _panel(request: Request, session: Session, settings: Settings, user: User, rnd: Round, sort: str = "prompt",
+           notice: str | None = None) -> HTMLResponse:
+    context = round_panel_context(session, settings, get_dispatcher(request), rnd, user, sort, notice)
+    if rnd.status in TERMINAL and is_htmx(request):  # the style's summary changes when a round ends
+        context["summary_oob"] = style_summary(rnd.style)
+        context["style"] = rnd.style
+    return render(request, "_round.html", context)
+
+
+# ---- rounds -------------------------------------------------------------------------------------------------
+
+@router.get("/rounds/{round_id}/panel", response_class=HTMLResponse)
+def round_panel(rnd: PageReadableRound, request: Request, session: SessionDep, settings: SettingsDep,
+                user: UserDep, sort: str = "prompt") -> HTMLResponse:
+    """The round's panel: polls itself every 2 s while the round is queued or running (hx-trigger), and
+    comes back without the trigger once it has ended, which stops the polling."""
+    return _panel(request, session, settings, user, rnd, sort)
+
+
+@router.post("/rounds/{round_id}/cancel", response_class=HTMLResponse)
+def cancel_round_page(rnd: PageOwnedRound, request: Request, session: SessionDep, settings: SettingsDep,
+                      user: UserDep) -> HTMLResponse:
+    try:
+        services.cancel_round(session, rnd)
+        notice = "Stopping… training stops at its next step and keeps a checkpoint, so Retry resumes there."
+    except ApiError as exc:
+        notice = exc.detail
+    return _panel(request, session, settings, user, rnd, notice=notice)
+
+
+@router.post("/rounds/{round_id}/retry", response_class=HTMLResponse)
+def retry_round_page(rnd: PageOwnedRound, request: Request, session: SessionDep, settings: SettingsDep,
+                     dispatcher: DispatcherDep, user: UserDep) -> HTMLResponse:
+    try:
+        services.requeue_round(session, settings, dispatcher, rnd)
+    except ApiError as exc:
+        panel = _panel(request, session, settings, user, rnd, notice=exc.detail)
+        if not is_htmx(request):  # htmx swaps only 2xx answers into the page, so it gets the notice with 200
+            panel.status_code = exc.status
+        panel.headers.update(exc.headers or {})
+        return panel
+    return _panel(request, session, settings, user, rnd)
+
+
+@router.get("/rounds/{round_id}/grid", response_class=HTMLResponse)
+def round_grid(rnd: PageReadableRound, request: Request, session: SessionDep, user: UserDep,
+               sort: str = "prompt") -> HTMLResponse:
+    return render(request, "_grid.html", {"grid": grid_context(session, rnd, user, sort)})
+
+
+@router.post("/rounds/{round_id}/auto-select", response_class=HTMLResponse)
+def auto_select_page(rnd: PageOwnedRound, request: Request, session: SessionDep, user: UserDep,
+                     sort: str = "prompt") -> HTMLResponse:
+    """CLIP feedback: the best candidate per prompt (replaces the round's selection)."""
+    try:
+        chosen, _ = services.auto_select(session, rnd)
+        notice = f"CLIP selected {len(chosen)} image{'s' if len(chosen) != 1 else ''}: the best per prompt."
+    except ApiError as exc:
+        notice = exc.detail
+    session.expire_all()
+    return render(request, "_grid.html", {"grid": grid_context(session, rnd, user, sort), "grid_notice": notice})
+
+
+# ---- candidates: one click or one key ------------------------------------------------------------------------
+
+@router.put("/candidates/{candidate_id}/rating", response_class=HTMLResponse)
+@router.post("/candidates/{candidate_id}/rating", response_class=HTMLResponse)
+async def rate_page(candidate: PageOwnedCandidate, request: Request, session: SessionDep,
+                    user: UserDep) -> HTMLResponse:
+    """Thumbs up (+1) or down (-1); the same thumb again takes the rating back. Thumbs up also selects the
+    image for the next round and thumbs down unselects it. One rating per user and candidate."""
+    body, _ = parse_form(RatingIn, (await form_values(request))[0], {"value": "A rating"})
+    if body is None or body.value not in (-1, 1):  # the page's thumbs; the API also takes 1 to 5 stars
+        raise ApiError(422, "A rating is 1 (thumbs up) or -1.")
+    services.thumb(session, candidate, user, body.value)
+    return render(request, "_card_response.html", card_context(session, candidate, user))
+
+
+@router.post("/candidates/{candidate_id}/selected", response_class=HTMLResponse)
+def toggle_selected_page(candidate: PageOwnedCandidate, request: Request, session: SessionDep,
+                         user: UserDep) -> HTMLResponse:
+    """Select the image for the next round's training set, or unselect it."""
+    services.select_candidate(session, candidate, user, candidate.selection is None)
+    return render(request, "_card_response.html", card_context(session, candidate, user))

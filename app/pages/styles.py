@@ -1,0 +1,189 @@
+"""Style pages: your styles, a new style (which starts round 1), a style with its rounds, the next round."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
+
+from .. import paging, services
+from ..api.access import PageOwnedStyle, PageReadableStyle
+from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard, get_dispatcher
+from ..api.deps import PageUserDep as UserDep
+from ..errors import ApiError
+from ..models import Style, User
+from ..schemas import RoundCreate, StyleCreate
+from ..settings import Settings
+from .forms import form_values, parse_form
+from .rendering import SORTS, render
+from .views import round_panel_context, style_summary
+
+# Every page knows who asks (a log-in redirect otherwise) and every form post carries the CSRF token.
+router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
+STYLES_PER_PAGE = 48  # the gallery grows: pages (app/paging.py), newest first, an 'Older styles' link
+
+# The paper's style descriptors (StyleDrop, arXiv 2306.00983), offered as suggestions.
+DESCRIPTORS = ["watercolor painting", "oil painting", "line drawing", "cartoon line drawing",
+               "flat cartoon illustration", "sticker", "glowing", "3d rendering", "glowing 3d rendering",
+               "kid crayon drawing", "melting golden 3d rendering", "wooden sculpture",
+               "abstract rainbow colored flowing smoke wave design"]
+BASE_MODELS = ["amused/amused-256", "amused/amused-512", "tiny"]
+LABELS = {"content": "What the image shows", "descriptor": "The style descriptor", "steps": "Training steps",
+          "rank": "Rank", "seed": "Seed", "learning_rate": "The learning rate", "base_model": "The base model"}
+MESSAGES = {"adapter": "Choose StyleDrop or LoRA.",
+            "learning_rate": "The learning rate is a number between 0 and 1, e.g. 3e-5."}
+
+# What the style page may say from its URL (?notice=CODE): a fixed set, so no link can put its own words there.
+NOTICES = {
+    "queue-down": "The style is saved, but its first round did not start: the job queue is not reachable. "
+                  "Start round 1 below once it is back.",
+    "too-many-jobs": "The style is saved, but its first round did not start: you have too many jobs queued or "
+                     "running. Start round 1 below when one has finished.",
+    "not-started": "The style is saved, but its first round did not start. Start round 1 below.",
+}
+
+
+def notice_code(exc: ApiError) -> str:
+    return {503: "queue-down", 429: "too-many-jobs"}.get(exc.status, "not-started")
+
+
+# ---- your styles ----------------------------------------------------------------------------------------------
+
+@router.get("/", response_class=HTMLResponse)
+def styles_page(request: Request, session: SessionDep, settings: SettingsDep, user: UserDep) -> HTMLResponse:
+    """Your styles; with public styles on (an admin setting), the others' too, below and read-only."""
+    query = select(Style)
+    if not settings.public_styles:
+        query = query.where(Style.user_id == user.id)
+    items, shared = [], []
+    rows, after = paging.page(session, query, Style.id, STYLES_PER_PAGE, request.query_params.get("cursor"),
+                              descending=True)  # newest first, a page at a time
+    for style in rows:
+        last = style.rounds[-1] if style.rounds else None
+        (items if style.user_id == user.id else shared).append(
+            {"style": style, "rounds": len(style.rounds), "last": last,
+             "status": last.status if last else "no rounds yet"})
+    return render(request, "styles.html", {"items": items, "shared": shared,
+                                           "older": f"/?cursor={after}" if after else None})
+
+
+# ---- a new style ----------------------------------------------------------------------------------------------
+
+def _form_defaults(settings: Settings) -> dict[str, str]:
+    return {"content": "", "descriptor": "", "base_model": settings.model, "adapter": "styledrop",
+            "steps": str(settings.train_steps), "learning_rate": "", "rank": "", "seed": "0"}
+
+
+def _new_style_context(settings: Settings, values: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
+    models = [settings.model] + [m for m in BASE_MODELS if m != settings.model]
+    return {"values": values, "errors": errors, "descriptors": DESCRIPTORS, "base_models": models,
+            "max_steps": settings.max_train_steps, "max_mb": settings.max_upload_bytes // (1024 * 1024),
+            "max_chars": settings.max_prompt_chars}
+
+
+@router.get("/styles/new", response_class=HTMLResponse)
+def new_style_page(request: Request, settings: SettingsDep, user: UserDep) -> HTMLResponse:
+    return render(request, "new_style.html", _new_style_context(settings, _form_defaults(settings), {}))
+
+
+def _check_fields(values: dict[str, str], settings: Settings) -> tuple[StyleCreate | None, dict[str, str]]:
+    """The form as POST /api/v1/styles would take it (StyleCreate), with every field's problem at once, in
+    the form's words; the rules are the services' (clean_text, check_train_steps)."""
+    errors: dict[str, str] = {}
+    for name in ("content", "descriptor"):
+        values[name] = " ".join(values.get(name, "").split())
+        try:
+            services.clean_text(values[name], LABELS[name], settings)
+        except ApiError as exc:
+            errors[name] = exc.detail
+    body, invalid = parse_form(StyleCreate, values, LABELS, MESSAGES)
+    errors = invalid | errors
+    if body is not None:
+        try:
+            services.check_train_steps(body.steps, settings)
+        except ApiError as exc:
+            errors["steps"] = exc.detail
+    return (None if errors else body), errors
+
+
+async def _check_image(form: Any, settings: Settings, errors: dict[str, str]) -> bytes:
+    upload = form.get("image")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        errors["image"] = "Choose a reference image (PNG, JPEG or WebP)."
+        return b""
+    data = await upload.read(settings.max_upload_bytes + 1)
+    try:
+        services.decode_image(data, settings)
+    except ApiError as exc:
+        errors["image"] = exc.detail if exc.status == 413 else f"{upload.filename}: {exc.detail}"
+    return data
+
+
+@router.post("/styles/new", response_class=HTMLResponse)
+async def create_style_page(request: Request, session: SessionDep, settings: SettingsDep,
+                            dispatcher: DispatcherDep, user: UserDep) -> Response:
+    """Create the style and start round 1 (the services of POST /api/v1/styles and .../rounds)."""
+    posted, form = await form_values(request, max_part_size=settings.max_upload_bytes + 1024)
+    values = _form_defaults(settings) | posted
+    body, errors = _check_fields(values, settings)
+    data = await _check_image(form, settings, errors)
+    if body is None or errors:
+        if "image" not in errors and data:
+            errors["image"] = "Please choose the image again (a browser cannot keep a chosen file on a form " \
+                              "that is shown again)."
+        elif "image" in errors and data:
+            errors["image"] += " Choose another file."
+        return render(request, "new_style.html", _new_style_context(settings, values, errors), status_code=422)
+    try:
+        services.check_job_quota(session, user.id, settings)  # round 1 would be refused: store no style either
+        style = services.create_style(session, settings, user, body, data)
+    except ApiError as exc:
+        errors["image" if exc.status in (400, 413, 415) else "form"] = exc.detail
+        return render(request, "new_style.html", _new_style_context(settings, values, errors),
+                      status_code=exc.status, headers=exc.headers)
+    try:
+        services.start_round(session, settings, dispatcher, style, RoundCreate())
+    except ApiError as exc:  # the style exists; its page says why training did not start and offers a start
+        return RedirectResponse(f"/styles/{style.id}?notice={notice_code(exc)}", status_code=303)
+    return RedirectResponse(f"/styles/{style.id}", status_code=303)
+
+
+# ---- a style and its rounds -----------------------------------------------------------------------------------
+
+def _style_page(request: Request, session: Session, settings: Settings, user: User, style: Style,
+                sort: str = "prompt", notice: str | None = None, status_code: int = 200,
+                headers: dict[str, str] | None = None) -> HTMLResponse:
+    dispatcher = get_dispatcher(request)  # the reaper sends again the rounds it puts back in the queue
+    services.reap_stale(session, settings, dispatcher)
+    session.refresh(style)
+    sort = sort if sort in SORTS else "prompt"
+    panels = [round_panel_context(session, settings, dispatcher, r, user, sort) for r in reversed(style.rounds)]
+    return render(request, "style.html", {"style": style, "summary": style_summary(style), "panels": panels,
+                                          "notice": notice, "sort": sort,
+                                          "busy": services.active_round(session, style.id),
+                                          "read_only": style.user_id != user.id, "settings": settings},
+                  status_code=status_code, headers=headers)
+
+
+@router.get("/styles/{style_id}", response_class=HTMLResponse)
+def style_page(style: PageReadableStyle, request: Request, session: SessionDep, settings: SettingsDep,
+               user: UserDep, sort: str = "prompt", notice: str | None = None) -> HTMLResponse:
+    return _style_page(request, session, settings, user, style, sort, NOTICES.get(notice or ""))
+
+
+@router.post("/styles/{style_id}/rounds", response_class=HTMLResponse)
+async def start_round_page(style: PageOwnedStyle, request: Request, session: SessionDep, settings: SettingsDep,
+                           dispatcher: DispatcherDep, user: UserDep) -> Response:
+    """Train the next round: human feedback (the selection) by default, or CLIP feedback."""
+    feedback = (await form_values(request))[0].get("feedback")
+    try:
+        body = RoundCreate(feedback=feedback if feedback in ("human", "clip") else None)
+        services.start_round(session, settings, dispatcher, style, body)
+    except ApiError as exc:  # the style page itself says why, with the refusal's status (409, 429 + Retry-After)
+        return _style_page(request, session, settings, user, style, notice=exc.detail, status_code=exc.status,
+                           headers=exc.headers)
+    return RedirectResponse(f"/styles/{style.id}", status_code=303)

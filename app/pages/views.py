@@ -1,0 +1,139 @@
+"""View models of the pages: what the templates need about a round, its candidates, a style and a generation,
+computed from the database rows (no writes here, apart from the reaper a round's panel runs, as the API does)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..api.views import candidate_out
+from ..jobs import Dispatcher
+from ..models import ACTIVE, TERMINAL, Candidate, Generation, Round, RoundStatus, Style, User
+from ..services import active_round, latest_adapter_round, latest_succeeded, reap_stale
+from ..settings import Settings
+from .chart import RoundScores, scores_chart
+from .rendering import SORTS
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(known) / len(known) if known else None
+
+
+def expected_candidates(rnd: Round) -> int:
+    c = (rnd.parameters or {}).get("candidates") or {}
+    prompts = c.get("prompts")
+    count = len(prompts) if prompts else int(c.get("count") or 0)
+    return max(count * int(c.get("per_prompt") or 1), len(rnd.candidates))
+
+
+def round_view(rnd: Round) -> dict[str, Any]:
+    """What the templates need about a round: its row, progress and summary numbers."""
+    total = rnd.total_steps or 0
+    done = rnd.status == RoundStatus.succeeded.value
+    progress = 1.0 if done else (min(rnd.step / total, 1.0) if total else 0.0)
+    phase = rnd.phase or ""
+    if rnd.status == RoundStatus.running.value and phase in ("candidates", "scoring"):
+        made, expected = len(rnd.candidates), expected_candidates(rnd)
+        phase_text = (f"making candidates ({made} of {expected})" if phase == "candidates"
+                      else "scoring candidates with CLIP")
+    else:
+        phase_text = {"starting": "loading the model", "training": "training"}.get(phase, phase)
+    params = rnd.parameters or {}
+    return {
+        "row": rnd, "id": rnd.id, "number": rnd.number, "status": rnd.status, "active": rnd.status in ACTIVE,
+        "terminal": rnd.status in TERMINAL, "progress": progress, "percent": round(progress * 100),
+        "phase_text": phase_text, "training_images": len(params.get("training_set") or []),
+        "mean_text": _mean([c.clip_text_score for c in rnd.candidates]),
+        "mean_style": _mean([c.clip_style_score for c in rnd.candidates]),
+        "selected": sum(1 for c in rnd.candidates if c.selection is not None),
+        "slots": expected_candidates(rnd), "adapter": (params.get("adapter") or {}),
+    }
+
+
+def card_view(candidate: Candidate, user: User, editable: bool) -> dict[str, Any]:
+    return {"c": candidate_out(candidate, user), "editable": editable}
+
+
+def group_candidates(candidates: list[Candidate], sort: str) -> list[dict[str, Any]]:
+    """Candidates grouped by prompt. Within a group the chosen score sorts (best first); the groups follow
+    the prompt order of the round, or their best score."""
+    groups: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        groups.setdefault(c.content, []).append(c)
+    key = {"text": "clip_text_score", "style": "clip_style_score"}.get(sort)
+
+    def score(c: Candidate) -> float:
+        v = getattr(c, key) if key else None
+        return -math.inf if v is None or math.isnan(v) else v
+
+    result = []
+    for content, items in groups.items():
+        if key:
+            items = sorted(items, key=lambda c: (-score(c), c.id))
+        result.append({"content": content, "prompt": items[0].prompt, "items": items,
+                       "best": max(score(c) for c in items) if key else 0.0})
+    if key:
+        result.sort(key=lambda g: -g["best"])
+    return result
+
+
+def grid_context(session: Session, rnd: Round, user: User, sort: str) -> dict[str, Any]:
+    sort = sort if sort in SORTS else "prompt"
+    latest = latest_succeeded(session, rnd.style_id)
+    busy = active_round(session, rnd.style_id)
+    editable = latest is not None and latest.id == rnd.id and busy is None and rnd.style.user_id == user.id
+    return {"round": round_view(rnd), "style_id": rnd.style_id, "sort": sort, "editable": editable,
+            "groups": [{"content": g["content"], "prompt": g["prompt"],
+                        "cards": [card_view(c, user, editable) for c in g["items"]]}
+                       for g in group_candidates(rnd.candidates, sort)],
+            "selected": sum(1 for c in rnd.candidates if c.selection is not None),
+            "next_number": rnd.number + 1}
+
+
+def card_context(session: Session, candidate: Candidate, user: User) -> dict[str, Any]:
+    """One card after a click, with its grid (the selection bar changes too)."""
+    session.expire_all()
+    context = grid_context(session, candidate.round, user, "prompt")
+    card = next(card for group in context["groups"] for card in group["cards"] if card["c"].id == candidate.id)
+    return {"grid": context, "card": card}
+
+
+def style_summary(style: Style) -> dict[str, Any]:
+    rounds = [round_view(r) for r in style.rounds]
+    chart = scores_chart([RoundScores(r["number"], r["mean_text"], r["mean_style"])
+                          for r in rounds if r["status"] == RoundStatus.succeeded.value])
+    return {"rounds": rounds, "chart": chart, "adapter_round": latest_adapter_round(style)}
+
+
+def round_panel_context(session: Session, settings: Settings, dispatcher: Dispatcher, rnd: Round, user: User,
+                        sort: str, notice: str | None = None) -> dict[str, Any]:
+    if rnd.status in (RoundStatus.queued.value, RoundStatus.running.value):
+        reap_stale(session, settings, dispatcher, round_id=rnd.id)
+        session.refresh(rnd)
+    context = {"round": round_view(rnd), "style_id": rnd.style_id, "notice": notice, "sort": sort,
+               "read_only": rnd.style.user_id != user.id,  # another user's style, shown by the public setting
+               "is_latest": session.scalar(select(Round.id).where(Round.style_id == rnd.style_id)
+                                           .order_by(Round.number.desc()).limit(1)) == rnd.id,
+               "candidates": list(rnd.candidates)}
+    if rnd.status == RoundStatus.succeeded.value:
+        context["grid"] = grid_context(session, rnd, user, sort)
+    return context
+
+
+def generation_view(generation: Generation, round_number: int | None) -> dict[str, Any]:
+    request = generation.request or {}
+    prompts = list(request.get("prompts") or [])
+    images = []
+    for i in range(len(generation.image_paths or [])):  # the engine tiles prompts num_images times
+        images.append({"index": i, "url": f"/api/v1/generations/{generation.id}/images/{i}",
+                       "prompt": prompts[i % len(prompts)] if prompts else "",
+                       "download": f"style{generation.style_id}-gen{generation.id}-{i:03d}.png"})
+    count = len(prompts) * int(request.get("num_images") or 1)
+    return {"row": generation, "id": generation.id, "status": generation.status,
+            "active": generation.status in ACTIVE, "prompts": prompts, "seed": request.get("seed"),
+            "num_images": request.get("num_images"), "images": images, "slots": count,
+            "round_number": round_number}
