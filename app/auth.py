@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from .models import ApiToken, User, as_utc, utcnow
@@ -55,6 +55,8 @@ def check_new_account(name: str, password: str, confirm: str | None = None) -> s
 
 
 def check_password(password: str, confirm: str | None = None) -> None:
+    if not password.strip():
+        raise AccountError("password", "A password cannot be blank or only spaces.")
     if len(password) < MIN_PASSWORD:
         raise AccountError("password", f"Use at least {MIN_PASSWORD} characters.")
     if len(password) > MAX_PASSWORD:
@@ -96,8 +98,11 @@ def authenticate(session: Session, name: str, password: str) -> User | None:
     return user
 
 
+_USER_NAMED = select(User).where(User.name == bindparam("name"))
+
+
 def get_or_create_user(session: Session, name: str) -> User:
-    user = session.scalar(select(User).where(User.name == name))
+    user = session.scalar(_USER_NAMED, {"name": name})
     if user is None:
         user = User(name=name)
         session.add(user)
@@ -125,12 +130,20 @@ def revoke_token(session: Session, user: User, token_id: int) -> bool:
     return bool(result.rowcount)
 
 
-def user_for_token(session: Session, token: str) -> User | None:
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-    if row is None:
+_TOKEN_USER = (select(ApiToken, User).join(User, User.id == ApiToken.user_id)  # built once: see app/services.py
+               .where(ApiToken.token_hash == bindparam("token_hash")))
+
+
+def user_for_token(session: Session, token: str, commit: bool = True) -> User | None:
+    """The token's user, in one statement. The token's last use is recorded at most once a minute (busy
+    clients do not queue on it); commit=False leaves that write to the caller's transaction."""
+    found = session.execute(_TOKEN_USER, {"token_hash": hash_token(token)}).first()
+    if found is None:
         return None
+    row, user = found
     now = utcnow()
     if row.last_used_at is None or now - as_utc(row.last_used_at) > timedelta(minutes=1):
-        row.last_used_at = now  # at most one write a minute per token: busy clients do not queue on it
-        session.commit()
-    return row.user
+        row.last_used_at = now
+        if commit:
+            session.commit()
+    return user

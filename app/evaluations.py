@@ -18,8 +18,8 @@ from styledrop.prompt_sets import eval_prompts, overlap
 
 from .errors import ApiError
 from .models import ACTIVE, Candidate, Evaluation, Round, RoundStatus, Selection, Style, User
-from .services import clean_prompts
 from .schemas import Seed
+from .services import clean_prompts
 from .settings import Settings
 
 HELD_OUT = "built-in held-out list"

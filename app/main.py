@@ -10,13 +10,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import browser_sessions
 from .api import openapi as api_openapi
 from .api.deps import LoginRequired
 from .db import session_factory
 from .errors import ApiError
-from .jobs import CeleryDispatcher, Dispatcher
+from .middleware import BodyLimit, ResponseHeaders
 from .settings import Settings, get_settings
+from .task_queue import CeleryDispatcher, Dispatcher
+from .throttle import LoginThrottle
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -26,6 +27,9 @@ def _validation_message(exc: RequestValidationError) -> str:
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts) or "The request is not valid."
+
+
+FORM_FIELDS_BYTES = 1024 * 1024  # room for a form's other fields beside the largest upload
 
 
 def is_page_request(request: Request) -> bool:
@@ -49,6 +53,8 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
                               "feedback. Errors are JSON `{\"detail\": \"message\"}`.")
     app.state.settings = settings
     app.state.sessions = session_factory(settings)
+    app.state.login_throttle = LoginThrottle(settings.login_free_attempts, settings.login_free_attempts_per_address,
+                                             settings.login_max_wait_seconds)
 
     @lru_cache(maxsize=1)
     def _dispatcher() -> Dispatcher:
@@ -68,12 +74,6 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
             return Response(status_code=204, headers={"HX-Redirect": target})
         return RedirectResponse(target, status_code=303)
 
-    @app.middleware("http")
-    async def _session_cookie(request: Request, call_next):  # noqa: ANN001, ANN202
-        response = await call_next(request)
-        browser_sessions.apply_cookie(request, response, settings)
-        return response
-
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         return error_response(request, 422, _validation_message(exc))
@@ -82,13 +82,10 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         return error_response(request, exc.status_code, str(exc.detail), exc.headers)
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next):  # noqa: ANN001, ANN202
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_upload_bytes + 1024 * 1024:
-            return JSONResponse({"detail": f"The request is larger than "
-                                           f"{settings.max_upload_bytes // (1024 * 1024)} MB."}, status_code=413)
-        return await call_next(request)
+    # Pure ASGI middleware (app/middleware.py); the last added runs first: the body limit before anything.
+    app.add_middleware(ResponseHeaders, settings=settings)
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + FORM_FIELDS_BYTES,
+                       message_limit=settings.max_upload_bytes)
 
     from .api.evaluations import router as evaluations
     from .api.routes import router

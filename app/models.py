@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from styledrop.plan import RoundPlan  # pydantic only: the app never imports torch
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -134,6 +136,11 @@ class Round(Base):
     candidates: Mapped[list[Candidate]] = relationship(back_populates="round", cascade="all, delete-orphan",
                                                        order_by="Candidate.id", passive_deletes=True)
 
+    @property
+    def plan(self) -> RoundPlan:
+        """`parameters` as the typed round plan (rows from before the plan load with its defaults)."""
+        return RoundPlan.from_stored(self.parameters, self.number)
+
 
 class Candidate(Base):
     __tablename__ = "candidates"
@@ -151,8 +158,10 @@ class Candidate(Base):
     round: Mapped[Round] = relationship(back_populates="candidates")
     ratings: Mapped[list[Rating]] = relationship(back_populates="candidate", cascade="all, delete-orphan",
                                                  passive_deletes=True)
+    # selectin: a round's candidates come with their selections in one more statement, not one per candidate
+    # (round summaries count them on every page).
     selection: Mapped[Selection | None] = relationship(back_populates="candidate", cascade="all, delete-orphan",
-                                                       passive_deletes=True)
+                                                       passive_deletes=True, lazy="selectin")
 
 
 class Rating(Base):

@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session
 
 from .errors import not_found
 from .models import Candidate, Evaluation, Generation, Round, Style, User
-
-MAX_ID = 2**63 - 1  # database integer range; anything outside is an id that cannot exist
+from .schemas import MAX_ID  # ids are INTEGER columns; anything outside is an id that cannot exist
 
 Row = TypeVar("Row", Style, Round, Candidate, Generation, Evaluation)
 NAMES = {Style: "Style", Round: "Round", Candidate: "Candidate", Generation: "Generation", Evaluation: "Evaluation"}

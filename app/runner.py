@@ -24,6 +24,16 @@ def worker_command(loglevel: str = "INFO") -> list[str]:
             "--without-gossip", "--without-mingle"]
 
 
+def start_worker() -> subprocess.Popen:
+    """The worker in its own session (Ctrl-C reaches serve, which stops it warmly), killed by the kernel if
+    serve dies without stopping it (app.children): an orphan would train a round the next serve's worker
+    resumes. Call from the main thread or the supervisor thread (a parent-death signal follows the thread)."""
+    from .children import die_with_parent
+
+    return subprocess.Popen(worker_command(), env=dict(os.environ), start_new_session=True,
+                            preexec_fn=die_with_parent(signal.SIGKILL))
+
+
 def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:
     if process.poll() is not None:
         return
@@ -48,7 +58,7 @@ class WorkerSupervisor:
 
         self.sessions, self.exclusive, self.restart_limit, self.restarts = sessions, exclusive, restart_limit, 0
         self.resend = resend
-        self.process = subprocess.Popen(worker_command(), env=dict(os.environ), start_new_session=True)
+        self.process = start_worker()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
         self._thread.start()
@@ -70,14 +80,16 @@ class WorkerSupervisor:
             self.restarts += 1
             print(f"StyleDrop Studio: the worker died (exit code {code}); restarting it; rounds {requeued} resume "
                   "from their last checkpoint.", file=sys.stderr, flush=True)
-            self.process = subprocess.Popen(worker_command(), env=dict(os.environ), start_new_session=True)
+            self.process = start_worker()
             for round_id in requeued:
                 self.resend(round_id)
 
     def stop(self) -> None:
+        # The worker first, its supervisor thread after: a worker the thread restarted gets its parent-death
+        # signal when that thread ends.
         self._stop.set()
-        self._thread.join(timeout=5)
         stop_process(self.process)
+        self._thread.join(timeout=5)
 
 
 def requeue_running_rounds(sessions, exit_code: int | None) -> list[int]:  # noqa: ANN001
@@ -154,7 +166,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     # With an outside Redis other workers may share the queue: then the reaper, not us, requeues their rounds.
-    from .jobs import CeleryDispatcher
+    from .task_queue import CeleryDispatcher
 
     dispatcher = CeleryDispatcher(settings)
     worker = WorkerSupervisor(sessions, exclusive=embedded, resend=dispatcher.train_round)
@@ -185,3 +197,20 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
             signal.signal(sig, handler)
         print("StyleDrop Studio: stopped.", flush=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `styledrop-serve` console script (and `python -m app.runner`); `styledrop serve` execs it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="styledrop-serve", description="Start the web API, one worker, SQLite "
+                                     "and an embedded Redis; Ctrl-C stops.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--data", default=None, help="data folder (default $STYLEDROP_DATA or ./data)")
+    args = parser.parse_args(argv)
+    return serve(args.host, args.port, args.data)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

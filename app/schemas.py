@@ -2,12 +2,69 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
+from pydantic_core import PydanticCustomError
 
 API = "/api/v1"
+
+# ---- limits on numbers: one place for the API's JSON and the pages' forms ----------------------------------
+# Every number a user sends is bounded here, so nothing out of range reaches the database (PostgreSQL's
+# INTEGER is 32 bits) or the worker (torch seeds, step counts); booleans are refused where a number is asked
+# (JSON `true` is not 1), and so are fractions where a whole number is.
+MAX_ID = 2**31 - 1  # ids are INTEGER columns; a larger one cannot exist
+SEED_MAX = 2**31 - 1  # one seed range everywhere: a 32-bit signed int, which every RNG and database column takes
+MAX_SEED = SEED_MAX
+MAX_STEPS = 100_000  # training steps (STYLEDROP_MAX_TRAIN_STEPS, default 20,000, is the tighter admin limit)
+MAX_BATCH_SIZE = 64
+MAX_CANDIDATES_PER_PROMPT = 64
+MAX_COUNT = 1_000  # counts checked against the settings as well (candidate_prompts <= STYLEDROP_MAX_PROMPTS)
+MAX_SAMPLE_STEPS = 100
+MAX_IMAGES_PER_PROMPT = 16
+MAX_ADAPTER_GUIDANCE = 10.0
+MAX_RANK = 256
+
+
+def _whole_number(value: Any) -> Any:
+    """A whole number: an int, or a string of digits (a form field). Not a boolean, not 2.5, not "1e3".
+    The errors carry pydantic's own types (int_type, int_parsing), which the pages' forms turn into words."""
+    if isinstance(value, bool | float):
+        raise PydanticCustomError("int_type", "Input should be a whole number, not {kind}",
+                                  {"kind": "true/false" if isinstance(value, bool) else "a fraction"})
+    if isinstance(value, str):
+        text = value.strip()
+        if not re.fullmatch(r"[+-]?[0-9]{1,30}", text):
+            raise PydanticCustomError("int_parsing", "Input should be a whole number")
+        return int(text)
+    return value
+
+
+def _real_number(value: Any) -> Any:
+    """A number (int or float, or a numeric string from a form), never a boolean."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("float_type", "Input should be a number, not true/false")
+    return value
+
+
+def whole(low: int, high: int, description: str | None = None) -> Any:
+    """A strict, bounded integer type (JSON and forms alike)."""
+    return Annotated[int, BeforeValidator(_whole_number), Field(ge=low, le=high, description=description)]
+
+
+def real(low: float, high: float, description: str | None = None, open_low: bool = False,
+         open_high: bool = False) -> Any:
+    """A bounded, finite float type that refuses booleans."""
+    bounds = ({"gt": low} if open_low else {"ge": low}) | ({"lt": high} if open_high else {"le": high})
+    return Annotated[float, BeforeValidator(_real_number), Field(allow_inf_nan=False, description=description,
+                                                                 **bounds)]
+
+
+Id = whole(1, MAX_ID)
+Seed = whole(0, SEED_MAX, f"random seed, 0 to {SEED_MAX}")
+TrainSteps = whole(1, MAX_STEPS, "training steps (at most STYLEDROP_MAX_TRAIN_STEPS)")
 
 # Every stored time is UTC; SQLite hands them back without a zone, so say it in the JSON.
 Utc = Annotated[datetime, AfterValidator(lambda v: v if v.tzinfo else v.replace(tzinfo=timezone.utc))]
@@ -42,16 +99,9 @@ def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
-# ---- limits of what one request may ask for: written once, used by the API and the pages' forms ---------------
+# ---- what a new style takes (the limits themselves are at the top of this file) ------------------------------
 # (limits that an administrator sets, like prompt length or training steps, are in app/settings.py and checked
 # by app/services.py)
-
-SEED_MAX = 2**31 - 1  # one seed range everywhere: a 32-bit signed int, which every RNG and database column takes
-MAX_RANK = 256  # adapter width (StyleDrop H or LoRA r) a new style may ask for
-MAX_IMAGES_PER_PROMPT = 16
-
-Seed = Annotated[int, Field(ge=0, le=SEED_MAX, description=f"random seed, 0 to {SEED_MAX}")]
-
 
 class StyleCreate(BaseModel):
     """A new style: what POST /api/v1/styles takes as form fields beside the image, and what the new-style page
@@ -59,11 +109,12 @@ class StyleCreate(BaseModel):
 
     content: str = Field(description='what the reference shows, e.g. "a house"')
     descriptor: str = Field(description='the style in words, e.g. "watercolor painting"')
-    base_model: str | None = Field(None, description="hub id, local folder or preset")
+    base_model: str | None = Field(None, description="one of STYLEDROP_BASE_MODELS (hub id or preset)")
     adapter: Literal["styledrop", "lora"] = "styledrop"
-    steps: int | None = Field(None, ge=1, description="training steps per round")
-    learning_rate: float | None = Field(None, gt=0, lt=1, description="learning rate of every round")
-    rank: int | None = Field(None, ge=1, le=MAX_RANK, description="round 1's adapter width (StyleDrop H, LoRA r)")
+    steps: TrainSteps | None = Field(None, description="training steps per round")
+    learning_rate: real(0, 1, open_low=True, open_high=True) | None = Field(
+        None, description="learning rate of every round")
+    rank: whole(1, MAX_RANK) | None = Field(None, description="round 1's adapter width (StyleDrop H, LoRA r)")
     seed: Seed | None = Field(None, description="random seed of every round")
 
 
@@ -117,20 +168,19 @@ class RoundCreate(BaseModel):
 
     feedback: Literal["human", "clip"] | None = Field(
         None, description="round >= 2: train on the human selection (default) or let CLIP select")
-    steps: int | None = Field(None, ge=1, le=100_000)
-    batch_size: int | None = Field(None, ge=1, le=64)
-    learning_rate: float | None = Field(None, gt=0, lt=1)
+    steps: TrainSteps | None = None
+    batch_size: whole(1, MAX_BATCH_SIZE) | None = None
+    learning_rate: real(0, 1, open_low=True, open_high=True) | None = None
     seed: Seed | None = None
-    checkpoint_every: int | None = Field(None, ge=1)
+    checkpoint_every: whole(1, MAX_STEPS) | None = None
     prompts: list[str] | None = Field(None, min_length=1,
                                       description='contents for candidates, e.g. ["a chihuahua", "a church"]; at '
                                                   'most STYLEDROP_MAX_PROMPTS (64), each at most '
                                                   'STYLEDROP_MAX_PROMPT_CHARS (300) characters')
-    candidate_prompts: int | None = Field(None, ge=1, description="how many default prompts (at most "
-                                                                  "STYLEDROP_MAX_PROMPTS)")
-    candidates_per_prompt: int | None = Field(None, ge=1, le=64)
-    sample_steps: int | None = Field(None, ge=1, le=100)
-    adapter_guidance: float | None = Field(None, ge=0, le=10)
+    candidate_prompts: whole(1, MAX_COUNT, "how many default prompts (at most STYLEDROP_MAX_PROMPTS)") | None = None
+    candidates_per_prompt: whole(1, MAX_CANDIDATES_PER_PROMPT) | None = None
+    sample_steps: whole(1, MAX_SAMPLE_STEPS) | None = None
+    adapter_guidance: real(0, MAX_ADAPTER_GUIDANCE) | None = None
     callback_url: str | None = CALLBACK_URL
 
 
@@ -184,7 +234,7 @@ class CandidateOut(BaseModel):
 class RatingIn(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"value": 1}, {"value": 4}]})
 
-    value: int = Field(description="-1 / +1 (thumbs) or 1..5 (stars)")
+    value: whole(-1, 5, "-1 / +1 (thumbs) or 1..5 (stars)")
 
     @field_validator("value")
     @classmethod
@@ -197,7 +247,7 @@ class RatingIn(BaseModel):
 class SelectedIn(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"selected": True}]})
 
-    selected: bool
+    selected: StrictBool
 
 
 class AutoSelectOut(BaseModel):
@@ -215,10 +265,10 @@ class GenerationCreate(BaseModel):
     prompts: list[str] = Field(min_length=1, description='contents, e.g. ["a cat", "a bridge"]; at most '
                                                          'STYLEDROP_MAX_PROMPTS (64), each at most '
                                                          'STYLEDROP_MAX_PROMPT_CHARS (300) characters')
-    num_images: int = Field(1, ge=1, le=MAX_IMAGES_PER_PROMPT)
+    num_images: whole(1, MAX_IMAGES_PER_PROMPT) = 1
     seed: Seed | None = 0
-    round_id: int | None = Field(None, description="which round's adapter (default: the latest finished)")
-    steps: int | None = Field(None, ge=1, le=100, description="decoding steps")
+    round_id: whole(1, MAX_ID, "which round's adapter (default: the latest finished)") | None = None
+    steps: whole(1, MAX_SAMPLE_STEPS, "decoding steps") | None = None
     callback_url: str | None = CALLBACK_URL
 
 

@@ -13,36 +13,26 @@ import unicodedata
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
+from styledrop.plan import plan_round  # pydantic, no torch: the round's plan and the per-round recipe
 from styledrop.prompts import MAX_WORDS  # plain Python, no torch: the engine refuses longer text
 
 from . import storage
+from .clip_feedback import select_by_clip
 from .errors import ApiError
-from .jobs import Dispatcher
 from .models import ACTIVE, Candidate, Generation, Rating, Round, RoundStatus, Selection, Style, User, as_utc, utcnow
-from .ownership import owned
+from .ownership import MAX_ID, owned
 from .schemas import GenerationCreate, RoundCreate, StyleCreate
-from .selection import select_by_clip
-from .webhooks import check_callback_url, jobs_ended
 from .settings import Settings
+from .task_queue import Dispatcher
+from .uploads import check_base_model, check_storage_quota
+from .uploads import create_style as store_style
+from .webhooks import check_callback_url, jobs_ended
 
 log = logging.getLogger(__name__)
-
-# Round >= 2 (paper Table S3): a fresh, larger StyleDrop adapter, H=32, not shared.
-ROUND2_ADAPTER = {"kind": "styledrop", "rank": 32, "shared": False}
-
-
-def first_adapter(style: Style) -> dict[str, Any] | None:
-    """The adapter of a style's first round: the engine's default for its kind (StyleDrop H=4 shared, or LoRA
-    r=16), unless the style asked for another width (`rank` in its settings, from the new-style form)."""
-    rank = (style.settings or {}).get("rank")
-    if rank is None:
-        return None
-    if style.adapter_kind == "styledrop":
-        return {"kind": "styledrop", "rank": int(rank), "shared": True}
-    return {"kind": style.adapter_kind, "rank": int(rank), "alpha": float(rank)}
 
 
 def requeued_values(rnd: Round, reason: str, exit_code: int | None = None) -> dict[str, Any]:
@@ -174,7 +164,7 @@ def candidate_items(rnd: Round) -> list[dict[str, Any]]:
 
 
 def auto_select(session: Session, rnd: Round, top_k: int = 1) -> tuple[list[Candidate], str]:
-    """CLIP feedback: replace the round's selection with the candidates CLIP picks (app.selection)."""
+    """CLIP feedback: replace the round's selection with the candidates CLIP picks (app.clip_feedback)."""
     if rnd.status != RoundStatus.succeeded.value:
         raise ApiError(409, f"Round {rnd.id} is {rnd.status}; only a finished round's candidates can be selected.")
     if not rnd.candidates:
@@ -202,7 +192,6 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
     if (running := active_round(session, style.id)) is not None:
         raise ApiError(409, f"Round {running.number} of style {style.id} is {running.status}; wait for it "
                             f"or cancel it (POST /api/v1/rounds/{running.id}/cancel) before starting another.")
-    check_job_quota(session, style.user_id, settings)
     last_number = session.scalar(select(Round.number).where(Round.style_id == style.id)
                                  .order_by(Round.number.desc()).limit(1)) or 0
     base = latest_succeeded(session, style.id)
@@ -212,7 +201,6 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
         if feedback is not None and last_number:
             raise ApiError(409, f"Style {style.id} has no finished round to give feedback on.")
         feedback = None
-        adapter = first_adapter(style)
     else:
         feedback = feedback or "human"
         if feedback == "clip":
@@ -222,31 +210,28 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
             raise ApiError(409, f"No candidate of round {base.number} (id {base.id}) is selected: select some "
                                 f"(PUT /api/v1/candidates/{{id}}/selected) or start the round with feedback 'clip'.")
         training_set += [{"image": c.image_path, "content": c.content, "candidate_id": c.id} for c in selected]
-        adapter = dict(ROUND2_ADAPTER) if style.adapter_kind == "styledrop" else None
     style_settings = style.settings or {}
     steps = body.get("steps") or style_settings.get("steps") or settings.train_steps
     seed = body.get("seed") if body.get("seed") is not None else style_settings.get("seed", 0)
     learning_rate = body.get("learning_rate") or style_settings.get("learning_rate")  # None: the engine's
-    guidance = body.get("adapter_guidance")
-    if guidance is None:
-        guidance = 0.0 if base is None else settings.round2_adapter_guidance
-    parameters = {
-        "model": style.base_model,
-        "adapter": adapter,
-        "adapter_kind": style.adapter_kind,
-        "train": {"steps": int(steps), "batch_size": body.get("batch_size") or settings.batch_size,
-                  "learning_rate": learning_rate, "seed": int(seed),
-                  "checkpoint_every": body.get("checkpoint_every") or settings.checkpoint_every},
-        "training_set": training_set,
-        "based_on_round": base.id if base else None,
-        "candidates": {"prompts": body.get("prompts"),
-                       "count": body.get("candidate_prompts") or settings.candidate_prompts,
-                       "per_prompt": body.get("candidates_per_prompt") or settings.candidates_per_prompt,
-                       "seed": int(seed), "sample_steps": body.get("sample_steps") or settings.sample_steps,
-                       "adapter_guidance": float(guidance), "clip_model": settings.clip_scorer(style.base_model)},
-    }
-    rnd = Round(style_id=style.id, number=last_number + 1, status=RoundStatus.queued.value, feedback=feedback,
-                parameters=parameters, total_steps=int(steps))
+    # The first round's adapter width may be the style's own (`rank`, from the new-style form).
+    rank = style_settings.get("rank") if last_number == 0 else None
+    # The per-round recipe (adapter size, λA) is styledrop.plan's; the request and settings fill the rest.
+    plan = plan_round(
+        last_number + 1, model=style.base_model, adapter_kind=style.adapter_kind, training_set=training_set,
+        based_on_round=base.id if base else None, rank=int(rank) if rank is not None else None,
+        train={"steps": int(steps), "batch_size": body.get("batch_size") or settings.batch_size,
+               "learning_rate": learning_rate, "seed": int(seed),
+               "checkpoint_every": body.get("checkpoint_every") or settings.checkpoint_every},
+        candidates={"prompts": body.get("prompts"),
+                    "count": body.get("candidate_prompts") or settings.candidate_prompts,
+                    "per_prompt": body.get("candidates_per_prompt") or settings.candidates_per_prompt,
+                    "seed": int(seed), "clip_model": settings.clip_scorer(style.base_model)},
+        sampling={"steps": body.get("sample_steps") or settings.sample_steps,
+                  "adapter_guidance": body.get("adapter_guidance")})
+    check_job_quota(session, style.user_id, settings)  # locks the user until the commit below: atomic
+    rnd = Round(style_id=style.id, number=plan.number, status=RoundStatus.queued.value, feedback=feedback,
+                parameters=plan.stored(), total_steps=int(steps))
     session.add(rnd)
     session.commit()
     return rnd
@@ -298,25 +283,48 @@ def _insert(session: Session, table: Any) -> Any:
     return insert(table)
 
 
+# Statements of the rating path are built once, with bound parameters: building and hashing a statement
+# costs SQLAlchemy more CPU than SQLite spends running it (the cache key of a built one is memoized).
+_UPSERTS: dict[str, Any] = {}
+
+
+def _rating_upsert(session: Session) -> Any:
+    dialect = session.get_bind().dialect.name
+    if dialect not in _UPSERTS:
+        statement = _insert(session, Rating).values(
+            candidate_id=bindparam("candidate_id"), user_id=bindparam("user_id"), value=bindparam("value"),
+            created_at=bindparam("now"), updated_at=bindparam("now"))
+        _UPSERTS[dialect] = statement.on_conflict_do_update(
+            index_elements=["candidate_id", "user_id"],
+            set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at})
+    return _UPSERTS[dialect]
+
+
+def _upsert_rating(session: Session, candidate_id: int, user_id: int, value: int) -> None:
+    # Core, not the ORM's bulk insert: nothing to synchronise with the identity map, and half the CPU.
+    session.connection().execute(_rating_upsert(session), {"candidate_id": candidate_id, "user_id": user_id,
+                                                           "value": value, "now": utcnow()})
+
+
+def _write_selection(session: Session, candidate_id: int, round_id: int, user_id: int, selected: bool) -> None:
+    if selected:
+        statement = _insert(session, Selection).values(candidate_id=candidate_id, round_id=round_id,
+                                                       by="human", user_id=user_id, created_at=utcnow())
+        session.execute(statement.on_conflict_do_update(index_elements=["candidate_id"],
+                                                        set_={"by": "human", "user_id": user_id}))
+    else:
+        session.execute(delete(Selection).where(Selection.candidate_id == candidate_id))
+
+
 def rate_candidate(session: Session, candidate: Candidate, user: User, value: int) -> None:
     """One rating per user and candidate, atomically: concurrent or repeated PUTs replace, never duplicate."""
-    now = utcnow()
-    statement = _insert(session, Rating).values(candidate_id=candidate.id, user_id=user.id, value=value,
-                                                created_at=now, updated_at=now)
-    session.execute(statement.on_conflict_do_update(index_elements=["candidate_id", "user_id"],
-                                                    set_={"value": value, "updated_at": now}))
+    _upsert_rating(session, candidate.id, user.id, value)
     session.commit()
 
 
 def select_candidate(session: Session, candidate: Candidate, user: User, selected: bool) -> None:
     """Choose or un-choose a candidate for the next round (human feedback), atomically."""
-    if selected:
-        statement = _insert(session, Selection).values(candidate_id=candidate.id, round_id=candidate.round_id,
-                                                       by="human", user_id=user.id, created_at=utcnow())
-        session.execute(statement.on_conflict_do_update(index_elements=["candidate_id"],
-                                                        set_={"by": "human", "user_id": user.id}))
-    else:
-        session.execute(delete(Selection).where(Selection.candidate_id == candidate.id))
+    _write_selection(session, candidate.id, candidate.round_id, user.id, selected)
     session.commit()
 
 
@@ -338,26 +346,21 @@ MAX_NAME_CHARS = 500  # a base model id or folder: what its database column hold
 
 
 def create_style(session: Session, settings: Settings, user: User, body: StyleCreate, image: bytes) -> Style:
-    """Store a new style and its reference image (as PNG). Training starts with start_round.
-    Refused before anything is stored: 422 (text), 413 (too large), 400/415 (not an image)."""
+    """Store a new style and its reference image (at most STYLEDROP_REFERENCE_MAX_SIDE px, PNG when small,
+    else WebP). Training starts with start_round. Refused before anything is stored: 422 (text, a base model
+    not in STYLEDROP_BASE_MODELS), 413 (too large, over the stored-MB quota), 429 (styles quota), 400/415
+    (not an image). The image work runs outside any transaction (app.uploads.create_style)."""
     content = clean_text(body.content, "The content", settings)
     descriptor = clean_text(body.descriptor, "The descriptor", settings)
     if body.base_model is not None and len(body.base_model) > MAX_NAME_CHARS:
         raise ApiError(422, f"base_model is {len(body.base_model)} characters long; the limit is {MAX_NAME_CHARS}.")
+    model = check_base_model(body.base_model, settings)
     check_train_steps(body.steps, settings)
-    picture = decode_image(image, settings)
-    # The style's defaults for its rounds (app/services.py:new_round and first_adapter read them).
+    # The style's defaults for its rounds (new_round reads them; the first round's adapter width `rank` goes into its plan).
     style_settings = body.model_dump(include={"steps", "seed", "learning_rate", "rank"}, exclude_none=True)
-    style = Style(user_id=user.id, content=content, descriptor=descriptor,
-                  base_model=(body.base_model or "").strip() or settings.model, adapter_kind=body.adapter,
-                  settings=style_settings)
-    session.add(style)
-    session.flush()
-    style.reference_path = storage.reference_path(style.id)
-    storage.save_png(settings.storage_root, style.reference_path, picture)
-    session.commit()
-    session.refresh(style)
-    return style
+    return store_style(session, settings, user, image, {
+        "content": content, "descriptor": descriptor, "base_model": model, "adapter_kind": body.adapter,
+        "settings": style_settings})
 
 
 def decode_image(data: bytes, settings: Settings) -> Any:
@@ -457,6 +460,62 @@ def latest_adapter_round(style: Style) -> Round | None:
     return max(done, key=lambda r: r.number) if done else None
 
 
+# ---- the rating path: a keystroke of a rater, so as few statements as it can be ------------------------------
+# Identify the user (one statement, app/api/deps.py), check ownership with a join, upsert, read the answer
+# back with its ratings and selection in one statement, one commit: 4 or 5 statements in all.
+
+_OWNED_ROUND = (select(Candidate.round_id).join(Round, Round.id == Candidate.round_id)
+                .join(Style, Style.id == Round.style_id)
+                .where(Candidate.id == bindparam("candidate_id"), Style.user_id == bindparam("user_id")))
+_WITH_FEEDBACK = (select(Candidate).where(Candidate.id == bindparam("candidate_id"))
+                  .options(joinedload(Candidate.ratings).joinedload(Rating.user), joinedload(Candidate.selection))
+                  .execution_options(populate_existing=True))
+
+
+def owned_candidate_round(session: Session, candidate_id: int, user: User) -> int:
+    """The round of a candidate the user owns (one statement, joined up to its style), else 404: the same
+    answer as for an id that does not exist, so other people's ids leak nothing."""
+    round_id = None
+    if 1 <= candidate_id <= MAX_ID:
+        round_id = session.scalar(_OWNED_ROUND, {"candidate_id": candidate_id, "user_id": user.id})
+    if round_id is None:
+        raise ApiError(404, f"Candidate {candidate_id} does not exist.")
+    return round_id
+
+
+def candidate_with_feedback(session: Session, candidate_id: int) -> Candidate:
+    """A candidate with its ratings (and their users) and its selection, in one statement."""
+    return session.scalars(_WITH_FEEDBACK, {"candidate_id": candidate_id}).unique().one()
+
+
+def rate_owned(session: Session, candidate_id: int, user: User, value: int) -> Candidate:
+    """Rate a candidate the user owns; returns it as stored, ratings included. Commits once."""
+    owned_candidate_round(session, candidate_id, user)
+    _upsert_rating(session, candidate_id, user.id, value)
+    candidate = candidate_with_feedback(session, candidate_id)
+    session.commit()
+    return candidate
+
+
+def select_owned(session: Session, candidate_id: int, user: User, selected: bool) -> Candidate:
+    """Choose or un-choose a candidate the user owns; returns it as stored. Commits once."""
+    round_id = owned_candidate_round(session, candidate_id, user)
+    _write_selection(session, candidate_id, round_id, user.id, selected)
+    candidate = candidate_with_feedback(session, candidate_id)
+    session.commit()
+    return candidate
+
+
+def load_feedback(session: Session, rnd: Round) -> list[Candidate]:
+    """A round's candidates with their ratings (and raters) and selections, in two statements whatever
+    their number (the rating grid of 64 or 256 images would otherwise ask once per image)."""
+    candidates = list(session.scalars(select(Candidate).where(Candidate.round_id == rnd.id).order_by(Candidate.id)
+                                      .options(selectinload(Candidate.ratings).joinedload(Rating.user),
+                                               joinedload(Candidate.selection))).unique())
+    set_committed_value(rnd, "candidates", candidates)
+    return candidates
+
+
 # ---- limits: what one request may ask for, and how many jobs one user may have waiting -----------------------
 
 RETRY_AFTER_SECONDS = 30  # Retry-After when no running job has an ETA (generations carry none)
@@ -518,15 +577,32 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+def lock_user(session: Session, user_id: int | None) -> None:
+    """Serialise one user's job requests: a fresh transaction that first locks the user's row, held until the
+    caller commits. SQLite locks the whole database on the first write, so a no-op UPDATE takes its write lock
+    before anything is read (a read first could see a count another request is about to change)."""
+    session.commit()  # a fresh transaction: the lock comes before the reads that count
+    if user_id is None:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(User.id).where(User.id == user_id).with_for_update())
+    else:
+        session.execute(update(User).where(User.id == user_id).values(id=User.id)
+                        .execution_options(synchronize_session=False))
+
+
 def check_job_quota(session: Session, user_id: int | None, settings: Settings, generation: bool = False) -> None:
     """429 when the user already has `max_active_jobs` rounds and generations queued or running (all styles
     together), or, before a generation, `max_pending_generations` generations. The message and the
     Retry-After header say when to try again: the soonest expected end of a running job (a round's ETA;
     RETRY_AFTER_SECONDS for a generation, which has none), else RETRY_AFTER_SECONDS.
 
-    A soft limit: the caller counts and then inserts in the same transaction without a lock, so requests
-    arriving at the same instant can each pass and overshoot by a few. Enough to keep one user from filling
-    the GPU queue; the worker still runs one job at a time whatever the count."""
+    Atomic: the count runs after lock_user() has locked the user's row (PostgreSQL: SELECT ... FOR UPDATE;
+    SQLite: the database's write lock), and the caller inserts the job and commits in the same transaction,
+    so concurrent requests of one user are counted one after another and never overshoot. Also 413 when
+    the user's stored files are over STYLEDROP_MAX_STORED_MB_PER_USER (a job stores more)."""
+    check_storage_quota(session, settings, user_id)  # walks the user's files: before the lock
+    lock_user(session, user_id)
     rounds = session.scalars(select(Round).join(Style).where(Style.user_id == user_id,
                                                              Round.status.in_(ACTIVE))).all()
     generations = session.scalars(select(Generation.status).where(Generation.user_id == user_id,

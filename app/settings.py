@@ -44,6 +44,20 @@ class Settings(BaseSettings):
     max_prompts: int = 64  # prompts of one request: a round's prompts or candidate_prompts, a generation's prompts
     max_round_candidates: int = 256  # prompts x candidates_per_prompt of one round (64 built-in prompts x 4)
     max_active_jobs: int = 10  # queued or running rounds and generations of one user, all styles, before 429
+    # Log-in throttling (app/throttle.py): wrong passwords allowed per account name and per client address
+    # before each further attempt waits 30 s, doubling, at most login_max_wait_seconds (429, Retry-After).
+    login_free_attempts: int = 10
+    login_free_attempts_per_address: int = 30
+    login_max_wait_seconds: float = 900.0
+    # Per-user storage quotas: styles (429 beyond), and stored megabytes (references, candidates, adapters,
+    # generations; 413 beyond, for a new style and for new rounds and generations). 0: no limit.
+    max_styles_per_user: int = Field(default=100, ge=0)
+    max_stored_mb_per_user: int = Field(default=2048, ge=0)
+    # References are stored at most this many pixels on their longest side (the models read 256-512 px).
+    reference_max_side: int = Field(default=1024, ge=64, le=4096)
+    # Base models a style may use, comma-separated: hub ids, local folders or offline presets. STYLEDROP_MODEL
+    # (the default for new styles) is always allowed.
+    base_models: str = "amused/amused-256,amused/amused-512,tiny,amused-256-random,amused-512-random"
 
     # Rounds and candidates.
     train_steps: int = 1000  # default training steps of a round (paper: 1,000)
@@ -54,7 +68,6 @@ class Settings(BaseSettings):
     # two of each, so a person (or CLIP) can pick more than animals. The paper's CLIP pool was 30 prompts.
     candidate_prompts: int = 16
     sample_steps: int = 12  # decoding steps for candidates and generations
-    round2_adapter_guidance: float = 2.0  # paper: λA = 2 for round-2 models
     # styledrop.clip_scores.load_scorer name; unset: "tiny" for the offline presets, else "default" (ViT-L-14).
     clip_model: str | None = None
 
@@ -82,6 +95,12 @@ class Settings(BaseSettings):
         from styledrop.presets import scorer_for  # plain data, no torch
 
         return scorer_for(base_model or self.model, self.clip_model)
+
+    @property
+    def allowed_base_models(self) -> list[str]:
+        """STYLEDROP_BASE_MODELS as a list, the default model first."""
+        listed = [m.strip() for m in self.base_models.split(",") if m.strip()]
+        return [self.model] + [m for m in listed if m != self.model]
 
     @property
     def accounts(self) -> bool:

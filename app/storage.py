@@ -25,8 +25,15 @@ def style_dir(style_id: int) -> str:
     return f"styles/{style_id}"
 
 
-def reference_path(style_id: int) -> str:
-    return f"styles/{style_id}/reference.png"
+def reference_path(style_id: int, suffix: str = ".png") -> str:
+    return f"styles/{style_id}/reference{suffix}"
+
+
+MEDIA_TYPES = {".png": "image/png", ".webp": "image/webp", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+
+
+def media_type(relative: str) -> str:
+    return MEDIA_TYPES.get(Path(relative).suffix.lower(), "application/octet-stream")
 
 
 def round_dir(style_id: int, number: int) -> str:

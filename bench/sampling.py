@@ -5,6 +5,8 @@ Ours is also timed with a StyleDrop adapter and adapter guidance (λA > 0: three
 configuration StyleDrop actually samples with, next to the plain base-model case that the pipeline covers.
 `--app-defaults` adds a row timing our sampler as the CLI and the worker call it: no autocast, and the seed's
 CPU generator (portable seeds; the probabilities go to the CPU for every draw, as AmusedScheduler does then).
+`--candidate-path` adds the worker's candidate path with the style adapter on (λA = 0, its default): today's
+one image per call with the seed's CPU generator, and the same images' prompts drawn `--batch` per call.
 
     python bench/sampling.py --preset amused-256-random --device cpu --batch 2 --repeats 2
     python bench/sampling.py --preset amused-256-random --device cuda --batch 8 --repeats 5
@@ -22,11 +24,12 @@ import time
 import torch
 
 
-def _timed(fns: dict, repeats: int, device: str) -> dict[str, float]:
-    """Best wall time of each function; repeats interleave the functions so load affects all alike."""
+def _timed(fns: dict, repeats: int, device: str, spread: dict | None = None) -> dict[str, float]:
+    """Best wall time of each function (all times into `spread`); repeats interleave the functions."""
     for fn in fns.values():
         fn()  # warm-up
     best = {name: float("inf") for name in fns}
+    spread = {} if spread is None else spread
     for _ in range(repeats):
         for name, fn in fns.items():
             if device == "cuda":
@@ -35,7 +38,9 @@ def _timed(fns: dict, repeats: int, device: str) -> dict[str, float]:
             fn()
             if device == "cuda":
                 torch.cuda.synchronize()
-            best[name] = min(best[name], time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            best[name] = min(best[name], seconds)
+            spread.setdefault(name, []).append(seconds)
     return best
 
 
@@ -50,6 +55,8 @@ def main() -> None:
                         help="bf16 autocast or fp32 (default: bf16 on cuda, fp32 on cpu)")
     parser.add_argument("--app-defaults", action="store_true",
                         help="also time ours as the CLI/worker run it (fp32, CPU generator; slow on CUDA)")
+    parser.add_argument("--candidate-path", action="store_true",
+                        help="also time the worker's candidate path: one image per call and batched")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     if args.precision is None:
@@ -100,11 +107,24 @@ def main() -> None:
         with adapter.disabled():
             return generate(components, prompts, config).images
 
+    candidate = SampleConfig(steps=args.steps)  # the worker's settings: λA 0, the seed's CPU generator, no autocast
+
+    def worker_one_per_call():  # worker/jobs.py before issue 13: generate_with_style, num_images=1, per seed
+        return [generate(components, [p], SampleConfig(**{**vars(candidate), "seed": i}), adapter=adapter).images[0]
+                for i, p in enumerate(prompts)]
+
+    def worker_batched():  # the same prompts in one call
+        return generate(components, prompts, candidate, adapter=adapter).images
+
     samplers = {"AmusedPipeline": reference_plain, "ours (base model)": ours_plain,
                 "ours (adapter, λA=2)": ours_adapter}
     if args.app_defaults:
         samplers["ours (fp32, CPU generator)"] = ours_app_defaults
-    results = _timed(samplers, args.repeats, args.device)
+    if args.candidate_path:
+        samplers["candidates, 1 per call"] = worker_one_per_call
+        samplers[f"candidates, {args.batch} per call"] = worker_batched
+    spread: dict[str, list[float]] = {}
+    results = _timed(samplers, args.repeats, args.device, spread)
     import numpy as np
 
     same = sum(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(reference_plain(), ours_plain()))
@@ -112,14 +132,15 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device_type == "cuda" else platform.processor() or "cpu"
     print(f"preset={args.preset} device={args.device} ({name}) precision={args.precision} batch={args.batch} "
           f"steps={args.steps} torch={torch.__version__} (best of {args.repeats})")
-    print(f"{'sampler':<24} {'s/call':>8} {'images/s':>9} {'vs pipeline':>12}")
+    print(f"{'sampler':<27} {'s/call':>8} {'max s':>8} {'images/s':>9} {'vs pipeline':>12}")
     for sampler, seconds in results.items():
-        print(f"{sampler:<24} {seconds:>8.3f} {args.batch / seconds:>9.3f} {ref / seconds:>11.2f}x")
+        print(f"{sampler:<27} {seconds:>8.3f} {max(spread[sampler]):>8.3f} {args.batch / seconds:>9.3f} "
+              f"{ref / seconds:>11.2f}x")
     print(f"images identical to the pipeline's (base model, same seed): {same}/{args.batch}")
     if device_type == "cuda":
         print(f"peak GPU memory (all samplers, one process): {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")
     if args.json:
-        rows = {k: {"s_per_call": v, "images_per_s": args.batch / v, "speed_vs_pipeline": ref / v}
+        rows = {k: {"s_per_call": v, "all_s": spread[k], "images_per_s": args.batch / v, "speed_vs_pipeline": ref / v}
                 for k, v in results.items()}
         with open(args.json, "w") as fh:
             json.dump({"args": vars(args), "environment": {"torch": torch.__version__, "device_name": name},

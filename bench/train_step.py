@@ -26,6 +26,26 @@ import sys
 import time
 
 VARIANTS = ("reference-lora", "ours-lora", "ours-styledrop")
+# Dense peak FLOP/s by device name and precision, for model FLOP utilisation (vendor data sheets, no sparsity).
+PEAK_FLOPS = {
+    ("H100", "bf16"): 989e12, ("H100", "fp32"): 67e12,
+    ("H200", "bf16"): 989e12, ("H200", "fp32"): 67e12,
+    ("A100", "bf16"): 312e12, ("A100", "fp32"): 19.5e12,
+}
+
+
+def peak_flops(device_name: str, precision: str) -> float | None:
+    """The table entry whose card name appears in the device's name; None (a CPU, an unlisted card)."""
+    for (card, prec), value in PEAK_FLOPS.items():
+        if card in device_name and prec == precision:
+            return value
+    return None
+
+
+def _counting():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    return FlopCounterMode(display=False)
 
 
 def _peak_mb(device: str) -> float:
@@ -62,7 +82,11 @@ def _reference_loop(components, image, prompt, args) -> list[float]:
     vq, mask_id, codebook = components.vqvae, components.mask_token_id, components.codebook_size
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     times = []
-    for step in range(args.warmup + args.steps):
+    counter = _counting()
+    for step in range(args.warmup + args.steps + 1):  # the extra last step counts FLOPs, untimed
+        counting = step == args.warmup + args.steps
+        if counting:
+            counter.__enter__()
         start = time.perf_counter()
         with torch.no_grad():
             tokens = vq.quantize(vq.encode(pixels).latents)[2][2].reshape(args.batch, -1)
@@ -83,8 +107,11 @@ def _reference_loop(components, image, prompt, args) -> list[float]:
         optimizer.zero_grad(set_to_none=True)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        if step >= args.warmup:
+        if counting:
+            counter.__exit__(None, None, None)
+        elif step >= args.warmup:
             times.append(time.perf_counter() - start)
+    args.flops_per_step = counter.get_total_flops()
     return times
 
 
@@ -102,20 +129,26 @@ def _our_loop(components, image, prompt, args, kind: str) -> list[float]:
         components.text_encoder.to("cpu")
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    stamps: list[float] = []
-
-    def on_progress(_):
-        if args.device == "cuda":
-            torch.cuda.synchronize()
-        stamps.append(time.perf_counter())
-
-    start = time.perf_counter()
     precision = "bf16" if args.precision == "bf16" else "no"
-    train(components, adapter, data, TrainConfig(steps=args.warmup + args.steps, batch_size=args.batch,
-                                                 checkpoint_every=0, mixed_precision=precision),
-          on_progress=on_progress)
-    edges = [start] + stamps
-    return [b - a for a, b in zip(edges, edges[1:])][args.warmup:]
+
+    stamps: dict[int, float] = {}
+
+    def on_progress(p) -> None:  # called after steps whose loss was read (then the device has caught up)
+        stamps[p.step] = time.perf_counter()
+
+    # The loss is read on the host about once a second, not every step, but always after the first and the
+    # last step: time the steps between those two (the first one carries the warm-up and any compile).
+    total = 1 + args.steps
+    train(components, adapter, data, TrainConfig(steps=total, batch_size=args.batch, checkpoint_every=0,
+                                                 mixed_precision=precision, fast=args.fast), on_progress=on_progress)
+    per_step = [(stamps[total] - stamps[1]) / args.steps]
+    if all(step in stamps for step in range(1, total + 1)):  # every step read (a CPU): each step's own time
+        per_step = [stamps[step + 1] - stamps[step] for step in range(1, total)]
+    with _counting() as counter:  # FLOPs of one step, counted on the eager step (the same arithmetic)
+        train(components, adapter, data, TrainConfig(steps=1, batch_size=args.batch, checkpoint_every=0,
+                                                     mixed_precision=precision, fast="off"))
+    args.flops_per_step = counter.get_total_flops()
+    return per_step
 
 
 def _environment(device: str) -> dict:
@@ -146,7 +179,7 @@ def run_variant(args) -> dict:
         times = _our_loop(components, image, prompt, args, args.variant.split("-")[1])
     times.sort()
     return {"variant": args.variant, "median_s_per_step": times[len(times) // 2], "min_s_per_step": times[0],
-            "peak_mb": round(_peak_mb(args.device), 1)}
+            "peak_mb": round(_peak_mb(args.device), 1), "flops_per_step": args.flops_per_step}
 
 
 def main() -> None:
@@ -158,6 +191,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--precision", choices=("bf16", "fp32"), default=None,
                         help="bf16 autocast or fp32 (default: bf16 on cuda, fp32 on cpu)")
+    parser.add_argument("--fast", choices=("auto", "on", "off"), default="auto",
+                        help="our trainer's launch-free step switch (TrainConfig.fast)")
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
@@ -178,10 +213,19 @@ def main() -> None:
     env = _environment(args.device)
     print(f"preset={args.preset} device={args.device} ({env['device_name']}) precision={args.precision} "
           f"batch={args.batch} timed steps={args.steps} torch={env['torch']}")
-    print(f"{'variant':<16} {'s/step':>9} {'peak MB':>10} {'speed vs ref':>13} {'memory vs ref':>14}")
+    peak = peak_flops(env["device_name"], args.precision)
+    print(f"fast={args.fast}; FLOPs counted with torch.utils.flop_counter on one step; MFU against "
+          + (f"{peak / 1e12:.0f} TFLOP/s ({args.precision} dense peak)" if peak else "no peak (CPU: achieved only)"))
+    print(f"{'variant':<16} {'s/step':>9} {'peak MB':>10} {'speed vs ref':>13} {'memory vs ref':>14} "
+          f"{'GFLOP/step':>11} {'GFLOP/s':>9} {'MFU':>7}")
     for variant, r in results.items():
+        achieved = r["flops_per_step"] / r["median_s_per_step"]
+        r["flops_per_s"] = achieved
+        r["mfu"] = achieved / peak if peak else None
+        mfu = f"{100 * r['mfu']:.1f}%" if peak else "n/a"
         print(f"{variant:<16} {r['median_s_per_step']:>9.3f} {r['peak_mb']:>10.0f} "
-              f"{ref['median_s_per_step'] / r['median_s_per_step']:>12.2f}x {r['peak_mb'] / ref['peak_mb']:>13.2f}x")
+              f"{ref['median_s_per_step'] / r['median_s_per_step']:>12.2f}x {r['peak_mb'] / ref['peak_mb']:>13.2f}x "
+              f"{r['flops_per_step'] / 1e9:>11.2f} {achieved / 1e9:>9.2f} {mfu:>7}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"args": {k: v for k, v in vars(args).items() if k != "variant"}, "environment": env,

@@ -71,11 +71,9 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num", type=int, default=1, help="images per prompt")
     p.add_argument("--out", default="out", help="folder for the PNG files")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=12, help="decoding steps")
-    p.add_argument("--guidance", type=float, default=9.0, help="λB, classifier-free guidance (diffusers scale - 1)")
-    p.add_argument("--adapter-guidance", type=float, default=None,
-                   help="λA, adapter guidance (paper Eq. 4; default: the style's round default, 0 or 2)")
-    p.add_argument("--temperature", type=float, nargs=2, default=(2.0, 0.0), metavar=("START", "END"))
+    _add_sampling_flags(p)
+    p.add_argument("--temperature", type=float, nargs=2, default=None, metavar=("START", "END"),
+                   help="default: the adapter's round default (2 0)")
     p.add_argument("--no-descriptor", action="store_true", help="leave the style descriptor out of the prompt")
     p.add_argument("--content", default=None, help="content (subject) adapter folder to compose with the style; "
                    'prompts may say "[V]" for its identifier')
@@ -116,10 +114,12 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_sampling_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, default=12, help="decoding steps")
-    p.add_argument("--guidance", type=float, default=9.0, help="λB, classifier-free guidance")
+    """Unset flags take the sampling defaults the adapter file carries (those of its round)."""
+    p.add_argument("--steps", type=int, default=None, help="decoding steps (default: the adapter's, 12)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="λB, classifier-free guidance, diffusers' scale - 1 (default: the adapter's, 9)")
     p.add_argument("--adapter-guidance", type=float, default=None,
-                   help="λA, adapter guidance (default: 0 for round 1, 2 for later rounds)")
+                   help="λA, adapter guidance, paper Eq. 4 (default: the adapter's round default, 0 or 2)")
 
 
 def _add_candidates(sub: argparse._SubParsersAction) -> None:
@@ -130,7 +130,8 @@ def _add_candidates(sub: argparse._SubParsersAction) -> None:
                    help="file with one content prompt per line (default: the built-in 64, across all 8 categories)")
     p.add_argument("--limit", type=int, default=None,
                    help="pool size: the first N prompts (built-in prompts are interleaved across categories)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="round seed: candidate k's own seed is seed x 100003 + k")
+    p.add_argument("--batch-size", type=int, default=8, help="candidates drawn per sampler call")
     p.add_argument("--scorer", default=None, help="CLIP scorer: default (ViT-L-14/openai), tiny, MODEL/PRETRAINED "
                    "(default: tiny for the offline presets, else default)")
     p.add_argument("--device", default=None)
@@ -199,9 +200,21 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from app.runner import serve  # the web app lives outside the engine and is imported only here
+    """Hand over to the web app's launcher (app.runner, console script `styledrop-serve`) in this process's
+    place: the engine never imports web code, and Ctrl-C/SIGTERM reach the launcher directly."""
+    import importlib.util
+    import os
 
-    return serve(args.host, args.port, args.data)
+    if importlib.util.find_spec("app") is None:
+        raise StyleDropError("The web app (package `app`) is not installed next to the engine: install the whole "
+                             "project (pip install -e .) to use `styledrop serve`.")
+    command = [sys.executable, "-m", "app.runner", "--host", args.host, "--port", str(args.port)]
+    if args.data:
+        command += ["--data", args.data]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
+    return 0  # not reached
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,12 +239,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .adapters import AdapterConfig
     from .images import load_image
     from .models import load_components
-    from .prompts import clean_text
+    from .prompts import check_prompt_text
     from .styles import default_adapter_config, train_style
     from .training import TrainConfig
 
-    clean_text(args.descriptor, "style descriptor")
-    contents = [clean_text(c, "content") for c in args.content]
+    check_prompt_text(args.descriptor, "style descriptor")
+    contents = [check_prompt_text(c, "content") for c in args.content]
     if len(contents) not in (1, len(args.image)):
         raise StyleDropError(f"{len(args.image)} images but {len(contents)} --content values: give one for all "
                              "images or one per image.")
@@ -266,13 +279,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .sampling import SampleConfig
+    from .sampling import image_seeds
     from .styles import generate_with_style, load_style
 
     style = load_style(args.style, model=args.model, device=args.device)
-    config = SampleConfig(steps=args.steps, guidance=args.guidance, adapter_guidance=_adapter_guidance(args, style.meta),
-                          temperature=tuple(args.temperature), num_images=args.num, seed=args.seed)
-    config.validate()
+    config = _sample_config(args, style.meta, num_images=args.num, seed=args.seed,
+                            temperature=tuple(args.temperature) if args.temperature else None)
     bar = tqdm(total=config.steps, desc="decoding", unit="step")
     tick = lambda step, total, logits, tokens: bar.update(1)  # noqa: E731
     if args.content:
@@ -282,7 +294,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         samples = generate_composed(style, subject, args.contents, args.mix, config, args.composition, on_step=tick)
     else:
         samples = generate_with_style(style, args.contents, config, with_descriptor=not args.no_descriptor,
-                                      on_step=tick)
+                                      on_step=tick, seeds=image_seeds(args.seed, len(args.contents) * config.num_images))
     bar.close()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -290,7 +302,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     for index, (prompt, image) in enumerate(zip(samples.prompts, samples.images)):
         path = out / f"{index:03d}-{_slug(prompt)}.png"
         image.save(path)
-        records.append({"file": path.name, "prompt": prompt, "index": index, "seed": args.seed})
+        records.append({"file": path.name, "prompt": prompt, "index": index,
+                        "seed": samples.seeds[index] if samples.seeds else args.seed})
     (out / "generations.json").write_text(json.dumps({"style": str(args.style), "config": vars(config),
                                                       "images": records}, indent=2, default=list) + "\n")
     print(f"wrote {len(records)} images to {out}")
@@ -324,10 +337,14 @@ def cmd_train_content(args: argparse.Namespace) -> int:
     return 0
 
 
-def _adapter_guidance(args: argparse.Namespace, meta) -> float:
-    if args.adapter_guidance is not None:
-        return args.adapter_guidance
-    return float(meta.extra.get("sample_defaults", {}).get("adapter_guidance", 0.0))
+def _sample_config(args: argparse.Namespace, meta, **values):
+    """The adapter file's sampling defaults (its round's λA, λB, steps, temperature), overridden by flags."""
+    from .sampling import sample_config
+
+    config = sample_config(meta.extra.get("sample_defaults") or {}, steps=args.steps, guidance=args.guidance,
+                           adapter_guidance=args.adapter_guidance, **values)
+    config.validate()
+    return config
 
 
 def _prompt_list(args: argparse.Namespace, held_out: bool = False) -> list[str]:
@@ -345,17 +362,17 @@ def cmd_candidates(args: argparse.Namespace) -> int:
     from .clip_scores import load_scorer
     from .presets import scorer_for
     from .rounds import CANDIDATES_DIR, latest_round, reference_images, round_dir
-    from .sampling import SampleConfig
     from .styles import load_style
 
     number = latest_round(args.style)
     prompts = _prompt_list(args)
     style = load_style(round_dir(args.style, number), device=args.device)
     scorer = load_scorer(scorer_for(style.meta.base_model, args.scorer), args.device)
-    config = SampleConfig(steps=args.steps, guidance=args.guidance, adapter_guidance=_adapter_guidance(args, style.meta))
-    bar = tqdm(total=len(prompts), desc=f"round {number} candidates", unit="prompt")
+    config = _sample_config(args, style.meta)
+    bar = tqdm(total=len(prompts) * args.per_prompt, desc=f"round {number} candidates", unit="image")
     pool = generate_candidates(style, prompts, args.per_prompt, args.seed, number, config, scorer,
-                               reference_images(args.style), on_progress=lambda done, total: bar.update(1))
+                               reference_images(args.style), on_progress=lambda done, total: bar.update(1),
+                               batch_size=args.batch_size)
     bar.close()
     folder = save_candidates(round_dir(args.style, number) / CANDIDATES_DIR, pool)
     print(f"{len(pool)} candidates ({len(prompts)} prompts x {args.per_prompt}) scored with {scorer.name} in {folder}")

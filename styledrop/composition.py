@@ -30,7 +30,8 @@ from .adapters import AdapterConfig, LoraAdapter
 from .conditioning import encode_prompts, micro_conds
 from .errors import StyleDropError
 from .models import Components
-from .prompts import clean_text, style_prompt
+from .plan import large_adapter
+from .prompts import check_prompt_text, style_prompt
 from .sampling import (
     GuidedModel,
     SampleConfig,
@@ -50,12 +51,12 @@ METHODS = ("mix", "merge")
 
 def default_content_adapter() -> AdapterConfig:
     """A subject's identity needs more capacity than a style: the paper's larger adapter size (H=32)."""
-    return AdapterConfig(kind="styledrop", rank=32, shared=False)
+    return AdapterConfig.from_dict(large_adapter().config_dict())
 
 
 def subject_phrase(identifier: str, class_noun: str) -> str:
-    identifier = clean_text(identifier, "identifier")
-    class_noun = clean_text(class_noun, "class noun")
+    identifier = check_prompt_text(identifier, "identifier")
+    class_noun = check_prompt_text(class_noun, "class noun")
     if len(identifier.split()) != 1:
         raise StyleDropError(f"The identifier must be one rare word such as 'sks', got '{identifier}'.")
     return f"{identifier} {class_noun}"
@@ -107,7 +108,7 @@ def check_pair(style: LoadedStyle, content: LoadedStyle) -> None:
 def composed_prompts(style: LoadedStyle, content: LoadedStyle, prompt: str) -> tuple[str, str]:
     """"a [V] dog on a beach" -> (full prompt with the style descriptor, content prompt without it)."""
     identifier = content.meta.extra.get("identifier", "")
-    text = clean_text(prompt, "prompt").replace(PLACEHOLDER, identifier)
+    text = check_prompt_text(prompt, "prompt").replace(PLACEHOLDER, identifier)
     return style_prompt(text, style.meta.descriptor), style_prompt(text, None)
 
 

@@ -15,7 +15,7 @@ _ARTICLE = re.compile(r"^(a|an|the)\s+", re.IGNORECASE)
 MAX_WORDS = 60
 
 
-def clean_text(value: str, what: str) -> str:
+def check_prompt_text(value: str, what: str) -> str:
     text = " ".join((value or "").split())
     if not text:
         raise StyleDropError(f"The {what} is empty: describe it in a few words.")
@@ -26,7 +26,7 @@ def clean_text(value: str, what: str) -> str:
 
 def content_phrase(content: str) -> str:
     """'house' and 'a house' both become 'A house'; 'the Eiffel tower' keeps its article."""
-    text = clean_text(content, "content")
+    text = check_prompt_text(content, "content")
     if not _ARTICLE.match(text):
         text = f"a {text}"
     return text[0].upper() + text[1:]
@@ -37,4 +37,4 @@ def style_prompt(content: str, descriptor: str | None) -> str:
     phrase = content_phrase(content)
     if descriptor is None:
         return phrase
-    return f"{phrase} in {clean_text(descriptor, 'style descriptor')} style"
+    return f"{phrase} in {check_prompt_text(descriptor, 'style descriptor')} style"

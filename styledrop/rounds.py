@@ -35,7 +35,8 @@ from .adapters import AdapterConfig
 from .candidates import Candidate, load_candidates
 from .errors import StyleDropError
 from .models import Components
-from .sampling import SampleConfig
+from .plan import adapter_recipe, sampling_recipe
+from .sampling import SampleConfig, sample_config
 from .styles import TrainedStyle, train_style
 from .training import ProgressFn, TrainConfig
 
@@ -49,15 +50,14 @@ def round_dir(style_dir: str | Path, number: int) -> Path:
     return Path(style_dir) / ROUNDS_DIR / f"round-{number:03d}"
 
 
-def round_adapter_config(number: int) -> AdapterConfig:
-    """Paper Table S3: round 1 H=4 shared; later rounds H=32, not shared."""
-    if number <= 1:
-        return AdapterConfig(kind="styledrop", rank=4, shared=True)
-    return AdapterConfig(kind="styledrop", rank=32, shared=False)
+def round_adapter_config(number: int, kind: str = "styledrop") -> AdapterConfig:
+    """The round's adapter by the per-round recipe (styledrop.plan.adapter_recipe)."""
+    return AdapterConfig.from_dict(adapter_recipe(number, kind).config_dict())
 
 
 def round_sample_config(number: int, **overrides) -> SampleConfig:
-    return SampleConfig(**{"adapter_guidance": 0.0 if number <= 1 else 2.0, **overrides})
+    """The round's sampling defaults (styledrop.plan.sampling_recipe) as a SampleConfig."""
+    return sample_config(sampling_recipe(number), **overrides)
 
 
 def latest_round(style_dir: str | Path) -> int:
@@ -180,7 +180,7 @@ def train_next_round(style_dir: str | Path, components: Components | None = None
                           on_progress=on_progress, should_stop=should_stop,
                           init_state=previous_tensors if init == "previous" else None, references=references,
                           extra_meta={"round": number + 1, "init": init, "selection": load_selection(style_dir, number).by,
-                                      "sample_defaults": {"adapter_guidance": round_sample_config(number + 1).adapter_guidance}})
+                                      }, sample_defaults=sampling_recipe(number + 1).model_dump())
     if not trained.result.stopped:
         for index in range(references):  # the references stay once, at the top of the folder
             (work / reference_file(index)).unlink(missing_ok=True)

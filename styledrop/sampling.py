@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 from PIL import Image
@@ -27,6 +27,7 @@ from .conditioning import AESTHETIC_SCORE, TextConditioning, encode_prompts, mic
 from .errors import StyleDropError
 from .images import decode_tokens
 from .models import Components
+from .text_side import TextSideCache
 
 
 @dataclass
@@ -56,6 +57,17 @@ class SampleConfig:
             raise StyleDropError("Guidance scales cannot be negative.")
         if self.masking_schedule not in ("cosine", "linear"):
             raise StyleDropError(f"Unknown masking schedule '{self.masking_schedule}' (cosine or linear).")
+
+
+def sample_config(defaults: Any, **overrides: Any) -> SampleConfig:
+    """A SampleConfig from sampling defaults (styledrop.plan.SamplingDefaults, or the dict an adapter file
+    carries in extra.sample_defaults); overrides that are None keep the default."""
+    values = defaults.model_dump() if hasattr(defaults, "model_dump") else dict(defaults or {})
+    known = {k: v for k, v in values.items() if k in ("adapter_guidance", "guidance", "steps", "temperature")}
+    if "temperature" in known:
+        known["temperature"] = tuple(known["temperature"])
+    known.update({k: v for k, v in overrides.items() if v is not None})
+    return SampleConfig(**known)
 
 
 class LogitsFn(Protocol):
@@ -102,6 +114,9 @@ class GuidedModel:
         self._micro = micro_conds(side, side, len(self._cond), self._cond.hidden.device, self._cond.hidden.dtype,
                                   aesthetic=aesthetic_score)
         self._owners = [self.terms[k].adapter if on else None for k, on in plan for _ in range(batch)]
+        # The text side of that batch (encoder projection, AdaLN modulations, cross-attention K/V) is computed
+        # on the first decoding step and reused after: same operations, same logits (styledrop/text_side.py).
+        self._text_side = TextSideCache(components.transformer, self._cond.hidden, self._cond.pooled, self._micro)
 
     @property
     def passes(self) -> int:
@@ -111,8 +126,7 @@ class GuidedModel:
     def forward_groups(self, tokens: torch.Tensor) -> dict[tuple[int | None, bool], torch.Tensor]:
         transformer = self.components.transformer
         with route_rows(transformer, self._owners):
-            out = transformer(tokens.repeat(len(self._plan), 1, 1), micro_conds=self._micro,
-                              pooled_text_emb=self._cond.pooled, encoder_hidden_states=self._cond.hidden)
+            out = self._text_side(tokens.repeat(len(self._plan), 1, 1))
         return dict(zip(self._plan, out.chunk(len(self._plan))))
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -153,25 +167,48 @@ def temperatures(config: SampleConfig, device: torch.device | str = "cpu") -> to
     return torch.linspace(low, high, config.steps, device=device)
 
 
-def _gumbel(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    device = generator.device if generator is not None else like.device
-    noise = torch.zeros_like(like, device=device).uniform_(0, 1, generator=generator).to(like.device)
+Generators = torch.Generator | list[torch.Generator] | None
+
+
+def _gumbel(like: torch.Tensor, generator: Generators) -> torch.Tensor:
+    if isinstance(generator, list):  # one row per image, each from its own generator on the sampling device
+        rows = [torch.empty(like.shape[1:], dtype=like.dtype, device=g.device).uniform_(0, 1, generator=g)
+                for g in generator]
+        noise = torch.stack(rows).to(like.device)
+    else:
+        device = generator.device if generator is not None else like.device
+        noise = torch.zeros_like(like, device=device).uniform_(0, 1, generator=generator).to(like.device)
     return -torch.log((-torch.log(noise.clamp(1e-20))).clamp(1e-20))
 
 
+def _draw(probs: torch.Tensor, generator: Generators) -> torch.Tensor:
+    """One token per position from (batch, positions, codebook) probabilities: (batch, positions).
+
+    A list of generators draws each image's tokens from its own generator, so an image never depends on its
+    batchmates; one generator (parity mode) draws the whole batch at once, as AmusedPipeline does."""
+    batch, positions, codebook = probs.shape
+    if isinstance(generator, list):
+        if len(generator) != batch:
+            raise StyleDropError(f"{len(generator)} generators for a batch of {batch} images.")
+        return torch.stack([torch.multinomial(probs[b].to(g.device).float(), 1, generator=g)[:, 0].to(probs.device)
+                            for b, g in enumerate(generator)])
+    flat = probs.to(generator.device) if generator is not None else probs
+    if flat.device.type == "cpu" and flat.dtype != torch.float32:
+        flat = flat.float()
+    return torch.multinomial(flat.reshape(-1, codebook), 1, generator=generator).to(probs.device).view(batch, -1)
+
+
 def maskgit_step(logits: torch.Tensor, tokens: torch.Tensor, step: int, config: SampleConfig,
-                 temps: torch.Tensor, mask_id: int, generator: torch.Generator | None) -> torch.Tensor:
-    """One decoding step: sample every masked token, then re-mask the least confident by the schedule."""
+                 temps: torch.Tensor, mask_id: int, generator: Generators) -> torch.Tensor:
+    """One decoding step: sample every masked token, then re-mask the least confident by the schedule.
+
+    `generator`: one per image (a list; the product's rule) or one for the whole batch (parity mode)."""
     batch, codebook, height, width = logits.shape
     sample = tokens.reshape(batch, height * width)
     logits = logits.reshape(batch, codebook, height * width).permute(0, 2, 1)
     unknown = sample == mask_id
     probs = logits.softmax(dim=-1)
-    flat = probs.to(generator.device) if generator is not None else probs
-    if flat.device.type == "cpu" and flat.dtype != torch.float32:
-        flat = flat.float()
-    drawn = torch.multinomial(flat.reshape(-1, codebook), 1, generator=generator).to(probs.device)
-    predicted = torch.where(unknown, drawn[:, 0].view(batch, -1), sample)
+    predicted = torch.where(unknown, _draw(probs, generator), sample)
     if step == config.steps - 1:
         return predicted.reshape(batch, height, width)
     ratio = torch.tensor([[step + 1]], device=logits.device) / config.steps
@@ -192,7 +229,7 @@ StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]
 
 @torch.no_grad()
 def sample_tokens(logits_fn: LogitsFn, batch: int, grid: int, mask_id: int, config: SampleConfig,
-                  device: torch.device, generator: torch.Generator | None = None,
+                  device: torch.device, generator: Generators = None,
                   on_step: StepCallback | None = None) -> torch.Tensor:
     """Decode a (batch, grid, grid) token image from all-masked; on_step(step, total, logits, tokens)."""
     config.validate()
@@ -215,25 +252,52 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
     return generator
 
 
+def image_seeds(seed: int | None, count: int) -> list[int]:
+    """The seeds of a call's images in batch order: seed, seed + 1, ... (a random base when seed is None).
+
+    Image j of a request with seed s is the image that seed s + j draws alone: the seed contract (README)."""
+    if seed is None:
+        seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+    return [int(seed) + j for j in range(count)]
+
+
+def image_generators(seeds: list[int], device: torch.device | str) -> list[torch.Generator]:
+    """One generator per image, on the sampling device (no host copies of the probabilities)."""
+    return [make_generator(s, device) for s in seeds]
+
+
 @dataclass
 class Samples:
     prompts: list[str]  # one per image, in batch order
     tokens: torch.Tensor
     images: list[Image.Image]
     seed: int | None
+    seeds: list[int] | None = None  # each image's own seed (None in parity mode: one generator for the call)
 
 
 def generate(components: Components, prompts: list[str], config: SampleConfig | None = None,
              adapter: Adapter | None = None, on_step: StepCallback | None = None,
-             generator: torch.Generator | None = None) -> Samples:
-    """Generate config.num_images images for each prompt (full prompts: descriptor already included)."""
+             generator: torch.Generator | None = None, seeds: list[int] | None = None) -> Samples:
+    """Generate config.num_images images for each prompt (full prompts: descriptor already included).
+
+    With `seeds` (one per image, in batch order: prompts tiled num_images times) every image is drawn from
+    its own generator on the sampling device and does not depend on its batchmates — the product's rule.
+    Without them, one generator (`generator`, or config.seed's CPU generator) draws the whole call, exactly as
+    AmusedPipeline does: parity mode."""
     config = config or SampleConfig()
     config.validate()
     if not prompts:
         raise StyleDropError("Give at least one prompt.")
-    model = guided_model(components, prompts, config, adapter)
-    generator = generator or make_generator(config.seed)
     batch = len(prompts) * config.num_images
+    if seeds is not None:
+        if generator is not None:
+            raise StyleDropError("Give either per-image seeds or one generator, not both.")
+        if len(seeds) != batch:
+            raise StyleDropError(f"{len(seeds)} seeds for {batch} images: give one seed per image.")
+    model = guided_model(components, prompts, config, adapter)
+    rng: Generators = (image_generators(seeds, components.device) if seeds is not None
+                       else generator or make_generator(config.seed))
     tokens = sample_tokens(model, batch, components.token_grid, components.mask_token_id, config,
-                           components.device, generator, on_step)
-    return Samples(prompts * config.num_images, tokens, decode_tokens(components, tokens), config.seed)
+                           components.device, rng, on_step)
+    return Samples(prompts * config.num_images, tokens, decode_tokens(components, tokens), config.seed,
+                   list(seeds) if seeds is not None else None)

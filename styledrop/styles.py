@@ -18,7 +18,8 @@ from .adapter_files import AdapterMeta, describe, load_adapter, read_adapter_fil
 from .adapters import Adapter, AdapterConfig, create_adapter
 from .errors import StyleDropError
 from .models import DEFAULT_MODEL, Components, default_device, load_components
-from .prompts import clean_text, style_prompt
+from .plan import adapter_recipe, sampling_recipe
+from .prompts import check_prompt_text, style_prompt
 from .sampling import SampleConfig, Samples, StepCallback, generate
 from .training import Example, ProgressFn, TrainConfig, TrainResult, train
 
@@ -26,10 +27,9 @@ CHECKPOINT_DIR = "checkpoints"
 
 
 def default_adapter_config(kind: str = "styledrop") -> AdapterConfig:
-    """Round-1 defaults: the paper's H=4 shared adapter; LoRA as diffusers' aMUSEd recipe (r=16)."""
-    if kind == "lora":
-        return AdapterConfig(kind="lora", rank=16, alpha=16.0)
-    return AdapterConfig(kind=kind, rank=4, shared=True)
+    """Round-1 defaults (styledrop.plan.adapter_recipe): the paper's H=4 shared adapter; LoRA as diffusers'
+    aMUSEd recipe (r=16)."""
+    return AdapterConfig.from_dict(adapter_recipe(1, kind).config_dict())
 
 
 @dataclass
@@ -46,7 +46,8 @@ def train_style(images: list[Image.Image], content: str | list[str], descriptor:
                 adapter_config: AdapterConfig | None = None, train_config: TrainConfig | None = None,
                 on_progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
                 resume: bool = True, extra_meta: dict | None = None,
-                init_state: dict[str, torch.Tensor] | None = None, references: int | None = None) -> TrainedStyle:
+                init_state: dict[str, torch.Tensor] | None = None, references: int | None = None,
+                sample_defaults: dict | None = None) -> TrainedStyle:
     """Train a style adapter on one or a few images, each described by its content ("a house").
 
     Progress is checkpointed under out_dir/checkpoints; a later call with resume=True continues there.
@@ -54,19 +55,22 @@ def train_style(images: list[Image.Image], content: str | list[str], descriptor:
     the adapter from earlier weights (a previous round's) instead of its untrained, no-op initialisation.
     The first `references` images (default: all) are the style's reference images: every one is kept in the
     folder with its content, so later rounds train on all of them and style scores compare with all of them.
+    `sample_defaults` (λA, λB, steps, temperature: styledrop.plan.SamplingDefaults) go into the adapter file,
+    so whoever loads it samples as its round meant; default: round 1's.
     """
     if not images:
         raise StyleDropError("Give at least one reference image.")
     contents = content if isinstance(content, list) else [content] * len(images)
     if len(contents) != len(images):
         raise StyleDropError(f"{len(images)} images but {len(contents)} content descriptions.")
-    descriptor = clean_text(descriptor, "style descriptor")
+    descriptor = check_prompt_text(descriptor, "style descriptor")
     examples = [Example(img, style_prompt(c, descriptor)) for img, c in zip(images, contents)]
     count = len(images) if references is None else references
     extra = {"reference_contents": contents[:count]} | dict(extra_meta or {})
     return train_adapter_folder(examples, out_dir, components or load_components(model, default_device()),
                                 adapter_config or default_adapter_config(), train_config or TrainConfig(),
-                                dict(content=contents[0], descriptor=descriptor), extra,
+                                dict(content=contents[0], descriptor=descriptor),
+                                extra | {"sample_defaults": sample_defaults or sampling_recipe(1).model_dump()},
                                 on_progress, should_stop, resume, init_state, references=count)
 
 
@@ -123,7 +127,9 @@ def load_style(path: str | os.PathLike, components: Components | None = None, mo
 
 
 def generate_with_style(style: LoadedStyle, contents: list[str], config: SampleConfig | None = None,
-                        with_descriptor: bool = True, on_step: StepCallback | None = None) -> Samples:
-    """Generate images of the given contents ("a cat") in the style ("A cat in watercolor painting style")."""
+                        with_descriptor: bool = True, on_step: StepCallback | None = None,
+                        seeds: list[int] | None = None) -> Samples:
+    """Generate images of the given contents ("a cat") in the style ("A cat in watercolor painting style").
+    `seeds`: one per image, each drawn from its own generator (styledrop.sampling.generate)."""
     prompts = [style.prompt(c, with_descriptor) for c in contents]
-    return generate(style.components, prompts, config, adapter=style.adapter, on_step=on_step)
+    return generate(style.components, prompts, config, adapter=style.adapter, on_step=on_step, seeds=seeds)

@@ -26,6 +26,15 @@ from .adapters import Adapter
 from .adapters.base import only
 from .conditioning import AESTHETIC_SCORE, TextConditioning, encode_prompts
 from .errors import StyleDropError
+from .fast_training import (
+    FAST_MODES,
+    StepFunction,
+    after_load,
+    fast_enabled,
+    fused_rms_norms,
+    held_in_bf16,
+    make_optimizer,
+)
 from .images import encode_to_tokens, prepare_image
 from .models import Components
 
@@ -53,6 +62,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
     mixed_precision: str = "auto"  # "auto" (bf16 on CUDA), "bf16" or "no"
     gradient_checkpointing: bool = False
+    # The launch-free step (styledrop/fast_training.py): "auto" (on for CUDA), "on" or "off" (eager).
+    fast: str = "auto"
 
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.grad_accumulation < 1:
@@ -63,6 +74,8 @@ class TrainConfig:
             raise StyleDropError("Condition dropout must lie in [0, 1).")
         if self.mixed_precision not in ("auto", "bf16", "no"):
             raise StyleDropError(f"Unknown mixed precision '{self.mixed_precision}' (auto, bf16 or no).")
+        if self.fast not in FAST_MODES:
+            raise StyleDropError(f"Unknown fast-step setting '{self.fast}' (auto, on or off).")
 
     def lr_for(self, kind: str) -> float:
         return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[kind]
@@ -133,16 +146,20 @@ class TrainResult:
     stopped: bool = False
     resumed_from: int = 0
     seconds: float = 0.0
+    compiled: bool = False  # the fast step ran compiled to the end (False: eager, or a compile fell back)
 
 
 def mask_tokens(tokens: torch.Tensor, mask_id: int, generator: torch.Generator,
                 min_masking_rate: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Muse's cosine masking: returns (input ids with masks, labels with -100 where not masked)."""
+    """Muse's cosine masking: returns (input ids with masks, labels with -100 where not masked).
+
+    The draws happen on the generator's device (the training device: no host round trip per step).
+    """
     batch, seq_len = tokens.shape
-    t = torch.rand(batch, generator=generator)
+    t = torch.rand(batch, generator=generator, device=generator.device)
     mask_prob = torch.cos(t * math.pi * 0.5).clip(min_masking_rate)
     num_masked = (seq_len * mask_prob).round().clamp(min=1)
-    ranks = torch.rand(batch, seq_len, generator=generator).argsort(dim=-1)
+    ranks = torch.rand(batch, seq_len, generator=generator, device=generator.device).argsort(dim=-1)
     mask = (ranks < num_masked.unsqueeze(-1)).to(tokens.device)
     return torch.where(mask, mask_id, tokens), torch.where(mask, tokens, -100)
 
@@ -208,9 +225,12 @@ class Checkpoints:
         return path
 
 
+def _uses_bf16(device: torch.device, mode: str) -> bool:
+    return mode == "bf16" or (mode == "auto" and device.type == "cuda")
+
+
 def _autocast(device: torch.device, mode: str) -> contextlib.AbstractContextManager:
-    use_bf16 = mode == "bf16" or (mode == "auto" and device.type == "cuda")
-    if use_bf16:
+    if _uses_bf16(device, mode):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -220,6 +240,7 @@ def _lr_lambda(warmup: int) -> Callable[[int], float]:
 
 
 ProgressFn = Callable[[TrainProgress], None]
+LOSS_READ_SECONDS = 1.0  # on an accelerator the loss is copied to the host about this often, not every step
 
 
 def train(components: Components, adapter: Adapter, examples: list[Example] | EncodedSet, config: TrainConfig,
@@ -229,6 +250,8 @@ def train(components: Components, adapter: Adapter, examples: list[Example] | En
 
     With `checkpoint_dir`, state is saved every `checkpoint_every` steps and on a requested stop, and an
     existing checkpoint there is resumed from. `should_stop` is polled every step (cooperative cancel).
+    `on_progress` is called each time the loss is read: every step on a CPU (reading it costs nothing there),
+    about once a second on an accelerator, and always for the first and the last step of a run.
     """
     config.validate()
     device = components.device
@@ -236,17 +259,23 @@ def train(components: Components, adapter: Adapter, examples: list[Example] | En
     transformer = components.transformer
     params = adapter.trainable_parameters()
     adapter.set_requires_grad(True)
-    optimizer = torch.optim.AdamW(params, lr=config.lr_for(adapter.kind), weight_decay=config.weight_decay)
+    fast = fast_enabled(config.fast, device)
+    optimizer = make_optimizer(params, config.lr_for(adapter.kind), config.weight_decay, fast)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config.warmup_steps))
-    generator = torch.Generator().manual_seed(config.seed)
+    generator_device = device  # masks and indices are drawn where the model runs
     checkpoints = Checkpoints(checkpoint_dir, config.keep_checkpoints)
     result = TrainResult(steps_done=0)
 
     latest = checkpoints.latest()
-    if latest is not None:
-        state = torch.load(latest, map_location=device, weights_only=False)
+    state = torch.load(latest, map_location=device, weights_only=False) if latest is not None else None
+    if state is not None:
+        # Checkpoints written before draws moved to the device hold a CPU generator: resume with it, exactly.
+        generator_device = torch.device(state.get("generator_device", "cpu"))
+    generator = torch.Generator(device=generator_device).manual_seed(config.seed)
+    if state is not None:
         adapter.load_adapter_state_dict(state["adapter"])
         optimizer.load_state_dict(state["optimizer"])
+        after_load(optimizer, fast)
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         result.steps_done = result.resumed_from = int(state["step"])
@@ -254,57 +283,88 @@ def train(components: Components, adapter: Adapter, examples: list[Example] | En
 
     def snapshot() -> dict[str, Any]:
         return {"step": result.steps_done, "adapter": adapter.adapter_state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "losses": result.losses,
-                "config": config.to_dict()}
+                "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+                "generator_device": generator_device.type, "losses": result.losses, "config": config.to_dict()}
 
     num_variants = data.tokens.shape[1]
     tokens_flat = data.tokens.reshape(len(data), num_variants, -1)
+    grid = components.token_grid
+
+    def forward_loss(input_ids: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor,
+                     drop: torch.Tensor) -> torch.Tensor:
+        """One micro-batch's loss (already divided for accumulation): the part that is compiled."""
+        cond = data.cond.index(idx)
+        hidden = torch.where(drop[:, None, None], data.empty.hidden, cond.hidden)
+        pooled = torch.where(drop[:, None], data.empty.pooled, cond.pooled)
+        with _autocast(device, config.mixed_precision):
+            logits = transformer(input_ids.reshape(-1, grid, grid), encoder_hidden_states=hidden,
+                                 pooled_text_emb=pooled, micro_conds=data.micro[idx])
+        weights = None if data.weights is None else data.weights[idx]
+        return masked_token_loss(logits, labels, weights) / config.grad_accumulation
+
+    step_fn = StepFunction(forward_loss, device, fast)
+    pending: list[torch.Tensor] = []  # per step, the micro-batch losses not yet read on the host
+    last_read = time.perf_counter()
+
+    def read_losses() -> None:
+        nonlocal last_read
+        if pending:
+            for row in torch.stack(pending).tolist():  # one device-to-host copy for all the steps since the last
+                result.losses.append(sum(row))
+            pending.clear()
+        last_read = time.perf_counter()
+
     was_training = transformer.training
     transformer.train()
     started = time.perf_counter()
+    bf16_held = fast and _uses_bf16(device, config.mixed_precision)
     try:
-        with checkpointed_layers(transformer, config.gradient_checkpointing), only(transformer, adapter):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(checkpointed_layers(transformer, config.gradient_checkpointing))
+            stack.enter_context(only(transformer, adapter))
+            if bf16_held:
+                stack.enter_context(held_in_bf16(transformer, params))
+                stack.enter_context(fused_rms_norms(transformer))
             while result.steps_done < config.steps:
                 if should_stop is not None and should_stop():
                     result.stopped = True
                     break
-                step_loss = 0.0
+                micro_losses = []
                 for _ in range(config.grad_accumulation):
-                    idx = torch.randint(len(data), (config.batch_size,), generator=generator)
-                    variant = torch.randint(num_variants, (config.batch_size,), generator=generator)
+                    idx = torch.randint(len(data), (config.batch_size,), generator=generator, device=generator_device)
+                    variant = torch.randint(num_variants, (config.batch_size,), generator=generator,
+                                            device=generator_device)
+                    idx, variant = idx.to(device), variant.to(device)
                     tokens = tokens_flat[idx, variant]
                     input_ids, labels = mask_tokens(tokens, components.mask_token_id, generator,
                                                     config.min_masking_rate)
-                    drop = (torch.rand(config.batch_size, generator=generator) < config.cond_dropout).to(device)
-                    cond = data.cond.index(idx.to(device))
-                    hidden = torch.where(drop[:, None, None], data.empty.hidden, cond.hidden)
-                    pooled = torch.where(drop[:, None], data.empty.pooled, cond.pooled)
-                    grid = components.token_grid
-                    with _autocast(device, config.mixed_precision):
-                        logits = transformer(input_ids.reshape(-1, grid, grid), encoder_hidden_states=hidden,
-                                             pooled_text_emb=pooled, micro_conds=data.micro[idx.to(device)])
-                    weights = None if data.weights is None else data.weights[idx.to(device)]
-                    loss = masked_token_loss(logits, labels, weights) / config.grad_accumulation
-                    loss.backward()
-                    step_loss += float(loss.detach())
+                    drop = torch.rand(config.batch_size, generator=generator, device=generator_device)
+                    drop = (drop < config.cond_dropout).to(device)
+                    micro_losses.append(step_fn(input_ids, labels, idx, drop))
                 if config.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 result.steps_done += 1
-                result.losses.append(step_loss)
-                if on_progress is not None:
-                    elapsed = time.perf_counter() - started
-                    per_step = elapsed / (result.steps_done - result.resumed_from)
-                    on_progress(TrainProgress(result.steps_done, config.steps, step_loss, per_step,
-                                              per_step * (config.steps - result.steps_done)))
-                if config.checkpoint_every and result.steps_done % config.checkpoint_every == 0:
+                pending.append(torch.stack(micro_losses))
+                checkpoint_now = bool(config.checkpoint_every) and result.steps_done % config.checkpoint_every == 0
+                now = time.perf_counter()
+                if (device.type == "cpu" or checkpoint_now or result.steps_done in (result.resumed_from + 1, config.steps)
+                        or now - last_read >= LOSS_READ_SECONDS):
+                    read_losses()
+                    if on_progress is not None:
+                        per_step = (now - started) / (result.steps_done - result.resumed_from)
+                        on_progress(TrainProgress(result.steps_done, config.steps, result.losses[-1], per_step,
+                                                  per_step * (config.steps - result.steps_done)))
+                if checkpoint_now:
                     checkpoints.save(result.steps_done, snapshot())
+            read_losses()
         if result.stopped:
             checkpoints.save(result.steps_done, snapshot())
     finally:
         adapter.set_requires_grad(False)
         transformer.train(was_training)
+    result.compiled = step_fn.is_compiled
     result.seconds = time.perf_counter() - started
     return result

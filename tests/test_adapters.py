@@ -102,3 +102,29 @@ def test_bad_adapter_settings_are_explained(tiny):
         create_adapter(AdapterConfig(kind="hypernet"), tiny.transformer)
     with pytest.raises(StyleDropError, match="rank"):
         create_adapter(AdapterConfig(kind="styledrop", rank=0), tiny.transformer)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_all_layer_weights_at_once_equal_the_per_layer_ones(tiny, shared):
+    adapter = create_adapter(AdapterConfig(rank=4, shared=shared), tiny.transformer)
+    _perturb(adapter)
+    for site in adapter.sites.values():
+        down, up = site.all_weights()
+        for layer in range(adapter.layers):
+            assert torch.equal(down[layer], site.weights(layer)[0]) and torch.equal(up[layer], site.weights(layer)[1])
+
+
+def test_weights_kept_between_sampling_passes_follow_a_changed_adapter(tiny):
+    """Without gradients the generated weights are reused across forward passes; a load or an update must
+    still show (parameter versions), or sampling after a training step would use stale weights."""
+    adapter = create_adapter(AdapterConfig(rank=4), tiny.transformer)
+    tokens = _tokens()
+    _perturb(adapter)
+    first = _forward(tiny, tokens)
+    assert torch.equal(_forward(tiny, tokens), first)
+    state = {k: v.clone() for k, v in adapter.adapter_state_dict().items()}
+    _perturb(adapter)
+    changed = _forward(tiny, tokens)
+    assert not torch.equal(changed, first)
+    adapter.load_adapter_state_dict(state)
+    assert torch.equal(_forward(tiny, tokens), first)

@@ -10,9 +10,9 @@ from styledrop.candidates import CONTENT_PROMPTS, Candidate, default_prompts, sc
 from styledrop.cli import main
 from styledrop.clip_scores import load_scorer
 from styledrop.errors import StyleDropError
-from styledrop.rounds import next_round_training_set, round_dir
 from styledrop.presets import scorer_for
 from styledrop.prompt_sets import EVAL_PROMPTS, diverse_prompts, eval_prompts, overlap
+from styledrop.rounds import next_round_training_set, round_dir
 from styledrop.selection import (
     ClipRule,
     SelectionError,
@@ -186,7 +186,7 @@ def test_clip_feedback_loop_runs_two_rounds_end_to_end(tmp_path, reference_file,
     style = _first_round(tmp_path, reference_file)
     pool = json.loads((round_dir(style, 1) / "candidates" / "candidates.json").read_text())
     assert len(pool) == 9 and all(c["text_score"] is not None and c["style_score"] is not None for c in pool)
-    assert {c["seed"] for c in pool} == {0, 1, 2} and all(c["round"] == 1 for c in pool)
+    assert [c["seed"] for c in pool] == list(range(9)) and all(c["round"] == 1 for c in pool)  # candidate_seed(0, k)
     assert main(["select", str(style), "--clip"]) == 0
     selection = json.loads((round_dir(style, 1) / "selection.json").read_text())
     assert selection["by"] == "clip" and selection["ids"] == select_by_clip(pool)

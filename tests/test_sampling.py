@@ -91,3 +91,43 @@ def test_bad_sampling_settings_are_explained(tiny):
         generate(tiny, PROMPTS, SampleConfig(steps=0))
     with pytest.raises(StyleDropError, match="at least one prompt"):
         generate(tiny, [], SampleConfig())
+
+
+def test_an_image_does_not_depend_on_its_batchmates(tiny):
+    """The seed contract: an image drawn alone equals the same prompt and seed drawn in a batch (exact, CPU)."""
+    components, config = tiny, SampleConfig(guidance=3.0)
+    prompts = ["A cat in watercolor painting style", "A bridge over a river", "A red bicycle"]
+    batch = generate(components, prompts, config, seeds=[11, 5, 42])
+    alone = generate(components, prompts[1:2], config, seeds=[5])
+    assert torch.equal(batch.tokens[1:2], alone.tokens)
+    assert batch.seeds == [11, 5, 42]
+    other = generate(components, [prompts[0], prompts[1]], config, seeds=[99, 5])  # other batchmates, size 2
+    assert torch.equal(other.tokens[1:2], alone.tokens)
+    assert not torch.equal(batch.tokens[0], other.tokens[0])  # a different seed gives a different image
+
+
+def test_per_image_seeds_are_checked(tiny):
+    with pytest.raises(StyleDropError, match="one seed per image"):
+        generate(tiny, PROMPTS, SampleConfig(num_images=2), seeds=[1, 2, 3])
+
+
+@pytest.mark.parametrize("kind", ["styledrop", "lora"])
+def test_text_side_cache_gives_the_transformers_own_logits_at_every_step(tiny, kind):
+    """GuidedModel reuses encoder projection, AdaLN modulations and cross-attention K/V across decoding
+    steps (styledrop/text_side.py): its row groups must equal the plain transformer's, bit for bit, step after
+    step, with per-row adapter routing in force (LoRA's K/V differ by row)."""
+    from styledrop.adapters.base import route_rows
+
+    adapter = create_adapter(AdapterConfig(kind=kind, rank=4), tiny.transformer)
+    with torch.no_grad():
+        for p in adapter.trainable_parameters():
+            p.add_(torch.randn_like(p, generator=None) * 0.3)
+    model = guided_model(tiny, PROMPTS, SampleConfig(guidance=3.0, adapter_guidance=1.0), adapter)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):  # the first step fills the cache, the later ones read it
+        tokens = torch.randint(0, 257, (2, 8, 8), generator=generator)
+        groups = model.forward_groups(tokens)
+        with torch.no_grad(), route_rows(tiny.transformer, model._owners):
+            plain = tiny.transformer(tokens.repeat(model.passes, 1, 1), micro_conds=model._micro,
+                                     pooled_text_emb=model._cond.pooled, encoder_hidden_states=model._cond.hidden)
+        assert torch.equal(torch.cat(list(groups.values())), plain)

@@ -18,14 +18,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sqlalchemy import delete, or_, select, update
-from sqlalchemy.orm import Session
 
 from app import storage
 from app.db import session_factory
-from app.jobs import Dispatcher
+from app.fencing import Attempt, StaleAttempt, sha256
 from app.models import Candidate, Generation, Round, RoundStatus, Style, utcnow
 from app.services import reap_stale, requeued_values, send_again, wait_afresh
 from app.settings import Settings
+from app.task_queue import Dispatcher
+from styledrop.plan import RoundPlan  # torch-free
 
 from . import engine_cache, scoring
 
@@ -45,9 +46,17 @@ class Interrupted(Exception):
 shutting_down = threading.Event()
 
 
+# The attempt this process runs of a round (app.fencing): its writes are conditioned on its token, so a
+# worker that lost the round (an orphan, a stale heartbeat) has them refused and stops.
+_attempts: dict[int, Attempt] = {}
+
+
 # ---- database helpers ---------------------------------------------------------------------------------------
 
 def _update_round(settings: Settings, round_id: int, **values: Any) -> None:
+    if (attempt := _attempts.get(round_id)) is not None:
+        attempt.update(**values)  # StaleAttempt when another attempt took over
+        return
     with session_factory(settings)() as session:
         session.execute(update(Round).where(Round.id == round_id).values(**values))
         session.commit()
@@ -64,11 +73,17 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self.settings.heartbeat_seconds):
             try:
+                if (attempt := _attempts.get(self.round_id)) is not None:
+                    attempt.update(heartbeat_at=utcnow())
+                    continue
                 with session_factory(self.settings)() as session:
                     session.execute(update(Round).where(Round.id == self.round_id,
                                                         Round.status == RoundStatus.running.value)
                                     .values(heartbeat_at=utcnow()))
                     session.commit()
+            except StaleAttempt as exc:  # another attempt beats for the round now
+                log.warning("%s", exc)
+                return
             except Exception:  # a busy database must not kill the job; the next beat tries again
                 log.exception("heartbeat of round %s failed", self.round_id)
 
@@ -92,6 +107,8 @@ def stop_checker(settings: Settings, round_id: int) -> Callable[[], bool]:
             state["at"] = now
             with session_factory(settings)() as session:
                 state["stop"] = bool(session.scalar(select(Round.cancel_requested).where(Round.id == round_id)))
+            if (attempt := _attempts.get(round_id)) is not None and not attempt.is_current():
+                state["stop"] = True  # another attempt took over: stop writing at once
         return state["stop"] or shutting_down.is_set()
 
     return should_stop
@@ -99,7 +116,10 @@ def stop_checker(settings: Settings, round_id: int) -> Callable[[], bool]:
 
 def why_stopped(settings: Settings, round_id: int, cancelled: str) -> Exception:
     """The exception for a job that stopped early: its user's cancel wins (they asked for it to end);
-    otherwise it was the worker shutting down, and the round is only interrupted."""
+    otherwise it was the worker shutting down, and the round is only interrupted. An attempt that lost the
+    round to another stops without writing anything more (StaleAttempt)."""
+    if (attempt := _attempts.get(round_id)) is not None and not attempt.is_current():
+        return StaleAttempt(attempt.refusal())
     with session_factory(settings)() as session:
         if session.scalar(select(Round.cancel_requested).where(Round.id == round_id)) or not shutting_down.is_set():
             return Stopped(cancelled)
@@ -111,18 +131,18 @@ def progress_writer(settings: Settings, round_id: int) -> Callable[[Any], None]:
     state = {"at": 0.0, "first": True}
 
     def on_progress(p: Any) -> None:
+        first: dict[str, Any] = {}
         if state["first"]:  # the first step of this attempt tells where training (re)started
             state["first"] = False
             with session_factory(settings)() as session:
-                rnd = session.get(Round, round_id)
-                rnd.metrics = dict(rnd.metrics or {}, started_at_step=int(p.step) - 1)
-                session.commit()
+                metrics = session.scalar(select(Round.metrics).where(Round.id == round_id)) or {}
+            first["metrics"] = dict(metrics, started_at_step=int(p.step) - 1)  # with the step: seen together
         now = time.monotonic()
-        if now - state["at"] < settings.progress_interval_seconds and p.step < p.total:
+        if not first and now - state["at"] < settings.progress_interval_seconds and p.step < p.total:
             return
         state["at"] = now
         _update_round(settings, round_id, step=int(p.step), total_steps=int(p.total), loss=float(p.loss),
-                      eta_seconds=round(float(p.eta_seconds), 1), heartbeat_at=utcnow())
+                      eta_seconds=round(float(p.eta_seconds), 1), heartbeat_at=utcnow(), **first)
 
     return on_progress
 
@@ -166,36 +186,50 @@ def run_round(settings: Settings, round_id: int, task_id: str | None = None,
     if outcome != "claimed":
         log.info("round %s not run: %s", round_id, outcome)
         return outcome
+    attempt = _attempts[round_id] = Attempt.claimed(settings, round_id)
+    try:
+        return _run_attempt(settings, attempt, dispatcher)
+    except StaleAttempt as exc:
+        log.warning("%s", exc)
+        return "stale"
+    finally:
+        _attempts.pop(round_id, None)
+
+
+def _run_attempt(settings: Settings, attempt: Attempt, dispatcher: Dispatcher | None) -> str:
+    round_id = attempt.round_id
     with session_factory(settings)() as session:
         rnd = session.get(Round, round_id)
         style = session.get(Style, rnd.style_id)
-        params, model = dict(rnd.parameters), rnd.parameters.get("model") or style.base_model
-        descriptor, style_id, number = style.descriptor, style.id, rnd.number
+        plan = rnd.plan
+        model = plan.model or style.base_model
+        descriptor, style_id = style.descriptor, style.id
     timings: dict[str, float] = {}
     try:
         with Heartbeat(settings, round_id):
-            root = settings.storage_root
-            out_dir = storage.resolve(root, storage.round_dir(style_id, number))
+            out_dir = attempt.prepare()  # this attempt's own folder, seeded from the last one's checkpoint
             started = time.monotonic()
             components = engine_cache.components(model)
             timings["model_seconds"] = round(time.monotonic() - started, 2)
-            train_metrics = _train(settings, round_id, params, descriptor, out_dir, components, style_id, number)
+            train_metrics = _train(settings, round_id, plan, descriptor, out_dir, components, style_id)
             timings.update(train_metrics.pop("timings", {}))
             started = time.monotonic()
-            images = _candidates(settings, round_id, params, out_dir, components, style_id, number)
+            images = _candidates(settings, round_id, plan, out_dir, components, style_id)
             timings["candidates_seconds"] = round(time.monotonic() - started, 2)
             started = time.monotonic()
-            _score(settings, round_id, params, images)
+            _score(settings, round_id, plan, images)
             timings["scoring_seconds"] = round(time.monotonic() - started, 2)
         with session_factory(settings)() as session:
             rnd = session.get(Round, round_id)
-            rnd.status, rnd.phase, rnd.finished_at = RoundStatus.succeeded.value, None, utcnow()
-            rnd.step = rnd.total_steps
-            rnd.eta_seconds = 0.0
-            rnd.adapter_path = storage.adapter_path(style_id, number)
-            rnd.metrics = dict(rnd.metrics or {}, **train_metrics, timings=timings, candidates=len(images))
-            session.commit()
+            metrics = dict(rnd.metrics or {}, **train_metrics, timings=timings, candidates=len(images))
+            total = rnd.total_steps
+        # the attempt's adapter becomes the round's, in the fenced transaction that marks it succeeded
+        attempt.finish(status=RoundStatus.succeeded.value, phase=None, finished_at=utcnow(), step=total,
+                       eta_seconds=0.0, metrics=metrics)
         return "succeeded"
+    except StaleAttempt:
+        engine_cache.evict(model)  # its adapter may still be attached to the cached model
+        raise
     except Stopped as exc:
         _update_round(settings, round_id, status=RoundStatus.cancelled.value, phase=None, finished_at=utcnow(),
                       error=str(exc))
@@ -218,7 +252,8 @@ def _requeue_interrupted(settings: Settings, round_id: int, reason: str, dispatc
     with session_factory(settings)() as session:
         rnd = session.get(Round, round_id)
         step = rnd.step
-        session.execute(update(Round).where(Round.id == round_id, Round.status == RoundStatus.running.value)
+        fence = [Round.attempts == attempt.token] if (attempt := _attempts.get(round_id)) is not None else []
+        session.execute(update(Round).where(Round.id == round_id, Round.status == RoundStatus.running.value, *fence)
                         .values(**requeued_values(rnd, reason), attempts=Round.attempts - 1))
         session.commit()
     log.warning("round %s interrupted by the worker's shutdown at step %s; queued again", round_id, step)
@@ -227,18 +262,20 @@ def _requeue_interrupted(settings: Settings, round_id: int, reason: str, dispatc
 
 
 def _describe(exc: Exception) -> str:
+    """The error stored on the job's row for its user: no server paths in it (app.errors.without_paths)."""
+    from app.errors import without_paths
     from styledrop.errors import StyleDropError  # torch-free
 
     if isinstance(exc, StyleDropError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+        return without_paths(str(exc))
+    return without_paths(f"{type(exc).__name__}: {exc}")
 
 
-def _train(settings: Settings, round_id: int, params: dict, descriptor: str, out_dir: Path, components: Any,
-           style_id: int, number: int) -> dict[str, Any]:
+def _train(settings: Settings, round_id: int, plan: RoundPlan, descriptor: str, out_dir: Path, components: Any,
+           style_id: int) -> dict[str, Any]:
     from styledrop.adapters import AdapterConfig
     from styledrop.images import load_image
-    from styledrop.styles import default_adapter_config, train_style
+    from styledrop.styles import train_style
     from styledrop.training import TrainConfig
 
     adapter_file = out_dir / "adapter.safetensors"
@@ -246,23 +283,20 @@ def _train(settings: Settings, round_id: int, params: dict, descriptor: str, out
         log.info("round %s: adapter already trained (earlier attempt), going on to candidates", round_id)
         return {"training": "reused the adapter of an earlier attempt"}
     _update_round(settings, round_id, phase="training")
-    items = params["training_set"]
-    images = [load_image(storage.resolve(settings.storage_root, item["image"])) for item in items]
-    contents = [item["content"] for item in items]
-    kind = params.get("adapter_kind") or "styledrop"
-    adapter_config = AdapterConfig.from_dict(params["adapter"]) if params.get("adapter") else \
-        default_adapter_config(kind)
-    t = params["train"]
-    train_config = TrainConfig(steps=int(t["steps"]), batch_size=int(t["batch_size"]),
-                               learning_rate=t.get("learning_rate"), seed=int(t.get("seed") or 0),
-                               checkpoint_every=int(t.get("checkpoint_every") or 250))
+    images = [load_image(storage.resolve(settings.storage_root, item.image)) for item in plan.training_set]
+    contents = [item.content for item in plan.training_set]
+    adapter_config = AdapterConfig.from_dict(plan.adapter.config_dict())
+    t = plan.train
+    train_config = TrainConfig(steps=t.steps, batch_size=t.batch_size, learning_rate=t.learning_rate, seed=t.seed,
+                               checkpoint_every=t.checkpoint_every)
     train_config.validate()
     should_stop = stop_checker(settings, round_id)
     started = time.monotonic()
     trained = train_style(images, contents, descriptor, out_dir, components=components,
                           adapter_config=adapter_config, train_config=train_config,
                           on_progress=progress_writer(settings, round_id), should_stop=should_stop, resume=True,
-                          extra_meta={"style_id": style_id, "round": number, "round_id": round_id})
+                          extra_meta={"style_id": style_id, "round": plan.number, "round_id": round_id},
+                          sample_defaults=plan.sampling.model_dump(mode="json"))
     trained.adapter.detach()  # the cached model is reused by the next job
     result = trained.result
     if result.stopped:
@@ -274,70 +308,79 @@ def _train(settings: Settings, round_id: int, params: dict, descriptor: str, out
             "timings": {"train_seconds": round(time.monotonic() - started, 2)}}
 
 
-def _candidates(settings: Settings, round_id: int, params: dict, out_dir: Path, components: Any,
-                style_id: int, number: int) -> list[tuple[int, Any, str]]:
-    """Generate per_prompt images for each content prompt, each with its own recorded seed.
+def _candidates(settings: Settings, round_id: int, plan: RoundPlan, out_dir: Path, components: Any,
+                style_id: int) -> list[tuple[int, Any, str]]:
+    """Draw the round's candidates with the engine's pipeline (styledrop.candidates.draw_candidates); this
+    function only saves each finished one and records its row.
 
     Candidates an earlier attempt of the round made are kept, with their ratings and selections: the adapter
     is the same (training is not redone once it has finished) and so are the seeds, so making them again would
     only give them new ids. An interrupted attempt goes on from the first one missing."""
     from PIL import Image
 
-    from styledrop.sampling import SampleConfig
-    from styledrop.styles import generate_with_style, load_style
+    from styledrop.candidates import candidate_slots, draw_candidates
+    from styledrop.sampling import sample_config
+    from styledrop.styles import load_style
 
     _update_round(settings, round_id, phase="candidates")
-    c = params["candidates"]
-    prompts = c.get("prompts") or scoring.candidate_prompts(int(c.get("count") or settings.candidate_prompts))
-    per_prompt = int(c.get("per_prompt") or 1)
+    c = plan.candidates
+    prompts = c.prompts or scoring.candidate_prompts(c.count)
     should_stop = stop_checker(settings, round_id)
     with session_factory(settings)() as session:
         rows = session.scalars(select(Candidate).where(Candidate.round_id == round_id))
         kept = {r.image_path: r.id for r in rows if storage.resolve(settings.storage_root, r.image_path).is_file()}
         session.execute(delete(Candidate).where(Candidate.round_id == round_id, Candidate.id.not_in(kept.values())))
         session.commit()
+    slots = candidate_slots(prompts, c.per_prompt, c.seed)
+    made: dict[int, tuple[int, Any, str]] = {}
+    for slot in slots:
+        relative = storage.candidate_path(style_id, plan.number, slot.k)
+        if relative in kept:
+            with Image.open(storage.resolve(settings.storage_root, relative)) as image:
+                made[slot.k] = (kept.pop(relative), image.convert("RGB"), slot.content)
+
+    def record(candidate: Any) -> None:
+        relative = storage.candidate_path(style_id, plan.number, candidate.id)
+        if (attempt := _attempts.get(round_id)) is not None:  # fenced: image and row, or neither
+            row_id = attempt.add_candidate(candidate.image, relative, content=candidate.content,
+                                           prompt=candidate.prompt, seed=candidate.seed)
+            made[candidate.id] = (row_id, candidate.image, candidate.content)
+            return
+        storage.save_png(settings.storage_root, relative, candidate.image)
+        with session_factory(settings)() as session:
+            row = Candidate(round_id=round_id, content=candidate.content, prompt=candidate.prompt,
+                            seed=candidate.seed, image_path=relative)
+            session.add(row)
+            session.commit()
+            made[candidate.id] = (row.id, candidate.image, candidate.content)
+
     loaded = load_style(out_dir, components=components)
-    made: list[tuple[int, Any, str]] = []
+    if (out_dir / "adapter.safetensors").is_file():  # which adapter draws the candidates (what is stored)
+        with session_factory(settings)() as session:
+            metrics = session.scalar(select(Round.metrics).where(Round.id == round_id)) or {}
+        _update_round(settings, round_id, metrics=dict(metrics, candidates_adapter_sha256=sha256(
+            out_dir / "adapter.safetensors")))
     try:
-        index = 0
-        for content in prompts:
-            for _ in range(per_prompt):
-                relative = storage.candidate_path(style_id, number, index)
-                if relative in kept:
-                    with Image.open(storage.resolve(settings.storage_root, relative)) as image:
-                        made.append((kept.pop(relative), image.convert("RGB"), content))
-                    index += 1
-                    continue
-                if should_stop():
-                    raise why_stopped(settings, round_id, f"Cancelled while generating candidates ({index} made); "
-                                      f"POST /api/v1/rounds/{round_id}/retry makes the rest.")
-                seed = int(c.get("seed") or 0) * 100_003 + index
-                config = SampleConfig(num_images=1, seed=seed, steps=int(c.get("sample_steps") or 12),
-                                      adapter_guidance=float(c.get("adapter_guidance") or 0.0))
-                samples = generate_with_style(loaded, [content], config)
-                storage.save_png(settings.storage_root, relative, samples.images[0])
-                with session_factory(settings)() as session:
-                    candidate = Candidate(round_id=round_id, content=content, prompt=samples.prompts[0], seed=seed,
-                                          image_path=relative)
-                    session.add(candidate)
-                    session.commit()
-                    made.append((candidate.id, samples.images[0], content))
-                index += 1
+        draw_candidates(loaded, prompts, c.per_prompt, c.seed, plan.number, sample_config(plan.sampling),
+                        c.batch_size, done=set(made), on_candidate=record, should_stop=should_stop)
     finally:
         loaded.adapter.detach()
+    if len(made) < len(slots):
+        raise why_stopped(settings, round_id, f"Cancelled while generating candidates ({len(made)} made); "
+                          f"POST /api/v1/rounds/{round_id}/retry makes the rest.")
     if kept:  # not part of this round's candidates (none, unless its files were changed by hand)
         with session_factory(settings)() as session:
             session.execute(delete(Candidate).where(Candidate.id.in_(kept.values())))
             session.commit()
-    return made
+    return [made[slot.k] for slot in slots]
 
 
-def _score(settings: Settings, round_id: int, params: dict, made: list[tuple[int, Any, str]]) -> None:
+def _score(settings: Settings, round_id: int, plan: RoundPlan, made: list[tuple[int, Any, str]]) -> None:
     from styledrop.images import load_image
 
     _update_round(settings, round_id, phase="scoring")
-    reference = load_image(storage.resolve(settings.storage_root, params["training_set"][0]["image"]))
-    name = params.get("candidates", {}).get("clip_model") or settings.clip_scorer(params.get("model"))
+    reference = load_image(storage.resolve(settings.storage_root, plan.training_set[0].image))
+    name = plan.candidates.clip_model or settings.clip_scorer(plan.model)
     try:
         text, style = scoring.score_candidates(reference, [m[1] for m in made], [m[2] for m in made], name=name,
                                                device=engine_cache.device())
@@ -358,7 +401,7 @@ def _score(settings: Settings, round_id: int, params: dict, made: list[tuple[int
 # ---- generations --------------------------------------------------------------------------------------------
 
 def run_generation(settings: Settings, generation_id: int) -> str:
-    from styledrop.sampling import SampleConfig
+    from styledrop.sampling import image_seeds, sample_config
     from styledrop.styles import generate_with_style, load_style
 
     with session_factory(settings)() as session:
@@ -371,20 +414,22 @@ def run_generation(settings: Settings, generation_id: int) -> str:
         generation = session.get(Generation, generation_id)
         rnd = session.get(Round, generation.round_id) if generation.round_id else None
         request, style_id = dict(generation.request), generation.style_id
-        model = (rnd.parameters.get("model") if rnd else None) or session.get(Style, style_id).base_model
+        plan = rnd.plan if rnd else None
+        model = (plan.model if plan else None) or session.get(Style, style_id).base_model
         adapter_rel = rnd.adapter_path if rnd else None
-        guidance_default = (rnd.parameters.get("candidates", {}) if rnd else {}).get("adapter_guidance", 0.0)
     try:
         if not adapter_rel:
             raise RuntimeError("The round this generation uses has no adapter.")
         components = engine_cache.components(model)
         loaded = load_style(storage.resolve(settings.storage_root, adapter_rel), components=components)
         try:
-            guidance = request.get("adapter_guidance")
-            config = SampleConfig(num_images=int(request.get("num_images") or 1), seed=request.get("seed"),
-                                  steps=int(request.get("steps") or settings.sample_steps),
-                                  adapter_guidance=float(guidance if guidance is not None else guidance_default))
-            samples = generate_with_style(loaded, list(request["prompts"]), config)
+            # The round's sampling defaults (its λA ...), what the request sets instead.
+            config = sample_config(plan.sampling if plan else {}, num_images=int(request.get("num_images") or 1),
+                                   seed=request.get("seed"), steps=request.get("steps") or settings.sample_steps,
+                                   adapter_guidance=request.get("adapter_guidance"))
+            prompts = list(request["prompts"])
+            seeds = image_seeds(config.seed, len(prompts) * config.num_images)  # the seed contract (README)
+            samples = generate_with_style(loaded, prompts, config, seeds=seeds)
         finally:
             loaded.adapter.detach()
         paths = []
@@ -415,6 +460,3 @@ def reap(settings: Settings, dispatcher: Dispatcher, worker_starting: bool = Fal
             wait_afresh(session)
         return reap_stale(session, settings, dispatcher)
 
-
-def session_for(settings: Settings) -> Session:
-    return session_factory(settings)()

@@ -33,11 +33,10 @@ def scorer(name: str, device: Any) -> Any:
 
 def score_candidates(reference: Any, images: list[Any], contents: list[str], name: str = "default",
                      device: Any = None) -> tuple[list[float], list[float]]:
-    """(text scores, style scores), one per image; the reference is embedded once per call."""
-    from styledrop.prompts import style_prompt
+    """(text scores, style scores), one per image, by the engine's rule (styledrop.candidates.score_images)
+    with this process's cached scorer."""
+    from styledrop.candidates import score_images
 
     if not images:
         return [], []
-    clip = scorer(name, device)
-    text, style = clip.score(images, [style_prompt(c, None) for c in contents], clip.reference_embedding(reference))
-    return [float(s) for s in text], [float(s) for s in style]
+    return score_images(scorer(name, device), images, contents, reference)

@@ -9,8 +9,8 @@ from celery.signals import worker_ready, worker_shutting_down
 
 from app import webhooks
 from app.db import session_factory
-from app.jobs import CeleryDispatcher
 from app.settings import get_settings
+from app.task_queue import CeleryDispatcher
 
 from . import evaluation, jobs
 from .celery_app import celery_app

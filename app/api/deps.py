@@ -20,14 +20,17 @@ from sqlalchemy.orm import Session
 from .. import browser_sessions
 from ..auth import get_or_create_user, user_for_token
 from ..errors import ApiError
-from ..jobs import Dispatcher
 from ..models import User, WebSession
 from ..settings import Settings
+from ..task_queue import Dispatcher
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-def get_settings(request: Request) -> Settings:
+# Dependencies that do no I/O are `async def`: FastAPI runs them on the event loop, where a plain `def`
+# would cost a hop to the thread pool and back (a rating is one hop: its endpoint).
+
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -43,9 +46,13 @@ def get_dispatcher(request: Request) -> Dispatcher:
     return request.app.state.dispatcher()
 
 
+async def _dispatcher_dep(request: Request) -> Dispatcher:
+    return get_dispatcher(request)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
-DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
+DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher_dep)]
 
 
 @dataclass
@@ -56,7 +63,7 @@ class Identity:
 
 
 def identify(request: Request, session: SessionDep, settings: SettingsDep) -> Identity:
-    identity = _identify(request, session, settings)
+    identity = identify_request(request, session, settings)
     # End the transaction now: the connection goes back to the pool while the request waits for threads to
     # run its other dependencies and its endpoint (otherwise many waiting requests hold every pooled
     # connection: a deadlock under load, seen with 50 concurrent raters).
@@ -64,13 +71,16 @@ def identify(request: Request, session: SessionDep, settings: SettingsDep) -> Id
     return identity
 
 
-def _identify(request: Request, session: Session, settings: Settings) -> Identity:
+def identify_request(request: Request, session: Session, settings: Settings) -> Identity:
+    """Who is asking: one SQL statement (the token or browser session with its user), plus a
+    get-or-create of the local user in the embedded run; commits nothing (a token's last-use time, at most
+    once a minute, is left for the caller's commit)."""
     header = request.headers.get("authorization", "")
     if header:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "Use 'Authorization: Bearer <token>'.")
-        user = user_for_token(session, token.strip())
+        user = user_for_token(session, token.strip(), commit=False)
         if user is None:
             raise ApiError(401, "Unknown or revoked API token.")
         return Identity(user, "token")
@@ -85,8 +95,13 @@ def _identify(request: Request, session: Session, settings: Settings) -> Identit
 IdentityDep = Annotated[Identity, Depends(identify)]
 
 
-def current_user(request: Request, identity: IdentityDep) -> User:
+async def current_user(request: Request, identity: IdentityDep) -> User:
     """The API's user. Refuses anonymous requests (401) and cross-site writes (403)."""
+    return authorize(request, identity)
+
+
+def authorize(request: Request, identity: Identity) -> User:
+    """current_user's checks, for endpoints that identify the user in their own thread (the rating)."""
     if identity.user is None:
         raise ApiError(401, "Send 'Authorization: Bearer <token>' (make a token on the settings page, "
                             "/settings, or with `python -m app.admin token NAME`).")
@@ -121,13 +136,19 @@ class LoginRequired(Exception):
 
 def page_identity(request: Request, identity: IdentityDep, session: SessionDep,
                   settings: SettingsDep) -> Identity:
-    """The identity of a page request, with a browser session made on a page view if there is none yet
-    (anonymous, to carry the CSRF token of the log-in form; or the local user's, in the embedded run)."""
-    if identity.via in ("local", "anonymous") and identity.web_session is None \
-            and request.method in SAFE_METHODS:
-        row = browser_sessions.begin(request, session, settings, identity.user.id if identity.user else None)
-        identity = Identity(identity.user, "cookie" if identity.user else "anonymous", row)
-    request.state.csrf_token = identity.web_session.csrf_token if identity.web_session else ""
+    """The identity of a page request. The embedded run's local user gets a browser session on a page view
+    if there is none yet (it carries the CSRF token). An anonymous visitor (accounts mode) gets no session
+    row: the log-in and sign-up forms' CSRF token is a cookie of its own (double submit), so crawlers and
+    cookieless visitors write nothing to the database."""
+    if identity.via == "local" and identity.web_session is None and request.method in SAFE_METHODS:
+        row = browser_sessions.begin(request, session, settings, identity.user.id)
+        identity = Identity(identity.user, "cookie", row)
+    if identity.web_session is not None:
+        request.state.csrf_token = identity.web_session.csrf_token
+    elif identity.via == "anonymous":
+        request.state.csrf_token = browser_sessions.anonymous_csrf(request)
+    else:
+        request.state.csrf_token = ""
     request.state.user = identity.user
     return identity
 
@@ -145,11 +166,15 @@ async def csrf_guard(request: Request, identity: PageIdentityDep) -> None:
             ("application/x-www-form-urlencoded", "multipart/form-data")):
         value = (await request.form()).get(browser_sessions.CSRF_FIELD)
         supplied = value if isinstance(value, str) else None
-    if not browser_sessions.csrf_ok(identity.web_session, supplied):
+    if identity.web_session is None and identity.via == "anonymous":
+        ok = browser_sessions.anonymous_csrf_ok(request, supplied)
+    else:
+        ok = browser_sessions.csrf_ok(identity.web_session, supplied)
+    if not ok:
         raise ApiError(403, "This form has expired or came from another site. Reload the page and try again.")
 
 
-def page_user(identity: PageIdentityDep) -> User:
+async def page_user(identity: PageIdentityDep) -> User:
     if identity.user is None:
         raise LoginRequired()
     return identity.user

@@ -6,18 +6,21 @@ A thin HTTP layer: the rules and writes are app/services.py, who may touch what 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
-from fastapi import APIRouter, File, Form, Response, UploadFile
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from .. import services, storage, webhooks
 from ..errors import ApiError
 from ..idempotency import IdempotencyDep
-from ..models import Candidate, Generation, Round, RoundStatus, Style
+from ..models import Candidate, Generation, Round, RoundStatus, Style, User
 from ..paging import PageDep
 from ..schemas import (
     AutoSelectOut,
@@ -39,8 +42,8 @@ from ..schemas import (
     refusals,
 )
 from ..services import auto_select, cancel_round, latest_adapter_round, reap_stale
+from ..settings import Settings
 from .access import (
-    OwnedCandidate,
     OwnedRound,
     OwnedStyle,
     ReadableCandidate,
@@ -48,7 +51,7 @@ from .access import (
     ReadableRound,
     ReadableStyle,
 )
-from .deps import DispatcherDep, SessionDep, SettingsDep, UserDep
+from .deps import DispatcherDep, SessionDep, SettingsDep, UserDep, authorize, identify_request
 from .openapi import operation_id
 from .views import candidate_out, generation_out, round_out, style_out
 
@@ -78,7 +81,7 @@ def health() -> dict[str, str]:
 # ---- styles -------------------------------------------------------------------------------------------------
 
 @router.post("/styles", response_model=StyleOut, status_code=201, tags=["styles"],
-             responses=refusals(400, 413, 415, 422))
+             responses=refusals(400, 413, 415, 422, 429))
 def create_style(session: SessionDep, settings: SettingsDep, user: UserDep, idempotency: IdempotencyDep,
                  image: UploadFile = File(..., description="the style reference (PNG, JPEG or WebP)"),
                  content: str = _style_field("content", ...),
@@ -127,7 +130,8 @@ def delete_style(style: OwnedStyle, session: SessionDep, settings: SettingsDep) 
 
 @router.get("/styles/{style_id}/reference", response_class=FileResponse, tags=["styles"])
 def style_reference(style: ReadableStyle, settings: SettingsDep) -> FileResponse:
-    return _file(settings, style.reference_path, f"The reference of style {style.id}", "image/png")
+    return _file(settings, style.reference_path, f"The reference of style {style.id}",
+                 storage.media_type(style.reference_path))
 
 
 @router.get("/styles/{style_id}/adapter", response_class=FileResponse, tags=["styles"])
@@ -227,22 +231,30 @@ def candidate_image(candidate: ReadableCandidate, settings: SettingsDep) -> File
     return _file(settings, candidate.image_path, f"The image of candidate {candidate.id}", "image/png")
 
 
+# A rating is a rater's keystroke: one thread hop. The endpoints are `async` and send all of their
+# database work, identification included, to the thread pool in one call (a sync endpoint would cost a
+# second hop for FastAPI's response validation); 4-5 SQL statements and one commit (app/services.py).
+
+def _as_user(request: Request, settings: Settings, change: Callable[[Session, User], Candidate]) -> CandidateOut:
+    with request.app.state.sessions() as session:
+        user = authorize(request, identify_request(request, session, settings))
+        return candidate_out(change(session, user), user)
+
+
 @router.put("/candidates/{candidate_id}/rating", response_model=CandidateOut, tags=["candidates"],
             name="rate_candidate")
-def rate(candidate: OwnedCandidate, body: RatingIn, session: SessionDep, user: UserDep) -> CandidateOut:
+async def rate(candidate_id: int, body: RatingIn, request: Request, settings: SettingsDep) -> CandidateOut:
     """Your rating of a candidate: -1/+1 (thumbs) or 1..5 (stars); a second PUT replaces it."""
-    services.rate_candidate(session, candidate, user, body.value)
-    session.refresh(candidate)
-    return candidate_out(candidate, user)
+    return await run_in_threadpool(_as_user, request, settings, lambda session, user: services.rate_owned(
+        session, candidate_id, user, body.value))
 
 
 @router.put("/candidates/{candidate_id}/selected", response_model=CandidateOut, tags=["candidates"],
             name="select_candidate")
-def set_selected(candidate: OwnedCandidate, body: SelectedIn, session: SessionDep, user: UserDep) -> CandidateOut:
+async def set_selected(candidate_id: int, body: SelectedIn, request: Request, settings: SettingsDep) -> CandidateOut:
     """Choose (or un-choose) a candidate for the next round's training set (human feedback)."""
-    services.select_candidate(session, candidate, user, body.selected)
-    session.refresh(candidate)
-    return candidate_out(candidate, user)
+    return await run_in_threadpool(_as_user, request, settings, lambda session, user: services.select_owned(
+        session, candidate_id, user, body.selected))
 
 
 # ---- generations --------------------------------------------------------------------------------------------

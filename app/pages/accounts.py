@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import browser_sessions, webhooks
 from ..api.deps import PageIdentityDep, PageUserDep, SessionDep, SettingsDep, csrf_guard
-from ..auth import AccountError, authenticate, create_account, issue_token, revoke_token
+from ..auth import AccountError, authenticate, create_account, issue_token, normalize_name, revoke_token
 from ..errors import ApiError
 from .rendering import render
 
@@ -49,9 +49,11 @@ def login_page(request: Request, identity: PageIdentityDep, settings: SettingsDe
     return _login_form(request, settings, "", safe_next(next))
 
 
-def _login_form(request: Request, settings, name: str, target: str, error: str | None = None) -> Response:
+def _login_form(request: Request, settings, name: str, target: str, error: str | None = None,
+                status_code: int | None = None, headers: dict[str, str] | None = None) -> Response:
     return render(request, "login.html", {"values": {"name": name}, "next": target, "error": error,
-                                          "signup": settings.signup == "open"}, status_code=400 if error else 200)
+                                          "signup": settings.signup == "open"},
+                  status_code=status_code or (400 if error else 200), headers=headers)
 
 
 def _require_open_signup(settings) -> None:
@@ -67,9 +69,16 @@ async def login(request: Request, identity: PageIdentityDep, session: SessionDep
     if not settings.accounts:
         return RedirectResponse(target, status_code=303)
     name, password = form.get("name", ""), form.get("password", "")
+    throttle, account = request.app.state.login_throttle, normalize_name(name)
+    address = request.client.host if request.client else ""
+    if wait := throttle.retry_after(account, address):  # before hashing: a flood of guesses costs little
+        return _login_form(request, settings, name, target, status_code=429, headers={"Retry-After": str(wait)},
+                           error=f"Too many wrong passwords; try again in {wait} seconds.")
     user = await run_in_threadpool(authenticate, session, name, password)  # argon2: keep the event loop free
     if user is None:
+        throttle.failed(account, address)
         return _login_form(request, settings, name, target, error="Wrong name or password.")
+    throttle.succeeded(account)
     return _log_in(request, session, settings, identity, user.id, target)
 
 

@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..api.views import candidate_out
-from ..jobs import Dispatcher
 from ..models import ACTIVE, TERMINAL, Candidate, Generation, Round, RoundStatus, Style, User
-from ..services import active_round, latest_adapter_round, latest_succeeded, reap_stale
+from ..services import active_round, latest_adapter_round, latest_succeeded, load_feedback, reap_stale
 from ..settings import Settings
+from ..task_queue import Dispatcher
 from .chart import RoundScores, scores_chart
 from .rendering import SORTS
 
@@ -24,10 +24,7 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def expected_candidates(rnd: Round) -> int:
-    c = (rnd.parameters or {}).get("candidates") or {}
-    prompts = c.get("prompts")
-    count = len(prompts) if prompts else int(c.get("count") or 0)
-    return max(count * int(c.get("per_prompt") or 1), len(rnd.candidates))
+    return max(rnd.plan.candidates.total, len(rnd.candidates))
 
 
 def round_view(rnd: Round) -> dict[str, Any]:
@@ -42,15 +39,15 @@ def round_view(rnd: Round) -> dict[str, Any]:
                       else "scoring candidates with CLIP")
     else:
         phase_text = {"starting": "loading the model", "training": "training"}.get(phase, phase)
-    params = rnd.parameters or {}
+    plan = rnd.plan
     return {
         "row": rnd, "id": rnd.id, "number": rnd.number, "status": rnd.status, "active": rnd.status in ACTIVE,
         "terminal": rnd.status in TERMINAL, "progress": progress, "percent": round(progress * 100),
-        "phase_text": phase_text, "training_images": len(params.get("training_set") or []),
+        "phase_text": phase_text, "training_images": len(plan.training_set),
         "mean_text": _mean([c.clip_text_score for c in rnd.candidates]),
         "mean_style": _mean([c.clip_style_score for c in rnd.candidates]),
         "selected": sum(1 for c in rnd.candidates if c.selection is not None),
-        "slots": expected_candidates(rnd), "adapter": (params.get("adapter") or {}),
+        "slots": expected_candidates(rnd), "adapter": plan.adapter.model_dump(),
     }
 
 
@@ -83,6 +80,7 @@ def group_candidates(candidates: list[Candidate], sort: str) -> list[dict[str, A
 
 def grid_context(session: Session, rnd: Round, user: User, sort: str) -> dict[str, Any]:
     sort = sort if sort in SORTS else "prompt"
+    load_feedback(session, rnd)  # ratings and selections of every card in two statements, not two per card
     latest = latest_succeeded(session, rnd.style_id)
     busy = active_round(session, rnd.style_id)
     editable = latest is not None and latest.id == rnd.id and busy is None and rnd.style.user_id == user.id

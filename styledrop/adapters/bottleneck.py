@@ -43,6 +43,16 @@ class _SiteWeights(nn.Module):
             return down, up
         return self.down[layer], self.up[layer]
 
+    def all_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every layer's (down, up) at once, (L, D, H) and (L, H, D): one kernel each instead of one per layer.
+
+        Element for element the same additions as `weights(layer)`, so the result is bit-identical.
+        """
+        if self.shared:
+            return self.down_table.unsqueeze(0) + self.down_embed.unsqueeze(1), \
+                self.up_table.unsqueeze(0) + self.up_embed.unsqueeze(1)
+        return self.down, self.up
+
 
 class StyleDropAdapter(Adapter, nn.Module):
     kind = "styledrop"
@@ -55,6 +65,11 @@ class StyleDropAdapter(Adapter, nn.Module):
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self.__dict__["_transformer"] = None  # not a submodule: its weights are not ours
         self._row_scale: torch.Tensor | None = None  # the per-sample mask, on the adapter's device
+        # Per forward pass: every layer's weights generated once ({site: (down, up)}) and cast once per dtype.
+        # Without gradients (sampling) they are kept across passes until a parameter changes (its version).
+        self._weights: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._cast: dict[tuple[str, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._weights_key: tuple | None = None
 
     @classmethod
     def for_transformer(cls, config: AdapterConfig, transformer: nn.Module) -> "StyleDropAdapter":
@@ -65,6 +80,7 @@ class StyleDropAdapter(Adapter, nn.Module):
         self.detach()
         self.__dict__["_transformer"] = transformer
         self._register(transformer)
+        self._handles.append(transformer.register_forward_pre_hook(self._prepare_weights))
         for layer_idx, block in enumerate(transformer.transformer_layers):
             for site in SITES:
                 hook = self._make_hook(site, layer_idx)
@@ -74,16 +90,41 @@ class StyleDropAdapter(Adapter, nn.Module):
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        self._weights, self._cast, self._weights_key = None, {}, None
         if getattr(self, "_transformer", None) is not None:
             self._unregister(self._transformer)
             self.__dict__["_transformer"] = None
+
+    def _prepare_weights(self, module: nn.Module, args: tuple) -> None:
+        """Transformer pre-hook: generate all 2×L weight pairs once for this forward pass (not in each hook)."""
+        if not self._enabled:
+            return
+        if not torch.is_grad_enabled() and not torch.compiler.is_compiling():
+            key = tuple((id(p), p._version, p.data_ptr(), p.dtype) for p in self.parameters())
+            if key == self._weights_key and self._weights is not None:
+                return  # sampling: the same weights as the previous decoding step
+            self._weights_key = key
+        else:
+            self._weights_key = None
+        self._weights = {site: weights.all_weights() for site, weights in self.sites.items()}
+        self._cast = {}
+
+    def _site_weights(self, site: str, layer_idx: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._weights is None:  # a layer called outside the transformer's forward
+            down, up = self.sites[site].weights(layer_idx)
+            return down.to(dtype), up.to(dtype)
+        cast = self._cast.get((site, dtype))
+        if cast is None:
+            down, up = self._weights[site]
+            cast = self._cast[(site, dtype)] = (down.to(dtype), up.to(dtype))
+        return cast[0][layer_idx], cast[1][layer_idx]
 
     def _make_hook(self, site: str, layer_idx: int):
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
             if not self._enabled:
                 return output
-            down, up = self.sites[site].weights(layer_idx)
-            delta = F.gelu(output @ down.to(output.dtype)) @ up.to(output.dtype)
+            down, up = self._site_weights(site, layer_idx, output.dtype)
+            delta = F.gelu(output @ down) @ up
             if self._row_scale is not None:
                 delta = delta * self._row_scale.to(delta.dtype).view(-1, *([1] * (delta.dim() - 1)))
             return output + delta

@@ -264,15 +264,37 @@ def test_embedded_run_logs_the_local_user_in_and_refuses_cross_site_writes(stub_
     assert other_site.status_code == 403 and "another web site" in other_site.json()["detail"]
 
 
-def test_abandoned_anonymous_sessions_are_purged(team):
+def test_expired_sessions_are_purged_when_someone_logs_in(team):
     from datetime import timedelta
 
     from app.models import utcnow
 
-    team().get("/login")
+    assert sign_up(team(), "ann").status_code == 303
     with session_factory(team.settings)() as session:
         session.execute(update(WebSession).values(expires_at=utcnow() - timedelta(seconds=1)))
         session.commit()
-    team().get("/login")  # a new visitor: the expired session goes, the new one stays
+    assert sign_up(team(), "bob").status_code == 303  # a new log-in: the expired session goes, the new one stays
     with session_factory(team.settings)() as session:
         assert session.query(WebSession).count() == 1
+
+
+def test_cookieless_visitors_write_no_session_rows_and_can_still_log_in(team):
+    """Issue 14: every cookieless GET wrote a session row (crawlers grew the table). The log-in form's CSRF
+    token is now a cookie of its own; a session row is written when someone logs in."""
+    for path in ("/login", "/signup", "/", "/styles/new"):
+        for _ in range(3):
+            team().get(path)
+    with session_factory(team.settings)() as session:
+        assert session.query(WebSession).count() == 0
+    assert sign_up(team(), "ann").status_code == 303
+    client = team()
+    assert log_in(client, "ann").status_code == 303
+    assert client.get("/settings").status_code == 200
+    with session_factory(team.settings)() as session:
+        assert session.query(WebSession).count() == 2  # ann's two log-ins
+    forged = team()
+    forged.get("/login")  # a token of its own, but another visitor's value in the form: refused
+    other = csrf_token(team().get("/login").text)
+    refused = forged.post("/login", data={"name": "ann", "password": PASSWORD, "csrf_token": other},
+                          follow_redirects=False)
+    assert refused.status_code == 403

@@ -89,7 +89,7 @@ def test_round_rules(stub_app):
     assert first.status_code == 201
     rnd = first.json()
     assert rnd["number"] == 1 and rnd["status"] == "queued" and rnd["actions"] == ["cancel"]
-    assert rnd["parameters"]["adapter"] is None  # round 1: the engine's default adapter (H=4 shared)
+    assert rnd["parameters"]["adapter"] == {"kind": "styledrop", "rank": 4, "shared": True, "alpha": None}  # H=4 shared
     assert stub_app.dispatcher.rounds == [rnd["id"]]
     conflict = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={})
     assert conflict.status_code == 409 and "cancel it" in conflict.json()["detail"]
@@ -197,10 +197,10 @@ def test_ratings_selection_and_round_two_parameters(stub_app):
     assert second.status_code == 201, second.text
     params = second.json()["parameters"]
     assert second.json()["number"] == 2 and second.json()["feedback"] == "human"
-    assert params["adapter"] == {"kind": "styledrop", "rank": 32, "shared": False}
+    assert params["adapter"] == {"kind": "styledrop", "rank": 32, "shared": False, "alpha": None}
     assert [(t["content"], t.get("candidate_id")) for t in params["training_set"]] == [("a house", None),
                                                                                         ("a dog", ids[1])]
-    assert params["candidates"]["adapter_guidance"] == 2.0
+    assert params["sampling"]["adapter_guidance"] == 2.0 and params["adapter"]["rank"] == 32
 
 
 def test_auto_select_applies_the_engine_clip_rule(stub_app):

@@ -18,7 +18,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
 def test_app_never_imports_torch():
     result = _run(
         "import sys\n"
-        "import app.main, app.api.routes, app.runner, app.services, app.selection, app.jobs, app.admin\n"
+        "import app.main, app.api.routes, app.runner, app.services, app.clip_feedback, app.task_queue, app.admin\n"
         "import worker.celery_app, worker.scoring, worker.tasks, worker.jobs  # the engine only inside tasks\n"
         "from app.main import create_app\n"
         "from app.settings import Settings\n"
@@ -39,3 +39,49 @@ def test_engine_cli_does_not_import_web_code():
         "assert not web, web\n"
         "print('ok')\n")
     assert result.returncode == 0, result.stderr
+
+
+def test_the_round_plan_is_torch_free():
+    result = _run(
+        "import sys\n"
+        "from styledrop.plan import RoundPlan, plan_round\n"
+        "plan = RoundPlan.from_stored(plan_round(2, model='tiny').stored())\n"
+        "assert plan.sampling.adapter_guidance == 2.0 and plan.adapter.rank == 32\n"
+        "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'open_clip') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "print('ok')\n")
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_app_never_imports_the_worker():
+    """Imports run one way (engine <- app <- worker): the app sends tasks by name."""
+    result = _run(
+        "import sys\n"
+        "import app.main, app.api.routes, app.runner, app.services, app.task_queue, app.pages.styles\n"
+        "from app.main import create_app\n"
+        "from app.settings import Settings\n"
+        "create_app(Settings(data_dir='/tmp/styledrop-arch-test'))\n"
+        "back = [m for m in sys.modules if m == 'worker' or m.startswith('worker.')]\n"
+        "assert not back, back\n"
+        "print('ok')\n")
+    assert result.returncode == 0, result.stderr
+
+
+def _imports(folder: str) -> set[str]:
+    """Top-level packages each module of a folder imports (static: every import statement, lazy ones too)."""
+    import ast
+
+    found = set()
+    for path in (ROOT / folder).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+def test_import_directions_in_the_source():
+    """Not even a lazy import runs back: the engine imports neither app nor worker, the app not the worker."""
+    assert not _imports("styledrop") & {"app", "worker"}
+    assert "worker" not in _imports("app")

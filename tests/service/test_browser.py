@@ -122,6 +122,7 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
         page.set_default_timeout(20_000)
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
         try:
             # 1. The styles page, empty, points to "New style".
             page.goto(base + "/")
@@ -302,6 +303,8 @@ def test_sign_up_tokens_and_log_out_in_the_browser(served_accounts):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(20_000)
+        blocked: list[str] = []  # the Content-Security-Policy must not block anything of ours
+        page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
         try:
             page.goto(base + "/styles/new")
             expect(page.get_by_role("heading", name="Log in", exact=True)).to_be_visible()
@@ -337,6 +340,7 @@ def test_sign_up_tokens_and_log_out_in_the_browser(served_accounts):
             page.get_by_label("Password").fill("correct horse battery")
             page.get_by_role("button", name="Log in").click()
             expect(page.get_by_role("heading", name="Settings", exact=True)).to_be_visible()  # back where it was
+            assert not blocked, blocked
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "accounts-failure.png"), full_page=True)
             raise

@@ -12,7 +12,7 @@ CLIENTS, RATINGS = 50, 20
 
 
 def test_fifty_clients_rating_twenty_each_are_all_recorded_exactly_once(tmp_path, database_url):
-    fixture = start(CLIENTS, RATINGS, tmp_path, database_url)
+    fixture = start(CLIENTS, RATINGS, tmp_path, database_url=database_url)
     try:
         latencies, statuses = asyncio.run(run_load(fixture, RATINGS))
     finally:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
+from app.clip_feedback import select_by_clip
 from app.errors import ApiError
-from app.selection import select_by_clip
 from styledrop.prompt_sets import CONTENT_PROMPTS, diverse_prompts
 from worker import scoring
 

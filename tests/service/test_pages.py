@@ -100,7 +100,7 @@ def test_creating_a_style_starts_round_1_with_the_advanced_settings(stub_app):
         assert style.settings == {"steps": 12, "seed": 5, "learning_rate": 2e-4, "rank": 8}
         assert rnd.number == 1 and rnd.total_steps == 12
         assert rnd.parameters["train"]["learning_rate"] == 2e-4 and rnd.parameters["train"]["seed"] == 5
-        assert rnd.parameters["adapter"] == {"kind": "lora", "rank": 8, "alpha": 8.0}
+        assert rnd.plan.adapter.model_dump() == {"kind": "lora", "rank": 8, "shared": False, "alpha": 8.0}
         assert storage.resolve(stub_app.settings.storage_root, style.reference_path).is_file()
 
 
@@ -371,8 +371,8 @@ def test_the_styles_learning_rate_trains_every_round_and_its_rank_the_first(stub
     stub_app.post(f"/styles/{style_id}/rounds", data={"feedback": "human"})
     with _session(stub_app) as session:
         one, two = session.get(Round, first), session.get(Round, _latest_round(stub_app, style_id))
-        assert one.parameters["adapter"] == {"kind": "styledrop", "rank": 8, "shared": True}
-        assert two.number == 2 and two.parameters["adapter"] == {"kind": "styledrop", "rank": 32, "shared": False}
+        assert one.plan.adapter.model_dump() == {"kind": "styledrop", "rank": 8, "shared": True, "alpha": None}
+        assert two.number == 2 and two.plan.adapter.model_dump() == {"kind": "styledrop", "rank": 32, "shared": False, "alpha": None}
         assert one.parameters["train"]["learning_rate"] == two.parameters["train"]["learning_rate"] == 2e-4
     # The API takes the same fields, with the same limits.
     made = stub_app.post("/api/v1/styles", data={"content": "a house", "descriptor": "sticker",

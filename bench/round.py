@@ -1,0 +1,180 @@
+"""A whole round, timed by phase: train N steps, draw M candidates, CLIP-score them.
+
+The candidate phase is timed two ways in the same run, interleaved so machine load hits both alike:
+
+* reference — today's worker path (worker/jobs.py before issue 13): one image per call, `generate_with_style`
+  with `num_images=1` and the seed's CPU generator, in fp32;
+* batched — the engine's batched candidate path: `styledrop.candidates.generate_candidates(batch_size=B)`
+  where the engine offers it, otherwise `generate_with_style` on B prompts per call (one generator per
+  call: the images then depend on their batch; the per-image seed contract is lane-engine's part).
+
+Training runs through the engine's front door (`train_style`) with `--fast` (the launch-free step's switch);
+scoring is the engine's `score_candidates` with the given CLIP scorer (`tiny`: random, offline). Each phase
+is repeated; the table gives the median, the spread (min–max) and, for candidates, the ratio per repeat.
+
+    python bench/round.py --preset tiny --device cpu --steps 20 --candidates 16 --repeats 3
+    python bench/round.py --preset amused-256-random --device cpu --steps 2 --candidates 8 --sample-steps 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import platform
+import statistics
+import tempfile
+import time
+from typing import Callable
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _timed(fn: Callable[[], object], device: str) -> tuple[float, object]:
+    _sync(device)
+    start = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return time.perf_counter() - start, out
+
+
+def _reference_image(side: int):
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (side, side), (230, 200, 40))
+    draw = ImageDraw.Draw(image)
+    for x in range(0, side, max(1, side // 4)):
+        draw.rectangle([x, 0, x + max(1, side // 8) - 1, side - 1], fill=(20, 40, 160))
+    draw.ellipse([side // 4, side // 4, 3 * side // 4, 3 * side // 4], fill=(200, 30, 30))
+    return image
+
+
+def candidate_paths(style, contents: list[str], config, batch: int) -> tuple[dict[str, Callable], str]:
+    """The two candidate paths as functions returning [(content, image)], and how the batched one batches."""
+    from styledrop.candidates import generate_candidates
+    from styledrop.sampling import SampleConfig
+    from styledrop.styles import generate_with_style
+
+    def one_per_call():
+        out = []
+        for i, content in enumerate(contents):
+            run = SampleConfig(**{**vars(config), "num_images": 1, "seed": i})
+            out.append((content, generate_with_style(style, [content], run).images[0]))
+        return out
+
+    if "batch_size" in inspect.signature(generate_candidates).parameters:
+        how = f"styledrop.candidates.generate_candidates(batch_size={batch})"
+
+        def batched():
+            made = generate_candidates(style, contents, 1, seed=0, config=config, batch_size=batch)
+            return [(c.content, c.image) for c in made]
+    else:
+        how = f"generate_with_style on {batch} prompts per call (candidates.py has no batch size yet)"
+
+        def batched():
+            out = []
+            for start in range(0, len(contents), batch):
+                chunk = contents[start:start + batch]
+                run = SampleConfig(**{**vars(config), "num_images": 1, "seed": start})
+                out += list(zip(chunk, generate_with_style(style, chunk, run).images))
+            return out
+
+    return {"one image per call": one_per_call, "batched": batched}, how
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def run(args) -> dict:
+    import torch
+
+    from styledrop.adapters import AdapterConfig
+    from styledrop.candidates import Candidate, default_prompts, score_candidates
+    from styledrop.clip_scores import load_scorer
+    from styledrop.models import load_components
+    from styledrop.sampling import SampleConfig
+    from styledrop.styles import load_style, train_style
+    from styledrop.training import TrainConfig
+
+    torch.manual_seed(0)
+    components = load_components(args.preset, args.device)
+    reference = _reference_image(components.resolution)
+    scorer = load_scorer(args.scorer, args.device)
+    prompts = default_prompts()
+    contents = [prompts[i % len(prompts)] for i in range(args.candidates)]
+    config = SampleConfig(steps=args.sample_steps, adapter_guidance=args.adapter_guidance)
+    phases: dict[str, list[float]] = {"train": [], "one image per call": [], "batched": [], "score": []}
+    how = ""
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(args.repeats):
+            folder = f"{tmp}/style-{repeat}"
+            seconds, trained = _timed(lambda: train_style(
+                [reference], "a house", "watercolor painting", folder, components=components,
+                adapter_config=AdapterConfig(), resume=False,
+                train_config=TrainConfig(steps=args.steps, batch_size=args.batch, checkpoint_every=0,
+                                         fast=args.fast)), args.device)
+            phases["train"].append(seconds)
+            trained.adapter.detach()
+            style = load_style(folder, components)  # as the worker does: the style read back from its folder
+            paths, how = candidate_paths(style, contents, config, args.candidate_batch)
+            order = list(paths) if repeat % 2 == 0 else list(paths)[::-1]  # alternate which goes first
+            images = None
+            for name in order:
+                seconds, made = _timed(paths[name], args.device)
+                phases[name].append(seconds)
+                if name == "batched":
+                    images = made
+            candidates = [Candidate(i, 1, content, style.prompt(content), i, 0, image=image)
+                          for i, (content, image) in enumerate(images)]
+            seconds, _ = _timed(lambda: score_candidates(scorer, candidates, reference), args.device)
+            phases["score"].append(seconds)
+            style.adapter.detach()
+    ratios = [a / b for a, b in zip(phases["one image per call"], phases["batched"])]
+    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
+    return {"args": vars(args), "environment": {"torch": torch.__version__, "device_name": name},
+            "batched_path": how, "phases": {k: _spread(v) | {"all": v} for k, v in phases.items()},
+            "candidate_speedup": _spread(ratios) | {"all": ratios}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=20, help="training steps")
+    parser.add_argument("--batch", type=int, default=8, help="training batch")
+    parser.add_argument("--fast", choices=("auto", "on", "off"), default="auto", help="TrainConfig.fast")
+    parser.add_argument("--candidates", type=int, default=16)
+    parser.add_argument("--candidate-batch", type=int, default=8, help="images per call on the batched path")
+    parser.add_argument("--sample-steps", type=int, default=12)
+    parser.add_argument("--adapter-guidance", type=float, default=0.0)
+    parser.add_argument("--scorer", default="tiny", help="CLIP scorer (tiny: offline random CLIP)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    result = run(args)
+    env, phases = result["environment"], result["phases"]
+    print(f"preset={args.preset} device={args.device} ({env['device_name']}) torch={env['torch']} "
+          f"train {args.steps} steps x batch {args.batch} (fast={args.fast}); {args.candidates} candidates, "
+          f"{args.sample_steps} sampling steps; scorer={args.scorer}; {args.repeats} repeats")
+    print(f"batched path: {result['batched_path']}")
+    print(f"{'phase':<28} {'median s':>9} {'min s':>8} {'max s':>8}")
+    for phase, label in (("train", "train"), ("one image per call", "candidates, one per call (ref)"),
+                         ("batched", "candidates, batched"), ("score", "CLIP scoring")):
+        p = phases[phase]
+        print(f"{label:<28} {p['median']:>9.3f} {p['min']:>8.3f} {p['max']:>8.3f}")
+    s = result["candidate_speedup"]
+    print(f"candidate phase, batched vs one image per call: {s['median']:.2f}x "
+          f"(min {s['min']:.2f}x, max {s['max']:.2f}x over {args.repeats} repeats)")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
