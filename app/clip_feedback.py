@@ -24,3 +24,11 @@ def select_by_clip(items: list[dict[str, Any]], top_k: int = 1) -> tuple[list[in
     except SelectionError as exc:
         raise ApiError(409, str(exc)) from exc
     return ids, METHOD.format(k=top_k)
+
+
+def feedback_label(bys: list[str]) -> str:
+    """How a round's training set was chosen, from who picked its images: human, clip, or both."""
+    kinds = set(bys)
+    if kinds >= {"human", "clip"}:
+        return "both"
+    return "clip" if kinds == {"clip"} else "human"

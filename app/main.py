@@ -48,7 +48,7 @@ def error_response(request: Request, status: int, detail: str, headers: dict[str
 
 def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None = None) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(title="StyleDrop Studio", version="0.1.0",
+    app = FastAPI(title="StyleDrop Studio", version="0.1.0", docs_url=None, redoc_url=None,  # /docs: app/pages/docs.py
                   description="Teach aMUSEd a visual style from one picture (StyleDrop), with human or CLIP "
                               "feedback. Errors are JSON `{\"detail\": \"message\"}`.")
     app.state.settings = settings

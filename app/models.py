@@ -90,6 +90,9 @@ class Style(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
     reference_path: Mapped[str] = mapped_column(String(500), default="")  # relative to the storage root
+    # A style made from several reference images: the others, after reference_path (relative paths too).
+    extra_references: Mapped[list[Any]] = mapped_column(default=list)
+    name: Mapped[str | None] = mapped_column(String(100))  # what the person calls it; the descriptor if None
     content: Mapped[str] = mapped_column(String(500))
     descriptor: Mapped[str] = mapped_column(String(500))
     base_model: Mapped[str] = mapped_column(String(500))
@@ -101,6 +104,11 @@ class Style(Base):
                                                order_by="Round.number", passive_deletes=True)
     generations: Mapped[list[Generation]] = relationship(back_populates="style", cascade="all, delete-orphan",
                                                          passive_deletes=True)
+    @property
+    def reference_paths(self) -> list[str]:
+        """Every reference image of the style, the first one first."""
+        return [self.reference_path, *(self.extra_references or [])]
+
     evaluations: Mapped[list[Evaluation]] = relationship(back_populates="style", cascade="all, delete-orphan",
                                                          passive_deletes=True, order_by="Evaluation.id")
 
@@ -120,6 +128,8 @@ class Round(Base):
     total_steps: Mapped[int] = mapped_column(default=0)
     loss: Mapped[float | None] = mapped_column(Float)
     eta_seconds: Mapped[float | None] = mapped_column(Float)
+    # [[step, loss], ...] as training went (thinned to at most LOSS_POINTS), for the pages' loss curve.
+    loss_curve: Mapped[list[Any] | None] = mapped_column(JSON)
     adapter_path: Mapped[str | None] = mapped_column(String(500))  # relative to the storage root
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -189,7 +199,10 @@ class Selection(Base):
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
     round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"), index=True)
     by: Mapped[str] = mapped_column(String(10))  # human | clip
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))  # the person
+    # How: the CLIP rule's name for a CLIP pick, "thumbs up" when a like selected it (so taking the like back
+    # unselects it), None for a plain click on Select.
+    rule: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     candidate: Mapped[Candidate] = relationship(back_populates="selection")

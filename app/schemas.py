@@ -147,6 +147,7 @@ class StyleOut(BaseModel):
     settings: dict[str, Any]
     created_at: Utc
     reference_url: str
+    reference_urls: list[str] = Field(description="every reference image of the style, the first one first")
     rounds: list[RoundSummary]
     adapter_url: str | None = Field(description="download of the latest finished round's adapter, if any")
     editable: bool = Field(True, description="yours; false for another user's style shown read-only "
@@ -269,6 +270,9 @@ class GenerationCreate(BaseModel):
     seed: Seed | None = 0
     round_id: whole(1, MAX_ID, "which round's adapter (default: the latest finished)") | None = None
     steps: whole(1, MAX_SAMPLE_STEPS, "decoding steps") | None = None
+    descriptor: str | None = Field(None, description='the style descriptor for these images: omitted or null = the '
+                                                     'style\'s own, "" = none, or another one (the paper edits '
+                                                     'descriptors at sampling, e.g. "golden 3d rendering")')
     callback_url: str | None = CALLBACK_URL
 
 

@@ -21,7 +21,7 @@ from styledrop.plan import plan_round  # pydantic, no torch: the round's plan an
 from styledrop.prompts import MAX_WORDS  # plain Python, no torch: the engine refuses longer text
 
 from . import storage
-from .clip_feedback import select_by_clip
+from .clip_feedback import feedback_label, select_by_clip
 from .errors import ApiError
 from .models import ACTIVE, Candidate, Generation, Rating, Round, RoundStatus, Selection, Style, User, as_utc, utcnow
 from .ownership import MAX_ID, owned
@@ -196,7 +196,8 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
                                  .order_by(Round.number.desc()).limit(1)) or 0
     base = latest_succeeded(session, style.id)
     feedback = body.get("feedback")
-    training_set: list[dict[str, Any]] = [{"image": style.reference_path, "content": style.content}]
+    # Every reference image of the style, in every round (a style made from several stays one of several).
+    training_set: list[dict[str, Any]] = [{"image": path, "content": style.content} for path in style.reference_paths]
     if base is None:
         if feedback is not None and last_number:
             raise ApiError(409, f"Style {style.id} has no finished round to give feedback on.")
@@ -210,6 +211,7 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
             raise ApiError(409, f"No candidate of round {base.number} (id {base.id}) is selected: select some "
                                 f"(PUT /api/v1/candidates/{{id}}/selected) or start the round with feedback 'clip'.")
         training_set += [{"image": c.image_path, "content": c.content, "candidate_id": c.id} for c in selected]
+        feedback = feedback_label([c.selection.by for c in selected])  # who picked them: human, clip or both
     style_settings = style.settings or {}
     steps = body.get("steps") or style_settings.get("steps") or settings.train_steps
     seed = body.get("seed") if body.get("seed") is not None else style_settings.get("seed", 0)
@@ -306,12 +308,13 @@ def _upsert_rating(session: Session, candidate_id: int, user_id: int, value: int
                                                            "value": value, "now": utcnow()})
 
 
-def _write_selection(session: Session, candidate_id: int, round_id: int, user_id: int, selected: bool) -> None:
+def _write_selection(session: Session, candidate_id: int, round_id: int, user_id: int, selected: bool,
+                     rule: str | None = None) -> None:
     if selected:
         statement = _insert(session, Selection).values(candidate_id=candidate_id, round_id=round_id,
-                                                       by="human", user_id=user_id, created_at=utcnow())
+                                                       by="human", user_id=user_id, rule=rule, created_at=utcnow())
         session.execute(statement.on_conflict_do_update(index_elements=["candidate_id"],
-                                                        set_={"by": "human", "user_id": user_id}))
+                                                        set_={"by": "human", "user_id": user_id, "rule": rule}))
     else:
         session.execute(delete(Selection).where(Selection.candidate_id == candidate_id))
 
@@ -322,22 +325,34 @@ def rate_candidate(session: Session, candidate: Candidate, user: User, value: in
     session.commit()
 
 
-def select_candidate(session: Session, candidate: Candidate, user: User, selected: bool) -> None:
-    """Choose or un-choose a candidate for the next round (human feedback), atomically."""
-    _write_selection(session, candidate.id, candidate.round_id, user.id, selected)
+def select_candidate(session: Session, candidate: Candidate, user: User, selected: bool,
+                     rule: str | None = None) -> None:
+    """Choose or un-choose a candidate for the next round (human feedback), atomically. `rule` records how
+    (LIKE when a thumbs up made the pick)."""
+    _write_selection(session, candidate.id, candidate.round_id, user.id, selected, rule)
     session.commit()
 
 
+LIKE = "thumbs up"  # the rule of a selection a like made
+
+
 def thumb(session: Session, candidate: Candidate, user: User, value: int) -> None:
-    """The rating grid's thumbs: up (+1) rates and selects the candidate for the next round, down (-1) rates
-    and unselects it, and the same thumb again takes the rating back (the selection stays)."""
+    """The rating grid's thumbs: up (+1) rates and selects the candidate for the next round (unless it is
+    picked already: that pick stays as it was made), down (-1) rates and unselects it, and the same thumb
+    again takes the rating back, and with a like the pick that like made, so a toggle undoes what it did."""
     rating = session.scalar(select(Rating).where(Rating.candidate_id == candidate.id, Rating.user_id == user.id))
+    selection = session.scalar(select(Selection).where(Selection.candidate_id == candidate.id))
     if rating is not None and rating.value == value:
         session.delete(rating)
+        if value > 0 and selection is not None and selection.rule == LIKE:
+            session.delete(selection)
         session.commit()
         return
     rate_candidate(session, candidate, user, value)
-    select_candidate(session, candidate, user, value > 0)
+    if value < 0:
+        select_candidate(session, candidate, user, False)
+    elif selection is None:
+        select_candidate(session, candidate, user, True, rule=LIKE)
 
 
 # ---- styles, rounds and generations as the API and the pages ask for them ----------------------------------------
@@ -345,8 +360,9 @@ def thumb(session: Session, candidate: Candidate, user: User, value: int) -> Non
 MAX_NAME_CHARS = 500  # a base model id or folder: what its database column holds
 
 
-def create_style(session: Session, settings: Settings, user: User, body: StyleCreate, image: bytes) -> Style:
-    """Store a new style and its reference image (at most STYLEDROP_REFERENCE_MAX_SIDE px, PNG when small,
+def create_style(session: Session, settings: Settings, user: User, body: StyleCreate,
+                 image: bytes | list[bytes]) -> Style:
+    """Store a new style and its reference image or images (at most STYLEDROP_REFERENCE_MAX_SIDE px, PNG when small,
     else WebP). Training starts with start_round. Refused before anything is stored: 422 (text, a base model
     not in STYLEDROP_BASE_MODELS), 413 (too large, over the stored-MB quota), 429 (styles quota), 400/415
     (not an image). The image work runs outside any transaction (app.uploads.create_style)."""
@@ -435,11 +451,14 @@ def create_generation(session: Session, settings: Settings, dispatcher: Dispatch
         if rnd is None:
             raise ApiError(409, f"Style {style.id} has no finished round yet; train one first "
                                 f"(POST /api/v1/styles/{style.id}/rounds).")
+    descriptor = style.descriptor if body.descriptor is None else \
+        clean_text(body.descriptor, "descriptor", settings) if body.descriptor.strip() else ""
     callback_url = check_callback_url(body.callback_url, settings)
     check_job_quota(session, user.id, settings, generation=True)
     generation = Generation(style_id=style.id, round_id=rnd.id, user_id=user.id, status=RoundStatus.queued.value,
                             request=body.model_dump(exclude={"callback_url"}) | {"prompts": prompts,
-                                                                                   "round_id": rnd.id},
+                                                                                   "round_id": rnd.id,
+                                                                                   "descriptor": descriptor},
                             callback_url=callback_url)
     session.add(generation)
     session.commit()

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     max_stored_mb_per_user: int = Field(default=2048, ge=0)
     # References are stored at most this many pixels on their longest side (the models read 256-512 px).
     reference_max_side: int = Field(default=1024, ge=64, le=4096)
+    # Reference images of one style (StyleDrop works from one image, "sometimes a few"); each one trains every round.
+    max_references: int = Field(default=4, ge=1, le=16)
     # Base models a style may use, comma-separated: hub ids, local folders or offline presets. STYLEDROP_MODEL
     # (the default for new styles) is always allowed.
     base_models: str = "amused/amused-256,amused/amused-512,tiny,amused-256-random,amused-512-random"

@@ -25,8 +25,9 @@ def style_dir(style_id: int) -> str:
     return f"styles/{style_id}"
 
 
-def reference_path(style_id: int, suffix: str = ".png") -> str:
-    return f"styles/{style_id}/reference{suffix}"
+def reference_path(style_id: int, suffix: str = ".png", index: int = 0) -> str:
+    """reference.png for a style's first reference image, reference-2.png, … for more (as the engine names them)."""
+    return f"styles/{style_id}/reference{f'-{index + 1}' if index else ''}{suffix}"
 
 
 MEDIA_TYPES = {".png": "image/png", ".webp": "image/webp", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}

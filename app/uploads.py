@@ -122,36 +122,50 @@ def check_style_quota(session: Session, settings: Settings, user_id: int | None,
 
 # ---- the style ----------------------------------------------------------------------------------------------
 
-def create_style(session: Session, settings: Settings, user: User, data: bytes, fields: dict[str, Any]) -> Style:
-    """Store a new style: `fields` are the Style columns already checked (content, descriptor, base_model,
-    adapter_kind, settings). The heavy work (decode, checks, shrink, encode, file write) runs before the
-    write transaction; the transaction only inserts the row and renames the written file into place."""
+def create_style(session: Session, settings: Settings, user: User, data: bytes | list[bytes],
+                 fields: dict[str, Any]) -> Style:
+    """Store a new style from one reference image or a few: `fields` are the Style columns already checked
+    (content, descriptor, base_model, adapter_kind, settings). The heavy work (decode, checks, shrink, encode,
+    file writes) runs before the write transaction; the transaction only inserts the row and renames the
+    written files into place."""
+    uploads_data = data if isinstance(data, list) else [data]
+    if not uploads_data:
+        raise ApiError(422, "Upload at least one reference image.")
+    if len(uploads_data) > settings.max_references:
+        raise ApiError(422, f"{len(uploads_data)} reference images; a style takes at most {settings.max_references}.")
     session.commit()  # end whatever the request began: no lock is held during the work below
     check_style_quota(session, settings, user.id)  # cheap refusals first
-    reference = prepare_reference(data, settings)
-    check_storage_quota(session, settings, user.id, adding=len(reference.data))
+    references = [prepare_reference(item, settings) for item in uploads_data]
+    check_storage_quota(session, settings, user.id, adding=sum(len(r.data) for r in references))
     session.commit()  # the quota reads above end here, before the seconds of file work
     uploads = storage.resolve(settings.storage_root, "uploads")
     uploads.mkdir(parents=True, exist_ok=True)
-    staged = uploads / f"{secrets.token_hex(8)}{reference.suffix}"
-    staged.write_bytes(reference.data)
+    staged = []
+    for reference in references:
+        staged.append(uploads / f"{secrets.token_hex(8)}{reference.suffix}")
+        staged[-1].write_bytes(reference.data)
+    finals: list[Path] = []
     try:
         style = Style(user_id=user.id, reference_path="", **fields)
         session.add(style)
         session.flush()  # the write transaction starts here ...
         check_style_quota(session, settings, user.id, including_new=True)  # again, under the write lock
-        style.reference_path = storage.reference_path(style.id, reference.suffix)
-        final = storage.resolve(settings.storage_root, style.reference_path)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, final)  # a rename, not a copy
+        paths = [storage.reference_path(style.id, r.suffix, i) for i, r in enumerate(references)]
+        style.reference_path, style.extra_references = paths[0], paths[1:]
+        for source, relative in zip(staged, paths):
+            finals.append(storage.resolve(settings.storage_root, relative))
+            finals[-1].parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, finals[-1])  # a rename, not a copy
         try:
             session.commit()  # ... and ends here
         except Exception:
-            Path(final).unlink(missing_ok=True)
+            for final in finals:
+                Path(final).unlink(missing_ok=True)
             raise
     except Exception:
         session.rollback()
-        staged.unlink(missing_ok=True)
+        for source in staged:
+            source.unlink(missing_ok=True)
         raise
     session.refresh(style)
     return style

@@ -1,13 +1,17 @@
-// Rating grid keyboard shortcuts (documented on the page next to the grid):
-//   ← → ↑ ↓ or j / k   move the focus between candidate cards
-//   u or +             thumbs up (also selects the image for the next round)
-//   d or -             thumbs down (also unselects it)
-//   s or space         select / unselect
-// The card buttons are htmx buttons; a key "clicks" the focused card's button, and the focus comes back to
-// the same card after htmx swaps it in.
+// The rating grid, built for rating 64 images with one key each (the help is on the page, behind "?"):
+//   ← → ↑ ↓ or j / k   move between candidate cards (one Tab stop per grid: a roving tabindex)
+//   u or +             thumbs up (also selects the image for the next round), then on to the next image
+//   d or -             thumbs down (also unselects it), then on
+//   s or space         select / unselect, then on
+//   Enter or a click   the enlarged view (a <dialog>) beside the reference, where the same keys work
+//   ?                  show or hide the shortcut help
+// The card buttons are htmx buttons: a key "clicks" the card's button and htmx swaps the card the server
+// sends back. The image size slider sets one CSS variable, remembered in localStorage.
 (function () {
   "use strict";
-  var focusId = null;
+  var SIZE_KEY = "styledrop.gridSize";
+  var focusId = null;   // the card the keyboard is on
+  var viewerId = null;  // the card the enlarged view shows
 
   function cards() {
     return Array.prototype.filter.call(document.querySelectorAll(".card[tabindex]"), function (el) {
@@ -15,8 +19,26 @@
     });
   }
 
+  // One Tab stop per grid: the card the keyboard was last on (else the first) has tabindex 0.
+  function rove(card) {
+    var wrap = card.closest(".grid-wrap") || document;
+    Array.prototype.forEach.call(wrap.querySelectorAll(".card[tabindex]"), function (el) {
+      el.setAttribute("tabindex", el === card ? "0" : "-1");
+    });
+  }
+
+  function settleTabStops() {
+    Array.prototype.forEach.call(document.querySelectorAll(".grid-wrap"), function (wrap) {
+      var all = wrap.querySelectorAll(".card[tabindex]");
+      if (!all.length || wrap.querySelector('.card[tabindex="0"]')) return;
+      var mine = focusId && document.getElementById(focusId);
+      rove(mine && wrap.contains(mine) ? mine : all[0]);
+    });
+  }
+
   function focusCard(card) {
     if (!card) return;
+    rove(card);
     card.focus();
     focusId = card.id;
     card.scrollIntoView({ block: "nearest" });
@@ -37,15 +59,133 @@
     return best;
   }
 
+  function actionFor(key) {
+    if (key === "u" || key === "+") return "up";
+    if (key === "d" || key === "-") return "down";
+    if (key === "s" || key === " ") return "select";
+    return null;
+  }
+
+  // Send the card's button's request for the action; true if there was one. Through htmx.ajax rather than
+  // a click: a card htmx has just swapped in is not wired up for a few milliseconds, and a fast key must not
+  // be lost. The grid's hx-sync queues the requests, so the counts they bring back arrive in order.
+  function act(card, action) {
+    var button = card && card.querySelector('[data-action="' + action + '"]');
+    if (!button || button.disabled) return false;
+    var url = button.getAttribute("hx-put") || button.getAttribute("hx-post");
+    if (window.htmx && url) {
+      window.htmx.ajax(button.hasAttribute("hx-put") ? "PUT" : "POST", url,
+        { source: button, target: "#" + card.id, swap: "outerHTML" });
+    } else {
+      button.click();
+    }
+    return true;
+  }
+
+  function neighbour(card, step) {
+    var all = cards();
+    var index = all.indexOf(card);
+    if (index < 0) return null;
+    return all[Math.min(Math.max(index + step, 0), all.length - 1)];
+  }
+
+  // ---- the enlarged view ----------------------------------------------------------------------------------
+
+  var viewer = document.getElementById("viewer");
+
+  function viewerCard() { return viewerId ? document.getElementById(viewerId) : null; }
+
+  function describe(card) {
+    var parts = [];
+    if (card.classList.contains("liked")) parts.push("thumbs up");
+    if (card.classList.contains("disliked")) parts.push("thumbs down");
+    if (card.classList.contains("selected")) parts.push("selected");
+    return parts.length ? parts.join(", ") : "not rated";
+  }
+
+  function paintViewer() {
+    var card = viewerCard();
+    if (!viewer || !card) return;
+    var img = card.querySelector("img");
+    var all = cards();
+    document.getElementById("viewer-img").src = img.src;
+    document.getElementById("viewer-img").alt = img.alt;
+    document.getElementById("viewer-title").textContent =
+      "Image " + (all.indexOf(card) + 1) + " of " + all.length;
+    document.getElementById("viewer-caption").textContent =
+      (card.getAttribute("data-prompt") || "") + " · seed " + (card.getAttribute("data-seed") || "");
+    document.getElementById("viewer-state").textContent = describe(card);
+    ["up", "down", "select"].forEach(function (action) {
+      var source = card.querySelector('[data-action="' + action + '"]');
+      var target = viewer.querySelector('[data-viewer="' + action + '"]');
+      if (source && target) target.setAttribute("aria-pressed", source.getAttribute("aria-pressed") || "false");
+    });
+  }
+
+  function openViewer(card) {
+    if (!viewer || !card) return;
+    viewerId = card.id;
+    focusId = card.id;
+    paintViewer();
+    if (!viewer.open) viewer.showModal();
+  }
+
+  function viewerMove(step) {
+    var next = neighbour(viewerCard(), step);
+    if (next) { viewerId = next.id; focusId = next.id; paintViewer(); }
+  }
+
+  if (viewer) {
+    viewer.addEventListener("click", function (e) {
+      var button = e.target.closest ? e.target.closest("[data-viewer]") : null;
+      if (!button) return;
+      var what = button.getAttribute("data-viewer");
+      if (what === "close") viewer.close();
+      else if (what === "prev") viewerMove(-1);
+      else if (what === "next") viewerMove(1);
+      else if (act(viewerCard(), what)) viewerMove(1);
+    });
+    viewer.addEventListener("close", function () {
+      var card = viewerCard();
+      viewerId = null;
+      if (card) focusCard(card);
+    });
+  }
+
+  // ---- keys ---------------------------------------------------------------------------------------------
+
+  function toggleHelp() {
+    var help = Array.prototype.find.call(document.querySelectorAll("details.kbd-help"), function (el) {
+      return el.offsetParent !== null;
+    });
+    if (help) help.open = !help.open;
+  }
+
   document.addEventListener("keydown", function (e) {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     var t = e.target;
     if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+    var key = e.key;
+    if (viewer && viewer.open) {
+      var step = (key === "ArrowRight" || key === "j" || key === "ArrowDown") ? 1
+        : (key === "ArrowLeft" || key === "k" || key === "ArrowUp") ? -1 : 0;
+      var inViewer = actionFor(key);
+      if (step) { e.preventDefault(); viewerMove(step); }
+      else if (inViewer && !(key === " " && t && t.tagName === "BUTTON")) {
+        e.preventDefault();
+        if (act(viewerCard(), inViewer)) viewerMove(1);
+      }
+      return;
+    }
+    if (key === "?") { e.preventDefault(); toggleHelp(); return; }
     var all = cards();
     if (!all.length) return;
     var current = t && t.closest ? t.closest(".card[tabindex]") : null;
+    if (!current && (!t || t === document.body) && focusId) {  // the focused card was just swapped out
+      current = document.getElementById(focusId);
+      if (current && all.indexOf(current) < 0) current = null;
+    }
     var index = current ? all.indexOf(current) : -1;
-    var key = e.key;
     var next = null;
     if (key === "ArrowRight" || key === "j") next = all[Math.min(index + 1, all.length - 1)];
     else if (key === "ArrowLeft" || key === "k") next = all[Math.max(index - 1, 0)];
@@ -57,30 +197,58 @@
       return;
     }
     if (!current) return;
-    var action = null;
-    if (key === "u" || key === "+") action = "up";
-    else if (key === "d" || key === "-") action = "down";
-    else if (key === "s" || key === " ") action = "select";
-    if (!action) return;
-    var button = current.querySelector('[data-action="' + action + '"]');
-    if (button && !button.disabled) {
+    if (key === "Enter" && t === current) { e.preventDefault(); openViewer(current); return; }
+    var action = actionFor(key);
+    if (action && act(current, action)) {
       e.preventDefault();
-      focusId = current.id;
-      button.click();
+      focusCard(neighbour(current, 1) || current);  // one key per image: on to the next
     }
+  });
+
+  document.addEventListener("click", function (e) {
+    var opener = e.target && e.target.closest ? e.target.closest('[data-open="viewer"]') : null;
+    var card = opener && opener.closest(".card[tabindex]");
+    if (card) openViewer(card);
   });
 
   document.addEventListener("focusin", function (e) {
     var card = e.target && e.target.closest ? e.target.closest(".card[tabindex]") : null;
-    if (card) focusId = card.id;
+    if (card) { focusId = card.id; rove(card); }
   });
 
-  // After htmx replaced a card (a vote), keep the keyboard focus on it.
-  document.addEventListener("htmx:afterSettle", function () {
-    if (!focusId) return;
+  // ---- image size --------------------------------------------------------------------------------------
+
+  function storedSize() {
+    try { return window.localStorage.getItem(SIZE_KEY); } catch (err) { return null; }
+  }
+
+  function applySize(value) {
+    if (!value) return;
+    document.documentElement.style.setProperty("--card-min", value + "px");
+    Array.prototype.forEach.call(document.querySelectorAll("input.grid-size"), function (input) {
+      if (input.value !== String(value)) input.value = value;
+    });
+  }
+
+  document.addEventListener("input", function (e) {
+    if (!e.target.classList || !e.target.classList.contains("grid-size")) return;
+    applySize(e.target.value);
+    try { window.localStorage.setItem(SIZE_KEY, e.target.value); } catch (err) { /* private mode: not kept */ }
+  });
+
+  // After htmx swapped a card (a vote) or a grid: tab stops, size, the enlarged view, the keyboard focus
+  // (at once, on afterSwap, so a key pressed right after a vote reaches the card).
+  document.addEventListener("htmx:afterSwap", function () {
+    settleTabStops();
+    applySize(storedSize());
+    if (viewer && viewer.open) paintViewer();
+    if (!focusId || (viewer && viewer.open)) return;
     var active = document.activeElement;
     if (active && active !== document.body && active.closest && active.closest(".card")) return;
     var card = document.getElementById(focusId);
-    if (card && card.getAttribute("tabindex") !== null) card.focus({ preventScroll: true });
+    if (card && card.getAttribute("tabindex") !== null) { rove(card); card.focus({ preventScroll: true }); }
   });
+
+  settleTabStops();
+  applySize(storedSize());
 })();

@@ -57,7 +57,7 @@
       var files = e.dataTransfer && e.dataTransfer.files;
       if (!files || !files.length) return;
       var transfer = new DataTransfer();  // put the dropped file into the real input, so the form sends it
-      transfer.items.add(files[0]);
+      for (var i = 0; i < files.length; i++) transfer.items.add(files[i]);
       input.files = transfer.files;
       show(files[0]);
     });

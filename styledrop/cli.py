@@ -74,7 +74,11 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
     _add_sampling_flags(p)
     p.add_argument("--temperature", type=float, nargs=2, default=None, metavar=("START", "END"),
                    help="default: the adapter's round default (2 0)")
-    p.add_argument("--no-descriptor", action="store_true", help="leave the style descriptor out of the prompt")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--no-descriptor", action="store_true", help="leave the style descriptor out of the prompt")
+    which.add_argument("--descriptor", default=None,
+                       help='another style descriptor for these images (e.g. "golden 3d rendering" for a style '
+                            'trained as "melting golden 3d rendering")')
     p.add_argument("--content", default=None, help="content (subject) adapter folder to compose with the style; "
                    'prompts may say "[V]" for its identifier')
     p.add_argument("--mix", type=float, default=0.5, help="γ: weight of the content model's logits (paper: 0.5-0.7)")
@@ -279,6 +283,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .prompts import check_prompt_text
     from .sampling import image_seeds
     from .styles import generate_with_style, load_style
 
@@ -294,6 +299,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         samples = generate_composed(style, subject, args.contents, args.mix, config, args.composition, on_step=tick)
     else:
         samples = generate_with_style(style, args.contents, config, with_descriptor=not args.no_descriptor,
+                                      descriptor=check_prompt_text(args.descriptor, "descriptor") if args.descriptor else None,
                                       on_step=tick, seeds=image_seeds(args.seed, len(args.contents) * config.num_images))
     bar.close()
     out = Path(args.out)

@@ -69,6 +69,11 @@ class TrainingItem(BaseModel):
     content: str
     candidate_id: int | None = None
 
+    @property
+    def is_reference(self) -> bool:
+        """A reference image of the style (every one is in every round's set), not a selected candidate."""
+        return self.candidate_id is None
+
 
 class CandidatePlan(BaseModel):
     """The candidate pool: `per_prompt` images of each prompt (the first `count` built-in prompts unless
@@ -96,6 +101,11 @@ class RoundPlan(BaseModel):
     adapter: AdapterPlan = Field(default_factory=AdapterPlan)
     train: TrainingPlan = Field(default_factory=TrainingPlan)
     training_set: list[TrainingItem] = Field(default_factory=list)
+
+    @property
+    def references(self) -> list[TrainingItem]:
+        """The style's reference images of this round's training set (style scores compare with all of them)."""
+        return [item for item in self.training_set if item.is_reference]
     based_on_round: int | None = None  # the database id of the round whose selection this one trains on
     candidates: CandidatePlan = Field(default_factory=CandidatePlan)
     sampling: SamplingDefaults = Field(default_factory=SamplingDefaults)

@@ -111,8 +111,12 @@ class LoadedStyle:
     folder: Path | None = None
     extra: dict = field(default_factory=dict)
 
-    def prompt(self, content: str, with_descriptor: bool = True) -> str:
-        return style_prompt(content, self.meta.descriptor if with_descriptor else None)
+    def prompt(self, content: str, with_descriptor: bool = True, descriptor: str | None = None) -> str:
+        """The sampling prompt: the stored descriptor, another one (the paper edits descriptors at sampling,
+        §4.4.2: "melting golden 3d rendering" → "golden 3d rendering"), or none."""
+        if not with_descriptor:
+            return style_prompt(content, None)
+        return style_prompt(content, descriptor if descriptor is not None else self.meta.descriptor)
 
 
 def load_style(path: str | os.PathLike, components: Components | None = None, model: str | None = None,
@@ -128,8 +132,9 @@ def load_style(path: str | os.PathLike, components: Components | None = None, mo
 
 def generate_with_style(style: LoadedStyle, contents: list[str], config: SampleConfig | None = None,
                         with_descriptor: bool = True, on_step: StepCallback | None = None,
-                        seeds: list[int] | None = None) -> Samples:
+                        seeds: list[int] | None = None, descriptor: str | None = None) -> Samples:
     """Generate images of the given contents ("a cat") in the style ("A cat in watercolor painting style").
-    `seeds`: one per image, each drawn from its own generator (styledrop.sampling.generate)."""
-    prompts = [style.prompt(c, with_descriptor) for c in contents]
+    `seeds`: one per image, each drawn from its own generator (styledrop.sampling.generate). `descriptor`:
+    another descriptor than the style's (with_descriptor=False: none)."""
+    prompts = [style.prompt(c, with_descriptor, descriptor) for c in contents]
     return generate(style.components, prompts, config, adapter=style.adapter, on_step=on_step, seeds=seeds)

@@ -43,6 +43,13 @@ def test_train_then_generate_writes_a_style_and_pngs(tmp_path, reference_file, c
     assert main(["info", str(style)]) == 0
     assert json.loads(capsys.readouterr().out)["kind"] == adapter
 
+    # the descriptor can be edited or left out when sampling (paper §4.4.2)
+    for flags, prompt in ((["--descriptor", "ink wash painting"], "A cat in ink wash painting style"),
+                          (["--no-descriptor"], "A cat")):
+        edited = tmp_path / f"edited-{len(flags)}"
+        assert main(["generate", str(style), "a cat", "--out", str(edited), "--steps", "2"] + flags) == 0
+        assert json.loads((edited / "generations.json").read_text())["images"][0]["prompt"] == prompt
+
 
 def test_missing_image_is_one_clear_line(tmp_path, capsys):
     code = main(TRAIN + ["--image", str(tmp_path / "nope.png"), "--out", str(tmp_path / "s")])

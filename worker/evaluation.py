@@ -44,7 +44,7 @@ def run_evaluation(settings: Settings, evaluation_id: int) -> str:
         evaluation = session.get(Evaluation, evaluation_id)
         request = dict(evaluation.request)
         style = session.get(Style, evaluation.style_id)
-        base_model, reference_rel = style.base_model, style.reference_path
+        base_model, reference_paths = style.base_model, style.reference_paths
         rounds = [(r.number, r.adapter_path) for r in session.scalars(
             select(Round).where(Round.style_id == style.id, Round.status == RoundStatus.succeeded.value,
                                 Round.adapter_path.is_not(None)).order_by(Round.number))]
@@ -52,7 +52,7 @@ def run_evaluation(settings: Settings, evaluation_id: int) -> str:
         root = settings.storage_root
         components = engine_cache.components(base_model)
         clip = scorer(settings.clip_scorer(base_model), engine_cache.device())
-        reference = load_image(storage.resolve(root, reference_rel))
+        reference = [load_image(storage.resolve(root, path)) for path in reference_paths]  # all of them
         rows = evaluate_adapter_files([(n, storage.resolve(root, p)) for n, p in rounds], components, clip,
                                       reference, list(request["prompts"]), int(request["per_prompt"]),
                                       int(request["seed"]), steps=settings.sample_steps)

@@ -22,6 +22,7 @@ from sqlalchemy import delete, or_, select, update
 from app import storage
 from app.db import session_factory
 from app.fencing import Attempt, StaleAttempt, sha256
+from app.loss_curve import add_loss_point
 from app.models import Candidate, Generation, Round, RoundStatus, Style, utcnow
 from app.services import reap_stale, requeued_values, send_again, wait_afresh
 from app.settings import Settings
@@ -127,22 +128,27 @@ def why_stopped(settings: Settings, round_id: int, cancelled: str) -> Exception:
 
 
 def progress_writer(settings: Settings, round_id: int) -> Callable[[Any], None]:
-    """The engine's on_progress: step, loss and ETA to the round's row, about once a second."""
-    state = {"at": 0.0, "first": True}
+    """The engine's on_progress: step, loss and ETA to the round's row, about once a second, and the loss
+    curve so far (an attempt that resumes goes on with the curve of the earlier one)."""
+    state: dict[str, Any] = {"at": 0.0, "first": True, "curve": []}
 
     def on_progress(p: Any) -> None:
         first: dict[str, Any] = {}
         if state["first"]:  # the first step of this attempt tells where training (re)started
             state["first"] = False
             with session_factory(settings)() as session:
-                metrics = session.scalar(select(Round.metrics).where(Round.id == round_id)) or {}
+                rnd = session.get(Round, round_id)
+                metrics, curve = rnd.metrics or {}, rnd.loss_curve or []
             first["metrics"] = dict(metrics, started_at_step=int(p.step) - 1)  # with the step: seen together
+            state["curve"] = [pt for pt in curve if pt[0] < int(p.step)]  # a resumed attempt goes on from its step
         now = time.monotonic()
         if not first and now - state["at"] < settings.progress_interval_seconds and p.step < p.total:
             return
         state["at"] = now
+        state["curve"] = add_loss_point(state["curve"], int(p.step), float(p.loss))
         _update_round(settings, round_id, step=int(p.step), total_steps=int(p.total), loss=float(p.loss),
-                      eta_seconds=round(float(p.eta_seconds), 1), heartbeat_at=utcnow(), **first)
+                      eta_seconds=round(float(p.eta_seconds), 1), heartbeat_at=utcnow(),
+                      loss_curve=state["curve"], **first)
 
     return on_progress
 
@@ -379,7 +385,8 @@ def _score(settings: Settings, round_id: int, plan: RoundPlan, made: list[tuple[
     from styledrop.images import load_image
 
     _update_round(settings, round_id, phase="scoring")
-    reference = load_image(storage.resolve(settings.storage_root, plan.training_set[0].image))
+    # every reference image of the style: the scorer compares with their mean direction
+    reference = [load_image(storage.resolve(settings.storage_root, item.image)) for item in plan.references]
     name = plan.candidates.clip_model or settings.clip_scorer(plan.model)
     try:
         text, style = scoring.score_candidates(reference, [m[1] for m in made], [m[2] for m in made], name=name,
@@ -429,7 +436,9 @@ def run_generation(settings: Settings, generation_id: int) -> str:
                                    adapter_guidance=request.get("adapter_guidance"))
             prompts = list(request["prompts"])
             seeds = image_seeds(config.seed, len(prompts) * config.num_images)  # the seed contract (README)
-            samples = generate_with_style(loaded, prompts, config, seeds=seeds)
+            descriptor = request.get("descriptor")  # what the request chose: None (older rows) = the style's
+            samples = generate_with_style(loaded, prompts, config, seeds=seeds, with_descriptor=descriptor != "",
+                                          descriptor=descriptor or None)
         finally:
             loaded.adapter.detach()
         paths = []

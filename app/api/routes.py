@@ -84,6 +84,9 @@ def health() -> dict[str, str]:
              responses=refusals(400, 413, 415, 422, 429))
 def create_style(session: SessionDep, settings: SettingsDep, user: UserDep, idempotency: IdempotencyDep,
                  image: UploadFile = File(..., description="the style reference (PNG, JPEG or WebP)"),
+                 more_images: list[UploadFile] = File(default=[], description="more reference images of the same "
+                                                      "style (at most STYLEDROP_MAX_REFERENCES in all); every "
+                                                      "round trains on all of them"),
                  content: str = _style_field("content", ...),
                  descriptor: str = _style_field("descriptor", ...),
                  base_model: str | None = _style_field("base_model"),
@@ -99,8 +102,9 @@ def create_style(session: SessionDep, settings: SettingsDep, user: UserDep, idem
                            steps=steps, learning_rate=learning_rate, rank=rank, seed=seed)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from exc
-    data = image.file.read(settings.max_upload_bytes + 1)  # before the guard: its hash is part of the request
-    with idempotency.guard(user.id, "create_style", body.model_dump(mode="json"), {"image": data}) as replay:
+    data = [f.file.read(settings.max_upload_bytes + 1) for f in (image, *more_images)]  # before the guard:
+    files = {f"image-{i}": d for i, d in enumerate(data)}  # their hashes are part of the request
+    with idempotency.guard(user.id, "create_style", body.model_dump(mode="json"), files) as replay:
         if replay is not None:
             return replay
         return idempotency.done(201, style_out(services.create_style(session, settings, user, body, data)))
@@ -132,6 +136,15 @@ def delete_style(style: OwnedStyle, session: SessionDep, settings: SettingsDep) 
 def style_reference(style: ReadableStyle, settings: SettingsDep) -> FileResponse:
     return _file(settings, style.reference_path, f"The reference of style {style.id}",
                  storage.media_type(style.reference_path))
+
+
+@router.get("/styles/{style_id}/references/{index}", response_class=FileResponse, tags=["styles"])
+def style_reference_at(style: ReadableStyle, index: int, settings: SettingsDep) -> FileResponse:
+    """Reference image `index` (0 is the first, the one /reference gives)."""
+    paths = style.reference_paths
+    if not 0 <= index < len(paths):
+        raise ApiError(404, f"Style {style.id} has no reference {index} (it has {len(paths)}).")
+    return _file(settings, paths[index], f"Reference {index} of style {style.id}", storage.media_type(paths[index]))
 
 
 @router.get("/styles/{style_id}/adapter", response_class=FileResponse, tags=["styles"])

@@ -1,4 +1,5 @@
-"""A small inline SVG chart of the mean CLIP text and style score per round (no JavaScript, no library)."""
+"""A small inline SVG chart of the mean CLIP text and style score per round (no JavaScript, no library),
+each score on its own axis fitted to its values."""
 
 from __future__ import annotations
 
@@ -18,27 +19,36 @@ class RoundScores:
     style: float | None
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.3f}"
+def _fmt(value: float, digits: int = 3) -> str:
+    return f"{value:.{digits}f}"
 
 
-def scores_chart(rows: list[RoundScores], width: int = 360, height: int = 180) -> Markup:
-    """Two lines (text score, style score) over the rounds that have scores; an empty string if none has."""
+def _fit(values: list[float]) -> tuple[float, float, int]:
+    """The axis range fitted to the values (a little margin, never a zero span) and the decimals its ticks
+    need to tell the values apart: rounds 0.001 apart must not look flat."""
+    low, high = min(values), max(values)
+    span = high - low
+    pad = span * 0.15 if span > 0 else max(abs(high) * 0.01, 0.001)
+    low, high = low - pad, high + pad
+    digits = 3
+    while digits < 6 and (high - low) / 2 < 10 ** -digits * 2:
+        digits += 1
+    return low, high, digits
+
+
+def scores_chart(rows: list[RoundScores], width: int = 360, height: int = 220) -> Markup:
+    """Two bands, text score above and style score below, each with its own axis fitted to its own values
+    (the two scores live on different scales, so one shared axis flattens both); an empty string if no
+    round has scores."""
     rows = [r for r in rows if r.text is not None or r.style is not None]
     if not rows:
         return Markup("")
-    values = [v for r in rows for v in (r.text, r.style) if v is not None]
-    low, high = min(values), max(values)
-    pad = max((high - low) * 0.15, 0.01)
-    low, high = low - pad, high + pad
-    left, right, top, bottom = 48, 30, 14, 30
-    plot_w, plot_h = width - left - right, height - top - bottom
+    left, right, top, bottom, gap = 52, 30, 10, 24, 24
+    band_h = (height - top - bottom - gap) / 2
+    plot_w = width - left - right
 
     def x(i: int) -> float:
         return left + (plot_w / 2 if len(rows) == 1 else plot_w * i / (len(rows) - 1))
-
-    def y(v: float) -> float:
-        return top + plot_h * (1 - (v - low) / (high - low))
 
     parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
              f'aria-labelledby="chart-title chart-desc" xmlns="http://www.w3.org/2000/svg">',
@@ -46,20 +56,67 @@ def scores_chart(rows: list[RoundScores], width: int = 360, height: int = 180) -
     desc = "; ".join(f"round {r.number}: text {_fmt(r.text) if r.text is not None else 'n/a'}, "
                      f"style {_fmt(r.style) if r.style is not None else 'n/a'}" for r in rows)
     parts.append(f'<desc id="chart-desc">{escape(desc)}</desc>')
-    for k in range(3):  # horizontal grid lines with their values
-        v = low + (high - low) * k / 2
-        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>')
-        parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" class="tick">{_fmt(v)}</text>')
-    for i, r in enumerate(rows):
-        parts.append(f'<text x="{x(i):.1f}" y="{height - 10}" text-anchor="middle" class="tick">'
-                     f'round {r.number}</text>')
-    for attr, color, name in (("text", TEXT_COLOR, "text"), ("style", STYLE_COLOR, "style")):
-        points = [(x(i), y(getattr(r, attr))) for i, r in enumerate(rows) if getattr(r, attr) is not None]
+    for band, (attr, color, name) in enumerate((("text", TEXT_COLOR, "text"), ("style", STYLE_COLOR, "style"))):
+        values = [getattr(r, attr) for r in rows if getattr(r, attr) is not None]
+        band_top = top + band * (band_h + gap)
+        parts.append(f'<text x="{left}" y="{band_top + 9:.1f}" class="tick band-name">{name} score</text>')
+        if not values:
+            continue
+        low, high, digits = _fit(values)
+
+        def y(v: float, band_top: float = band_top, low: float = low, high: float = high) -> float:
+            return band_top + band_h * (1 - (v - low) / (high - low))
+
+        for k in range(3):  # horizontal grid lines with their values
+            v = low + (high - low) * k / 2
+            parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>')
+            parts.append(f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" class="tick">'
+                         f'{_fmt(v, digits)}</text>')
+        scored = [(i, r) for i, r in enumerate(rows) if getattr(r, attr) is not None]
+        points = [(x(i), y(getattr(r, attr))) for i, r in scored]
         if len(points) > 1:
             path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
             parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
-        for (px, py), r in zip(points, [r for r in rows if getattr(r, attr) is not None], strict=True):
+        for (px, py), (_, r) in zip(points, scored, strict=True):
             parts.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="4" fill="{color}">'
-                         f'<title>round {r.number}: {name} score {_fmt(getattr(r, attr))}</title></circle>')
+                         f'<title>round {r.number}: {name} score {_fmt(getattr(r, attr), digits)}</title></circle>')
+    for i, r in enumerate(rows):
+        parts.append(f'<text x="{x(i):.1f}" y="{height - 6}" text-anchor="middle" class="tick">'
+                     f'round {r.number}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def loss_chart(points: list, total_steps: int, width: int = 360, height: int = 120) -> Markup:
+    """The training loss over the steps so far (x spans the whole run, so the curve grows to the right as
+    training goes); an empty string with fewer than two points."""
+    points = [(float(p[0]), float(p[1])) for p in points or [] if len(p) == 2]
+    if len(points) < 2:
+        return Markup("")
+    left, right, top, bottom = 44, 10, 8, 22
+    plot_w, plot_h = width - left - right, height - top - bottom
+    steps = max(float(total_steps or 0), points[-1][0], 1.0)
+    low, high, digits = _fit([loss for _, loss in points])
+    digits = min(digits, 4)
+
+    def x(step: float) -> float:
+        return left + plot_w * step / steps
+
+    def y(loss: float) -> float:
+        return top + plot_h * (1 - (loss - low) / (high - low))
+
+    path = " ".join(f"{x(s):.1f},{y(v):.1f}" for s, v in points)
+    last_step, last_loss = points[-1]
+    parts = [f'<svg class="chart loss-chart" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="Training loss: {_fmt(points[0][1], digits)} at step {points[0][0]:.0f}, '
+             f'{_fmt(last_loss, digits)} at step {last_step:.0f} of {steps:.0f}" xmlns="http://www.w3.org/2000/svg">']
+    for k in (0, 2):
+        v = low + (high - low) * k / 2
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" class="grid"/>')
+        parts.append(f'<text x="{left - 5}" y="{y(v) + 4:.1f}" text-anchor="end" class="tick">{_fmt(v, digits)}</text>')
+    parts.append(f'<text x="{left}" y="{height - 6}" class="tick">step 0</text>')
+    parts.append(f'<text x="{width - right}" y="{height - 6}" text-anchor="end" class="tick">{steps:.0f}</text>')
+    parts.append(f'<polyline points="{path}" fill="none" stroke="{TEXT_COLOR}" stroke-width="1.6"/>')
+    parts.append(f'<circle cx="{x(last_step):.1f}" cy="{y(last_loss):.1f}" r="3" fill="{TEXT_COLOR}"/>')
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -19,12 +19,14 @@ from ..models import Generation, Round, RoundStatus, Style
 from ..schemas import GenerationCreate
 from ..settings import Settings
 from .forms import form_values, parse_form
+from .queue import ahead_text, jobs_ahead
 from .rendering import render
 from .views import generation_view
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
 
-LABELS = {"prompts": "Prompts", "num_images": "Images per prompt", "seed": "Seed", "round_id": "Round"}
+LABELS = {"prompts": "Prompts", "num_images": "Images per prompt", "seed": "Seed", "round_id": "Round",
+          "descriptor": "Style descriptor"}
 MESSAGES = {"prompts": 'Write at least one prompt, one per line (e.g. "a cat").'}
 GENERATIONS_PER_PAGE = 20  # a playground's generations grow: pages (app/paging.py), newest first
 
@@ -35,6 +37,8 @@ def _context(session: Session, settings: Settings, style: Style, values: dict[st
     gens, after = paging.page(session, select(Generation).where(Generation.style_id == style.id), Generation.id,
                               GENERATIONS_PER_PAGE, cursor, descending=True)
     views = [generation_view(g, numbers.get(g.round_id)) for g in gens]
+    for view in views:  # the queue position of each waiting job
+        view["ahead_text"] = ahead_text(jobs_ahead(session, view["row"]))
     return {"style": style, "values": values, "errors": errors, "generations": views,
             "older": f"/styles/{style.id}/playground?cursor={after}" if after else None,
             "adapter_round": services.latest_adapter_round(style), "max_images": settings.max_generation_images,
@@ -45,11 +49,15 @@ def _context(session: Session, settings: Settings, style: Style, values: dict[st
 @router.get("/styles/{style_id}/playground", response_class=HTMLResponse)
 def playground_page(style: PageOwnedStyle, request: Request, session: SessionDep, settings: SettingsDep,
                     user: UserDep) -> HTMLResponse:
-    values = {"prompts": "a cat\na bridge", "num_images": "2", "seed": "0", "round_id": ""}
+    values = {"prompts": "a cat\na bridge", "num_images": "2", "seed": "0", "round_id": "",
+              "descriptor": style.descriptor, "no_descriptor": ""}
     if style.generations:  # start from what was asked last time
         last = max(style.generations, key=lambda g: g.id).request or {}
         values |= {"prompts": "\n".join(last.get("prompts") or []), "num_images": str(last.get("num_images") or 1),
                    "seed": str(last.get("seed") if last.get("seed") is not None else 0)}
+        if last.get("descriptor") is not None:
+            values |= {"descriptor": last["descriptor"] or style.descriptor,
+                       "no_descriptor": "on" if last["descriptor"] == "" else ""}
     return render(request, "playground.html", _context(session, settings, style, values, {},
                                                        request.query_params.get("cursor")))
 
@@ -59,9 +67,15 @@ async def generate_page(style: PageOwnedStyle, request: Request, session: Sessio
                         dispatcher: DispatcherDep, user: UserDep) -> Response:
     """Start a generation job: the form is a GenerationCreate, one prompt per line."""
     posted = (await form_values(request))[0]
-    values = {k: posted.get(k, "") for k in ("prompts", "num_images", "seed", "round_id")}
+    values = {k: posted.get(k, "") for k in ("prompts", "num_images", "seed", "round_id", "descriptor",
+                                              "no_descriptor")}
     prompts = [p.strip() for p in values["prompts"].splitlines() if p.strip()]
-    body, errors = parse_form(GenerationCreate, values | {"prompts": prompts}, LABELS, MESSAGES)
+    # The descriptor box starts with the style's own: unchanged or blank means the style's; the box "none" means
+    # none (GenerationCreate's ""), anything else is another descriptor for these images.
+    descriptor = "" if values["no_descriptor"] else (values["descriptor"].strip() or None)
+    descriptor = None if descriptor == style.descriptor else descriptor
+    body, errors = parse_form(GenerationCreate, values | {"prompts": prompts, "descriptor": descriptor},
+                              LABELS, MESSAGES)
     status, headers = 422, None
     if body is not None:
         try:
@@ -81,4 +95,6 @@ def generation_panel(generation: PageReadableGeneration, request: Request, sessi
                      user: UserDep) -> HTMLResponse:
     """A generation's panel: polls itself while the job is queued or running."""
     rnd = session.get(Round, generation.round_id) if generation.round_id else None
-    return render(request, "_generation.html", {"g": generation_view(generation, rnd and rnd.number)})
+    view = generation_view(generation, rnd and rnd.number)
+    view["ahead_text"] = ahead_text(jobs_ahead(session, generation))
+    return render(request, "_generation.html", {"g": view})

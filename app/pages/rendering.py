@@ -64,6 +64,14 @@ def static_version() -> str:
         return "0"
 
 
+FEEDBACK = {"human": "your picks", "clip": "CLIP's picks", "both": "your picks + CLIP's"}  # rounds.feedback
+
+
+def feedback(value: str | None) -> str:
+    return FEEDBACK.get(value or "", value or "")
+
+
+templates.env.filters["feedback"] = feedback
 templates.env.filters["duration"] = duration
 templates.env.filters["when"] = when
 templates.env.filters["score"] = score

@@ -1,5 +1,6 @@
 """Round and candidate pages (htmx fragments): a round's panel (polling while it runs), cancel and retry,
-the rating grid, CLIP's selection, and one click or key on a candidate (thumbs, select)."""
+the rating grid, CLIP assistance (adds to the person's picks, with Undo), and one click or key on a candidate
+(thumbs, select). Answers that change the selection carry the side table's Picked count out of band."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
-from .. import services
+from .. import picks, services
 from ..api.access import PageOwnedCandidate, PageOwnedRound, PageReadableRound
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard, get_dispatcher
 from ..api.deps import PageUserDep as UserDep
@@ -72,17 +73,50 @@ def round_grid(rnd: PageReadableRound, request: Request, session: SessionDep, us
     return render(request, "_grid.html", {"grid": grid_context(session, rnd, user, sort)})
 
 
-@router.post("/rounds/{round_id}/auto-select", response_class=HTMLResponse)
-def auto_select_page(rnd: PageOwnedRound, request: Request, session: SessionDep, user: UserDep,
-                     sort: str = "prompt") -> HTMLResponse:
-    """CLIP feedback: the best candidate per prompt (replaces the round's selection)."""
-    try:
-        chosen, _ = services.auto_select(session, rnd)
-        notice = f"CLIP selected {len(chosen)} image{'s' if len(chosen) != 1 else ''}: the best per prompt."
-    except ApiError as exc:
-        notice = exc.detail
+def _grid(request: Request, session: Session, user: User, rnd: Round, sort: str, notice: str | None,
+          undo: bool = False) -> HTMLResponse:
+    """The grid after a CLIP assist or its undo, with the side table's Picked count out of band."""
     session.expire_all()
-    return render(request, "_grid.html", {"grid": grid_context(session, rnd, user, sort), "grid_notice": notice})
+    return render(request, "_grid.html", {"grid": grid_context(session, rnd, user, sort), "grid_notice": notice,
+                                          "grid_undo": undo, "picked_oob": True})
+
+
+def _names(items: list) -> str:
+    names = [f"{c.content} (seed {c.seed})" for c in items[:6]]
+    return ", ".join(names) + (f" and {len(items) - 6} more" if len(items) > 6 else "")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+@router.post("/rounds/{round_id}/auto-select", response_class=HTMLResponse)
+def clip_assist_page(rnd: PageOwnedRound, request: Request, session: SessionDep, user: UserDep,
+                     sort: str = "prompt") -> HTMLResponse:
+    """CLIP assistance (app/picks.py): add CLIP's best per prompt to the person's picks, never a thumbed-down
+    image and never removing a pick; say what it added and offer Undo."""
+    kept = sum(1 for c in rnd.candidates if c.selection is not None)
+    try:
+        added, _rule = picks.clip_assist(session, rnd, user)
+    except ApiError as exc:
+        return _grid(request, session, user, rnd, sort, exc.detail)
+    yours = f"Your {_plural(kept, 'pick')} stay{'s' if kept == 1 else ''}."
+    if not added:
+        notice = f"CLIP added nothing: its best image per prompt is already picked. {yours}"
+    else:
+        notice = (f"CLIP added {_plural(len(added), 'pick')}, the best per prompt by CLIP text score that no one "
+                  f"thumbed down: {_names(added)}. {yours}")
+    return _grid(request, session, user, rnd, sort, notice, undo=bool(added))
+
+
+@router.post("/rounds/{round_id}/auto-select/undo", response_class=HTMLResponse)
+def undo_clip_assist_page(rnd: PageOwnedRound, request: Request, session: SessionDep, user: UserDep,
+                          sort: str = "prompt") -> HTMLResponse:
+    """Take back the picks the last CLIP assistance added."""
+    removed = picks.undo_clip_assist(session, rnd)
+    notice = (f"Undone: CLIP's {_plural(removed, 'pick')} removed; yours are as they were." if removed
+              else "Nothing to undo: CLIP's picks were already removed.")
+    return _grid(request, session, user, rnd, sort, notice)
 
 
 # ---- candidates: one click or one key ------------------------------------------------------------------------
@@ -91,8 +125,8 @@ def auto_select_page(rnd: PageOwnedRound, request: Request, session: SessionDep,
 @router.post("/candidates/{candidate_id}/rating", response_class=HTMLResponse)
 async def rate_page(candidate: PageOwnedCandidate, request: Request, session: SessionDep,
                     user: UserDep) -> HTMLResponse:
-    """Thumbs up (+1) or down (-1); the same thumb again takes the rating back. Thumbs up also selects the
-    image for the next round and thumbs down unselects it. One rating per user and candidate."""
+    """Thumbs up (+1) or down (-1) (app/services.py:thumb); the same thumb again takes it back. One rating
+    per user and candidate."""
     body, _ = parse_form(RatingIn, (await form_values(request))[0], {"value": "A rating"})
     if body is None or body.value not in (-1, 1):  # the page's thumbs; the API also takes 1 to 5 stars
         raise ApiError(422, "A rating is 1 (thumbs up) or -1.")

@@ -14,11 +14,13 @@ from .. import paging, services
 from ..api.access import PageOwnedStyle, PageReadableStyle
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard, get_dispatcher
 from ..api.deps import PageUserDep as UserDep
+from ..base_models import allowed_base_models
 from ..errors import ApiError
 from ..models import Style, User
 from ..schemas import RoundCreate, StyleCreate
 from ..settings import Settings
 from .forms import form_values, parse_form
+from .gallery import style_item
 from .rendering import SORTS, render
 from .views import round_panel_context, style_summary
 
@@ -31,7 +33,6 @@ DESCRIPTORS = ["watercolor painting", "oil painting", "line drawing", "cartoon l
                "flat cartoon illustration", "sticker", "glowing", "3d rendering", "glowing 3d rendering",
                "kid crayon drawing", "melting golden 3d rendering", "wooden sculpture",
                "abstract rainbow colored flowing smoke wave design"]
-BASE_MODELS = ["amused/amused-256", "amused/amused-512", "tiny"]
 LABELS = {"content": "What the image shows", "descriptor": "The style descriptor", "steps": "Training steps",
           "rank": "Rank", "seed": "Seed", "learning_rate": "The learning rate", "base_model": "The base model"}
 MESSAGES = {"adapter": "Choose StyleDrop or LoRA.",
@@ -62,11 +63,8 @@ def styles_page(request: Request, session: SessionDep, settings: SettingsDep, us
     items, shared = [], []
     rows, after = paging.page(session, query, Style.id, STYLES_PER_PAGE, request.query_params.get("cursor"),
                               descending=True)  # newest first, a page at a time
-    for style in rows:
-        last = style.rounds[-1] if style.rounds else None
-        (items if style.user_id == user.id else shared).append(
-            {"style": style, "rounds": len(style.rounds), "last": last,
-             "status": last.status if last else "no rounds yet"})
+    for style in rows:  # each card: its live phase and ETA, or "ready to rate"
+        (items if style.user_id == user.id else shared).append(style_item(style, user))
     return render(request, "styles.html", {"items": items, "shared": shared,
                                            "older": f"/?cursor={after}" if after else None})
 
@@ -79,10 +77,10 @@ def _form_defaults(settings: Settings) -> dict[str, str]:
 
 
 def _new_style_context(settings: Settings, values: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
-    models = [settings.model] + [m for m in BASE_MODELS if m != settings.model]
+    models = allowed_base_models(settings)  # a choice, not free text: a typo would fail the round later
     return {"values": values, "errors": errors, "descriptors": DESCRIPTORS, "base_models": models,
             "max_steps": settings.max_train_steps, "max_mb": settings.max_upload_bytes // (1024 * 1024),
-            "max_chars": settings.max_prompt_chars}
+            "max_chars": settings.max_prompt_chars, "max_references": settings.max_references}
 
 
 @router.get("/styles/new", response_class=HTMLResponse)
@@ -102,6 +100,8 @@ def _check_fields(values: dict[str, str], settings: Settings) -> tuple[StyleCrea
             errors[name] = exc.detail
     body, invalid = parse_form(StyleCreate, values, LABELS, MESSAGES)
     errors = invalid | errors
+    if values.get("base_model") not in allowed_base_models(settings):
+        errors["base_model"] = "Choose one of the base models offered."
     if body is not None:
         try:
             services.check_train_steps(body.steps, settings)
@@ -110,17 +110,23 @@ def _check_fields(values: dict[str, str], settings: Settings) -> tuple[StyleCrea
     return (None if errors else body), errors
 
 
-async def _check_image(form: Any, settings: Settings, errors: dict[str, str]) -> bytes:
-    upload = form.get("image")
-    if not isinstance(upload, UploadFile) or not upload.filename:
+async def _check_image(form: Any, settings: Settings, errors: dict[str, str]) -> list[bytes]:
+    """The chosen reference images (one, or a few of the same style), each checked by its content."""
+    uploads = [u for u in form.getlist("image") if isinstance(u, UploadFile) and u.filename]
+    if not uploads:
         errors["image"] = "Choose a reference image (PNG, JPEG or WebP)."
-        return b""
-    data = await upload.read(settings.max_upload_bytes + 1)
-    try:
-        services.decode_image(data, settings)
-    except ApiError as exc:
-        errors["image"] = exc.detail if exc.status == 413 else f"{upload.filename}: {exc.detail}"
-    return data
+        return []
+    if len(uploads) > settings.max_references:
+        errors["image"] = f"{len(uploads)} images chosen; a style takes at most {settings.max_references}."
+    images = []
+    for upload in uploads:
+        data = await upload.read(settings.max_upload_bytes + 1)
+        try:
+            services.decode_image(data, settings)
+        except ApiError as exc:
+            errors.setdefault("image", exc.detail if exc.status == 413 else f"{upload.filename}: {exc.detail}")
+        images.append(data)
+    return images
 
 
 @router.post("/styles/new", response_class=HTMLResponse)

@@ -14,17 +14,14 @@ from ..models import ACTIVE, TERMINAL, Candidate, Generation, Round, RoundStatus
 from ..services import active_round, latest_adapter_round, latest_succeeded, load_feedback, reap_stale
 from ..settings import Settings
 from ..task_queue import Dispatcher
-from .chart import RoundScores, scores_chart
+from .chart import RoundScores, loss_chart, scores_chart
+from .progress import expected_candidates, round_progress
 from .rendering import SORTS
 
 
 def _mean(values: list[float | None]) -> float | None:
     known = [v for v in values if v is not None and not math.isnan(v)]
     return sum(known) / len(known) if known else None
-
-
-def expected_candidates(rnd: Round) -> int:
-    return max(rnd.plan.candidates.total, len(rnd.candidates))
 
 
 def round_view(rnd: Round) -> dict[str, Any]:
@@ -40,6 +37,9 @@ def round_view(rnd: Round) -> dict[str, Any]:
     else:
         phase_text = {"starting": "loading the model", "training": "training"}.get(phase, phase)
     plan = rnd.plan
+    live = round_progress(rnd) if rnd.status in ACTIVE else None  # phases and the whole round's ETA
+    if live is not None:
+        progress = live["fraction"]
     return {
         "row": rnd, "id": rnd.id, "number": rnd.number, "status": rnd.status, "active": rnd.status in ACTIVE,
         "terminal": rnd.status in TERMINAL, "progress": progress, "percent": round(progress * 100),
@@ -47,12 +47,14 @@ def round_view(rnd: Round) -> dict[str, Any]:
         "mean_text": _mean([c.clip_text_score for c in rnd.candidates]),
         "mean_style": _mean([c.clip_style_score for c in rnd.candidates]),
         "selected": sum(1 for c in rnd.candidates if c.selection is not None),
-        "slots": expected_candidates(rnd), "adapter": plan.adapter.model_dump(),
+        "slots": expected_candidates(rnd), "adapter": plan.adapter.model_dump(), "live": live,
+        "loss_chart": loss_chart(rnd.loss_curve or [], rnd.total_steps),
     }
 
 
 def card_view(candidate: Candidate, user: User, editable: bool) -> dict[str, Any]:
-    return {"c": candidate_out(candidate, user), "editable": editable}
+    rule = candidate.selection.rule if candidate.selection is not None else None  # how it was picked
+    return {"c": candidate_out(candidate, user), "editable": editable, "rule": rule}
 
 
 def group_candidates(candidates: list[Candidate], sort: str) -> list[dict[str, Any]]:

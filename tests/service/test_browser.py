@@ -22,6 +22,22 @@ from .conftest import FAST, ROOT, make_settings, reference_image
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "pages"
+PHASE_ORDER = {"queued": -1, "training": 0, "candidates": 1, "scoring": 2}
+# A MutationObserver (test code, run by Playwright) that records every state of a running round's panel.
+WATCH_PHASES = """() => {
+  window.__phases = [];
+  const record = () => {
+    const panel = document.querySelector("section.round .phases");
+    if (!panel) return;
+    const now = panel.querySelector(".phase.now");
+    const eta = document.querySelector("section.round .eta");
+    const entry = {now: now ? now.dataset.phase : "queued", eta: eta ? eta.textContent.trim() : ""};
+    const last = window.__phases[window.__phases.length - 1];
+    if (!last || last.now !== entry.now || last.eta !== entry.eta) window.__phases.push(entry);
+  };
+  record();
+  new MutationObserver(record).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 # 2 prompts x 2 candidates, a few training steps.
@@ -112,6 +128,19 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
         page.evaluate("window.scrollTo(0, 0)")  # the sticky header stays on top of a full-page picture
         page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
+    def watch_phases(page) -> None:
+        """Record every state of the running round's panel the page shows (phase now, round ETA)."""
+        page.evaluate(WATCH_PHASES)
+
+    def check_phases(page) -> list:
+        seen = page.evaluate("window.__phases || []")
+        assert seen, "the running round's panel was never seen"
+        order = [PHASE_ORDER[s["now"]] for s in seen]
+        assert order == sorted(order), f"the phases went backwards: {seen}"
+        drawing = [s for s in seen if s["now"] == "candidates"]
+        assert all(s["eta"] != "0 s" for s in drawing), seen  # the ETA covers the drawing, not training only
+        return seen
+
     def logs() -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in (served["worker_log"], served["web_log"]))
 
@@ -153,6 +182,7 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             expect(page.get_by_role("heading", name="watercolor painting", exact=True)).to_be_visible()
             first = page.locator("section.round").first
             expect(first.get_by_role("heading", name="Round 1", exact=True)).to_be_visible()
+            watch_phases(page)
             expect(first.locator(".progress-block, .cards")).not_to_have_count(0)
             shot(page, "04-round-1-running")
             try:
@@ -162,55 +192,109 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             expect(first).not_to_have_attribute("hx-trigger", "every 2s")
             assert page.locator("[hx-trigger]").count() == 0  # all polling stopped
             expect(page.locator(".selbar")).to_contain_text("0 selected")
+            check_phases(page)
+            expect(first.locator("svg.loss-chart")).to_have_count(1)  # the worker wrote the loss curve
             shot(page, "05-round-1-grid")
 
-            # 4. Rate with clicks: thumbs up on the first card (it is selected too).
+            # 4. Rate the whole grid with the keyboard only: one Tab stop, one key per image (focus moves on).
             cards = first.locator(".card")
-            cards.nth(0).get_by_role("button", name="Thumbs up").click()
-            expect(cards.nth(0).get_by_role("button", name="Thumbs up")).to_have_attribute("aria-pressed", "true")
-            expect(page.locator(".selbar .count")).to_have_text("1")
-
-            # 5. Rate with the keyboard: j moves to the next card, u = up, arrow right, d = down, → and s = select.
+            expect(first.locator('.card[tabindex="0"]')).to_have_count(1)  # roving tabindex: one Tab stop
             cards.nth(0).focus()
-            page.keyboard.press("j")
-            expect(cards.nth(1)).to_be_focused()
-            page.keyboard.press("u")
-            expect(cards.nth(1).get_by_role("button", name="Thumbs up")).to_have_attribute("aria-pressed", "true")
-            expect(cards.nth(1)).to_be_focused()  # the focus stays on the card htmx swapped in
-            page.keyboard.press("ArrowRight")
-            expect(cards.nth(2)).to_be_focused()
-            page.keyboard.press("d")
-            expect(cards.nth(2).get_by_role("button", name="Thumbs down")).to_have_attribute("aria-pressed", "true")
-            page.keyboard.press("ArrowRight")
-            page.keyboard.press("s")
+            for key, now in (("u", 1), ("d", 2), ("s", 3), ("u", 3)):  # the last card keeps the focus
+                page.keyboard.press(key)
+                expect(cards.nth(now)).to_be_focused()
             expect(cards.nth(3).locator('[data-action="select"]')).to_have_attribute("aria-pressed", "true")
+            page.keyboard.press("u")  # the same thumb again: the like is taken back, and the pick it made
+            expect(cards.nth(3).locator('[data-action="select"]')).to_have_attribute("aria-pressed", "false")
             page.keyboard.press("k")
             expect(cards.nth(2)).to_be_focused()
-            expect(page.locator(".selbar .count")).to_have_text("3")
-            expect(page.locator("#train-next")).to_have_text("Train round 2 with 3 selected")
-            shot(page, "06-round-1-rated")
+            page.keyboard.press("s")  # unselect again
+            expect(cards.nth(3)).to_be_focused()
+            expect(page.locator(".selbar .count")).to_have_text("1")
+            expect(page.locator("#picked-1")).to_have_text("1")  # the side table, without a reload
             api = page.request
             round1 = api.get(f"{base}/api/v1/styles/1/rounds").json()["items"][0]
-            rated = api.get(f"{base}/api/v1/rounds/{round1['id']}/candidates").json()["items"]
-            assert [(c["my_rating"], c["selected"]) for c in rated] == [(1, True), (1, True), (-1, False),
-                                                                         (None, True)], rated
 
-            # 6. Sort by the CLIP style score (htmx swaps the grid), then train round 2 on the selection.
+            def picks() -> list:
+                rated = api.get(f"{base}/api/v1/rounds/{round1['id']}/candidates").json()["items"]
+                return [(c["my_rating"], c["selected"], c["selected_by"]) for c in rated]
+
+            assert picks() == [(1, True, "human"), (-1, False, None), (None, False, None), (None, False, None)]
+            page.keyboard.press("?")
+            expect(page.locator("details.kbd-help").first).to_have_attribute("open", "")
+            shot(page, "06-round-1-rated")
+
+            # 5. CLIP-assisted selection adds to the person's picks and undoes in one click.
+            page.get_by_role("button", name="Add CLIP's picks").click()
+            notice = page.locator(".grid-notice")
+            expect(notice).to_contain_text("CLIP added 1 pick")
+            expect(notice).to_contain_text("Your 1 pick stays")
+            after = picks()
+            assert after[0] == (1, True, "human") and after[1][1] is False  # kept; thumbed down never taken
+            assert sorted(p[2] or "" for p in after[2:]) == ["", "clip"]  # one of the other prompt's two
+            expect(page.locator("#picked-1")).to_have_text("2")
+            expect(page.locator(".pick.clip")).to_have_count(1)
+            shot(page, "06b-clip-added")
+            notice.get_by_role("button", name="Undo").click()
+            expect(page.locator(".grid-notice")).to_contain_text("Undone")
+            assert picks() == [(1, True, "human"), (-1, False, None), (None, False, None), (None, False, None)]
+            page.get_by_role("button", name="Add CLIP's picks").click()
+            expect(page.locator(".selbar .count")).to_have_text("2")
+
+            # 6. The enlarged view: a click on an image, the reference beside it, the same keys.
+            first.locator(".card").nth(0).locator(".thumb-img").click()
+            viewer = page.locator("#viewer")
+            expect(viewer).to_be_visible()
+            expect(viewer.locator("#viewer-title")).to_have_text("Image 1 of 4")
+            expect(viewer.get_by_role("img", name="Reference image: a sunny house in watercolor painting style")
+                   ).to_be_visible()
+            shot(page, "06c-enlarged")
+            page.keyboard.press("j")
+            expect(viewer.locator("#viewer-title")).to_have_text("Image 2 of 4")
+            page.keyboard.press("u")  # the thumbed-down image liked after all: selected, and on to image 3
+            expect(viewer.locator("#viewer-title")).to_have_text("Image 3 of 4")
+            expect(first.locator(".card").nth(1).locator('[data-action="up"]')).to_have_attribute("aria-pressed",
+                                                                                                   "true")
+            page.keyboard.press("Escape")
+            expect(viewer).to_be_hidden()
+            expect(first.locator(".card").nth(2)).to_be_focused()
+            expect(page.locator(".selbar .count")).to_have_text("3")
+
+            # The image size control, remembered across pages.
+            page.locator("input.grid-size").first.evaluate(
+                "el => { el.value = 260; el.dispatchEvent(new Event('input', {bubbles: true})); }")
+            page.reload()
+            expect(page.locator("input.grid-size").first).to_have_value("260")
+            width = page.locator(".card").first.evaluate("el => el.getBoundingClientRect().width")
+            assert width >= 250, width
+
+            # 7. Sort by the CLIP style score (htmx swaps the grid), then train round 2 on the selection.
             page.get_by_role("link", name="CLIP style score").click()
             expect(page.get_by_role("link", name="CLIP style score")).to_have_attribute("aria-current", "true")
             page.locator("#train-next").click()
+            watch_phases(page)
             second = page.locator("section.round").first
             expect(second.get_by_role("heading", name="Round 2", exact=True)).to_be_visible()
+            expect(second.locator(".round-sub")).to_contain_text("your picks + CLIP")  # who picked its images
             try:
                 expect(second.locator(".card")).to_have_count(4, timeout=180_000)
             except AssertionError:
                 raise AssertionError(f"round 2 did not finish in the page:\n{logs()}") from None
+            check_phases(page)
             expect(page.locator(".compare tbody tr")).to_have_count(2)
-            expect(page.locator("svg.chart circle")).to_have_count(4)  # text and style means of two rounds
+            expect(page.locator("#summary svg.chart circle")).to_have_count(4)  # text and style means, two rounds
             shot(page, "07-round-2-compared")
             assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # no sideways scrolling
 
-            # 7. The adapter download.
+            # 8. The rounds compared with pictures: the same prompt and seed from both rounds side by side.
+            page.get_by_role("link", name="Compare the rounds' pictures").click()
+            expect(page.get_by_role("heading", name="Compare rounds", exact=True)).to_be_visible()
+            expect(page.locator(".side-by-side tbody tr")).to_have_count(4)
+            expect(page.locator(".side-by-side tbody img")).to_have_count(8)
+            shot(page, "07b-compare")
+            page.go_back()
+
+            # 9. The adapter download.
             with page.expect_download() as download_info:
                 page.locator("#download-adapter").click()
             download = download_info.value
@@ -219,7 +303,7 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             download.save_as(saved)
             assert saved.stat().st_size > 1000
 
-            # 8. The playground: two prompts, one image each.
+            # 10. The playground: two prompts, one image each.
             page.get_by_role("link", name="Open the playground").click()
             expect(page.get_by_role("heading", name="Playground", exact=True)).to_be_visible()
             page.get_by_label("Prompts, one per line").fill("a cat\na boat")
@@ -237,10 +321,11 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             assert image_info.value.suggested_filename.endswith("001.png")
             shot(page, "08-playground")
 
-            # 9. The gallery again, and the style page on a phone.
+            # 11. The gallery again, and the style page on a phone.
             page.goto(base + "/")
             expect(page.locator(".style-card")).to_have_count(1)
             expect(page.locator(".style-card")).to_contain_text("2 rounds")
+            expect(page.locator(".style-card .badge.ready")).to_have_text("ready to rate")
             shot(page, "09-styles")
             phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
                                         is_mobile=True, has_touch=True)
@@ -248,6 +333,14 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             mobile.goto(base + "/styles/1")
             expect(mobile.locator("section.round").first.locator(".card")).to_have_count(4)
             mobile.screenshot(path=str(ARTIFACTS / "10-style-phone.png"), full_page=True)
+            round_top = mobile.locator("section.round").first.evaluate("el => el.getBoundingClientRect().top")
+            summary_top = mobile.locator("#summary").evaluate("el => el.getBoundingClientRect().top")
+            assert round_top < summary_top  # on a phone the round panel comes first
+            heights = mobile.locator(".vote, .selbar .button").evaluate_all(
+                "els => els.map(el => el.getBoundingClientRect().height)")
+            assert heights and min(heights) >= 44, heights  # touch targets
+            mobile.goto(base + "/styles/1/compare")
+            mobile.screenshot(path=str(ARTIFACTS / "10b-compare-phone.png"), full_page=True)
             width = mobile.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"the page is {width}px wide on a 390px phone"
             phone.close()
@@ -344,5 +437,31 @@ def test_sign_up_tokens_and_log_out_in_the_browser(served_accounts):
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "accounts-failure.png"), full_page=True)
             raise
+        finally:
+            browser.close()
+
+
+def test_api_docs_render_offline_in_the_browser(served_accounts):
+    """Swagger UI from static/ draws the API's operations with no network at all (Chromium is offline)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda msg: errors.append("console: " + msg.text) if msg.type == "error" else None)
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(served_accounts)
+                   else route.abort())  # nothing from outside: a CDN would fail here
+        try:
+            page.goto(served_accounts + "/docs")
+            try:
+                expect(page.locator(".swagger-ui .info .title")).to_contain_text("StyleDrop Studio", timeout=20_000)
+            except AssertionError:
+                page.screenshot(path=str(ARTIFACTS / "12-api-docs-failure.png"))
+                raise AssertionError(f"Swagger UI did not draw the API: {errors} {page.content()[:3000]}") from None
+            expect(page.locator(".opblock").first).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "12-api-docs.png"))
+            assert not errors, errors
         finally:
             browser.close()

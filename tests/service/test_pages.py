@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from app import storage
 from app.db import session_factory
-from app.models import Generation, Rating, Round, Selection, Style, utcnow
+from app.models import Candidate, Generation, Rating, Round, Selection, Style, utcnow
 
 from .conftest import png_bytes, reference_image
 from .factories import finish_round, run_round
@@ -110,12 +110,19 @@ def test_round_fragment_polls_while_running_and_stops_when_finished(stub_app):
     queued = stub_app.get(f"/rounds/{round_id}/panel").text
     assert 'hx-trigger="every 2s"' in queued and f'hx-get="/rounds/{round_id}/panel' in queued
 
-    run_round(stub_app.settings, round_id, step=4, phase="candidates", made=1)
+    run_round(stub_app.settings, round_id, step=4, phase="training")
+    training = stub_app.get(f"/rounds/{round_id}/panel").text
+    # No round of this style has drawn images yet: the training ETA, and what comes after it, said plainly.
+    assert "training 1 min 15 s + drawing 2 images" in training and "step 4 of 10" in training
+    assert 'aria-label="Training" aria-valuemin="0" aria-valuemax="100" aria-valuenow="40"' in training
+    run_round(stub_app.settings, round_id, step=10, phase="candidates", made=1)
     running = stub_app.get(f"/rounds/{round_id}/panel").text
     assert 'hx-trigger="every 2s"' in running and 'aria-live="polite"' in running
-    assert 'role="progressbar"' in running and 'aria-valuenow="40"' in running and "width: 40%" in running
-    assert "4 of 10" in running and "1.2345" in running and "1 min 15 s" in running
-    assert "making candidates (1 of 2)" in running  # 2 prompts x 1 per prompt (the stub settings)
+    assert 'role="progressbar"' in running and 'aria-valuenow="89"' in running and "width: 89%" in running
+    assert "10 of 10" in running and "1.2345" in running and "TIME LEFT 0 s" not in running
+    assert "making candidates (1 of 2)" in running and "1 of 2 images" in running  # 2 prompts x 1 per prompt
+    assert '<li class="phase done" data-phase="training">' in running
+    assert '<li class="phase now" data-phase="candidates">' in running
     assert running.count('<li class="slot"') == 1 and running.count("/api/v1/candidates/") == 1  # fixed slots
     assert f'hx-post="/rounds/{round_id}/cancel"' in running
 
@@ -161,9 +168,12 @@ def test_rating_grid_groups_sorts_and_documents_the_shortcuts(stub_app):
     for key in ("<kbd>j</kbd>", "<kbd>k</kbd>", "<kbd>u</kbd>", "<kbd>+</kbd>", "<kbd>d</kbd>", "<kbd>-</kbd>",
                 "<kbd>s</kbd>", "<kbd>space</kbd>", "<kbd>←</kbd>"):
         assert key in page, key
-    assert page.count('aria-pressed="false"') == 3 * len(ids) and 'class="selbar"' in page
+    assert page.count('class="vote') == 3 * len(ids) and 'class="selbar"' in page
+    assert page.count('tabindex="-1" class="vote') == 3 * len(ids)  # one Tab stop per card: the card itself
+    assert "<kbd>?</kbd>" in page and '<dialog class="viewer" id="viewer"' in page and 'class="grid-size"' in page
     assert "0</strong> selected" in page and "Train round 2 with 0 selected" in page
-    assert re.search(r'<li class="card" id="cand-\d+" data-candidate="\d+" tabindex="0"', page)
+    assert re.search(r'<li class="card" id="cand-\d+" data-candidate="\d+" tabindex="-1"', page)  # grid.js roves
+    assert "<script>" not in page and " onclick=" not in page  # CSP: no inline scripts or handlers
 
     by_style = stub_app.get(f"/rounds/{round_id}/grid?sort=style").text  # style scores fall with the index
     order = [int(i) for i in re.findall(r'id="cand-(\d+)"', by_style)]
@@ -188,7 +198,7 @@ def test_rating_endpoint_records_one_rating_per_user_and_candidate(stub_app):
     with _session(stub_app) as session:
         ratings = session.execute(select(Rating.candidate_id, Rating.value)).all()
         assert ratings == [(ids[0], -1)]  # one row per user and candidate, the latest value
-        assert session.scalar(select(func.count(Selection.id))) == 1  # the first up selected ids[1], kept
+        assert session.scalar(select(func.count(Selection.id))) == 0  # taking the like back took its pick too
     assert stub_app.put(f"/candidates/{ids[0]}/rating", data={"value": "3"}).status_code == 422
     assert stub_app.put("/candidates/99999/rating", data={"value": "1"}).status_code == 404
     # The API sees the same rating.
@@ -204,8 +214,8 @@ def test_select_toggle_auto_select_and_train_the_next_round(stub_app):
     assert 'aria-pressed="false"' in stub_app.post(f"/candidates/{ids[2]}/selected").text
 
     picked = stub_app.post(f"/rounds/{round_id}/auto-select").text
-    assert "CLIP selected 2 images" in picked and picked.count("✓ CLIP pick") == 2
-    assert "Train round 2 with 2 selected" in picked
+    assert "CLIP added 2 picks" in picked and picked.count("✓ CLIP pick") == 2
+    assert "Train round 2 with 2 selected" in picked and f'id="picked-{round_id}" hx-swap-oob="true">2<' in picked
 
     started = stub_app.post(f"/styles/{style_id}/rounds", data={"feedback": "human"}, follow_redirects=False)
     assert started.status_code == 303 and started.headers["location"] == f"/styles/{style_id}"
@@ -213,7 +223,7 @@ def test_select_toggle_auto_select_and_train_the_next_round(stub_app):
     assert stub_app.dispatcher.rounds == [round_id, second]
     with _session(stub_app) as session:
         rnd = session.get(Round, second)
-        assert rnd.number == 2 and rnd.feedback == "human" and len(rnd.parameters["training_set"]) == 3
+        assert rnd.number == 2 and rnd.feedback == "clip" and len(rnd.parameters["training_set"]) == 3
     page = stub_app.get(f"/styles/{style_id}").text
     assert 'hx-trigger="every 2s"' in page and "Show its 4 candidates" in page  # round 1 folded away
     assert "Train round" not in page  # no second start while round 2 runs
@@ -280,7 +290,7 @@ def test_static_files_scripts_and_no_cdn(stub_app):
     script = stub_app.get("/static/grid.js")
     assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
     for needle in ('"ArrowRight"', '"ArrowLeft"', '"j"', '"k"', '"u"', '"+"', '"d"', '"-"', '"s"', '" "',
-                   "htmx:afterSettle"):
+                   "htmx:afterSwap", "localStorage", "showModal"):
         assert needle in script.text, needle
     htmx = stub_app.get("/static/htmx.min.js")
     assert htmx.status_code == 200 and htmx.text.startswith("/*! htmx.org 2.") and "0BSD" in htmx.text[:200]
@@ -291,7 +301,8 @@ def test_static_files_scripts_and_no_cdn(stub_app):
     assert stub_app.get("/static/nope.js").status_code == 404
     style_id = _create(stub_app)
     finish_round(stub_app.settings, _latest_round(stub_app, style_id))
-    for url in ("/", "/styles/new", f"/styles/{style_id}", f"/styles/{style_id}/playground"):
+    for url in ("/", "/styles/new", f"/styles/{style_id}", f"/styles/{style_id}/playground",
+                f"/styles/{style_id}/compare", "/jobs", f"/styles/{style_id}/edit"):
         page = stub_app.get(url).text
         assert not re.search(r'(src|href)="(https?:)?//', page), url  # everything is served from here
         assert '<script src="/static/htmx.min.js' in page
@@ -382,3 +393,220 @@ def test_the_styles_learning_rate_trains_every_round_and_its_rank_the_first(stub
     refused = stub_app.post("/api/v1/styles", data={"content": "a house", "descriptor": "sticker", "rank": "0"},
                             files={"image": ("ref.png", png_bytes(), "image/png")})
     assert refused.status_code == 422 and "rank" in refused.json()["detail"]
+
+
+def test_clip_assistance_adds_to_the_persons_picks_and_undoes_in_one_click(stub_app):
+    """CLIP never removes a pick, never picks a thumbed-down image, says what it added, and Undo takes back
+    exactly that; each selection records who made it, and the next round says "both"."""
+    style_id = _create(stub_app)
+    round_id = _latest_round(stub_app, style_id)
+    ids = finish_round(stub_app.settings, round_id)  # CLIP alone would pick ids[1] (a cat) and ids[2] (a bridge)
+    stub_app.put(f"/candidates/{ids[0]}/rating", data={"value": "1"})  # the person's pick, by a like
+    stub_app.put(f"/candidates/{ids[1]}/rating", data={"value": "-1"})  # CLIP's favourite cat, thumbed down
+    added = stub_app.post(f"/rounds/{round_id}/auto-select", headers={"HX-Request": "true"}).text
+    assert "CLIP added 1 pick" in added and "a bridge (seed 102)" in added and "Your 1 pick stays" in added
+    assert f'hx-post="/rounds/{round_id}/auto-select/undo' in added
+    assert f'id="picked-{round_id}" hx-swap-oob="true">2<' in added  # the side table's count, without a reload
+    with _session(stub_app) as session:
+        picks = {s.candidate_id: (s.by, s.rule, s.user_id) for s in session.scalars(select(Selection))}
+    assert set(picks) == {ids[0], ids[2]}  # the person's pick kept, the thumbed-down cat not taken
+    assert picks[ids[0]] == ("human", "thumbs up", 1)
+    assert picks[ids[2]][0] == "clip" and picks[ids[2]][1].startswith("clip: top-1 per prompt") and picks[ids[2]][2]
+
+    undone = stub_app.post(f"/rounds/{round_id}/auto-select/undo").text
+    assert "Undone: CLIP&#39;s 1 pick removed" in undone and "Train round 2 with 1 selected" in undone
+    with _session(stub_app) as session:
+        assert list(session.scalars(select(Selection.candidate_id))) == [ids[0]]
+    assert "Nothing to undo" in stub_app.post(f"/rounds/{round_id}/auto-select/undo").text
+
+    stub_app.post(f"/rounds/{round_id}/auto-select")
+    stub_app.post(f"/styles/{style_id}/rounds", data={"feedback": "human"})
+    with _session(stub_app) as session:
+        assert session.get(Round, _latest_round(stub_app, style_id)).feedback == "both"
+    page = stub_app.get(f"/styles/{style_id}").text
+    assert "your picks + CLIP&#39;s" in page
+
+
+def test_toggles_undo_what_they_did(stub_app):
+    """Un-liking an image the like selected unselects it; a pick made before the like stays when un-liked."""
+    style_id = _create(stub_app)
+    ids = finish_round(stub_app.settings, _latest_round(stub_app, style_id))
+    stub_app.put(f"/candidates/{ids[0]}/rating", data={"value": "1"})
+    back = stub_app.put(f"/candidates/{ids[0]}/rating", data={"value": "1"}).text  # the same thumb again
+    assert 'data-action="select" aria-pressed="false"' in back and 'data-action="up" aria-pressed="false"' in back
+    stub_app.post(f"/candidates/{ids[1]}/selected")  # picked first, liked afterwards, then un-liked
+    stub_app.put(f"/candidates/{ids[1]}/rating", data={"value": "1"})
+    kept = stub_app.put(f"/candidates/{ids[1]}/rating", data={"value": "1"}).text
+    assert 'data-action="select" aria-pressed="true"' in kept
+    with _session(stub_app) as session:
+        assert [(s.candidate_id, s.rule) for s in session.scalars(select(Selection))] == [(ids[1], None)]
+
+
+def test_round_progress_covers_every_phase_with_one_eta():
+    """Training's ETA plus drawing at the pace the style's last round drew; then this round's own pace."""
+    from datetime import timedelta
+
+    from app.pages.progress import round_progress
+
+    t0 = utcnow()
+    style = Style(content="a house", descriptor="sticker", base_model="tiny")
+    done = Round(number=1, status="succeeded", parameters={}, style=style)
+    done.candidates = [Candidate(content="a cat", prompt="p", seed=i, image_path="x",
+                                 created_at=t0 + timedelta(seconds=10 * i)) for i in range(4)]
+    rnd = Round(number=2, status="running", phase="training", step=5, total_steps=10, eta_seconds=50.0,
+                started_at=t0, style=style, parameters={"candidates": {"count": 2, "per_prompt": 2}})
+    live = round_progress(rnd, now=t0 + timedelta(seconds=50))
+    assert live["eta_seconds"] == 90.0 and live["eta_text"] == "1 min 30 s"  # 50 s training + 4 x 10 s
+    assert live["percent"] == round(100 * 50 / 140)
+    assert [(p.key, p.state, p.percent) for p in live["phases"]] == [("training", "now", 50),
+                                                                    ("candidates", "next", 0), ("scoring", "next", 0)]
+    rnd.phase, rnd.step = "candidates", 10
+    rnd.candidates = [Candidate(content="a cat", prompt="p", seed=i, image_path="x",
+                                created_at=t0 + timedelta(seconds=100 + 8 * i)) for i in range(2)]
+    live = round_progress(rnd, now=t0 + timedelta(seconds=110))
+    assert live["eta_seconds"] == 16.0 and live["eta_text"] == "16 s"  # 2 more at this round's 8 s each
+    assert [(p.state, p.detail) for p in live["phases"]][:2] == [("done", "step 10 of 10"), ("now", "2 of 4 images")]
+    rnd.phase = "scoring"
+    live = round_progress(rnd, now=t0 + timedelta(seconds=130))
+    assert live["eta_text"] == "a few seconds" and [p.state for p in live["phases"]] == ["done", "done", "now"]
+
+
+def test_gallery_card_shows_the_live_phase_and_ready_to_rate(stub_app):
+    style_id = _create(stub_app)
+    round_id = _latest_round(stub_app, style_id)
+    run_round(stub_app.settings, round_id, step=10, phase="candidates", made=1)
+    gallery = stub_app.get("/").text
+    assert f'hx-get="/styles/{style_id}/card" hx-trigger="every 3s"' in gallery  # the card polls itself
+    card = stub_app.get(f"/styles/{style_id}/card").text
+    assert "Round 1: drawing (1 of 2)" in card and "left" in card
+    finish_round(stub_app.settings, round_id)
+    card = stub_app.get(f"/styles/{style_id}/card").text
+    assert "ready to rate" in card and "hx-trigger" not in card  # polling stops
+    stub_app.put(f"/candidates/{_candidate_ids(stub_app, round_id)[0]}/rating", data={"value": "-1"})
+    assert "round 1: rated 1 of 5" in stub_app.get("/").text  # 1 drawn while running + 4
+    assert stub_app.get("/styles/99999/card").status_code == 404
+
+
+def _candidate_ids(client, round_id: int) -> list[int]:
+    with _session(client) as session:
+        return list(session.scalars(select(Candidate.id).where(Candidate.round_id == round_id)
+                                    .order_by(Candidate.id)))
+
+
+def test_compare_view_shows_the_same_prompt_and_seed_from_every_round(stub_app):
+    style_id = _create(stub_app)
+    first = _latest_round(stub_app, style_id)
+    ids = finish_round(stub_app.settings, first)
+    stub_app.post(f"/candidates/{ids[0]}/selected")
+    stub_app.post(f"/styles/{style_id}/rounds", data={"feedback": "human"})
+    second = _latest_round(stub_app, style_id)
+    later = finish_round(stub_app.settings, second)  # the same contents and seeds (100..103), as the worker draws them
+    page = stub_app.get(f"/styles/{style_id}/compare")
+    assert page.status_code == 200 and "Compare rounds" in page.text
+    assert "4 prompt and seed pairs drawn by more than one round" in page.text
+    row = page.text.split('<th scope="row">a cat<br><span class="muted small">seed 100</span></th>')[1].split("</tr>")[0]
+    assert f'src="/api/v1/candidates/{ids[0]}/image"' in row and f'src="/api/v1/candidates/{later[0]}/image"' in row
+    assert row.index(f"candidates/{ids[0]}/") < row.index(f"candidates/{later[0]}/")  # round 1, then round 2
+    assert '<svg class="chart"' in page.text
+    assert f'href="/styles/{style_id}/compare"' in stub_app.get(f"/styles/{style_id}").text
+    assert stub_app.get("/styles/99999/compare").status_code == 404
+
+
+def test_chart_axes_fit_the_data():
+    from app.pages.chart import RoundScores, scores_chart
+
+    svg = str(scores_chart([RoundScores(1, 0.2151, 0.670), RoundScores(2, 0.2161, 0.671)]))
+    ticks = [float(t) for t in re.findall(r'class="tick">(-?\d\.\d+)<', svg)]
+    text_ticks, style_ticks = ticks[:3], ticks[3:6]
+    assert 0.2145 < min(text_ticks) and max(text_ticks) < 0.2168  # fitted to the text scores alone
+    assert 0.669 < min(style_ticks) and max(style_ticks) < 0.672
+    ys = [float(y) for y in re.findall(r'<circle cx="[\d.]+" cy="([\d.]+)"', svg)]
+    assert abs(ys[0] - ys[1]) > 40  # a 0.001 difference is plainly visible
+
+
+def test_loss_curve_is_bounded_and_drawn_while_training(stub_app):
+    from app.loss_curve import LOSS_POINTS, add_loss_point
+
+    curve: list = []
+    for step in range(1, 1001):
+        curve = add_loss_point(curve, step, 2.0 / step)
+    assert len(curve) <= LOSS_POINTS and curve[0] == [1, 2.0] and curve[-1] == [1000, 0.002]
+    assert add_loss_point([[1, 1.0], [2, 0.9]], 2, 0.5) == [[1, 1.0], [2, 0.5]]  # a resumed step replaces
+    assert add_loss_point([[1, 1.0]], 2, float("nan")) == [[1, 1.0]]
+
+    style_id = _create(stub_app)
+    round_id = _latest_round(stub_app, style_id)
+    run_round(stub_app.settings, round_id, step=4, phase="training")
+    assert "loss-chart" not in stub_app.get(f"/rounds/{round_id}/panel").text  # no curve yet
+    with _session(stub_app) as session:
+        session.get(Round, round_id).loss_curve = [[1, 1.5], [2, 1.2], [3, 1.3], [4, 1.1]]
+        session.commit()
+    panel = stub_app.get(f"/rounds/{round_id}/panel").text
+    assert '<svg class="chart loss-chart"' in panel and "1.100 at step 4 of 10" in panel
+    assert panel.count("<polyline") == 1 and "<script" not in panel
+
+
+def test_manage_a_style_rename_edit_and_delete_after_confirmation(stub_app):
+    style_id = _create(stub_app)
+    round_id = _latest_round(stub_app, style_id)
+    form = stub_app.get(f"/styles/{style_id}/edit").text
+    assert '<label for="name">' in form and 'value="watercolor painting"' in form
+    busy = stub_app.post(f"/styles/{style_id}/edit", data={"name": "Sunny", "descriptor": "oil painting"})
+    assert busy.status_code == 409 and "Round 1 is queued and reads the descriptor" in busy.text
+    assert stub_app.post(f"/styles/{style_id}/edit", data={"name": "x", "descriptor": " "}).status_code == 422
+    finish_round(stub_app.settings, round_id)
+    saved = stub_app.post(f"/styles/{style_id}/edit", data={"name": " My  sunny style ", "descriptor": "oil painting"},
+                          follow_redirects=False)
+    assert saved.status_code == 303
+    with _session(stub_app) as session:
+        style = session.get(Style, style_id)
+        assert (style.name, style.descriptor) == ("My sunny style", "oil painting")
+    assert "My sunny style" in stub_app.get("/").text and "<h1>My sunny style</h1>" in stub_app.get(
+        f"/styles/{style_id}").text
+
+    confirm = stub_app.get(f"/styles/{style_id}/delete").text
+    assert "Delete “My sunny style”?" in confirm and "4 candidate images" in confirm
+    with _session(stub_app) as session:  # still there after only looking at the confirmation
+        assert session.get(Style, style_id) is not None
+    gone = stub_app.post(f"/styles/{style_id}/delete", follow_redirects=False)
+    assert gone.status_code == 303
+    with _session(stub_app) as session:
+        assert session.get(Style, style_id) is None
+    assert stub_app.get(f"/styles/{style_id}/delete").status_code == 404
+
+
+def test_base_model_is_a_choice_from_the_allowed_list(stub_app):
+    page = stub_app.get("/styles/new").text
+    assert '<select id="base_model" name="base_model"' in page and '<option value="tiny"' in page
+    bad = stub_app.post("/styles/new", data=FORM | {"base_model": "amused/amused-265"},
+                        files={"image": ("ref.png", png_bytes(), "image/png")})
+    assert bad.status_code == 422 and "Choose one of the base models offered" in bad.text
+
+
+def test_jobs_view_lists_queued_and_running_jobs_with_queue_position(stub_app):
+    assert "Nothing is queued or running" in stub_app.get("/jobs").text
+    first = _create(stub_app, descriptor="oil painting")
+    second = _create(stub_app, descriptor="line drawing")
+    first_round, second_round = _latest_round(stub_app, first), _latest_round(stub_app, second)
+    run_round(stub_app.settings, first_round, step=4, phase="training")
+    page = stub_app.get("/jobs").text
+    assert 'hx-get="/jobs/list" hx-trigger="every 3s"' in page and 'href="/jobs"' in page
+    rows = page.split('id="job-round-')
+    assert rows[1].startswith(f'{first_round}"') and "running now" in rows[1] and "Training" in rows[1]
+    assert rows[2].startswith(f'{second_round}"') and "1 job ahead in the queue" in rows[2]
+    finish_round(stub_app.settings, first_round)
+    stub_app.post(f"/styles/{first}/playground", data={"prompts": "a cat", "num_images": "1", "seed": "1"})
+    listed = stub_app.get("/jobs/list").text
+    assert "next in the queue" in listed and "Playground job" in listed and "1 job ahead in the queue" in listed
+    playground = stub_app.get(f"/styles/{first}/playground").text
+    assert "Waiting for the worker: 1 job ahead in the queue" in playground  # the round queued before it
+
+
+def test_api_docs_are_served_offline(stub_app):
+    page = stub_app.get("/docs")
+    assert page.status_code == 200 and '<div id="swagger-ui">' in page.text
+    assert "cdn" not in page.text.lower() and "<script>" not in page.text  # local files, no inline script
+    for path in re.findall(r'(?:src|href)="(/static/[^"?]+)', page.text):
+        assert stub_app.get(path).status_code == 200, path
+    assert "Apache License" in stub_app.get("/static/swagger-ui/swagger-ui.LICENSE").text
+    assert stub_app.get("/redoc").status_code == 404

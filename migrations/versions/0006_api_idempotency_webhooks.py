@@ -1,7 +1,7 @@
 """api: idempotency keys, webhook callback URLs and per-user webhook secrets (issue 18)
 
-Revision ID: 0004_api
-Revises: 0003_evaluations
+Revision ID: 0006_api
+Revises: 0005_pages
 Create Date: 2026-11-25 14:00:00
 
 """
@@ -10,8 +10,8 @@ from typing import Sequence, Union
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0004_api'
-down_revision: Union[str, Sequence[str], None] = '0003_evaluations'
+revision: str = '0006_api'
+down_revision: Union[str, Sequence[str], None] = '0005_pages'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
