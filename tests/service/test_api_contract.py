@@ -251,6 +251,31 @@ def test_webhook_secret_is_per_user_and_rotates(stub_app):
     assert f'id="webhook-secret">{rotated}<' in stub_app.get("/settings").text  # shown on the settings page
 
 
+def test_evaluations_are_idempotent_and_come_in_pages(stub_app):
+    from app.models import Evaluation
+
+    from .factories import finish_round
+
+    style = create_style(stub_app)
+    rnd = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={"steps": 5}).json()
+    finish_round(stub_app.settings, rnd["id"])
+    url = f"{API}/styles/{style['id']}/evaluations"
+    first = stub_app.post(url, json={}, headers={"Idempotency-Key": "e-1"})
+    again = stub_app.post(url, json={}, headers={"Idempotency-Key": "e-1"})
+    assert first.status_code == again.status_code == 202, first.text
+    assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+    assert stub_app.dispatcher.evaluations == [first.json()["id"]]  # queued once
+    with session_factory(stub_app.settings)() as session:  # as the worker: it ended, so another may start
+        session.get(Evaluation, first.json()["id"]).status = "failed"
+        session.commit()
+    second = stub_app.post(url, json={}, headers={"Idempotency-Key": "e-2"})
+    assert second.status_code == 202, second.text
+    page = stub_app.get(f"{url}?limit=1").json()
+    assert [e["id"] for e in page["items"]] == [first.json()["id"]] and page["next"]
+    last = stub_app.get(page["next"]).json()
+    assert [e["id"] for e in last["items"]] == [second.json()["id"]] and last["next"] is None
+
+
 def test_the_styles_gallery_and_the_playground_come_in_pages(stub_app):
     from app.models import Generation
     from app.pages import playground, styles
