@@ -254,6 +254,15 @@ def cancel_round(session: Session, rnd: Round) -> Round:
     return rnd
 
 
+def stop_round(session: Session, dispatcher: Dispatcher, rnd: Round) -> Round:
+    """Cancel a round (cancel_round's rules), from the API or a page. A queued round ends here, so its webhook
+    (app/webhooks.py) is queued here; a running one ends in the worker, which sends it."""
+    rnd = cancel_round(session, rnd)
+    if rnd.status == RoundStatus.cancelled.value:
+        jobs_ended(session, dispatcher, "round", [rnd.id])
+    return rnd
+
+
 def retry_round(session: Session, rnd: Round, settings: Settings) -> Round:
     if rnd.status not in (RoundStatus.failed.value, RoundStatus.cancelled.value):
         raise ApiError(409, f"Round {rnd.id} is {rnd.status}; only a failed or cancelled round can be retried.")

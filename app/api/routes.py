@@ -41,7 +41,7 @@ from ..schemas import (
     field_bounds,
     refusals,
 )
-from ..services import auto_select, cancel_round, latest_adapter_round, reap_stale
+from ..services import auto_select, latest_adapter_round, reap_stale
 from ..settings import Settings
 from .access import (
     OwnedRound,
@@ -198,10 +198,7 @@ def read_round(rnd: ReadableRound, session: SessionDep, settings: SettingsDep,
 def cancel(rnd: OwnedRound, session: SessionDep, dispatcher: DispatcherDep) -> RoundOut:
     """A queued round is cancelled at once; a running one stops within seconds (its checkpoint is kept,
     so retry resumes)."""
-    rnd = cancel_round(session, rnd)
-    if rnd.status == RoundStatus.cancelled.value:  # it ended here (a running one ends in the worker)
-        webhooks.job_ended(session, dispatcher, "round", rnd.id)
-    return round_out(rnd)
+    return round_out(services.stop_round(session, dispatcher, rnd))
 
 
 @router.post("/rounds/{round_id}/retry", response_model=RoundOut, status_code=202, tags=["rounds"],
