@@ -58,6 +58,11 @@ class EvaluationOut(BaseModel):
     error: str | None = None
 
 
+class EvaluationPage(BaseModel):
+    items: list[EvaluationOut]
+    next: str | None = Field(description="URL of the next page; null on the last page")
+
+
 def trained_contents(session: Session, style: Style) -> list[str]:
     """The reference's content and every selected candidate's: what some round of the style trained on."""
     selected = session.scalars(select(Candidate.content).join(Selection, Selection.candidate_id == Candidate.id)

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from .api import openapi as api_openapi
 from .api.deps import LoginRequired
 from .db import session_factory
 from .errors import ApiError
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
 
     app.include_router(router)
     app.include_router(evaluations)
+    api_openapi.install(app)  # operation ids, named bodies, file fields generators send as files
     for pages in page_routers:  # the HTML pages (app/pages/)
         app.include_router(pages)
     return app

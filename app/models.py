@@ -46,6 +46,8 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     # argon2id hash (argon2-cffi's encoded form); None for users who only use API tokens (and the local user).
     password_hash: Mapped[str | None] = mapped_column(String(255))
+    # HMAC-SHA256 key of this user's webhook signatures (app/webhooks.py); made on first use.
+    webhook_secret: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="user", cascade="all, delete-orphan",
@@ -138,6 +140,7 @@ class Round(Base):
     heartbeat_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
     celery_task_id: Mapped[str | None] = mapped_column(String(100))
+    callback_url: Mapped[str | None] = mapped_column(String(2000))  # webhook of the job's end (app/webhooks.py)
 
     style: Mapped[Style] = relationship(back_populates="rounds")
     candidates: Mapped[list[Candidate]] = relationship(back_populates="round", cascade="all, delete-orphan",
@@ -217,6 +220,7 @@ class Generation(Base):
     image_paths: Mapped[list[Any]] = mapped_column(default=list)
     error: Mapped[str | None] = mapped_column(Text)
     celery_task_id: Mapped[str | None] = mapped_column(String(100))
+    callback_url: Mapped[str | None] = mapped_column(String(2000))  # webhook of the job's end (app/webhooks.py)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 
@@ -242,3 +246,20 @@ class Evaluation(Base):
     finished_at: Mapped[datetime | None]
 
     style: Mapped[Style] = relationship(back_populates="evaluations")
+
+
+class IdempotencyKey(Base):
+    """A create request's `Idempotency-Key` and the answer it got (app/idempotency.py): a retried POST
+    gets the same answer instead of a second style, round or generation. `response_status` is None while
+    the first request is still being handled."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("user_id", "key", name="uq_idempotency_user_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the route and the request body
+    response_status: Mapped[int | None]
+    response_body: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

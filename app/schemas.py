@@ -154,10 +154,18 @@ class StyleOut(BaseModel):
                                              "(STYLEDROP_PUBLIC_STYLES)")
 
 
+CALLBACK_URL = Field(None, max_length=2000,
+                     description="https URL that gets a signed JSON event (POST) when the job ends: succeeded, "
+                                 "failed or cancelled. Signature: X-StyleDrop-Signature = 'sha256=' + "
+                                 "HMAC-SHA256(your webhook secret, X-StyleDrop-Timestamp + '.' + body)")
+
+
 class RoundCreate(BaseModel):
     """Settings of a new round; anything left out comes from the style and the server's defaults."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"steps": 1000, "prompts": ["a chihuahua", "a church on the beach"], "candidates_per_prompt": 4},
+        {"feedback": "clip", "callback_url": "https://example.com/styledrop-hook"}]})
 
     feedback: Literal["human", "clip"] | None = Field(
         None, description="round >= 2: train on the human selection (default) or let CLIP select")
@@ -176,6 +184,7 @@ class RoundCreate(BaseModel):
     candidates_per_prompt: whole(1, MAX_CANDIDATES_PER_PROMPT) | None = None
     sample_steps: whole(1, MAX_SAMPLE_STEPS) | None = None
     adapter_guidance: real(0, MAX_ADAPTER_GUIDANCE) | None = None
+    callback_url: str | None = CALLBACK_URL
 
 
 class RoundOut(BaseModel):
@@ -228,6 +237,8 @@ class CandidateOut(BaseModel):
 
 
 class RatingIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"value": 1}, {"value": 4}]})
+
     value: whole(-1, 5, "-1 / +1 (thumbs) or 1..5 (stars)")
 
     @field_validator("value")
@@ -239,6 +250,8 @@ class RatingIn(BaseModel):
 
 
 class SelectedIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"selected": True}]})
+
     selected: StrictBool
 
 
@@ -263,7 +276,9 @@ class AutoSelectOut(BaseModel):
 
 
 class GenerationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"prompts": ["a cat", "a bridge"], "num_images": 2, "seed": 1,
+         "callback_url": "https://example.com/styledrop-hook"}]})
 
     # Lengths and counts are checked against the settings (app.services.clean_prompts), not fixed here.
     prompts: list[str] = Field(min_length=1, description='contents, e.g. ["a cat", "a bridge"]; at most '
@@ -276,6 +291,22 @@ class GenerationCreate(BaseModel):
     descriptor: str | None = Field(None, description='the style descriptor for these images: omitted or null = the '
                                                      'style\'s own, "" = none, or another one (the paper edits '
                                                      'descriptors at sampling, e.g. "golden 3d rendering")')
+    callback_url: str | None = CALLBACK_URL
+
+
+class StylePage(BaseModel):
+    items: list[StyleOut]
+    next: str | None = Field(description="URL of the next page; null on the last page")
+
+
+class RoundPage(BaseModel):
+    items: list[RoundOut]
+    next: str | None = Field(description="URL of the next page; null on the last page")
+
+
+class CandidatePage(BaseModel):
+    items: list[CandidateOut]
+    next: str | None = Field(description="URL of the next page; null on the last page")
 
 
 class GenerationOut(BaseModel):
@@ -288,3 +319,12 @@ class GenerationOut(BaseModel):
     error: str | None
     created_at: Utc
     finished_at: Utc | None
+
+
+class GenerationPage(BaseModel):
+    items: list[GenerationOut]
+    next: str | None = Field(description="URL of the next page; null on the last page")
+
+
+class WebhookSecretOut(BaseModel):
+    secret: str = Field(description="HMAC-SHA256 key of your webhook signatures")

@@ -31,6 +31,7 @@ from .settings import Settings
 from .task_queue import Dispatcher
 from .uploads import check_base_model, check_storage_quota
 from .uploads import create_style as store_style
+from .webhooks import check_callback_url, jobs_ended
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ def reap_stale(session: Session, settings: Settings, dispatcher: Dispatcher, rou
         .execution_options(synchronize_session=False))
     session.commit()
     send_again(dispatcher, requeued)  # after the commit, so the worker that takes one finds it queued
+    jobs_ended(session, dispatcher, "round", failed)
     for rid in requeued + failed:
         rnd = session.get(Round, rid)
         if rnd is not None:
@@ -253,6 +255,15 @@ def cancel_round(session: Session, rnd: Round) -> Round:
         raise ApiError(409, f"Round {rnd.id} is already {rnd.status}; there is nothing to cancel.")
     session.commit()
     session.refresh(rnd)
+    return rnd
+
+
+def stop_round(session: Session, dispatcher: Dispatcher, rnd: Round) -> Round:
+    """Cancel a round (cancel_round's rules), from the API or a page. A queued round ends here, so its webhook
+    (app/webhooks.py) is queued here; a running one ends in the worker, which sends it."""
+    rnd = cancel_round(session, rnd)
+    if rnd.status == RoundStatus.cancelled.value:
+        jobs_ended(session, dispatcher, "round", [rnd.id])
     return rnd
 
 
@@ -403,9 +414,14 @@ def delete_style(session: Session, settings: Settings, style: Style) -> None:
 
 def start_round(session: Session, settings: Settings, dispatcher: Dispatcher, style: Style,
                 body: RoundCreate) -> Round:
-    """Create the style's next round (new_round's rules) and send it to the workers."""
+    """Create the style's next round (new_round's rules) and send it to the workers. A `callback_url` is
+    checked first (webhooks' allow-list) and kept on the row, not in the round's parameters."""
+    callback_url = check_callback_url(body.callback_url, settings)
     reap_stale(session, settings, dispatcher)
-    rnd = new_round(session, style, body.model_dump(), settings)
+    rnd = new_round(session, style, body.model_dump(exclude={"callback_url"}), settings)
+    if callback_url is not None:
+        rnd.callback_url = callback_url
+        session.commit()  # before the worker can end the job
     dispatch_round(session, dispatcher, rnd)
     return rnd
 
@@ -450,10 +466,13 @@ def create_generation(session: Session, settings: Settings, dispatcher: Dispatch
                                 f"(POST /api/v1/styles/{style.id}/rounds).")
     descriptor = style.descriptor if body.descriptor is None else \
         clean_text(body.descriptor, "descriptor", settings) if body.descriptor.strip() else ""
+    callback_url = check_callback_url(body.callback_url, settings)
     check_job_quota(session, user.id, settings, generation=True)
     generation = Generation(style_id=style.id, round_id=rnd.id, user_id=user.id, status=RoundStatus.queued.value,
-                            request=body.model_dump() | {"prompts": prompts, "round_id": rnd.id,
-                                                         "descriptor": descriptor})
+                            request=body.model_dump(exclude={"callback_url"}) | {"prompts": prompts,
+                                                                                   "round_id": rnd.id,
+                                                                                   "descriptor": descriptor},
+                            callback_url=callback_url)
     session.add(generation)
     session.commit()
     try:

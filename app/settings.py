@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     # styledrop.clip_scores.load_scorer name; unset: "tiny" for the offline presets, else "default" (ViT-L-14).
     clip_model: str | None = None
 
+    # Webhooks (app/webhooks.py): comma-separated host names, *.domains and CIDR networks. Empty: any host with
+    # only public addresses; set: only what it names (which may then be private, e.g. "127.0.0.1/32").
+    webhook_allow: str = ""
+    webhook_attempts: int = Field(default=6, ge=1)  # deliveries tried before giving up
+    webhook_backoff_seconds: float = 10.0  # wait before the first retry; doubles each time (capped at 1 h)
+    webhook_timeout_seconds: float = 10.0
+
     # Worker robustness.
     heartbeat_seconds: float = 5.0
     heartbeat_stale_seconds: float = 120.0

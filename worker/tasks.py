@@ -7,6 +7,8 @@ from functools import lru_cache
 
 from celery.signals import worker_ready, worker_shutting_down
 
+from app import webhooks
+from app.db import session_factory
 from app.settings import get_settings
 from app.task_queue import CeleryDispatcher
 
@@ -25,12 +27,40 @@ def dispatcher() -> CeleryDispatcher:
 @celery_app.task(name="worker.tasks.train_round", bind=True)
 def train_round(self, round_id: int) -> str:  # noqa: ANN001
     """Train a round, generate its candidates and score them (one GPU job)."""
-    return jobs.run_round(get_settings(), round_id, task_id=self.request.id, dispatcher=dispatcher())
+    outcome = jobs.run_round(get_settings(), round_id, task_id=self.request.id, dispatcher=dispatcher())
+    if outcome in ("succeeded", "failed", "cancelled", "gave up"):
+        _job_ended("round", [round_id])
+    return outcome
 
 
 @celery_app.task(name="worker.tasks.generate_images")
 def generate_images(generation_id: int) -> str:
-    return jobs.run_generation(get_settings(), generation_id)
+    outcome = jobs.run_generation(get_settings(), generation_id)
+    if outcome in ("succeeded", "failed"):
+        _job_ended("generation", [generation_id])
+    return outcome
+
+
+def _job_ended(kind: str, idents: list[int]) -> None:
+    """Queue the webhooks of ended jobs that asked for one (app/webhooks.py; never raises)."""
+    with session_factory(get_settings())() as session:
+        webhooks.jobs_ended(session, dispatcher(), kind, idents)
+
+
+@celery_app.task(name=webhooks.DELIVER, bind=True)
+def deliver_webhook(self, user_id: int | None, url: str, body: str) -> str:  # noqa: ANN001
+    """One delivery attempt of a job's end event; retried with exponential backoff (default queue)."""
+    settings = get_settings()
+    try:
+        with session_factory(settings)() as session:
+            return webhooks.deliver(settings, session, user_id, url, body)
+    except webhooks.DeliveryFailed as exc:
+        attempt = self.request.retries + 1
+        if attempt >= settings.webhook_attempts:
+            log.warning("webhook to %s given up after %s attempts: %s", url, attempt, exc)
+            return "given up"
+        log.info("webhook to %s failed (attempt %s): %s", url, attempt, exc)
+        raise self.retry(countdown=webhooks.backoff_seconds(settings, attempt), max_retries=None) from exc
 
 
 @celery_app.task(name="worker.tasks.evaluate_style")

@@ -3,29 +3,42 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from sqlalchemy import select
 
-from ..evaluations import EvaluationCreate, EvaluationOut, evaluation_out
+from ..evaluations import EvaluationCreate, EvaluationOut, EvaluationPage, evaluation_out
 from ..evaluations import start_evaluation as queue_evaluation
+from ..idempotency import IdempotencyDep
+from ..models import Evaluation
+from ..paging import PageDep
 from ..schemas import refusals
 from .access import OwnedStyle, ReadableEvaluation, ReadableStyle
 from .deps import DispatcherDep, SessionDep, SettingsDep, UserDep
+from .openapi import operation_id
 
-router = APIRouter(prefix="/api/v1", tags=["evaluations"])
+router = APIRouter(prefix="/api/v1", tags=["evaluations"], generate_unique_id_function=operation_id)
 
 
 @router.post("/styles/{style_id}/evaluations", response_model=EvaluationOut, status_code=202,
              responses=refusals(404, 409, 422))
 def start_evaluation(style: OwnedStyle, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep,
-                     user: UserDep, body: EvaluationCreate | None = None) -> EvaluationOut:
+                     user: UserDep, idempotency: IdempotencyDep,
+                     body: EvaluationCreate | None = None) -> EvaluationOut:
     """CLIP text and style scores of the base model and every finished round, same prompts and seeds
     (default: the built-in held-out list). 422 names prompts a round was trained on (unless allow_overlap);
     409 without a finished round or while an evaluation of the style is running."""
-    return evaluation_out(queue_evaluation(session, settings, dispatcher, style, user, body or EvaluationCreate()))
+    body = body or EvaluationCreate()
+    with idempotency.guard(user.id, f"start_evaluation/{style.id}", body.model_dump(mode="json")) as replay:
+        if replay is not None:
+            return replay
+        return idempotency.done(202, evaluation_out(queue_evaluation(session, settings, dispatcher, style, user,
+                                                                     body)))
 
 
-@router.get("/styles/{style_id}/evaluations", response_model=list[EvaluationOut])
-def list_evaluations(style: ReadableStyle) -> list[EvaluationOut]:
-    return [evaluation_out(e) for e in style.evaluations]
+@router.get("/styles/{style_id}/evaluations", response_model=EvaluationPage)
+def list_evaluations(style: ReadableStyle, session: SessionDep, page: PageDep) -> EvaluationPage:
+    """The style's evaluations, oldest first, a page at a time (`next`)."""
+    rows, after = page.fetch(session, select(Evaluation).where(Evaluation.style_id == style.id), Evaluation.id)
+    return EvaluationPage(items=[evaluation_out(e) for e in rows], next=after)
 
 
 @router.get("/evaluations/{evaluation_id}", response_model=EvaluationOut)

@@ -17,25 +17,32 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from .. import services, storage
+from .. import services, storage, webhooks
 from ..errors import ApiError
-from ..models import Candidate, RoundStatus, Style, User
+from ..idempotency import IdempotencyDep
+from ..models import Candidate, Generation, Round, RoundStatus, Style, User
+from ..paging import PageDep
 from ..schemas import (
     AutoSelectIn,
     AutoSelectOut,
     CandidateOut,
+    CandidatePage,
     GenerationCreate,
     GenerationOut,
+    GenerationPage,
     RatingIn,
     RoundCreate,
     RoundOut,
+    RoundPage,
     SelectedIn,
     StyleCreate,
     StyleOut,
+    StylePage,
+    WebhookSecretOut,
     field_bounds,
     refusals,
 )
-from ..services import auto_select, cancel_round, latest_adapter_round, reap_stale
+from ..services import auto_select, latest_adapter_round, reap_stale
 from ..settings import Settings
 from .access import (
     OwnedRound,
@@ -46,9 +53,11 @@ from .access import (
     ReadableStyle,
 )
 from .deps import DispatcherDep, SessionDep, SettingsDep, UserDep, authorize, identify_request
+from .openapi import operation_id
 from .views import candidate_out, generation_out, round_out, style_out
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", generate_unique_id_function=operation_id)
+
 
 def _style_field(name: str, default: Any = None) -> Any:
     """A form parameter of POST /styles documented (OpenAPI) with StyleCreate's description and bounds."""
@@ -74,7 +83,7 @@ def health() -> dict[str, str]:
 
 @router.post("/styles", response_model=StyleOut, status_code=201, tags=["styles"],
              responses=refusals(400, 413, 415, 422, 429))
-def create_style(session: SessionDep, settings: SettingsDep, user: UserDep,
+def create_style(session: SessionDep, settings: SettingsDep, user: UserDep, idempotency: IdempotencyDep,
                  image: UploadFile = File(..., description="the style reference (PNG, JPEG or WebP)"),
                  more_images: list[UploadFile] = File(default=[], description="more reference images of the same "
                                                       "style (at most STYLEDROP_MAX_REFERENCES in all); every "
@@ -94,17 +103,23 @@ def create_style(session: SessionDep, settings: SettingsDep, user: UserDep,
                            steps=steps, learning_rate=learning_rate, rank=rank, seed=seed)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from exc
-    data = [f.file.read(settings.max_upload_bytes + 1) for f in (image, *more_images)]
-    return style_out(services.create_style(session, settings, user, body, data))
+    data = [f.file.read(settings.max_upload_bytes + 1) for f in (image, *more_images)]  # before the guard:
+    files = {f"image-{i}": d for i, d in enumerate(data)}  # their hashes are part of the request
+    with idempotency.guard(user.id, "create_style", body.model_dump(mode="json"), files) as replay:
+        if replay is not None:
+            return replay
+        return idempotency.done(201, style_out(services.create_style(session, settings, user, body, data)))
 
 
-@router.get("/styles", response_model=list[StyleOut], tags=["styles"])
-def list_styles(session: SessionDep, settings: SettingsDep, user: UserDep) -> list[StyleOut]:
-    """Your styles; with public styles on (an admin setting), everyone's, yours marked `editable`."""
-    query = select(Style).order_by(Style.id)
+@router.get("/styles", response_model=StylePage, tags=["styles"])
+def list_styles(session: SessionDep, settings: SettingsDep, user: UserDep, page: PageDep) -> StylePage:
+    """Your styles, oldest first, a page at a time (`next`); with public styles on (an admin setting),
+    everyone's, yours marked `editable`."""
+    query = select(Style)
     if not settings.public_styles:
         query = query.where(Style.user_id == user.id)
-    return [style_out(s, user) for s in session.scalars(query)]
+    rows, after = page.fetch(session, query, Style.id)
+    return StylePage(items=[style_out(s, user) for s in rows], next=after)
 
 
 @router.get("/styles/{style_id}", response_model=StyleOut, tags=["styles"])
@@ -147,18 +162,24 @@ def style_adapter(style: ReadableStyle, settings: SettingsDep) -> FileResponse:
 @router.post("/styles/{style_id}/rounds", response_model=RoundOut, status_code=201, tags=["rounds"],
              responses=refusals(404, 409, 422, 429))
 def start_round(style: OwnedStyle, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep,
-                body: RoundCreate | None = None) -> RoundOut:
+                user: UserDep, idempotency: IdempotencyDep, body: RoundCreate | None = None) -> RoundOut:
     """Start round 1, or the next round from the selection of the latest finished round
     (`feedback: "clip"` lets CLIP select first). 409 while another round of the style is queued or running;
     429 (with Retry-After) while you have STYLEDROP_MAX_ACTIVE_JOBS jobs queued or running."""
-    return round_out(services.start_round(session, settings, dispatcher, style, body or RoundCreate()))
+    body = body or RoundCreate()
+    with idempotency.guard(user.id, f"start_round/{style.id}", body.model_dump(mode="json")) as replay:
+        if replay is not None:
+            return replay
+        return idempotency.done(201, round_out(services.start_round(session, settings, dispatcher, style, body)))
 
 
-@router.get("/styles/{style_id}/rounds", response_model=list[RoundOut], tags=["rounds"])
-def list_rounds(style: ReadableStyle, session: SessionDep, settings: SettingsDep,
-                dispatcher: DispatcherDep) -> list[RoundOut]:
+@router.get("/styles/{style_id}/rounds", response_model=RoundPage, tags=["rounds"])
+def list_rounds(style: ReadableStyle, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep,
+                page: PageDep) -> RoundPage:
+    """The style's rounds, first round first, a page at a time (`next`)."""
     reap_stale(session, settings, dispatcher)
-    return [round_out(r) for r in style.rounds]
+    rows, after = page.fetch(session, select(Round).where(Round.style_id == style.id), Round.id)
+    return RoundPage(items=[round_out(r) for r in rows], next=after)
 
 
 @router.get("/rounds/{round_id}", response_model=RoundOut, tags=["rounds"])
@@ -173,15 +194,16 @@ def read_round(rnd: ReadableRound, session: SessionDep, settings: SettingsDep,
     return round_out(rnd)
 
 
-@router.post("/rounds/{round_id}/cancel", response_model=RoundOut, status_code=202, tags=["rounds"])
-def cancel(rnd: OwnedRound, session: SessionDep) -> RoundOut:
+@router.post("/rounds/{round_id}/cancel", response_model=RoundOut, status_code=202, tags=["rounds"],
+             name="cancel_round")
+def cancel(rnd: OwnedRound, session: SessionDep, dispatcher: DispatcherDep) -> RoundOut:
     """A queued round is cancelled at once; a running one stops within seconds (its checkpoint is kept,
     so retry resumes)."""
-    return round_out(cancel_round(session, rnd))
+    return round_out(services.stop_round(session, dispatcher, rnd))
 
 
 @router.post("/rounds/{round_id}/retry", response_model=RoundOut, status_code=202, tags=["rounds"],
-             responses=refusals(404, 409, 429))
+             responses=refusals(404, 409, 429), name="retry_round")
 def retry(rnd: OwnedRound, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep) -> RoundOut:
     """Queue a failed or cancelled round again; training resumes from its last checkpoint."""
     return round_out(services.requeue_round(session, settings, dispatcher, rnd))
@@ -194,9 +216,11 @@ def round_adapter(rnd: ReadableRound, settings: SettingsDep) -> FileResponse:
     return _file(settings, rnd.adapter_path, f"The adapter of round {rnd.id}", "application/octet-stream")
 
 
-@router.get("/rounds/{round_id}/candidates", response_model=list[CandidateOut], tags=["candidates"])
-def list_candidates(rnd: ReadableRound, user: UserDep) -> list[CandidateOut]:
-    return [candidate_out(c, user) for c in rnd.candidates]
+@router.get("/rounds/{round_id}/candidates", response_model=CandidatePage, tags=["candidates"])
+def list_candidates(rnd: ReadableRound, session: SessionDep, user: UserDep, page: PageDep) -> CandidatePage:
+    """The round's candidates in the order they were made, a page at a time (`next`)."""
+    rows, after = page.fetch(session, select(Candidate).where(Candidate.round_id == rnd.id), Candidate.id)
+    return CandidatePage(items=[candidate_out(c, user) for c in rows], next=after)
 
 
 @router.post("/rounds/{round_id}/auto-select", response_model=AutoSelectOut, tags=["candidates"])
@@ -232,14 +256,16 @@ def _as_user(request: Request, settings: Settings, change: Callable[[Session, Us
         return candidate_out(change(session, user), user)
 
 
-@router.put("/candidates/{candidate_id}/rating", response_model=CandidateOut, tags=["candidates"])
+@router.put("/candidates/{candidate_id}/rating", response_model=CandidateOut, tags=["candidates"],
+            name="rate_candidate")
 async def rate(candidate_id: int, body: RatingIn, request: Request, settings: SettingsDep) -> CandidateOut:
     """Your rating of a candidate: -1/+1 (thumbs) or 1..5 (stars); a second PUT replaces it."""
     return await run_in_threadpool(_as_user, request, settings, lambda session, user: services.rate_owned(
         session, candidate_id, user, body.value))
 
 
-@router.put("/candidates/{candidate_id}/selected", response_model=CandidateOut, tags=["candidates"])
+@router.put("/candidates/{candidate_id}/selected", response_model=CandidateOut, tags=["candidates"],
+            name="select_candidate")
 async def set_selected(candidate_id: int, body: SelectedIn, request: Request, settings: SettingsDep) -> CandidateOut:
     """Choose (or un-choose) a candidate for the next round's training set (human feedback)."""
     return await run_in_threadpool(_as_user, request, settings, lambda session, user: services.select_owned(
@@ -251,15 +277,21 @@ async def set_selected(candidate_id: int, body: SelectedIn, request: Request, se
 @router.post("/styles/{style_id}/generations", response_model=GenerationOut, status_code=202, tags=["generations"],
              responses=refusals(404, 409, 422, 429))
 def create_generation(style: OwnedStyle, body: GenerationCreate, session: SessionDep, settings: SettingsDep,
-                      dispatcher: DispatcherDep, user: UserDep) -> GenerationOut:
+                      dispatcher: DispatcherDep, user: UserDep, idempotency: IdempotencyDep) -> GenerationOut:
     """Generate `num_images` images per prompt with the style (its latest finished round by default).
     429 (with Retry-After) while you have too many jobs queued or running."""
-    return generation_out(services.create_generation(session, settings, dispatcher, user, style, body))
+    with idempotency.guard(user.id, f"create_generation/{style.id}", body.model_dump(mode="json")) as replay:
+        if replay is not None:
+            return replay
+        return idempotency.done(202, generation_out(services.create_generation(session, settings, dispatcher,
+                                                                               user, style, body)))
 
 
-@router.get("/styles/{style_id}/generations", response_model=list[GenerationOut], tags=["generations"])
-def list_generations(style: OwnedStyle) -> list[GenerationOut]:
-    return [generation_out(g) for g in sorted(style.generations, key=lambda g: g.id)]
+@router.get("/styles/{style_id}/generations", response_model=GenerationPage, tags=["generations"])
+def list_generations(style: OwnedStyle, session: SessionDep, page: PageDep) -> GenerationPage:
+    """The style's generations, oldest first, a page at a time (`next`)."""
+    rows, after = page.fetch(session, select(Generation).where(Generation.style_id == style.id), Generation.id)
+    return GenerationPage(items=[generation_out(g) for g in rows], next=after)
 
 
 @router.get("/generations/{generation_id}", response_model=GenerationOut, tags=["generations"])
@@ -273,3 +305,18 @@ def generation_image(generation: ReadableGeneration, index: int, settings: Setti
     if not 0 <= index < len(paths):
         raise ApiError(404, f"Generation {generation.id} has no image {index} (it has {len(paths)}).")
     return _file(settings, paths[index], f"Image {index} of generation {generation.id}", "image/png")
+
+
+# ---- webhooks -----------------------------------------------------------------------------------------------
+
+@router.get("/webhooks/secret", response_model=WebhookSecretOut, tags=["webhooks"])
+def read_webhook_secret(session: SessionDep, user: UserDep) -> WebhookSecretOut:
+    """Your webhook secret: check `X-StyleDrop-Signature` = "sha256=" + hex HMAC-SHA256(secret,
+    X-StyleDrop-Timestamp + "." + raw body) on every event, and refuse old timestamps."""
+    return WebhookSecretOut(secret=webhooks.secret_for(session, user))
+
+
+@router.post("/webhooks/secret", response_model=WebhookSecretOut, tags=["webhooks"])
+def rotate_webhook_secret(session: SessionDep, user: UserDep) -> WebhookSecretOut:
+    """A new webhook secret; deliveries from now on are signed with it."""
+    return WebhookSecretOut(secret=webhooks.rotate_secret(session, user))

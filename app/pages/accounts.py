@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from .. import browser_sessions
+from .. import browser_sessions, webhooks
 from ..api.deps import PageIdentityDep, PageUserDep, SessionDep, SettingsDep, csrf_guard
 from ..auth import AccountError, authenticate, create_account, issue_token, normalize_name, revoke_token
 from ..errors import ApiError
@@ -119,8 +119,9 @@ def _settings_context(user, settings, new_token: str | None = None, error: str |
 
 
 @router.get("/settings", response_class=HTMLResponse)
-def settings_page(request: Request, user: PageUserDep, settings: SettingsDep) -> Response:
-    return render(request, "settings.html", _settings_context(user, settings))
+def settings_page(request: Request, user: PageUserDep, settings: SettingsDep, session: SessionDep) -> Response:
+    return render(request, "settings.html", _settings_context(user, settings)
+                  | {"webhook_secret": webhooks.secret_for(session, user)})
 
 
 @router.post("/settings/tokens", response_class=HTMLResponse)

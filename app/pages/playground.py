@@ -7,14 +7,15 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import services
+from .. import paging, services
 from ..api.access import PageOwnedStyle, PageReadableGeneration
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard
 from ..api.deps import PageUserDep as UserDep
 from ..errors import ApiError
-from ..models import Round, RoundStatus, Style
+from ..models import Generation, Round, RoundStatus, Style
 from ..schemas import GenerationCreate
 from ..settings import Settings
 from .forms import form_values, parse_form
@@ -27,16 +28,19 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
 LABELS = {"prompts": "Prompts", "num_images": "Images per prompt", "seed": "Seed", "round_id": "Round",
           "descriptor": "Style descriptor"}
 MESSAGES = {"prompts": 'Write at least one prompt, one per line (e.g. "a cat").'}
+GENERATIONS_PER_PAGE = 20  # a playground's generations grow: pages (app/paging.py), newest first
 
 
 def _context(session: Session, settings: Settings, style: Style, values: dict[str, str],
-             errors: dict[str, str]) -> dict[str, Any]:
+             errors: dict[str, str], cursor: str | None = None) -> dict[str, Any]:
     numbers = {r.id: r.number for r in style.rounds}
-    views = [generation_view(g, numbers.get(g.round_id))
-             for g in sorted(style.generations, key=lambda g: g.id, reverse=True)]
+    gens, after = paging.page(session, select(Generation).where(Generation.style_id == style.id), Generation.id,
+                              GENERATIONS_PER_PAGE, cursor, descending=True)
+    views = [generation_view(g, numbers.get(g.round_id)) for g in gens]
     for view in views:  # the queue position of each waiting job
         view["ahead_text"] = ahead_text(jobs_ahead(session, view["row"]))
     return {"style": style, "values": values, "errors": errors, "generations": views,
+            "older": f"/styles/{style.id}/playground?cursor={after}" if after else None,
             "adapter_round": services.latest_adapter_round(style), "max_images": settings.max_generation_images,
             "max_prompts": settings.max_prompts, "max_chars": settings.max_prompt_chars,
             "finished_rounds": [r for r in style.rounds if r.status == RoundStatus.succeeded.value]}
@@ -54,7 +58,8 @@ def playground_page(style: PageOwnedStyle, request: Request, session: SessionDep
         if last.get("descriptor") is not None:
             values |= {"descriptor": last["descriptor"] or style.descriptor,
                        "no_descriptor": "on" if last["descriptor"] == "" else ""}
-    return render(request, "playground.html", _context(session, settings, style, values, {}))
+    return render(request, "playground.html", _context(session, settings, style, values, {},
+                                                       request.query_params.get("cursor")))
 
 
 @router.post("/styles/{style_id}/playground", response_class=HTMLResponse)

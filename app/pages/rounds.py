@@ -44,9 +44,9 @@ def round_panel(rnd: PageReadableRound, request: Request, session: SessionDep, s
 
 @router.post("/rounds/{round_id}/cancel", response_class=HTMLResponse)
 def cancel_round_page(rnd: PageOwnedRound, request: Request, session: SessionDep, settings: SettingsDep,
-                      user: UserDep) -> HTMLResponse:
+                      dispatcher: DispatcherDep, user: UserDep) -> HTMLResponse:
     try:
-        services.cancel_round(session, rnd)
+        services.stop_round(session, dispatcher, rnd)
         notice = "Stopping… training stops at its next step and keeps a checkpoint, so Retry resumes there."
     except ApiError as exc:
         notice = exc.detail

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from .. import services
+from .. import paging, services
 from ..api.access import PageOwnedStyle, PageReadableStyle
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard, get_dispatcher
 from ..api.deps import PageUserDep as UserDep
@@ -26,6 +26,7 @@ from .views import round_panel_context, style_summary
 
 # Every page knows who asks (a log-in redirect otherwise) and every form post carries the CSRF token.
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
+STYLES_PER_PAGE = 48  # the gallery grows: pages (app/paging.py), newest first, an 'Older styles' link
 
 # The paper's style descriptors (StyleDrop, arXiv 2306.00983), offered as suggestions.
 DESCRIPTORS = ["watercolor painting", "oil painting", "line drawing", "cartoon line drawing",
@@ -56,13 +57,16 @@ def notice_code(exc: ApiError) -> str:
 @router.get("/", response_class=HTMLResponse)
 def styles_page(request: Request, session: SessionDep, settings: SettingsDep, user: UserDep) -> HTMLResponse:
     """Your styles; with public styles on (an admin setting), the others' too, below and read-only."""
-    query = select(Style).order_by(Style.created_at.desc(), Style.id.desc())
+    query = select(Style)
     if not settings.public_styles:
         query = query.where(Style.user_id == user.id)
     items, shared = [], []
-    for style in session.scalars(query):  # each card: its live phase and ETA, or "ready to rate"
+    rows, after = paging.page(session, query, Style.id, STYLES_PER_PAGE, request.query_params.get("cursor"),
+                              descending=True)  # newest first, a page at a time
+    for style in rows:  # each card: its live phase and ETA, or "ready to rate"
         (items if style.user_id == user.id else shared).append(style_item(style, user))
-    return render(request, "styles.html", {"items": items, "shared": shared})
+    return render(request, "styles.html", {"items": items, "shared": shared,
+                                           "older": f"/?cursor={after}" if after else None})
 
 
 # ---- a new style ----------------------------------------------------------------------------------------------

@@ -220,7 +220,7 @@ def test_public_styles_are_readable_by_everyone_and_changeable_by_their_owner_on
     assert bob.get(f"{API}/styles/{ids['style']}").status_code == 404  # the setting is off: nothing leaks
     team.settings.public_styles = True  # the admin turns it on (STYLEDROP_PUBLIC_STYLES=true)
     try:
-        listed = bob.get(f"{API}/styles").json()
+        listed = bob.get(f"{API}/styles").json()["items"]
         assert [(s["id"], s["editable"]) for s in listed] == [(ids["style"], False)]
         for url in (f"/styles/{ids['style']}", f"/styles/{ids['style']}/reference", f"/styles/{ids['style']}/rounds",
                     f"/rounds/{ids['round']}", f"/rounds/{ids['round']}/candidates", f"/candidates/{ids['candidate']}",

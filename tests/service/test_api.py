@@ -32,7 +32,7 @@ def test_create_style_stores_a_png_named_by_id(stub_app):
     assert stored.is_file()
     assert decode_png(stored.read_bytes()).size == (64, 64)
     assert decode_png(stub_app.get(style["reference_url"]).content).size == (64, 64)
-    assert [s["id"] for s in stub_app.get(f"{API}/styles").json()] == [style["id"]]
+    assert [s["id"] for s in stub_app.get(f"{API}/styles").json()["items"]] == [style["id"]]
     assert stub_app.get(f"{API}/styles/{style['id']}").json()["descriptor"] == "watercolor painting"
 
 
@@ -278,7 +278,7 @@ def test_bearer_tokens(tmp_path):
     assert anonymous.status_code == 401 and "Bearer" in anonymous.json()["detail"]
     assert client.get(f"{API}/styles", headers={"Authorization": "Bearer wrong"}).status_code == 401
     ok = client.get(f"{API}/styles", headers={"Authorization": f"Bearer {token}"})
-    assert ok.status_code == 200 and ok.json() == []
+    assert ok.status_code == 200 and ok.json() == {"items": [], "next": None}
 
 
 def test_openapi_documents_the_routes(stub_app):

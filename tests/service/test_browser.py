@@ -213,10 +213,10 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             expect(page.locator(".selbar .count")).to_have_text("1")
             expect(page.locator("#picked-1")).to_have_text("1")  # the side table, without a reload
             api = page.request
-            round1 = api.get(f"{base}/api/v1/styles/1/rounds").json()[0]
+            round1 = api.get(f"{base}/api/v1/styles/1/rounds").json()["items"][0]
 
             def picks() -> list:
-                rated = api.get(f"{base}/api/v1/rounds/{round1['id']}/candidates").json()
+                rated = api.get(f"{base}/api/v1/rounds/{round1['id']}/candidates").json()["items"]
                 return [(c["my_rating"], c["selected"], c["selected_by"]) for c in rated]
 
             assert picks() == [(1, True, "human"), (-1, False, None), (None, False, None), (None, False, None)]

@@ -133,9 +133,9 @@ def test_the_compose_topology_as_processes(cluster):
     assert done.metrics["resumed_from"] >= 20 and done.metrics["started_at_step"] >= 20  # not from step 0
 
     # 4. Ratings through both web processes at once, each candidate rated on both: stored once each.
-    candidates = alice1.get(f"/rounds/{alice_round}/candidates").json()
+    candidates = alice1.get(f"/rounds/{alice_round}/candidates").json()["items"]
     assert len(candidates) == 4 and len({m["id"] for m in candidates}) == 4
-    assert alice2.get(f"/rounds/{alice_round}/candidates").json() == candidates
+    assert alice2.get(f"/rounds/{alice_round}/candidates").json()["items"] == candidates
     wanted = {m["id"]: 1 if i % 2 else -1 for i, m in enumerate(candidates)}
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(lambda job: job[0].put(f"/candidates/{job[1]}/rating",

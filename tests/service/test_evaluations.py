@@ -29,7 +29,7 @@ def test_an_evaluation_scores_every_round_on_held_out_prompts(live):
     assert refused.status_code == 409 and "no finished round" in refused.json()["detail"]
 
     first = _round(live, style["id"])
-    cat = next(c for c in live.get(f"{API}/rounds/{first['id']}/candidates").json() if c["content"] == "a cat")
+    cat = next(c for c in live.get(f"{API}/rounds/{first['id']}/candidates").json()["items"] if c["content"] == "a cat")
     assert live.put(f"{API}/candidates/{cat['id']}/selected", json={"selected": True}).status_code == 200
     _round(live, style["id"])  # round 2 trains on the reference ("a house") and the cat
 
@@ -47,5 +47,5 @@ def test_an_evaluation_scores_every_round_on_held_out_prompts(live):
     assert [r["name"] for r in done["rows"]] == ["base", "round 1", "round 2"]
     assert all(r["count"] == 3 and -1 <= r["text_mean"] <= 1 and -1 <= r["style_mean"] <= 1 for r in done["rows"])
     assert done["clip_model"].startswith("tiny")  # the offline preset's scorer, as the CLI picks
-    assert [e["id"] for e in live.get(f"{API}/styles/{style['id']}/evaluations").json()] == [done["id"]]
+    assert [e["id"] for e in live.get(f"{API}/styles/{style['id']}/evaluations").json()["items"]] == [done["id"]]
     assert live.get(f"{API}/evaluations/999999").status_code == 404

@@ -155,7 +155,7 @@ def _finished(body: dict) -> bool:
 
 
 def _candidates(c: Cluster, round_id: int) -> list[dict]:
-    return c.client.get(f"{API}/rounds/{round_id}/candidates").json()
+    return c.client.get(f"{API}/rounds/{round_id}/candidates").json()["items"]
 
 
 def test_a_killed_worker_s_round_resumes_from_its_checkpoint_on_the_next_worker(cluster):

@@ -39,7 +39,7 @@ def test_human_feedback_loop(live):
     assert first["loss"] is not None and first["attempts"] == 1 and first["progress"] == 1.0
     assert first["metrics"]["adapter"]["rank"] == 4 and first["metrics"]["adapter"]["shared"] is True
 
-    candidates = live.get(f"{API}/rounds/{first['id']}/candidates").json()
+    candidates = live.get(f"{API}/rounds/{first['id']}/candidates").json()["items"]
     assert [c["content"] for c in candidates] == ["a cat", "a bridge"]
     assert candidates[0]["prompt"] == "A cat in watercolor painting style"
     assert len({c["seed"] for c in candidates}) == 2
@@ -48,7 +48,7 @@ def test_human_feedback_loop(live):
     live.put(f"{API}/candidates/{candidates[0]['id']}/rating", json={"value": 1})
     live.put(f"{API}/candidates/{candidates[1]['id']}/rating", json={"value": -1})
     assert live.put(f"{API}/candidates/{candidates[0]['id']}/selected", json={"selected": True}).json()["selected"]
-    listed = live.get(f"{API}/rounds/{first['id']}/candidates").json()
+    listed = live.get(f"{API}/rounds/{first['id']}/candidates").json()["items"]
     assert [(c["my_rating"], c["selected"]) for c in listed] == [(1, True), (-1, False)]
 
     second = _round(live, style["id"], {"steps": 10, "prompts": ["a cat"], "candidates_per_prompt": 1,
@@ -64,7 +64,7 @@ def test_human_feedback_loop(live):
     done = wait_for(live, f"{API}/generations/{job.json()['id']}")
     assert done["status"] == "succeeded" and done["round_id"] == second["id"] and len(done["images"]) == 4
     assert decode_png(live.get(done["images"][3]).content).size[0] > 0
-    assert [g["id"] for g in live.get(f"{API}/styles/{style['id']}/generations").json()] == [done["id"]]
+    assert [g["id"] for g in live.get(f"{API}/styles/{style['id']}/generations").json()["items"]] == [done["id"]]
 
     adapter = live.get(f"{API}/styles/{style['id']}/adapter")
     assert adapter.status_code == 200
@@ -76,7 +76,7 @@ def test_human_feedback_loop(live):
 def test_clip_feedback_loop(live):
     style = _style(live)
     first = _round(live, style["id"], TINY_ROUND | {"candidates_per_prompt": 2})
-    assert len(live.get(f"{API}/rounds/{first['id']}/candidates").json()) == 4
+    assert len(live.get(f"{API}/rounds/{first['id']}/candidates").json()["items"]) == 4
     picked = live.post(f"{API}/rounds/{first['id']}/auto-select").json()
     assert sorted(c["content"] for c in picked["selected"]) == ["a bridge", "a cat"]  # one per prompt
     second = _round(live, style["id"], {"feedback": "clip", "steps": 10, "prompts": ["a cat"],

@@ -15,7 +15,8 @@ from app.models import Base
 from . import postgres
 from .conftest import make_settings
 
-TABLES = {"users", "api_tokens", "styles", "rounds", "candidates", "ratings", "selections", "generations"}
+TABLES = {"users", "api_tokens", "styles", "rounds", "candidates", "ratings", "selections", "generations",
+          "evaluations", "idempotency_keys"}
 
 
 def test_upgrade_from_empty_and_downgrade_back(tmp_path):

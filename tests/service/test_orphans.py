@@ -111,7 +111,7 @@ def test_a_killed_serve_takes_its_worker_and_redis_with_it_and_a_stale_worker_is
 
         stored = httpx.get(f"{url}/adapter").content
         assert hashlib.sha256(stored).hexdigest() == body["metrics"]["candidates_adapter_sha256"]
-        assert len(httpx.get(f"{url}/candidates").json()) == 1
+        assert len(httpx.get(f"{url}/candidates").json()["items"]) == 1
         assert httpx.get(f"{url}/adapter").content == stored  # the orphan, stopped, rewrote nothing
     finally:
         if orphan is not None:

@@ -64,7 +64,7 @@ def test_every_route_with_an_id_answers_404_to_another_user(stub_app):
             assert "does not exist" in response.json()["detail"], f"{method} {path}"
             walked += 1
     assert walked >= 20  # styles, rounds, candidates, generations and their files and actions
-    assert stub_app.get(f"{API}/styles", headers=bob).json() == []
+    assert stub_app.get(f"{API}/styles", headers=bob).json() == {"items": [], "next": None}
     # and Alice's work is untouched by Bob's attempts
     assert stub_app.get(f"{API}/styles/{ids['style_id']}", headers=alice).status_code == 200
     candidate = stub_app.get(f"{API}/candidates/{ids['candidate_id']}", headers=alice).json()

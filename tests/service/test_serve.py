@@ -212,7 +212,7 @@ def test_stopping_serve_mid_training_queues_the_round_and_the_next_start_resumes
         assert body["status"] == "succeeded", (body, log_path.read_text()[-3000:])
         assert body["metrics"]["resumed_from"] == stopped_at and body["attempts"] == 1
         assert body["metrics"]["interruptions"][0]["reason"] == "the worker shut down"
-        assert len(httpx.get(f"{base}/rounds/{rnd['id']}/candidates").json()) == 1  # the duplicate message did nothing
+        assert len(httpx.get(f"{base}/rounds/{rnd['id']}/candidates").json()["items"]) == 1  # the duplicate message did nothing
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0, log_path.read_text()[-3000:]

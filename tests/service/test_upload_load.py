@@ -36,7 +36,7 @@ def test_large_uploads_do_not_fail_ratings_or_a_training_round(live):
     rated = live.post(f"{API}/styles/{_style(live, 'pencil sketch')}/rounds",
                       json={"steps": 3, "prompts": ["a cat"], "candidates_per_prompt": 1, "sample_steps": 2}).json()
     assert wait_for(live, f"{API}/rounds/{rated['id']}")["status"] == "succeeded"
-    (candidate,) = live.get(f"{API}/rounds/{rated['id']}/candidates").json()
+    (candidate,) = live.get(f"{API}/rounds/{rated['id']}/candidates").json()["items"]
 
     training = live.post(f"{API}/styles/{_style(live, 'charcoal drawing')}/rounds",
                          json={"steps": 80, "prompts": ["a dog"], "candidates_per_prompt": 1, "sample_steps": 2}
