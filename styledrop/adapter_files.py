@@ -142,9 +142,10 @@ def reference_files(folder: str | os.PathLike) -> list[Path]:
 
 
 def save_style(folder: str | os.PathLike, adapter: Adapter, meta: AdapterMeta,
-               references: list[Image.Image] | None = None) -> Path:
+               references: Image.Image | list[Image.Image] | None = None) -> Path:
     """Write a complete style folder (adapter, manifest, every reference image, diffusers export for LoRA)."""
     folder = Path(folder)
+    references = [references] if isinstance(references, Image.Image) else references
     folder.mkdir(parents=True, exist_ok=True)
     save_adapter_file(folder / ADAPTER_FILE, adapter, meta)
     manifest = asdict(meta) | {"num_parameters": adapter.num_parameters(), "files": {"adapter": ADAPTER_FILE}}

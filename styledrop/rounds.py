@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -77,8 +77,12 @@ def record_round(style_dir: str | Path, number: int) -> Path:
     """Keep a copy of the folder's current adapter as round `number`."""
     target = round_dir(style_dir, number)
     target.mkdir(parents=True, exist_ok=True)
-    for name in (ADAPTER_FILE, MANIFEST_FILE):
-        shutil.copy2(Path(style_dir) / name, target / name)
+    shutil.copy2(Path(style_dir) / ADAPTER_FILE, target / ADAPTER_FILE)
+    if (Path(style_dir) / MANIFEST_FILE).is_file():
+        shutil.copy2(Path(style_dir) / MANIFEST_FILE, target / MANIFEST_FILE)
+    else:  # a folder made around a downloaded adapter file: its metadata is the manifest
+        meta = read_adapter_file(target / ADAPTER_FILE)[1]
+        (target / MANIFEST_FILE).write_text(json.dumps(asdict(meta), indent=2) + "\n")
     return target
 
 

@@ -76,9 +76,10 @@ def test_style_folder_holds_adapter_manifest_reference_and_diffusers_lora(tmp_pa
     manifest = json.loads((folder / MANIFEST_FILE).read_text())
     assert manifest["adapter"]["kind"] == "lora" and manifest["descriptor"] == "sticker"
     assert manifest["num_parameters"] == adapter.num_parameters()
-    for relative in manifest["files"].values():
-        assert (folder / relative).is_file()
-    assert (folder / ADAPTER_FILE).is_file()
+    for entry in manifest["files"].values():  # "references" lists every reference image
+        for relative in entry if isinstance(entry, list) else [entry]:
+            assert (folder / relative).is_file()
+    assert manifest["files"]["references"] == ["reference.png"] and (folder / ADAPTER_FILE).is_file()
 
 
 def test_lora_export_loads_into_diffusers_and_matches_our_sampler(tmp_path, tiny):

@@ -11,7 +11,7 @@ from PIL import Image
 
 from app import storage
 from app.db import session_factory
-from app.models import Candidate, Round
+from app.models import Candidate, Round, Style
 from styledrop.candidates import candidate_seed
 from styledrop.cli import main as cli
 from worker.jobs import run_round
@@ -40,10 +40,15 @@ def test_worker_and_cli_draw_the_same_candidates_and_round_two_keeps_its_lambda(
     assert [c.seed for c in made] == [candidate_seed(4, k) for k in range(4)]  # the one seed rule
 
     # The CLI's pipeline on the same adapter with the same settings: the same images.
+    # A style folder made as a user would: the round's downloaded adapter file and the reference image.
     folder = tmp_path / "style"
+    folder.mkdir()
     with session_factory(settings)() as session:
         adapter = storage.resolve(settings.storage_root, session.get(Round, first["id"]).adapter_path)
-    shutil.copytree(adapter.parent, folder, ignore=shutil.ignore_patterns("candidates"))
+        reference = storage.resolve(settings.storage_root, session.get(Style, style["id"]).reference_path)
+    shutil.copy(adapter, folder / "adapter.safetensors")
+    with Image.open(reference) as image:
+        image.convert("RGB").save(folder / "reference.png")
     (tmp_path / "prompts.txt").write_text("a cat\na bridge\n")
     assert cli(["candidates", str(folder), "--prompts", str(tmp_path / "prompts.txt"), "--per-prompt", "2",
                 "--seed", "4", "--scorer", "tiny", "--batch-size", "3"]) == 0
