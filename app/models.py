@@ -6,7 +6,7 @@ import enum
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from styledrop.plan import RoundPlan  # pydantic only: the app never imports torch
@@ -159,7 +159,8 @@ class Candidate(Base):
     round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"), index=True)
     content: Mapped[str] = mapped_column(String(500))  # "a chihuahua"
     prompt: Mapped[str] = mapped_column(String(1000))  # "A chihuahua in watercolor painting style"
-    seed: Mapped[int]
+    # Each candidate's own seed: candidate_seed(round seed, k) = seed x 100,003 + k outgrows 32 bits.
+    seed: Mapped[int] = mapped_column(BigInteger)
     image_path: Mapped[str] = mapped_column(String(500))
     clip_text_score: Mapped[float | None] = mapped_column(Float)
     clip_style_score: Mapped[float | None] = mapped_column(Float)

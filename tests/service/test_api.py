@@ -300,3 +300,19 @@ def test_delete_style_removes_rows_and_files(stub_app):
     assert stub_app.delete(f"{API}/styles/{style['id']}").status_code == 204
     assert not folder.exists()
     assert stub_app.get(f"{API}/styles/{style['id']}").status_code == 404
+
+
+def test_the_largest_seed_gives_candidate_seeds_every_database_stores(stub_app):
+    """candidate_seed(2^31 - 1, k) is about 2^47: the candidates' seed column is 64-bit (PostgreSQL refused it)."""
+    from app.models import Candidate
+    from styledrop.candidates import candidate_seed  # torch is only imported by the engine's sampling parts
+
+    style = create_style(stub_app, seed=str(2**31 - 1))
+    rnd = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
+    assert rnd["parameters"]["candidates"]["seed"] == 2**31 - 1
+    seed = candidate_seed(2**31 - 1, 3)
+    with session_factory(stub_app.settings)() as session:
+        session.add(Candidate(round_id=rnd["id"], content="a cat", prompt="A cat in sticker style", seed=seed,
+                              image_path="x.png"))
+        session.commit()
+        assert session.query(Candidate).filter(Candidate.round_id == rnd["id"]).one().seed == seed > 2**31
