@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from app.clip_feedback import select_by_clip
+from styledrop.selection import select_by_rule
 from app.errors import ApiError
 from styledrop.prompt_sets import CONTENT_PROMPTS, diverse_prompts
 from worker import scoring
@@ -35,8 +36,10 @@ ITEMS = [
 
 
 def test_app_selection_is_the_engine_rule():
-    ids, method = select_by_clip(ITEMS)
-    assert ids == [1, 3] and method.startswith("clip: top-1")
+    ids, method = select_by_clip(ITEMS)  # the default rule: guarded, our extension, and said to be one
+    assert ids == [1, 3] and method.startswith("clip (guarded, our extension): top-1")
+    for rule in ("paper", "guarded", "random"):
+        assert select_by_clip(ITEMS, rule)[0] == select_by_rule(ITEMS, rule)
 
 
 def test_unscored_or_empty_rounds_are_refused_with_the_reason():
