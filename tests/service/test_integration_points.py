@@ -6,9 +6,9 @@ import pytest
 from PIL import Image
 
 from app.clip_feedback import select_by_clip
-from styledrop.selection import select_by_rule
 from app.errors import ApiError
 from styledrop.prompt_sets import CONTENT_PROMPTS, diverse_prompts
+from styledrop.selection import select_by_rule
 from worker import scoring
 
 
