@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from ..models import Candidate, Round, RoundStatus, as_utc, utcnow
+from .rendering import duration
 
 PHASES = ("training", "candidates", "scoring")
 LABELS = {"training": "Training", "candidates": "Drawing", "scoring": "Scoring"}
@@ -94,24 +95,13 @@ def round_progress(rnd: Round, now: datetime | None = None) -> dict[str, Any]:
         overall = {-1: 0.0, 0: 0.8 * train_fraction, 1: 0.8 + 0.18 * (made / expected if expected else 0),
                    2: 0.98}[position]
     if position == 0 and rnd.eta_seconds is not None and eta is None and phase == "training":
-        eta_text = f"training {_short(rnd.eta_seconds)} + drawing {expected} images"
+        eta_text = f"training {duration(rnd.eta_seconds)} + drawing {expected} images"
     elif eta is None:
         eta_text = "estimating…" if rnd.status == RoundStatus.running.value else "—"
     elif position == 2:
         eta_text = "a few seconds"
     else:
-        eta_text = _short(eta)
+        eta_text = duration(eta)
     return {"phases": phases, "eta_seconds": eta, "eta_text": eta_text, "fraction": min(overall, 1.0),
             "percent": round(min(overall, 1.0) * 100), "made": made, "expected": expected,
             "phase_label": LABELS.get(phase, "Loading the model" if phase == "starting" else "Waiting")}
-
-
-def _short(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
