@@ -18,6 +18,7 @@ from app.models import Evaluation, Round, RoundStatus, Style, utcnow
 from app.settings import Settings
 
 from . import engine_cache
+from .jobs import claim_queued
 from .scoring import scorer
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,7 @@ def run_evaluation(settings: Settings, evaluation_id: int) -> str:
     from styledrop.images import load_image
 
     with session_factory(settings)() as session:
-        claimed = session.execute(update(Evaluation).where(Evaluation.id == evaluation_id,
-                                                           Evaluation.status == RoundStatus.queued.value)
-                                  .values(status=RoundStatus.running.value)).rowcount
-        session.commit()
-        if not claimed:
+        if not claim_queued(session, Evaluation, evaluation_id):
             return "skipped"
         evaluation = session.get(Evaluation, evaluation_id)
         request = dict(evaluation.request)

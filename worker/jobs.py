@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
 
 from app import storage
 from app.db import session_factory
@@ -405,6 +406,15 @@ def _score(settings: Settings, round_id: int, plan: RoundPlan, made: list[tuple[
         session.commit()
 
 
+def claim_queued(session: Session, model: Any, ident: int) -> bool:
+    """Mark a queued job (generation, evaluation) running with a conditional UPDATE, committed: a duplicate or
+    late message for it then claims nothing."""
+    claimed = session.execute(update(model).where(model.id == ident, model.status == RoundStatus.queued.value)
+                              .values(status=RoundStatus.running.value)).rowcount
+    session.commit()
+    return bool(claimed)
+
+
 # ---- generations --------------------------------------------------------------------------------------------
 
 def run_generation(settings: Settings, generation_id: int) -> str:
@@ -412,11 +422,7 @@ def run_generation(settings: Settings, generation_id: int) -> str:
     from styledrop.styles import generate_with_style, load_style
 
     with session_factory(settings)() as session:
-        claimed = session.execute(update(Generation).where(Generation.id == generation_id,
-                                                           Generation.status == RoundStatus.queued.value)
-                                  .values(status=RoundStatus.running.value)).rowcount
-        session.commit()
-        if not claimed:
+        if not claim_queued(session, Generation, generation_id):
             return "skipped"
         generation = session.get(Generation, generation_id)
         rnd = session.get(Round, generation.round_id) if generation.round_id else None
