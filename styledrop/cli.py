@@ -56,6 +56,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grad-accumulation", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--sample-every", type=int, default=0, metavar="N",
+                   help="every N steps and at the last one, draw two fixed prompts with the adapter so far into "
+                        "OUT/samples/step-000250-a.png, ... (default 0: none)")
     p.add_argument("--restart", action="store_true", help="ignore checkpoints of an earlier interrupted run")
     p.add_argument("--no-augment", action="store_true", help="do not add horizontally flipped copies")
     p.add_argument("--gradient-checkpointing", action="store_true")
@@ -261,7 +264,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
                                grad_accumulation=args.grad_accumulation, seed=args.seed,
                                checkpoint_every=args.checkpoint_every, augment=not args.no_augment,
-                               gradient_checkpointing=args.gradient_checkpointing)
+                               gradient_checkpointing=args.gradient_checkpointing, sample_every=args.sample_every)
     train_config.validate()
     from .models import default_device
 
@@ -270,7 +273,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         style = train_style(images, contents if len(contents) > 1 else contents[0], args.descriptor, args.out,
                             components=components,
                             adapter_config=AdapterConfig(**config.to_dict()), train_config=train_config,
-                            on_progress=on_progress, resume=not args.restart)
+                            on_progress=on_progress, resume=not args.restart,
+                            on_samples=_sample_writer(Path(args.out) / "samples") if args.sample_every else None)
     if style.result.resumed_from:
         print(f"resumed from the checkpoint at step {style.result.resumed_from}")
     share = 100 * style.adapter.num_parameters() / components.num_parameters()
@@ -278,6 +282,16 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"({share:.3f}% of the transformer), final loss {style.meta.extra.get('final_loss')}")
     print(f"style written to {style.folder}")
     return 0
+
+
+def _sample_writer(folder: Path) -> Callable[[int, list], None]:
+    """`styledrop train --sample-every N`: each step's samples as OUT/samples/step-000250-a.png, ..."""
+    def write(step: int, samples: list) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for sample in samples:
+            sample.image.save(folder / sample.name)
+
+    return write
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

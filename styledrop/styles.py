@@ -20,8 +20,9 @@ from .errors import StyleDropError
 from .models import DEFAULT_MODEL, Components, default_device, load_components
 from .plan import adapter_recipe, sampling_recipe
 from .prompts import check_prompt_text, style_prompt
-from .sampling import SampleConfig, Samples, StepCallback, generate
+from .sampling import SampleConfig, Samples, StepCallback, generate, sample_config
 from .training import Example, ProgressFn, TrainConfig, TrainResult, train
+from .training_samples import SamplesFn, TrainingSampler, sample_callback
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -47,7 +48,7 @@ def train_style(images: list[Image.Image], content: str | list[str], descriptor:
                 on_progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
                 resume: bool = True, extra_meta: dict | None = None,
                 init_state: dict[str, torch.Tensor] | None = None, references: int | None = None,
-                sample_defaults: dict | None = None) -> TrainedStyle:
+                sample_defaults: dict | None = None, on_samples: SamplesFn | None = None) -> TrainedStyle:
     """Train a style adapter on one or a few images, each described by its content ("a house").
 
     Progress is checkpointed under out_dir/checkpoints; a later call with resume=True continues there.
@@ -57,6 +58,8 @@ def train_style(images: list[Image.Image], content: str | list[str], descriptor:
     folder with its content, so later rounds train on all of them and style scores compare with all of them.
     `sample_defaults` (λA, λB, steps, temperature: styledrop.plan.SamplingDefaults) go into the adapter file,
     so whoever loads it samples as its round meant; default: round 1's.
+    `on_samples(step, samples)` receives the fixed training samples (styledrop.training_samples) every
+    train_config.sample_every steps, drawn in the style's prompt form with those sampling defaults.
     """
     if not images:
         raise StyleDropError("Give at least one reference image.")
@@ -71,16 +74,19 @@ def train_style(images: list[Image.Image], content: str | list[str], descriptor:
                                 adapter_config or default_adapter_config(), train_config or TrainConfig(),
                                 dict(content=contents[0], descriptor=descriptor),
                                 extra | {"sample_defaults": sample_defaults or sampling_recipe(1).model_dump()},
-                                on_progress, should_stop, resume, init_state, references=count)
+                                on_progress, should_stop, resume, init_state, references=count,
+                                on_samples=on_samples, sample_descriptor=descriptor)
 
 
 def train_adapter_folder(examples: list[Example], out_dir: str | os.PathLike, components: Components,
                          adapter_config: AdapterConfig, train_config: TrainConfig, meta_fields: dict,
                          extra_meta: dict | None = None, on_progress: ProgressFn | None = None,
                          should_stop: Callable[[], bool] | None = None, resume: bool = True,
-                         init_state: dict[str, torch.Tensor] | None = None, references: int = 1) -> TrainedStyle:
+                         init_state: dict[str, torch.Tensor] | None = None, references: int = 1,
+                         on_samples: SamplesFn | None = None, sample_descriptor: str | None = None) -> TrainedStyle:
     """Train a fresh adapter on examples and write it as a folder (styles and content subjects alike), with
-    the first `references` examples' images as its reference images."""
+    the first `references` examples' images as its reference images. With `on_samples`, the fixed training
+    samples in `sample_descriptor`'s prompt form, drawn with extra_meta's sample_defaults."""
     out_dir = Path(out_dir)
     checkpoints = out_dir / CHECKPOINT_DIR
     if not resume and checkpoints.exists():
@@ -88,7 +94,11 @@ def train_adapter_folder(examples: list[Example], out_dir: str | os.PathLike, co
     adapter = create_adapter(adapter_config, components.transformer, seed=train_config.seed)
     if init_state is not None:
         adapter.load_adapter_state_dict({k: v.to(components.device) for k, v in init_state.items()})
-    result = train(components, adapter, examples, train_config, checkpoints, on_progress, should_stop)
+    on_sample = None
+    if on_samples is not None and train_config.sample_every:
+        config = sample_config((extra_meta or {}).get("sample_defaults") or {})
+        on_sample = sample_callback(TrainingSampler(components, adapter, sample_descriptor, config), on_samples)
+    result = train(components, adapter, examples, train_config, checkpoints, on_progress, should_stop, on_sample)
     meta = describe(components, adapter, prompts=[e.prompt for e in examples], steps=result.steps_done,
                     training=train_config.to_dict() | {"seconds": round(result.seconds, 2)},
                     extra=dict(extra_meta or {}, final_loss=_mean_tail(result.losses)), **meta_fields)

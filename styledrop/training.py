@@ -37,6 +37,7 @@ from .fast_training import (
 )
 from .images import encode_to_tokens, prepare_image
 from .models import Components
+from .training_samples import sample_due
 
 # Paper (§4.1): Adam, lr 3e-5, 1,000 steps, batch 8 for its adapter; diffusers' aMUSEd LoRA recipe: lr 4e-4.
 DEFAULT_LR = {"styledrop": 3e-5, "lora": 4e-4}
@@ -64,6 +65,8 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     # The launch-free step (styledrop/fast_training.py): "auto" (on for CUDA), "on" or "off" (eager).
     fast: str = "auto"
+    # Sample images every this many steps and at the last one (styledrop.training_samples); 0: none.
+    sample_every: int = 0
 
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.grad_accumulation < 1:
@@ -76,6 +79,8 @@ class TrainConfig:
             raise StyleDropError(f"Unknown mixed precision '{self.mixed_precision}' (auto, bf16 or no).")
         if self.fast not in FAST_MODES:
             raise StyleDropError(f"Unknown fast-step setting '{self.fast}' (auto, on or off).")
+        if self.sample_every < 0:
+            raise StyleDropError("Sample every N steps needs N >= 0 (0: no samples while training).")
 
     def lr_for(self, kind: str) -> float:
         return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[kind]
@@ -240,18 +245,34 @@ def _lr_lambda(warmup: int) -> Callable[[int], float]:
 
 
 ProgressFn = Callable[[TrainProgress], None]
+SampleFn = Callable[[int], None]
 LOSS_READ_SECONDS = 1.0  # on an accelerator the loss is copied to the host about this often, not every step
+
+
+def _between_steps(transformer: torch.nn.Module, device: torch.device, mixed_precision: str,
+                   work: Callable[[], None]) -> None:
+    """Run `work` (sampling) between two training steps: no gradients, eval mode, and the training step's own
+    autocast, which the fast step needs (its frozen weights are held in bf16 while the adapter stays fp32).
+    The adapter stays the only one switched on, and train mode comes back even if `work` raises."""
+    transformer.eval()
+    try:
+        with torch.no_grad(), _autocast(device, mixed_precision):
+            work()
+    finally:
+        transformer.train()
 
 
 def train(components: Components, adapter: Adapter, examples: list[Example] | EncodedSet, config: TrainConfig,
           checkpoint_dir: str | os.PathLike | None = None, on_progress: ProgressFn | None = None,
-          should_stop: Callable[[], bool] | None = None) -> TrainResult:
+          should_stop: Callable[[], bool] | None = None, on_sample: SampleFn | None = None) -> TrainResult:
     """Train `adapter` (already attached to components.transformer) and return the loss history.
 
     With `checkpoint_dir`, state is saved every `checkpoint_every` steps and on a requested stop, and an
     existing checkpoint there is resumed from. `should_stop` is polled every step (cooperative cancel).
     `on_progress` is called each time the loss is read: every step on a CPU (reading it costs nothing there),
     about once a second on an accelerator, and always for the first and the last step of a run.
+    `on_sample(step)` is called between steps every `sample_every` steps and at the last one (before that
+    step's checkpoint), with the model as sampling wants it (_between_steps).
     """
     config.validate()
     device = components.device
@@ -357,6 +378,8 @@ def train(components: Components, adapter: Adapter, examples: list[Example] | En
                         per_step = (now - started) / (result.steps_done - result.resumed_from)
                         on_progress(TrainProgress(result.steps_done, config.steps, result.losses[-1], per_step,
                                                   per_step * (config.steps - result.steps_done)))
+                if on_sample is not None and sample_due(result.steps_done, config.sample_every, config.steps):
+                    _between_steps(transformer, device, config.mixed_precision, lambda: on_sample(result.steps_done))
                 if checkpoint_now:
                     checkpoints.save(result.steps_done, snapshot())
             read_losses()

@@ -224,3 +224,107 @@ def test_unknown_fast_setting_is_explained(tiny, reference):
     adapter = create_adapter(AdapterConfig(), tiny.transformer)
     with pytest.raises(StyleDropError, match="fast-step"):
         train(tiny, adapter, [Example(reference, PROMPT)], TrainConfig(fast="turbo"))
+
+
+# ---- sample images while training (styledrop.training_samples) ------------------------------------------------
+
+def test_samples_come_at_n_2n_and_the_last_step_between_steps_without_touching_training(reference):
+    """on_sample fires at N, 2N, ... and at the last step, in eval mode without gradients; train mode comes back
+    and the run trains exactly as one without samples (sampling has its own generators)."""
+    from styledrop.models import load_components
+    from styledrop.training_samples import TrainingSampler
+
+    runs = {}
+    for sampling in (False, True):
+        components = load_components("tiny")
+        adapter = create_adapter(AdapterConfig(rank=4), components.transformer)
+        seen, images = [], []
+        sampler = TrainingSampler(components, adapter, "watercolor painting", SampleConfig(steps=2))
+
+        def on_sample(step, transformer=components.transformer, sampler=sampler, seen=seen, images=images):
+            seen.append((step, transformer.training, torch.is_grad_enabled()))
+            images.append(sampler(step))
+
+        result = train(components, adapter, [Example(reference, PROMPT)], _quick(steps=7, sample_every=3),
+                       on_sample=on_sample if sampling else None)
+        assert components.transformer.training is False  # as it was before training (load_components: eval)
+        runs[sampling] = (result, _state(adapter), seen, images)
+    (plain, plain_state, _, _), (sampled, sampled_state, seen, images) = runs[False], runs[True]
+    assert seen == [(3, False, False), (6, False, False), (7, False, False)]
+    assert sampled.losses == plain.losses
+    assert all(torch.equal(sampled_state[k], plain_state[k]) for k in plain_state)
+    first = images[0]
+    assert [s.name for s in first] == ["step-000003-a.png", "step-000003-b.png"]
+    assert [s.prompt for s in first] == ["A cat sleeping on a sofa in watercolor painting style",
+                                         "A lighthouse on a cliff in watercolor painting style"]
+    assert [s.seed for s in images[0]] == [s.seed for s in images[-1]]  # fixed seeds: steps are comparable
+    assert all(s.image.size == (64, 64) for step in images for s in step)
+
+
+def test_sampling_is_deterministic_and_needs_no_training_generator(tiny):
+    from styledrop.training_samples import TrainingSampler
+
+    adapter = create_adapter(AdapterConfig(rank=4), tiny.transformer)
+    sampler = TrainingSampler(tiny, adapter, "oil painting", SampleConfig(steps=2))
+    with torch.no_grad():
+        a, b = sampler(1), sampler(1)
+    assert [x.image.tobytes() for x in a] == [x.image.tobytes() for x in b]
+
+
+@pytest.mark.parametrize("kind", ["styledrop", "lora"])
+def test_resume_with_samples_equals_an_uninterrupted_run_without_them(tmp_path, reference, kind):
+    """Real samples drawn at 2, 4, 6 before the stop and 8, 10 after it: the resumed run still ends on the
+    uninterrupted run's losses and weights, bit for bit."""
+    from styledrop.models import load_components
+    from styledrop.training_samples import TrainingSampler, sample_callback
+
+    config = _quick(steps=10, checkpoint_every=3, sample_every=2)
+    examples = [Example(reference, PROMPT)]
+    whole = load_components("tiny")
+    adapter = create_adapter(AdapterConfig(kind=kind, rank=4), whole.transformer)
+    uninterrupted = train(whole, adapter, examples, config)
+    expected = _state(adapter)
+
+    steps: list[int] = []
+
+    def sampling(components, adapter):
+        return sample_callback(TrainingSampler(components, adapter, "watercolor painting", SampleConfig(steps=2)),
+                               lambda step, samples: steps.append(step))
+
+    first = load_components("tiny")
+    adapter1 = create_adapter(AdapterConfig(kind=kind, rank=4), first.transformer)
+    calls = iter(range(100))
+    stopped = train(first, adapter1, examples, config, tmp_path / "ckpt", should_stop=lambda: next(calls) >= 7,
+                    on_sample=sampling(first, adapter1))
+    assert stopped.steps_done == 7 and steps == [2, 4, 6]
+    second = load_components("tiny")
+    adapter2 = create_adapter(AdapterConfig(kind=kind, rank=4), second.transformer)
+    resumed = train(second, adapter2, examples, config, tmp_path / "ckpt", on_sample=sampling(second, adapter2))
+    assert resumed.resumed_from == 7 and steps == [2, 4, 6, 8, 10]
+    assert resumed.losses == uninterrupted.losses
+    state = _state(adapter2)
+    assert all(torch.equal(state[k], expected[k]) for k in expected)
+
+
+def test_samples_between_fast_steps_run_with_the_frozen_weights_held_in_bf16(tiny):
+    """The fast step holds the frozen weights in bf16 (adapter fp32): sampling between steps runs under the
+    step's autocast, so it draws there as it does in fp32, and the model comes back in train mode."""
+    from styledrop.fast_training import fused_rms_norms, held_in_bf16
+    from styledrop.training import _between_steps
+    from styledrop.training_samples import TrainingSampler
+
+    adapter = create_adapter(AdapterConfig(kind="lora", rank=4), tiny.transformer)
+    sampler = TrainingSampler(tiny, adapter, "watercolor painting", SampleConfig(steps=2))
+    drawn = {}
+    tiny.transformer.train()
+    with held_in_bf16(tiny.transformer, adapter.trainable_parameters()), fused_rms_norms(tiny.transformer):
+        _between_steps(tiny.transformer, tiny.device, "bf16", lambda: drawn.setdefault("bf16", sampler(5)))
+        assert tiny.transformer.training
+    _between_steps(tiny.transformer, tiny.device, "no", lambda: drawn.setdefault("fp32", sampler(5)))
+    assert [s.image.size for s in drawn["bf16"]] == [s.image.size for s in drawn["fp32"]] == [(64, 64)] * 2
+
+
+def test_negative_sample_every_is_explained(tiny, reference):
+    adapter = create_adapter(AdapterConfig(), tiny.transformer)
+    with pytest.raises(StyleDropError, match="Sample every"):
+        train(tiny, adapter, [Example(reference, PROMPT)], TrainConfig(sample_every=-1))
