@@ -150,6 +150,37 @@ class Attempt:
             session.commit()
             return candidate.id
 
+    def add_training_samples(self, step: int, images: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Store one step's training samples (image, record with its "name") only if this attempt is current:
+        written in the attempt's folder, renamed into the round's samples/ folder in the transaction that
+        records them on the round (replacing what an earlier attempt drew at the same step). Returns the
+        round's list of samples."""
+        staged_dir = self.folder() / "samples"
+        staged_dir.mkdir(parents=True, exist_ok=True)
+        entries, moves = [], []
+        for image, record in images:
+            relative = storage.training_sample_path(self.style_id, self.number, record["name"])
+            staged = staged_dir / record["name"]
+            image.save(staged, format="PNG")
+            moves.append((staged, storage.resolve(self.settings.storage_root, relative)))
+            entries.append({k: v for k, v in record.items() if k != "name"} | {"path": relative})
+        with session_factory(self.settings)() as session:
+            try:
+                self.update(session, heartbeat_at=_now())  # locks the round's row: a claim waits for us
+            except StaleAttempt:
+                for staged, _ in moves:
+                    staged.unlink(missing_ok=True)
+                raise
+            earlier = session.scalar(select(Round.training_samples).where(Round.id == self.round_id)) or []
+            samples = sorted([s for s in earlier if s.get("step") != step] + entries,
+                             key=lambda s: (s["step"], s.get("index", 0)))
+            for staged, final in moves:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, final)
+            self.update(session, training_samples=samples)
+            session.commit()
+            return samples
+
     def finish(self, **values: Any) -> str:
         """Succeed: the attempt's adapter is renamed to the round's adapter path and the round marked
         succeeded, in one fenced transaction. Returns the adapter's relative path."""

@@ -130,6 +130,9 @@ class Round(Base):
     eta_seconds: Mapped[float | None] = mapped_column(Float)
     # [[step, loss], ...] as training went (thinned to at most LOSS_POINTS), for the pages' loss curve.
     loss_curve: Mapped[list[Any] | None] = mapped_column(JSON)
+    # The images drawn while training (two fixed prompts every N steps, styledrop.training_samples), by step:
+    # [{"step", "index", "content", "prompt", "seed", "path"}, ...]; written by the round's current attempt.
+    training_samples: Mapped[list[Any] | None] = mapped_column(JSON)
     adapter_path: Mapped[str | None] = mapped_column(String(500))  # relative to the storage root
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -176,6 +176,8 @@ class RoundCreate(BaseModel):
     learning_rate: real(0, 1, open_low=True, open_high=True) | None = None
     seed: Seed | None = None
     checkpoint_every: whole(1, MAX_STEPS) | None = None
+    sample_every: whole(0, MAX_STEPS, "sample images (two fixed prompts) every N training steps and at the "
+                        "last; 0: none (default STYLEDROP_SAMPLE_EVERY, 250)") | None = None
     prompts: list[str] | None = Field(None, min_length=1,
                                       description='contents for candidates, e.g. ["a chihuahua", "a church"]; at '
                                                   'most STYLEDROP_MAX_PROMPTS (64), each at most '
@@ -185,6 +187,14 @@ class RoundCreate(BaseModel):
     sample_steps: whole(1, MAX_SAMPLE_STEPS) | None = None
     adapter_guidance: real(0, MAX_ADAPTER_GUIDANCE) | None = None
     callback_url: str | None = CALLBACK_URL
+
+
+class TrainingSampleOut(BaseModel):
+    step: int = Field(description="the training step whose adapter drew it")
+    content: str
+    prompt: str
+    seed: int | None
+    image_url: str
 
 
 class RoundOut(BaseModel):
@@ -210,6 +220,9 @@ class RoundOut(BaseModel):
     heartbeat_at: Utc | None
     adapter_url: str | None
     candidates_url: str
+    training_samples: list[TrainingSampleOut] = Field(
+        default_factory=list, description="images of two fixed prompts drawn every N training steps (sample_every), "
+                                          "by step; the same seeds at every step, so they compare")
     actions: list[str] = Field(description="what can be done now: cancel, retry, auto-select, next-round")
 
 

@@ -49,6 +49,11 @@ def candidate_path(style_id: int, number: int, candidate_index: int) -> str:
     return f"{round_dir(style_id, number)}/candidates/{candidate_index:04d}.png"
 
 
+def training_sample_path(style_id: int, number: int, name: str) -> str:
+    """An image drawn while the round trained (name: styledrop.training_samples.sample_name, step-000250-a.png)."""
+    return f"{round_dir(style_id, number)}/samples/{name}"
+
+
 def generation_path(style_id: int, generation_id: int, index: int) -> str:
     return f"styles/{style_id}/generations/{generation_id}/{index:03d}.png"
 

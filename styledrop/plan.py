@@ -22,6 +22,7 @@ DEFAULT_SAMPLE_STEPS = 12
 DEFAULT_GUIDANCE = 9.0
 DEFAULT_TEMPERATURE = (2.0, 0.0)
 CANDIDATE_BATCH = 8  # candidates drawn per sampler call
+DEFAULT_SAMPLE_EVERY = 250  # training samples every 250 steps (4 sets in a 1,000-step round)
 
 
 class AdapterPlan(BaseModel):
@@ -58,6 +59,9 @@ class TrainingPlan(BaseModel):
     learning_rate: float | None = None  # None: the engine's default for the adapter kind
     seed: int = 0
     checkpoint_every: int = Field(250, ge=1)
+    # Sample images (two fixed prompts) every N steps and at the last one; 0: none; None: the service's
+    # setting (STYLEDROP_SAMPLE_EVERY, default DEFAULT_SAMPLE_EVERY).
+    sample_every: int | None = Field(None, ge=0)
 
 
 class TrainingItem(BaseModel):

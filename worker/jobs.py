@@ -154,6 +154,19 @@ def progress_writer(settings: Settings, round_id: int) -> Callable[[Any], None]:
     return on_progress
 
 
+def samples_writer(round_id: int) -> Callable[[int, list[Any]], None]:
+    """The engine's on_samples: each step's training samples (styledrop.training_samples) into the round's
+    samples/ folder and its row, fenced (app.fencing.Attempt.add_training_samples): a stale attempt writes
+    nothing and stops (StaleAttempt)."""
+    def on_samples(step: int, samples: list[Any]) -> None:
+        if (attempt := _attempts.get(round_id)) is None:
+            log.warning("round %s: samples of step %s not stored (no claimed attempt)", round_id, step)
+            return
+        attempt.add_training_samples(step, [(sample.image, sample.describe()) for sample in samples])
+
+    return on_samples
+
+
 def claim_round(settings: Settings, round_id: int, task_id: str | None) -> str:
     """Mark a queued round running (or take over a running one whose heartbeat is stale, as after a
     redelivery). Returns "claimed", or why not."""
@@ -294,8 +307,9 @@ def _train(settings: Settings, round_id: int, plan: RoundPlan, descriptor: str, 
     contents = [item.content for item in plan.training_set]
     adapter_config = AdapterConfig.from_dict(plan.adapter.config_dict())
     t = plan.train
+    sample_every = t.sample_every if t.sample_every is not None else settings.sample_every
     train_config = TrainConfig(steps=t.steps, batch_size=t.batch_size, learning_rate=t.learning_rate, seed=t.seed,
-                               checkpoint_every=t.checkpoint_every)
+                               checkpoint_every=t.checkpoint_every, sample_every=sample_every)
     train_config.validate()
     should_stop = stop_checker(settings, round_id)
     started = time.monotonic()
@@ -303,7 +317,7 @@ def _train(settings: Settings, round_id: int, plan: RoundPlan, descriptor: str, 
                           adapter_config=adapter_config, train_config=train_config,
                           on_progress=progress_writer(settings, round_id), should_stop=should_stop, resume=True,
                           extra_meta={"style_id": style_id, "round": plan.number, "round_id": round_id},
-                          sample_defaults=plan.sampling.model_dump(mode="json"))
+                          sample_defaults=plan.sampling.model_dump(mode="json"), on_samples=samples_writer(round_id))
     trained.adapter.detach()  # the cached model is reused by the next job
     result = trained.result
     if result.stopped:

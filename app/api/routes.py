@@ -216,6 +216,15 @@ def round_adapter(rnd: ReadableRound, settings: SettingsDep) -> FileResponse:
     return _file(settings, rnd.adapter_path, f"The adapter of round {rnd.id}", "application/octet-stream")
 
 
+@router.get("/rounds/{round_id}/samples/{index}", response_class=FileResponse, tags=["rounds"])
+def round_training_sample(rnd: ReadableRound, index: int, settings: SettingsDep) -> FileResponse:
+    """Sample `index` of the round's `training_samples`: an image drawn while it trained."""
+    stored = rnd.training_samples or []
+    if not 0 <= index < len(stored):
+        raise ApiError(404, f"Round {rnd.id} has no training sample {index} (it has {len(stored)}).")
+    return _file(settings, stored[index].get("path"), f"Training sample {index} of round {rnd.id}", "image/png")
+
+
 @router.get("/rounds/{round_id}/candidates", response_model=CandidatePage, tags=["candidates"])
 def list_candidates(rnd: ReadableRound, session: SessionDep, user: UserDep, page: PageDep) -> CandidatePage:
     """The round's candidates in the order they were made, a page at a time (`next`)."""

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from ..models import Candidate, Generation, Round, RoundStatus, Style, User
-from ..schemas import API, CandidateOut, GenerationOut, RatingOut, RoundOut, RoundSummary, StyleOut
+from ..schemas import (
+    API,
+    CandidateOut,
+    GenerationOut,
+    RatingOut,
+    RoundOut,
+    RoundSummary,
+    StyleOut,
+    TrainingSampleOut,
+)
 from ..services import latest_adapter_round
+from ..training_samples import samples
 
 
 def style_out(style: Style, user: User | None = None) -> StyleOut:
@@ -38,7 +48,9 @@ def round_out(rnd: Round) -> RoundOut:
         created_at=rnd.created_at, started_at=rnd.started_at, finished_at=rnd.finished_at,
         heartbeat_at=rnd.heartbeat_at,
         adapter_url=f"{API}/rounds/{rnd.id}/adapter" if rnd.adapter_path and rnd.status == "succeeded" else None,
-        candidates_url=f"{API}/rounds/{rnd.id}/candidates", actions=round_actions(rnd))
+        candidates_url=f"{API}/rounds/{rnd.id}/candidates", actions=round_actions(rnd),
+        training_samples=[TrainingSampleOut(step=s["step"], content=s["content"], prompt=s["prompt"], seed=s["seed"],
+                                            image_url=s["url"]) for s in samples(rnd)])
 
 
 def candidate_out(candidate: Candidate, user: User | None = None) -> CandidateOut:

@@ -14,6 +14,7 @@ from ..models import ACTIVE, TERMINAL, Candidate, Generation, Round, RoundStatus
 from ..services import active_round, latest_adapter_round, latest_succeeded, load_feedback, reap_stale
 from ..settings import Settings
 from ..task_queue import Dispatcher
+from ..training_samples import samples_by_step
 from .chart import RoundScores, loss_chart, scores_chart
 from .progress import expected_candidates, round_progress
 from .rendering import SORTS
@@ -49,6 +50,7 @@ def round_view(rnd: Round) -> dict[str, Any]:
         "selected": sum(1 for c in rnd.candidates if c.selection is not None),
         "slots": expected_candidates(rnd), "adapter": plan.adapter.model_dump(), "live": live,
         "loss_chart": loss_chart(rnd.loss_curve or [], rnd.total_steps),
+        "samples": samples_by_step(rnd),  # drawn every N steps while training, newest first
     }
 
 
