@@ -25,6 +25,7 @@ MAX_COUNT = 1_000  # counts checked against the settings as well (candidate_prom
 MAX_SAMPLE_STEPS = 100
 MAX_IMAGES_PER_PROMPT = 16
 MAX_ADAPTER_GUIDANCE = 10.0
+MAX_GUIDANCE = 30.0  # λB; aMUSEd's own is 9 (guidance_scale 10)
 MAX_RANK = 256
 
 
@@ -300,7 +301,10 @@ class GenerationCreate(BaseModel):
     num_images: whole(1, MAX_IMAGES_PER_PROMPT) = 1
     seed: Seed | None = 0
     round_id: whole(1, MAX_ID, "which round's adapter (default: the latest finished)") | None = None
-    steps: whole(1, MAX_SAMPLE_STEPS, "decoding steps") | None = None
+    steps: whole(1, MAX_SAMPLE_STEPS, "decoding steps (default: the round's)") | None = None
+    adapter_guidance: real(0, MAX_ADAPTER_GUIDANCE, "λA, adapter guidance (paper Eq. 4; default: the round's, 0 "
+                                                    "for round 1, 2 later)") | None = None
+    guidance: real(0, MAX_GUIDANCE, "λB, classifier-free guidance (default: the round's, 9)") | None = None
     descriptor: str | None = Field(None, description='the style descriptor for these images: omitted or null = the '
                                                      'style\'s own, "" = none, or another one (the paper edits '
                                                      'descriptors at sampling, e.g. "golden 3d rendering")')

@@ -453,7 +453,7 @@ def run_generation(settings: Settings, generation_id: int) -> str:
             # The round's sampling defaults (its λA ...), what the request sets instead.
             config = sample_config(plan.sampling if plan else {}, num_images=int(request.get("num_images") or 1),
                                    seed=request.get("seed"), steps=request.get("steps") or settings.sample_steps,
-                                   adapter_guidance=request.get("adapter_guidance"))
+                                   adapter_guidance=request.get("adapter_guidance"), guidance=request.get("guidance"))
             prompts = list(request["prompts"])
             seeds = image_seeds(config.seed, len(prompts) * config.num_images)  # the seed contract (README)
             descriptor = request.get("descriptor")  # what the request chose: None (older rows) = the style's

@@ -11,13 +11,13 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from .. import services, storage, webhooks
+from .. import downloads, services, storage, webhooks
 from ..errors import ApiError
 from ..idempotency import IdempotencyDep
 from ..models import Candidate, Generation, Round, RoundStatus, Style, User
@@ -314,6 +314,24 @@ def generation_image(generation: ReadableGeneration, index: int, settings: Setti
     if not 0 <= index < len(paths):
         raise ApiError(404, f"Generation {generation.id} has no image {index} (it has {len(paths)}).")
     return _file(settings, paths[index], f"Image {index} of generation {generation.id}", "image/png")
+
+
+@router.get("/generations/{generation_id}/images.zip", response_class=StreamingResponse, tags=["generations"],
+            responses={200: {"content": {"application/zip": {}}, "description": "the images and manifest.json"}})
+def generation_zip(generation: ReadableGeneration, session: SessionDep, settings: SettingsDep) -> StreamingResponse:
+    """All of a finished generation's images in one zip, named by prompt and seed, with a manifest.json of the
+    prompts, seeds and decoding settings that drew them."""
+    if generation.status != RoundStatus.succeeded.value or not generation.image_paths:
+        raise ApiError(404, f"Generation {generation.id} is {generation.status}; its images can be downloaded once "
+                            "it has succeeded.")
+    rnd = session.get(Round, generation.round_id) if generation.round_id else None
+    files, manifest = downloads.generation_files(settings.storage_root, generation, rnd.number if rnd else None)
+    missing = [name for name, path in files if not path.is_file()]
+    if missing:
+        raise ApiError(404, f"{len(missing)} image(s) of generation {generation.id} are missing from the storage.")
+    name = downloads.archive_name(generation)
+    return StreamingResponse(downloads.zip_stream(files, manifest), media_type="application/zip",
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 # ---- webhooks -----------------------------------------------------------------------------------------------

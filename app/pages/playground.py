@@ -16,7 +16,7 @@ from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard
 from ..api.deps import PageUserDep as UserDep
 from ..errors import ApiError
 from ..models import Generation, Round, RoundStatus, Style
-from ..schemas import GenerationCreate
+from ..schemas import MAX_ADAPTER_GUIDANCE, MAX_GUIDANCE, MAX_SAMPLE_STEPS, GenerationCreate
 from ..settings import Settings
 from .forms import form_values, parse_form
 from .queue import ahead_text, jobs_ahead
@@ -26,7 +26,9 @@ from .views import generation_view
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
 
 LABELS = {"prompts": "Prompts", "num_images": "Images per prompt", "seed": "Seed", "round_id": "Round",
-          "descriptor": "Style descriptor"}
+          "descriptor": "Style descriptor", "adapter_guidance": "λA (adapter guidance)",
+          "guidance": "λB (guidance)", "steps": "Sampling steps"}
+SAMPLING_FIELDS = ("adapter_guidance", "guidance", "steps")  # blank: the round's own (its plan's sampling defaults)
 MESSAGES = {"prompts": 'Write at least one prompt, one per line (e.g. "a cat").'}
 GENERATIONS_PER_PAGE = 20  # a playground's generations grow: pages (app/paging.py), newest first
 
@@ -37,24 +39,37 @@ def _context(session: Session, settings: Settings, style: Style, values: dict[st
     gens, after = paging.page(session, select(Generation).where(Generation.style_id == style.id), Generation.id,
                               GENERATIONS_PER_PAGE, cursor, descending=True)
     views = [generation_view(g, numbers.get(g.round_id)) for g in gens]
+    adapter_round = services.latest_adapter_round(style)
     for view in views:  # the queue position of each waiting job
         view["ahead_text"] = ahead_text(jobs_ahead(session, view["row"]))
     return {"style": style, "values": values, "errors": errors, "generations": views,
             "older": f"/styles/{style.id}/playground?cursor={after}" if after else None,
-            "adapter_round": services.latest_adapter_round(style), "max_images": settings.max_generation_images,
+            "adapter_round": adapter_round, "max_images": settings.max_generation_images,
+            "sampling": _defaults(adapter_round), "limits": {"adapter_guidance": MAX_ADAPTER_GUIDANCE,
+                                                             "guidance": MAX_GUIDANCE, "steps": MAX_SAMPLE_STEPS},
             "max_prompts": settings.max_prompts, "max_chars": settings.max_prompt_chars,
             "finished_rounds": [r for r in style.rounds if r.status == RoundStatus.succeeded.value]}
+
+
+def _defaults(rnd: Round | None) -> dict[str, str]:
+    """The sampling controls' starting values: the round's plan (λA 0 for round 1, 2 later; λB 9; its steps)."""
+    if rnd is None:
+        return {name: "" for name in SAMPLING_FIELDS}
+    sampling = rnd.plan.sampling
+    return {"adapter_guidance": f"{sampling.adapter_guidance:g}", "guidance": f"{sampling.guidance:g}",
+            "steps": str(sampling.steps)}
 
 
 @router.get("/styles/{style_id}/playground", response_class=HTMLResponse)
 def playground_page(style: PageOwnedStyle, request: Request, session: SessionDep, settings: SettingsDep,
                     user: UserDep) -> HTMLResponse:
     values = {"prompts": "a cat\na bridge", "num_images": "2", "seed": "0", "round_id": "",
-              "descriptor": style.descriptor, "no_descriptor": ""}
+              "descriptor": style.descriptor, "no_descriptor": ""} | _defaults(services.latest_adapter_round(style))
     if style.generations:  # start from what was asked last time
         last = max(style.generations, key=lambda g: g.id).request or {}
         values |= {"prompts": "\n".join(last.get("prompts") or []), "num_images": str(last.get("num_images") or 1),
                    "seed": str(last.get("seed") if last.get("seed") is not None else 0)}
+        values |= {name: f"{last[name]:g}" for name in SAMPLING_FIELDS if last.get(name) is not None}
         if last.get("descriptor") is not None:
             values |= {"descriptor": last["descriptor"] or style.descriptor,
                        "no_descriptor": "on" if last["descriptor"] == "" else ""}
@@ -68,7 +83,7 @@ async def generate_page(style: PageOwnedStyle, request: Request, session: Sessio
     """Start a generation job: the form is a GenerationCreate, one prompt per line."""
     posted = (await form_values(request))[0]
     values = {k: posted.get(k, "") for k in ("prompts", "num_images", "seed", "round_id", "descriptor",
-                                              "no_descriptor")}
+                                              "no_descriptor", *SAMPLING_FIELDS)}
     prompts = [p.strip() for p in values["prompts"].splitlines() if p.strip()]
     # The descriptor box starts with the style's own: unchanged or blank means the style's; the box "none" means
     # none (GenerationCreate's ""), anything else is another descriptor for these images.

@@ -135,7 +135,9 @@ def generation_view(generation: Generation, round_number: int | None) -> dict[st
                        "prompt": prompts[i % len(prompts)] if prompts else "",
                        "download": f"style{generation.style_id}-gen{generation.id}-{i:03d}.png"})
     count = len(prompts) * int(request.get("num_images") or 1)
-    return {"row": generation, "id": generation.id, "status": generation.status,
+    chosen = [f"{label} {request[key]:g}" for key, label in (("adapter_guidance", "λA"), ("guidance", "λB"),
+                                                              ("steps", "steps")) if request.get(key) is not None]
+    return {"settings": " · ".join(chosen), "row": generation, "id": generation.id, "status": generation.status,
             "active": generation.status in ACTIVE, "prompts": prompts, "seed": request.get("seed"),
             "num_images": request.get("num_images"), "images": images, "slots": count,
             "round_number": round_number}
