@@ -182,7 +182,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
         app = create_app(settings, dispatcher)
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="off"))
         url = f"http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port}"
-        print(f"StyleDrop Studio: {url}/api/v1  (API docs: {url}/docs; data: {settings.data_dir}; "
+        # The pages' address first: it is what a person opens (/api/v1 itself answers 404).
+        print(f"StyleDrop Studio: {url}/  (API: {url}/api/v1, docs: {url}/docs; data: {settings.data_dir}; "
               f"model: {settings.model}; Ctrl-C stops)", flush=True)
         if stopping["signal"] is None:
             server.run()

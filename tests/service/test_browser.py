@@ -9,11 +9,13 @@ run. Without /usr/bin/chromium the test fails under CI=true and is skipped elsew
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -31,18 +33,21 @@ WATCH_PHASES = """() => {
     if (!panel) return;
     const now = panel.querySelector(".phase.now");
     const eta = document.querySelector("section.round .eta");
-    const entry = {now: now ? now.dataset.phase : "queued", eta: eta ? eta.textContent.trim() : ""};
+    const samples = document.querySelectorAll("section.round .progress-block .sample-step").length;
+    const entry = {now: now ? now.dataset.phase : "queued", eta: eta ? eta.textContent.trim() : "", samples};
     const last = window.__phases[window.__phases.length - 1];
-    if (!last || last.now !== entry.now || last.eta !== entry.eta) window.__phases.push(entry);
+    if (!last || last.now !== entry.now || last.eta !== entry.eta || last.samples !== entry.samples) {
+      window.__phases.push(entry);
+    }
   };
   record();
   new MutationObserver(record).observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-# 2 prompts x 2 candidates, a few training steps.
+# 2 prompts x 2 candidates, a few training steps, sample images at steps 4, 8 and 12.
 BROWSER_ENV = FAST | {"STYLEDROP_CANDIDATES_PER_PROMPT": "2", "STYLEDROP_CANDIDATE_PROMPTS": "2",
-                      "STYLEDROP_TRAIN_STEPS": "12"}
+                      "STYLEDROP_TRAIN_STEPS": "12", "STYLEDROP_SAMPLE_EVERY": "4"}
 
 
 def _require_browser():
@@ -139,6 +144,8 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
         assert order == sorted(order), f"the phases went backwards: {seen}"
         drawing = [s for s in seen if s["now"] == "candidates"]
         assert all(s["eta"] != "0 s" for s in drawing), seen  # the ETA covers the drawing, not training only
+        # the samples of steps 4, 8 and 12 are stored before drawing starts: a running panel past training shows them
+        assert all(s["samples"] == 3 for s in seen if s["now"] in ("candidates", "scoring")), seen
         return seen
 
     def logs() -> str:
@@ -194,7 +201,14 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             expect(page.locator(".selbar")).to_contain_text("0 selected")
             check_phases(page)
             expect(first.locator("svg.loss-chart")).to_have_count(1)  # the worker wrote the loss curve
+            # the samples drawn while training stay once the round has ended: newest step first, two prompts each
+            expect(first.locator(".sample-step")).to_have_count(3)
+            expect(first.locator(".sample-label")).to_have_text(["step 12", "step 8", "step 4"])
+            expect(first.locator(".sample-step").first.get_by_role(
+                "img", name="Step 12: A cat sleeping on a sofa in watercolor painting style", exact=False)).to_be_visible()
+            assert first.locator(".sample-step img").evaluate_all("els => els.every(i => i.naturalWidth > 0)")
             shot(page, "05-round-1-grid")
+            first.locator(".samples-box").screenshot(path=str(ARTIFACTS / "05b-round-1-samples.png"))
 
             # 4. Rate the whole grid with the keyboard only: one Tab stop, one key per image (focus moves on).
             cards = first.locator(".card")
@@ -309,6 +323,16 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             page.get_by_label("Prompts, one per line").fill("a cat\na boat")
             page.get_by_label("Images per prompt").fill("1")
             page.get_by_label("Seed").fill("3")
+            # the sampling controls start at round 2's own defaults (λA 2 from round 2 on) and are bounded
+            expect(page.get_by_label("λA adapter guidance")).to_have_value("2")
+            expect(page.get_by_label("λB guidance")).to_have_value("9")
+            page.get_by_label("λA adapter guidance").fill("50")
+            page.get_by_role("button", name="Generate").click()
+            expect(page.locator("#adapter_guidance-error")).to_contain_text("must be between 0 and 10")
+            expect(page.get_by_label("Prompts, one per line")).to_have_value("a cat\na boat")  # nothing lost
+            shot(page, "08a-playground-bounds")
+            page.get_by_label("λA adapter guidance").fill("1.5")
+            page.get_by_label("Sampling steps").fill("3")
             page.get_by_role("button", name="Generate").click()
             try:
                 expect(page.locator(".gen-images img")).to_have_count(2, timeout=120_000)
@@ -319,6 +343,16 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             with page.expect_download() as image_info:
                 page.get_by_role("link", name="Download image 2: a boat").click()
             assert image_info.value.suggested_filename.endswith("001.png")
+            expect(page.locator(".generation .round-head").first).to_contain_text("λA 1.5 · λB 9 · steps 3")
+            with page.expect_download() as zip_info:
+                page.get_by_role("link", name="Download all (2 images, zip)").click()
+            assert zip_info.value.suggested_filename == "style1-generation1.zip"
+            archive_path = served["tmp"] / "all.zip"
+            zip_info.value.save_as(archive_path)
+            with zipfile.ZipFile(archive_path) as archive:
+                assert archive.namelist() == ["000-a-cat-seed3.png", "001-a-boat-seed4.png", "manifest.json"]
+                manifest = json.loads(archive.read("manifest.json"))
+            assert manifest["settings"]["adapter_guidance"] == 1.5 and manifest["settings"]["steps"] == 3
             shot(page, "08-playground")
 
             # 11. The gallery again, and the style page on a phone.

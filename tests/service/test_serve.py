@@ -53,7 +53,10 @@ def test_serve_starts_answers_and_stops_on_sigint(tmp_path):
                 pass
             assert time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.3)
-        assert f"http://127.0.0.1:{port}" in log_path.read_text()
+        started = next(line for line in log_path.read_text().splitlines() if line.startswith("StyleDrop Studio: http"))
+        address = started.split()[2]
+        assert address == f"http://127.0.0.1:{port}/", started  # the pages, not /api/v1 (which answers 404)
+        assert "<html" in httpx.get(address, follow_redirects=True).text.lower()
         assert (tmp_path / "data" / "styledrop.db").is_file()  # migrated SQLite under the data folder
         children = psutil.Process(process.pid).children(recursive=True)
         assert any("celery" in " ".join(c.cmdline()) for c in children), [c.cmdline() for c in children]
