@@ -177,8 +177,8 @@ class RoundCreate(BaseModel):
     learning_rate: real(0, 1, open_low=True, open_high=True) | None = None
     seed: Seed | None = None
     checkpoint_every: whole(1, MAX_STEPS) | None = None
-    sample_every: whole(0, MAX_STEPS, "sample images (two fixed prompts) every N training steps and at the "
-                        "last; 0: none (default STYLEDROP_SAMPLE_EVERY, 250)") | None = None
+    sample_every: whole(0, MAX_STEPS, "sample images (two fixed prompts) at step 0, every N training steps and "
+                        "at the last; 0: none (default STYLEDROP_SAMPLE_EVERY, 250)") | None = None
     prompts: list[str] | None = Field(None, min_length=1,
                                       description='contents for candidates, e.g. ["a chihuahua", "a church"]; at '
                                                   'most STYLEDROP_MAX_PROMPTS (64), each at most '

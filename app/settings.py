@@ -65,8 +65,8 @@ class Settings(BaseSettings):
     train_steps: int = 1000  # default training steps of a round (paper: 1,000)
     batch_size: int = 8
     checkpoint_every: int = 250
-    # Sample images while a round trains: two fixed prompts every N steps and at the last (the round panel
-    # shows them); 0: none. A round's plan may set its own (POST /rounds sample_every).
+    # Sample images while a round trains: two fixed prompts at step 0, every N steps and at the last (the round
+    # panel shows them); 0: none. A round's plan may set its own (POST /rounds sample_every).
     sample_every: int = Field(default=250, ge=0)
     candidates_per_prompt: int = 4
     # Built-in prompts of a round's pool, drawn across all eight categories (styledrop.prompt_sets): 16 gives

@@ -57,8 +57,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--sample-every", type=int, default=0, metavar="N",
-                   help="every N steps and at the last one, draw two fixed prompts with the adapter so far into "
-                        "OUT/samples/step-000250-a.png, ... (default 0: none)")
+                   help="at step 0, every N steps and at the last one, draw two fixed prompts with the adapter so "
+                        "far into OUT/samples/step-000250-a.png, ... (default 0: none)")
     p.add_argument("--restart", action="store_true", help="ignore checkpoints of an earlier interrupted run")
     p.add_argument("--no-augment", action="store_true", help="do not add horizontally flipped copies")
     p.add_argument("--gradient-checkpointing", action="store_true")

@@ -59,7 +59,7 @@ class TrainingPlan(BaseModel):
     learning_rate: float | None = None  # None: the engine's default for the adapter kind
     seed: int = 0
     checkpoint_every: int = Field(250, ge=1)
-    # Sample images (two fixed prompts) every N steps and at the last one; 0: none; None: the service's
+    # Sample images (two fixed prompts) at step 0, every N steps and at the last one; 0: none; None: the service's
     # setting (STYLEDROP_SAMPLE_EVERY, default DEFAULT_SAMPLE_EVERY).
     sample_every: int | None = Field(None, ge=0)
 

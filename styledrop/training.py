@@ -65,7 +65,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     # The launch-free step (styledrop/fast_training.py): "auto" (on for CUDA), "on" or "off" (eager).
     fast: str = "auto"
-    # Sample images every this many steps and at the last one (styledrop.training_samples); 0: none.
+    # Sample images at step 0, every this many steps and at the last one (styledrop.training_samples); 0: none.
     sample_every: int = 0
 
     def validate(self) -> None:
@@ -271,8 +271,9 @@ def train(components: Components, adapter: Adapter, examples: list[Example] | En
     existing checkpoint there is resumed from. `should_stop` is polled every step (cooperative cancel).
     `on_progress` is called each time the loss is read: every step on a CPU (reading it costs nothing there),
     about once a second on an accelerator, and always for the first and the last step of a run.
-    `on_sample(step)` is called between steps every `sample_every` steps and at the last one (before that
-    step's checkpoint), with the model as sampling wants it (_between_steps).
+    `on_sample(step)` is called before the first step of a fresh run (step 0), then between steps every
+    `sample_every` steps and at the last one (before that step's checkpoint), with the model as sampling wants
+    it (_between_steps).
     """
     config.validate()
     device = components.device
@@ -346,6 +347,9 @@ def train(components: Components, adapter: Adapter, examples: list[Example] | En
             if bf16_held:
                 stack.enter_context(held_in_bf16(transformer, params))
                 stack.enter_context(fused_rms_norms(transformer))
+            if on_sample is not None and config.sample_every and result.steps_done == 0:
+                # what the run starts from (the base model, for a fresh adapter): the first picture to compare with
+                _between_steps(transformer, device, config.mixed_precision, lambda: on_sample(0))
             while result.steps_done < config.steps:
                 if should_stop is not None and should_stop():
                     result.stopped = True

@@ -1,7 +1,8 @@
 """Sample images while training: two fixed prompts drawn every N steps with the adapter as trained so far.
 
-A person watching a round sees the style arrive (ai-toolkit shows the same). The prompts, their seeds and
-the sampling settings never change within a run, so consecutive samples differ only by the adapter: step 250's
+A person watching a round sees the style arrive (ai-toolkit shows the same), from step 0 (before the first
+step: what the run starts from, the base model for a fresh adapter) on. The prompts, their seeds and the
+sampling settings never change within a run, so consecutive samples differ only by the adapter: step 250's
 cat and step 500's cat are the same draw of the same noise.
 
 The training loop (styledrop.training.train) calls `on_sample(step)` between steps, under no_grad, with the
@@ -34,7 +35,8 @@ def sample_name(step: int, index: int) -> str:
 
 
 def sample_due(step: int, every: int, total: int) -> bool:
-    """Samples at N, 2N, ... and at the last step (the adapter the run ends with); never when every is 0."""
+    """Samples at N, 2N, ... and at the last step (the adapter the run ends with); never when every is 0.
+    (Step 0, before training, is drawn by a fresh run itself: styledrop.training.train.)"""
     return every > 0 and (step % every == 0 or step == total)
 
 

@@ -229,7 +229,7 @@ def test_unknown_fast_setting_is_explained(tiny, reference):
 # ---- sample images while training (styledrop.training_samples) ------------------------------------------------
 
 def test_samples_come_at_n_2n_and_the_last_step_between_steps_without_touching_training(reference):
-    """on_sample fires at N, 2N, ... and at the last step, in eval mode without gradients; train mode comes back
+    """on_sample fires at 0 (before training), N, 2N, ... and at the last step, in eval mode without gradients; train mode comes back
     and the run trains exactly as one without samples (sampling has its own generators)."""
     from styledrop.models import load_components
     from styledrop.training_samples import TrainingSampler
@@ -250,10 +250,10 @@ def test_samples_come_at_n_2n_and_the_last_step_between_steps_without_touching_t
         assert components.transformer.training is False  # as it was before training (load_components: eval)
         runs[sampling] = (result, _state(adapter), seen, images)
     (plain, plain_state, _, _), (sampled, sampled_state, seen, images) = runs[False], runs[True]
-    assert seen == [(3, False, False), (6, False, False), (7, False, False)]
+    assert seen == [(0, False, False), (3, False, False), (6, False, False), (7, False, False)]
     assert sampled.losses == plain.losses
     assert all(torch.equal(sampled_state[k], plain_state[k]) for k in plain_state)
-    first = images[0]
+    first = images[1]
     assert [s.name for s in first] == ["step-000003-a.png", "step-000003-b.png"]
     assert [s.prompt for s in first] == ["A cat sleeping on a sofa in watercolor painting style",
                                          "A lighthouse on a cliff in watercolor painting style"]
@@ -273,7 +273,7 @@ def test_sampling_is_deterministic_and_needs_no_training_generator(tiny):
 
 @pytest.mark.parametrize("kind", ["styledrop", "lora"])
 def test_resume_with_samples_equals_an_uninterrupted_run_without_them(tmp_path, reference, kind):
-    """Real samples drawn at 2, 4, 6 before the stop and 8, 10 after it: the resumed run still ends on the
+    """Real samples drawn at 0, 2, 4, 6 before the stop and 8, 10 after it (no second step 0): the resumed run still ends on the
     uninterrupted run's losses and weights, bit for bit."""
     from styledrop.models import load_components
     from styledrop.training_samples import TrainingSampler, sample_callback
@@ -296,11 +296,11 @@ def test_resume_with_samples_equals_an_uninterrupted_run_without_them(tmp_path, 
     calls = iter(range(100))
     stopped = train(first, adapter1, examples, config, tmp_path / "ckpt", should_stop=lambda: next(calls) >= 7,
                     on_sample=sampling(first, adapter1))
-    assert stopped.steps_done == 7 and steps == [2, 4, 6]
+    assert stopped.steps_done == 7 and steps == [0, 2, 4, 6]
     second = load_components("tiny")
     adapter2 = create_adapter(AdapterConfig(kind=kind, rank=4), second.transformer)
     resumed = train(second, adapter2, examples, config, tmp_path / "ckpt", on_sample=sampling(second, adapter2))
-    assert resumed.resumed_from == 7 and steps == [2, 4, 6, 8, 10]
+    assert resumed.resumed_from == 7 and steps == [0, 2, 4, 6, 8, 10]
     assert resumed.losses == uninterrupted.losses
     state = _state(adapter2)
     assert all(torch.equal(state[k], expected[k]) for k in expected)

@@ -45,7 +45,7 @@ WATCH_PHASES = """() => {
 }"""
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-# 2 prompts x 2 candidates, a few training steps, sample images at steps 4, 8 and 12.
+# 2 prompts x 2 candidates, a few training steps, sample images at steps 0, 4, 8 and 12.
 BROWSER_ENV = FAST | {"STYLEDROP_CANDIDATES_PER_PROMPT": "2", "STYLEDROP_CANDIDATE_PROMPTS": "2",
                       "STYLEDROP_TRAIN_STEPS": "12", "STYLEDROP_SAMPLE_EVERY": "4"}
 
@@ -144,8 +144,8 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
         assert order == sorted(order), f"the phases went backwards: {seen}"
         drawing = [s for s in seen if s["now"] == "candidates"]
         assert all(s["eta"] != "0 s" for s in drawing), seen  # the ETA covers the drawing, not training only
-        # the samples of steps 4, 8 and 12 are stored before drawing starts: a running panel past training shows them
-        assert all(s["samples"] == 3 for s in seen if s["now"] in ("candidates", "scoring")), seen
+        # the samples of steps 0, 4, 8 and 12 are stored before drawing starts: a running panel past training shows them
+        assert all(s["samples"] == 4 for s in seen if s["now"] in ("candidates", "scoring")), seen
         return seen
 
     def logs() -> str:
@@ -202,8 +202,8 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             check_phases(page)
             expect(first.locator("svg.loss-chart")).to_have_count(1)  # the worker wrote the loss curve
             # the samples drawn while training stay once the round has ended: newest step first, two prompts each
-            expect(first.locator(".sample-step")).to_have_count(3)
-            expect(first.locator(".sample-label")).to_have_text(["step 12", "step 8", "step 4"])
+            expect(first.locator(".sample-step")).to_have_count(4)
+            expect(first.locator(".sample-label")).to_have_text(["step 12", "step 8", "step 4", "step 0"])
             expect(first.locator(".sample-step").first.get_by_role(
                 "img", name="Step 12: A cat sleeping on a sofa in watercolor painting style", exact=False)).to_be_visible()
             assert first.locator(".sample-step img").evaluate_all("els => els.every(i => i.naturalWidth > 0)")

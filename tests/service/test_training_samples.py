@@ -35,7 +35,7 @@ def test_a_round_draws_samples_every_n_steps_and_its_panel_shows_them(live):
     rnd = wait_for(live, f"{API}/rounds/{response.json()['id']}")
     assert rnd["status"] == "succeeded", rnd
     samples = rnd["training_samples"]
-    assert [s["step"] for s in samples] == [2, 2, 4, 4, 5, 5]  # every 2 steps and the last
+    assert [s["step"] for s in samples] == [0, 0, 2, 2, 4, 4, 5, 5]  # before training, every 2 steps, the last
     assert [s["prompt"] for s in samples[:2]] == ["A cat sleeping on a sofa in watercolor painting style",
                                                   "A lighthouse on a cliff in watercolor painting style"]
     assert {s["seed"] for s in samples[::2]} == {samples[0]["seed"]}  # the same seed at every step
@@ -43,11 +43,11 @@ def test_a_round_draws_samples_every_n_steps_and_its_panel_shows_them(live):
         assert decode_png(live.get(sample["image_url"]).content).size == (64, 64)
     root = live.settings.storage_root
     assert storage.resolve(root, f"styles/{style['id']}/rounds/1/samples/step-000004-b.png").is_file()
-    assert live.get(f"{API}/rounds/{rnd['id']}/samples/6").status_code == 404
+    assert live.get(f"{API}/rounds/{rnd['id']}/samples/8").status_code == 404
 
     panel = live.get(f"/rounds/{rnd['id']}/panel").text
     assert "Samples while training" in panel
-    assert panel.index('data-step="5"') < panel.index('data-step="2"')  # newest first
+    assert panel.index('data-step="5"') < panel.index('data-step="2"') < panel.index('data-step="0"')  # newest first
     assert all(s["image_url"] in panel for s in samples)
     assert "Samples while training" in live.get(f"/styles/{style['id']}").text  # still there once it ended
 
