@@ -98,7 +98,9 @@ def round_progress(rnd: Round, now: datetime | None = None) -> dict[str, Any]:
         eta_text = f"training {duration(rnd.eta_seconds)} + drawing {expected} images"
     elif eta is None:
         eta_text = "estimating…" if rnd.status == RoundStatus.running.value else "—"
-    elif position == 2:
+    elif position == 2 or (position == 1 and eta < 1):
+        # scoring, or drawing with under a second left by the pace so far (the images of one batch are saved
+        # milliseconds apart; all of them may be drawn already): never "0 s" while the round still works
         eta_text = "a few seconds"
     else:
         eta_text = duration(eta)

@@ -466,6 +466,14 @@ def test_round_progress_covers_every_phase_with_one_eta():
     live = round_progress(rnd, now=t0 + timedelta(seconds=110))
     assert live["eta_seconds"] == 16.0 and live["eta_text"] == "16 s"  # 2 more at this round's 8 s each
     assert [(p.state, p.detail) for p in live["phases"]][:2] == [("done", "step 10 of 10"), ("now", "2 of 4 images")]
+    rnd.candidates += [Candidate(content="a cat", prompt="p", seed=i, image_path="x",
+                                 created_at=t0 + timedelta(seconds=100 + 8 * i)) for i in (2, 3)]
+    live = round_progress(rnd, now=t0 + timedelta(seconds=126))  # every image drawn, scoring not yet begun
+    assert live["eta_text"] == "a few seconds", live["eta_text"]  # not "0 s" while the phase still says drawing
+    batch = [Candidate(content="a cat", prompt="p", seed=i, image_path="x",
+                       created_at=t0 + timedelta(seconds=100, milliseconds=3 * i)) for i in range(2)]
+    rnd.candidates = batch  # two of a batch of four saved 3 ms apart: the other two are moments away
+    assert round_progress(rnd, now=t0 + timedelta(seconds=101))["eta_text"] == "a few seconds"
     rnd.phase = "scoring"
     live = round_progress(rnd, now=t0 + timedelta(seconds=130))
     assert live["eta_text"] == "a few seconds" and [p.state for p in live["phases"]] == ["done", "done", "now"]
