@@ -12,6 +12,9 @@ Training runs through the engine's front door (`train_style`) with `--fast` (the
 scoring is the engine's `score_candidates` with the given CLIP scorer (`tiny`: random, offline). Each phase
 is repeated; the table gives the median, the spread (min–max) and, for candidates, the ratio per repeat.
 
+`--reference-candidates N` times the reference path on the first N candidates only (it is slow on a GPU:
+about one image a second) and compares per image.
+
     python bench/round.py --preset tiny --device cpu --steps 20 --candidates 16 --repeats 3
     python bench/round.py --preset amused-256-random --device cpu --steps 2 --candidates 8 --sample-steps 4
 """
@@ -54,15 +57,17 @@ def _reference_image(side: int):
     return image
 
 
-def candidate_paths(style, contents: list[str], config, batch: int) -> tuple[dict[str, Callable], str]:
-    """The two candidate paths as functions returning [(content, image)], and how the batched one batches."""
+def candidate_paths(style, contents: list[str], config, batch: int,
+                    reference_count: int | None = None) -> tuple[dict[str, Callable], str]:
+    """The two candidate paths as functions returning [(content, image)], and how the batched one batches;
+    the reference path draws the first `reference_count` contents only (None: all)."""
     from styledrop.candidates import generate_candidates
     from styledrop.sampling import SampleConfig
     from styledrop.styles import generate_with_style
 
     def one_per_call():
         out = []
-        for i, content in enumerate(contents):
+        for i, content in enumerate(contents[:reference_count]):
             run = SampleConfig(**{**vars(config), "num_images": 1, "seed": i})
             out.append((content, generate_with_style(style, [content], run).images[0]))
         return out
@@ -103,12 +108,15 @@ def run(args) -> dict:
     from styledrop.training import TrainConfig
 
     torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     components = load_components(args.preset, args.device)
     reference = _reference_image(components.resolution)
     scorer = load_scorer(args.scorer, args.device)
     prompts = default_prompts()
     contents = [prompts[i % len(prompts)] for i in range(args.candidates)]
     config = SampleConfig(steps=args.sample_steps, adapter_guidance=args.adapter_guidance)
+    reference_count = min(args.reference_candidates or args.candidates, args.candidates)
     phases: dict[str, list[float]] = {"train": [], "one image per call": [], "batched": [], "score": []}
     how = ""
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,7 +130,7 @@ def run(args) -> dict:
             phases["train"].append(seconds)
             trained.adapter.detach()
             style = load_style(folder, components)  # as the worker does: the style read back from its folder
-            paths, how = candidate_paths(style, contents, config, args.candidate_batch)
+            paths, how = candidate_paths(style, contents, config, args.candidate_batch, reference_count)
             order = list(paths) if repeat % 2 == 0 else list(paths)[::-1]  # alternate which goes first
             images = None
             for name in order:
@@ -135,11 +143,22 @@ def run(args) -> dict:
             seconds, _ = _timed(lambda: score_candidates(scorer, candidates, reference), args.device)
             phases["score"].append(seconds)
             style.adapter.detach()
-    ratios = [a / b for a, b in zip(phases["one image per call"], phases["batched"])]
+    # Per image: the reference may have drawn fewer candidates than the batched path.
+    ratios = [(a / reference_count) / (b / args.candidates)
+              for a, b in zip(phases["one image per call"], phases["batched"])]
+    rounds = [t + c + s for t, c, s in zip(phases["train"], phases["batched"], phases["score"])]
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     return {"args": vars(args), "environment": {"torch": torch.__version__, "device_name": name},
-            "batched_path": how, "phases": {k: _spread(v) | {"all": v} for k, v in phases.items()},
+            "batched_path": how, "reference_candidates": reference_count,
+            "phases": {k: _spread(v) | {"all": v} for k, v in phases.items()},
+            "round_seconds": _spread(rounds) | {"all": rounds},
             "candidate_speedup": _spread(ratios) | {"all": ratios}}
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def main() -> None:
@@ -151,25 +170,34 @@ def main() -> None:
     parser.add_argument("--fast", choices=("auto", "on", "off"), default="auto", help="TrainConfig.fast")
     parser.add_argument("--candidates", type=int, default=16)
     parser.add_argument("--candidate-batch", type=int, default=8, help="images per call on the batched path")
+    parser.add_argument("--reference-candidates", type=int, default=None,
+                        help="draw only this many on the one-per-call reference path (default: all)")
     parser.add_argument("--sample-steps", type=int, default=12)
     parser.add_argument("--adapter-guidance", type=float, default=0.0)
-    parser.add_argument("--scorer", default="tiny", help="CLIP scorer (tiny: offline random CLIP)")
+    parser.add_argument("--scorer", default="tiny",
+                        help="CLIP scorer (tiny: offline random CLIP; ViT-L-14/random: the default's size, random)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (1 keeps a shared machine's load from stalling both paths alike)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     result = run(args)
     env, phases = result["environment"], result["phases"]
     print(f"preset={args.preset} device={args.device} ({env['device_name']}) torch={env['torch']} "
           f"train {args.steps} steps x batch {args.batch} (fast={args.fast}); {args.candidates} candidates, "
-          f"{args.sample_steps} sampling steps; scorer={args.scorer}; {args.repeats} repeats")
+          f"{args.sample_steps} sampling steps; scorer={args.scorer}; {args.repeats} repeats; "
+          f"{torch_threads()} CPU threads")
     print(f"batched path: {result['batched_path']}")
     print(f"{'phase':<28} {'median s':>9} {'min s':>8} {'max s':>8}")
-    for phase, label in (("train", "train"), ("one image per call", "candidates, one per call (ref)"),
+    ref_label = f"candidates, one per call ({result['reference_candidates']})"
+    for phase, label in (("train", "train"), ("one image per call", ref_label),
                          ("batched", "candidates, batched"), ("score", "CLIP scoring")):
         p = phases[phase]
         print(f"{label:<28} {p['median']:>9.3f} {p['min']:>8.3f} {p['max']:>8.3f}")
+    r = result["round_seconds"]
+    print(f"{'round (train+batched+score)':<28} {r['median']:>9.3f} {r['min']:>8.3f} {r['max']:>8.3f}")
     s = result["candidate_speedup"]
-    print(f"candidate phase, batched vs one image per call: {s['median']:.2f}x "
+    print(f"candidate phase, batched vs one image per call (per image): {s['median']:.2f}x "
           f"(min {s['min']:.2f}x, max {s['max']:.2f}x over {args.repeats} repeats)")
     if args.json:
         with open(args.json, "w") as fh:

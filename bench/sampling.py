@@ -5,8 +5,11 @@ Ours is also timed with a StyleDrop adapter and adapter guidance (λA > 0: three
 configuration StyleDrop actually samples with, next to the plain base-model case that the pipeline covers.
 `--app-defaults` adds a row timing our sampler as the CLI and the worker call it: no autocast, and the seed's
 CPU generator (portable seeds; the probabilities go to the CPU for every draw, as AmusedScheduler does then).
-`--candidate-path` adds the worker's candidate path with the style adapter on (λA = 0, its default): today's
-one image per call with the seed's CPU generator, and the same images' prompts drawn `--batch` per call.
+`--candidate-path` adds the candidate path with the style adapter on (λA = 0, its default): the old one image
+per call (fp32, the seed's CPU generator) and the worker's and CLI's path now (`draw_candidates`: `--batch`
+images per call, each with its own generator on the device, bf16 autocast on CUDA, graphed steps).
+On CUDA, `ours` rows also run without CUDA graphs (STYLEDROP_SAMPLING_GRAPHS=off), and the graphed and
+eager images are compared.
 
     python bench/sampling.py --preset amused-256-random --device cpu --batch 2 --repeats 2
     python bench/sampling.py --preset amused-256-random --device cuda --batch 8 --repeats 5
@@ -56,7 +59,7 @@ def main() -> None:
     parser.add_argument("--app-defaults", action="store_true",
                         help="also time ours as the CLI/worker run it (fp32, CPU generator; slow on CUDA)")
     parser.add_argument("--candidate-path", action="store_true",
-                        help="also time the worker's candidate path: one image per call and batched")
+                        help="also time the candidate path: the old one image per call and the worker's draw_candidates")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     if args.precision is None:
@@ -107,22 +110,44 @@ def main() -> None:
         with adapter.disabled():
             return generate(components, prompts, config).images
 
-    candidate = SampleConfig(steps=args.steps)  # the worker's settings: λA 0, the seed's CPU generator, no autocast
+    candidate = SampleConfig(steps=args.steps)  # the worker's settings for a round-1 style: λA 0, λB 9
 
-    def worker_one_per_call():  # worker/jobs.py before issue 13: generate_with_style, num_images=1, per seed
+    def worker_one_per_call():  # worker/jobs.py before issue 13: one image per call, fp32, the seed's CPU generator
         return [generate(components, [p], SampleConfig(**{**vars(candidate), "seed": i}), adapter=adapter).images[0]
                 for i, p in enumerate(prompts)]
 
-    def worker_batched():  # the same prompts in one call
-        return generate(components, prompts, candidate, adapter=adapter).images
+    from styledrop.adapter_files import AdapterMeta
+    from styledrop.candidates import draw_candidates
+    from styledrop.styles import LoadedStyle
+
+    style = LoadedStyle(components, adapter, AdapterMeta(adapter={}, base_model=args.preset, fingerprint={},
+                                                         descriptor="watercolor painting"))
+
+    def worker_path():  # the worker's and the CLI's candidate path now: per-image device generators, batched
+        return [c.image for c in draw_candidates(style, ["A cat"] * args.batch, 1, config=candidate,
+                                                 batch_size=args.batch)]
+
+    def without_graphs(fn):
+        def run():
+            import os
+
+            os.environ["STYLEDROP_SAMPLING_GRAPHS"] = "off"
+            try:
+                return fn()
+            finally:
+                del os.environ["STYLEDROP_SAMPLING_GRAPHS"]
+        return run
 
     samplers = {"AmusedPipeline": reference_plain, "ours (base model)": ours_plain,
                 "ours (adapter, λA=2)": ours_adapter}
+    if device_type == "cuda":  # the same two without CUDA graphs: what the graphs buy
+        samplers["ours (base, no graphs)"] = without_graphs(ours_plain)
+        samplers["ours (λA=2, no graphs)"] = without_graphs(ours_adapter)
     if args.app_defaults:
         samplers["ours (fp32, CPU generator)"] = ours_app_defaults
     if args.candidate_path:
         samplers["candidates, 1 per call"] = worker_one_per_call
-        samplers[f"candidates, {args.batch} per call"] = worker_batched
+        samplers["candidates, worker path"] = worker_path
     spread: dict[str, list[float]] = {}
     results = _timed(samplers, args.repeats, args.device, spread)
     import numpy as np
@@ -137,6 +162,10 @@ def main() -> None:
         print(f"{sampler:<27} {seconds:>8.3f} {max(spread[sampler]):>8.3f} {args.batch / seconds:>9.3f} "
               f"{ref / seconds:>11.2f}x")
     print(f"images identical to the pipeline's (base model, same seed): {same}/{args.batch}")
+    if device_type == "cuda":
+        graphed, eager = ours_adapter(), without_graphs(ours_adapter)()
+        same_graph = sum(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(graphed, eager))
+        print(f"images identical with and without CUDA graphs (adapter, λA=2): {same_graph}/{args.batch}")
     if device_type == "cuda":
         print(f"peak GPU memory (all samplers, one process): {torch.cuda.max_memory_allocated() / 2**20:.0f} MB")
     if args.json:

@@ -101,8 +101,8 @@ def _pretrained_scorer(model_name: str, pretrained: str, device: torch.device) -
     import open_clip
 
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained,
-                                                                     device=device)
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            model_name, pretrained=None if pretrained == "random" else pretrained, device=device)
     except Exception as exc:  # open_clip raises RuntimeError/OSError/HF errors when weights are unreachable
         raise StyleDropError(
             f"Cannot load CLIP {model_name}/{pretrained}: its weights are not cached and cannot be downloaded "
@@ -113,7 +113,8 @@ def _pretrained_scorer(model_name: str, pretrained: str, device: torch.device) -
 
 
 def load_scorer(name: str = "default", device: str | torch.device | None = None) -> ClipScorer:
-    """'default' (ViT-L-14/openai), 'tiny' (offline, random), or 'MODEL/PRETRAINED' for any open_clip model."""
+    """'default' (ViT-L-14/openai), 'tiny' (offline, random), or 'MODEL/PRETRAINED' for any open_clip model;
+    'MODEL/random' builds that architecture with random weights (offline: benchmarks time the real size)."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if name == "tiny":
         return _tiny_scorer(device)

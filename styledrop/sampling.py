@@ -14,6 +14,7 @@ two adapters are mixed per step (composition).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
@@ -27,6 +28,8 @@ from .conditioning import AESTHETIC_SCORE, TextConditioning, encode_prompts, mic
 from .errors import StyleDropError
 from .images import decode_tokens
 from .models import Components
+from .step_graph import MODES as GRAPH_MODES
+from .step_graph import StepGraph, graphs_wanted
 from .text_side import TextSideCache
 
 
@@ -47,6 +50,7 @@ class SampleConfig:
     negative_prompt: str = ""
     aesthetic_score: float = AESTHETIC_SCORE
     masking_schedule: str = "cosine"
+    graphs: str = "auto"  # decoding steps replayed from a CUDA graph (styledrop/step_graph.py): auto/on = on CUDA
 
     def validate(self) -> None:
         if self.steps < 1:
@@ -57,6 +61,8 @@ class SampleConfig:
             raise StyleDropError("Guidance scales cannot be negative.")
         if self.masking_schedule not in ("cosine", "linear"):
             raise StyleDropError(f"Unknown masking schedule '{self.masking_schedule}' (cosine or linear).")
+        if self.graphs not in GRAPH_MODES:
+            raise StyleDropError(f"graphs must be one of {', '.join(GRAPH_MODES)}, got '{self.graphs}'.")
 
 
 def sample_config(defaults: Any, **overrides: Any) -> SampleConfig:
@@ -90,10 +96,14 @@ class GuidedModel:
     (1 − γ) and γ are the paper's composition of a style and a content adapter (§3.4). Rows of the batch:
     G(n) once (the null prompt is shared), then per term G(t_k) and Ĝ_k(t_k) — each row routed to its own
     adapter, every other attached adapter switched off. Terms with weight 0 are not computed at all.
+
+    With `graphs`, the whole logits function is one CUDA graph after the first step (styledrop/step_graph.py):
+    the row routing is then entered once and held until `close()` (sample_tokens closes), since the graph
+    reads the routing masks the first step made.
     """
 
     def __init__(self, components: Components, terms: list[Term], negative: TextConditioning, guidance: float,
-                 adapter_guidance: float = 0.0, aesthetic_score: float = AESTHETIC_SCORE):
+                 adapter_guidance: float = 0.0, aesthetic_score: float = AESTHETIC_SCORE, graphs: bool = False):
         self.components = components
         self.terms = [t for t in terms if t.weight != 0]
         if not self.terms:
@@ -117,6 +127,14 @@ class GuidedModel:
         # The text side of that batch (encoder projection, AdaLN modulations, cross-attention K/V) is computed
         # on the first decoding step and reused after: same operations, same logits (styledrop/text_side.py).
         self._text_side = TextSideCache(components.transformer, self._cond.hidden, self._cond.pooled, self._micro)
+        self._routing: contextlib.ExitStack | None = None
+        self._graph = StepGraph(self._logits) if graphs and self._graph_safe() else None
+
+    def _graph_safe(self) -> bool:
+        """Whether the row routing of this pass can be captured: adapters that own some rows but not all must
+        route rows on the device (LoRA's routing, peft's adapter_names, indexes rows from the host)."""
+        owners = {id(o): o for o in self._owners}
+        return len(owners) == 1 or all(getattr(o, "graph_safe_rows", False) for o in owners.values() if o is not None)
 
     @property
     def passes(self) -> int:
@@ -124,12 +142,31 @@ class GuidedModel:
         return len(self._plan)
 
     def forward_groups(self, tokens: torch.Tensor) -> dict[tuple[int | None, bool], torch.Tensor]:
-        transformer = self.components.transformer
-        with route_rows(transformer, self._owners):
-            out = self._text_side(tokens.repeat(len(self._plan), 1, 1))
+        rows = tokens.repeat(len(self._plan), 1, 1)
+        if self._routing is not None:  # held open for the graph
+            out = self._text_side(rows)
+        else:
+            with route_rows(self.components.transformer, self._owners):
+                out = self._text_side(rows)
         return dict(zip(self._plan, out.chunk(len(self._plan))))
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self._graph is None:
+            return self._logits(tokens)
+        if self._routing is None:
+            self._routing = contextlib.ExitStack()
+            self._routing.enter_context(route_rows(self.components.transformer, self._owners))
+        return self._graph(tokens)
+
+    def close(self) -> None:
+        """Release the graph and the held routing (adapters back to their normal, all-rows state)."""
+        if self._graph is not None:
+            self._graph.close()
+        if self._routing is not None:
+            self._routing.close()
+            self._routing = None
+
+    def _logits(self, tokens: torch.Tensor) -> torch.Tensor:
         parts = self.forward_groups(tokens)
         total = None
         for k, term in enumerate(self.terms):
@@ -159,7 +196,7 @@ def guided_model(components: Components, prompts: list[str], config: SampleConfi
     cond = encode_prompts(components, prompts).repeat(config.num_images)
     negative = encode_prompts(components, [config.negative_prompt] * len(prompts)).repeat(config.num_images)
     return GuidedModel(components, [Term(cond, adapter)], negative, config.guidance, config.adapter_guidance,
-                       config.aesthetic_score)
+                       config.aesthetic_score, graphs=graphs_wanted(config.graphs, components.device))
 
 
 def temperatures(config: SampleConfig, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -231,15 +268,22 @@ StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor], None]
 def sample_tokens(logits_fn: LogitsFn, batch: int, grid: int, mask_id: int, config: SampleConfig,
                   device: torch.device, generator: Generators = None,
                   on_step: StepCallback | None = None) -> torch.Tensor:
-    """Decode a (batch, grid, grid) token image from all-masked; on_step(step, total, logits, tokens)."""
+    """Decode a (batch, grid, grid) token image from all-masked; on_step(step, total, logits, tokens).
+
+    The logits passed to on_step are valid until the next step (a graphed model reuses their memory)."""
     config.validate()
     tokens = torch.full((batch, grid, grid), mask_id, dtype=torch.long, device=device)
     temps = temperatures(config, device)
-    for step in range(config.steps):
-        logits = logits_fn(tokens)
-        tokens = maskgit_step(logits, tokens, step, config, temps, mask_id, generator)
-        if on_step is not None:
-            on_step(step, config.steps, logits, tokens)
+    try:
+        for step in range(config.steps):
+            logits = logits_fn(tokens)
+            tokens = maskgit_step(logits, tokens, step, config, temps, mask_id, generator)
+            if on_step is not None:
+                on_step(step, config.steps, logits, tokens)
+    finally:
+        close = getattr(logits_fn, "close", None)
+        if close is not None:
+            close()
     return tokens
 
 

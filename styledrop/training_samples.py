@@ -13,7 +13,7 @@ and a resumed run still continues exactly where an uninterrupted one would.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from PIL import Image
@@ -72,12 +72,10 @@ class TrainingSampler:
         self.contents = list(contents)
         self.prompts = [style_prompt(c, descriptor) for c in self.contents]
         self.seeds = [seed + i for i in range(len(self.contents))]
-        base = config or SampleConfig()
-        # one image per prompt, each from its own generator (styledrop.sampling.generate's per-image seeds)
-        self.config = SampleConfig(steps=base.steps, guidance=base.guidance, adapter_guidance=base.adapter_guidance,
-                                   temperature=base.temperature, num_images=1, seed=self.seeds[0],
-                                   negative_prompt=base.negative_prompt, aesthetic_score=base.aesthetic_score,
-                                   masking_schedule=base.masking_schedule)
+        # One image per prompt, each from its own generator (styledrop.sampling.generate's per-image seeds).
+        # Eager decoding steps: two images are not worth a CUDA graph, and between training steps one would be
+        # captured beside the compiled step's own graphs (TrainConfig.fast) over weights held in bf16.
+        self.config = replace(config or SampleConfig(), num_images=1, seed=self.seeds[0], graphs="off")
 
     def __call__(self, step: int) -> list[TrainingSample]:
         drawn = generate(self.components, self.prompts, self.config, adapter=self.adapter, seeds=self.seeds)

@@ -36,7 +36,7 @@ def test_sampling_matches_the_pipeline_and_writes_json(monkeypatch, capsys, tmp_
     assert "identical to the pipeline's (base model, same seed): 2/2" in out
     rows = json.loads((tmp_path / "s.json").read_text())["results"]
     assert set(rows) == {"AmusedPipeline", "ours (base model)", "ours (adapter, λA=2)", "ours (fp32, CPU generator)",
-                         "candidates, 1 per call", "candidates, 2 per call"}
+                         "candidates, 1 per call", "candidates, worker path"}
     assert all(len(row["all_s"]) == 1 and row["images_per_s"] > 0 for row in rows.values())
 
 

@@ -265,7 +265,9 @@ def test_sampling_is_deterministic_and_needs_no_training_generator(tiny):
     from styledrop.training_samples import TrainingSampler
 
     adapter = create_adapter(AdapterConfig(rank=4), tiny.transformer)
-    sampler = TrainingSampler(tiny, adapter, "oil painting", SampleConfig(steps=2))
+    sampler = TrainingSampler(tiny, adapter, "oil painting", SampleConfig(steps=2, guidance=4.0))
+    assert (sampler.config.steps, sampler.config.guidance, sampler.config.num_images) == (2, 4.0, 1)
+    assert sampler.config.graphs == "off"  # never a CUDA graph beside the compiled training step's
     with torch.no_grad():
         a, b = sampler(1), sampler(1)
     assert [x.image.tobytes() for x in a] == [x.image.tobytes() for x in b]

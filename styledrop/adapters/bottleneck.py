@@ -56,6 +56,7 @@ class _SiteWeights(nn.Module):
 
 class StyleDropAdapter(Adapter, nn.Module):
     kind = "styledrop"
+    graph_safe_rows = True  # per-row routing is a device-side scale: decoding steps can be CUDA graphs
 
     def __init__(self, config: AdapterConfig, dim: int, layers: int):
         Adapter.__init__(self, config)
