@@ -342,6 +342,7 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
                 raise AssertionError(f"the generation did not finish in the page:\n{logs()}") from None
             expect(page.locator(".generation figcaption").first).to_contain_text("a cat")
             expect(page.locator(".generation figcaption").first).to_contain_text("seed 3")
+            expect(page.locator(".generation figcaption").nth(1)).to_contain_text("seed 4")  # its own seed: 3 + 1
             with page.expect_download() as image_info:
                 page.get_by_role("link", name="Download image 2: a boat").click()
             assert image_info.value.suggested_filename.endswith("001.png")
