@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from app import storage
 from app.db import session_factory
-from app.models import Candidate, Round, utcnow
+from app.models import Candidate, Generation, Round, utcnow
 from app.settings import Settings
 
 from .conftest import reference_image
@@ -67,3 +67,16 @@ def finish_round(settings: Settings, round_id: int, candidates: int = 4, content
         path.write_bytes(b"adapter")
         session.commit()
         return ids
+
+
+def finish_generation(settings: Settings, style_id: int, generation_id: int, images: int) -> None:
+    """As the worker: the generation succeeded with `images` small PNGs on disk."""
+    with session_factory(settings)() as session:
+        generation = session.get(Generation, generation_id)
+        paths = []
+        for i in range(images):
+            relative = storage.generation_path(style_id, generation_id, i)
+            storage.save_png(settings.storage_root, relative, reference_image(32))
+            paths.append(relative)
+        generation.status, generation.image_paths, generation.finished_at = "succeeded", paths, utcnow()
+        session.commit()

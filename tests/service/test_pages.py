@@ -13,8 +13,8 @@ from app import storage
 from app.db import session_factory
 from app.models import Candidate, Generation, Rating, Round, Selection, Style, utcnow
 
-from .conftest import png_bytes, reference_image
-from .factories import finish_round, run_round
+from .conftest import png_bytes
+from .factories import finish_generation, finish_round, run_round
 
 ROOT = Path(__file__).resolve().parents[2]
 FORM = {"content": "a house", "descriptor": "watercolor painting", "base_model": "tiny", "adapter": "styledrop",
@@ -270,15 +270,7 @@ def test_playground_starts_a_generation_and_polls_it(stub_app):
     queued = stub_app.get(f"/generations/{gen_id}/panel").text
     assert 'hx-trigger="every 2s"' in queued and queued.count('class="slot"') == 4
 
-    with _session(stub_app) as session:  # as the worker
-        generation = session.get(Generation, gen_id)
-        paths = []
-        for i in range(4):
-            relative = storage.generation_path(style_id, gen_id, i)
-            storage.save_png(stub_app.settings.storage_root, relative, reference_image(32))
-            paths.append(relative)
-        generation.status, generation.image_paths, generation.finished_at = "succeeded", paths, utcnow()
-        session.commit()
+    finish_generation(stub_app.settings, style_id, gen_id, 4)  # as the worker
     done = stub_app.get(f"/generations/{gen_id}/panel").text
     assert "hx-trigger" not in done and done.count("Download</a>") == 4
     assert f'href="/api/v1/generations/{gen_id}/images/3" download="style{style_id}-gen{gen_id}-003.png"' in done

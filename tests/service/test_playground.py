@@ -10,10 +10,10 @@ import zipfile
 from app import storage
 from app.auth import create_token
 from app.db import session_factory
-from app.models import Generation, Round, utcnow
+from app.models import Generation, Round
 
-from .conftest import png_bytes, reference_image
-from .factories import finish_round
+from .conftest import png_bytes
+from .factories import finish_generation, finish_round
 
 API = "/api/v1"
 FORM = {"content": "a house", "descriptor": "watercolor painting", "base_model": "tiny", "adapter": "styledrop",
@@ -73,15 +73,7 @@ def test_download_all_is_a_zip_of_the_images_with_a_manifest_and_only_for_its_ow
                             json={"prompts": ["a cat", "a red boat"], "num_images": 2, "seed": 7, "guidance": 4})
     gen_id = started.json()["id"]
     assert stub_app.get(f"{API}/generations/{gen_id}/images.zip").status_code == 404  # not drawn yet
-    with session_factory(stub_app.settings)() as session:  # as the worker
-        generation = session.get(Generation, gen_id)
-        paths = []
-        for i in range(4):
-            relative = storage.generation_path(style_id, gen_id, i)
-            storage.save_png(stub_app.settings.storage_root, relative, reference_image(32))
-            paths.append(relative)
-        generation.status, generation.image_paths, generation.finished_at = "succeeded", paths, utcnow()
-        session.commit()
+    finish_generation(stub_app.settings, style_id, gen_id, 4)  # as the worker
 
     card = stub_app.get(f"/generations/{gen_id}/panel").text
     assert f'href="/api/v1/generations/{gen_id}/images.zip"' in card and "Download all (4 images, zip)" in card
