@@ -28,18 +28,24 @@ def archive_name(generation: Generation) -> str:
     return f"style{generation.style_id}-generation{generation.id}.zip"
 
 
-def generation_files(root: Path, generation: Generation, round_number: int | None) -> tuple[list[tuple[str, Path]],
-                                                                                            dict[str, Any]]:
-    """The zip's entries (name in the zip, file on disk) and its manifest. Image j is prompt j mod n (the
-    engine tiles the prompts num_images times) drawn with seed + j (the seed contract, README)."""
+def image_contents_and_seeds(generation: Generation) -> list[tuple[str, int | None]]:
+    """Each stored image's content prompt and own seed: image j is prompt j mod n (the engine tiles the prompts
+    num_images times) drawn with seed + j (the seed contract, README); None where the request had no seed."""
     request = generation.request or {}
     prompts = list(request.get("prompts") or [])
     seed = request.get("seed")
+    return [(prompts[j % len(prompts)] if prompts else "", seed + j if seed is not None else None)
+            for j in range(len(generation.image_paths or []))]
+
+
+def generation_files(root: Path, generation: Generation, round_number: int | None) -> tuple[list[tuple[str, Path]],
+                                                                                            dict[str, Any]]:
+    """The zip's entries (name in the zip, file on disk) and its manifest (image_contents_and_seeds)."""
+    request = generation.request or {}
     descriptor = request.get("descriptor")
     files, images = [], []
-    for j, relative in enumerate(generation.image_paths or []):
-        content = prompts[j % len(prompts)] if prompts else ""
-        image_seed = seed + j if seed is not None else None
+    for j, (relative, (content, image_seed)) in enumerate(zip(generation.image_paths or [],
+                                                              image_contents_and_seeds(generation))):
         name = f"{j:03d}-{_slug(content)}{f'-seed{image_seed}' if image_seed is not None else ''}.png"
         files.append((name, storage.resolve(root, relative)))
         try:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..api.views import candidate_out
+from ..downloads import image_contents_and_seeds
 from ..models import ACTIVE, TERMINAL, Candidate, Generation, Round, RoundStatus, Style, User
 from ..services import active_round, latest_adapter_round, latest_succeeded, load_feedback, reap_stale
 from ..settings import Settings
@@ -129,11 +130,10 @@ def round_panel_context(session: Session, settings: Settings, dispatcher: Dispat
 def generation_view(generation: Generation, round_number: int | None) -> dict[str, Any]:
     request = generation.request or {}
     prompts = list(request.get("prompts") or [])
-    images = []
-    for i in range(len(generation.image_paths or [])):  # the engine tiles prompts num_images times
-        images.append({"index": i, "url": f"/api/v1/generations/{generation.id}/images/{i}",
-                       "prompt": prompts[i % len(prompts)] if prompts else "",
-                       "download": f"style{generation.style_id}-gen{generation.id}-{i:03d}.png"})
+    images = [{"index": i, "url": f"/api/v1/generations/{generation.id}/images/{i}", "prompt": content,
+               "seed": seed if seed is not None else "random",
+               "download": f"style{generation.style_id}-gen{generation.id}-{i:03d}.png"}
+              for i, (content, seed) in enumerate(image_contents_and_seeds(generation))]
     count = len(prompts) * int(request.get("num_images") or 1)
     chosen = [f"{label} {request[key]:g}" for key, label in (("adapter_guidance", "λA"), ("guidance", "λB"),
                                                               ("steps", "steps")) if request.get(key) is not None]
