@@ -1,18 +1,19 @@
 """A whole round, timed by phase: train N steps, draw M candidates, CLIP-score them.
 
-The candidate phase is timed two ways in the same run, interleaved so machine load hits both alike:
+The candidate phase is timed three ways in the same run, interleaved so machine load hits them alike:
 
-* reference — today's worker path (worker/jobs.py before issue 13): one image per call, `generate_with_style`
-  with `num_images=1` and the seed's CPU generator, in fp32;
-* batched — the engine's batched candidate path: `styledrop.candidates.generate_candidates(batch_size=B)`
-  where the engine offers it, otherwise `generate_with_style` on B prompts per call (one generator per
-  call: the images then depend on their batch; the per-image seed contract is lane-engine's part).
+* one image per call — the worker's path before issue 13 (worker/jobs.py then): `generate_with_style` with
+  `num_images=1` and the seed's CPU generator, in fp32;
+* batched, fp32 — the engine's candidate pipeline (`styledrop.candidates.draw_candidates`, `--candidate-batch`
+  images per call, each with its own generator on the device) held in fp32: what batching alone buys;
+* batched — the same pipeline in its own precision (`SampleConfig.precision` auto: bf16 autocast on CUDA and
+  on CPUs with native bf16, fp32 elsewhere): what the worker does now.
 
 Training runs through the engine's front door (`train_style`) with `--fast` (the launch-free step's switch);
 scoring is the engine's `score_candidates` with the given CLIP scorer (`tiny`: random, offline). Each phase
 is repeated; the table gives the median, the spread (min–max) and, for candidates, the ratio per repeat.
 
-`--reference-candidates N` times the reference path on the first N candidates only (it is slow on a GPU:
+`--reference-candidates N` times the one-per-call path on the first N candidates only (it is slow on a GPU:
 about one image a second) and compares per image.
 
     python bench/round.py --preset tiny --device cpu --steps 20 --candidates 16 --repeats 3
@@ -22,7 +23,6 @@ about one image a second) and compares per image.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import platform
 import statistics
@@ -57,39 +57,38 @@ def _reference_image(side: int):
     return image
 
 
+REFERENCE = "one image per call"
+BATCHED = "batched"
+PATHS = (REFERENCE, "batched, fp32", BATCHED)
+
+
 def candidate_paths(style, contents: list[str], config, batch: int,
                     reference_count: int | None = None) -> tuple[dict[str, Callable], str]:
-    """The two candidate paths as functions returning [(content, image)], and how the batched one batches;
-    the reference path draws the first `reference_count` contents only (None: all)."""
-    from styledrop.candidates import generate_candidates
-    from styledrop.sampling import SampleConfig
+    """The candidate paths (PATHS) as functions returning [(content, image)], and how the batched ones batch;
+    the one-per-call path draws the first `reference_count` contents only (None: all)."""
+    from dataclasses import replace
+
+    from styledrop.candidates import draw_candidates
+    from styledrop.sampling import sampling_precision
     from styledrop.styles import generate_with_style
 
     def one_per_call():
         out = []
         for i, content in enumerate(contents[:reference_count]):
-            run = SampleConfig(**{**vars(config), "num_images": 1, "seed": i})
+            run = replace(config, num_images=1, seed=i, precision="fp32")
             out.append((content, generate_with_style(style, [content], run).images[0]))
         return out
 
-    if "batch_size" in inspect.signature(generate_candidates).parameters:
-        how = f"styledrop.candidates.generate_candidates(batch_size={batch})"
-
-        def batched():
-            made = generate_candidates(style, contents, 1, seed=0, config=config, batch_size=batch)
+    def batched(precision: str) -> Callable:
+        def draw():
+            made = draw_candidates(style, contents, 1, seed=0, config=replace(config, precision=precision),
+                                   batch_size=batch)
             return [(c.content, c.image) for c in made]
-    else:
-        how = f"generate_with_style on {batch} prompts per call (candidates.py has no batch size yet)"
+        return draw
 
-        def batched():
-            out = []
-            for start in range(0, len(contents), batch):
-                chunk = contents[start:start + batch]
-                run = SampleConfig(**{**vars(config), "num_images": 1, "seed": start})
-                out += list(zip(chunk, generate_with_style(style, chunk, run).images))
-            return out
-
-    return {"one image per call": one_per_call, "batched": batched}, how
+    own = sampling_precision(config.precision, style.components.device)
+    how = f"styledrop.candidates.draw_candidates(batch_size={batch}); its own precision here: {own}"
+    return {REFERENCE: one_per_call, "batched, fp32": batched("fp32"), BATCHED: batched(config.precision)}, how
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -115,9 +114,9 @@ def run(args) -> dict:
     scorer = load_scorer(args.scorer, args.device)
     prompts = default_prompts()
     contents = [prompts[i % len(prompts)] for i in range(args.candidates)]
-    config = SampleConfig(steps=args.sample_steps, adapter_guidance=args.adapter_guidance)
+    config = SampleConfig(steps=args.sample_steps, adapter_guidance=args.adapter_guidance, precision=args.precision)
     reference_count = min(args.reference_candidates or args.candidates, args.candidates)
-    phases: dict[str, list[float]] = {"train": [], "one image per call": [], "batched": [], "score": []}
+    phases: dict[str, list[float]] = {"train": [], **{name: [] for name in PATHS}, "score": []}
     how = ""
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
@@ -131,28 +130,29 @@ def run(args) -> dict:
             trained.adapter.detach()
             style = load_style(folder, components)  # as the worker does: the style read back from its folder
             paths, how = candidate_paths(style, contents, config, args.candidate_batch, reference_count)
-            order = list(paths) if repeat % 2 == 0 else list(paths)[::-1]  # alternate which goes first
+            order = list(paths)[repeat % len(paths):] + list(paths)[:repeat % len(paths)]  # rotate who goes first
             images = None
             for name in order:
                 seconds, made = _timed(paths[name], args.device)
                 phases[name].append(seconds)
-                if name == "batched":
+                if name == BATCHED:
                     images = made
             candidates = [Candidate(i, 1, content, style.prompt(content), i, 0, image=image)
                           for i, (content, image) in enumerate(images)]
             seconds, _ = _timed(lambda: score_candidates(scorer, candidates, reference), args.device)
             phases["score"].append(seconds)
             style.adapter.detach()
-    # Per image: the reference may have drawn fewer candidates than the batched path.
-    ratios = [(a / reference_count) / (b / args.candidates)
-              for a, b in zip(phases["one image per call"], phases["batched"])]
-    rounds = [t + c + s for t, c, s in zip(phases["train"], phases["batched"], phases["score"])]
+    # Per image: the reference may have drawn fewer candidates than the batched paths.
+    speedups = {name: [(a / reference_count) / (b / args.candidates)
+                       for a, b in zip(phases[REFERENCE], phases[name])] for name in PATHS[1:]}
+    rounds = [t + c + s for t, c, s in zip(phases["train"], phases[BATCHED], phases["score"])]
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     return {"args": vars(args), "environment": {"torch": torch.__version__, "device_name": name},
             "batched_path": how, "reference_candidates": reference_count,
             "phases": {k: _spread(v) | {"all": v} for k, v in phases.items()},
             "round_seconds": _spread(rounds) | {"all": rounds},
-            "candidate_speedup": _spread(ratios) | {"all": ratios}}
+            "candidate_speedup": _spread(speedups[BATCHED]) | {"all": speedups[BATCHED]},
+            "candidate_speedup_fp32": _spread(speedups["batched, fp32"]) | {"all": speedups["batched, fp32"]}}
 
 
 def torch_threads() -> int:
@@ -169,11 +169,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="training batch")
     parser.add_argument("--fast", choices=("auto", "on", "off"), default="auto", help="TrainConfig.fast")
     parser.add_argument("--candidates", type=int, default=16)
-    parser.add_argument("--candidate-batch", type=int, default=8, help="images per call on the batched path")
+    parser.add_argument("--candidate-batch", type=int, default=8, help="images per call on the batched paths")
     parser.add_argument("--reference-candidates", type=int, default=None,
                         help="draw only this many on the one-per-call reference path (default: all)")
     parser.add_argument("--sample-steps", type=int, default=12)
     parser.add_argument("--adapter-guidance", type=float, default=0.0)
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="the batched path's SampleConfig.precision (the others are fp32)")
     parser.add_argument("--scorer", default="tiny",
                         help="CLIP scorer (tiny: offline random CLIP; ViT-L-14/random: the default's size, random)")
     parser.add_argument("--repeats", type=int, default=2)
@@ -190,15 +192,16 @@ def main() -> None:
     print(f"batched path: {result['batched_path']}")
     print(f"{'phase':<28} {'median s':>9} {'min s':>8} {'max s':>8}")
     ref_label = f"candidates, one per call ({result['reference_candidates']})"
-    for phase, label in (("train", "train"), ("one image per call", ref_label),
-                         ("batched", "candidates, batched"), ("score", "CLIP scoring")):
+    for phase, label in (("train", "train"), (REFERENCE, ref_label), ("batched, fp32", "candidates, batched fp32"),
+                         (BATCHED, "candidates, batched"), ("score", "CLIP scoring")):
         p = phases[phase]
         print(f"{label:<28} {p['median']:>9.3f} {p['min']:>8.3f} {p['max']:>8.3f}")
     r = result["round_seconds"]
     print(f"{'round (train+batched+score)':<28} {r['median']:>9.3f} {r['min']:>8.3f} {r['max']:>8.3f}")
-    s = result["candidate_speedup"]
-    print(f"candidate phase, batched vs one image per call (per image): {s['median']:.2f}x "
-          f"(min {s['min']:.2f}x, max {s['max']:.2f}x over {args.repeats} repeats)")
+    for key, label in (("candidate_speedup_fp32", "batched fp32"), ("candidate_speedup", "batched")):
+        s = result[key]
+        print(f"candidate phase, {label} vs one image per call (per image): {s['median']:.2f}x "
+              f"(min {s['min']:.2f}x, max {s['max']:.2f}x over {args.repeats} repeats)")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=2)

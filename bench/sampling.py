@@ -3,18 +3,19 @@
 Both decode the same prompts with the same settings (12 steps, guidance 10 = λB 9) to tokens and images.
 Ours is also timed with a StyleDrop adapter and adapter guidance (λA > 0: three row groups per step), the
 configuration StyleDrop actually samples with, next to the plain base-model case that the pipeline covers.
-`--app-defaults` adds a row timing our sampler as the CLI and the worker call it: no autocast, and the seed's
-CPU generator (portable seeds; the probabilities go to the CPU for every draw, as AmusedScheduler does then).
+`--app-defaults` adds a row timing our sampler as the CLI and the worker called it before issue 13: fp32, and
+the seed's CPU generator (the probabilities go to the CPU for every draw, as AmusedScheduler does then).
 `--candidate-path` adds the candidate path with the style adapter on (λA = 0, its default): the old one image
 per call (fp32, the seed's CPU generator) and the worker's and CLI's path now (`draw_candidates`: `--batch`
-images per call, each with its own generator on the device, bf16 autocast on CUDA, graphed steps).
+images per call, each with its own generator on the device, in `--precision`, graphed steps on CUDA).
 On CUDA, `ours` rows also run without CUDA graphs (STYLEDROP_SAMPLING_GRAPHS=off), and the graphed and
 eager images are compared.
 
     python bench/sampling.py --preset amused-256-random --device cpu --batch 2 --repeats 2
     python bench/sampling.py --preset amused-256-random --device cuda --batch 8 --repeats 5
 
-`--precision` bf16 (autocast; the default on CUDA) or fp32 (the default on CPU) applies to all samplers alike.
+`--precision` bf16 (autocast; the default on CUDA) or fp32 (the default on CPU) applies to all samplers alike
+(ours through `SampleConfig.precision`, the pipeline under the same autocast).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import json
 import platform
 import time
+from dataclasses import replace
 
 import torch
 
@@ -74,7 +76,7 @@ def main() -> None:
 
     components = load_components(args.preset, args.device)
     prompts = ["A cat in watercolor painting style"] * args.batch
-    config = SampleConfig(steps=args.steps, seed=0)
+    config = SampleConfig(steps=args.steps, seed=0, precision=args.precision)  # the pipeline's precision
     pipe = AmusedPipeline(vqvae=components.vqvae, tokenizer=components.tokenizer,
                           text_encoder=components.text_encoder, transformer=components.transformer,
                           scheduler=AmusedScheduler(mask_token_id=components.mask_token_id))
@@ -91,7 +93,7 @@ def main() -> None:
             return generate(components, prompts, config, generator=torch.Generator(args.device).manual_seed(0)).images
 
     adapter = create_adapter(AdapterConfig(), components.transformer)
-    adapted = SampleConfig(steps=args.steps, seed=0, adapter_guidance=2.0)
+    adapted = SampleConfig(steps=args.steps, seed=0, adapter_guidance=2.0, precision=args.precision)
 
     def ours_adapter():
         with dtype_ctx:
@@ -106,14 +108,15 @@ def main() -> None:
         with adapter.disabled():
             return ours()
 
-    def ours_app_defaults():  # what the CLI and the worker do: no autocast, the seed's CPU generator
+    def ours_app_defaults():  # what the CLI and the worker did before issue 13: fp32, the seed's CPU generator
         with adapter.disabled():
-            return generate(components, prompts, config).images
+            return generate(components, prompts, replace(config, precision="fp32")).images
 
-    candidate = SampleConfig(steps=args.steps)  # the worker's settings for a round-1 style: λA 0, λB 9
+    # The worker's settings for a round-1 style (λA 0, λB 9), in the table's precision.
+    candidate = SampleConfig(steps=args.steps, precision=args.precision)
 
     def worker_one_per_call():  # worker/jobs.py before issue 13: one image per call, fp32, the seed's CPU generator
-        return [generate(components, [p], SampleConfig(**{**vars(candidate), "seed": i}), adapter=adapter).images[0]
+        return [generate(components, [p], replace(candidate, seed=i, precision="fp32"), adapter=adapter).images[0]
                 for i, p in enumerate(prompts)]
 
     from styledrop.adapter_files import AdapterMeta

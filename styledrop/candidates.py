@@ -82,26 +82,23 @@ def draw_candidates(style, contents: list[str], per_prompt: int, seed: int = 0, 
 
     Candidates whose number is in `done` (made by an earlier, interrupted run) are skipped, so a run resumes
     from the first one missing and, every image having its own seed and generator, draws exactly what the
-    uninterrupted run would have. Batches of `batch_size` images (bf16 autocast on CUDA); `on_candidate` is
-    called once per finished candidate, `should_stop` is asked before each batch (stop: return what is made).
+    uninterrupted run would have. Batches of `batch_size` images in config.precision (applied by `generate`, the
+    playground's path too, so a seed draws the same image there); `on_candidate` is called once per finished
+    candidate, `should_stop` is asked before each batch (stop: return what is made).
     """
-    import torch
-
     from .sampling import generate
 
     if batch_size < 1:
         raise StyleDropError(f"Draw at least one candidate per batch, got {batch_size}.")
     todo = [slot for slot in candidate_slots(contents, per_prompt, seed) if slot.k not in done]
     base = SampleConfig(**{**vars(config or SampleConfig()), "num_images": 1})
-    device = torch.device(style.components.device)
     made: list[Candidate] = []
     for start in range(0, len(todo), batch_size):
         if should_stop is not None and should_stop():
             break
         batch = todo[start:start + batch_size]
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            samples = generate(style.components, [style.prompt(s.content) for s in batch], base,
-                               adapter=style.adapter, seeds=[s.seed for s in batch])
+        samples = generate(style.components, [style.prompt(s.content) for s in batch], base,
+                           adapter=style.adapter, seeds=[s.seed for s in batch])
         for slot, prompt, image in zip(batch, samples.prompts, samples.images):
             candidate = Candidate(slot.k, round_number, slot.content, prompt, slot.seed, slot.index, image=image)
             made.append(candidate)

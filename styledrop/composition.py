@@ -40,7 +40,9 @@ from .sampling import (
     Term,
     decode_tokens,
     make_generator,
+    precision_context,
     sample_tokens,
+    sampling_precision,
 )
 from .styles import LoadedStyle, TrainedStyle, train_adapter_folder
 from .training import Example, ProgressFn, TrainConfig
@@ -183,16 +185,19 @@ def generate_composed(style: LoadedStyle, content: LoadedStyle, prompts: list[st
         raise StyleDropError("Give at least one prompt.")
     if method not in METHODS:
         raise StyleDropError(f"Unknown composition method '{method}' (mix or merge).")
-    if method == "mix":
-        model = mixed_model(style, content, prompts, mix, config)
-    else:
-        model = MergedLoraModel(style, content, prompts, mix, config)
     components = style.components
     batch = len(prompts) * config.num_images
-    tokens = sample_tokens(model, batch, components.token_grid, components.mask_token_id, config,
-                           components.device, make_generator(config.seed), on_step)
+    with precision_context(config.precision, components.device):  # as `generate`: mix 0 draws the style's image
+        if method == "mix":
+            model = mixed_model(style, content, prompts, mix, config)
+        else:
+            model = MergedLoraModel(style, content, prompts, mix, config)
+        tokens = sample_tokens(model, batch, components.token_grid, components.mask_token_id, config,
+                               components.device, make_generator(config.seed), on_step)
+        images = decode_tokens(components, tokens)
     full = [composed_prompts(style, content, p)[0] for p in prompts]
-    return Samples(full * config.num_images, tokens, decode_tokens(components, tokens), config.seed)
+    return Samples(full * config.num_images, tokens, images, config.seed,
+                   precision=sampling_precision(config.precision, components.device))
 
 
 __all__ = ["METHODS", "MergedLoraModel", "PLACEHOLDER", "check_pair", "class_images", "composed_prompts",

@@ -26,11 +26,45 @@ from .adapters import Adapter
 from .adapters.base import route_rows
 from .conditioning import AESTHETIC_SCORE, TextConditioning, encode_prompts, micro_conds
 from .errors import StyleDropError
-from .images import decode_tokens
+from .images import decode_each, decode_tokens
 from .models import Components
 from .step_graph import MODES as GRAPH_MODES
 from .step_graph import StepGraph, graphs_wanted
 from .text_side import TextSideCache
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether the device multiplies bf16 natively: any CUDA GPU torch supports bf16 on, or a CPU with
+    AVX512-BF16 or AMX (there oneDNN's bf16 matmuls and convolutions run about twice as fast as fp32's;
+    elsewhere bf16 would be emulated, slower than fp32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence looked up with care
+        return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+    return False
+
+
+def sampling_precision(mode: str, device: torch.device | str) -> str:
+    """What `mode` means on `device`: auto is bf16 where the device computes it natively, else fp32."""
+    if mode not in PRECISIONS:
+        raise StyleDropError(f"precision must be one of {', '.join(PRECISIONS)}, got '{mode}'.")
+    if mode == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return mode
+
+
+def precision_context(mode: str, device: torch.device | str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for the whole call (text encoder, decoding steps, VQ decoder) or nothing of its own: fp32
+    keeps the caller's context, so samples drawn between training steps still run under the step's autocast
+    (the fast step holds the frozen weights in bf16)."""
+    device = torch.device(device)
+    if sampling_precision(mode, device) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 @dataclass
@@ -51,6 +85,7 @@ class SampleConfig:
     aesthetic_score: float = AESTHETIC_SCORE
     masking_schedule: str = "cosine"
     graphs: str = "auto"  # decoding steps replayed from a CUDA graph (styledrop/step_graph.py): auto/on = on CUDA
+    precision: str = "auto"  # bf16 autocast where the device computes bf16 natively (sampling_precision), or fp32
 
     def validate(self) -> None:
         if self.steps < 1:
@@ -63,6 +98,8 @@ class SampleConfig:
             raise StyleDropError(f"Unknown masking schedule '{self.masking_schedule}' (cosine or linear).")
         if self.graphs not in GRAPH_MODES:
             raise StyleDropError(f"graphs must be one of {', '.join(GRAPH_MODES)}, got '{self.graphs}'.")
+        if self.precision not in PRECISIONS:
+            raise StyleDropError(f"precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'.")
 
 
 def sample_config(defaults: Any, **overrides: Any) -> SampleConfig:
@@ -317,6 +354,7 @@ class Samples:
     images: list[Image.Image]
     seed: int | None
     seeds: list[int] | None = None  # each image's own seed (None in parity mode: one generator for the call)
+    precision: str = "fp32"  # what config.precision meant on the device (bf16 or fp32)
 
 
 def generate(components: Components, prompts: list[str], config: SampleConfig | None = None,
@@ -327,7 +365,10 @@ def generate(components: Components, prompts: list[str], config: SampleConfig | 
     With `seeds` (one per image, in batch order: prompts tiled num_images times) every image is drawn from
     its own generator on the sampling device and does not depend on its batchmates — the product's rule.
     Without them, one generator (`generator`, or config.seed's CPU generator) draws the whole call, exactly as
-    AmusedPipeline does: parity mode."""
+    AmusedPipeline does: parity mode (with precision="fp32" the pipeline's own precision).
+
+    Every caller — the candidate pool, the playground, `styledrop generate`, training samples — comes through
+    here, so config.precision is applied in one place and a seed draws the same image on each path."""
     config = config or SampleConfig()
     config.validate()
     if not prompts:
@@ -338,10 +379,15 @@ def generate(components: Components, prompts: list[str], config: SampleConfig | 
             raise StyleDropError("Give either per-image seeds or one generator, not both.")
         if len(seeds) != batch:
             raise StyleDropError(f"{len(seeds)} seeds for {batch} images: give one seed per image.")
-    model = guided_model(components, prompts, config, adapter)
     rng: Generators = (image_generators(seeds, components.device) if seeds is not None
                        else generator or make_generator(config.seed))
-    tokens = sample_tokens(model, batch, components.token_grid, components.mask_token_id, config,
-                           components.device, rng, on_step)
-    return Samples(prompts * config.num_images, tokens, decode_tokens(components, tokens), config.seed,
-                   list(seeds) if seeds is not None else None)
+    with precision_context(config.precision, components.device):
+        model = guided_model(components, prompts, config, adapter)
+        tokens = sample_tokens(model, batch, components.token_grid, components.mask_token_id, config,
+                               components.device, rng, on_step)
+        # The product's rule decodes image by image (styledrop.images.decode_each); parity mode decodes the batch
+        # at once, as AmusedPipeline does.
+        images = decode_each(components, tokens) if seeds is not None else decode_tokens(components, tokens)
+    return Samples(prompts * config.num_images, tokens, images, config.seed,
+                   list(seeds) if seeds is not None else None,
+                   sampling_precision(config.precision, components.device))

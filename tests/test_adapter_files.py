@@ -86,7 +86,8 @@ def test_lora_export_loads_into_diffusers_and_matches_our_sampler(tmp_path, tiny
     adapter = _trained_like(create_adapter(AdapterConfig(kind="lora", rank=4, alpha=8.0), tiny.transformer))
     export = export_diffusers_lora(adapter, tmp_path / "lora")
     prompts = ["A cat in sticker style"]
-    config = SampleConfig(seed=4, guidance=0.0)  # λA = λB = 0: plain adapted model, as diffusers samples it
+    # λA = λB = 0: the plain adapted model, as diffusers samples it (in fp32, the pipeline's precision here)
+    config = SampleConfig(seed=4, guidance=0.0, precision="fp32")
     ours = generate(tiny, prompts, config, adapter)
     with adapter.disabled():
         plain = generate(tiny, prompts, config)

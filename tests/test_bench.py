@@ -3,6 +3,7 @@
 import json
 import sys
 
+import numpy as np
 import pytest
 
 from bench import round as round_bench
@@ -54,15 +55,18 @@ def test_round_times_each_phase_and_both_candidate_paths(monkeypatch, capsys, tm
                "--candidates", "3", "--candidate-batch", "2", "--sample-steps", "2", "--repeats", "2",
                "--json", str(tmp_path / "round.json"))
     assert "candidate phase, batched vs one image per call" in out
+    assert "candidate phase, batched fp32 vs one image per call" in out
     result = json.loads((tmp_path / "round.json").read_text())
     phases = result["phases"]
-    assert set(phases) == {"train", "one image per call", "batched", "score"}
+    assert set(phases) == {"train", "one image per call", "batched, fp32", "batched", "score"}
     assert all(len(p["all"]) == 2 and p["min"] <= p["median"] <= p["max"] for p in phases.values())
-    assert len(result["candidate_speedup"]["all"]) == 2
+    assert len(result["candidate_speedup"]["all"]) == len(result["candidate_speedup_fp32"]["all"]) == 2
 
 
 def test_round_paths_draw_one_image_per_content(tmp_path, reference):
-    """Both candidate paths of the round bench make one image for each content prompt, in order."""
+    """Every candidate path of the round bench makes one image for each content prompt, in order; the batched
+    path in fp32 draws what draw_candidates draws in fp32 (the one-per-call path is parity mode: other images)."""
+    from styledrop.candidates import draw_candidates
     from styledrop.models import load_components
     from styledrop.sampling import SampleConfig
     from styledrop.styles import load_style, train_style
@@ -75,6 +79,10 @@ def test_round_paths_draw_one_image_per_content(tmp_path, reference):
     style = load_style(tmp_path / "style", components)
     contents = ["a cat", "a dog", "a fox"]
     paths, _ = round_bench.candidate_paths(style, contents, SampleConfig(steps=2), batch=2)
-    for made in (paths["one image per call"](), paths["batched"]()):
+    assert list(paths) == ["one image per call", "batched, fp32", "batched"]
+    for made in (path() for path in paths.values()):
         assert [c for c, _ in made] == contents
         assert all(image.size == (64, 64) for _, image in made)
+    fp32 = draw_candidates(style, contents, 1, config=SampleConfig(steps=2, precision="fp32"), batch_size=3)
+    bench_fp32 = paths["batched, fp32"]()  # batches of 2: the seed contract makes them the same images
+    assert all(np.array_equal(np.asarray(a.image), np.asarray(b)) for a, (_, b) in zip(fp32, bench_fp32))

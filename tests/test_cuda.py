@@ -18,13 +18,13 @@ def test_train_and_sample_with_adapter_guidance_on_cuda(kind, reference):
     result = train(components, adapter, [Example(reference, "A house in watercolor painting style")],
                    TrainConfig(steps=3, batch_size=2, checkpoint_every=0))
     assert result.steps_done == 3 and all(torch.isfinite(torch.tensor(result.losses)))
-    config = SampleConfig(steps=3, adapter_guidance=2.0)  # Ĝ(t), G(t), G(n): rows routed per adapter
-    for bf16 in (False, True):
+    for precision in ("fp32", "bf16"):
+        config = SampleConfig(steps=3, adapter_guidance=2.0, precision=precision)  # Ĝ(t), G(t), G(n) rows
         for generator in (None, torch.Generator("cuda").manual_seed(0)):  # the seed's CPU generator, a CUDA one
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-                samples = generate(components, ["A cat in watercolor painting style"] * 2, config,
-                                   adapter=adapter, generator=generator)
+            samples = generate(components, ["A cat in watercolor painting style"] * 2, config,
+                               adapter=adapter, generator=generator)
             assert samples.tokens.device.type == "cuda" and len(samples.images) == 2
+            assert samples.precision == precision
 
 
 def _tiny_style_adapter(components):
@@ -78,12 +78,33 @@ def test_an_image_drawn_in_a_batch_on_cuda():
     image's tokens that equal the image drawn alone."""
     components = load_components("tiny", "cuda")
     adapter = _tiny_style_adapter(components)
-    config = SampleConfig(steps=4)
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        alone = generate(components, ["A cat"], config, adapter=adapter, seeds=[11]).tokens
-        batch = generate(components, ["A dog", "A cat", "A fox"], config, adapter=adapter, seeds=[10, 11, 12]).tokens
+    config = SampleConfig(steps=4)  # precision auto: bf16 on CUDA
+    alone = generate(components, ["A cat"], config, adapter=adapter, seeds=[11]).tokens
+    batch = generate(components, ["A dog", "A cat", "A fox"], config, adapter=adapter, seeds=[10, 11, 12]).tokens
     share = (alone[0] == batch[1]).float().mean().item()
     print(f"tokens equal to the image drawn alone: {share:.4f}")
+    assert share > 0.9
+
+
+def test_a_candidate_is_remade_by_the_playground_on_cuda():
+    """Candidates and the playground (`generate_with_style` with the image's seed, the worker's generation job)
+    take their precision from one place: before, candidates alone ran under bf16 autocast on CUDA, so the
+    playground remade a candidate's seed in fp32 as another image."""
+    import numpy as np
+
+    from styledrop.adapter_files import describe
+    from styledrop.candidates import draw_candidates
+    from styledrop.styles import LoadedStyle, generate_with_style
+
+    components = load_components("tiny", "cuda")
+    adapter = _tiny_style_adapter(components)
+    style = LoadedStyle(components, adapter, describe(components, adapter, content="a house", descriptor="ink"))
+    config = SampleConfig(steps=4, adapter_guidance=2.0)
+    made = draw_candidates(style, ["a cat", "a bridge"], 2, seed=5, config=config, batch_size=4)
+    again = generate_with_style(style, [made[1].content], config, seeds=[made[1].seed])
+    assert again.precision == "bf16"
+    share = (np.asarray(again.images[0]) == np.asarray(made[1].image)).mean()
+    print(f"pixels equal to the candidate: {share:.4f}")  # alone vs in a batch of 4: see the test above
     assert share > 0.9
 
 

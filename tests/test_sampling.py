@@ -1,8 +1,11 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from diffusers import AmusedPipeline, AmusedScheduler
 
+from styledrop import sampling
 from styledrop.adapters import AdapterConfig, create_adapter
 from styledrop.conditioning import encode_prompts, micro_conds
 from styledrop.errors import StyleDropError
@@ -19,11 +22,12 @@ def _pipeline(components):
     return pipe
 
 
+# The pipeline runs in the caller's precision (fp32 here); ours would use bf16 on a CPU that computes it natively.
 @pytest.mark.parametrize("config", [
-    SampleConfig(seed=3, num_images=2),
-    SampleConfig(seed=1, guidance=0.0),
-    SampleConfig(seed=7, steps=5, guidance=4.0, temperature=(4.5, 0.5)),
-    SampleConfig(seed=11, steps=8, negative_prompt="blurry"),
+    SampleConfig(seed=3, num_images=2, precision="fp32"),
+    SampleConfig(seed=1, guidance=0.0, precision="fp32"),
+    SampleConfig(seed=7, steps=5, guidance=4.0, temperature=(4.5, 0.5), precision="fp32"),
+    SampleConfig(seed=11, steps=8, negative_prompt="blurry", precision="fp32"),
 ], ids=["defaults-2-per-prompt", "no-guidance", "paper-temperature", "negative-prompt"])
 def test_sampler_reproduces_amused_pipeline(tiny, config):
     ours = generate(tiny, PROMPTS, config)
@@ -131,3 +135,52 @@ def test_text_side_cache_gives_the_transformers_own_logits_at_every_step(tiny, k
             plain = tiny.transformer(tokens.repeat(model.passes, 1, 1), micro_conds=model._micro,
                                      pooled_text_emb=model._cond.pooled, encoder_hidden_states=model._cond.hidden)
         assert torch.equal(torch.cat(list(groups.values())), plain)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_seed_contract_holds_in_each_precision(tiny, precision):
+    """Every image of a batch of 8 is, token for token and pixel for pixel, the image its seed draws alone, in
+    fp32 and in bf16 autocast (the default on CUDA and on CPUs with native bf16). Pixels too: the VQ decoder's
+    fp32 convolutions round differently at another batch size on a CPU, so images are decoded one by one."""
+    config = SampleConfig(steps=4, guidance=3.0, precision=precision)
+    prompts = [f"A {animal} in watercolor painting style" for animal in ("cat", "dog", "fox", "owl")] * 2
+    seeds = list(range(20, 28))
+    batch = generate(tiny, prompts, config, seeds=seeds)
+    assert batch.precision == precision
+    for i, (prompt, seed) in enumerate(zip(prompts, seeds)):
+        alone = generate(tiny, [prompt], config, seeds=[seed])
+        assert torch.equal(batch.tokens[i], alone.tokens[0]), f"image {i}: tokens"
+        assert np.array_equal(np.asarray(batch.images[i]), np.asarray(alone.images[0])), f"image {i}: pixels"
+
+
+def test_precision_covers_the_whole_call(tiny):
+    """bf16 is autocast over every decoding step (and the text encoder and VQ decoder around them); fp32 adds no
+    autocast of its own; auto is bf16 exactly where the device computes bf16 natively."""
+    seen: dict[str, list[bool]] = {"bf16": [], "fp32": []}
+    for precision, record in seen.items():
+        generate(tiny, ["A cat"], SampleConfig(steps=3, precision=precision), seeds=[1],
+                 on_step=lambda *_, record=record: record.append(torch.is_autocast_enabled("cpu")))
+    assert seen == {"bf16": [True] * 3, "fp32": [False] * 3}
+    auto = generate(tiny, ["A cat"], SampleConfig(steps=2), seeds=[1])
+    assert auto.precision == ("bf16" if sampling.native_bf16("cpu") else "fp32")
+    with pytest.raises(StyleDropError, match="precision must be one of auto, bf16, fp32"):
+        generate(tiny, ["A cat"], SampleConfig(precision="fp16"), seeds=[1])
+
+
+def test_candidates_and_the_playground_draw_one_image_per_seed_in_bf16(tiny, monkeypatch):
+    """The worker's candidates and its playground (or `styledrop generate`) apply the sampling precision in the
+    same place, so a candidate's seed remakes it where auto means bf16 (CUDA, or a CPU like this one may be)."""
+    from styledrop.adapter_files import describe
+    from styledrop.candidates import draw_candidates
+    from styledrop.styles import LoadedStyle, generate_with_style
+
+    monkeypatch.setattr(sampling, "native_bf16", lambda device: True)  # whatever this machine's CPU offers
+    adapter = create_adapter(AdapterConfig(kind="styledrop", rank=4), tiny.transformer)
+    style = LoadedStyle(tiny, adapter, describe(tiny, adapter, content="a house", descriptor="sticker"))
+    config = SampleConfig(steps=3, adapter_guidance=1.0)
+    made = draw_candidates(style, ["a cat", "a bridge"], 2, seed=3, config=config, batch_size=3)
+    again = generate_with_style(style, [made[2].content], config, seeds=[made[2].seed])
+    assert again.precision == "bf16"
+    assert np.array_equal(np.asarray(again.images[0]), np.asarray(made[2].image))
+    fp32 = generate_with_style(style, [made[2].content], replace(config, precision="fp32"), seeds=[made[2].seed])
+    assert not np.array_equal(np.asarray(fp32.images[0]), np.asarray(made[2].image))  # bf16 was really used
