@@ -127,6 +127,9 @@ def _add_sampling_flags(p: argparse.ArgumentParser) -> None:
                    help="λB, classifier-free guidance, diffusers' scale - 1 (default: the adapter's, 9)")
     p.add_argument("--adapter-guidance", type=float, default=None,
                    help="λA, adapter guidance, paper Eq. 4 (default: the adapter's round default, 0 or 2)")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=None,
+                   help="auto (default): bf16 autocast on CUDA and on CPUs with native bf16, else fp32; the same "
+                   "seed draws another image in another precision")
 
 
 def _add_candidates(sub: argparse._SubParsersAction) -> None:
@@ -325,7 +328,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         records.append({"file": path.name, "prompt": prompt, "index": index,
                         "seed": samples.seeds[index] if samples.seeds else args.seed})
     (out / "generations.json").write_text(json.dumps({"style": str(args.style), "config": vars(config),
-                                                      "images": records}, indent=2, default=list) + "\n")
+                                                      "precision": samples.precision, "images": records},
+                                                     indent=2, default=list) + "\n")
     print(f"wrote {len(records)} images to {out}")
     return 0
 
@@ -362,7 +366,7 @@ def _sample_config(args: argparse.Namespace, meta, **values):
     from .sampling import sample_config
 
     config = sample_config(meta.extra.get("sample_defaults") or {}, steps=args.steps, guidance=args.guidance,
-                           adapter_guidance=args.adapter_guidance, **values)
+                           adapter_guidance=args.adapter_guidance, precision=args.precision, **values)
     config.validate()
     return config
 

@@ -38,7 +38,12 @@ def test_train_then_generate_writes_a_style_and_pngs(tmp_path, reference_file, c
     assert all(Image.open(p).size == (64, 64) for p in pngs)
     record = json.loads((out / "generations.json").read_text())
     assert record["images"][0]["prompt"] == "A cat in watercolor painting style"
+    assert record["config"]["precision"] == "auto" and record["precision"] in ("bf16", "fp32")  # what auto meant
     assert "wrote 4 images" in capsys.readouterr().out
+    fp32 = tmp_path / "fp32"  # the precision is a sampling setting like the others
+    assert main(["generate", str(style), "a cat", "--out", str(fp32), "--steps", "2", "--precision", "fp32"]) == 0
+    assert json.loads((fp32 / "generations.json").read_text())["precision"] == "fp32"
+    capsys.readouterr()
 
     assert main(["info", str(style)]) == 0
     assert json.loads(capsys.readouterr().out)["kind"] == adapter
