@@ -20,5 +20,5 @@ for part in ${PARTS:-tests sampling train_step round}; do case $part in
   train_step) step train_step 300 python3 bench/train_step.py --preset amused-256-random --device cuda --batch 8 --steps 15 --warmup 5 --json "$OUT/train_step.json" ;;
   train_ref) step train_ref 40 python3 bench/train_step.py --variant reference-lora --preset amused-256-random --device cuda --batch 8 --steps 15 --warmup 5 --precision bf16 ;;
   train_ours) step train_ours 110 python3 bench/train_step.py --variant ours-styledrop --preset amused-256-random --device cuda --batch 8 --steps 15 --warmup 5 --precision bf16 --fast auto ;;
-  round) step round ${ROUND_LIMIT:-240} python3 bench/round.py --preset amused-256-random --device cuda --steps 1000 --batch 8 --candidates 128 --candidate-batch 16 --reference-candidates 8 --scorer ViT-L-14/random --repeats 1 --json "$OUT/round.json" ;;
+  round) step round ${ROUND_LIMIT:-240} python3 bench/round.py --preset amused-256-random --device cuda --steps 1000 --batch 8 --candidates 128 --candidate-batch 16 --reference-candidates 8 --no-batched-fp32 --scorer ViT-L-14/random --repeats 1 --json "$OUT/round.json" ;;
 esac; done

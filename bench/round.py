@@ -59,13 +59,15 @@ def _reference_image(side: int):
 
 REFERENCE = "one image per call"
 BATCHED = "batched"
-PATHS = (REFERENCE, "batched, fp32", BATCHED)
+BATCHED_FP32 = "batched, fp32"
+PATHS = (REFERENCE, BATCHED_FP32, BATCHED)
 
 
-def candidate_paths(style, contents: list[str], config, batch: int,
-                    reference_count: int | None = None) -> tuple[dict[str, Callable], str]:
-    """The candidate paths (PATHS) as functions returning [(content, image)], and how the batched ones batch;
-    the one-per-call path draws the first `reference_count` contents only (None: all)."""
+def candidate_paths(style, contents: list[str], config, batch: int, reference_count: int | None = None,
+                    batched_fp32: bool = True) -> tuple[dict[str, Callable], str]:
+    """The candidate paths (PATHS; without the batched fp32 one if not `batched_fp32`) as functions returning
+    [(content, image)], and how the batched ones batch; the one-per-call path draws the first
+    `reference_count` contents only (None: all)."""
     from dataclasses import replace
 
     from styledrop.candidates import draw_candidates
@@ -88,7 +90,10 @@ def candidate_paths(style, contents: list[str], config, batch: int,
 
     own = sampling_precision(config.precision, style.components.device)
     how = f"styledrop.candidates.draw_candidates(batch_size={batch}); its own precision here: {own}"
-    return {REFERENCE: one_per_call, "batched, fp32": batched("fp32"), BATCHED: batched(config.precision)}, how
+    paths = {REFERENCE: one_per_call, BATCHED_FP32: batched("fp32"), BATCHED: batched(config.precision)}
+    if not batched_fp32:
+        del paths[BATCHED_FP32]
+    return paths, how
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -116,7 +121,8 @@ def run(args) -> dict:
     contents = [prompts[i % len(prompts)] for i in range(args.candidates)]
     config = SampleConfig(steps=args.sample_steps, adapter_guidance=args.adapter_guidance, precision=args.precision)
     reference_count = min(args.reference_candidates or args.candidates, args.candidates)
-    phases: dict[str, list[float]] = {"train": [], **{name: [] for name in PATHS}, "score": []}
+    timed = [name for name in PATHS if args.batched_fp32 or name != BATCHED_FP32]
+    phases: dict[str, list[float]] = {"train": [], **{name: [] for name in timed}, "score": []}
     how = ""
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
@@ -129,7 +135,8 @@ def run(args) -> dict:
             phases["train"].append(seconds)
             trained.adapter.detach()
             style = load_style(folder, components)  # as the worker does: the style read back from its folder
-            paths, how = candidate_paths(style, contents, config, args.candidate_batch, reference_count)
+            paths, how = candidate_paths(style, contents, config, args.candidate_batch, reference_count,
+                                         args.batched_fp32)
             order = list(paths)[repeat % len(paths):] + list(paths)[:repeat % len(paths)]  # rotate who goes first
             images = None
             for name in order:
@@ -144,15 +151,17 @@ def run(args) -> dict:
             style.adapter.detach()
     # Per image: the reference may have drawn fewer candidates than the batched paths.
     speedups = {name: [(a / reference_count) / (b / args.candidates)
-                       for a, b in zip(phases[REFERENCE], phases[name])] for name in PATHS[1:]}
+                       for a, b in zip(phases[REFERENCE], phases[name])] for name in timed[1:]}
     rounds = [t + c + s for t, c, s in zip(phases["train"], phases[BATCHED], phases["score"])]
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
-    return {"args": vars(args), "environment": {"torch": torch.__version__, "device_name": name},
-            "batched_path": how, "reference_candidates": reference_count,
-            "phases": {k: _spread(v) | {"all": v} for k, v in phases.items()},
-            "round_seconds": _spread(rounds) | {"all": rounds},
-            "candidate_speedup": _spread(speedups[BATCHED]) | {"all": speedups[BATCHED]},
-            "candidate_speedup_fp32": _spread(speedups["batched, fp32"]) | {"all": speedups["batched, fp32"]}}
+    result = {"args": vars(args), "environment": {"torch": torch.__version__, "device_name": name},
+              "batched_path": how, "reference_candidates": reference_count,
+              "phases": {k: _spread(v) | {"all": v} for k, v in phases.items()},
+              "round_seconds": _spread(rounds) | {"all": rounds},
+              "candidate_speedup": _spread(speedups[BATCHED]) | {"all": speedups[BATCHED]}}
+    if BATCHED_FP32 in speedups:
+        result["candidate_speedup_fp32"] = _spread(speedups[BATCHED_FP32]) | {"all": speedups[BATCHED_FP32]}
+    return result
 
 
 def torch_threads() -> int:
@@ -170,6 +179,8 @@ def main() -> None:
     parser.add_argument("--fast", choices=("auto", "on", "off"), default="auto", help="TrainConfig.fast")
     parser.add_argument("--candidates", type=int, default=16)
     parser.add_argument("--candidate-batch", type=int, default=8, help="images per call on the batched paths")
+    parser.add_argument("--batched-fp32", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the batched path held in fp32 (what batching alone buys)")
     parser.add_argument("--reference-candidates", type=int, default=None,
                         help="draw only this many on the one-per-call reference path (default: all)")
     parser.add_argument("--sample-steps", type=int, default=12)
@@ -192,13 +203,16 @@ def main() -> None:
     print(f"batched path: {result['batched_path']}")
     print(f"{'phase':<28} {'median s':>9} {'min s':>8} {'max s':>8}")
     ref_label = f"candidates, one per call ({result['reference_candidates']})"
-    for phase, label in (("train", "train"), (REFERENCE, ref_label), ("batched, fp32", "candidates, batched fp32"),
+    for phase, label in (("train", "train"), (REFERENCE, ref_label), (BATCHED_FP32, "candidates, batched fp32"),
                          (BATCHED, "candidates, batched"), ("score", "CLIP scoring")):
-        p = phases[phase]
-        print(f"{label:<28} {p['median']:>9.3f} {p['min']:>8.3f} {p['max']:>8.3f}")
+        if phase in phases:
+            p = phases[phase]
+            print(f"{label:<28} {p['median']:>9.3f} {p['min']:>8.3f} {p['max']:>8.3f}")
     r = result["round_seconds"]
     print(f"{'round (train+batched+score)':<28} {r['median']:>9.3f} {r['min']:>8.3f} {r['max']:>8.3f}")
     for key, label in (("candidate_speedup_fp32", "batched fp32"), ("candidate_speedup", "batched")):
+        if key not in result:
+            continue
         s = result[key]
         print(f"candidate phase, {label} vs one image per call (per image): {s['median']:.2f}x "
               f"(min {s['min']:.2f}x, max {s['max']:.2f}x over {args.repeats} repeats)")

@@ -8,7 +8,7 @@ the seed's CPU generator (the probabilities go to the CPU for every draw, as Amu
 `--candidate-path` adds the candidate path with the style adapter on (λA = 0, its default): the old one image
 per call (fp32, the seed's CPU generator) and the worker's and CLI's path now (`draw_candidates`: `--batch`
 images per call, each with its own generator on the device, in `--precision`, graphed steps on CUDA).
-On CUDA, `ours` rows also run without CUDA graphs (STYLEDROP_SAMPLING_GRAPHS=off), and the graphed and
+On CUDA, `ours` rows also run without CUDA graphs (`SampleConfig.graphs="off"`), and the graphed and
 eager images are compared.
 
     python bench/sampling.py --preset amused-256-random --device cpu --batch 2 --repeats 2
@@ -88,25 +88,26 @@ def main() -> None:
             return pipe(prompts, num_inference_steps=args.steps, guidance_scale=1 + config.guidance,
                         generator=torch.Generator(args.device).manual_seed(0)).images
 
-    def ours():
+    def ours(graphs: str = "auto"):
         with dtype_ctx:
-            return generate(components, prompts, config, generator=torch.Generator(args.device).manual_seed(0)).images
+            return generate(components, prompts, replace(config, graphs=graphs),
+                            generator=torch.Generator(args.device).manual_seed(0)).images
 
     adapter = create_adapter(AdapterConfig(), components.transformer)
     adapted = SampleConfig(steps=args.steps, seed=0, adapter_guidance=2.0, precision=args.precision)
 
-    def ours_adapter():
+    def ours_adapter(graphs: str = "auto"):
         with dtype_ctx:
-            return generate(components, prompts, adapted, adapter=adapter,
+            return generate(components, prompts, replace(adapted, graphs=graphs), adapter=adapter,
                             generator=torch.Generator(args.device).manual_seed(0)).images
 
     def reference_plain():
         with adapter.disabled():
             return reference()
 
-    def ours_plain():
+    def ours_plain(graphs: str = "auto"):
         with adapter.disabled():
-            return ours()
+            return ours(graphs)
 
     def ours_app_defaults():  # what the CLI and the worker did before issue 13: fp32, the seed's CPU generator
         with adapter.disabled():
@@ -130,22 +131,11 @@ def main() -> None:
         return [c.image for c in draw_candidates(style, ["A cat"] * args.batch, 1, config=candidate,
                                                  batch_size=args.batch)]
 
-    def without_graphs(fn):
-        def run():
-            import os
-
-            os.environ["STYLEDROP_SAMPLING_GRAPHS"] = "off"
-            try:
-                return fn()
-            finally:
-                del os.environ["STYLEDROP_SAMPLING_GRAPHS"]
-        return run
-
     samplers = {"AmusedPipeline": reference_plain, "ours (base model)": ours_plain,
                 "ours (adapter, λA=2)": ours_adapter}
     if device_type == "cuda":  # the same two without CUDA graphs: what the graphs buy
-        samplers["ours (base, no graphs)"] = without_graphs(ours_plain)
-        samplers["ours (λA=2, no graphs)"] = without_graphs(ours_adapter)
+        samplers["ours (base, no graphs)"] = lambda: ours_plain("off")
+        samplers["ours (λA=2, no graphs)"] = lambda: ours_adapter("off")
     if args.app_defaults:
         samplers["ours (fp32, CPU generator)"] = ours_app_defaults
     if args.candidate_path:
@@ -166,7 +156,7 @@ def main() -> None:
               f"{ref / seconds:>11.2f}x")
     print(f"images identical to the pipeline's (base model, same seed): {same}/{args.batch}")
     if device_type == "cuda":
-        graphed, eager = ours_adapter(), without_graphs(ours_adapter)()
+        graphed, eager = ours_adapter(), ours_adapter("off")
         same_graph = sum(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(graphed, eager))
         print(f"images identical with and without CUDA graphs (adapter, λA=2): {same_graph}/{args.batch}")
     if device_type == "cuda":
