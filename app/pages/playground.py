@@ -42,13 +42,16 @@ def _context(session: Session, settings: Settings, style: Style, values: dict[st
     adapter_round = services.latest_adapter_round(style)
     for view in views:  # the queue position of each waiting job
         view["ahead_text"] = ahead_text(jobs_ahead(session, view["row"]))
-    return {"style": style, "values": values, "errors": errors, "generations": views,
+    finished = [r for r in style.rounds if r.status == RoundStatus.succeeded.value]
+    return {"style": style, "values": _defaults(adapter_round) | values, "errors": errors, "generations": views,
             "older": f"/styles/{style.id}/playground?cursor={after}" if after else None,
             "adapter_round": adapter_round, "max_images": settings.max_generation_images,
             "sampling": _defaults(adapter_round), "limits": {"adapter_guidance": MAX_ADAPTER_GUIDANCE,
                                                              "guidance": MAX_GUIDANCE, "steps": MAX_SAMPLE_STEPS},
             "max_prompts": settings.max_prompts, "max_chars": settings.max_prompt_chars,
-            "finished_rounds": [r for r in style.rounds if r.status == RoundStatus.succeeded.value]}
+            # Each round's own defaults: picking a round in "Adapter of" sets the controls to them
+            # (static/playground.js), so round 1 is not sampled with round 2's λA.
+            "finished_rounds": [(r, _defaults(r)) for r in finished]}
 
 
 def _defaults(rnd: Round | None) -> dict[str, str]:
@@ -64,7 +67,7 @@ def _defaults(rnd: Round | None) -> dict[str, str]:
 def playground_page(style: PageOwnedStyle, request: Request, session: SessionDep, settings: SettingsDep,
                     user: UserDep) -> HTMLResponse:
     values = {"prompts": "a cat\na bridge", "num_images": "2", "seed": "0", "round_id": "",
-              "descriptor": style.descriptor, "no_descriptor": ""} | _defaults(services.latest_adapter_round(style))
+              "descriptor": style.descriptor, "no_descriptor": ""}  # the sampling controls: _context's defaults
     if style.generations:  # start from what was asked last time
         last = max(style.generations, key=lambda g: g.id).request or {}
         values |= {"prompts": "\n".join(last.get("prompts") or []), "num_images": str(last.get("num_images") or 1),

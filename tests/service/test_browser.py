@@ -328,6 +328,12 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             # the sampling controls start at round 2's own defaults (λA 2 from round 2 on) and are bounded
             expect(page.get_by_label("λA adapter guidance")).to_have_value("2")
             expect(page.get_by_label("λB guidance")).to_have_value("9")
+            # picking round 1's adapter sets its own defaults (λA 0), and back to the latest, round 2's
+            page.get_by_label("Adapter of").select_option(label="round 1")
+            expect(page.get_by_label("λA adapter guidance")).to_have_value("0")
+            expect(page.locator("#sampling-defaults")).to_contain_text("round 1's defaults: λA 0")
+            page.get_by_label("Adapter of").select_option(label="the latest round (2)")
+            expect(page.get_by_label("λA adapter guidance")).to_have_value("2")
             page.get_by_label("λA adapter guidance").fill("50")
             page.get_by_role("button", name="Generate").click()
             expect(page.locator("#adapter_guidance-error")).to_contain_text("must be between 0 and 10")

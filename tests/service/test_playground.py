@@ -67,6 +67,22 @@ def test_sampling_controls_start_at_the_rounds_defaults_and_are_bounded_like_the
     assert "λA 1.5 · λB 5 · steps 3" in again  # and the job's card says what drew it
 
 
+def test_each_round_in_the_picker_carries_its_own_defaults(stub_app):
+    """Round 1 samples with λA 0, round 2 with 2: picking a round sets its own (static/playground.js reads these)."""
+    style_id, round_id = _finished_style(stub_app)
+    with session_factory(stub_app.settings)() as session:
+        candidate = session.get(Round, round_id).candidates[0].id
+    assert stub_app.put(f"{API}/candidates/{candidate}/selected", json={"selected": True}).status_code == 200
+    second = stub_app.post(f"{API}/styles/{style_id}/rounds", json={}).json()["id"]
+    finish_round(stub_app.settings, second)
+    page = stub_app.get(f"/styles/{style_id}/playground").text
+    assert _value(page, "adapter_guidance") == "2"  # the latest round's, as before
+    assert 'src="/static/playground.js' in page
+    options = page.split('id="round_id"', 1)[1].split("</select>", 1)[0]
+    assert 'value="" data-number="2" data-adapter_guidance="2" data-guidance="9" data-steps="2"' in options
+    assert f'value="{round_id}" data-number="1" data-adapter_guidance="0" data-guidance="9" data-steps="2"' in options
+
+
 def test_download_all_is_a_zip_of_the_images_with_a_manifest_and_only_for_its_owner(stub_app):
     style_id, round_id = _finished_style(stub_app)
     started = stub_app.post(f"{API}/styles/{style_id}/generations",
