@@ -309,15 +309,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
                             temperature=tuple(args.temperature) if args.temperature else None)
     bar = tqdm(total=config.steps, desc="decoding", unit="step")
     tick = lambda step, total, logits, tokens: bar.update(1)  # noqa: E731
+    seeds = image_seeds(args.seed, len(args.contents) * config.num_images)  # the seed contract (README)
     if args.content:
         from .composition import generate_composed
 
         subject = load_style(args.content, components=style.components)
-        samples = generate_composed(style, subject, args.contents, args.mix, config, args.composition, on_step=tick)
+        samples = generate_composed(style, subject, args.contents, args.mix, config, args.composition, on_step=tick,
+                                    seeds=seeds)
     else:
         samples = generate_with_style(style, args.contents, config, with_descriptor=not args.no_descriptor,
                                       descriptor=check_prompt_text(args.descriptor, "descriptor") if args.descriptor else None,
-                                      on_step=tick, seeds=image_seeds(args.seed, len(args.contents) * config.num_images))
+                                      on_step=tick, seeds=seeds)
     bar.close()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

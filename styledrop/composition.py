@@ -29,6 +29,7 @@ from PIL import Image
 from .adapters import AdapterConfig, LoraAdapter
 from .conditioning import encode_prompts, micro_conds
 from .errors import StyleDropError
+from .images import decode_each, decode_tokens
 from .models import Components
 from .plan import large_adapter
 from .prompts import check_prompt_text, style_prompt
@@ -38,7 +39,7 @@ from .sampling import (
     Samples,
     StepCallback,
     Term,
-    decode_tokens,
+    image_generators,
     make_generator,
     precision_context,
     sample_tokens,
@@ -177,8 +178,11 @@ class MergedLoraModel:
 
 def generate_composed(style: LoadedStyle, content: LoadedStyle, prompts: list[str], mix: float = 0.5,
                       config: SampleConfig | None = None, method: str = "mix",
-                      on_step: StepCallback | None = None) -> Samples:
-    """Images of the subject in the style. Prompts may use "[V]" for the subject's identifier."""
+                      on_step: StepCallback | None = None, seeds: list[int] | None = None) -> Samples:
+    """Images of the subject in the style. Prompts may use "[V]" for the subject's identifier.
+
+    `seeds` (one per image, prompts tiled num_images times) gives every image its own generator, as
+    `generate` does (the seed contract); without them one generator draws the whole call (parity mode)."""
     config = config or SampleConfig()
     config.validate()
     if not prompts:
@@ -187,17 +191,20 @@ def generate_composed(style: LoadedStyle, content: LoadedStyle, prompts: list[st
         raise StyleDropError(f"Unknown composition method '{method}' (mix or merge).")
     components = style.components
     batch = len(prompts) * config.num_images
+    if seeds is not None and len(seeds) != batch:
+        raise StyleDropError(f"{len(seeds)} seeds for {batch} images: give one seed per image.")
+    rng = image_generators(seeds, components.device) if seeds is not None else make_generator(config.seed)
     with precision_context(config.precision, components.device):  # as `generate`: mix 0 draws the style's image
         if method == "mix":
             model = mixed_model(style, content, prompts, mix, config)
         else:
             model = MergedLoraModel(style, content, prompts, mix, config)
         tokens = sample_tokens(model, batch, components.token_grid, components.mask_token_id, config,
-                               components.device, make_generator(config.seed), on_step)
-        images = decode_tokens(components, tokens)
+                               components.device, rng, on_step)
+        images = decode_each(components, tokens) if seeds is not None else decode_tokens(components, tokens)
     full = [composed_prompts(style, content, p)[0] for p in prompts]
     return Samples(full * config.num_images, tokens, images, config.seed,
-                   precision=sampling_precision(config.precision, components.device))
+                   list(seeds) if seeds is not None else None, sampling_precision(config.precision, components.device))
 
 
 __all__ = ["METHODS", "MergedLoraModel", "PLACEHOLDER", "check_pair", "class_images", "composed_prompts",

@@ -1,5 +1,8 @@
 """Composition (paper §3.4): a content adapter, and sampling from a style and a content adapter at once."""
 
+import json
+
+import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
@@ -139,8 +142,24 @@ def test_cli_trains_a_subject_and_composes_it_with_a_style(tmp_path, reference_f
     assert main(["generate", str(style_dir), PROMPT, "--content", str(subject_dir), "--mix", "0.6",
                  "--num", "2", "--steps", "4", "--out", str(out)]) == 0
     assert len(list(out.glob("*.png"))) == 2
-    assert "A sks dog on a beach in watercolor painting style" in (out / "generations.json").read_text()
+    record = json.loads((out / "generations.json").read_text())
+    assert record["images"][0]["prompt"] == "A sks dog on a beach in watercolor painting style"
+    assert [image["seed"] for image in record["images"]] == [0, 1]  # each image its own seed (--seed 0, + index)
     capsys.readouterr()
     assert main(["train-content", "--images", str(subject_file), "--identifier", "two words", "--class-noun", "dog",
                  "--model", "tiny", "--out", str(tmp_path / "x")]) == 1
     assert "one rare word" in capsys.readouterr().err
+
+
+def test_composed_images_keep_the_seed_contract(tiny, pair):
+    """With per-image seeds (what `styledrop generate --content` passes) a composed image does not depend on
+    its batch: drawn alone or beside another prompt, the same tokens and pixels."""
+    style, content = pair
+    config = SampleConfig(steps=3, guidance=2.0)
+    batch = generate_composed(style, content, ["A [V] on a boat", PROMPT], 0.5, config, seeds=[8, 9])
+    alone = generate_composed(style, content, [PROMPT], 0.5, config, seeds=[9])
+    assert batch.seeds == [8, 9]
+    assert torch.equal(batch.tokens[1], alone.tokens[0])
+    assert np.array_equal(np.asarray(batch.images[1]), np.asarray(alone.images[0]))
+    with pytest.raises(StyleDropError, match="one seed per image"):
+        generate_composed(style, content, [PROMPT], 0.5, config, seeds=[1, 2])
