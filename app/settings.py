@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     # paper's minus the lowest style-score quarter), "random" (the paper's baseline). The API may name another.
     clip_rule: Literal["paper", "guarded", "random"] = "guarded"
     sample_steps: int = 12  # decoding steps for candidates and generations
+    # The workers' sampling precision (styledrop.sampling.SampleConfig.precision) for candidates and generations
+    # alike: auto = bf16 autocast on CUDA and on CPUs with native bf16, else fp32. A seed draws another image
+    # in another precision; a round records what drew its candidates (metrics.candidates_precision).
+    sampling_precision: Literal["auto", "bf16", "fp32"] = "auto"
     # styledrop.clip_scores.load_scorer name; unset: "tiny" for the offline presets, else "default" (ViT-L-14).
     clip_model: str | None = None
 

@@ -340,7 +340,7 @@ def _candidates(settings: Settings, round_id: int, plan: RoundPlan, out_dir: Pat
     from PIL import Image
 
     from styledrop.candidates import candidate_slots, draw_candidates
-    from styledrop.sampling import sample_config
+    from styledrop.sampling import sample_config, sampling_precision
     from styledrop.styles import load_style
 
     _update_round(settings, round_id, phase="candidates")
@@ -376,13 +376,16 @@ def _candidates(settings: Settings, round_id: int, plan: RoundPlan, out_dir: Pat
             made[candidate.id] = (row.id, candidate.image, candidate.content)
 
     loaded = load_style(out_dir, components=components)
-    if (out_dir / "adapter.safetensors").is_file():  # which adapter draws the candidates (what is stored)
-        with session_factory(settings)() as session:
-            metrics = session.scalar(select(Round.metrics).where(Round.id == round_id)) or {}
-        _update_round(settings, round_id, metrics=dict(metrics, candidates_adapter_sha256=sha256(
-            out_dir / "adapter.safetensors")))
+    config = sample_config(plan.sampling, precision=settings.sampling_precision)
+    # What draws the candidates, recorded: the adapter (as stored) and the precision auto meant on this worker.
+    with session_factory(settings)() as session:
+        metrics = dict(session.scalar(select(Round.metrics).where(Round.id == round_id)) or {})
+    metrics["candidates_precision"] = sampling_precision(config.precision, components.device)
+    if (out_dir / "adapter.safetensors").is_file():
+        metrics["candidates_adapter_sha256"] = sha256(out_dir / "adapter.safetensors")
+    _update_round(settings, round_id, metrics=metrics)
     try:
-        draw_candidates(loaded, prompts, c.per_prompt, c.seed, plan.number, sample_config(plan.sampling),
+        draw_candidates(loaded, prompts, c.per_prompt, c.seed, plan.number, config,
                         c.batch_size, done=set(made), on_candidate=record, should_stop=should_stop)
     finally:
         loaded.adapter.detach()
@@ -453,7 +456,8 @@ def run_generation(settings: Settings, generation_id: int) -> str:
             # The round's sampling defaults (its λA ...), what the request sets instead.
             config = sample_config(plan.sampling if plan else {}, num_images=int(request.get("num_images") or 1),
                                    seed=request.get("seed"), steps=request.get("steps") or settings.sample_steps,
-                                   adapter_guidance=request.get("adapter_guidance"), guidance=request.get("guidance"))
+                                   adapter_guidance=request.get("adapter_guidance"), guidance=request.get("guidance"),
+                                   precision=settings.sampling_precision)  # the candidates' own: seeds remake them
             prompts = list(request["prompts"])
             seeds = image_seeds(config.seed, len(prompts) * config.num_images)  # the seed contract (README)
             descriptor = request.get("descriptor")  # what the request chose: None (older rows) = the style's

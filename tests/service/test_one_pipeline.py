@@ -73,3 +73,28 @@ def test_worker_and_cli_draw_the_same_candidates_and_round_two_keeps_its_lambda(
     # ... and with the candidate's own seed it draws that candidate again (the seed contract).
     assert np.array_equal(_pixels(out / record["images"][0]["file"]),
                           _pixels(storage.resolve(settings.storage_root, again.image_path)))
+
+
+def test_the_workers_precision_is_recorded_and_the_playground_remakes_a_candidate_in_it(stub_app):
+    """STYLEDROP_SAMPLING_PRECISION sets candidates and generations alike; the round records what drew its
+    candidates, and a playground generation with a candidate's seed draws that candidate again."""
+    from app.models import Generation
+    from styledrop.sampling import sampling_precision
+    from worker.jobs import run_generation
+
+    for precision in ("fp32", "auto"):
+        settings = stub_app.settings.model_copy(update={"sampling_precision": precision})
+        style = create_style(stub_app)
+        rnd = stub_app.post(f"{API}/styles/{style['id']}/rounds", json=ROUND).json()
+        assert run_round(settings, rnd["id"]) == "succeeded"
+        with session_factory(settings)() as session:
+            metrics = session.get(Round, rnd["id"]).metrics
+        assert metrics["candidates_precision"] == sampling_precision(precision, "cpu")
+        candidate = _candidates(settings, rnd["id"])[3]
+        generation = stub_app.post(f"{API}/styles/{style['id']}/generations",
+                                   json={"prompts": [candidate.content], "seed": candidate.seed}).json()
+        assert run_generation(settings, generation["id"]) == "succeeded"
+        with session_factory(settings)() as session:
+            drawn = session.get(Generation, generation["id"]).image_paths[0]
+        assert np.array_equal(_pixels(storage.resolve(settings.storage_root, drawn)),
+                              _pixels(storage.resolve(settings.storage_root, candidate.image_path)))
