@@ -52,7 +52,8 @@ def run_evaluation(settings: Settings, evaluation_id: int) -> str:
         reference = [load_image(storage.resolve(root, path)) for path in reference_paths]  # all of them
         rows = evaluate_adapter_files([(n, storage.resolve(root, p)) for n, p in rounds], components, clip,
                                       reference, list(request["prompts"]), int(request["per_prompt"]),
-                                      int(request["seed"]), steps=settings.sample_steps)
+                                      int(request["seed"]), steps=settings.sample_steps,
+                                      precision=settings.sampling_precision)
         _finish(settings, evaluation_id, status=RoundStatus.succeeded.value,
                 result={"clip_model": clip.name, "rows": [r.summary() for r in rows]})
         return "succeeded"
