@@ -245,15 +245,19 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
 
 
 def cancel_round(session: Session, rnd: Round) -> Round:
-    if rnd.status == RoundStatus.queued.value:
-        session.execute(update(Round).where(Round.id == rnd.id, Round.status == RoundStatus.queued.value)
-                        .values(status=RoundStatus.cancelled.value, cancel_requested=True, finished_at=utcnow(),
-                                error="Cancelled before it started."))
-    elif rnd.status == RoundStatus.running.value:
+    """A queued round ends here; a running one gets the flag its worker reads between steps. Each update is
+    conditional on the status in the database, not on the one read earlier: a worker may claim the round in
+    between (the cancel then has to reach the running round, or it is lost and the round runs to its end)."""
+    ended = session.execute(update(Round).where(Round.id == rnd.id, Round.status == RoundStatus.queued.value)
+                            .values(status=RoundStatus.cancelled.value, cancel_requested=True, finished_at=utcnow(),
+                                    error="Cancelled before it started.")).rowcount
+    if not ended:
         # Cooperative: the worker reads this flag between training steps and stops within seconds.
-        session.execute(update(Round).where(Round.id == rnd.id).values(cancel_requested=True))
-    else:
-        raise ApiError(409, f"Round {rnd.id} is already {rnd.status}; there is nothing to cancel.")
+        flagged = session.execute(update(Round).where(Round.id == rnd.id, Round.status == RoundStatus.running.value)
+                                  .values(cancel_requested=True)).rowcount
+        if not flagged:
+            session.refresh(rnd)
+            raise ApiError(409, f"Round {rnd.id} is already {rnd.status}; there is nothing to cancel.")
     session.commit()
     session.refresh(rnd)
     return rnd

@@ -169,7 +169,8 @@ def samples_writer(round_id: int) -> Callable[[int, list[Any]], None]:
 
 def claim_round(settings: Settings, round_id: int, task_id: str | None) -> str:
     """Mark a queued round running (or take over a running one whose heartbeat is stale, as after a
-    redelivery). Returns "claimed", or why not."""
+    redelivery). Returns "claimed", or why not. A cancel asked for before the claim stands (a retry clears it,
+    app.services.retry_round): the attempt then stops at its first check, as cancelled."""
     stale = utcnow() - timedelta(seconds=settings.heartbeat_stale_seconds)
     with session_factory(settings)() as session:
         result = session.execute(
@@ -178,8 +179,7 @@ def claim_round(settings: Settings, round_id: int, task_id: str | None) -> str:
                    or_(Round.status == RoundStatus.queued.value,
                        (Round.status == RoundStatus.running.value) & (Round.heartbeat_at < stale)))
             .values(status=RoundStatus.running.value, attempts=Round.attempts + 1, started_at=utcnow(),
-                    heartbeat_at=utcnow(), celery_task_id=task_id, phase="starting", error=None,
-                    cancel_requested=False)
+                    heartbeat_at=utcnow(), celery_task_id=task_id, phase="starting", error=None)
             .execution_options(synchronize_session=False))
         session.commit()
         if result.rowcount:
