@@ -132,16 +132,21 @@ def reap_stale(session: Session, settings: Settings, dispatcher: Dispatcher, rou
                                  .values(**values).execution_options(synchronize_session=False))
         if result.rowcount:
             changed.append(rnd.id)
-    # Generations carry no heartbeat: one running longer than the task time limit lost its worker.
-    session.execute(update(Generation).where(
+    # Generations carry no heartbeat: one running longer than the task time limit lost its worker. Each is
+    # failed by a conditional update (a worker finishing it at that moment wins), so the webhook goes exactly
+    # to those this reaper ended.
+    lost = session.scalars(select(Generation.id).where(
         Generation.status == RoundStatus.running.value,
-        Generation.created_at < now - timedelta(seconds=settings.task_time_limit))
+        Generation.created_at < now - timedelta(seconds=settings.task_time_limit))).all()
+    failed_generations = [gid for gid in lost if session.execute(
+        update(Generation).where(Generation.id == gid, Generation.status == RoundStatus.running.value)
         .values(status=RoundStatus.failed.value, finished_at=now,
                 error="The worker stopped before this generation finished; ask again.")
-        .execution_options(synchronize_session=False))
+        .execution_options(synchronize_session=False)).rowcount]
     session.commit()
     send_again(dispatcher, requeued)  # after the commit, so the worker that takes one finds it queued
     jobs_ended(session, dispatcher, "round", failed)
+    jobs_ended(session, dispatcher, "generation", failed_generations)
     for rid in requeued + failed:
         rnd = session.get(Round, rid)
         if rnd is not None:

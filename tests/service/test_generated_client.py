@@ -130,7 +130,7 @@ def stack(tmp_path_factory, redis_url):
         try:
             client_pkg = importlib.import_module("styledrop_client")
             yield {"base": base, "token": token, "client": client_pkg, "receiver": receiver,
-                   "logs": (worker_log, web_log)}
+                   "logs": (worker_log, web_log), "settings": settings}
         finally:
             sys.path.remove(str(tmp / "gen"))
             for name in [m for m in sys.modules if m == "styledrop_client" or m.startswith("styledrop_client.")]:
@@ -268,3 +268,38 @@ def test_a_whole_flow_through_the_generated_client(stack):
     assert {e["type"] for e in redirected} == {"generation.succeeded"}
     assert redirected[0]["data"]["images"] == [f"/api/v1/generations/{made.id}/images/0"]
     assert receiver.at("/target") == []
+
+
+def test_a_generation_whose_worker_was_lost_fails_with_its_webhook(stack):
+    """The reaper fails a generation that outlived the task time limit (its worker is gone) and, like a round's
+    end, queues its webhook: the real worker delivers "generation.failed"."""
+    from datetime import timedelta
+
+    from app.db import session_factory
+    from app.models import Generation, User, utcnow
+
+    sd, receiver, settings = stack["client"], stack["receiver"], stack["settings"]
+    styles, rounds, generations = (_Tag(tag) for tag in ("styles", "rounds", "generations"))
+    models = importlib.import_module("styledrop_client.models")
+    from styledrop_client.types import File
+
+    client = sd.AuthenticatedClient(base_url=stack["base"], token=stack["token"], raise_on_unexpected_status=True)
+    style = styles.create_style.sync(client=client, body=models.StyleUpload(
+        image=File(payload=io.BytesIO(png_bytes()), file_name="ref.png", mime_type="image/png"),
+        content="a boat", descriptor="ink wash"))
+    with session_factory(settings)() as session:  # as a worker that died halfway would leave it
+        user_id = session.query(User.id).filter(User.name == "integrator").scalar()
+        lost = Generation(style_id=style.id, user_id=user_id, status="running", request={"prompts": ["a cat"]},
+                          callback_url=f"{receiver.url}/lost",
+                          created_at=utcnow() - timedelta(seconds=2 * settings.task_time_limit))
+        session.add(lost)
+        session.commit()
+        lost_id = lost.id
+    rounds.list_rounds.sync(style.id, client=client)  # any read of the rounds runs the reaper
+    ended = generations.read_generation.sync(lost_id, client=client)
+    assert ended.status == "failed" and "ask again" in ended.error
+    secret = _Tag("webhooks").read_webhook_secret.sync(client=client).secret
+    event = _until("the lost generation's webhook", lambda: receiver.at("/lost"), stack)[0]
+    assert webhooks.verify(secret, event["headers"], event["body"])
+    body = json.loads(event["body"])
+    assert (body["type"], body["data"]["id"]) == ("generation.failed", lost_id)
