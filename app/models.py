@@ -267,3 +267,15 @@ class IdempotencyKey(Base):
     response_status: Mapped[int | None]
     response_body: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class LoginFailure(Base):
+    """Wrong passwords counted per account name ("account") and per client address ("address") for the log-in
+    throttle (app/throttle.py), in the database so that every web process counts the same guesses."""
+
+    __tablename__ = "login_failures"
+
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    last_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -71,14 +71,14 @@ async def login(request: Request, identity: PageIdentityDep, session: SessionDep
     name, password = form.get("name", ""), form.get("password", "")
     throttle, account = request.app.state.login_throttle, normalize_name(name)
     address = request.client.host if request.client else ""
-    if wait := throttle.retry_after(account, address):  # before hashing: a flood of guesses costs little
+    if wait := throttle.retry_after(session, account, address):  # before hashing: a flood of guesses costs little
         return _login_form(request, settings, name, target, status_code=429, headers={"Retry-After": str(wait)},
                            error=f"Too many wrong passwords; try again in {wait} seconds.")
     user = await run_in_threadpool(authenticate, session, name, password)  # argon2: keep the event loop free
     if user is None:
-        throttle.failed(account, address)
+        throttle.failed(session, account, address)
         return _login_form(request, settings, name, target, error="Wrong name or password.")
-    throttle.succeeded(account)
+    throttle.succeeded(session, account)
     return _log_in(request, session, settings, identity, user.id, target)
 
 

@@ -143,6 +143,22 @@ def test_forty_one_wrong_passwords_are_throttled_with_retry_after(team):
     assert log_in(team(), "bob", "not bob's password").status_code == 400  # other accounts are not locked
 
 
+def test_every_web_process_counts_the_same_wrong_passwords(tmp_path, db):
+    """Two apps on one database, as two web processes behind a balancer: guesses spread over both are counted
+    together (each counted its own before, so N processes gave N times the guesses), and a restarted process
+    still remembers them. The counts live in the database (app/throttle.py), SQLite or PostgreSQL."""
+    with db.fresh() as url:
+        settings = make_settings(tmp_path / "data", auth="accounts", database_url=url)
+        upgrade(settings)
+        first, second = (TestClient(create_app(settings, StubDispatcher())) for _ in range(2))
+        assert sign_up(first, "ann").status_code == 303
+        statuses = [log_in(first if i % 2 else second, "ann", f"guess {i}").status_code for i in range(12)]
+        assert statuses[:10] == [400] * 10 and set(statuses[10:]) == {429}
+        restarted = TestClient(create_app(settings, StubDispatcher()))
+        refused = log_in(restarted, "ann", PASSWORD)
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+
+
 def test_one_address_guessing_many_accounts_is_throttled(tmp_path):
     settings = make_settings(tmp_path / "data", auth="accounts", login_free_attempts_per_address=5)
     upgrade(settings)
