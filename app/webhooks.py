@@ -12,8 +12,10 @@ Why it looks like this:
 - **No server-side request forgery.** The destination must be http(s) and resolve only to public addresses,
   unless the admin allow-list `STYLEDROP_WEBHOOK_ALLOW` (host names, `*.domain`, CIDR networks, comma
   separated) names it; with an allow-list set, only what it names is allowed. It is checked when the request
-  comes in (422) and again, with a fresh DNS lookup, before every attempt. Redirects are never followed (a
-  3xx counts as a failed attempt), so a public receiver cannot bounce us into the private network.
+  comes in (422) and again, with a fresh DNS lookup, before every attempt, and the attempt connects to the
+  address that lookup approved (`pinned`: the Host header and TLS's SNI keep the name), so a name that
+  rebinds to a private address after the check is never reached there. Redirects are never followed (a 3xx
+  counts as a failed attempt), so a public receiver cannot bounce us into the private network.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import socket
 import time
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.orm import Session
 
@@ -78,8 +80,9 @@ def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv
     return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
 
 
-def check_destination(url: str, settings: Settings) -> None:
-    """Raise `Refused` unless `url` is an http(s) URL we may send to (see the module's docstring)."""
+def check_destination(url: str, settings: Settings) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Raise `Refused` unless `url` is an http(s) URL we may send to (see the module's docstring); returns the
+    addresses its host resolved to, which `deliver` then connects to (never a second lookup)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Refused("it is not an http or https URL")
@@ -95,11 +98,23 @@ def check_destination(url: str, settings: Settings) -> None:
     if allow:
         if not _listed(host, addresses, allow):
             raise Refused(f"{host} is not on the server's webhook allow-list (STYLEDROP_WEBHOOK_ALLOW)")
-        return
+        return addresses
     private = [str(a) for a in addresses if not a.is_global or a.is_multicast]
     if private:
         raise Refused(f"{host} resolves to a private, loopback or reserved address ({', '.join(private)}); "
                       f"the server's admin may allow it with STYLEDROP_WEBHOOK_ALLOW")
+    return addresses
+
+
+def pinned(url: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> tuple[str, str, dict[str, Any]]:
+    """(URL to the checked address, Host header, request extensions): the connection goes to the address the
+    check approved, not to whatever a second DNS lookup answers (a rebinding name could answer a public
+    address to the check and 127.0.0.1 to the connection). TLS still names and verifies the host (SNI)."""
+    parts = urlsplit(url)
+    host = f"[{address}]" if address.version == 6 else str(address)
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    return urlunsplit(parts._replace(netloc=netloc)), parts.netloc.rsplit("@", 1)[-1], extensions
 
 
 def check_callback_url(url: str | None, settings: Settings) -> str | None:
@@ -190,7 +205,7 @@ def deliver(settings: Settings, session: Session, user_id: int | None, url: str,
     import httpx
 
     try:
-        check_destination(url, settings)
+        addresses = check_destination(url, settings)
     except Refused as exc:
         log.warning("webhook to %s refused: %s", url, exc)
         return "refused"
@@ -203,9 +218,10 @@ def deliver(settings: Settings, session: Session, user_id: int | None, url: str,
     headers = {"Content-Type": "application/json", "User-Agent": "StyleDrop-Studio-Webhooks/1",
                SIGNATURE: sign(secret_for(session, user), timestamp, payload), TIMESTAMP: str(timestamp),
                EVENT: event.get("type", ""), DELIVERY: event.get("id", "")}
+    target, headers["Host"], extensions = pinned(url, addresses[0])
     try:
         with httpx.Client(follow_redirects=False, timeout=settings.webhook_timeout_seconds, trust_env=False) as client:
-            answer = client.post(url, content=payload, headers=headers)
+            answer = client.post(target, content=payload, headers=headers, extensions=extensions)
     except httpx.HTTPError as exc:
         raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
     if not 200 <= answer.status_code < 300:

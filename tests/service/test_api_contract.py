@@ -230,6 +230,48 @@ def test_callback_urls_to_private_networks_need_the_allow_list(tmp_path, db):
         assert refused.status_code == 422 and "allow-list" in refused.json()["detail"]
 
 
+def test_a_delivery_connects_to_the_address_its_check_approved(stub_app, monkeypatch):
+    """DNS rebinding: a name may answer a public address to the check and a private one to the connection.
+    The delivery connects to the checked address itself (the Host header keeps the name), never looking the
+    name up again. Here the name is known to the check alone — `_resolve`, the webhooks' one DNS lookup,
+    answers for it as a rebinding server would have answered the check — so only a pinned delivery arrives."""
+    import ipaddress
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from app.models import User
+
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            seen.append({"host": self.headers["Host"], "body": self.rfile.read(int(self.headers["Content-Length"]))})
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    real = webhooks._resolve
+    monkeypatch.setattr(webhooks, "_resolve", lambda host, p: [ipaddress.ip_address("127.0.0.1")]
+                        if host == "hooks.rebind.test" else real(host, p))
+    settings = stub_app.settings.model_copy(update={"webhook_allow": "hooks.rebind.test"})
+    try:
+        with session_factory(settings)() as session:
+            user_id = session.query(User.id).first()[0]
+            url = f"http://hooks.rebind.test:{port}/hook"
+            assert webhooks.deliver(settings, session, user_id, url, '{"type": "round.succeeded"}') == "delivered"
+    finally:
+        server.shutdown()
+    assert seen == [{"host": f"hooks.rebind.test:{port}", "body": b'{"type": "round.succeeded"}'}]
+    assert webhooks.pinned("https://hooks.example/h?x=1", ipaddress.ip_address("2001:db8::1")) == (
+        "https://[2001:db8::1]/h?x=1", "hooks.example", {"sni_hostname": "hooks.example"})
+
+
 def test_webhook_signatures():
     body, secret = b'{"type": "round.succeeded"}', "whsec_test"
     now = int(time.time())
