@@ -218,12 +218,19 @@ def deliver(settings: Settings, session: Session, user_id: int | None, url: str,
     headers = {"Content-Type": "application/json", "User-Agent": "StyleDrop-Studio-Webhooks/1",
                SIGNATURE: sign(secret_for(session, user), timestamp, payload), TIMESTAMP: str(timestamp),
                EVENT: event.get("type", ""), DELIVERY: event.get("id", "")}
-    target, headers["Host"], extensions = pinned(url, addresses[0])
-    try:
-        with httpx.Client(follow_redirects=False, timeout=settings.webhook_timeout_seconds, trust_env=False) as client:
-            answer = client.post(target, content=payload, headers=headers, extensions=extensions)
-    except httpx.HTTPError as exc:
-        raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
+    answer, failure = None, None
+    with httpx.Client(follow_redirects=False, timeout=settings.webhook_timeout_seconds, trust_env=False) as client:
+        for address in addresses:  # in the resolver's order, as a plain connect would try them
+            target, headers["Host"], extensions = pinned(url, address)
+            try:
+                answer = client.post(target, content=payload, headers=headers, extensions=extensions)
+                break
+            except httpx.ConnectError as exc:
+                failure = exc
+            except httpx.HTTPError as exc:
+                raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
+    if answer is None:  # no address took the connection
+        raise DeliveryFailed(f"{type(failure).__name__}: {failure}" if failure else "no address to connect to")
     if not 200 <= answer.status_code < 300:
         raise DeliveryFailed(f"the receiver answered {answer.status_code}")
     return "delivered"

@@ -257,8 +257,9 @@ def test_a_delivery_connects_to_the_address_its_check_approved(stub_app, monkeyp
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
     real = webhooks._resolve
-    monkeypatch.setattr(webhooks, "_resolve", lambda host, p: [ipaddress.ip_address("127.0.0.1")]
-                        if host == "hooks.rebind.test" else real(host, p))
+    # Two answers, the first with nothing listening (the receiver listens on 127.0.0.1 only): the next is tried.
+    checked = [ipaddress.ip_address("::1"), ipaddress.ip_address("127.0.0.1")]
+    monkeypatch.setattr(webhooks, "_resolve", lambda host, p: checked if host == "hooks.rebind.test" else real(host, p))
     settings = stub_app.settings.model_copy(update={"webhook_allow": "hooks.rebind.test"})
     try:
         with session_factory(settings)() as session:
