@@ -111,3 +111,13 @@ def engine_for(settings: Settings) -> Engine:
 
 def session_factory(settings: Settings) -> sessionmaker[Session]:
     return sessionmaker(bind=engine_for(settings), expire_on_commit=False)
+
+
+def dialect_insert(session: Session, table: Any) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL both do): upserts in one atomic
+    statement, whichever process runs them."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)

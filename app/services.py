@@ -23,6 +23,7 @@ from styledrop.selection import DEFAULT_RULE  # plain Python, no torch
 
 from . import storage
 from .clip_feedback import feedback_label, select_by_clip
+from .db import dialect_insert
 from .errors import ApiError
 from .models import ACTIVE, Candidate, Generation, Rating, Round, RoundStatus, Selection, Style, User, as_utc, utcnow
 from .ownership import MAX_ID, owned
@@ -299,15 +300,6 @@ def retry_round(session: Session, rnd: Round, settings: Settings) -> Round:
     return rnd
 
 
-def _insert(session: Session, table: Any) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL both do)."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
-
-
 # Statements of the rating path are built once, with bound parameters: building and hashing a statement
 # costs SQLAlchemy more CPU than SQLite spends running it (the cache key of a built one is memoized).
 _UPSERTS: dict[str, Any] = {}
@@ -316,7 +308,7 @@ _UPSERTS: dict[str, Any] = {}
 def _rating_upsert(session: Session) -> Any:
     dialect = session.get_bind().dialect.name
     if dialect not in _UPSERTS:
-        statement = _insert(session, Rating).values(
+        statement = dialect_insert(session, Rating).values(
             candidate_id=bindparam("candidate_id"), user_id=bindparam("user_id"), value=bindparam("value"),
             created_at=bindparam("now"), updated_at=bindparam("now"))
         _UPSERTS[dialect] = statement.on_conflict_do_update(
@@ -334,7 +326,7 @@ def _upsert_rating(session: Session, candidate_id: int, user_id: int, value: int
 def _write_selection(session: Session, candidate_id: int, round_id: int, user_id: int, selected: bool,
                      rule: str | None = None) -> None:
     if selected:
-        statement = _insert(session, Selection).values(candidate_id=candidate_id, round_id=round_id,
+        statement = dialect_insert(session, Selection).values(candidate_id=candidate_id, round_id=round_id,
                                                        by="human", user_id=user_id, rule=rule, created_at=utcnow())
         session.execute(statement.on_conflict_do_update(index_elements=["candidate_id"],
                                                         set_={"by": "human", "user_id": user_id, "rule": rule}))

@@ -14,23 +14,15 @@ import math
 from datetime import datetime, timedelta
 from typing import Callable
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
+from .db import dialect_insert
 from .models import LoginFailure, as_utc, utcnow
 
 FIRST_WAIT_SECONDS = 30.0
 FORGET_AFTER_SECONDS = 3600.0
 KEY_CHARS = 300  # the column's width: longer names and addresses are cut (they are counted all the same)
-
-
-def _upsert(session: Session):  # noqa: ANN202
-    """INSERT ... ON CONFLICT of the database in use: one atomic statement per count, whichever process runs it."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
 
 
 class LoginThrottle:
@@ -47,19 +39,16 @@ class LoginThrottle:
 
     def retry_after(self, session: Session, name: str, address: str) -> int:
         """Seconds this attempt must still wait (0: go ahead)."""
-        rows = {(r.kind, r.key): r for r in session.scalars(select(LoginFailure).where(
-            ((LoginFailure.kind == "account") & (LoginFailure.key == name[:KEY_CHARS]))
-            | ((LoginFailure.kind == "address") & (LoginFailure.key == address[:KEY_CHARS]))))}
+        keys = _keys(name, address)
+        rows = {(r.kind, r.key): r for r in session.scalars(
+            select(LoginFailure).where(tuple_(LoginFailure.kind, LoginFailure.key).in_(keys)))}
         now = self.clock()
-        wait = max(self._delay("account", rows.get(("account", name[:KEY_CHARS])), now),
-                   self._delay("address", rows.get(("address", address[:KEY_CHARS])), now))
-        return math.ceil(wait)
+        return math.ceil(max(self._delay(kind, rows.get((kind, key)), now) for kind, key in keys))
 
     def failed(self, session: Session, name: str, address: str) -> None:
         now = self.clock()
-        insert = _upsert(session)
-        for kind, key in (("account", name), ("address", address)):
-            statement = insert(LoginFailure).values(kind=kind, key=key[:KEY_CHARS], failures=1, last_at=now)
+        for kind, key in _keys(name, address):
+            statement = dialect_insert(session, LoginFailure).values(kind=kind, key=key, failures=1, last_at=now)
             session.execute(statement.on_conflict_do_update(
                 index_elements=["kind", "key"],
                 set_={"failures": LoginFailure.failures + 1, "last_at": now}))
@@ -71,3 +60,8 @@ class LoginThrottle:
         session.execute(delete(LoginFailure).where(LoginFailure.kind == "account",
                                                    LoginFailure.key == name[:KEY_CHARS]))
         session.commit()
+
+
+def _keys(name: str, address: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The two counts an attempt touches, as stored: (kind, key cut to the column's width)."""
+    return ("account", name[:KEY_CHARS]), ("address", address[:KEY_CHARS])
