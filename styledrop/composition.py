@@ -29,22 +29,10 @@ from PIL import Image
 from .adapters import AdapterConfig, LoraAdapter
 from .conditioning import encode_prompts, micro_conds
 from .errors import StyleDropError
-from .images import decode_each, decode_tokens
 from .models import Components
 from .plan import large_adapter
 from .prompts import check_prompt_text, style_prompt
-from .sampling import (
-    GuidedModel,
-    SampleConfig,
-    Samples,
-    StepCallback,
-    Term,
-    image_generators,
-    make_generator,
-    precision_context,
-    sample_tokens,
-    sampling_precision,
-)
+from .sampling import GuidedModel, SampleConfig, Samples, StepCallback, Term, draw
 from .styles import LoadedStyle, TrainedStyle, train_adapter_folder
 from .training import Example, ProgressFn, TrainConfig
 
@@ -184,27 +172,17 @@ def generate_composed(style: LoadedStyle, content: LoadedStyle, prompts: list[st
     `seeds` (one per image, prompts tiled num_images times) gives every image its own generator, as
     `generate` does (the seed contract); without them one generator draws the whole call (parity mode)."""
     config = config or SampleConfig()
-    config.validate()
-    if not prompts:
-        raise StyleDropError("Give at least one prompt.")
     if method not in METHODS:
         raise StyleDropError(f"Unknown composition method '{method}' (mix or merge).")
-    components = style.components
-    batch = len(prompts) * config.num_images
-    if seeds is not None and len(seeds) != batch:
-        raise StyleDropError(f"{len(seeds)} seeds for {batch} images: give one seed per image.")
-    rng = image_generators(seeds, components.device) if seeds is not None else make_generator(config.seed)
-    with precision_context(config.precision, components.device):  # as `generate`: mix 0 draws the style's image
+
+    def build_model() -> GuidedModel | MergedLoraModel:
         if method == "mix":
-            model = mixed_model(style, content, prompts, mix, config)
-        else:
-            model = MergedLoraModel(style, content, prompts, mix, config)
-        tokens = sample_tokens(model, batch, components.token_grid, components.mask_token_id, config,
-                               components.device, rng, on_step)
-        images = decode_each(components, tokens) if seeds is not None else decode_tokens(components, tokens)
-    full = [composed_prompts(style, content, p)[0] for p in prompts]
-    return Samples(full * config.num_images, tokens, images, config.seed,
-                   list(seeds) if seeds is not None else None, sampling_precision(config.precision, components.device))
+            return mixed_model(style, content, prompts, mix, config)
+        return MergedLoraModel(style, content, prompts, mix, config)
+
+    drawn = draw(style.components, build_model, prompts, config, on_step, seeds=seeds)
+    drawn.prompts = [composed_prompts(style, content, p)[0] for p in prompts] * config.num_images
+    return drawn
 
 
 __all__ = ["METHODS", "MergedLoraModel", "PLACEHOLDER", "check_pair", "class_images", "composed_prompts",

@@ -357,19 +357,18 @@ class Samples:
     precision: str = "fp32"  # what config.precision meant on the device (bf16 or fp32)
 
 
-def generate(components: Components, prompts: list[str], config: SampleConfig | None = None,
-             adapter: Adapter | None = None, on_step: StepCallback | None = None,
-             generator: torch.Generator | None = None, seeds: list[int] | None = None) -> Samples:
-    """Generate config.num_images images for each prompt (full prompts: descriptor already included).
+def draw(components: Components, build_model: Callable[[], LogitsFn], prompts: list[str], config: SampleConfig,
+         on_step: StepCallback | None = None, generator: torch.Generator | None = None,
+         seeds: list[int] | None = None) -> Samples:
+    """Decode config.num_images images per prompt with the logits function `build_model()` makes: the one
+    sampling path of `generate` and of composition (styledrop.composition.generate_composed).
 
     With `seeds` (one per image, in batch order: prompts tiled num_images times) every image is drawn from
-    its own generator on the sampling device and does not depend on its batchmates — the product's rule.
-    Without them, one generator (`generator`, or config.seed's CPU generator) draws the whole call, exactly as
-    AmusedPipeline does: parity mode (with precision="fp32" the pipeline's own precision).
-
-    Every caller — the candidate pool, the playground, `styledrop generate`, training samples — comes through
-    here, so config.precision is applied in one place and a seed draws the same image on each path."""
-    config = config or SampleConfig()
+    its own generator on the sampling device and decoded alone, so it does not depend on its batchmates — the
+    product's rule. Without them, one generator (`generator`, or config.seed's CPU generator) draws the whole
+    call and the batch is decoded at once, exactly as AmusedPipeline does: parity mode (with precision="fp32"
+    the pipeline's own precision). config.precision covers the whole call, the model's text encoding
+    included, so a seed draws the same image on every path."""
     config.validate()
     if not prompts:
         raise StyleDropError("Give at least one prompt.")
@@ -381,13 +380,21 @@ def generate(components: Components, prompts: list[str], config: SampleConfig | 
             raise StyleDropError(f"{len(seeds)} seeds for {batch} images: give one seed per image.")
     rng: Generators = (image_generators(seeds, components.device) if seeds is not None
                        else generator or make_generator(config.seed))
-    with precision_context(config.precision, components.device):
-        model = guided_model(components, prompts, config, adapter)
-        tokens = sample_tokens(model, batch, components.token_grid, components.mask_token_id, config,
+    precision = sampling_precision(config.precision, components.device)
+    with precision_context(precision, components.device):
+        tokens = sample_tokens(build_model(), batch, components.token_grid, components.mask_token_id, config,
                                components.device, rng, on_step)
-        # The product's rule decodes image by image (styledrop.images.decode_each); parity mode decodes the batch
-        # at once, as AmusedPipeline does.
         images = decode_each(components, tokens) if seeds is not None else decode_tokens(components, tokens)
     return Samples(prompts * config.num_images, tokens, images, config.seed,
-                   list(seeds) if seeds is not None else None,
-                   sampling_precision(config.precision, components.device))
+                   list(seeds) if seeds is not None else None, precision)
+
+
+def generate(components: Components, prompts: list[str], config: SampleConfig | None = None,
+             adapter: Adapter | None = None, on_step: StepCallback | None = None,
+             generator: torch.Generator | None = None, seeds: list[int] | None = None) -> Samples:
+    """Generate config.num_images images for each prompt (full prompts: descriptor already included), by
+    `draw` (its seeds, parity mode and precision). Every caller — the candidate pool, the playground,
+    `styledrop generate`, training samples — comes through here."""
+    config = config or SampleConfig()
+    return draw(components, lambda: guided_model(components, prompts, config, adapter), prompts, config,
+                on_step, generator, seeds)
