@@ -43,10 +43,11 @@ def _context(session: Session, settings: Settings, style: Style, values: dict[st
     for view in views:  # the queue position of each waiting job
         view["ahead_text"] = ahead_text(jobs_ahead(session, view["row"]))
     finished = [r for r in style.rounds if r.status == RoundStatus.succeeded.value]
-    return {"style": style, "values": _defaults(adapter_round) | values, "errors": errors, "generations": views,
+    sampling = _defaults(adapter_round)
+    return {"style": style, "values": sampling | values, "errors": errors, "generations": views,
             "older": f"/styles/{style.id}/playground?cursor={after}" if after else None,
             "adapter_round": adapter_round, "max_images": settings.max_generation_images,
-            "sampling": _defaults(adapter_round), "limits": {"adapter_guidance": MAX_ADAPTER_GUIDANCE,
+            "sampling": sampling, "limits": {"adapter_guidance": MAX_ADAPTER_GUIDANCE,
                                                              "guidance": MAX_GUIDANCE, "steps": MAX_SAMPLE_STEPS},
             "max_prompts": settings.max_prompts, "max_chars": settings.max_prompt_chars,
             # Each round's own defaults: picking a round in "Adapter of" sets the controls to them
