@@ -121,8 +121,7 @@ def run(args) -> dict:
     contents = [prompts[i % len(prompts)] for i in range(args.candidates)]
     config = SampleConfig(steps=args.sample_steps, adapter_guidance=args.adapter_guidance, precision=args.precision)
     reference_count = min(args.reference_candidates or args.candidates, args.candidates)
-    timed = [name for name in PATHS if args.batched_fp32 or name != BATCHED_FP32]
-    phases: dict[str, list[float]] = {"train": [], **{name: [] for name in timed}, "score": []}
+    phases: dict[str, list[float]] = {"train": [], "score": []}  # and one per candidate path, as timed
     how = ""
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
@@ -141,7 +140,7 @@ def run(args) -> dict:
             images = None
             for name in order:
                 seconds, made = _timed(paths[name], args.device)
-                phases[name].append(seconds)
+                phases.setdefault(name, []).append(seconds)
                 if name == BATCHED:
                     images = made
             candidates = [Candidate(i, 1, content, style.prompt(content), i, 0, image=image)
@@ -151,7 +150,7 @@ def run(args) -> dict:
             style.adapter.detach()
     # Per image: the reference may have drawn fewer candidates than the batched paths.
     speedups = {name: [(a / reference_count) / (b / args.candidates)
-                       for a, b in zip(phases[REFERENCE], phases[name])] for name in timed[1:]}
+                       for a, b in zip(phases[REFERENCE], phases[name])] for name in PATHS[1:] if name in phases}
     rounds = [t + c + s for t, c, s in zip(phases["train"], phases[BATCHED], phases["score"])]
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     result = {"args": vars(args), "environment": {"torch": torch.__version__, "device_name": name},
