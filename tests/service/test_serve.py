@@ -66,10 +66,7 @@ def test_serve_starts_answers_and_stops_on_sigint(tmp_path):
                            data={"content": "a house", "descriptor": "flat cartoon illustration"}).json()
         rnd = httpx.post(f"{base}/styles/{style['id']}/rounds",
                          json={"steps": 5, "prompts": ["a cat"], "candidates_per_prompt": 1, "sample_steps": 2}).json()
-        deadline = time.monotonic() + 120
-        while (body := httpx.get(f"{base}/rounds/{rnd['id']}").json())["status"] in ("queued", "running"):
-            assert time.monotonic() < deadline, (body, log_path.read_text()[-3000:])
-            time.sleep(0.3)
+        body = _until_ended(f"{base}/rounds/{rnd['id']}", log_path)
         assert body["status"] == "succeeded", body
 
         # the worker is killed (as by the OOM killer) mid-training: it is restarted and the round resumes
@@ -120,6 +117,18 @@ def _until_step(url: str, step: int, log_path: Path, stall: float = 90) -> None:
             deadline, seen = time.monotonic() + stall, now
         assert time.monotonic() < deadline, log_path.read_text()[-3000:]
         time.sleep(0.2)
+
+
+def _until_ended(url: str, log_path: Path, stall: float = 90) -> dict:
+    """The round once it has ended. Waits on progress, not on the clock: fails only when its status, phase
+    and step all stay the same for `stall` s (a fixed deadline failed under a neighbour's CPU load)."""
+    deadline, seen = time.monotonic() + stall, None
+    while (body := httpx.get(url).json())["status"] in ("queued", "running"):
+        if (now := (body["status"], body["phase"], body["step"])) != seen:
+            deadline, seen = time.monotonic() + stall, now
+        assert time.monotonic() < deadline, (body, log_path.read_text()[-3000:])
+        time.sleep(0.3)
+    return body
 
 
 def _start_serve(tmp_path: Path, port: int, log_name: str) -> tuple[subprocess.Popen, Path]:
@@ -208,10 +217,7 @@ def test_stopping_serve_mid_training_queues_the_round_and_the_next_start_resumes
 
     process, log_path = _start_serve(tmp_path, port, "second.log")
     try:
-        deadline = time.monotonic() + 180
-        while (body := httpx.get(f"{base}/rounds/{rnd['id']}").json())["status"] in ("queued", "running"):
-            assert time.monotonic() < deadline, (body, log_path.read_text()[-3000:])
-            time.sleep(0.3)
+        body = _until_ended(f"{base}/rounds/{rnd['id']}", log_path)
         assert body["status"] == "succeeded", (body, log_path.read_text()[-3000:])
         assert body["metrics"]["resumed_from"] == stopped_at and body["attempts"] == 1
         assert body["metrics"]["interruptions"][0]["reason"] == "the worker shut down"
