@@ -18,6 +18,7 @@ from styledrop.prompt_sets import eval_prompts, overlap
 
 from .errors import ApiError
 from .models import ACTIVE, Candidate, Evaluation, Round, RoundStatus, Selection, Style, User, utcnow
+from .plain_text import PlainText
 from .schemas import Seed
 from .services import clean_prompts
 from .settings import Settings
@@ -31,8 +32,9 @@ class EvaluationCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"limit": 32, "per_prompt": 2}]})
 
-    prompts: list[str] | None = Field(None, min_length=1, description="contents (default: the built-in held-out "
-                                                                      "list of 104 prompts, never used for candidates)")
+    prompts: list[PlainText] | None = Field(None, min_length=1, description="contents (default: the built-in "
+                                                                            "held-out list of 104 prompts, never "
+                                                                            "used for candidates)")
     limit: int | None = Field(None, ge=1, le=500, description="use only the first N prompts")
     per_prompt: int = Field(2, ge=1, le=8, description="images per prompt and model")
     seed: Seed = 0

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
 from pydantic_core import PydanticCustomError
 
+from .plain_text import PlainText, UrlText
+
 API = "/api/v1"
 
 # ---- limits on numbers: one place for the API's JSON and the pages' forms ----------------------------------
@@ -108,9 +110,9 @@ class StyleCreate(BaseModel):
     """A new style: what POST /api/v1/styles takes as form fields beside the image, and what the new-style page
     parses its form into. Text is cleaned and checked against the settings by app.services.create_style."""
 
-    content: str = Field(description='what the reference shows, e.g. "a house"')
-    descriptor: str = Field(description='the style in words, e.g. "watercolor painting"')
-    base_model: str | None = Field(None, description="one of STYLEDROP_BASE_MODELS (hub id or preset)")
+    content: PlainText = Field(description='what the reference shows, e.g. "a house"')
+    descriptor: PlainText = Field(description='the style in words, e.g. "watercolor painting"')
+    base_model: PlainText | None = Field(None, description="one of STYLEDROP_BASE_MODELS (hub id or preset)")
     adapter: Literal["styledrop", "lora"] = "styledrop"
     steps: TrainSteps | None = Field(None, description="training steps per round")
     learning_rate: real(0, 1, open_low=True, open_high=True) | None = Field(
@@ -179,15 +181,15 @@ class RoundCreate(BaseModel):
     checkpoint_every: whole(1, MAX_STEPS) | None = None
     sample_every: whole(0, MAX_STEPS, "sample images (two fixed prompts) at step 0, every N training steps and "
                         "at the last; 0: none (default STYLEDROP_SAMPLE_EVERY, 250)") | None = None
-    prompts: list[str] | None = Field(None, min_length=1,
-                                      description='contents for candidates, e.g. ["a chihuahua", "a church"]; at '
-                                                  'most STYLEDROP_MAX_PROMPTS (64), each at most '
-                                                  'STYLEDROP_MAX_PROMPT_CHARS (300) characters')
+    prompts: list[PlainText] | None = Field(None, min_length=1,
+                                            description='contents for candidates, e.g. ["a chihuahua", "a church"]; '
+                                                        'at most STYLEDROP_MAX_PROMPTS (64), each at most '
+                                                        'STYLEDROP_MAX_PROMPT_CHARS (300) characters')
     candidate_prompts: whole(1, MAX_COUNT, "how many default prompts (at most STYLEDROP_MAX_PROMPTS)") | None = None
     candidates_per_prompt: whole(1, MAX_CANDIDATES_PER_PROMPT) | None = None
     sample_steps: whole(1, MAX_SAMPLE_STEPS) | None = None
     adapter_guidance: real(0, MAX_ADAPTER_GUIDANCE) | None = None
-    callback_url: str | None = CALLBACK_URL
+    callback_url: UrlText | None = CALLBACK_URL
 
 
 class TrainingSampleOut(BaseModel):
@@ -295,9 +297,9 @@ class GenerationCreate(BaseModel):
          "callback_url": "https://example.com/styledrop-hook"}]})
 
     # Lengths and counts are checked against the settings (app.services.clean_prompts), not fixed here.
-    prompts: list[str] = Field(min_length=1, description='contents, e.g. ["a cat", "a bridge"]; at most '
-                                                         'STYLEDROP_MAX_PROMPTS (64), each at most '
-                                                         'STYLEDROP_MAX_PROMPT_CHARS (300) characters')
+    prompts: list[PlainText] = Field(min_length=1, description='contents, e.g. ["a cat", "a bridge"]; at most '
+                                                               'STYLEDROP_MAX_PROMPTS (64), each at most '
+                                                               'STYLEDROP_MAX_PROMPT_CHARS (300) characters')
     num_images: whole(1, MAX_IMAGES_PER_PROMPT) = 1
     seed: Seed | None = 0
     round_id: whole(1, MAX_ID, "which round's adapter (default: the latest finished)") | None = None
@@ -305,10 +307,11 @@ class GenerationCreate(BaseModel):
     adapter_guidance: real(0, MAX_ADAPTER_GUIDANCE, "λA, adapter guidance (paper Eq. 4; default: the round's, 0 "
                                                     "for round 1, 2 later)") | None = None
     guidance: real(0, MAX_GUIDANCE, "λB, classifier-free guidance (default: the round's, 9)") | None = None
-    descriptor: str | None = Field(None, description='the style descriptor for these images: omitted or null = the '
-                                                     'style\'s own, "" = none, or another one (the paper edits '
-                                                     'descriptors at sampling, e.g. "golden 3d rendering")')
-    callback_url: str | None = CALLBACK_URL
+    descriptor: PlainText | None = Field(None, description='the style descriptor for these images: omitted or null = '
+                                                           'the style\'s own, "" = none, or another one (the paper '
+                                                           'edits descriptors at sampling, e.g. "golden 3d '
+                                                           'rendering")')
+    callback_url: UrlText | None = CALLBACK_URL
 
 
 class StylePage(BaseModel):

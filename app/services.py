@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import unicodedata
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +26,7 @@ from .db import dialect_insert
 from .errors import ApiError
 from .models import ACTIVE, Candidate, Generation, Rating, Round, RoundStatus, Selection, Style, User, as_utc, utcnow
 from .ownership import MAX_ID, owned
+from .plain_text import check_plain
 from .schemas import GenerationCreate, RoundCreate, StyleCreate
 from .settings import Settings
 from .task_queue import Dispatcher
@@ -559,7 +559,9 @@ CLIP_NOTE = "CLIP's text encoder reads only 77 tokens, about 300 characters, and
 def clean_text(value: str | None, field: str, settings: Settings) -> str:
     """One piece of user text (content, descriptor, a prompt), whitespace collapsed. 422 when it is empty,
     longer than CLIP reads (or than the engine's word limit, which would fail the job later on the worker),
-    or holds control characters or lone surrogates (some databases cannot store them: a 500 otherwise)."""
+    or holds control characters or lone surrogates (app/plain_text.py: checked before the whitespace is
+    collapsed, which would otherwise turn some of them, such as U+001F, into spaces)."""
+    check_plain(value, field)
     text = " ".join((value or "").split())
     if not text:
         raise ApiError(422, f"{field} is empty; describe it in a few words.")
@@ -568,8 +570,6 @@ def clean_text(value: str | None, field: str, settings: Settings) -> str:
                             f"({CLIP_NOTE}).")
     if len(text.split()) > MAX_WORDS:
         raise ApiError(422, f"{field} has {len(text.split())} words; the limit is {MAX_WORDS} ({CLIP_NOTE}).")
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
-        raise ApiError(422, f"{field} contains control characters; write plain text.")
     return text
 
 

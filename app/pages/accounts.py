@@ -17,6 +17,7 @@ from .. import browser_sessions, webhooks
 from ..api.deps import PageIdentityDep, PageUserDep, SessionDep, SettingsDep, csrf_guard
 from ..auth import AccountError, authenticate, create_account, issue_token, normalize_name, revoke_token
 from ..errors import ApiError
+from ..plain_text import control_message, first_control
 from .rendering import render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
@@ -97,6 +98,10 @@ async def signup(request: Request, identity: PageIdentityDep, session: SessionDe
         return RedirectResponse("/", status_code=303)
     _require_open_signup(settings)
     form = await _form(request)
+    for field, label in (("name", "The name"), ("password", "The password"), ("confirm", "The confirmation")):
+        if (char := first_control(form.get(field, ""))) is not None:
+            return render(request, "signup.html", {"values": {"name": ""},
+                                                   "errors": {field: control_message(label, char)}}, status_code=422)
     try:
         user = await run_in_threadpool(create_account, session, form.get("name", ""), form.get("password", ""),
                                        form.get("confirm", ""))
@@ -127,12 +132,17 @@ def settings_page(request: Request, user: PageUserDep, settings: SettingsDep, se
 @router.post("/settings/tokens", response_class=HTMLResponse)
 async def create_token_page(request: Request, user: PageUserDep, session: SessionDep,
                             settings: SettingsDep) -> Response:
-    name = (await _form(request)).get("name", "").strip()
+    name = (await _form(request)).get("name", "")
+    if (char := first_control(name)) is not None:
+        return render(request, "settings.html", _settings_context(user, settings,
+                                                                  error=control_message("The token's name", char)),
+                      status_code=422, headers={"Cache-Control": "no-store"})
+    name = " ".join(name.split())
     if not name or len(name) > 100:
         return render(request, "settings.html",
                       _settings_context(user, settings, error="Name the token (1 to 100 characters), e.g. the "
                                                               "script or machine that will use it."),
-                      status_code=400)
+                      status_code=400, headers={"Cache-Control": "no-store"})
     token = issue_token(session, user, name)
     session.refresh(user)
     # Shown once: only its hash is kept. no-store keeps it out of the browser's cache.

@@ -9,15 +9,17 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
+from ..plain_text import BLANK, PLAIN_TEXT_ERRORS
 from ..schemas import field_bounds
 
 Model = TypeVar("Model", bound=BaseModel)
 
 
 async def form_values(request: Request, **limits: Any) -> tuple[dict[str, str], Any]:
-    """The posted form's text fields (stripped) and the form itself (for files)."""
+    """The posted form's text fields (stripped of blanks, never of control characters: the models refuse
+    those, app/plain_text.py) and the form itself (for files)."""
     form = await request.form(**limits)
-    return {k: str(v).strip() for k, v in form.items() if isinstance(v, str)}, form
+    return {k: str(v).strip(BLANK) for k, v in form.items() if isinstance(v, str)}, form
 
 
 def _message(model: type[BaseModel], name: str, error: dict[str, Any], label: str) -> str:
@@ -47,6 +49,7 @@ def parse_form(model: type[Model], values: dict[str, Any], labels: dict[str, str
         errors: dict[str, str] = {}
         for error in exc.errors():
             name = str(error["loc"][0]) if error.get("loc") else "form"
-            message = (messages or {}).get(name) or _message(model, name, error, labels.get(name, name))
+            custom = None if error.get("type") in PLAIN_TEXT_ERRORS else (messages or {}).get(name)
+            message = custom or _message(model, name, error, labels.get(name, name))
             errors.setdefault(name, message)
         return None, errors

@@ -16,6 +16,7 @@ from ..api.access import PageOwnedStyle
 from ..api.deps import SessionDep, SettingsDep, csrf_guard
 from ..errors import ApiError
 from ..models import Style
+from ..plain_text import control_message, first_control
 from ..settings import Settings
 from .rendering import render
 
@@ -41,13 +42,16 @@ def edit_style_page(style: PageOwnedStyle, request: Request, session: SessionDep
 async def save_style_page(style: PageOwnedStyle, request: Request, session: SessionDep,
                           settings: SettingsDep) -> Response:
     form = await request.form()
-    values = {k: " ".join(str(form.get(k, "")).split()) for k in ("name", "descriptor")}
+    posted = {k: str(form.get(k, "")) for k in ("name", "descriptor")}
+    values = {k: " ".join(v.split()) for k, v in posted.items()}
     errors: dict[str, str] = {}
     status = 422
-    if len(values["name"]) > MAX_NAME:
+    if (char := first_control(posted["name"])) is not None:
+        errors["name"] = control_message("The name", char)
+    elif len(values["name"]) > MAX_NAME:
         errors["name"] = f"The name is {len(values['name'])} characters long; the limit is {MAX_NAME}."
     try:
-        services.clean_text(values["descriptor"], "The style descriptor", settings)
+        services.clean_text(posted["descriptor"], "The style descriptor", settings)
     except ApiError as exc:
         errors["descriptor"] = exc.detail
     busy = services.active_round(session, style.id)

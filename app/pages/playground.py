@@ -16,6 +16,7 @@ from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard
 from ..api.deps import PageUserDep as UserDep
 from ..errors import ApiError
 from ..models import Generation, Round, RoundStatus, Style
+from ..plain_text import BLANK, lines
 from ..schemas import MAX_ADAPTER_GUIDANCE, MAX_GUIDANCE, MAX_SAMPLE_STEPS, GenerationCreate
 from ..settings import Settings
 from .forms import form_values, parse_form
@@ -88,10 +89,10 @@ async def generate_page(style: PageOwnedStyle, request: Request, session: Sessio
     posted = (await form_values(request))[0]
     values = {k: posted.get(k, "") for k in ("prompts", "num_images", "seed", "round_id", "descriptor",
                                               "no_descriptor", *SAMPLING_FIELDS)}
-    prompts = [p.strip() for p in values["prompts"].splitlines() if p.strip()]
+    prompts = lines(values["prompts"])
     # The descriptor box starts with the style's own: unchanged or blank means the style's; the box "none" means
     # none (GenerationCreate's ""), anything else is another descriptor for these images.
-    descriptor = "" if values["no_descriptor"] else (values["descriptor"].strip() or None)
+    descriptor = "" if values["no_descriptor"] else (values["descriptor"].strip(BLANK) or None)
     descriptor = None if descriptor == style.descriptor else descriptor
     body, errors = parse_form(GenerationCreate, values | {"prompts": prompts, "descriptor": descriptor},
                               LABELS, MESSAGES)

@@ -93,11 +93,11 @@ def _check_fields(values: dict[str, str], settings: Settings) -> tuple[StyleCrea
     the form's words; the rules are the services' (clean_text, check_train_steps)."""
     errors: dict[str, str] = {}
     for name in ("content", "descriptor"):
-        values[name] = " ".join(values.get(name, "").split())
-        try:
-            services.clean_text(values[name], LABELS[name], settings)
+        try:  # as posted: collapsing the whitespace first would turn some control characters into spaces
+            services.clean_text(values.get(name, ""), LABELS[name], settings)
         except ApiError as exc:
             errors[name] = exc.detail
+        values[name] = " ".join(values.get(name, "").split())
     body, invalid = parse_form(StyleCreate, values, LABELS, MESSAGES)
     errors = invalid | errors
     if values.get("base_model") not in allowed_base_models(settings):
