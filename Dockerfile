@@ -16,7 +16,9 @@ FROM base AS web
 RUN pip install -e .
 USER styledrop
 EXPOSE 8000
-CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]
+# uvicorn's own proxy handling off (it would believe X-Forwarded-For from 127.0.0.1): the app believes only the
+# proxies STYLEDROP_FORWARDED_ALLOW_IPS names.
+CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--no-proxy-headers"]
 
 FROM base AS worker
 RUN pip install -e ".[engine]"

@@ -82,10 +82,15 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         return error_response(request, exc.status_code, str(exc.detail), exc.headers)
 
-    # Pure ASGI middleware (app/middleware.py); the last added runs first: the body limit before anything.
-    app.add_middleware(ResponseHeaders, settings=settings)
+    # Pure ASGI middleware (app/middleware.py); the last added runs first: the body limit before anything but
+    # the headers, which every response gets (a 413 or a 500 included).
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + FORM_FIELDS_BYTES,
                        message_limit=settings.max_upload_bytes)
+    app.add_middleware(ResponseHeaders, settings=settings)
+    if settings.forwarded_allow_ips.strip():  # who the client is: the socket's peer unless a trusted proxy says
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
 
     from .api.evaluations import router as evaluations
     from .api.routes import router

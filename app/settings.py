@@ -27,8 +27,14 @@ class Settings(BaseSettings):
     signup: Literal["open", "closed"] = "open"  # closed: only `python -m app.admin user NAME` makes accounts
     session_days: float = 14.0  # a log-in lasts this long
     # The session cookie's Secure flag: "auto" sets it when the request came over https (a proxy must pass
-    # X-Forwarded-Proto; uvicorn trusts it from 127.0.0.1), "always" for deployments behind TLS.
+    # X-Forwarded-Proto and be trusted: forwarded_allow_ips), "always" for deployments behind TLS.
     secure_cookies: Literal["auto", "always", "never"] = "auto"
+    # Proxies trusted to say who the client is (X-Forwarded-For) and how it came (X-Forwarded-Proto):
+    # comma-separated addresses or networks, "*" for any. Empty: the socket's peer is the client, whatever
+    # the headers say (the log-in throttle counts per client address; trusting anyone's X-Forwarded-For would
+    # let a guesser rotate addresses). `styledrop serve --forwarded-allow-ips` sets it too. The servers we
+    # start run uvicorn without its own proxy handling (which trusts 127.0.0.1 by default): only this decides.
+    forwarded_allow_ips: str = ""
     # Admin setting: every signed-in user may view (never change) every style, its rounds and its adapter.
     public_styles: bool = False
 
@@ -44,8 +50,9 @@ class Settings(BaseSettings):
     max_prompts: int = 64  # prompts of one request: a round's prompts or candidate_prompts, a generation's prompts
     max_round_candidates: int = 256  # prompts x candidates_per_prompt of one round (64 built-in prompts x 4)
     max_active_jobs: int = 10  # queued or running rounds and generations of one user, all styles, before 429
-    # Log-in throttling (app/throttle.py): wrong passwords allowed per account name and per client address
-    # before each further attempt waits 30 s, doubling, at most login_max_wait_seconds (429, Retry-After).
+    # Log-in throttling (app/throttle.py): wrong passwords allowed per account name at one client address and
+    # per client address before each further attempt waits 30 s, doubling, at most login_max_wait_seconds (429,
+    # Retry-After). Never per account alone: that would let anyone lock its owner out.
     login_free_attempts: int = 10
     login_free_attempts_per_address: int = 30
     login_max_wait_seconds: float = 900.0

@@ -70,17 +70,25 @@ async def login(request: Request, identity: PageIdentityDep, session: SessionDep
     if not settings.accounts:
         return RedirectResponse(target, status_code=303)
     name, password = form.get("name", ""), form.get("password", "")
+    if (char := first_control(name) or first_control(password)) is not None:  # no name holds one: nothing to count
+        return _login_form(request, settings, "", target, status_code=422,
+                           error=control_message("The name or password", char))
     throttle, account = request.app.state.login_throttle, normalize_name(name)
-    address = request.client.host if request.client else ""
-    if wait := throttle.retry_after(session, account, address):  # before hashing: a flood of guesses costs little
+    address = client_address(request)
+    # Counted before hashing, and refused before hashing once over the free attempts (a flood costs little).
+    if wait := await run_in_threadpool(throttle.claim, session, account, address):
         return _login_form(request, settings, name, target, status_code=429, headers={"Retry-After": str(wait)},
                            error=f"Too many wrong passwords; try again in {wait} seconds.")
     user = await run_in_threadpool(authenticate, session, name, password)  # argon2: keep the event loop free
     if user is None:
-        throttle.failed(session, account, address)
         return _login_form(request, settings, name, target, error="Wrong name or password.")
-    throttle.succeeded(session, account)
+    await run_in_threadpool(throttle.succeeded, session, account, address)
     return _log_in(request, session, settings, identity, user.id, target)
+
+
+def client_address(request: Request) -> str:
+    """The socket's peer, or what a trusted proxy says it is (STYLEDROP_FORWARDED_ALLOW_IPS: app/main.py)."""
+    return request.client.host if request.client else ""
 
 
 @router.get("/signup", response_class=HTMLResponse)
