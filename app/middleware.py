@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: the request body limit, the security headers and the session cookies.
+"""Pure ASGI middleware: the request body limit, the security and cache headers, and the session cookies.
 
 Pure ASGI rather than Starlette's BaseHTTPMiddleware: that wraps every request in an extra task and
 memory streams (measurable on a rating that costs a few milliseconds) and reads no body bytes itself, so
@@ -8,6 +8,7 @@ it could only check Content-Length. These count the body as it streams.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -16,19 +17,26 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import browser_sessions
 from .settings import Settings
 
-# Content-Security-Policy: scripts only from our own files (no inline script, no eval), nothing may frame
-# the pages (clickjacking). Inline style attributes stay allowed: the progress bars and htmx's indicator
-# style use them, and styles cannot run code.
+log = logging.getLogger(__name__)
+
+# Content-Security-Policy, on every response (the API docs at /docs too: their Swagger UI is served from
+# static/ and started by static/docs.js, app/pages/docs.py): scripts only from our own files (no inline
+# script, no eval), nothing may frame the pages (clickjacking). Inline style attributes stay allowed: the
+# progress bars and htmx's indicator style use them, and styles cannot run code.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
-# FastAPI's /docs and /redoc pages are an inline script loading its assets from a CDN: they keep every
-# header but a script policy (the application's own pages get the full one).
-DOCS_CSP = "frame-ancestors 'none'; object-src 'none'; base-uri 'self'"
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),  # frame-ancestors for browsers that predate CSP 2
     (b"referrer-policy", b"same-origin"),
+    (b"content-security-policy", CSP.encode()),
 ]
+# Pages and JSON are made for one user (a webhook secret, a new API token, a CSRF token): no cache keeps them
+# unless the response says otherwise (OWASP: restrictive cache directives). Static files and images say
+# their own.
+NO_STORE = (b"cache-control", b"no-store")
+DOCUMENTS = (b"text/html", b"application/json")
+INTERNAL_ERROR = "Something went wrong on the server; it is logged. Try again, or tell the server's admin."
 
 
 class BodyTooLarge(HTTPException):
@@ -99,8 +107,13 @@ async def _send_413(send: Send, limit: int) -> None:
 
 
 class ResponseHeaders:
-    """Adds the security headers to every response and the session cookies that dependencies wished for
-    (request.state: see app/browser_sessions.py)."""
+    """Adds the security headers (and no-store to pages and JSON that set no cache policy) to every response,
+    and the session cookies that dependencies wished for (request.state: see app/browser_sessions.py).
+
+    The outermost of the application's middleware: an error that escapes everything else (a bug, a database
+    that refuses a statement) would reach Starlette's ServerErrorMiddleware, whose plain 500 carries no
+    header of ours. Here it becomes a 500 with the headers and a message without details (the traceback goes
+    to the log), and is raised on, so servers and tests still see it."""
 
     def __init__(self, app: ASGIApp, settings: Settings):
         self.app, self.settings = app, settings
@@ -109,16 +122,18 @@ class ResponseHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        docs = scope["path"].startswith(("/docs", "/redoc"))
-        csp = (DOCS_CSP if docs else CSP).encode()
+        started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers: list[Any] = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
+                present = {name.lower(): value for name, value in headers}
                 headers += [h for h in SECURITY_HEADERS if h[0] not in present]
-                if b"content-security-policy" not in present:
-                    headers.append((b"content-security-policy", csp))
+                if b"cache-control" not in present and \
+                        present.get(b"content-type", b"").split(b";")[0].strip() in DOCUMENTS:
+                    headers.append(NO_STORE)
                 state = scope.get("state") or {}
                 if state:
                     headers += browser_sessions.cookie_headers(state, scope.get("scheme") == "https",
@@ -126,4 +141,25 @@ class ResponseHeaders:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            if started:
+                raise
+            log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            await _send_500(scope, send_with_headers)
+            raise
+
+
+async def _send_500(scope: Scope, send: Send) -> None:
+    """The answer to an unhandled error: JSON for the API, a short page for the pages; no details."""
+    if scope["path"].startswith(("/api/", "/openapi.json")):
+        body, media = json.dumps({"detail": INTERNAL_ERROR}).encode(), b"application/json"
+    else:
+        body = (f"<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Server error · StyleDrop Studio"
+                f"</title><h1>Server error</h1><p>{INTERNAL_ERROR}</p><p><a href=\"/\">Your styles</a></p>"
+                f"</html>").encode()
+        media = b"text/html; charset=utf-8"
+    await send({"type": "http.response.start", "status": 500,
+                "headers": [(b"content-type", media), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
