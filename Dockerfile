@@ -1,5 +1,6 @@
 # StyleDrop Studio for docker-compose: target "web" (API, migrations, beat; no torch) and target "worker"
-# (Celery worker with the engine: torch, diffusers, open_clip). Build: docker compose build.
+# (Celery worker with the engine: torch, diffusers, open_clip; the webhook worker runs from the web image).
+# Build: docker compose build.
 FROM python:3.11-slim AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /srv/styledrop

@@ -2,7 +2,8 @@
 pull the engine), and the worker imports this module for its own Celery app, so the broker settings, queues
 and routes are written once, on the sending side.
 
-GPU work goes to queue "gpu", light work to "default". No result backend: a job's state lives in the database
+GPU work goes to queue "gpu", light work to "default", webhook deliveries to "webhooks" (a worker of their
+own: a slow receiver must never hold the workers that train and sample). No result backend: a job's state lives in the database
 and nothing reads Celery results, so the end of a job does not depend on Redis being up.
 """
 
@@ -16,8 +17,10 @@ TRAIN_ROUND = "worker.tasks.train_round"
 GENERATE_IMAGES = "worker.tasks.generate_images"
 REAP = "worker.tasks.reap"
 EVALUATE = "worker.tasks.evaluate_style"
+DELIVER_WEBHOOK = "worker.webhooks.deliver"
 GPU_QUEUE = "gpu"
 DEFAULT_QUEUE = "default"
+WEBHOOK_QUEUE = "webhooks"
 
 
 def make_celery(settings: Settings) -> Any:
@@ -34,12 +37,13 @@ def make_celery(settings: Settings) -> Any:
         task_time_limit=settings.task_time_limit,
         worker_prefetch_multiplier=1,  # one job at a time per worker process; the rest wait in the queue
         task_default_queue=DEFAULT_QUEUE,
-        task_queues=[Queue(GPU_QUEUE), Queue(DEFAULT_QUEUE)],
+        task_queues=[Queue(GPU_QUEUE), Queue(DEFAULT_QUEUE), Queue(WEBHOOK_QUEUE)],
         task_routes={
             TRAIN_ROUND: {"queue": GPU_QUEUE},
             GENERATE_IMAGES: {"queue": GPU_QUEUE},
             EVALUATE: {"queue": GPU_QUEUE},
             REAP: {"queue": DEFAULT_QUEUE},
+            DELIVER_WEBHOOK: {"queue": WEBHOOK_QUEUE},
         },
         task_serializer="json",
         accept_content=["json"],

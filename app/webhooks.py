@@ -2,9 +2,14 @@
 ends (succeeded, failed, cancelled), so clients need not poll.
 
 Why it looks like this:
-- **Never blocks the job.** The end of a job only *queues* a delivery (Celery task
-  `worker.tasks.deliver_webhook` on the default queue, sent by name); the delivery, its timeouts and its
-  retries with exponential backoff run later in whichever worker is free.
+- **Never blocks the job, nor anyone else's.** The end of a job only *queues* a delivery (Celery task
+  `worker.webhooks.deliver`, sent by name to the queue "webhooks"); deliveries, their deadline and their
+  retries with exponential backoff run in a worker of their own (worker/webhooks.py: `styledrop serve` and
+  the compose file start it), never in the GPU workers that train and sample.
+- **Hostile receivers cost little.** One wall-clock deadline per attempt (lookup, connection, request and
+  the answer's head together; a receiver that sends one byte every few seconds is cut off at it), the
+  answer's body is never read (a huge answer or a gzip bomb costs nothing; nothing is decompressed), and the
+  worker's hard time limit ends a delivery that somehow outlives its deadline.
 - **Signed.** `X-StyleDrop-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>` with
   `X-StyleDrop-Timestamp` (Unix seconds): the receiver checks the signature with the user's webhook secret
   (settings page, `GET /api/v1/webhooks/secret`) and refuses old timestamps (replays). `verify()` is the
@@ -27,8 +32,10 @@ import json
 import logging
 import secrets
 import socket
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -37,10 +44,11 @@ from sqlalchemy.orm import Session
 from .errors import ApiError
 from .models import Generation, Round, User, utcnow
 from .settings import Settings
+from .task_queue import DELIVER_WEBHOOK
 
 log = logging.getLogger(__name__)
 
-DELIVER = "worker.tasks.deliver_webhook"
+DELIVER = DELIVER_WEBHOOK  # routed to the queue "webhooks" (app/task_queue.py)
 SIGNATURE = "X-StyleDrop-Signature"
 TIMESTAMP = "X-StyleDrop-Timestamp"
 EVENT = "X-StyleDrop-Event"
@@ -72,6 +80,29 @@ def _listed(host: str, addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Add
     return False
 
 
+def _within(seconds: float, lookup: Callable[[], Any]) -> Any:
+    """`lookup()` in a thread of its own, waited on at most `seconds` (then TimeoutError; the thread, a daemon,
+    is left to finish): the receiver's own DNS server may answer as slowly as it likes, and getaddrinfo takes
+    no timeout."""
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome["value"] = lookup()
+        except BaseException as exc:  # noqa: BLE001  handed to the waiting thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="webhook-lookup", daemon=True).start()
+    if not done.wait(seconds):
+        raise TimeoutError(f"no answer within {seconds:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -94,7 +125,7 @@ def check_destination(url: str, settings: Settings) -> list[ipaddress.IPv4Addres
     except ValueError as exc:
         raise Refused(f"its port is not valid ({exc})") from exc
     host = parts.hostname.lower()
-    addresses = _resolve(host, port)
+    addresses = _within(settings.webhook_timeout_seconds, lambda: _resolve(host, port))
     allow = _allow_list(settings)
     if allow:
         if not _listed(host, addresses, allow):
@@ -128,6 +159,8 @@ def check_callback_url(url: str | None, settings: Settings) -> str | None:
         check_destination(url, settings)
     except Refused as exc:
         raise ApiError(422, f"callback_url: not accepted: {exc}.") from exc
+    except TimeoutError as exc:
+        raise ApiError(422, "callback_url: not accepted: its host did not resolve in time.") from exc
     return url
 
 
@@ -203,15 +236,17 @@ def jobs_ended(session: Session, dispatcher: Any, kind: str, idents: list[int]) 
 # ---- delivery -----------------------------------------------------------------------------------------------
 
 def deliver(settings: Settings, session: Session, user_id: int | None, url: str, body: str) -> str:
-    """One attempt. Returns "delivered" or "refused" (never to be retried); raises `DeliveryFailed` for an
-    attempt worth retrying (network error, timeout, non-2xx answer, a redirect)."""
-    import httpx
-
+    """One attempt, within one wall-clock deadline (`webhook_timeout_seconds`: the lookup, the connection, the
+    request and the answer's head together). Returns "delivered" or "refused" (never to be retried); raises
+    `DeliveryFailed` for an attempt worth retrying (network error, deadline, non-2xx answer, a redirect)."""
+    deadline = time.monotonic() + settings.webhook_timeout_seconds
     try:
         addresses = check_destination(url, settings)
     except Refused as exc:
         log.warning("webhook to %s refused: %s", url, exc)
         return "refused"
+    except TimeoutError as exc:
+        raise DeliveryFailed(f"looking up its host took longer than {settings.webhook_timeout_seconds:g} s") from exc
     user = session.get(User, user_id) if user_id is not None else None
     if user is None:
         return "refused"
@@ -219,24 +254,44 @@ def deliver(settings: Settings, session: Session, user_id: int | None, url: str,
     timestamp = int(time.time())
     event = json.loads(body)
     headers = {"Content-Type": "application/json", "User-Agent": "StyleDrop-Studio-Webhooks/1",
+               "Accept-Encoding": "identity",  # and the body is never read anyway: see _post
                SIGNATURE: sign(secret_for(session, user), timestamp, payload), TIMESTAMP: str(timestamp),
                EVENT: event.get("type", ""), DELIVERY: event.get("id", "")}
-    answer, failure = None, None
-    with httpx.Client(follow_redirects=False, timeout=settings.webhook_timeout_seconds, trust_env=False) as client:
-        for address in addresses:  # in the resolver's order, as a plain connect would try them
-            target, headers["Host"], extensions = pinned(url, address)
-            try:
-                answer = client.post(target, content=payload, headers=headers, extensions=extensions)
-                break
-            except httpx.ConnectError as exc:
-                failure = exc
-            except httpx.HTTPError as exc:
-                raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
-    if answer is None:  # no address took the connection
-        raise DeliveryFailed(f"{type(failure).__name__}: {failure}" if failure else "no address to connect to")
-    if not 200 <= answer.status_code < 300:
-        raise DeliveryFailed(f"the receiver answered {answer.status_code}")
+    import anyio
+
+    try:
+        status = anyio.run(_post, url, addresses, payload, headers, deadline - time.monotonic())
+    except TimeoutError as exc:
+        raise DeliveryFailed(f"no answer within {settings.webhook_timeout_seconds:g} s") from exc
+    if not 200 <= status < 300:
+        raise DeliveryFailed(f"the receiver answered {status}")
     return "delivered"
+
+
+async def _post(url: str, addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address], payload: bytes,
+                headers: dict[str, str], seconds: float) -> int:
+    """POST to the first address that takes the connection; the answer's status. Everything happens inside one
+    cancel scope of `seconds`: httpx's own timeouts are per read, so a receiver sending a byte every few seconds
+    held a worker for minutes. Only the status line and headers are read (h11 caps their size); the body is
+    never read, so neither a huge answer nor a gzip bomb costs memory (nothing is ever decompressed), and the
+    connection is closed when the head has arrived."""
+    import anyio
+    import httpx
+
+    failure: Exception | None = None
+    with anyio.fail_after(max(seconds, 0.0)):
+        async with httpx.AsyncClient(follow_redirects=False, timeout=max(seconds, 0.001), trust_env=False) as client:
+            for address in addresses:  # in the resolver's order, as a plain connect would try them
+                target, host, extensions = pinned(url, address)
+                try:
+                    async with client.stream("POST", target, content=payload, headers=headers | {"Host": host},
+                                             extensions=extensions) as answer:
+                        return answer.status_code
+                except httpx.ConnectError as exc:
+                    failure = exc
+                except httpx.HTTPError as exc:
+                    raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
+    raise DeliveryFailed(f"{type(failure).__name__}: {failure}" if failure else "no address to connect to")
 
 
 class DeliveryFailed(Exception):

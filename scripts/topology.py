@@ -1,5 +1,5 @@
 """docker-compose.yml's topology as local processes: PostgreSQL, one Redis, the migrations, web processes,
-Celery workers and beat, each started with the command and environment its compose service has.
+Celery workers, the webhook worker and beat, each started with the command and environment its compose service has.
 
 The commands are read from docker-compose.yml (a service's `command`, else its image's CMD in the Dockerfile),
 never written out a second time here; only what a container gives each process for free is changed: a port
@@ -170,6 +170,7 @@ class Cluster:
                 self.start_web(f"web{i}")
             for i in range(1, self.workers + 1):
                 self.start_worker(f"worker{i}")
+            self.start_webhooks()
             self.start_beat()
             self.wait_ready()
         except BaseException:
@@ -208,6 +209,9 @@ class Cluster:
         # In compose every worker container has a host name of its own; here they share one: name them apart.
         return local_command(service_command("worker", self.spec)) + ["-n", f"{name}@%h"]
 
+    def webhooks_command(self) -> list[str]:
+        return local_command(service_command("webhooks", self.spec)) + ["-n", "webhooks@%h"]
+
     def beat_command(self) -> list[str]:
         command = local_command(service_command("beat", self.spec))
         return _replace_option(command, "--schedule", str(self.folder / "celerybeat-schedule"))
@@ -219,6 +223,9 @@ class Cluster:
 
     def start_worker(self, name: str) -> Process:
         return self._spawn(name, "worker", self.worker_command(name))
+
+    def start_webhooks(self) -> Process:
+        return self._spawn("webhooks", "webhooks", self.webhooks_command())
 
     def start_beat(self) -> Process:
         return self._spawn("beat", "beat", self.beat_command())
@@ -235,7 +242,7 @@ class Cluster:
         for process in self.processes.values():
             if process.name.startswith("web"):
                 self._wait(lambda p=process: _healthy(p.url), process.name, timeout, process)
-            elif process.name.startswith("worker"):
+            elif process.name.startswith(("worker", "webhooks")):
                 self._wait(lambda p=process: " ready." in p.text(), process.name, timeout, process)
             elif process.name == "beat":
                 self._wait(lambda p=process: "beat: Starting" in p.text(), process.name, timeout, process)
@@ -258,7 +265,7 @@ class Cluster:
     def stop(self) -> None:
         """Workers and beat get SIGTERM (compose stop: a training checkpoints and goes back to the queue), then
         the web processes, Redis and PostgreSQL; anything still running after its grace period is killed."""
-        order = sorted(self.processes.values(), key=lambda p: ("worker" not in p.name and p.name != "beat",
+        order = sorted(self.processes.values(), key=lambda p: (not p.name.startswith(("worker", "webhooks", "beat")),
                                                                 p.name == "redis"))
         for process in order:
             if process.alive():

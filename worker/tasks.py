@@ -47,22 +47,6 @@ def _job_ended(kind: str, idents: list[int]) -> None:
         webhooks.jobs_ended(session, dispatcher(), kind, idents)
 
 
-@celery_app.task(name=webhooks.DELIVER, bind=True)
-def deliver_webhook(self, user_id: int | None, url: str, body: str) -> str:  # noqa: ANN001
-    """One delivery attempt of a job's end event; retried with exponential backoff (default queue)."""
-    settings = get_settings()
-    try:
-        with session_factory(settings)() as session:
-            return webhooks.deliver(settings, session, user_id, url, body)
-    except webhooks.DeliveryFailed as exc:
-        attempt = self.request.retries + 1
-        if attempt >= settings.webhook_attempts:
-            log.warning("webhook to %s given up after %s attempts: %s", url, attempt, exc)
-            return "given up"
-        log.info("webhook to %s failed (attempt %s): %s", url, attempt, exc)
-        raise self.retry(countdown=webhooks.backoff_seconds(settings, attempt), max_retries=None) from exc
-
-
 @celery_app.task(name="worker.tasks.evaluate_style")
 def evaluate_style(evaluation_id: int) -> str:
     """CLIP text/style scores of the base model and every finished round of a style (paper Table 2)."""

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_compose_file_structure():
     spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = spec["services"]
-    assert {"web", "worker", "redis", "postgres", "migrate", "beat"} <= set(services)
+    assert {"web", "worker", "webhooks", "redis", "postgres", "migrate", "beat"} <= set(services)
     assert {"pgdata", "files"} <= set(spec["volumes"])
     for name in ("web", "worker"):  # a shared volume for the files
         assert "files:/data" in services[name]["volumes"]
@@ -75,6 +75,7 @@ def test_images_run_the_commands_compose_and_the_process_topology_run(tmp_path):
     web[web.index("--port") + 1], web[web.index("--host") + 1] = "8123", "127.0.0.1"
     assert cluster.web_command(8123) == python + web
     assert cluster.worker_command("worker1") == python + images["worker"] + ["-n", "worker1@%h"]
+    assert cluster.webhooks_command() == python + spec["services"]["webhooks"]["command"] + ["-n", "webhooks@%h"]
     beat = spec["services"]["beat"]["command"]
     assert cluster.beat_command() == python + beat[:-1] + [str(tmp_path / "celerybeat-schedule")]
     assert topology.local_command(spec["services"]["migrate"]["command"]) == [sys.executable, "-m", "app.admin",
@@ -82,5 +83,35 @@ def test_images_run_the_commands_compose_and_the_process_topology_run(tmp_path):
     env = topology.service_environment("worker", spec, {"STYLEDROP_MODEL": "tiny"})
     assert env["STYLEDROP_MODEL"] == "tiny" and env["STYLEDROP_AUTH"] == "accounts"
     assert topology.service_environment("worker", spec, {})["STYLEDROP_MODEL"] == "amused/amused-256"
-    for name in ("web", "worker", "beat", "migrate"):  # every app process has the same compose environment
+    for name in ("web", "worker", "webhooks", "beat", "migrate"):  # every app process: the same environment
         assert topology.service_environment(name, spec, {}) == topology.service_environment("web", spec, {})
+
+
+def test_webhook_deliveries_run_in_a_worker_of_their_own_everywhere():
+    """Issue 29: deliveries ran on the solo-pool worker that trains everyone's jobs (a receiver sending a byte
+    every 5 s held another user's generation for 120 s). They have a queue of their own, and every way of running
+    the product starts a worker for it, the same one: `styledrop serve` (app/runner.py) and the compose file
+    (whose `webhooks` service runs from the web image, without torch); the GPU workers do not take that queue."""
+    import sys
+
+    from app.runner import webhook_worker_command, worker_command
+    from app.settings import Settings
+    from app.task_queue import DELIVER_WEBHOOK, WEBHOOK_QUEUE, make_celery
+
+    spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = spec["services"]
+    assert make_celery(Settings()).conf.task_routes[DELIVER_WEBHOOK] == {"queue": WEBHOOK_QUEUE}
+
+    def queues(command: list[str]) -> set[str]:
+        return set(command[command.index("--queues") + 1].split(","))
+
+    hooks = services["webhooks"]
+    assert queues(hooks["command"]) == {WEBHOOK_QUEUE} and "worker.webhooks" in hooks["command"]
+    assert hooks["build" if "build" in hooks else "image"] in ({"context": ".", "target": "web"}, "styledrop-web")
+    assert WEBHOOK_QUEUE not in queues(services["worker"]["command"]) | queues(worker_command())
+    embedded = webhook_worker_command()
+    assert embedded[:3] == [sys.executable, "-m", "celery"]
+    without_name = embedded[3:embedded.index("--hostname")] + embedded[embedded.index("--hostname") + 2:]
+    compose = hooks["command"][1:]  # the same options, whatever their order
+    assert sorted(without_name) == sorted(compose), (without_name, compose)
+    assert compose[compose.index("--pool") + 1] == "prefork"  # where Celery enforces task time limits

@@ -99,6 +99,12 @@ def stack(tmp_path_factory, redis_url):
                                    "gpu,default", "-c", "1", "-P", "solo", "--loglevel", "INFO", "--without-gossip",
                                    "--without-mingle", "--without-heartbeat", "-n", "client@%h"],
                                   cwd=ROOT, env=env, stdout=logs[-1], stderr=subprocess.STDOUT))
+    hooks_log = tmp / "webhooks.log"
+    logs.append(open(hooks_log, "w"))  # deliveries have a worker of their own (queue "webhooks"), as serve runs it
+    from app.runner import webhook_worker_command
+
+    procs.append(subprocess.Popen(webhook_worker_command() + ["--without-heartbeat"], cwd=ROOT, env=env,
+                                  stdout=logs[-1], stderr=subprocess.STDOUT))
     port = _free_port()
     logs.append(open(web_log, "w"))
     procs.append(subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port",
@@ -111,7 +117,7 @@ def stack(tmp_path_factory, redis_url):
         import httpx
 
         while True:  # the web server answers
-            assert procs[1].poll() is None, web_log.read_text()
+            assert procs[2].poll() is None, web_log.read_text()
             try:
                 schema = httpx.get(f"{base}/openapi.json").json()
                 break
@@ -119,6 +125,7 @@ def stack(tmp_path_factory, redis_url):
                 assert time.monotonic() < deadline, web_log.read_text()
                 time.sleep(0.2)
         _wait_for_log(procs[0], worker_log, "ready.", 90, "worker")
+        _wait_for_log(procs[1], hooks_log, "ready.", 90, "webhook worker")
         (tmp / "openapi.json").write_text(json.dumps(schema))
         generated = subprocess.run([str(Path(sys.executable).parent / "openapi-python-client"), "generate", "--path",
                                     str(tmp / "openapi.json"), "--meta", "none", "--output-path",
@@ -130,7 +137,7 @@ def stack(tmp_path_factory, redis_url):
         try:
             client_pkg = importlib.import_module("styledrop_client")
             yield {"base": base, "token": token, "client": client_pkg, "receiver": receiver,
-                   "logs": (worker_log, web_log), "settings": settings}
+                   "logs": (worker_log, web_log, hooks_log), "settings": settings}
         finally:
             sys.path.remove(str(tmp / "gen"))
             for name in [m for m in sys.modules if m == "styledrop_client" or m.startswith("styledrop_client.")]:
