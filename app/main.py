@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
@@ -46,7 +47,10 @@ def error_response(request: Request, status: int, detail: str, headers: dict[str
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
-def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None = None,
+               workers: Any = None) -> FastAPI:
+    """`workers`: the embedded run's worker supervisors (app.runner.Workers), which say when no worker can run
+    (new jobs get 503, /api/v1/health "degraded"); None where workers are someone else's (compose)."""
     settings = settings or get_settings()
     app = FastAPI(title="StyleDrop Studio", version="0.1.0", docs_url=None, redoc_url=None,  # /docs: app/pages/docs.py
                   description="Teach aMUSEd a visual style from one picture (StyleDrop), with human or CLIP "
@@ -61,6 +65,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
         return dispatcher or CeleryDispatcher(settings)
 
     app.state.dispatcher = _dispatcher
+    app.state.workers = workers
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:

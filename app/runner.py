@@ -1,88 +1,146 @@
 """`styledrop serve`: the whole product on one machine with one command.
 
 Runs the migrations on SQLite under the data folder (or DATABASE_URL), starts an embedded Redis (unless
-REDIS_URL is set), one Celery worker as a child process (both queues, one job at a time), and the API
-with uvicorn. Ctrl-C or SIGTERM stops all of it: the worker gets SIGTERM, so a running round stops at its
-next step, writes a checkpoint and goes back to the queue (it resumes by itself on the next start; a user's
-cancel is another thing), then Redis stops.
+REDIS_URL is set), one Celery worker as a child process (both job queues, one job at a time), a second one
+for webhook deliveries (worker/webhooks.py), and the API with uvicorn. Each worker is restarted when it dies,
+within a restart budget that recovers (RestartBudget); while the job worker rests, the API refuses new jobs
+(503) and /api/v1/health says "degraded". Ctrl-C or SIGTERM stops all of it: the workers get SIGTERM, so a
+running round stops at its next step, writes a checkpoint and goes back to the queue (it resumes by itself on
+the next start; a user's cancel is another thing), then Redis stops.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 
 def worker_command(loglevel: str = "INFO") -> list[str]:
+    """The worker that trains and samples: both job queues, one job at a time in the worker process itself."""
     return [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--queues", "gpu,default",
             "--concurrency", "1", "--pool", "solo", "--loglevel", loglevel, "--hostname", "embedded@%h",
             "--without-gossip", "--without-mingle"]
 
 
-def start_worker() -> subprocess.Popen:
-    """The worker in its own session (Ctrl-C reaches serve, which stops it warmly), killed by the kernel if
+def webhook_worker_command(loglevel: str = "INFO") -> list[str]:
+    """The webhook deliveries' worker (worker/webhooks.py): compose's `webhooks` service runs the same."""
+    return [sys.executable, "-m", "celery", "-A", "worker.webhooks", "worker", "--queues", "webhooks",
+            "--concurrency", "2", "--pool", "prefork", "--loglevel", loglevel, "--hostname",
+            "embedded-webhooks@%h", "--without-gossip", "--without-mingle"]
+
+
+def start_worker(command: list[str] | None = None) -> subprocess.Popen:
+    """A worker in its own session (Ctrl-C reaches serve, which stops it warmly), killed by the kernel if
     serve dies without stopping it (app.children): an orphan would train a round the next serve's worker
     resumes. Call from the main thread or the supervisor thread (a parent-death signal follows the thread)."""
     from .children import die_with_parent
 
-    return subprocess.Popen(worker_command(), env=dict(os.environ), start_new_session=True,
+    return subprocess.Popen(command or worker_command(), env=dict(os.environ), start_new_session=True,
                             preexec_fn=die_with_parent(signal.SIGKILL))
 
 
-def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:
-    if process.poll() is not None:
+def stop_process(process: subprocess.Popen | None, timeout: float = 20.0) -> None:
+    if process is None or process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)  # Celery: warm shutdown (the current task is already stopping)
     try:
         process.wait(timeout)
     except subprocess.TimeoutExpired:
-        process.kill()
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # its pool's processes too (its own session)
+        except ProcessLookupError:
+            pass
         process.wait(5)
 
 
-class WorkerSupervisor:
-    """Runs the embedded worker and restarts it if it dies (killed for memory, a crash). As the only worker,
-    its death means the rounds it ran stopped: they go back to the queue and are sent to the restarted
-    worker, which resumes their training from the last checkpoint (the attempts limit still ends a round
-    that kills its worker every time). If the worker cannot be restarted any more, they are marked failed
-    at once, with a retry action, instead of staying "running" until their heartbeat goes stale."""
+class RestartBudget:
+    """At most `limit` restarts within any `window` seconds (systemd's StartLimitBurst/IntervalSec): deaths
+    older than the window are forgotten, so a worker that dies now and then (once a day, killed for memory by
+    a large round) is restarted every time, while one that dies over and over is given a rest of `window`
+    seconds, after which the budget is whole again. The old counter never went down: the sixth death in a
+    week stopped the worker for good."""
 
-    def __init__(self, sessions, exclusive: bool, resend: Callable[[int], object],  # noqa: ANN001
-                 restart_limit: int = 5):
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic):
+        self.limit, self.window, self.clock = limit, window, clock
+        self.deaths: list[float] = []
+
+    def died(self) -> bool:
+        """Record a death; True while the budget allows a restart now."""
+        now = self.clock()
+        self.deaths = [t for t in self.deaths if now - t < self.window] + [now]
+        return len(self.deaths) <= self.limit
+
+    def rest_until(self) -> float:
+        """When the budget is whole again: the last death has left the window."""
+        return self.deaths[-1] + self.window if self.deaths else self.clock()
+
+
+class WorkerSupervisor:
+    """Runs a worker process and restarts it if it dies (killed for memory, a crash), within a restart budget
+    (RestartBudget). When the budget is spent the worker rests until it recovers, then starts again; meanwhile
+    `down()` says why and until when, which the API answers new jobs with (503, and /health "degraded").
+
+    `on_death(code)` runs before a restart and returns what to send again afterwards (`resend` each); the
+    embedded job worker is the only one, so the rounds it ran go back to the queue and resume from their
+    last checkpoint on the restarted worker (the attempts limit still ends a round that kills its worker
+    every time). `on_give_up(code)` runs when the budget is spent: those rounds are marked failed at once,
+    with a retry action, instead of staying "running" until their heartbeat goes stale."""
+
+    def __init__(self, name: str, command: list[str], budget: RestartBudget,
+                 on_death: Callable[[int], list[int]] = lambda code: [],
+                 on_give_up: Callable[[int], list[int]] = lambda code: [],
+                 resend: Callable[[int], object] = lambda ident: None, poll_seconds: float = 1.0):
         import threading
 
-        self.sessions, self.exclusive, self.restart_limit, self.restarts = sessions, exclusive, restart_limit, 0
-        self.resend = resend
-        self.process = start_worker()
+        self.name, self.command, self.budget, self.poll_seconds = name, command, budget, poll_seconds
+        self.on_death, self.on_give_up, self.resend = on_death, on_give_up, resend
+        self.resting_until: float | None = None
+        self.process: subprocess.Popen | None = start_worker(command)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
+        self._thread = threading.Thread(target=self._watch, name=f"{name}-supervisor", daemon=True)
         self._thread.start()
 
+    def down(self) -> tuple[str, int] | None:
+        """(why no worker runs, seconds until it starts again), or None while it runs."""
+        until = self.resting_until
+        if until is None:
+            return None
+        wait = max(1, math.ceil(until - self.budget.clock()))
+        return (f"The {self.name} died {len(self.budget.deaths)} times within {self.budget.window:g} s and is "
+                f"resting; it starts again in {wait} s.", wait)
+
     def _watch(self) -> None:
-        while not self._stop.wait(1.0):
-            code = self.process.poll()
+        while not self._stop.wait(self.poll_seconds):
+            if self.resting_until is not None:
+                if self.budget.clock() >= self.resting_until and not self._stop.is_set():
+                    print(f"StyleDrop Studio: starting the {self.name} again after its rest.", file=sys.stderr,
+                          flush=True)
+                    self.process = start_worker(self.command)
+                    self.resting_until = None
+                continue
+            code = self.process.poll() if self.process is not None else None
             if code is None or self._stop.is_set():
                 continue
-            # With an outside Redis other workers may share the queue: their reaper, not us, handles rounds.
-            if self.restarts >= self.restart_limit:
-                message = (f"The worker process died (exit code {code}; killed for memory?) while this ran; "
-                           "retry resumes from the last checkpoint.")
-                failed = fail_running_rounds(self.sessions, message) if self.exclusive else []
-                print(f"StyleDrop Studio: the worker died (exit code {code}) {self.restarts + 1} times; not "
-                      f"restarting it again; rounds {failed} marked failed.", file=sys.stderr, flush=True)
-                return
-            requeued = requeue_running_rounds(self.sessions, code) if self.exclusive else []
-            self.restarts += 1
-            print(f"StyleDrop Studio: the worker died (exit code {code}); restarting it; rounds {requeued} resume "
+            if not self.budget.died():
+                failed = self.on_give_up(code)
+                self.process, self.resting_until = None, self.budget.rest_until()
+                print(f"StyleDrop Studio: the {self.name} died (exit code {code}) {len(self.budget.deaths)} times "
+                      f"within {self.budget.window:g} s; resting {self.resting_until - self.budget.clock():.0f} s "
+                      f"before starting it again; rounds {failed} marked failed.", file=sys.stderr, flush=True)
+                continue
+            again = self.on_death(code)
+            print(f"StyleDrop Studio: the {self.name} died (exit code {code}); restarting it; rounds {again} resume "
                   "from their last checkpoint.", file=sys.stderr, flush=True)
-            self.process = start_worker()
-            for round_id in requeued:
-                self.resend(round_id)
+            self.process = start_worker(self.command)
+            for ident in again:
+                self.resend(ident)
 
     def stop(self) -> None:
         # The worker first, its supervisor thread after: a worker the thread restarted gets its parent-death
@@ -90,6 +148,25 @@ class WorkerSupervisor:
         self._stop.set()
         stop_process(self.process)
         self._thread.join(timeout=5)
+
+
+class Workers:
+    """What the API asks of the embedded workers (app.main.create_app's `workers`): is the job worker
+    down, why, and for how long."""
+
+    def __init__(self, jobs: WorkerSupervisor, deliveries: WorkerSupervisor, exclusive: bool = True):
+        self.jobs, self.deliveries, self.exclusive = jobs, deliveries, exclusive
+
+    def jobs_down(self) -> tuple[str, int] | None:
+        """With an outside Redis other workers may take the jobs: then ours resting refuses nothing."""
+        return self.jobs.down() if self.exclusive else None
+
+    def problems(self) -> list[str]:
+        return [down[0] for down in (self.jobs.down(), self.deliveries.down()) if down is not None]
+
+    def stop(self) -> None:
+        self.jobs.stop()
+        self.deliveries.stop()
 
 
 def requeue_running_rounds(sessions, exit_code: int | None) -> list[int]:  # noqa: ANN001
@@ -129,7 +206,8 @@ def fail_running_rounds(sessions, error: str) -> list[int]:  # noqa: ANN001
     return ids
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) -> int:
+def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None,
+          forwarded_allow_ips: str | None = None) -> int:
     import uvicorn
     from sqlalchemy import select
 
@@ -142,6 +220,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if data:
         os.environ["STYLEDROP_DATA"] = str(Path(data).resolve())
+    if forwarded_allow_ips is not None:
+        os.environ["STYLEDROP_FORWARDED_ALLOW_IPS"] = forwarded_allow_ips
     settings = Settings()
     os.environ["STYLEDROP_DATA"] = str(Path(settings.data_dir).resolve())  # the worker child sees the same
     upgrade(settings)
@@ -169,7 +249,18 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
     from .task_queue import CeleryDispatcher
 
     dispatcher = CeleryDispatcher(settings)
-    worker = WorkerSupervisor(sessions, exclusive=embedded, resend=dispatcher.train_round)
+    message = "The worker process died (exit code {code}; killed for memory?) while this ran; retry resumes from " \
+              "the last checkpoint."
+
+    def budget() -> RestartBudget:
+        return RestartBudget(settings.worker_restart_limit, settings.worker_restart_window_seconds)
+
+    workers = Workers(
+        WorkerSupervisor("worker", worker_command(), budget(), resend=dispatcher.train_round,
+                         on_death=lambda code: requeue_running_rounds(sessions, code) if embedded else [],
+                         on_give_up=lambda code: fail_running_rounds(sessions, message.format(code=code))
+                         if embedded else []),
+        WorkerSupervisor("webhook worker", webhook_worker_command(), budget()), exclusive=embedded)
     try:
         from .main import create_app
 
@@ -179,8 +270,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
                 dispatcher.train_round(round_id)
             for gen_id in session.scalars(select(Generation.id).where(Generation.status == RoundStatus.queued.value)):
                 dispatcher.generate(gen_id)
-        app = create_app(settings, dispatcher)
-        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="off"))
+        app = create_app(settings, dispatcher, workers)
+        server = uvicorn.Server(server_config(app, host, port))
         url = f"http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port}"
         # The pages' address first: it is what a person opens (/api/v1 itself answers 404).
         print(f"StyleDrop Studio: {url}/  (API: {url}/api/v1, docs: {url}/docs; data: {settings.data_dir}; "
@@ -191,13 +282,23 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
         # The worker's warm shutdown (SIGTERM) stops a running round at its next step with a checkpoint and
         # puts it back in the queue (worker.tasks): the next start resumes it. Not a cancel: nothing to retry.
         print("StyleDrop Studio: stopping ...", flush=True)
-        worker.stop()
+        workers.stop()
         if redis is not None:
             redis.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         print("StyleDrop Studio: stopped.", flush=True)
     return 0
+
+
+def server_config(app, host: str, port: int):  # noqa: ANN001, ANN201
+    """uvicorn's settings for serve. uvicorn's own proxy handling is off: it trusts X-Forwarded-For from
+    127.0.0.1 unless told otherwise, so any local process (or a proxy we were not told of) could choose the
+    client address the log-in throttle counts. The app applies the proxies it is told to trust
+    (STYLEDROP_FORWARDED_ALLOW_IPS, `--forwarded-allow-ips`: app/main.py)."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="off", proxy_headers=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,8 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--data", default=None, help="data folder (default $STYLEDROP_DATA or ./data)")
+    parser.add_argument("--forwarded-allow-ips", default=None, metavar="ADDRESSES",
+                        help="proxies trusted to say the client's address (X-Forwarded-For) and scheme: "
+                             "comma-separated addresses or networks, '*' for any (default "
+                             "$STYLEDROP_FORWARDED_ALLOW_IPS, else none: the connection's own address counts)")
     args = parser.parse_args(argv)
-    return serve(args.host, args.port, args.data)
+    return serve(args.host, args.port, args.data, args.forwarded_allow_ips)
 
 
 if __name__ == "__main__":

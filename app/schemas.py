@@ -87,6 +87,8 @@ _REFUSALS = {
          "more prompts than STYLEDROP_MAX_PROMPTS, more images than the image limits, more training steps",
     429: "you already have STYLEDROP_MAX_ACTIVE_JOBS jobs (rounds and generations) queued or running, or "
          "STYLEDROP_MAX_PENDING_GENERATIONS generations; retry after Retry-After seconds",
+    503: "no worker can run the job now (the job queue is not reachable, or the embedded worker is restarting "
+         "after dying repeatedly); nothing was started; retry after Retry-After seconds",
 }
 
 
@@ -96,8 +98,9 @@ def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
     out: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         out[status] = {"model": ErrorOut, "description": _REFUSALS[status]}
-        if status == 429:
-            out[status]["headers"] = {"Retry-After": {"description": "seconds until a job is expected to end",
+        if status in (429, 503):
+            out[status]["headers"] = {"Retry-After": {"description": "seconds until a job is expected to end"
+                                                      if status == 429 else "seconds until a worker is expected",
                                                       "schema": {"type": "integer"}}}
     return out
 

@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = 10.0
 
     # Worker robustness.
+    # `styledrop serve` restarts a worker that died at most this many times within the window; then the worker
+    # rests for the window (new jobs get 503, /api/v1/health "degraded") and starts again with a whole budget.
+    worker_restart_limit: int = Field(default=5, ge=0)
+    worker_restart_window_seconds: float = Field(default=600.0, gt=0)
     heartbeat_seconds: float = 5.0
     heartbeat_stale_seconds: float = 120.0
     reap_interval_seconds: float = 60.0  # how often beat queues the reaper (worker/celery_app.py)

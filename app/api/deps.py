@@ -50,9 +50,32 @@ async def _dispatcher_dep(request: Request) -> Dispatcher:
     return get_dispatcher(request)
 
 
+class WorkersDown(ApiError):
+    """503: no worker can run a new job now (check_workers)."""
+
+
+def check_workers(request: Request) -> None:
+    """503 for a new job while no worker can run it (the embedded run's worker is resting after dying too
+    often: app/runner.py): accepting it would say 202 to a job that waits for nobody. The pages call it where
+    they show a refusal next to their form."""
+    workers = request.app.state.workers
+    down = workers.jobs_down() if workers is not None else None
+    if down is not None:
+        reason, wait = down
+        raise WorkersDown(503, f"No worker can run new jobs now: {reason} Try again then.",
+                          {"Retry-After": str(wait)})
+
+
+async def _job_dispatcher_dep(request: Request) -> Dispatcher:
+    check_workers(request)
+    return get_dispatcher(request)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 DispatcherDep = Annotated[Dispatcher, Depends(_dispatcher_dep)]
+# For endpoints that start a job (a round, a retry, a generation, an evaluation): 503 while no worker can run.
+JobDispatcherDep = Annotated[Dispatcher, Depends(_job_dispatcher_dep)]
 
 
 @dataclass

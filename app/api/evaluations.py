@@ -12,15 +12,15 @@ from ..models import Evaluation
 from ..paging import PageDep
 from ..schemas import refusals
 from .access import OwnedStyle, ReadableEvaluation, ReadableStyle
-from .deps import DispatcherDep, SessionDep, SettingsDep, UserDep
+from .deps import JobDispatcherDep, SessionDep, SettingsDep, UserDep
 from .openapi import operation_id
 
 router = APIRouter(prefix="/api/v1", tags=["evaluations"], generate_unique_id_function=operation_id)
 
 
 @router.post("/styles/{style_id}/evaluations", response_model=EvaluationOut, status_code=202,
-             responses=refusals(404, 409, 422))
-def start_evaluation(style: OwnedStyle, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep,
+             responses=refusals(404, 409, 422, 503))
+def start_evaluation(style: OwnedStyle, session: SessionDep, settings: SettingsDep, dispatcher: JobDispatcherDep,
                      user: UserDep, idempotency: IdempotencyDep,
                      body: EvaluationCreate | None = None) -> EvaluationOut:
     """CLIP text and style scores of the base model and every finished round, same prompts and seeds

@@ -52,7 +52,7 @@ from .access import (
     ReadableRound,
     ReadableStyle,
 )
-from .deps import DispatcherDep, SessionDep, SettingsDep, UserDep, authorize, identify_request
+from .deps import DispatcherDep, JobDispatcherDep, SessionDep, SettingsDep, UserDep, authorize, identify_request
 from .openapi import operation_id
 from .views import candidate_out, generation_out, round_out, style_out
 
@@ -74,8 +74,16 @@ def _file(settings, relative: str | None, what: str, media_type: str) -> FileRes
     return FileResponse(path, media_type=media_type, filename=path.name)
 
 
-@router.get("/health", tags=["meta"])
-def health() -> dict[str, str]:
+@router.get("/health", tags=["meta"], responses={503: {"description": "degraded: a worker `styledrop serve` "
+                                                                        "runs is down (the detail says which)"}})
+def health(request: Request, response: Response) -> dict[str, str]:
+    """"ok"; or, with 503, "degraded" while a worker of the embedded run (`styledrop serve`) is resting after
+    dying repeatedly: the pages and the API answer, but new jobs are refused (or webhooks wait)."""
+    workers = request.app.state.workers
+    problems = workers.problems() if workers is not None else []
+    if problems:
+        response.status_code = 503
+        return {"status": "degraded", "detail": " ".join(problems)}
     return {"status": "ok"}
 
 
@@ -160,8 +168,8 @@ def style_adapter(style: ReadableStyle, settings: SettingsDep) -> FileResponse:
 # ---- rounds -------------------------------------------------------------------------------------------------
 
 @router.post("/styles/{style_id}/rounds", response_model=RoundOut, status_code=201, tags=["rounds"],
-             responses=refusals(404, 409, 422, 429))
-def start_round(style: OwnedStyle, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep,
+             responses=refusals(404, 409, 422, 429, 503))
+def start_round(style: OwnedStyle, session: SessionDep, settings: SettingsDep, dispatcher: JobDispatcherDep,
                 user: UserDep, idempotency: IdempotencyDep, body: RoundCreate | None = None) -> RoundOut:
     """Start round 1, or the next round from the selection of the latest finished round
     (`feedback: "clip"` lets CLIP select first). 409 while another round of the style is queued or running;
@@ -203,8 +211,8 @@ def cancel(rnd: OwnedRound, session: SessionDep, dispatcher: DispatcherDep) -> R
 
 
 @router.post("/rounds/{round_id}/retry", response_model=RoundOut, status_code=202, tags=["rounds"],
-             responses=refusals(404, 409, 429), name="retry_round")
-def retry(rnd: OwnedRound, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep) -> RoundOut:
+             responses=refusals(404, 409, 429, 503), name="retry_round")
+def retry(rnd: OwnedRound, session: SessionDep, settings: SettingsDep, dispatcher: JobDispatcherDep) -> RoundOut:
     """Queue a failed or cancelled round again; training resumes from its last checkpoint."""
     return round_out(services.requeue_round(session, settings, dispatcher, rnd))
 
@@ -284,9 +292,9 @@ async def set_selected(candidate_id: int, body: SelectedIn, request: Request, se
 # ---- generations --------------------------------------------------------------------------------------------
 
 @router.post("/styles/{style_id}/generations", response_model=GenerationOut, status_code=202, tags=["generations"],
-             responses=refusals(404, 409, 422, 429))
+             responses=refusals(404, 409, 422, 429, 503))
 def create_generation(style: OwnedStyle, body: GenerationCreate, session: SessionDep, settings: SettingsDep,
-                      dispatcher: DispatcherDep, user: UserDep, idempotency: IdempotencyDep) -> GenerationOut:
+                      dispatcher: JobDispatcherDep, user: UserDep, idempotency: IdempotencyDep) -> GenerationOut:
     """Generate `num_images` images per prompt with the style (its latest finished round by default).
     429 (with Retry-After) while you have too many jobs queued or running."""
     with idempotency.guard(user.id, f"create_generation/{style.id}", body.model_dump(mode="json")) as replay:

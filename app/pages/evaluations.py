@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
 from ..api.access import PageOwnedStyle, PageReadableStyle
-from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard
+from ..api.deps import DispatcherDep, SessionDep, SettingsDep, check_workers, csrf_guard
 from ..api.deps import PageUserDep as UserDep
 from ..errors import ApiError
 from ..evaluations import EvaluationCreate, latest_evaluation, start_evaluation
@@ -49,6 +49,7 @@ async def start_evaluation_page(style: PageOwnedStyle, request: Request, session
     if body is None:
         return _panel(request, session, style, False, next(iter(errors.values())), values, status_code=422)
     try:
+        check_workers(request)
         start_evaluation(session, settings, dispatcher, style, user, body)
     except ApiError as exc:
         return _panel(request, session, style, False, exc.detail, values, status_code=exc.status)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from .. import paging, services
 from ..api.access import PageOwnedStyle, PageReadableGeneration
-from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard
+from ..api.deps import DispatcherDep, SessionDep, SettingsDep, check_workers, csrf_guard
 from ..api.deps import PageUserDep as UserDep
 from ..errors import ApiError
 from ..models import Generation, Round, RoundStatus, Style
@@ -99,6 +99,7 @@ async def generate_page(style: PageOwnedStyle, request: Request, session: Sessio
     status, headers = 422, None
     if body is not None:
         try:
+            check_workers(request)
             services.create_generation(session, settings, dispatcher, user, style, body)
         except ApiError as exc:
             errors["prompts" if exc.status == 422 else "form"] = exc.detail

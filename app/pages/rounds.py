@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from .. import picks, services
 from ..api.access import PageOwnedCandidate, PageOwnedRound, PageReadableRound
-from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard, get_dispatcher
+from ..api.deps import DispatcherDep, SessionDep, SettingsDep, check_workers, csrf_guard, get_dispatcher
 from ..api.deps import PageUserDep as UserDep
 from ..errors import ApiError
 from ..models import TERMINAL, Round, User
@@ -57,6 +57,7 @@ def cancel_round_page(rnd: PageOwnedRound, request: Request, session: SessionDep
 def retry_round_page(rnd: PageOwnedRound, request: Request, session: SessionDep, settings: SettingsDep,
                      dispatcher: DispatcherDep, user: UserDep) -> HTMLResponse:
     try:
+        check_workers(request)
         services.requeue_round(session, settings, dispatcher, rnd)
     except ApiError as exc:
         panel = _panel(request, session, settings, user, rnd, notice=exc.detail)

@@ -12,7 +12,8 @@ from starlette.datastructures import UploadFile
 
 from .. import paging, services
 from ..api.access import PageOwnedStyle, PageReadableStyle
-from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard, get_dispatcher
+from ..api.deps import (DispatcherDep, SessionDep, SettingsDep, WorkersDown, check_workers, csrf_guard,
+                        get_dispatcher)
 from ..api.deps import PageUserDep as UserDep
 from ..base_models import allowed_base_models
 from ..errors import ApiError
@@ -42,6 +43,8 @@ MESSAGES = {"adapter": "Choose StyleDrop or LoRA.",
 NOTICES = {
     "queue-down": "The style is saved, but its first round did not start: the job queue is not reachable. "
                   "Start round 1 below once it is back.",
+    "workers-down": "The style is saved, but its first round did not start: no worker can run jobs now (the "
+                    "worker is restarting after dying repeatedly). Start round 1 below in a few minutes.",
     "too-many-jobs": "The style is saved, but its first round did not start: you have too many jobs queued or "
                      "running. Start round 1 below when one has finished.",
     "not-started": "The style is saved, but its first round did not start. Start round 1 below.",
@@ -49,6 +52,8 @@ NOTICES = {
 
 
 def notice_code(exc: ApiError) -> str:
+    if isinstance(exc, WorkersDown):
+        return "workers-down"
     return {503: "queue-down", 429: "too-many-jobs"}.get(exc.status, "not-started")
 
 
@@ -152,6 +157,7 @@ async def create_style_page(request: Request, session: SessionDep, settings: Set
         return render(request, "new_style.html", _new_style_context(settings, values, errors),
                       status_code=exc.status, headers=exc.headers)
     try:
+        check_workers(request)
         services.start_round(session, settings, dispatcher, style, RoundCreate())
     except ApiError as exc:  # the style exists; its page says why training did not start and offers a start
         return RedirectResponse(f"/styles/{style.id}?notice={notice_code(exc)}", status_code=303)
@@ -187,6 +193,7 @@ async def start_round_page(style: PageOwnedStyle, request: Request, session: Ses
     """Train the next round: human feedback (the selection) by default, or CLIP feedback."""
     feedback = (await form_values(request))[0].get("feedback")
     try:
+        check_workers(request)
         body = RoundCreate(feedback=feedback if feedback in ("human", "clip") else None)
         services.start_round(session, settings, dispatcher, style, body)
     except ApiError as exc:  # the style page itself says why, with the refusal's status (409, 429 + Retry-After)
