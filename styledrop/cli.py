@@ -206,6 +206,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--data", default=None, help="data folder (default $STYLEDROP_DATA or ./data)")
+    p.add_argument("--forwarded-allow-ips", default=None, metavar="ADDRESSES",
+                   help="proxies trusted to say the client's address (X-Forwarded-For): comma-separated addresses "
+                        "or networks (default $STYLEDROP_FORWARDED_ALLOW_IPS, else none)")
     p.set_defaults(func=cmd_serve)
 
 
@@ -221,6 +224,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "app.runner", "--host", args.host, "--port", str(args.port)]
     if args.data:
         command += ["--data", args.data]
+    if args.forwarded_allow_ips is not None:
+        command += ["--forwarded-allow-ips", args.forwarded_allow_ips]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, command)

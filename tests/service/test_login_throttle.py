@@ -204,16 +204,16 @@ def test_serve_counts_the_socket_address_unless_a_proxy_is_trusted(tmp_path):
         assert _rotating_attempts(base, 4, forwarded=lambda i: f"192.0.2.{i}, 192.0.2.45")[-1] == 429
 
 
-def test_serve_takes_forwarded_allow_ips_on_its_command_line():
-    from app.runner import main
-
+def test_serve_takes_forwarded_allow_ips_on_its_command_line(monkeypatch):
+    """`styledrop serve --forwarded-allow-ips ...` hands it to the launcher (app.runner), which passes it on."""
     import app.runner as runner
+    from styledrop import cli
 
+    launched = []
+    monkeypatch.setattr(os, "execv", lambda program, command: launched.append(command))
+    cli.main(["serve", "--port", "8123", "--forwarded-allow-ips", "10.0.0.1,10.0.0.2"])
+    assert launched and launched[0][-2:] == ["--forwarded-allow-ips", "10.0.0.1,10.0.0.2"]
     seen = {}
-    original = runner.serve
-    runner.serve = lambda host, port, data, forwarded: seen.update(forwarded=forwarded) or 0
-    try:
-        assert main(["--forwarded-allow-ips", "10.0.0.1,10.0.0.2"]) == 0
-    finally:
-        runner.serve = original
+    monkeypatch.setattr(runner, "serve", lambda host, port, data, forwarded: seen.update(forwarded=forwarded) or 0)
+    assert runner.main(launched[0][3:]) == 0  # the launcher's own arguments (after python -m app.runner)
     assert seen == {"forwarded": "10.0.0.1,10.0.0.2"}
