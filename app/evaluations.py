@@ -20,7 +20,7 @@ from .errors import ApiError
 from .models import ACTIVE, Candidate, Evaluation, Round, RoundStatus, Selection, Style, User, utcnow
 from .plain_text import PlainText
 from .schemas import Seed
-from .services import clean_prompts
+from .services import QUEUE_DOWN_ERROR, clean_prompts, queue_down
 from .settings import Settings
 from .task_queue import Dispatcher
 
@@ -105,10 +105,10 @@ def start_evaluation(session: Session, settings: Settings, dispatcher: Dispatche
     try:
         evaluation.celery_task_id = dispatcher.evaluate(evaluation.id)
     except Exception as exc:  # noqa: BLE001  broker down: say so instead of leaving the job queued forever
-        evaluation.status, evaluation.error = RoundStatus.failed.value, f"Could not queue the job: {exc}"
+        evaluation.status, evaluation.error = RoundStatus.failed.value, QUEUE_DOWN_ERROR
         evaluation.finished_at = utcnow()
         session.commit()
-        raise ApiError(503, f"The job queue is not reachable ({exc}); is Redis running?") from exc
+        raise queue_down(exc) from exc
     session.commit()
     return evaluation
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
@@ -17,7 +16,7 @@ from .db import session_factory
 from .errors import ApiError
 from .middleware import BodyLimit, ResponseHeaders
 from .settings import Settings, get_settings
-from .task_queue import CeleryDispatcher, Dispatcher
+from .task_queue import CeleryDispatcher, Dispatcher, WorkerHealth
 from .throttle import LoginThrottle
 
 
@@ -48,7 +47,7 @@ def error_response(request: Request, status: int, detail: str, headers: dict[str
 
 
 def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None = None,
-               workers: Any = None) -> FastAPI:
+               workers: WorkerHealth | None = None) -> FastAPI:
     """`workers`: the embedded run's worker supervisors (app.runner.Workers), which say when no worker can run
     (new jobs get 503, /api/v1/health "degraded"); None where workers are someone else's (compose)."""
     settings = settings or get_settings()

@@ -428,15 +428,26 @@ def start_round(session: Session, settings: Settings, dispatcher: Dispatcher, st
     return rnd
 
 
+QUEUE_DOWN_ERROR = "Could not queue the job: the job queue was not reachable; retry."
+
+
+def queue_down(exc: Exception) -> ApiError:
+    """The 503 of a job the broker did not take. The broker's own words stay in the log: they name its host,
+    port or socket path (and what a name resolved to), which the requester has no business knowing."""
+    log.error("could not queue a job: %s", exc)
+    return ApiError(503, "The job queue is not reachable (is Redis running?); the job did not start: retry it "
+                         "when the queue is back.")
+
+
 def dispatch_round(session: Session, dispatcher: Dispatcher, rnd: Round) -> None:
     """Send a queued round to the workers; 503 (and the round failed) when the queue is not reachable,
     instead of a round left queued forever."""
     try:
         rnd.celery_task_id = dispatcher.train_round(rnd.id)
     except Exception as exc:  # noqa: BLE001  the broker is down
-        rnd.status, rnd.error, rnd.finished_at = RoundStatus.failed.value, f"Could not queue the job: {exc}", utcnow()
+        rnd.status, rnd.error, rnd.finished_at = RoundStatus.failed.value, QUEUE_DOWN_ERROR, utcnow()
         session.commit()
-        raise ApiError(503, f"The job queue is not reachable ({exc}); is Redis running?") from exc
+        raise queue_down(exc) from exc
     session.commit()
     session.refresh(rnd)
 
@@ -480,9 +491,9 @@ def create_generation(session: Session, settings: Settings, dispatcher: Dispatch
     try:
         generation.celery_task_id = dispatcher.generate(generation.id)
     except Exception as exc:  # noqa: BLE001  the broker is down
-        generation.status, generation.error = RoundStatus.failed.value, f"Could not queue the job: {exc}"
+        generation.status, generation.error = RoundStatus.failed.value, QUEUE_DOWN_ERROR
         session.commit()
-        raise ApiError(503, f"The job queue is not reachable ({exc}); is Redis running?") from exc
+        raise queue_down(exc) from exc
     session.commit()
     session.refresh(generation)
     return generation

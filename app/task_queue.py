@@ -72,6 +72,16 @@ class Dispatcher(Protocol):
     def evaluate(self, evaluation_id: int) -> str | None: ...
 
 
+class WorkerHealth(Protocol):
+    """What the API asks of the workers a process runs itself (`styledrop serve`: app.runner.Workers)."""
+
+    def jobs_down(self) -> tuple[str, int] | None:
+        """(why no worker can run a new job, seconds until one is expected), or None."""
+
+    def problems(self) -> list[str]:
+        """What is wrong with any of them, for /api/v1/health (empty: all well)."""
+
+
 class CeleryDispatcher:
     def __init__(self, settings: Settings, celery: Any = None):
         """`celery`: an existing Celery app to send through (a worker passes its own); else one is made."""

@@ -88,3 +88,35 @@ def test_a_refused_callback_url_does_not_say_what_its_host_resolves_to(stub_app)
         assert refused.status_code == 422 and words in detail, (url, detail)
         for revealed in ("127.0.0.1", "::1", "Errno", "Name or service", "not known", "("):
             assert revealed not in detail, (url, detail)
+
+
+def test_a_job_the_broker_refused_says_so_without_the_brokers_address(stub_app):
+    """The 503 and the failed job's error carried the broker's own message: its host and port, or its socket's
+    path on the server (redis+socket://...), and with compose what a name resolved to."""
+    from app.db import session_factory
+    from app.models import Evaluation, Generation, Round
+
+    from .factories import finish_round
+
+    leak = "Error 111 connecting to unix socket: /srv/secret/run/redis.sock (10.20.30.40:6379). Connection refused."
+
+    class Unreachable:
+        def train_round(self, round_id):
+            raise ConnectionError(leak)
+
+        generate = evaluate = train_round
+
+    style = create_style(stub_app)
+    finish_round(stub_app.settings, stub_app.post(f"{API}/styles/{style['id']}/rounds").json()["id"])
+    fresh = create_style(stub_app)
+    stub_app.app.state.dispatcher = lambda: Unreachable()
+    answers = [stub_app.post(f"{API}/styles/{fresh['id']}/rounds", json={}),
+               stub_app.post(f"{API}/styles/{style['id']}/generations", json={"prompts": ["a cat"]}),
+               stub_app.post(f"{API}/styles/{style['id']}/evaluations", json={"limit": 1})]
+    for answer in answers:
+        assert answer.status_code == 503 and "not reachable" in answer.json()["detail"], answer.text
+        assert "/srv" not in answer.text and "10.20" not in answer.text and "Error 111" not in answer.text
+    with session_factory(stub_app.settings)() as session:
+        errors = [row.error for model in (Round, Generation, Evaluation) for row in session.query(model)
+                  if row.status == "failed"]
+    assert len(errors) == 3 and not [e for e in errors if "/srv" in e or "10.20" in e], errors
