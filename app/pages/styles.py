@@ -12,8 +12,7 @@ from starlette.datastructures import UploadFile
 
 from .. import paging, services
 from ..api.access import PageOwnedStyle, PageReadableStyle
-from ..api.deps import (DispatcherDep, SessionDep, SettingsDep, WorkersDown, check_workers, csrf_guard,
-                        get_dispatcher)
+from ..api.deps import DispatcherDep, SessionDep, SettingsDep, WorkersDown, check_workers, csrf_guard, get_dispatcher
 from ..api.deps import PageUserDep as UserDep
 from ..base_models import allowed_base_models
 from ..errors import ApiError

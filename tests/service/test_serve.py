@@ -91,12 +91,7 @@ def test_serve_starts_answers_and_stops_on_sigint(tmp_path):
         assert httpx.post(f"{base}/rounds/{long['id']}/cancel").status_code == 202
         children = psutil.Process(process.pid).children(recursive=True)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            code = process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise AssertionError(f"serve did not stop on SIGINT:\n{log_path.read_text()[-3000:]}")
+        code = _stop_serve(process, log_path)
     assert code == 0, log_path.read_text()[-3000:]
     assert "stopped." in log_path.read_text()
     assert all(not c.is_running() for c in children)  # the worker is gone
@@ -131,9 +126,21 @@ def _until_ended(url: str, log_path: Path, stall: float = 90) -> dict:
     return body
 
 
-def _start_serve(tmp_path: Path, port: int, log_name: str) -> tuple[subprocess.Popen, Path]:
+def _stop_serve(process: subprocess.Popen, log_path: Path, timeout: float = 60) -> int:
+    """Ctrl-C, as a person stops it; its exit code (an assertion with the log if it does not stop)."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError(f"serve did not stop on SIGINT:\n{log_path.read_text()[-3000:]}") from None
+
+
+def _start_serve(tmp_path: Path, port: int, log_name: str, **settings: str) -> tuple[subprocess.Popen, Path]:
+    """`styledrop serve` on the tiny model with a data folder under tmp_path, once it answers; `settings` are
+    more environment variables."""
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "STYLEDROP_DATA")}
-    env.update(FAST, PYTHONPATH=str(ROOT))
+    env.update(FAST, PYTHONPATH=str(ROOT), **settings)
     log_path = tmp_path / log_name
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, "-m", "styledrop", "serve", "--port", str(port), "--data",

@@ -9,11 +9,9 @@ hold training; a worker that dies too often rests, the API says so meanwhile (50
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 
@@ -22,8 +20,8 @@ import psutil
 
 from app.embedded_redis import free_port
 
-from .conftest import FAST, ROOT, png_bytes
-from .test_serve import _until_ended
+from .conftest import png_bytes
+from .test_serve import _start_serve, _stop_serve, _until_ended
 
 WINDOW = 45  # seconds: the job worker may be restarted once within it (STYLEDROP_WORKER_RESTART_*)
 
@@ -82,14 +80,10 @@ def _new_round(base: str, descriptor: str, **body) -> httpx.Response:
 
 def test_serve_delivers_webhooks_beside_training_and_its_worker_recovers(tmp_path):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "STYLEDROP_DATA")}
-    env.update(FAST, PYTHONPATH=str(ROOT), STYLEDROP_WEBHOOK_ALLOW="127.0.0.1/32",
-               STYLEDROP_WEBHOOK_TIMEOUT_SECONDS="600",  # the receiver, not the deadline, decides here
-               STYLEDROP_WORKER_RESTART_LIMIT="1", STYLEDROP_WORKER_RESTART_WINDOW_SECONDS=str(WINDOW))
-    log_path = tmp_path / "serve.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "styledrop", "serve", "--port", str(port), "--data",
-                                    str(tmp_path / "data")], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process, log_path = _start_serve(
+        tmp_path, port, "serve.log", STYLEDROP_WEBHOOK_ALLOW="127.0.0.1/32",
+        STYLEDROP_WEBHOOK_TIMEOUT_SECONDS="600",  # the receiver, not the deadline, decides here
+        STYLEDROP_WORKER_RESTART_LIMIT="1", STYLEDROP_WORKER_RESTART_WINDOW_SECONDS=str(WINDOW))
     base = f"http://127.0.0.1:{port}/api/v1"
     receiver = HoldingReceiver()
     try:
@@ -100,7 +94,6 @@ def test_serve_delivers_webhooks_beside_training_and_its_worker_recovers(tmp_pat
             except httpx.HTTPError:
                 return False
 
-        _wait("serve answering", healthy, log_path)
         _wait("both workers", lambda: _children(process, "worker.celery_app") and _children(process, "worker.webhooks"),
               log_path)
 
@@ -137,10 +130,5 @@ def test_serve_delivers_webhooks_beside_training_and_its_worker_recovers(tmp_pat
         assert _until_ended(f"{base}/rounds/{third.json()['id']}", log_path)["status"] == "succeeded"
     finally:
         receiver.stop()
-        process.send_signal(signal.SIGINT)
-        try:
-            code = process.wait(90)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise AssertionError(f"serve did not stop on SIGINT:\n{log_path.read_text()[-3000:]}")
+        code = _stop_serve(process, log_path, timeout=90)
     assert code == 0, log_path.read_text()[-3000:]

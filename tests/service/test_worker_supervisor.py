@@ -16,7 +16,7 @@ from app.db import session_factory
 from app.main import create_app
 from app.migrate import upgrade
 from app.models import Round, Style
-from app.runner import RestartBudget, WorkerSupervisor, Workers
+from app.runner import RestartBudget, Workers, WorkerSupervisor
 
 from .conftest import StubDispatcher, browser_session, make_settings, png_bytes
 from .test_api import API, create_style
