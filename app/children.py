@@ -44,3 +44,10 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
             os.kill(os.getpid(), int(sig))
 
     return preexec
+
+
+def end_with_parent(sig: int = signal.SIGKILL) -> None:
+    """This process gets `sig` when its parent dies: for processes forked without an exec (a Celery prefork
+    pool's), which no preexec_fn reaches. Where the OS has no such thing, nothing."""
+    if _libc is not None and _libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")

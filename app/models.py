@@ -270,8 +270,9 @@ class IdempotencyKey(Base):
 
 
 class LoginFailure(Base):
-    """Wrong passwords counted per account name ("account") and per client address ("address") for the log-in
-    throttle (app/throttle.py), in the database so that every web process counts the same guesses."""
+    """Log-in attempts counted per account name at a client address ("pair": "ADDRESS NAME") and per client
+    address ("address") for the log-in throttle (app/throttle.py), in the database so that every web process
+    counts the same guesses. `failures` counts attempts not (yet) known to be right."""
 
     __tablename__ = "login_failures"
 

@@ -3,8 +3,8 @@ pull the engine), and the worker imports this module for its own Celery app, so 
 and routes are written once, on the sending side.
 
 GPU work goes to queue "gpu", light work to "default", webhook deliveries to "webhooks" (a worker of their
-own: a slow receiver must never hold the workers that train and sample). No result backend: a job's state lives in the database
-and nothing reads Celery results, so the end of a job does not depend on Redis being up.
+own: a slow receiver must never hold the workers that train and sample). No result backend: a job's state
+lives in the database and nothing reads Celery results, so the end of a job does not depend on Redis being up.
 """
 
 from __future__ import annotations

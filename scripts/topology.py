@@ -106,6 +106,11 @@ class Process:
     port: int | None = None
 
     @property
+    def web(self) -> bool:
+        """A web process (web1, web2, ...; not the webhook worker)."""
+        return re.fullmatch(r"web\d+", self.name) is not None
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -240,7 +245,7 @@ class Cluster:
     # --- readiness, signals, teardown
     def wait_ready(self, timeout: float = 180) -> None:
         for process in self.processes.values():
-            if process.name.startswith("web"):
+            if process.web:
                 self._wait(lambda p=process: _healthy(p.url), process.name, timeout, process)
             elif process.name.startswith(("worker", "webhooks")):
                 self._wait(lambda p=process: " ready." in p.text(), process.name, timeout, process)
@@ -266,7 +271,7 @@ class Cluster:
         """Workers and beat get SIGTERM (compose stop: a training checkpoints and goes back to the queue), then
         the web processes, Redis and PostgreSQL; anything still running after its grace period is killed."""
         order = sorted(self.processes.values(), key=lambda p: (not p.name.startswith(("worker", "webhooks", "beat")),
-                                                                p.name == "redis"))
+                                                                p.name == "redis"))  # workers, then web, Redis
         for process in order:
             if process.alive():
                 try:
@@ -335,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     with cluster:
         print(f"PostgreSQL {cluster.database_url}\nRedis {cluster.redis_url}")
         for name, process in cluster.processes.items():
-            where = f" {process.url}" if name.startswith("web") else ""
+            where = f" {process.url}" if process.web else ""
             print(f"{name:8} pid {process.popen.pid}{where}  log {process.log}")
         print(f"An API token: DATABASE_URL={cluster.database_url} python -m app.admin token NAME\n"
               "Ctrl-C stops everything.", flush=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
 
 from app import webhooks
 from app.db import session_factory
@@ -24,6 +25,15 @@ log = logging.getLogger(__name__)
 
 celery_app = make_celery(get_settings())
 _limit = get_settings().webhook_timeout_seconds
+
+
+@worker_process_init.connect
+def _end_with_the_worker(**_: object) -> None:
+    """A pool process ends with the worker that forked it: `styledrop serve` killed outright takes its workers
+    with it (app/children.py), and their pool processes must not go on delivering as orphans."""
+    from app.children import end_with_parent
+
+    end_with_parent()
 
 
 @celery_app.task(name=webhooks.DELIVER, bind=True, soft_time_limit=_limit + 15, time_limit=_limit + 30)

@@ -33,10 +33,16 @@ def _until(condition, what: str, logs=lambda: "") -> None:
 
 
 def _children(pid: int) -> dict[str, psutil.Process]:
+    """serve's processes: "worker" (jobs), "webhooks" (deliveries) and "redis", and the webhook worker's pool
+    processes by pid."""
     found = {}
     for child in psutil.Process(pid).children(recursive=True):
         line = " ".join(child.cmdline())
-        found["worker" if "celery" in line else "redis" if "redis-server" in line else str(child.pid)] = child
+        if "worker.webhooks" in line:
+            key = "webhooks" if child.ppid() == pid else str(child.pid)
+        else:
+            key = "worker" if "celery" in line else "redis" if "redis-server" in line else str(child.pid)
+        found[key] = child
     return found
 
 
@@ -53,8 +59,9 @@ def test_a_killed_serve_takes_its_worker_and_redis_with_it_and_a_stale_worker_is
     serve, log_path = _start_serve(tmp_path, port, "first.log")
     orphan = None
     try:
-        _until(lambda: {"worker", "redis"} <= set(_children(serve.pid)), "serve started no worker or Redis",
-               log_path.read_text)
+        started = {"worker", "webhooks", "redis"}
+        _until(lambda: started <= set(found := _children(serve.pid)) and len(found) > len(started),
+               "serve started no worker, webhook worker (with its pool) or Redis", log_path.read_text)
         children = _children(serve.pid)
         redis_url = children["worker"].environ()["REDIS_URL"]
 
@@ -87,8 +94,8 @@ def test_a_killed_serve_takes_its_worker_and_redis_with_it_and_a_stale_worker_is
         os.kill(orphan.pid, signal.SIGSTOP)  # frozen mid-training (a long pause), woken up after the restart
         os.kill(serve.pid, signal.SIGKILL)  # serve crashes: it stops nothing itself
         serve.wait(30)
-        # the kernel ends serve's worker (SIGKILL) and Redis (SIGTERM) for it
-        _until(lambda: _gone(children["worker"]) and _gone(children["redis"]), "serve's children outlived it")
+        # the kernel ends serve's workers (SIGKILL), their pool processes (SIGKILL) and Redis (SIGTERM) for it
+        _until(lambda: all(_gone(child) for child in children.values()), "serve's children outlived it")
 
         serve, log_path = _start_serve(tmp_path, port, "second.log")
         _until(lambda: (b := httpx.get(url).json())["attempts"] == 2 and "started_at_step" in b["metrics"],

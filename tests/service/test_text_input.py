@@ -111,7 +111,8 @@ def test_tabs_and_line_breaks_are_whitespace_not_refused(stub_app):
     style = create_style(stub_app, content="a\thouse", descriptor="ink\r\nwash")
     assert (style["content"], style["descriptor"]) == ("a house", "ink wash")
     started = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={"prompts": ["a\tcat\n"]})
-    assert started.status_code == 201 and started.json()["parameters"]["candidates"]["prompts"] == ["a cat"], started.text
+    assert started.status_code == 201, started.text
+    assert started.json()["parameters"]["candidates"]["prompts"] == ["a cat"]
 
 
 # ---- the pages ----------------------------------------------------------------------------------------------------
