@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:  # a checkout that is not installed still builds i
 from styledrop.cli import build_parser  # noqa: E402  the one line to change if the parser moves
 
 MARKER = "<!-- cli-reference -->"
-USAGE_WIDTH = 100  # fixed, so that the page does not depend on the terminal that built it
+USAGE_WIDTH = 80  # fixed, so that the page does not depend on the terminal that built it
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
