@@ -26,9 +26,9 @@ def worker_command(loglevel: str = "INFO") -> list[str]:
 
 def start_worker() -> subprocess.Popen:
     """The worker in its own session (Ctrl-C reaches serve, which stops it warmly), killed by the kernel if
-    serve dies without stopping it (app.children): an orphan would train a round the next serve's worker
+    serve dies without stopping it (app.infra.children): an orphan would train a round the next serve's worker
     resumes. Call from the main thread or the supervisor thread (a parent-death signal follows the thread)."""
-    from .children import die_with_parent
+    from .infra.children import die_with_parent
 
     return subprocess.Popen(worker_command(), env=dict(os.environ), start_new_session=True,
                             preexec_fn=die_with_parent(signal.SIGKILL))
@@ -96,8 +96,8 @@ def requeue_running_rounds(sessions, exit_code: int | None) -> list[int]:  # noq
     """Put the rounds a dead worker was running back in the queue, noting why; their generations fail."""
     from sqlalchemy import select, update
 
-    from .models import Generation, Round, RoundStatus, utcnow
-    from .services import requeued_values
+    from .domain.models import Generation, Round, RoundStatus, utcnow
+    from .domain.services import requeued_values
 
     reason = "the server stopped without shutting down" if exit_code is None else \
         f"the worker process died (exit code {exit_code})"
@@ -117,7 +117,7 @@ def requeue_running_rounds(sessions, exit_code: int | None) -> list[int]:  # noq
 def fail_running_rounds(sessions, error: str) -> list[int]:  # noqa: ANN001
     from sqlalchemy import select, update
 
-    from .models import Generation, Round, RoundStatus, utcnow
+    from .domain.models import Generation, Round, RoundStatus, utcnow
 
     with sessions() as session:
         ids = list(session.scalars(select(Round.id).where(Round.status == RoundStatus.running.value)))
@@ -133,10 +133,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
     import uvicorn
     from sqlalchemy import select
 
-    from .db import session_factory
-    from .migrate import upgrade
-    from .models import Generation, Round, RoundStatus
-    from .services import wait_afresh
+    from .domain.models import Generation, Round, RoundStatus
+    from .domain.services import wait_afresh
+    from .infra.db import session_factory
+    from .infra.migrate import upgrade
     from .settings import Settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -150,7 +150,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
     redis = None
     embedded = not settings.redis_url
     if embedded:
-        from .embedded_redis import EmbeddedRedis
+        from .infra.embedded_redis import EmbeddedRedis
 
         redis = EmbeddedRedis(Path(settings.data_dir) / "redis")
         os.environ["REDIS_URL"] = redis.url
@@ -166,7 +166,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     # With an outside Redis other workers may share the queue: then the reaper, not us, requeues their rounds.
-    from .task_queue import CeleryDispatcher
+    from .infra.task_queue import CeleryDispatcher
 
     dispatcher = CeleryDispatcher(settings)
     worker = WorkerSupervisor(sessions, exclusive=embedded, resend=dispatcher.train_round)

@@ -12,9 +12,9 @@ import traceback
 
 from sqlalchemy import select, update
 
-from app import storage
-from app.db import session_factory
-from app.models import Evaluation, Round, RoundStatus, Style, utcnow
+from app.domain.models import Evaluation, Round, RoundStatus, Style, utcnow
+from app.infra import storage
+from app.infra.db import session_factory
 from app.settings import Settings
 
 from . import engine_cache

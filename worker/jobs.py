@@ -20,14 +20,14 @@ from typing import Any, Callable
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from app import storage
-from app.db import session_factory
-from app.fencing import Attempt, StaleAttempt, sha256
-from app.loss_curve import add_loss_point
-from app.models import Candidate, Generation, Round, RoundStatus, Style, utcnow
-from app.services import reap_stale, requeued_values, send_again, wait_afresh
+from app.domain.fencing import Attempt, StaleAttempt, sha256
+from app.domain.loss_curve import add_loss_point
+from app.domain.models import Candidate, Generation, Round, RoundStatus, Style, utcnow
+from app.domain.services import reap_stale, requeued_values, send_again, wait_afresh
+from app.infra import storage
+from app.infra.db import session_factory
+from app.infra.task_queue import Dispatcher
 from app.settings import Settings
-from app.task_queue import Dispatcher
 from styledrop.plan import RoundPlan  # torch-free
 
 from . import engine_cache, scoring
@@ -48,7 +48,7 @@ class Interrupted(Exception):
 shutting_down = threading.Event()
 
 
-# The attempt this process runs of a round (app.fencing): its writes are conditioned on its token, so a
+# The attempt this process runs of a round (app.domain.fencing): its writes are conditioned on its token, so a
 # worker that lost the round (an orphan, a stale heartbeat) has them refused and stops.
 _attempts: dict[int, Attempt] = {}
 
@@ -156,7 +156,7 @@ def progress_writer(settings: Settings, round_id: int) -> Callable[[Any], None]:
 
 def samples_writer(round_id: int) -> Callable[[int, list[Any]], None]:
     """The engine's on_samples: each step's training samples (styledrop.training_samples) into the round's
-    samples/ folder and its row, fenced (app.fencing.Attempt.add_training_samples): a stale attempt writes
+    samples/ folder and its row, fenced (app.domain.fencing.Attempt.add_training_samples): a stale attempt writes
     nothing and stops (StaleAttempt)."""
     def on_samples(step: int, samples: list[Any]) -> None:
         if (attempt := _attempts.get(round_id)) is None:
@@ -170,7 +170,7 @@ def samples_writer(round_id: int) -> Callable[[int, list[Any]], None]:
 def claim_round(settings: Settings, round_id: int, task_id: str | None) -> str:
     """Mark a queued round running (or take over a running one whose heartbeat is stale, as after a
     redelivery). Returns "claimed", or why not. A cancel asked for before the claim stands (a retry clears it,
-    app.services.retry_round): the attempt then stops at its first check, as cancelled."""
+    app.domain.services.retry_round): the attempt then stops at its first check, as cancelled."""
     stale = utcnow() - timedelta(seconds=settings.heartbeat_stale_seconds)
     with session_factory(settings)() as session:
         result = session.execute(
@@ -486,7 +486,7 @@ def run_generation(settings: Settings, generation_id: int) -> str:
 
 
 def reap(settings: Settings, dispatcher: Dispatcher, worker_starting: bool = False) -> dict[str, list[int]]:
-    """The reaper (app.services.reap_stale). A worker that is starting is what rounds put back in the queue
+    """The reaper (app.domain.services.reap_stale). A worker that is starting is what rounds put back in the queue
     wait for: their wait restarts first, so they are taken up rather than failed."""
     with session_factory(settings)() as session:
         if worker_starting:

@@ -7,10 +7,10 @@ from functools import lru_cache
 
 from celery.signals import worker_ready, worker_shutting_down
 
-from app import webhooks
-from app.db import session_factory
+from app.domain import webhooks
+from app.infra.db import session_factory
+from app.infra.task_queue import CeleryDispatcher
 from app.settings import get_settings
-from app.task_queue import CeleryDispatcher
 
 from . import evaluation, jobs
 from .celery_app import celery_app
@@ -42,7 +42,7 @@ def generate_images(generation_id: int) -> str:
 
 
 def _job_ended(kind: str, idents: list[int]) -> None:
-    """Queue the webhooks of ended jobs that asked for one (app/webhooks.py; never raises)."""
+    """Queue the webhooks of ended jobs that asked for one (app/domain/webhooks.py; never raises)."""
     with session_factory(get_settings())() as session:
         webhooks.jobs_ended(session, dispatcher(), kind, idents)
 

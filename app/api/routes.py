@@ -1,7 +1,7 @@
 """The REST API, /api/v1. JSON in and out; errors are `{"detail": "message"}` with the right status.
 
-A thin HTTP layer: the rules and writes are app/services.py, who may touch what comes in as a dependency
-(app/api/access.py), and rows become JSON in app/api/views.py.
+A thin HTTP layer: the rules and writes are app/domain/services.py, who may touch what comes in as a dependency
+(app/api/access.py), and rows become JSON in app/domain/resources.py.
 """
 
 from __future__ import annotations
@@ -17,12 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from .. import downloads, services, storage, webhooks
-from ..errors import ApiError
-from ..idempotency import IdempotencyDep
-from ..models import Candidate, Generation, Round, RoundStatus, Style, User
-from ..paging import PageDep
-from ..schemas import (
+from ..domain import downloads, services, webhooks
+from ..domain.models import Candidate, Generation, Round, RoundStatus, Style, User
+from ..domain.resources import candidate_out, generation_out, round_out, style_out
+from ..domain.schemas import (
     AutoSelectIn,
     AutoSelectOut,
     CandidateOut,
@@ -42,7 +40,9 @@ from ..schemas import (
     field_bounds,
     refusals,
 )
-from ..services import auto_select, latest_adapter_round, reap_stale
+from ..domain.services import auto_select, latest_adapter_round, reap_stale
+from ..errors import ApiError
+from ..infra import storage
 from ..settings import Settings
 from .access import (
     OwnedRound,
@@ -53,8 +53,9 @@ from .access import (
     ReadableStyle,
 )
 from .deps import DispatcherDep, SessionDep, SettingsDep, UserDep, authorize, identify_request
+from .idempotency import IdempotencyDep
 from .openapi import operation_id
-from .views import candidate_out, generation_out, round_out, style_out
+from .paging import PageDep
 
 router = APIRouter(prefix="/api/v1", generate_unique_id_function=operation_id)
 
@@ -257,7 +258,7 @@ def candidate_image(candidate: ReadableCandidate, settings: SettingsDep) -> File
 
 # A rating is a rater's keystroke: one thread hop. The endpoints are `async` and send all of their
 # database work, identification included, to the thread pool in one call (a sync endpoint would cost a
-# second hop for FastAPI's response validation); 4-5 SQL statements and one commit (app/services.py).
+# second hop for FastAPI's response validation); 4-5 SQL statements and one commit (app/domain/services.py).
 
 def _as_user(request: Request, settings: Settings, change: Callable[[Session, User], Candidate]) -> CandidateOut:
     with request.app.state.sessions() as session:

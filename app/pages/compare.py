@@ -15,8 +15,8 @@ from fastapi.responses import HTMLResponse
 from ..api.access import PageReadableStyle
 from ..api.deps import PageUserDep as UserDep
 from ..api.deps import csrf_guard
-from ..api.views import candidate_out
-from ..models import RoundStatus, Style
+from ..domain.models import RoundStatus, Style
+from ..domain.resources import candidate_out
 from .rendering import render
 from .views import round_view, style_summary
 

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 from ..api.access import PageReadableStyle
 from ..api.deps import PageUserDep as UserDep
 from ..api.deps import csrf_guard
-from ..models import ACTIVE, RoundStatus, Style
+from ..domain.models import ACTIVE, RoundStatus, Style
 from .progress import round_progress
 from .rendering import render
 

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from .. import services
 from ..api.access import PageOwnedStyle
 from ..api.deps import SessionDep, SettingsDep, csrf_guard
+from ..domain import services
+from ..domain.models import Style
 from ..errors import ApiError
-from ..models import Style
 from ..settings import Settings
 from .rendering import render
 

@@ -10,13 +10,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import paging, services
+from ..api import paging
 from ..api.access import PageOwnedStyle, PageReadableGeneration
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard
 from ..api.deps import PageUserDep as UserDep
+from ..domain import services
+from ..domain.models import Generation, Round, RoundStatus, Style
+from ..domain.schemas import MAX_ADAPTER_GUIDANCE, MAX_GUIDANCE, MAX_SAMPLE_STEPS, GenerationCreate
 from ..errors import ApiError
-from ..models import Generation, Round, RoundStatus, Style
-from ..schemas import MAX_ADAPTER_GUIDANCE, MAX_GUIDANCE, MAX_SAMPLE_STEPS, GenerationCreate
 from ..settings import Settings
 from .forms import form_values, parse_form
 from .queue import ahead_text, jobs_ahead
@@ -30,7 +31,7 @@ LABELS = {"prompts": "Prompts", "num_images": "Images per prompt", "seed": "Seed
           "guidance": "λB (guidance)", "steps": "Sampling steps"}
 SAMPLING_FIELDS = ("adapter_guidance", "guidance", "steps")  # blank: the round's own (its plan's sampling defaults)
 MESSAGES = {"prompts": 'Write at least one prompt, one per line (e.g. "a cat").'}
-GENERATIONS_PER_PAGE = 20  # a playground's generations grow: pages (app/paging.py), newest first
+GENERATIONS_PER_PAGE = 20  # a playground's generations grow: pages (app/api/paging.py), newest first
 
 
 def _context(session: Session, settings: Settings, style: Style, values: dict[str, str],

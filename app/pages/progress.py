@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..models import Candidate, Round, RoundStatus, as_utc, utcnow
+from ..domain.models import Candidate, Round, RoundStatus, as_utc, utcnow
 from .rendering import duration
 
 PHASES = ("training", "candidates", "scoring")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from ..models import Generation, Round, RoundStatus
+from ..domain.models import Generation, Round, RoundStatus
 
 QUEUED, RUNNING = RoundStatus.queued.value, RoundStatus.running.value
 

@@ -8,13 +8,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
-from .. import picks, services
 from ..api.access import PageOwnedCandidate, PageOwnedRound, PageReadableRound
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard, get_dispatcher
 from ..api.deps import PageUserDep as UserDep
+from ..domain import picks, services
+from ..domain.models import TERMINAL, Round, User
+from ..domain.schemas import RatingIn
 from ..errors import ApiError
-from ..models import TERMINAL, Round, User
-from ..schemas import RatingIn
 from ..settings import Settings
 from .forms import form_values, parse_form
 from .rendering import is_htmx, render
@@ -93,7 +93,7 @@ def _plural(count: int, word: str) -> str:
 @router.post("/rounds/{round_id}/auto-select", response_class=HTMLResponse)
 def clip_assist_page(rnd: PageOwnedRound, request: Request, session: SessionDep, settings: SettingsDep,
                      user: UserDep, sort: str = "prompt") -> HTMLResponse:
-    """CLIP assistance (app/picks.py): add CLIP's best per prompt to the person's picks, never a thumbed-down
+    """CLIP assistance (app/domain/picks.py): add CLIP's best per prompt to the person's picks, never a thumbed-down
     image and never removing a pick; say what it added and offer Undo."""
     kept = sum(1 for c in rnd.candidates if c.selection is not None)
     try:
@@ -125,7 +125,7 @@ def undo_clip_assist_page(rnd: PageOwnedRound, request: Request, session: Sessio
 @router.post("/candidates/{candidate_id}/rating", response_class=HTMLResponse)
 async def rate_page(candidate: PageOwnedCandidate, request: Request, session: SessionDep,
                     user: UserDep) -> HTMLResponse:
-    """Thumbs up (+1) or down (-1) (app/services.py:thumb); the same thumb again takes it back. One rating
+    """Thumbs up (+1) or down (-1) (app/domain/services.py:thumb); the same thumb again takes it back. One rating
     per user and candidate."""
     body, _ = parse_form(RatingIn, (await form_values(request))[0], {"value": "A rating"})
     if body is None or body.value not in (-1, 1):  # the page's thumbs; the API also takes 1 to 5 stars

@@ -10,14 +10,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from .. import paging, services
+from ..api import paging
 from ..api.access import PageOwnedStyle, PageReadableStyle
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard, get_dispatcher
 from ..api.deps import PageUserDep as UserDep
-from ..base_models import allowed_base_models
+from ..domain import services
+from ..domain.base_models import allowed_base_models
+from ..domain.models import Style, User
+from ..domain.schemas import RoundCreate, StyleCreate
 from ..errors import ApiError
-from ..models import Style, User
-from ..schemas import RoundCreate, StyleCreate
 from ..settings import Settings
 from .forms import form_values, parse_form
 from .gallery import style_item
@@ -26,7 +27,7 @@ from .views import round_panel_context, style_summary
 
 # Every page knows who asks (a log-in redirect otherwise) and every form post carries the CSRF token.
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
-STYLES_PER_PAGE = 48  # the gallery grows: pages (app/paging.py), newest first, an 'Older styles' link
+STYLES_PER_PAGE = 48  # the gallery grows: pages (app/api/paging.py), newest first, an 'Older styles' link
 
 # The paper's style descriptors (StyleDrop, arXiv 2306.00983), offered as suggestions.
 DESCRIPTORS = ["watercolor painting", "oil painting", "line drawing", "cartoon line drawing",

@@ -9,13 +9,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..api.views import candidate_out
-from ..downloads import image_contents_and_seeds
-from ..models import ACTIVE, TERMINAL, Candidate, Generation, Round, RoundStatus, Style, User
-from ..services import active_round, latest_adapter_round, latest_succeeded, load_feedback, reap_stale
+from ..domain.downloads import image_contents_and_seeds
+from ..domain.models import ACTIVE, TERMINAL, Candidate, Generation, Round, RoundStatus, Style, User
+from ..domain.resources import candidate_out
+from ..domain.round_samples import samples_by_step
+from ..domain.services import active_round, latest_adapter_round, latest_succeeded, load_feedback, reap_stale
+from ..infra.task_queue import Dispatcher
 from ..settings import Settings
-from ..task_queue import Dispatcher
-from ..training_samples import samples_by_step
 from .chart import RoundScores, loss_chart, scores_chart
 from .progress import expected_candidates, round_progress
 from .rendering import SORTS

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app import storage
-from app.db import session_factory
-from app.models import Candidate, Generation, Round, utcnow
+from app.domain.models import Candidate, Generation, Round, utcnow
+from app.infra import storage
+from app.infra.db import session_factory
 from app.settings import Settings
 
 from .conftest import reference_image

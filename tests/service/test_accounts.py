@@ -11,8 +11,8 @@ import sys
 import pytest
 from sqlalchemy import select, update
 
-from app.db import session_factory
-from app.models import ApiToken, Candidate, Round, Style, User, WebSession
+from app.domain.models import ApiToken, Candidate, Round, Style, User, WebSession
+from app.infra.db import session_factory
 
 from .conftest import ROOT, StubDispatcher, csrf_token, make_settings, png_bytes
 
@@ -25,8 +25,8 @@ def team(tmp_path):
     """The app as a team runs it: accounts on, people must log in."""
     from fastapi.testclient import TestClient
 
+    from app.infra.migrate import upgrade
     from app.main import create_app
-    from app.migrate import upgrade
 
     settings = make_settings(tmp_path / "data", auth="accounts")
     upgrade(settings)
@@ -176,8 +176,8 @@ def test_api_tokens_are_made_shown_once_and_revoked_on_the_settings_page(team):
 def test_closed_sign_up_and_the_admin_user_command(tmp_path):
     from fastapi.testclient import TestClient
 
+    from app.infra.migrate import upgrade
     from app.main import create_app
-    from app.migrate import upgrade
 
     settings = make_settings(tmp_path / "data", auth="accounts", signup="closed")
     upgrade(settings)
@@ -267,7 +267,7 @@ def test_embedded_run_logs_the_local_user_in_and_refuses_cross_site_writes(stub_
 def test_expired_sessions_are_purged_when_someone_logs_in(team):
     from datetime import timedelta
 
-    from app.models import utcnow
+    from app.domain.models import utcnow
 
     assert sign_up(team(), "ann").status_code == 303
     with session_factory(team.settings)() as session:

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from app.db import session_factory
-from app.models import Round, utcnow
+from app.domain.models import Round, utcnow
+from app.infra.db import session_factory
 
 from .conftest import decode_png, png_bytes
 from .factories import finish_round
@@ -261,9 +261,9 @@ def test_generation_limits(stub_app):
 def test_bearer_tokens(tmp_path):
     from fastapi.testclient import TestClient
 
-    from app.auth import create_token
+    from app.infra.migrate import upgrade
     from app.main import create_app
-    from app.migrate import upgrade
+    from app.security.accounts import create_token
 
     from .conftest import StubDispatcher, make_settings
 
@@ -304,7 +304,7 @@ def test_delete_style_removes_rows_and_files(stub_app):
 
 def test_the_largest_seed_gives_candidate_seeds_every_database_stores(stub_app):
     """candidate_seed(2^31 - 1, k) is about 2^47: the candidates' seed column is 64-bit (PostgreSQL refused it)."""
-    from app.models import Candidate
+    from app.domain.models import Candidate
     from styledrop.candidates import candidate_seed  # torch is only imported by the engine's sampling parts
 
     style = create_style(stub_app, seed=str(2**31 - 1))

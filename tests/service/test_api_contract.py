@@ -9,9 +9,9 @@ import time
 from fastapi.routing import APIRoute
 from sqlalchemy import func, select
 
-from app import webhooks
-from app.db import session_factory
-from app.models import IdempotencyKey, Round, Style
+from app.domain import webhooks
+from app.domain.models import IdempotencyKey, Round, Style
+from app.infra.db import session_factory
 
 from .conftest import png_bytes, stub_client
 from .test_api import API, create_style
@@ -93,7 +93,7 @@ def test_lists_come_in_pages_with_a_next_link(stub_app):
 
 
 def test_candidates_come_in_pages(stub_app):
-    from app.models import Candidate
+    from app.domain.models import Candidate
 
     style = create_style(stub_app)
     rnd = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
@@ -158,8 +158,8 @@ def test_a_key_whose_first_request_never_answered(stub_app):
 
     from sqlalchemy import update
 
-    from app.idempotency import ABANDONED
-    from app.models import utcnow
+    from app.api.idempotency import ABANDONED
+    from app.domain.models import utcnow
 
     def post():
         return stub_app.post(f"{API}/styles", data={"content": "a house", "descriptor": "ink"},
@@ -187,8 +187,8 @@ def test_a_key_whose_first_request_never_answered(stub_app):
 def test_keys_belong_to_their_user(tmp_path, db):
     from fastapi.testclient import TestClient
 
-    from app.auth import create_token
     from app.main import create_app
+    from app.security.accounts import create_token
 
     from .conftest import StubDispatcher
 
@@ -239,7 +239,7 @@ def test_a_delivery_connects_to_the_address_its_check_approved(stub_app, monkeyp
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from app.models import User
+    from app.domain.models import User
 
     seen: list[dict] = []
 
@@ -295,7 +295,7 @@ def test_webhook_secret_is_per_user_and_rotates(stub_app):
 
 
 def test_evaluations_are_idempotent_and_come_in_pages(stub_app):
-    from app.models import Evaluation
+    from app.domain.models import Evaluation
 
     from .factories import finish_round
 
@@ -320,7 +320,7 @@ def test_evaluations_are_idempotent_and_come_in_pages(stub_app):
 
 
 def test_the_styles_gallery_and_the_playground_come_in_pages(stub_app):
-    from app.models import Generation
+    from app.domain.models import Generation
     from app.pages import playground, styles
 
     made = [create_style(stub_app, content=f"a house {i}")["id"] for i in range(styles.STYLES_PER_PAGE + 2)]

@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import pytest
 
-from app.db import session_factory
+from app.domain.models import Round, utcnow
+from app.domain.services import cancel_round
 from app.errors import ApiError
-from app.models import Round, utcnow
-from app.services import cancel_round
+from app.infra.db import session_factory
 from worker.jobs import claim_round, stop_checker
 
 from .test_api import API, create_style

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from app.embedded_redis import free_port
+from app.infra.embedded_redis import free_port
 
 from .conftest import FAST, make_settings, png_bytes
 
@@ -67,8 +67,8 @@ class Cluster:
     def __init__(self, tmp_path: Path, database_url: str | None = None, **settings):
         from fastapi.testclient import TestClient
 
+        from app.infra.migrate import upgrade
         from app.main import create_app
-        from app.migrate import upgrade
 
         self.tmp = tmp_path
         self.redis = RedisServer(tmp_path)

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from app import webhooks
+from app.domain import webhooks
 
 from .conftest import FAST, ROOT, decode_png, make_settings, png_bytes
 from .test_browser import _free_port, _wait_for_log
@@ -79,9 +79,9 @@ def stack(tmp_path_factory, redis_url):
         if os.environ.get("CI") == "true":
             pytest.fail("openapi-python-client is missing (pip install -e '.[test]')")
         pytest.skip("openapi-python-client is missing (pip install -e '.[test]')")
-    from app.auth import create_token
-    from app.db import session_factory
-    from app.migrate import upgrade
+    from app.infra.db import session_factory
+    from app.infra.migrate import upgrade
+    from app.security.accounts import create_token
 
     tmp = tmp_path_factory.mktemp("client")
     data = tmp / "data"
@@ -275,8 +275,8 @@ def test_a_generation_whose_worker_was_lost_fails_with_its_webhook(stack):
     end, queues its webhook: the real worker delivers "generation.failed"."""
     from datetime import timedelta
 
-    from app.db import session_factory
-    from app.models import Generation, User, utcnow
+    from app.domain.models import Generation, User, utcnow
+    from app.infra.db import session_factory
 
     sd, receiver, settings = stack["client"], stack["receiver"], stack["settings"]
     styles, rounds, generations = (_Tag(tag) for tag in ("styles", "rounds", "generations"))

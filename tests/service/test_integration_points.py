@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from app.clip_feedback import select_by_clip
+from app.domain.clip_rules import select_by_clip
 from app.errors import ApiError
 from styledrop.prompt_sets import CONTENT_PROMPTS, diverse_prompts
 from styledrop.selection import select_by_rule

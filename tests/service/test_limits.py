@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from app.db import session_factory
-from app.models import Generation, Round, Style
+from app.domain.models import Generation, Round, Style
+from app.infra.db import session_factory
 
 from .conftest import StubDispatcher, make_settings, png_bytes, stub_client
 from .factories import finish_round
@@ -176,9 +176,9 @@ def test_generations_count_toward_both_limits(limited):
 
 def test_jobs_are_counted_per_user(tmp_path, database_url):
     """Another user's jobs do not count against you."""
-    from app.auth import create_token
+    from app.infra.migrate import upgrade
     from app.main import create_app
-    from app.migrate import upgrade
+    from app.security.accounts import create_token
 
     settings = make_settings(tmp_path / "data", auth="token", max_active_jobs=1, database_url=database_url)
     upgrade(settings)

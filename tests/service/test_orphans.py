@@ -17,7 +17,7 @@ import time
 import httpx
 import psutil
 
-from app.embedded_redis import free_port
+from app.infra.embedded_redis import free_port
 
 from .conftest import FAST, png_bytes
 from .test_serve import ROOT, _start_serve

@@ -7,9 +7,9 @@ import re
 
 from sqlalchemy import select, update
 
-from app.auth import create_token
-from app.db import session_factory
-from app.models import ApiToken, Candidate, Evaluation, Generation, Round, User
+from app.domain.models import ApiToken, Candidate, Evaluation, Generation, Round, User
+from app.infra.db import session_factory
+from app.security.accounts import create_token
 
 from .conftest import png_bytes
 

@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from app.auth import create_account, issue_token
-from app.db import engine_for, session_factory
+from app.domain.models import Candidate, Rating, Round, Selection, Style, User
+from app.infra.db import engine_for, session_factory
+from app.infra.migrate import upgrade
 from app.main import create_app
-from app.migrate import upgrade
-from app.models import Candidate, Rating, Round, Selection, Style, User
+from app.security.accounts import create_account, issue_token
 
 from .conftest import StubDispatcher, make_settings
 

@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 from sqlalchemy import update
 
-from app import storage
-from app.db import session_factory
-from app.fencing import Attempt, StaleAttempt
-from app.models import Round
+from app.domain.fencing import Attempt, StaleAttempt
+from app.domain.models import Round
+from app.infra import storage
+from app.infra.db import session_factory
 
 from .conftest import decode_png, png_bytes, wait_for
 

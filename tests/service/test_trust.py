@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from app.db import session_factory
+from app.domain.models import Generation, Round, Style
 from app.errors import without_paths
-from app.models import Generation, Round, Style
+from app.infra.db import session_factory
 
 from .conftest import png_bytes, stub_client
 from .factories import finish_round

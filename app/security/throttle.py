@@ -17,8 +17,8 @@ from typing import Callable
 from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
-from .db import dialect_insert
-from .models import LoginFailure, as_utc, utcnow
+from ..domain.models import LoginFailure, as_utc, utcnow
+from ..infra.db import dialect_insert
 
 FIRST_WAIT_SECONDS = 30.0
 FORGET_AFTER_SECONDS = 3600.0

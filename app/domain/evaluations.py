@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session
 
 from styledrop.prompt_sets import eval_prompts, overlap
 
-from .errors import ApiError
+from ..errors import ApiError
+from ..infra.task_queue import Dispatcher
+from ..settings import Settings
 from .models import ACTIVE, Candidate, Evaluation, Round, RoundStatus, Selection, Style, User, utcnow
 from .schemas import Seed
 from .services import clean_prompts
-from .settings import Settings
-from .task_queue import Dispatcher
 
 HELD_OUT = "built-in held-out list"
 

@@ -18,9 +18,9 @@ from fastapi import Request, Response
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session, joinedload
 
-from .auth import hash_token
-from .models import WebSession, as_utc, utcnow
-from .settings import Settings
+from ..domain.models import WebSession, as_utc, utcnow
+from ..settings import Settings
+from .accounts import hash_token
 
 COOKIE = "styledrop_session"
 ANONYMOUS_CSRF_COOKIE = "styledrop_csrf"  # the log-in/sign-up forms' token before there is a session
@@ -43,7 +43,7 @@ def begin(request: Request, session: Session, settings: Settings, user_id: int |
     return row
 
 
-# One statement, the user included; built once (see app/services.py).
+# One statement, the user included; built once (see app/domain/services.py).
 _SESSION_WITH_USER = (select(WebSession).options(joinedload(WebSession.user))
                       .where(WebSession.token_hash == bindparam("token_hash")))
 
@@ -85,7 +85,7 @@ def anonymous_csrf_ok(request: Request, supplied: str | None) -> bool:
 
 # ---- the cookies ---------------------------------------------------------------------------------------------
 # Dependencies cannot set cookies on the Response objects that page routes return, so begin(), forget() and
-# anonymous_csrf() leave the wish in request.state and a middleware (app/middleware.py) applies it.
+# anonymous_csrf() leave the wish in request.state and a middleware (app/security/middleware.py) applies it.
 
 def forget(request: Request) -> None:
     request.state.session_cookie = (None, 0)

@@ -2,7 +2,7 @@
 ratings and selections, generations, and the limits of what one request may ask for.
 
 Every write and every rule is here, shared by the API routes (app/api/routes.py), the pages (app/pages/) and
-the worker (the reaper), so a rule lives in one place. Who may touch what is app/ownership.py.
+the worker (the reaper), so a rule lives in one place. Who may touch what is app/domain/ownership.py.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from styledrop.plan import plan_round  # pydantic, no torch: the round's plan an
 from styledrop.prompts import MAX_WORDS  # plain Python, no torch: the engine refuses longer text
 from styledrop.selection import DEFAULT_RULE  # plain Python, no torch
 
-from . import storage
-from .clip_feedback import feedback_label, select_by_clip
-from .db import dialect_insert
-from .errors import ApiError
+from ..errors import ApiError
+from ..infra import storage
+from ..infra.db import dialect_insert
+from ..infra.task_queue import Dispatcher
+from ..settings import Settings
+from .clip_rules import feedback_label, select_by_clip
 from .models import ACTIVE, Candidate, Generation, Rating, Round, RoundStatus, Selection, Style, User, as_utc, utcnow
 from .ownership import MAX_ID, owned
 from .schemas import GenerationCreate, RoundCreate, StyleCreate
-from .settings import Settings
-from .task_queue import Dispatcher
 from .uploads import check_base_model, check_storage_quota
 from .uploads import create_style as store_style
 from .webhooks import check_callback_url, jobs_ended
@@ -172,7 +172,7 @@ def candidate_items(rnd: Round) -> list[dict[str, Any]]:
 
 def auto_select(session: Session, rnd: Round, rule: str = DEFAULT_RULE, top_k: int = 1,
                 seed: int = 0) -> tuple[list[Candidate], str]:
-    """CLIP feedback: replace the round's selection with the candidates a named rule picks (app.clip_feedback);
+    """CLIP feedback: replace the round's selection with the candidates a named rule picks (app.domain.clip_rules);
     each selection records the rule."""
     if rnd.status != RoundStatus.succeeded.value:
         raise ApiError(409, f"Round {rnd.id} is {rnd.status}; only a finished round's candidates can be selected.")
@@ -271,7 +271,7 @@ def cancel_round(session: Session, rnd: Round) -> Round:
 
 def stop_round(session: Session, dispatcher: Dispatcher, rnd: Round) -> Round:
     """Cancel a round (cancel_round's rules), from the API or a page. A queued round ends here, so its webhook
-    (app/webhooks.py) is queued here; a running one ends in the worker, which sends it."""
+    (app/domain/webhooks.py) is queued here; a running one ends in the worker, which sends it."""
     rnd = cancel_round(session, rnd)
     if rnd.status == RoundStatus.cancelled.value:
         jobs_ended(session, dispatcher, "round", [rnd.id])
@@ -380,7 +380,7 @@ def create_style(session: Session, settings: Settings, user: User, body: StyleCr
     """Store a new style and its reference image or images (at most STYLEDROP_REFERENCE_MAX_SIDE px, PNG when small,
     else WebP). Training starts with start_round. Refused before anything is stored: 422 (text, a base model
     not in STYLEDROP_BASE_MODELS), 413 (too large, over the stored-MB quota), 429 (styles quota), 400/415
-    (not an image). The image work runs outside any transaction (app.uploads.create_style)."""
+    (not an image). The image work runs outside any transaction (app.domain.uploads.create_style)."""
     content = clean_text(body.content, "The content", settings)
     descriptor = clean_text(body.descriptor, "The descriptor", settings)
     if body.base_model is not None and len(body.base_model) > MAX_NAME_CHARS:

@@ -1,7 +1,7 @@
 """CLIP assisting the person's picks for the next round without overruling them (the person's own picks, by
-click or thumb, are app/services.py's select_candidate and thumb).
+click or thumb, are app/domain/services.py's select_candidate and thumb).
 
-CLIP assistance *adds*: it runs the engine's CLIP rule (app.clip_feedback) over
+CLIP assistance *adds*: it runs the engine's CLIP rule (app.domain.clip_rules) over
 the candidates no one thumbed down, selects what the rule chose that is not picked yet, never removes a pick,
 and remembers what it added (round metrics `clip_assist`) so one click undoes it. Every selection records who
 made it: the person (user_id) and, for CLIP picks, the rule's name.
@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from .clip_feedback import select_by_clip
-from .errors import ApiError
+from ..errors import ApiError
+from .clip_rules import select_by_clip
 from .models import Candidate, Rating, Round, RoundStatus, Selection, User, utcnow
 
 

@@ -13,8 +13,8 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..settings import Settings
 from . import browser_sessions
-from .settings import Settings
 
 # Content-Security-Policy: scripts only from our own files (no inline script, no eval), nothing may frame
 # the pages (clickjacking). Inline style attributes stay allowed: the progress bars and htmx's indicator
@@ -100,7 +100,7 @@ async def _send_413(send: Send, limit: int) -> None:
 
 class ResponseHeaders:
     """Adds the security headers to every response and the session cookies that dependencies wished for
-    (request.state: see app/browser_sessions.py)."""
+    (request.state: see app/security/browser_sessions.py)."""
 
     def __init__(self, app: ASGIApp, settings: Settings):
         self.app, self.settings = app, settings

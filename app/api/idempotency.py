@@ -23,8 +23,8 @@ from pydantic import BaseModel
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .errors import ApiError
-from .models import IdempotencyKey, as_utc, utcnow
+from ..domain.models import IdempotencyKey, as_utc, utcnow
+from ..errors import ApiError
 
 HEADER = "Idempotency-Key"
 MAX_KEY_CHARS = 255

@@ -13,7 +13,7 @@ from typing import Any
 
 from styledrop.selection import DEFAULT_RULE, RULES, SelectionError, select_by_rule
 
-from .errors import ApiError
+from ..errors import ApiError
 
 METHODS = {
     "paper": "clip (paper): top-{k} per prompt by text score",

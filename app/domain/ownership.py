@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
-from .errors import not_found
+from ..errors import not_found
 from .models import Candidate, Evaluation, Generation, Round, Style, User
 from .schemas import MAX_ID  # ids are INTEGER columns; anything outside is an id that cannot exist
 

@@ -17,7 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
-from .models import ApiToken, User, as_utc, utcnow
+from ..domain.models import ApiToken, User, as_utc, utcnow
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,38}[a-z0-9]$")
 MIN_PASSWORD = 10
@@ -130,7 +130,7 @@ def revoke_token(session: Session, user: User, token_id: int) -> bool:
     return bool(result.rowcount)
 
 
-_TOKEN_USER = (select(ApiToken, User).join(User, User.id == ApiToken.user_id)  # built once: see app/services.py
+_TOKEN_USER = (select(ApiToken, User).join(User, User.id == ApiToken.user_id)  # built once: see app/domain/services.py
                .where(ApiToken.token_hash == bindparam("token_hash")))
 
 

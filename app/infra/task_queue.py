@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from .settings import Settings
+from ..settings import Settings
 
 TRAIN_ROUND = "worker.tasks.train_round"
 GENERATE_IMAGES = "worker.tasks.generate_images"

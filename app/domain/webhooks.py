@@ -34,9 +34,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.orm import Session
 
-from .errors import ApiError
+from ..errors import ApiError
+from ..settings import Settings
 from .models import Generation, Round, User, utcnow
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def _event(kind: str, data: dict[str, Any]) -> dict[str, Any]:
 def job_ended(session: Session, dispatcher: Any, kind: str, ident: int) -> bool:
     """Queue the delivery of a round's ("round") or generation's ("generation") end, if it asked for one.
     Call it after the end is committed. Never raises: a broker hiccup must not fail the job it reports."""
-    from .api.views import generation_out, round_out
+    from .resources import generation_out, round_out
 
     try:
         row = session.get(Round if kind == "round" else Generation, ident)

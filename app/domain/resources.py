@@ -1,9 +1,10 @@
-"""Database rows to API JSON (who may see which row: app/ownership.py, app/api/access.py)."""
+"""Database rows to API JSON (who may see which row: app/domain/ownership.py, app/api/access.py)."""
 
 from __future__ import annotations
 
-from ..models import Candidate, Generation, Round, RoundStatus, Style, User
-from ..schemas import (
+from .models import Candidate, Generation, Round, RoundStatus, Style, User
+from .round_samples import samples
+from .schemas import (
     API,
     CandidateOut,
     GenerationOut,
@@ -13,8 +14,7 @@ from ..schemas import (
     StyleOut,
     TrainingSampleOut,
 )
-from ..services import latest_adapter_round
-from ..training_samples import samples
+from .services import latest_adapter_round
 
 
 def style_out(style: Style, user: User | None = None) -> StyleOut:

@@ -46,7 +46,7 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     # argon2id hash (argon2-cffi's encoded form); None for users who only use API tokens (and the local user).
     password_hash: Mapped[str | None] = mapped_column(String(255))
-    # HMAC-SHA256 key of this user's webhook signatures (app/webhooks.py); made on first use.
+    # HMAC-SHA256 key of this user's webhook signatures (app/domain/webhooks.py); made on first use.
     webhook_secret: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -143,7 +143,7 @@ class Round(Base):
     heartbeat_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
     celery_task_id: Mapped[str | None] = mapped_column(String(100))
-    callback_url: Mapped[str | None] = mapped_column(String(2000))  # webhook of the job's end (app/webhooks.py)
+    callback_url: Mapped[str | None] = mapped_column(String(2000))  # webhook of the job's end (app/domain/webhooks.py)
 
     style: Mapped[Style] = relationship(back_populates="rounds")
     candidates: Mapped[list[Candidate]] = relationship(back_populates="round", cascade="all, delete-orphan",
@@ -224,7 +224,7 @@ class Generation(Base):
     image_paths: Mapped[list[Any]] = mapped_column(default=list)
     error: Mapped[str | None] = mapped_column(Text)
     celery_task_id: Mapped[str | None] = mapped_column(String(100))
-    callback_url: Mapped[str | None] = mapped_column(String(2000))  # webhook of the job's end (app/webhooks.py)
+    callback_url: Mapped[str | None] = mapped_column(String(2000))  # webhook of the job's end (app/domain/webhooks.py)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
 
@@ -253,7 +253,7 @@ class Evaluation(Base):
 
 
 class IdempotencyKey(Base):
-    """A create request's `Idempotency-Key` and the answer it got (app/idempotency.py): a retried POST
+    """A create request's `Idempotency-Key` and the answer it got (app/api/idempotency.py): a retried POST
     gets the same answer instead of a second style, round or generation. `response_status` is None while
     the first request is still being handled."""
 
@@ -271,7 +271,7 @@ class IdempotencyKey(Base):
 
 class LoginFailure(Base):
     """Wrong passwords counted per account name ("account") and per client address ("address") for the log-in
-    throttle (app/throttle.py), in the database so that every web process counts the same guesses."""
+    throttle (app/security/throttle.py), in the database so that every web process counts the same guesses."""
 
     __tablename__ = "login_failures"
 

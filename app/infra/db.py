@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from .settings import Settings
+from ..settings import Settings
 
 # FastAPI runs sync endpoints and dependency teardown on a 40-thread pool. With fewer pooled connections
 # than threads, requests holding threads wait for connections whose release waits for a thread: a deadlock
