@@ -97,7 +97,7 @@ def requeue_running_rounds(sessions, exit_code: int | None) -> list[int]:  # noq
     from sqlalchemy import select, update
 
     from .domain.models import Generation, Round, RoundStatus, utcnow
-    from .domain.services import requeued_values
+    from .domain.reaper import requeued_values
 
     reason = "the server stopped without shutting down" if exit_code is None else \
         f"the worker process died (exit code {exit_code})"
@@ -134,7 +134,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
     from sqlalchemy import select
 
     from .domain.models import Generation, Round, RoundStatus
-    from .domain.services import wait_afresh
+    from .domain.reaper import wait_afresh
     from .infra.db import session_factory
     from .infra.migrate import upgrade
     from .settings import Settings

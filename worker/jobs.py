@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from app.domain.fencing import Attempt, StaleAttempt, sha256
 from app.domain.loss_curve import add_loss_point
 from app.domain.models import Candidate, Generation, Round, RoundStatus, Style, utcnow
-from app.domain.services import reap_stale, requeued_values, send_again, wait_afresh
+from app.domain.reaper import reap_stale, requeued_values, send_again, wait_afresh
 from app.infra import storage
 from app.infra.db import session_factory
 from app.infra.task_queue import Dispatcher
@@ -170,7 +170,7 @@ def samples_writer(round_id: int) -> Callable[[int, list[Any]], None]:
 def claim_round(settings: Settings, round_id: int, task_id: str | None) -> str:
     """Mark a queued round running (or take over a running one whose heartbeat is stale, as after a
     redelivery). Returns "claimed", or why not. A cancel asked for before the claim stands (a retry clears it,
-    app.domain.services.retry_round): the attempt then stops at its first check, as cancelled."""
+    app.domain.rounds.retry_round): the attempt then stops at its first check, as cancelled."""
     stale = utcnow() - timedelta(seconds=settings.heartbeat_stale_seconds)
     with session_factory(settings)() as session:
         result = session.execute(
@@ -486,7 +486,7 @@ def run_generation(settings: Settings, generation_id: int) -> str:
 
 
 def reap(settings: Settings, dispatcher: Dispatcher, worker_starting: bool = False) -> dict[str, list[int]]:
-    """The reaper (app.domain.services.reap_stale). A worker that is starting is what rounds put back in the queue
+    """The reaper (app.domain.reaper.reap_stale). A worker that is starting is what rounds put back in the queue
     wait for: their wait restarts first, so they are taken up rather than failed."""
     with session_factory(settings)() as session:
         if worker_starting:

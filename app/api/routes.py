@@ -1,6 +1,6 @@
 """The REST API, /api/v1. JSON in and out; errors are `{"detail": "message"}` with the right status.
 
-A thin HTTP layer: the rules and writes are app/domain/services.py, who may touch what comes in as a dependency
+A thin HTTP layer: the rules and writes are the domain's (app/domain/), who may touch what comes in as a dependency
 (app/api/access.py), and rows become JSON in app/domain/resources.py.
 """
 
@@ -17,8 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from ..domain import downloads, services, webhooks
+from ..domain import downloads, feedback, generations, rounds, styles, webhooks
+from ..domain.feedback import auto_select
 from ..domain.models import Candidate, Generation, Round, RoundStatus, Style, User
+from ..domain.queries import latest_adapter_round
+from ..domain.reaper import reap_stale
 from ..domain.resources import candidate_out, generation_out, round_out, style_out
 from ..domain.schemas import (
     AutoSelectIn,
@@ -40,7 +43,6 @@ from ..domain.schemas import (
     field_bounds,
     refusals,
 )
-from ..domain.services import auto_select, latest_adapter_round, reap_stale
 from ..errors import ApiError
 from ..infra import storage
 from ..settings import Settings
@@ -109,7 +111,7 @@ def create_style(session: SessionDep, settings: SettingsDep, user: UserDep, idem
     with idempotency.guard(user.id, "create_style", body.model_dump(mode="json"), files) as replay:
         if replay is not None:
             return replay
-        return idempotency.done(201, style_out(services.create_style(session, settings, user, body, data)))
+        return idempotency.done(201, style_out(styles.create_style(session, settings, user, body, data)))
 
 
 @router.get("/styles", response_model=StylePage, tags=["styles"])
@@ -130,7 +132,7 @@ def read_style(style: ReadableStyle, user: UserDep) -> StyleOut:
 
 @router.delete("/styles/{style_id}", status_code=204, tags=["styles"])
 def delete_style(style: OwnedStyle, session: SessionDep, settings: SettingsDep) -> Response:
-    services.delete_style(session, settings, style)
+    styles.delete_style(session, settings, style)
     return Response(status_code=204)
 
 
@@ -171,7 +173,7 @@ def start_round(style: OwnedStyle, session: SessionDep, settings: SettingsDep, d
     with idempotency.guard(user.id, f"start_round/{style.id}", body.model_dump(mode="json")) as replay:
         if replay is not None:
             return replay
-        return idempotency.done(201, round_out(services.start_round(session, settings, dispatcher, style, body)))
+        return idempotency.done(201, round_out(rounds.start_round(session, settings, dispatcher, style, body)))
 
 
 @router.get("/styles/{style_id}/rounds", response_model=RoundPage, tags=["rounds"])
@@ -200,14 +202,14 @@ def read_round(rnd: ReadableRound, session: SessionDep, settings: SettingsDep,
 def cancel(rnd: OwnedRound, session: SessionDep, dispatcher: DispatcherDep) -> RoundOut:
     """A queued round is cancelled at once; a running one stops within seconds (its checkpoint is kept,
     so retry resumes)."""
-    return round_out(services.stop_round(session, dispatcher, rnd))
+    return round_out(rounds.stop_round(session, dispatcher, rnd))
 
 
 @router.post("/rounds/{round_id}/retry", response_model=RoundOut, status_code=202, tags=["rounds"],
              responses=refusals(404, 409, 429), name="retry_round")
 def retry(rnd: OwnedRound, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep) -> RoundOut:
     """Queue a failed or cancelled round again; training resumes from its last checkpoint."""
-    return round_out(services.requeue_round(session, settings, dispatcher, rnd))
+    return round_out(rounds.requeue_round(session, settings, dispatcher, rnd))
 
 
 @router.get("/rounds/{round_id}/adapter", response_class=FileResponse, tags=["rounds"])
@@ -258,7 +260,7 @@ def candidate_image(candidate: ReadableCandidate, settings: SettingsDep) -> File
 
 # A rating is a rater's keystroke: one thread hop. The endpoints are `async` and send all of their
 # database work, identification included, to the thread pool in one call (a sync endpoint would cost a
-# second hop for FastAPI's response validation); 4-5 SQL statements and one commit (app/domain/services.py).
+# second hop for FastAPI's response validation); 4-5 SQL statements and one commit (app/domain/feedback.py).
 
 def _as_user(request: Request, settings: Settings, change: Callable[[Session, User], Candidate]) -> CandidateOut:
     with request.app.state.sessions() as session:
@@ -270,7 +272,7 @@ def _as_user(request: Request, settings: Settings, change: Callable[[Session, Us
             name="rate_candidate")
 async def rate(candidate_id: int, body: RatingIn, request: Request, settings: SettingsDep) -> CandidateOut:
     """Your rating of a candidate: -1/+1 (thumbs) or 1..5 (stars); a second PUT replaces it."""
-    return await run_in_threadpool(_as_user, request, settings, lambda session, user: services.rate_owned(
+    return await run_in_threadpool(_as_user, request, settings, lambda session, user: feedback.rate_owned(
         session, candidate_id, user, body.value))
 
 
@@ -278,7 +280,7 @@ async def rate(candidate_id: int, body: RatingIn, request: Request, settings: Se
             name="select_candidate")
 async def set_selected(candidate_id: int, body: SelectedIn, request: Request, settings: SettingsDep) -> CandidateOut:
     """Choose (or un-choose) a candidate for the next round's training set (human feedback)."""
-    return await run_in_threadpool(_as_user, request, settings, lambda session, user: services.select_owned(
+    return await run_in_threadpool(_as_user, request, settings, lambda session, user: feedback.select_owned(
         session, candidate_id, user, body.selected))
 
 
@@ -293,7 +295,7 @@ def create_generation(style: OwnedStyle, body: GenerationCreate, session: Sessio
     with idempotency.guard(user.id, f"create_generation/{style.id}", body.model_dump(mode="json")) as replay:
         if replay is not None:
             return replay
-        return idempotency.done(202, generation_out(services.create_generation(session, settings, dispatcher,
+        return idempotency.done(202, generation_out(generations.create_generation(session, settings, dispatcher,
                                                                                user, style, body)))
 
 

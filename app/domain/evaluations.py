@@ -19,9 +19,9 @@ from styledrop.prompt_sets import eval_prompts, overlap
 from ..errors import ApiError
 from ..infra.task_queue import Dispatcher
 from ..settings import Settings
+from .limits import clean_prompts
 from .models import ACTIVE, Candidate, Evaluation, Round, RoundStatus, Selection, Style, User, utcnow
 from .schemas import Seed
-from .services import clean_prompts
 
 HELD_OUT = "built-in held-out list"
 

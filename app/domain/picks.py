@@ -1,5 +1,5 @@
 """CLIP assisting the person's picks for the next round without overruling them (the person's own picks, by
-click or thumb, are app/domain/services.py's select_candidate and thumb).
+click or thumb, are app/domain/feedback.py's select_candidate and thumb).
 
 CLIP assistance *adds*: it runs the engine's CLIP rule (app.domain.clip_rules) over
 the candidates no one thumbed down, selects what the rule chose that is not picked yet, never removes a pick,

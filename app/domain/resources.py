@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .models import Candidate, Generation, Round, RoundStatus, Style, User
+from .queries import latest_adapter_round
 from .round_samples import samples
 from .schemas import (
     API,
@@ -14,7 +15,6 @@ from .schemas import (
     StyleOut,
     TrainingSampleOut,
 )
-from .services import latest_adapter_round
 
 
 def style_out(style: Style, user: User | None = None) -> StyleOut:

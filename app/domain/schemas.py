@@ -102,11 +102,11 @@ def refusals(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 # ---- what a new style takes (the limits themselves are at the top of this file) ------------------------------
 # (limits that an administrator sets, like prompt length or training steps, are in app/settings.py and checked
-# by app/domain/services.py)
+# by app/domain/limits.py)
 
 class StyleCreate(BaseModel):
     """A new style: what POST /api/v1/styles takes as form fields beside the image, and what the new-style page
-    parses its form into. Text is cleaned and checked against the settings by app.domain.services.create_style."""
+    parses its form into. Text is cleaned and checked against the settings by app.domain.styles.create_style."""
 
     content: str = Field(description='what the reference shows, e.g. "a house"')
     descriptor: str = Field(description='the style in words, e.g. "watercolor painting"')
@@ -294,7 +294,7 @@ class GenerationCreate(BaseModel):
         {"prompts": ["a cat", "a bridge"], "num_images": 2, "seed": 1,
          "callback_url": "https://example.com/styledrop-hook"}]})
 
-    # Lengths and counts are checked against the settings (app.domain.services.clean_prompts), not fixed here.
+    # Lengths and counts are checked against the settings (app.domain.limits.clean_prompts), not fixed here.
     prompts: list[str] = Field(min_length=1, description='contents, e.g. ["a cat", "a bridge"]; at most '
                                                          'STYLEDROP_MAX_PROMPTS (64), each at most '
                                                          'STYLEDROP_MAX_PROMPT_CHARS (300) characters')

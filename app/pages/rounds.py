@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from ..api.access import PageOwnedCandidate, PageOwnedRound, PageReadableRound
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard, get_dispatcher
 from ..api.deps import PageUserDep as UserDep
-from ..domain import picks, services
+from ..domain import feedback, picks, rounds
 from ..domain.models import TERMINAL, Round, User
 from ..domain.schemas import RatingIn
 from ..errors import ApiError
@@ -46,7 +46,7 @@ def round_panel(rnd: PageReadableRound, request: Request, session: SessionDep, s
 def cancel_round_page(rnd: PageOwnedRound, request: Request, session: SessionDep, settings: SettingsDep,
                       dispatcher: DispatcherDep, user: UserDep) -> HTMLResponse:
     try:
-        services.stop_round(session, dispatcher, rnd)
+        rounds.stop_round(session, dispatcher, rnd)
         notice = "Stopping… training stops at its next step and keeps a checkpoint, so Retry resumes there."
     except ApiError as exc:
         notice = exc.detail
@@ -57,7 +57,7 @@ def cancel_round_page(rnd: PageOwnedRound, request: Request, session: SessionDep
 def retry_round_page(rnd: PageOwnedRound, request: Request, session: SessionDep, settings: SettingsDep,
                      dispatcher: DispatcherDep, user: UserDep) -> HTMLResponse:
     try:
-        services.requeue_round(session, settings, dispatcher, rnd)
+        rounds.requeue_round(session, settings, dispatcher, rnd)
     except ApiError as exc:
         panel = _panel(request, session, settings, user, rnd, notice=exc.detail)
         if not is_htmx(request):  # htmx swaps only 2xx answers into the page, so it gets the notice with 200
@@ -125,12 +125,12 @@ def undo_clip_assist_page(rnd: PageOwnedRound, request: Request, session: Sessio
 @router.post("/candidates/{candidate_id}/rating", response_class=HTMLResponse)
 async def rate_page(candidate: PageOwnedCandidate, request: Request, session: SessionDep,
                     user: UserDep) -> HTMLResponse:
-    """Thumbs up (+1) or down (-1) (app/domain/services.py:thumb); the same thumb again takes it back. One rating
+    """Thumbs up (+1) or down (-1) (app/domain/feedback.py:thumb); the same thumb again takes it back. One rating
     per user and candidate."""
     body, _ = parse_form(RatingIn, (await form_values(request))[0], {"value": "A rating"})
     if body is None or body.value not in (-1, 1):  # the page's thumbs; the API also takes 1 to 5 stars
         raise ApiError(422, "A rating is 1 (thumbs up) or -1.")
-    services.thumb(session, candidate, user, body.value)
+    feedback.thumb(session, candidate, user, body.value)
     return render(request, "_card_response.html", card_context(session, candidate, user))
 
 
@@ -138,5 +138,5 @@ async def rate_page(candidate: PageOwnedCandidate, request: Request, session: Se
 def toggle_selected_page(candidate: PageOwnedCandidate, request: Request, session: SessionDep,
                          user: UserDep) -> HTMLResponse:
     """Select the image for the next round's training set, or unselect it."""
-    services.select_candidate(session, candidate, user, candidate.selection is None)
+    feedback.select_candidate(session, candidate, user, candidate.selection is None)
     return render(request, "_card_response.html", card_context(session, candidate, user))

@@ -10,10 +10,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..domain.downloads import image_contents_and_seeds
+from ..domain.feedback import load_feedback
 from ..domain.models import ACTIVE, TERMINAL, Candidate, Generation, Round, RoundStatus, Style, User
+from ..domain.queries import active_round, latest_adapter_round, latest_succeeded
+from ..domain.reaper import reap_stale
 from ..domain.resources import candidate_out
 from ..domain.round_samples import samples_by_step
-from ..domain.services import active_round, latest_adapter_round, latest_succeeded, load_feedback, reap_stale
 from ..infra.task_queue import Dispatcher
 from ..settings import Settings
 from .chart import RoundScores, loss_chart, scores_chart

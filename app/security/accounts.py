@@ -130,7 +130,7 @@ def revoke_token(session: Session, user: User, token_id: int) -> bool:
     return bool(result.rowcount)
 
 
-_TOKEN_USER = (select(ApiToken, User).join(User, User.id == ApiToken.user_id)  # built once: see app/domain/services.py
+_TOKEN_USER = (select(ApiToken, User).join(User, User.id == ApiToken.user_id)  # built once: see app/domain/feedback.py
                .where(ApiToken.token_hash == bindparam("token_hash")))
 
 

@@ -43,7 +43,7 @@ def begin(request: Request, session: Session, settings: Settings, user_id: int |
     return row
 
 
-# One statement, the user included; built once (see app/domain/services.py).
+# One statement, the user included; built once (see app/domain/feedback.py).
 _SESSION_WITH_USER = (select(WebSession).options(joinedload(WebSession.user))
                       .where(WebSession.token_hash == bindparam("token_hash")))
 

@@ -18,7 +18,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
 def test_app_never_imports_torch():
     result = _run(
         "import sys\n"
-        "import app.main, app.api.routes, app.runner, app.domain.services, app.domain.clip_rules, app.infra.task_queue, app.admin\n"
+        "import app.main, app.api.routes, app.runner, app.domain.rounds, app.domain.clip_rules, app.infra.task_queue, app.admin\n"
         "import worker.celery_app, worker.scoring, worker.tasks, worker.jobs  # the engine only inside tasks\n"
         "from app.main import create_app\n"
         "from app.settings import Settings\n"
@@ -57,7 +57,7 @@ def test_the_app_never_imports_the_worker():
     """Imports run one way (engine <- app <- worker): the app sends tasks by name."""
     result = _run(
         "import sys\n"
-        "import app.main, app.api.routes, app.runner, app.domain.services, app.infra.task_queue, app.pages.styles\n"
+        "import app.main, app.api.routes, app.runner, app.domain.rounds, app.infra.task_queue, app.pages.styles\n"
         "from app.main import create_app\n"
         "from app.settings import Settings\n"
         "create_app(Settings(data_dir='/tmp/styledrop-arch-test'))\n"

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from app.domain.models import Round, utcnow
-from app.domain.services import cancel_round
+from app.domain.rounds import cancel_round
 from app.errors import ApiError
 from app.infra.db import session_factory
 from worker.jobs import claim_round, stop_checker

@@ -1,0 +1,56 @@
+"""Generations: images drawn with a finished round of a style, asked for by the API or the playground."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from ..errors import ApiError
+from ..infra.task_queue import Dispatcher
+from ..settings import Settings
+from .limits import check_job_quota, clean_prompts, clean_text
+from .models import Generation, Round, RoundStatus, Style, User
+from .ownership import owned
+from .queries import latest_adapter_round
+from .schemas import GenerationCreate
+from .webhooks import check_callback_url
+
+
+def create_generation(session: Session, settings: Settings, dispatcher: Dispatcher, user: User, style: Style,
+                      body: GenerationCreate) -> Generation:
+    """Queue a generation with a finished round of the style (its latest by default) and send it."""
+    prompts = clean_prompts(body.prompts, settings)
+    if len(prompts) * body.num_images > settings.max_generation_images:
+        raise ApiError(422, f"{len(prompts)} prompts x {body.num_images} images is more than the "
+                            f"{settings.max_generation_images} images one request may ask for.")
+    if body.round_id is not None:
+        rnd = owned(session, Round, body.round_id, user)
+        if rnd.style_id != style.id:
+            raise ApiError(404, f"Round {rnd.id} does not belong to style {style.id}.")
+        if rnd.status != RoundStatus.succeeded.value:
+            raise ApiError(409, f"Round {rnd.id} is {rnd.status}; generate with a finished round.")
+    else:
+        rnd = latest_adapter_round(style)
+        if rnd is None:
+            raise ApiError(409, f"Style {style.id} has no finished round yet; train one first "
+                                f"(POST /api/v1/styles/{style.id}/rounds).")
+    descriptor = style.descriptor if body.descriptor is None else \
+        clean_text(body.descriptor, "descriptor", settings) if body.descriptor.strip() else ""
+    callback_url = check_callback_url(body.callback_url, settings)
+    check_job_quota(session, user.id, settings, generation=True)
+    generation = Generation(style_id=style.id, round_id=rnd.id, user_id=user.id, status=RoundStatus.queued.value,
+                            request=body.model_dump(exclude={"callback_url"}) | {"prompts": prompts,
+                                                                                   "round_id": rnd.id,
+                                                                                   "descriptor": descriptor},
+                            callback_url=callback_url)
+    session.add(generation)
+    session.commit()
+    try:
+        generation.celery_task_id = dispatcher.generate(generation.id)
+    except Exception as exc:  # noqa: BLE001  the broker is down
+        generation.status, generation.error = RoundStatus.failed.value, f"Could not queue the job: {exc}"
+        session.commit()
+        raise ApiError(503, f"The job queue is not reachable ({exc}); is Redis running?") from exc
+    session.commit()
+    session.refresh(generation)
+    return generation
+
