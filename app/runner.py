@@ -1,8 +1,8 @@
 """`styledrop serve`: the whole product on one machine with one command.
 
 Runs the migrations on SQLite under the data folder (or DATABASE_URL), starts an embedded Redis (unless
-REDIS_URL is set), one Celery worker as a child process (both queues, one job at a time), and the API
-with uvicorn. Ctrl-C or SIGTERM stops all of it: the worker gets SIGTERM, so a running round stops at its
+REDIS_URL is set), one Celery worker as a child process (both queues, one job at a time), the reaper on a
+timer (there is no celery beat here), and the API with uvicorn. Ctrl-C or SIGTERM stops all of it: the worker gets SIGTERM, so a running round stops at its
 next step, writes a checkpoint and goes back to the queue (it resumes by itself on the next start; a user's
 cancel is another thing), then Redis stops.
 """
@@ -93,48 +93,58 @@ class WorkerSupervisor:
 
 
 def requeue_running_rounds(sessions, exit_code: int | None) -> list[int]:  # noqa: ANN001
-    """Put the rounds a dead worker was running back in the queue, noting why; their generations fail."""
-    from sqlalchemy import select, update
-
-    from .domain.models import Generation, Round, RoundStatus, utcnow
-    from .domain.reaper import requeued_values
+    """Put the rounds a dead worker was running back in the queue, noting why; its generations and evaluations
+    fail (app.domain.lifecycle.requeue_running)."""
+    from .domain import lifecycle
 
     reason = "the server stopped without shutting down" if exit_code is None else \
         f"the worker process died (exit code {exit_code})"
     with sessions() as session:
-        ids = []
-        for rnd in list(session.scalars(select(Round).where(Round.status == RoundStatus.running.value))):
-            if session.execute(update(Round).where(Round.id == rnd.id, Round.status == RoundStatus.running.value)
-                               .values(**requeued_values(rnd, reason, exit_code))).rowcount:
-                ids.append(rnd.id)
-        session.execute(update(Generation).where(Generation.status == RoundStatus.running.value).values(
-            status=RoundStatus.failed.value, finished_at=utcnow(),
-            error="The worker stopped before this generation finished; ask again."))
-        session.commit()
-        return ids
+        return lifecycle.requeue_running(session, reason, exit_code)
 
 
 def fail_running_rounds(sessions, error: str) -> list[int]:  # noqa: ANN001
-    from sqlalchemy import select, update
-
-    from .domain.models import Generation, Round, RoundStatus, utcnow
+    from .domain import lifecycle
 
     with sessions() as session:
-        ids = list(session.scalars(select(Round.id).where(Round.status == RoundStatus.running.value)))
-        session.execute(update(Round).where(Round.id.in_(ids)).values(
-            status=RoundStatus.failed.value, phase=None, finished_at=utcnow(), error=error))
-        session.execute(update(Generation).where(Generation.status == RoundStatus.running.value).values(
-            status=RoundStatus.failed.value, finished_at=utcnow(), error=error))
-        session.commit()
-    return ids
+        return lifecycle.fail_running(session, error)
+
+
+class ReaperTimer:
+    """The reaper on serve's own timer (app.domain.reaper.run every reap_interval_seconds): the embedded run
+    has no celery beat, and the reaper never runs inside a request."""
+
+    def __init__(self, settings, dispatcher, interval: float | None = None):  # noqa: ANN001
+        import threading
+
+        self.settings, self.dispatcher = settings, dispatcher
+        self.interval = settings.reap_interval_seconds if interval is None else interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reaper", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from .domain import reaper
+
+        while not self._stop.wait(self.interval):
+            try:
+                reaped = reaper.run(self.settings, self.dispatcher)
+                if any(reaped.values()):
+                    logging.getLogger(__name__).warning("the reaper ended or requeued jobs: %s", reaped)
+            except Exception:  # noqa: BLE001  a busy database: the next tick tries again
+                logging.getLogger(__name__).exception("the reaper failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) -> int:
     import uvicorn
     from sqlalchemy import select
 
-    from .domain.models import Generation, Round, RoundStatus
-    from .domain.reaper import wait_afresh
+    from .domain.lifecycle import JobStatus, wait_afresh
+    from .domain.models import Evaluation, Generation, Round
     from .infra.db import session_factory
     from .infra.migrate import upgrade
     from .settings import Settings
@@ -170,15 +180,18 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
 
     dispatcher = CeleryDispatcher(settings)
     worker = WorkerSupervisor(sessions, exclusive=embedded, resend=dispatcher.train_round)
+    reaper = ReaperTimer(settings, dispatcher)  # there is no celery beat here
     try:
         from .main import create_app
 
         with sessions() as session:  # jobs queued before a restart: send again (a duplicate does nothing)
             wait_afresh(session)  # the worker starting now is the one they waited for
-            for round_id in session.scalars(select(Round.id).where(Round.status == RoundStatus.queued.value)):
+            for round_id in session.scalars(select(Round.id).where(Round.status == JobStatus.queued.value)):
                 dispatcher.train_round(round_id)
-            for gen_id in session.scalars(select(Generation.id).where(Generation.status == RoundStatus.queued.value)):
+            for gen_id in session.scalars(select(Generation.id).where(Generation.status == JobStatus.queued.value)):
                 dispatcher.generate(gen_id)
+            for ev_id in session.scalars(select(Evaluation.id).where(Evaluation.status == JobStatus.queued.value)):
+                dispatcher.evaluate(ev_id)
         app = create_app(settings, dispatcher)
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="off"))
         url = f"http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port}"
@@ -191,6 +204,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
         # The worker's warm shutdown (SIGTERM) stops a running round at its next step with a checkpoint and
         # puts it back in the queue (worker.tasks): the next start resumes it. Not a cancel: nothing to retry.
         print("StyleDrop Studio: stopping ...", flush=True)
+        reaper.stop()
         worker.stop()
         if redis is not None:
             redis.stop()

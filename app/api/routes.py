@@ -19,9 +19,9 @@ from starlette.concurrency import run_in_threadpool
 
 from ..domain import downloads, feedback, generations, rounds, styles, webhooks
 from ..domain.feedback import auto_select
-from ..domain.models import Candidate, Generation, Round, RoundStatus, Style, User
+from ..domain.lifecycle import JobStatus
+from ..domain.models import Candidate, Generation, Round, Style, User
 from ..domain.queries import latest_adapter_round
-from ..domain.reaper import reap_stale
 from ..domain.resources import candidate_out, generation_out, round_out, style_out
 from ..domain.schemas import (
     AutoSelectIn,
@@ -177,44 +177,37 @@ def start_round(style: OwnedStyle, session: SessionDep, settings: SettingsDep, d
 
 
 @router.get("/styles/{style_id}/rounds", response_model=RoundPage, tags=["rounds"])
-def list_rounds(style: ReadableStyle, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep,
-                page: PageDep) -> RoundPage:
+def list_rounds(style: ReadableStyle, session: SessionDep, page: PageDep) -> RoundPage:
     """The style's rounds, first round first, a page at a time (`next`)."""
-    reap_stale(session, settings, dispatcher)
     rows, after = page.fetch(session, select(Round).where(Round.style_id == style.id), Round.id)
     return RoundPage(items=[round_out(r) for r in rows], next=after)
 
 
 @router.get("/rounds/{round_id}", response_model=RoundOut, tags=["rounds"])
-def read_round(rnd: ReadableRound, session: SessionDep, settings: SettingsDep,
-               dispatcher: DispatcherDep) -> RoundOut:
+def read_round(rnd: ReadableRound) -> RoundOut:
     """Status, step, total steps, loss, ETA, error. A running round whose worker stopped sending heartbeats
-    goes back to the queue here and is sent again (it resumes from its checkpoint); one that no worker took
-    up again in time is marked failed (with a retry action)."""
-    if rnd.status in (RoundStatus.queued.value, RoundStatus.running.value):
-        reap_stale(session, settings, dispatcher, round_id=rnd.id)
-        session.refresh(rnd)
+    goes back to the queue by itself and resumes from its checkpoint (the reaper, every minute); one that no
+    worker takes up again in time ends failed, with a retry action."""
     return round_out(rnd)
 
 
-@router.post("/rounds/{round_id}/cancel", response_model=RoundOut, status_code=202, tags=["rounds"],
-             name="cancel_round")
-def cancel(rnd: OwnedRound, session: SessionDep, dispatcher: DispatcherDep) -> RoundOut:
+@router.post("/rounds/{round_id}/cancel", response_model=RoundOut, status_code=202, tags=["rounds"])
+def cancel_round(rnd: OwnedRound, session: SessionDep, dispatcher: DispatcherDep) -> RoundOut:
     """A queued round is cancelled at once; a running one stops within seconds (its checkpoint is kept,
     so retry resumes)."""
-    return round_out(rounds.stop_round(session, dispatcher, rnd))
+    return round_out(rounds.cancel_round(session, dispatcher, rnd))
 
 
 @router.post("/rounds/{round_id}/retry", response_model=RoundOut, status_code=202, tags=["rounds"],
-             responses=refusals(404, 409, 429), name="retry_round")
-def retry(rnd: OwnedRound, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep) -> RoundOut:
+             responses=refusals(404, 409, 429))
+def retry_round(rnd: OwnedRound, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep) -> RoundOut:
     """Queue a failed or cancelled round again; training resumes from its last checkpoint."""
-    return round_out(rounds.requeue_round(session, settings, dispatcher, rnd))
+    return round_out(rounds.retry_round(session, settings, dispatcher, rnd))
 
 
 @router.get("/rounds/{round_id}/adapter", response_class=FileResponse, tags=["rounds"])
 def round_adapter(rnd: ReadableRound, settings: SettingsDep) -> FileResponse:
-    if rnd.status != RoundStatus.succeeded.value:
+    if rnd.status != JobStatus.succeeded.value:
         raise ApiError(404, f"Round {rnd.id} is {rnd.status}; its adapter exists once it has succeeded.")
     return _file(settings, rnd.adapter_path, f"The adapter of round {rnd.id}", "application/octet-stream")
 
@@ -324,7 +317,7 @@ def generation_image(generation: ReadableGeneration, index: int, settings: Setti
 def generation_zip(generation: ReadableGeneration, session: SessionDep, settings: SettingsDep) -> StreamingResponse:
     """All of a finished generation's images in one zip, named by prompt and seed, with a manifest.json of the
     prompts, seeds and decoding settings that drew them."""
-    if generation.status != RoundStatus.succeeded.value or not generation.image_paths:
+    if generation.status != JobStatus.succeeded.value or not generation.image_paths:
         raise ApiError(404, f"Generation {generation.id} is {generation.status}; its images can be downloaded once "
                             "it has succeeded.")
     rnd = session.get(Round, generation.round_id) if generation.round_id else None

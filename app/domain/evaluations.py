@@ -19,8 +19,10 @@ from styledrop.prompt_sets import eval_prompts, overlap
 from ..errors import ApiError
 from ..infra.task_queue import Dispatcher
 from ..settings import Settings
+from . import lifecycle
+from .lifecycle import ACTIVE, JobStatus
 from .limits import clean_prompts
-from .models import ACTIVE, Candidate, Evaluation, Round, RoundStatus, Selection, Style, User, utcnow
+from .models import Candidate, Evaluation, Round, Selection, Style, User
 from .schemas import Seed
 
 HELD_OUT = "built-in held-out list"
@@ -74,7 +76,7 @@ def create_evaluation(session: Session, style: Style, user: User | None, body: E
                       settings: Settings) -> Evaluation:
     """Check and record an evaluation of every finished round (queued); the caller dispatches it."""
     done = session.scalar(select(Round.id).where(Round.style_id == style.id,
-                                                 Round.status == RoundStatus.succeeded.value).limit(1))
+                                                 Round.status == JobStatus.succeeded.value).limit(1))
     if done is None:
         raise ApiError(409, "This style has no finished round to evaluate yet.")
     if session.scalar(select(Evaluation.id).where(Evaluation.style_id == style.id, Evaluation.status.in_(ACTIVE))):
@@ -87,27 +89,17 @@ def create_evaluation(session: Session, style: Style, user: User | None, body: E
             shown = ", ".join(repr(p) for p in trained[:5]) + (" …" if len(trained) > 5 else "")
             raise ApiError(422, f"{len(trained)} prompt(s) were trained on by a round of this style, which would "
                                 f"inflate its text score: {shown}. Remove them or set allow_overlap.")
-    evaluation = Evaluation(style_id=style.id, user_id=user.id if user else None, status=RoundStatus.queued.value,
-                            request={"prompts": prompts, "prompt_list": "your prompts" if body.prompts else HELD_OUT,
-                                     "per_prompt": body.per_prompt, "seed": body.seed,
-                                     "allow_overlap": body.allow_overlap})
-    session.add(evaluation)
-    session.commit()
-    return evaluation
+    return lifecycle.enqueue(session, Evaluation(
+        style_id=style.id, user_id=user.id if user else None,
+        request={"prompts": prompts, "prompt_list": "your prompts" if body.prompts else HELD_OUT,
+                 "per_prompt": body.per_prompt, "seed": body.seed, "allow_overlap": body.allow_overlap}))
 
 
 def start_evaluation(session: Session, settings: Settings, dispatcher: Dispatcher, style: Style, user: User | None,
                      body: EvaluationCreate) -> Evaluation:
     """Record an evaluation (create_evaluation) and send it to the workers; 503 if the queue is unreachable."""
     evaluation = create_evaluation(session, style, user, body, settings)
-    try:
-        evaluation.celery_task_id = dispatcher.evaluate(evaluation.id)
-    except Exception as exc:  # noqa: BLE001  broker down: say so instead of leaving the job queued forever
-        evaluation.status, evaluation.error = RoundStatus.failed.value, f"Could not queue the job: {exc}"
-        evaluation.finished_at = utcnow()
-        session.commit()
-        raise ApiError(503, f"The job queue is not reachable ({exc}); is Redis running?") from exc
-    session.commit()
+    lifecycle.send_or_fail(session, evaluation, dispatcher.evaluate)
     return evaluation
 
 

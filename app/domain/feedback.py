@@ -19,7 +19,8 @@ from styledrop.selection import DEFAULT_RULE  # plain Python, no torch
 from ..errors import ApiError
 from ..infra.db import dialect_insert
 from .clip_rules import select_by_clip
-from .models import Candidate, Rating, Round, RoundStatus, Selection, Style, User, utcnow
+from .lifecycle import JobStatus
+from .models import Candidate, Rating, Round, Selection, Style, User, utcnow
 from .ownership import MAX_ID
 
 
@@ -32,7 +33,7 @@ def auto_select(session: Session, rnd: Round, rule: str = DEFAULT_RULE, top_k: i
                 seed: int = 0) -> tuple[list[Candidate], str]:
     """CLIP feedback: replace the round's selection with the candidates a named rule picks (app.domain.clip_rules);
     each selection records the rule."""
-    if rnd.status != RoundStatus.succeeded.value:
+    if rnd.status != JobStatus.succeeded.value:
         raise ApiError(409, f"Round {rnd.id} is {rnd.status}; only a finished round's candidates can be selected.")
     if not rnd.candidates:
         raise ApiError(409, f"Round {rnd.id} has no candidates to select from.")

@@ -1,13 +1,13 @@
 """Fencing: only the current attempt of a round writes its progress, its files and its candidates.
 
-A round's attempt number (Round.attempts, raised by every claim) is its token. A worker that lost the round
-(its heartbeat went stale and another worker took it up, or `styledrop serve` was restarted while an orphan
-worker still ran it) keeps an old token: every write it makes is conditioned on the token and refused, and
-it stops at its next step (issue 14: steps went 361 -> 253 -> 369 and adapter.safetensors was rewritten
-after the other worker had drawn the candidates from a different adapter).
+A round's attempt number (Round.attempts, raised by every claim) is its token (app.domain.lifecycle). A worker
+that lost the round (its heartbeat went stale and another worker took it up, or `styledrop serve` was
+restarted while an orphan worker still ran it) keeps an old token: every write it makes is conditioned on the
+token and refused, and it stops at its next step. Without the fence, two workers would interleave their steps
+and the one that lost would rewrite the adapter after the other had drawn the candidates from its own.
 
-- Database writes: UPDATE ... WHERE id = round AND attempts = token AND status = 'running'; no row, no write
-  (StaleAttempt).
+- Database writes: the lifecycle's fenced writes and transitions (UPDATE ... WHERE id = round AND attempts =
+  token AND status = 'running'); no row, no write (StaleAttempt).
 - Files: each attempt trains in its own folder (rounds/N/attempts/<token>/, seeded from the previous
   attempt's checkpoints or finished adapter). What the round keeps (the adapter, candidate images) is
   renamed into place (os.replace) inside the fenced transaction that records it.
@@ -25,22 +25,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..infra import storage
 from ..infra.db import session_factory
 from ..settings import Settings
-from .models import Candidate, Round, RoundStatus
+from . import lifecycle
+from .lifecycle import JobStatus, StaleAttempt
+from .models import Candidate, Round
 
 log = logging.getLogger(__name__)
 
 ADAPTER_FILE = "adapter.safetensors"
 CHECKPOINTS = "checkpoints"
-
-
-class StaleAttempt(Exception):
-    """Another attempt of the round has taken over: this one's writes are refused and it stops."""
 
 
 def attempts_dir(style_id: int, number: int) -> str:
@@ -70,32 +68,45 @@ class Attempt:
             rnd = session.get(Round, round_id)
             return cls(settings, round_id, rnd.attempts, rnd.style_id, rnd.number)
 
-    # ---- the database ---------------------------------------------------------------------------------------
-
-    def _fence(self, statement: Any) -> Any:
-        return statement.where(Round.id == self.round_id, Round.attempts == self.token,
-                               Round.status == RoundStatus.running.value)
+    # ---- the database (app.domain.lifecycle: the fence, the heartbeat, the end) ---------------------------
 
     def update(self, session: Session | None = None, **values: Any) -> None:
         """Write the round's columns if this attempt is still the current one, else raise StaleAttempt.
         With `session`, inside the caller's transaction (which commits); else in its own."""
         if session is not None:
-            if not session.execute(self._fence(update(Round)).values(**values)
-                                   .execution_options(synchronize_session=False)).rowcount:
-                raise StaleAttempt(self.refusal())
+            lifecycle.write(session, self.round_id, self.token, **values)
             return
         with session_factory(self.settings)() as own:
-            self.update(own, **values)
+            lifecycle.write(own, self.round_id, self.token, **values)
             own.commit()
+
+    def beat(self) -> None:
+        """The heartbeat: this attempt is alive (StaleAttempt when another one has the round)."""
+        with session_factory(self.settings)() as session:
+            lifecycle.beat(session, self.round_id, self.token)
+            session.commit()
 
     def is_current(self) -> bool:
         with session_factory(self.settings)() as session:
-            row = session.execute(select(Round.attempts, Round.status).where(Round.id == self.round_id)).first()
-        return row is not None and row.attempts == self.token and row.status == RoundStatus.running.value
+            return lifecycle.is_current(session, self.round_id, self.token)
+
+    def cancel_requested(self) -> bool:
+        with session_factory(self.settings)() as session:
+            return lifecycle.cancel_requested(session, self.round_id)
 
     def refusal(self) -> str:
-        return (f"round {self.round_id}: attempt {self.token} is no longer the current attempt; its writes are "
-                "refused and it stops")
+        return lifecycle.refusal(self.round_id, self.token)
+
+    def end(self, status: JobStatus, **values: Any) -> None:
+        """End the round failed or cancelled (StaleAttempt when another attempt has it)."""
+        with session_factory(self.settings)() as session:
+            lifecycle.end_attempt(session, self.round_id, self.token, status, **values)
+            session.commit()
+
+    def requeue(self, reason: str) -> bool:
+        """Back to the queue, this attempt given back (the worker shuts down); False if another attempt has it."""
+        with session_factory(self.settings)() as session:
+            return lifecycle.requeue_attempt(session, self.round_id, self.token, reason)
 
     # ---- files ----------------------------------------------------------------------------------------------
 
@@ -139,7 +150,7 @@ class Attempt:
         image.save(staged, format="PNG")
         with session_factory(self.settings)() as session:
             try:
-                self.update(session, heartbeat_at=_now())  # locks the round's row: a claim waits for us
+                lifecycle.beat(session, self.round_id, self.token)  # locks the round's row: a claim waits for us
             except StaleAttempt:
                 staged.unlink(missing_ok=True)
                 raise
@@ -166,7 +177,7 @@ class Attempt:
             entries.append({k: v for k, v in record.items() if k != "name"} | {"path": relative})
         with session_factory(self.settings)() as session:
             try:
-                self.update(session, heartbeat_at=_now())  # locks the round's row: a claim waits for us
+                lifecycle.beat(session, self.round_id, self.token)  # locks the round's row: a claim waits for us
             except StaleAttempt:
                 for staged, _ in moves:
                     staged.unlink(missing_ok=True)
@@ -182,12 +193,13 @@ class Attempt:
             return samples
 
     def finish(self, **values: Any) -> str:
-        """Succeed: the attempt's adapter is renamed to the round's adapter path and the round marked
-        succeeded, in one fenced transaction. Returns the adapter's relative path."""
+        """Succeed: the attempt's adapter is renamed to the round's adapter path and the round ends succeeded,
+        in one fenced transaction. Returns the adapter's relative path."""
         relative = storage.adapter_path(self.style_id, self.number)
         final = storage.resolve(self.settings.storage_root, relative)
         with session_factory(self.settings)() as session:
-            self.update(session, adapter_path=relative, **values)
+            lifecycle.end_attempt(session, self.round_id, self.token, JobStatus.succeeded, adapter_path=relative,
+                                  **values)
             os.replace(self.folder() / ADAPTER_FILE, final)
             session.commit()
         shutil.rmtree(storage.resolve(self.settings.storage_root, attempts_dir(self.style_id, self.number)),
@@ -209,9 +221,3 @@ def _copy_latest_checkpoint(source: Path, target: Path) -> bool:
         except FileNotFoundError:  # pruned meanwhile
             continue
     return False
-
-
-def _now() -> Any:
-    from .models import utcnow
-
-    return utcnow()

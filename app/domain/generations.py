@@ -7,8 +7,10 @@ from sqlalchemy.orm import Session
 from ..errors import ApiError
 from ..infra.task_queue import Dispatcher
 from ..settings import Settings
+from . import lifecycle
+from .lifecycle import JobStatus
 from .limits import check_job_quota, clean_prompts, clean_text
-from .models import Generation, Round, RoundStatus, Style, User
+from .models import Generation, Round, Style, User
 from .ownership import owned
 from .queries import latest_adapter_round
 from .schemas import GenerationCreate
@@ -26,7 +28,7 @@ def create_generation(session: Session, settings: Settings, dispatcher: Dispatch
         rnd = owned(session, Round, body.round_id, user)
         if rnd.style_id != style.id:
             raise ApiError(404, f"Round {rnd.id} does not belong to style {style.id}.")
-        if rnd.status != RoundStatus.succeeded.value:
+        if rnd.status != JobStatus.succeeded.value:
             raise ApiError(409, f"Round {rnd.id} is {rnd.status}; generate with a finished round.")
     else:
         rnd = latest_adapter_round(style)
@@ -37,20 +39,9 @@ def create_generation(session: Session, settings: Settings, dispatcher: Dispatch
         clean_text(body.descriptor, "descriptor", settings) if body.descriptor.strip() else ""
     callback_url = check_callback_url(body.callback_url, settings)
     check_job_quota(session, user.id, settings, generation=True)
-    generation = Generation(style_id=style.id, round_id=rnd.id, user_id=user.id, status=RoundStatus.queued.value,
-                            request=body.model_dump(exclude={"callback_url"}) | {"prompts": prompts,
-                                                                                   "round_id": rnd.id,
-                                                                                   "descriptor": descriptor},
-                            callback_url=callback_url)
-    session.add(generation)
-    session.commit()
-    try:
-        generation.celery_task_id = dispatcher.generate(generation.id)
-    except Exception as exc:  # noqa: BLE001  the broker is down
-        generation.status, generation.error = RoundStatus.failed.value, f"Could not queue the job: {exc}"
-        session.commit()
-        raise ApiError(503, f"The job queue is not reachable ({exc}); is Redis running?") from exc
-    session.commit()
-    session.refresh(generation)
+    generation = lifecycle.enqueue(session, Generation(
+        style_id=style.id, round_id=rnd.id, user_id=user.id, callback_url=callback_url,
+        request=body.model_dump(exclude={"callback_url"}) | {"prompts": prompts, "round_id": rnd.id,
+                                                               "descriptor": descriptor}))
+    lifecycle.send_or_fail(session, generation, dispatcher.generate)
     return generation
-

@@ -14,7 +14,8 @@ from styledrop.prompts import MAX_WORDS  # plain Python, no torch: the engine re
 
 from ..errors import ApiError
 from ..settings import Settings
-from .models import ACTIVE, Generation, Round, RoundStatus, Style, User
+from .lifecycle import ACTIVE, JobStatus
+from .models import Generation, Round, Style, User
 from .uploads import check_storage_quota
 
 RETRY_AFTER_SECONDS = 30  # Retry-After when no running job has an ETA (generations carry none)
@@ -106,7 +107,7 @@ def check_job_quota(session: Session, user_id: int | None, settings: Settings, g
                                                              Round.status.in_(ACTIVE))).all()
     generations = session.scalars(select(Generation.status).where(Generation.user_id == user_id,
                                                                   Generation.status.in_(ACTIVE))).all()
-    running, total = RoundStatus.running.value, len(rounds) + len(generations)
+    running, total = JobStatus.running.value, len(rounds) + len(generations)
     if total >= settings.max_active_jobs:
         what = (f"{_plural(total, 'job')} queued or running ({_plural(len(rounds), 'round')}, "
                 f"{_plural(len(generations), 'generation')}); the limit is {settings.max_active_jobs} per user")

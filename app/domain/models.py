@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,18 +24,6 @@ def as_utc(value: datetime | None) -> datetime | None:
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
-
-
-class RoundStatus(str, enum.Enum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-
-
-ACTIVE = (RoundStatus.queued.value, RoundStatus.running.value)
-TERMINAL = (RoundStatus.succeeded.value, RoundStatus.failed.value, RoundStatus.cancelled.value)
 
 
 class User(Base):
@@ -120,7 +107,7 @@ class Round(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     style_id: Mapped[int] = mapped_column(ForeignKey("styles.id", ondelete="CASCADE"), index=True)
     number: Mapped[int]
-    status: Mapped[str] = mapped_column(String(20), default=RoundStatus.queued.value, index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)  # JobStatus: app/domain/lifecycle.py
     phase: Mapped[str | None] = mapped_column(String(20))  # training | candidates | scoring, while running
     feedback: Mapped[str | None] = mapped_column(String(10))  # how its training set was chosen: human | clip
     parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -220,7 +207,7 @@ class Generation(Base):
     round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id", ondelete="SET NULL"))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     request: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    status: Mapped[str] = mapped_column(String(20), default=RoundStatus.queued.value, index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)  # JobStatus: app/domain/lifecycle.py
     image_paths: Mapped[list[Any]] = mapped_column(default=list)
     error: Mapped[str | None] = mapped_column(Text)
     celery_task_id: Mapped[str | None] = mapped_column(String(100))
@@ -242,7 +229,7 @@ class Evaluation(Base):
     style_id: Mapped[int] = mapped_column(ForeignKey("styles.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     request: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    status: Mapped[str] = mapped_column(String(20), default=RoundStatus.queued.value, index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)  # JobStatus: app/domain/lifecycle.py
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     celery_task_id: Mapped[str | None] = mapped_column(String(100))

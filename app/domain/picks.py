@@ -16,11 +16,12 @@ from sqlalchemy.orm import Session
 
 from ..errors import ApiError
 from .clip_rules import select_by_clip
-from .models import Candidate, Rating, Round, RoundStatus, Selection, User, utcnow
+from .lifecycle import JobStatus
+from .models import Candidate, Rating, Round, Selection, User, utcnow
 
 
 def _finished(rnd: Round) -> None:
-    if rnd.status != RoundStatus.succeeded.value:
+    if rnd.status != JobStatus.succeeded.value:
         raise ApiError(409, f"Round {rnd.id} is {rnd.status}; only a finished round's candidates can be selected.")
     if not rnd.candidates:
         raise ApiError(409, f"Round {rnd.id} has no candidates to select from.")

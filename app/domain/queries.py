@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .models import ACTIVE, Round, RoundStatus, Style
+from .lifecycle import ACTIVE, JobStatus
+from .models import Round, Style
 
 
 def active_round(session: Session, style_id: int) -> Round | None:
@@ -14,12 +15,11 @@ def active_round(session: Session, style_id: int) -> Round | None:
 
 def latest_succeeded(session: Session, style_id: int) -> Round | None:
     return session.scalar(select(Round).where(Round.style_id == style_id,
-                                              Round.status == RoundStatus.succeeded.value)
+                                              Round.status == JobStatus.succeeded.value)
                           .order_by(Round.number.desc()).limit(1))
-
 
 
 def latest_adapter_round(style: Style) -> Round | None:
     """The style's latest finished round with an adapter: what generations and downloads use by default."""
-    done = [r for r in style.rounds if r.status == RoundStatus.succeeded.value and r.adapter_path]
+    done = [r for r in style.rounds if r.status == JobStatus.succeeded.value and r.adapter_path]
     return max(done, key=lambda r: r.number) if done else None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .models import Candidate, Generation, Round, RoundStatus, Style, User
+from .lifecycle import JobStatus
+from .models import Candidate, Generation, Round, Style, User
 from .queries import latest_adapter_round
 from .round_samples import samples
 from .schemas import (
@@ -30,16 +31,16 @@ def style_out(style: Style, user: User | None = None) -> StyleOut:
 
 
 def round_actions(rnd: Round) -> list[str]:
-    if rnd.status in (RoundStatus.queued.value, RoundStatus.running.value):
+    if rnd.status in (JobStatus.queued.value, JobStatus.running.value):
         return ["cancel"]
-    if rnd.status in (RoundStatus.failed.value, RoundStatus.cancelled.value):
+    if rnd.status in (JobStatus.failed.value, JobStatus.cancelled.value):
         return ["retry"]
     return ["auto-select", "next-round"] if rnd.candidates else ["next-round"]
 
 
 def round_out(rnd: Round) -> RoundOut:
     total = rnd.total_steps or 0
-    progress = 1.0 if rnd.status == RoundStatus.succeeded.value else (min(rnd.step / total, 1.0) if total else 0.0)
+    progress = 1.0 if rnd.status == JobStatus.succeeded.value else (min(rnd.step / total, 1.0) if total else 0.0)
     return RoundOut(
         id=rnd.id, style_id=rnd.style_id, number=rnd.number, status=rnd.status, phase=rnd.phase,
         feedback=rnd.feedback, step=rnd.step, total_steps=total, progress=round(progress, 4), loss=rnd.loss,

@@ -1,10 +1,11 @@
-"""Rounds: create the next round of a style, send it to the workers, cancel it, retry it."""
+"""Rounds: create the next round of a style and send it to the workers, cancel it, retry it. The state changes
+themselves are app.domain.lifecycle's; the rules of who may ask for them, and when, are here."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from styledrop.plan import plan_round  # pydantic, no torch: the round's plan and the per-round recipe
@@ -12,17 +13,19 @@ from styledrop.plan import plan_round  # pydantic, no torch: the round's plan an
 from ..errors import ApiError
 from ..infra.task_queue import Dispatcher
 from ..settings import Settings
+from . import lifecycle
 from .clip_rules import feedback_label
 from .feedback import auto_select
+from .lifecycle import JobStatus
 from .limits import check_job_quota, check_round_request
-from .models import Round, RoundStatus, Style, utcnow
+from .models import Round, Style
 from .queries import active_round, latest_succeeded
-from .reaper import reap_stale
 from .schemas import RoundCreate
 from .webhooks import check_callback_url, jobs_ended
 
 
-def new_round(session: Session, style: Style, body: dict[str, Any], settings: Settings) -> Round:
+def new_round(session: Session, style: Style, body: dict[str, Any], settings: Settings,
+              callback_url: str | None = None) -> Round:
     """Create the next round of a style (queued). Round 1 trains on the reference; round n >= 2 on the
     reference plus the selected candidates of the latest finished round, each with its own content.
     Refused before anything is stored: 422 (too much asked), 409 (the style is busy), 429 (the user is)."""
@@ -70,44 +73,25 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
                     "seed": int(seed), "clip_model": settings.clip_scorer(style.base_model)},
         sampling={"steps": body.get("sample_steps") or settings.sample_steps,
                   "adapter_guidance": body.get("adapter_guidance")})
-    check_job_quota(session, style.user_id, settings)  # locks the user until the commit below: atomic
-    rnd = Round(style_id=style.id, number=plan.number, status=RoundStatus.queued.value, feedback=feedback,
-                parameters=plan.stored(), total_steps=int(steps))
-    session.add(rnd)
-    session.commit()
-    return rnd
+    check_job_quota(session, style.user_id, settings)  # locks the user until enqueue commits: atomic
+    return lifecycle.enqueue(session, Round(style_id=style.id, number=plan.number, feedback=feedback,
+                                            parameters=plan.stored(), total_steps=int(steps), callback_url=callback_url))
 
 
-def cancel_round(session: Session, rnd: Round) -> Round:
-    """A queued round ends here; a running one gets the flag its worker reads between steps. Each update is
-    conditional on the status in the database, not on the one read earlier: a worker may claim the round in
-    between (the cancel then has to reach the running round, or it is lost and the round runs to its end)."""
-    ended = session.execute(update(Round).where(Round.id == rnd.id, Round.status == RoundStatus.queued.value)
-                            .values(status=RoundStatus.cancelled.value, cancel_requested=True, finished_at=utcnow(),
-                                    error="Cancelled before it started.")).rowcount
-    if not ended:
-        # Cooperative: the worker reads this flag between training steps and stops within seconds.
-        flagged = session.execute(update(Round).where(Round.id == rnd.id, Round.status == RoundStatus.running.value)
-                                  .values(cancel_requested=True)).rowcount
-        if not flagged:
-            session.refresh(rnd)
-            raise ApiError(409, f"Round {rnd.id} is already {rnd.status}; there is nothing to cancel.")
-    session.commit()
-    session.refresh(rnd)
-    return rnd
-
-
-def stop_round(session: Session, dispatcher: Dispatcher, rnd: Round) -> Round:
-    """Cancel a round (cancel_round's rules), from the API or a page. A queued round ends here, so its webhook
-    (app/domain/webhooks.py) is queued here; a running one ends in the worker, which sends it."""
-    rnd = cancel_round(session, rnd)
-    if rnd.status == RoundStatus.cancelled.value:
+def cancel_round(session: Session, dispatcher: Dispatcher, rnd: Round) -> Round:
+    """Cancel a round (app.domain.lifecycle.cancel_round), from the API or a page. A queued round ends here, so
+    its webhook (app/domain/webhooks.py) is queued here; a running one ends in the worker, which sends it."""
+    rnd = lifecycle.cancel_round(session, rnd)
+    if rnd.status == JobStatus.cancelled.value:
         jobs_ended(session, dispatcher, "round", [rnd.id])
     return rnd
 
 
-def retry_round(session: Session, rnd: Round, settings: Settings) -> Round:
-    if rnd.status not in (RoundStatus.failed.value, RoundStatus.cancelled.value):
+def retry_round(session: Session, settings: Settings, dispatcher: Dispatcher, rnd: Round) -> Round:
+    """Queue a failed or cancelled round again (app.domain.lifecycle.retry) and send it to the workers, if it is
+    the style's latest, no other round of the style is active, it has attempts left and its user is within the
+    jobs quota. Training resumes from its last checkpoint."""
+    if rnd.status not in (JobStatus.failed.value, JobStatus.cancelled.value):
         raise ApiError(409, f"Round {rnd.id} is {rnd.status}; only a failed or cancelled round can be retried.")
     if (running := active_round(session, rnd.style_id)) is not None:
         raise ApiError(409, f"Round {running.number} of this style is {running.status}; wait for it first.")
@@ -117,48 +101,18 @@ def retry_round(session: Session, rnd: Round, settings: Settings) -> Round:
     if rnd.attempts >= settings.max_attempts:
         raise ApiError(409, f"Round {rnd.id} already ran {rnd.attempts} times (limit {settings.max_attempts}); "
                             "start a new round with other settings instead.")
-    check_job_quota(session, rnd.style.user_id, settings)
-    rnd.status = RoundStatus.queued.value
-    rnd.metrics = {k: v for k, v in (rnd.metrics or {}).items() if k != "requeued_at"}  # queued afresh
-    rnd.cancel_requested = False
-    rnd.error = None
-    rnd.finished_at = None
-    rnd.phase = None
-    session.commit()
+    check_job_quota(session, rnd.style.user_id, settings)  # locks the user until the retry commits
+    lifecycle.retry(session, rnd)
+    lifecycle.send_or_fail(session, rnd, dispatcher.train_round)
     return rnd
-
 
 
 def start_round(session: Session, settings: Settings, dispatcher: Dispatcher, style: Style,
                 body: RoundCreate) -> Round:
-    """Create the style's next round (new_round's rules) and send it to the workers. A `callback_url` is
-    checked first (webhooks' allow-list) and kept on the row, not in the round's parameters."""
+    """Create the style's next round (new_round's rules) and send it to the workers (503 and the round failed
+    when the queue is not reachable). A `callback_url` is checked first (webhooks' allow-list) and kept on the
+    row, not in the round's parameters."""
     callback_url = check_callback_url(body.callback_url, settings)
-    reap_stale(session, settings, dispatcher)
-    rnd = new_round(session, style, body.model_dump(exclude={"callback_url"}), settings)
-    if callback_url is not None:
-        rnd.callback_url = callback_url
-        session.commit()  # before the worker can end the job
-    dispatch_round(session, dispatcher, rnd)
+    rnd = new_round(session, style, body.model_dump(exclude={"callback_url"}), settings, callback_url)
+    lifecycle.send_or_fail(session, rnd, dispatcher.train_round)
     return rnd
-
-
-def dispatch_round(session: Session, dispatcher: Dispatcher, rnd: Round) -> None:
-    """Send a queued round to the workers; 503 (and the round failed) when the queue is not reachable,
-    instead of a round left queued forever."""
-    try:
-        rnd.celery_task_id = dispatcher.train_round(rnd.id)
-    except Exception as exc:  # noqa: BLE001  the broker is down
-        rnd.status, rnd.error, rnd.finished_at = RoundStatus.failed.value, f"Could not queue the job: {exc}", utcnow()
-        session.commit()
-        raise ApiError(503, f"The job queue is not reachable ({exc}); is Redis running?") from exc
-    session.commit()
-    session.refresh(rnd)
-
-
-def requeue_round(session: Session, settings: Settings, dispatcher: Dispatcher, rnd: Round) -> Round:
-    """Retry a failed or cancelled round (retry_round's rules) and send it to the workers."""
-    rnd = retry_round(session, rnd, settings)
-    dispatch_round(session, dispatcher, rnd)
-    return rnd
-

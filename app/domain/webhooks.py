@@ -2,8 +2,8 @@
 ends (succeeded, failed, cancelled), so clients need not poll.
 
 Why it looks like this:
-- **Never blocks the job.** The end of a job only *queues* a delivery (Celery task
-  `worker.tasks.deliver_webhook` on the default queue, sent by name); the delivery, its timeouts and its
+- **Never blocks the job.** The end of a job only *queues* a delivery (Dispatcher.deliver_webhook: the task
+  app.infra.task_queue.DELIVER_WEBHOOK on the default queue, sent by name); the delivery, its timeouts and its
   retries with exponential backoff run later in whichever worker is free.
 - **Signed.** `X-StyleDrop-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>` with
   `X-StyleDrop-Timestamp` (Unix seconds): the receiver checks the signature with the user's webhook secret
@@ -35,12 +35,13 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy.orm import Session
 
 from ..errors import ApiError
+from ..infra.task_queue import Dispatcher
 from ..settings import Settings
 from .models import Generation, Round, User, utcnow
+from .resources import generation_out, round_out
 
 log = logging.getLogger(__name__)
 
-DELIVER = "worker.tasks.deliver_webhook"
 SIGNATURE = "X-StyleDrop-Signature"
 TIMESTAMP = "X-StyleDrop-Timestamp"
 EVENT = "X-StyleDrop-Event"
@@ -166,11 +167,9 @@ def _event(kind: str, data: dict[str, Any]) -> dict[str, Any]:
             "data": data}
 
 
-def job_ended(session: Session, dispatcher: Any, kind: str, ident: int) -> bool:
+def job_ended(session: Session, dispatcher: Dispatcher, kind: str, ident: int) -> bool:
     """Queue the delivery of a round's ("round") or generation's ("generation") end, if it asked for one.
     Call it after the end is committed. Never raises: a broker hiccup must not fail the job it reports."""
-    from .resources import generation_out, round_out
-
     try:
         row = session.get(Round if kind == "round" else Generation, ident)
         if row is None or not row.callback_url:
@@ -180,19 +179,14 @@ def job_ended(session: Session, dispatcher: Any, kind: str, ident: int) -> bool:
             data, user_id = round_out(row).model_dump(mode="json"), row.style.user_id
         else:
             data, user_id = generation_out(row).model_dump(mode="json"), row.user_id
-        event = _event(kind, data)
-        celery = getattr(dispatcher, "celery", None)
-        if celery is None:  # a dispatcher without a broker (tests that run no worker)
-            log.info("webhook of %s %s not sent: no broker", kind, ident)
-            return False
-        celery.send_task(DELIVER, args=[user_id, row.callback_url, json.dumps(event)], ignore_result=True)
+        dispatcher.deliver_webhook(user_id, row.callback_url, json.dumps(_event(kind, data)))
         return True
     except Exception:  # noqa: BLE001
         log.exception("could not queue the webhook of %s %s", kind, ident)
         return False
 
 
-def jobs_ended(session: Session, dispatcher: Any, kind: str, idents: list[int]) -> None:
+def jobs_ended(session: Session, dispatcher: Dispatcher, kind: str, idents: list[int]) -> None:
     for ident in idents:
         job_ended(session, dispatcher, kind, ident)
 

@@ -16,6 +16,7 @@ TRAIN_ROUND = "worker.tasks.train_round"
 GENERATE_IMAGES = "worker.tasks.generate_images"
 REAP = "worker.tasks.reap"
 EVALUATE = "worker.tasks.evaluate_style"
+DELIVER_WEBHOOK = "worker.tasks.deliver_webhook"
 GPU_QUEUE = "gpu"
 DEFAULT_QUEUE = "default"
 
@@ -40,6 +41,7 @@ def make_celery(settings: Settings) -> Any:
             GENERATE_IMAGES: {"queue": GPU_QUEUE},
             EVALUATE: {"queue": GPU_QUEUE},
             REAP: {"queue": DEFAULT_QUEUE},
+            DELIVER_WEBHOOK: {"queue": DEFAULT_QUEUE},
         },
         task_serializer="json",
         accept_content=["json"],
@@ -61,11 +63,16 @@ def make_celery(settings: Settings) -> Any:
 
 
 class Dispatcher(Protocol):
+    """Sends jobs to the workers; each returns the Celery task id. What the app, the reaper and the worker
+    send through (CeleryDispatcher; tests pass a recording one)."""
+
     def train_round(self, round_id: int) -> str | None: ...
 
     def generate(self, generation_id: int) -> str | None: ...
 
     def evaluate(self, evaluation_id: int) -> str | None: ...
+
+    def deliver_webhook(self, user_id: int | None, url: str, body: str) -> str | None: ...
 
 
 class CeleryDispatcher:
@@ -82,3 +89,6 @@ class CeleryDispatcher:
 
     def evaluate(self, evaluation_id: int) -> str | None:
         return self.celery.send_task(EVALUATE, args=[evaluation_id], ignore_result=True).id
+
+    def deliver_webhook(self, user_id: int | None, url: str, body: str) -> str | None:
+        return self.celery.send_task(DELIVER_WEBHOOK, args=[user_id, url, body], ignore_result=True).id

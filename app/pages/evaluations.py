@@ -12,7 +12,8 @@ from ..api.access import PageOwnedStyle, PageReadableStyle
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard
 from ..api.deps import PageUserDep as UserDep
 from ..domain.evaluations import EvaluationCreate, latest_evaluation, start_evaluation
-from ..domain.models import ACTIVE, RoundStatus, Style
+from ..domain.lifecycle import ACTIVE, JobStatus
+from ..domain.models import Style
 from ..errors import ApiError
 from .chart import evaluation_chart
 from .forms import form_values, parse_form
@@ -27,7 +28,7 @@ def _panel(request: Request, session: Session, style: Style, read_only: bool, er
     evaluation = latest_evaluation(session, style.id)
     result = (evaluation.result or {}) if evaluation is not None else {}
     rows = result.get("rows") or []
-    finished = any(r.status == RoundStatus.succeeded.value for r in style.rounds)
+    finished = any(r.status == JobStatus.succeeded.value for r in style.rounds)
     return render(request, "_evaluation.html", {
         "style": style, "evaluation": evaluation, "rows": rows, "chart": evaluation_chart(rows),
         "clip_model": result.get("clip_model"), "active": evaluation is not None and evaluation.status in ACTIVE,

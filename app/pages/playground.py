@@ -15,7 +15,8 @@ from ..api.access import PageOwnedStyle, PageReadableGeneration
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard
 from ..api.deps import PageUserDep as UserDep
 from ..domain import generations
-from ..domain.models import Generation, Round, RoundStatus, Style
+from ..domain.lifecycle import JobStatus
+from ..domain.models import Generation, Round, Style
 from ..domain.queries import latest_adapter_round
 from ..domain.schemas import MAX_ADAPTER_GUIDANCE, MAX_GUIDANCE, MAX_SAMPLE_STEPS, GenerationCreate
 from ..errors import ApiError
@@ -44,7 +45,7 @@ def _context(session: Session, settings: Settings, style: Style, values: dict[st
     adapter_round = latest_adapter_round(style)
     for view in views:  # the queue position of each waiting job
         view["ahead_text"] = ahead_text(jobs_ahead(session, view["row"]))
-    finished = [r for r in style.rounds if r.status == RoundStatus.succeeded.value]
+    finished = [r for r in style.rounds if r.status == JobStatus.succeeded.value]
     sampling = _defaults(adapter_round)
     return {"style": style, "values": sampling | values, "errors": errors, "generations": views,
             "older": f"/styles/{style.id}/playground?cursor={after}" if after else None,

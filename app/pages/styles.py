@@ -12,9 +12,9 @@ from starlette.datastructures import UploadFile
 
 from ..api import paging
 from ..api.access import PageOwnedStyle, PageReadableStyle
-from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard, get_dispatcher
+from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard
 from ..api.deps import PageUserDep as UserDep
-from ..domain import limits, reaper, rounds, styles
+from ..domain import limits, rounds, styles
 from ..domain.base_models import allowed_base_models
 from ..domain.models import Style, User
 from ..domain.queries import active_round
@@ -165,11 +165,8 @@ async def create_style_page(request: Request, session: SessionDep, settings: Set
 def _style_page(request: Request, session: Session, settings: Settings, user: User, style: Style,
                 sort: str = "prompt", notice: str | None = None, status_code: int = 200,
                 headers: dict[str, str] | None = None) -> HTMLResponse:
-    dispatcher = get_dispatcher(request)  # the reaper sends again the rounds it puts back in the queue
-    reaper.reap_stale(session, settings, dispatcher)
-    session.refresh(style)
     sort = sort if sort in SORTS else "prompt"
-    panels = [round_panel_context(session, settings, dispatcher, r, user, sort) for r in reversed(style.rounds)]
+    panels = [round_panel_context(session, r, user, sort) for r in reversed(style.rounds)]
     return render(request, "style.html", {"style": style, "summary": style_summary(style), "panels": panels,
                                           "notice": notice, "sort": sort,
                                           "busy": active_round(session, style.id),

@@ -158,6 +158,7 @@ class StubDispatcher:
         self.rounds: list[int] = []
         self.generations: list[int] = []
         self.evaluations: list[int] = []
+        self.webhooks: list[tuple[int | None, str, str]] = []  # (user id, URL, event JSON)
 
     def train_round(self, round_id: int) -> str:
         self.rounds.append(round_id)
@@ -170,6 +171,10 @@ class StubDispatcher:
     def evaluate(self, evaluation_id: int) -> str:
         self.evaluations.append(evaluation_id)
         return f"stub-evaluation-{evaluation_id}"
+
+    def deliver_webhook(self, user_id: int | None, url: str, body: str) -> str:
+        self.webhooks.append((user_id, url, body))
+        return f"stub-webhook-{len(self.webhooks)}"
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from app.domain.models import ApiToken, Candidate, Round, Style, User, WebSessio
 from app.infra.db import session_factory
 
 from .conftest import ROOT, StubDispatcher, csrf_token, make_settings, png_bytes
+from .factories import finish_round
 
 API = "/api/v1"
 PASSWORD = "correct horse battery"
@@ -202,13 +203,8 @@ def _alice_with_a_finished_round(team) -> tuple[object, dict[str, int]]:
                        files={"image": ("r.png", png_bytes(), "image/png")},
                        data={"content": "a house", "descriptor": "sticker"}).json()
     rnd = alice.post(f"{API}/styles/{style['id']}/rounds", headers={"X-CSRF-Token": token}, json={}).json()
-    with session_factory(team.settings)() as session:
-        session.execute(update(Round).where(Round.id == rnd["id"]).values(status="succeeded"))
-        candidate = Candidate(round_id=rnd["id"], content="a cat", prompt="A cat in sticker style", seed=0,
-                              image_path=f"styles/{style['id']}/reference.png")
-        session.add(candidate)
-        session.commit()
-        return alice, {"style": style["id"], "round": rnd["id"], "candidate": candidate.id}
+    (candidate,) = finish_round(team.settings, rnd["id"], candidates=1, contents=["a cat"])
+    return alice, {"style": style["id"], "round": rnd["id"], "candidate": candidate}
 
 
 def test_public_styles_are_readable_by_everyone_and_changeable_by_their_owner_only(team):

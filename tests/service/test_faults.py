@@ -116,6 +116,13 @@ class Cluster:
     def round(self, round_id: int) -> dict:
         return self.client.get(f"{API}/rounds/{round_id}").json()
 
+    def reap(self) -> dict[str, list[int]]:
+        """One pass of the reaper, as celery beat runs it (reading a round never reaps it)."""
+        from app.domain import reaper
+        from app.infra.task_queue import CeleryDispatcher
+
+        return reaper.run(self.settings, CeleryDispatcher(self.settings))
+
     def wait(self, round_id: int, done, timeout: float = 120) -> dict:
         """Wait on progress, not on the clock: fail only when the round shows no change (status, phase,
         step, attempts) for `timeout` seconds; a loaded machine makes it slower, never failed."""
@@ -185,10 +192,13 @@ def test_a_round_no_worker_takes_up_fails_with_a_retry_that_resumes_it(cluster):
     first.kill()
     first.wait(10)
     time.sleep(STALE + 1)
-    body = c.round(round_id)  # the API's reaper: back in the queue, sent again ...
+    assert c.round(round_id)["status"] == "running"  # silent, but nothing reaps it until the reaper runs
+    assert c.reap()["requeued"] == [round_id]  # beat's reaper: back in the queue, sent again ...
+    body = c.round(round_id)
     assert body["status"] == "queued" and body["metrics"]["interruptions"][0]["at_step"] >= 30, body
     time.sleep(4 + 1)
-    body = c.round(round_id)  # ... but no worker takes it up within the wait: failed, with a retry action
+    assert c.reap()["failed"] == [round_id]  # ... but no worker takes it up within the wait: failed, with a retry
+    body = c.round(round_id)
     assert body["status"] == "failed" and body["actions"] == ["retry"], body
     assert "no worker took the round up again" in body["error"] and "retry resumes" in body["error"]
 

@@ -275,11 +275,13 @@ def test_a_generation_whose_worker_was_lost_fails_with_its_webhook(stack):
     end, queues its webhook: the real worker delivers "generation.failed"."""
     from datetime import timedelta
 
+    from app.domain import lifecycle, reaper
     from app.domain.models import Generation, User, utcnow
     from app.infra.db import session_factory
+    from app.infra.task_queue import CeleryDispatcher
 
     sd, receiver, settings = stack["client"], stack["receiver"], stack["settings"]
-    styles, rounds, generations = (_Tag(tag) for tag in ("styles", "rounds", "generations"))
+    styles, generations = (_Tag(tag) for tag in ("styles", "generations"))
     models = importlib.import_module("styledrop_client.models")
     from styledrop_client.types import File
 
@@ -289,13 +291,12 @@ def test_a_generation_whose_worker_was_lost_fails_with_its_webhook(stack):
         content="a boat", descriptor="ink wash"))
     with session_factory(settings)() as session:  # as a worker that died halfway would leave it
         user_id = session.query(User.id).filter(User.name == "integrator").scalar()
-        lost = Generation(style_id=style.id, user_id=user_id, status="running", request={"prompts": ["a cat"]},
-                          callback_url=f"{receiver.url}/lost",
-                          created_at=utcnow() - timedelta(seconds=2 * settings.task_time_limit))
-        session.add(lost)
-        session.commit()
-        lost_id = lost.id
-    rounds.list_rounds.sync(style.id, client=client)  # any read of the rounds runs the reaper
+        lost_id = lifecycle.enqueue(session, Generation(
+            style_id=style.id, user_id=user_id, request={"prompts": ["a cat"]}, callback_url=f"{receiver.url}/lost",
+            created_at=utcnow() - timedelta(seconds=2 * settings.task_time_limit))).id
+        assert lifecycle.claim(session, Generation, lost_id)  # a worker took it up, then died
+    assert generations.read_generation.sync(lost_id, client=client).status == "running"  # reading never reaps
+    assert reaper.run(settings, CeleryDispatcher(settings))["failed_generations"] == [lost_id]  # as beat does
     ended = generations.read_generation.sync(lost_id, client=client)
     assert ended.status == "failed" and "ask again" in ended.error
     secret = _Tag("webhooks").read_webhook_secret.sync(client=client).secret

@@ -14,7 +14,7 @@ from app.infra import storage
 from app.infra.db import session_factory
 from styledrop.candidates import candidate_seed
 from styledrop.cli import main as cli
-from worker.jobs import run_round
+from worker.rounds import run_round
 
 from .test_api import API, create_style
 
@@ -80,7 +80,7 @@ def test_the_workers_precision_is_recorded_and_the_playground_remakes_a_candidat
     candidates, and a playground generation with a candidate's seed draws that candidate again."""
     from app.domain.models import Generation
     from styledrop.sampling import sampling_precision
-    from worker.jobs import run_generation
+    from worker.generations import run_generation
 
     for precision in ("fp32", "auto"):
         settings = stub_app.settings.model_copy(update={"sampling_precision": precision})
