@@ -261,19 +261,18 @@ def _as_user(request: Request, settings: Settings, change: Callable[[Session, Us
         return candidate_out(change(session, user), user)
 
 
-@router.put("/candidates/{candidate_id}/rating", response_model=CandidateOut, tags=["candidates"],
-            name="rate_candidate")
-async def rate(candidate_id: int, body: RatingIn, request: Request, settings: SettingsDep) -> CandidateOut:
+@router.put("/candidates/{candidate_id}/rating", response_model=CandidateOut, tags=["candidates"])
+async def rate_candidate(candidate_id: int, body: RatingIn, request: Request, settings: SettingsDep) -> CandidateOut:
     """Your rating of a candidate: -1/+1 (thumbs) or 1..5 (stars); a second PUT replaces it."""
-    return await run_in_threadpool(_as_user, request, settings, lambda session, user: feedback.rate_owned(
+    return await run_in_threadpool(_as_user, request, settings, lambda session, user: feedback.rate_candidate(
         session, candidate_id, user, body.value))
 
 
-@router.put("/candidates/{candidate_id}/selected", response_model=CandidateOut, tags=["candidates"],
-            name="select_candidate")
-async def set_selected(candidate_id: int, body: SelectedIn, request: Request, settings: SettingsDep) -> CandidateOut:
+@router.put("/candidates/{candidate_id}/selected", response_model=CandidateOut, tags=["candidates"])
+async def select_candidate(candidate_id: int, body: SelectedIn, request: Request,
+                           settings: SettingsDep) -> CandidateOut:
     """Choose (or un-choose) a candidate for the next round's training set (human feedback)."""
-    return await run_in_threadpool(_as_user, request, settings, lambda session, user: feedback.select_owned(
+    return await run_in_threadpool(_as_user, request, settings, lambda session, user: feedback.select_candidate(
         session, candidate_id, user, body.selected))
 
 

@@ -23,7 +23,7 @@ METHODS = {
 assert set(METHODS) == set(RULES)
 
 
-def select_by_clip(items: list[dict[str, Any]], rule: str = DEFAULT_RULE, top_k: int = 1,
+def apply_clip_rule(items: list[dict[str, Any]], rule: str = DEFAULT_RULE, top_k: int = 1,
                    seed: int = 0) -> tuple[list[int], str]:
     """items: dicts with id, content, text_score, style_score. Returns (chosen ids, how they were chosen)."""
     try:

@@ -18,7 +18,7 @@ from styledrop.selection import DEFAULT_RULE  # plain Python, no torch
 
 from ..errors import ApiError
 from ..infra.db import dialect_insert
-from .clip_rules import select_by_clip
+from .clip_rules import apply_clip_rule
 from .lifecycle import JobStatus
 from .models import Candidate, Rating, Round, Selection, Style, User, utcnow
 from .ownership import MAX_ID
@@ -37,7 +37,7 @@ def auto_select(session: Session, rnd: Round, rule: str = DEFAULT_RULE, top_k: i
         raise ApiError(409, f"Round {rnd.id} is {rnd.status}; only a finished round's candidates can be selected.")
     if not rnd.candidates:
         raise ApiError(409, f"Round {rnd.id} has no candidates to select from.")
-    ids, method = select_by_clip(candidate_items(rnd), rule, top_k, seed)
+    ids, method = apply_clip_rule(candidate_items(rnd), rule, top_k, seed)
     for candidate in rnd.candidates:
         if candidate.selection is not None:
             session.delete(candidate.selection)
@@ -87,13 +87,13 @@ def _write_selection(session: Session, candidate_id: int, round_id: int, user_id
         session.execute(delete(Selection).where(Selection.candidate_id == candidate_id))
 
 
-def rate_candidate(session: Session, candidate: Candidate, user: User, value: int) -> None:
+def store_rating(session: Session, candidate: Candidate, user: User, value: int) -> None:
     """One rating per user and candidate, atomically: concurrent or repeated PUTs replace, never duplicate."""
     _upsert_rating(session, candidate.id, user.id, value)
     session.commit()
 
 
-def select_candidate(session: Session, candidate: Candidate, user: User, selected: bool,
+def store_selection(session: Session, candidate: Candidate, user: User, selected: bool,
                      rule: str | None = None) -> None:
     """Choose or un-choose a candidate for the next round (human feedback), atomically. `rule` records how
     (LIKE when a thumbs up made the pick)."""
@@ -116,12 +116,11 @@ def thumb(session: Session, candidate: Candidate, user: User, value: int) -> Non
             session.delete(selection)
         session.commit()
         return
-    rate_candidate(session, candidate, user, value)
+    store_rating(session, candidate, user, value)
     if value < 0:
-        select_candidate(session, candidate, user, False)
+        store_selection(session, candidate, user, False)
     elif selection is None:
-        select_candidate(session, candidate, user, True, rule=LIKE)
-
+        store_selection(session, candidate, user, True, rule=LIKE)
 
 
 _OWNED_ROUND = (select(Candidate.round_id).join(Round, Round.id == Candidate.round_id)
@@ -148,7 +147,7 @@ def candidate_with_feedback(session: Session, candidate_id: int) -> Candidate:
     return session.scalars(_WITH_FEEDBACK, {"candidate_id": candidate_id}).unique().one()
 
 
-def rate_owned(session: Session, candidate_id: int, user: User, value: int) -> Candidate:
+def rate_candidate(session: Session, candidate_id: int, user: User, value: int) -> Candidate:
     """Rate a candidate the user owns; returns it as stored, ratings included. Commits once."""
     owned_candidate_round(session, candidate_id, user)
     _upsert_rating(session, candidate_id, user.id, value)
@@ -157,7 +156,7 @@ def rate_owned(session: Session, candidate_id: int, user: User, value: int) -> C
     return candidate
 
 
-def select_owned(session: Session, candidate_id: int, user: User, selected: bool) -> Candidate:
+def select_candidate(session: Session, candidate_id: int, user: User, selected: bool) -> Candidate:
     """Choose or un-choose a candidate the user owns; returns it as stored. Commits once."""
     round_id = owned_candidate_round(session, candidate_id, user)
     _write_selection(session, candidate_id, round_id, user.id, selected)

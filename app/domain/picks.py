@@ -1,5 +1,5 @@
 """CLIP assisting the person's picks for the next round without overruling them (the person's own picks, by
-click or thumb, are app/domain/feedback.py's select_candidate and thumb).
+click or thumb, are app/domain/feedback.py's store_selection and thumb).
 
 CLIP assistance *adds*: it runs the engine's CLIP rule (app.domain.clip_rules) over
 the candidates no one thumbed down, selects what the rule chose that is not picked yet, never removes a pick,
@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ..errors import ApiError
-from .clip_rules import select_by_clip
+from .clip_rules import apply_clip_rule
 from .lifecycle import JobStatus
 from .models import Candidate, Rating, Round, Selection, User, utcnow
 
@@ -37,7 +37,7 @@ def clip_assist(session: Session, rnd: Round, user: User, rule: str = "guarded")
               "style_score": c.clip_style_score} for c in rnd.candidates if c.id not in disliked]
     if not items:
         raise ApiError(409, "Every candidate of this round is thumbed down; CLIP has nothing to add.")
-    ids, _ = select_by_clip(items, rule)
+    ids, _ = apply_clip_rule(items, rule)
     by_id = {c.id: c for c in rnd.candidates}
     added = [by_id[i] for i in ids if i in by_id and by_id[i].selection is None]
     for candidate in added:

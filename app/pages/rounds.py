@@ -138,5 +138,5 @@ async def rate_page(candidate: PageOwnedCandidate, request: Request, session: Se
 def toggle_selected_page(candidate: PageOwnedCandidate, request: Request, session: SessionDep,
                          user: UserDep) -> HTMLResponse:
     """Select the image for the next round's training set, or unselect it."""
-    feedback.select_candidate(session, candidate, user, candidate.selection is None)
+    feedback.store_selection(session, candidate, user, candidate.selection is None)
     return render(request, "_card_response.html", card_context(session, candidate, user))
