@@ -57,7 +57,7 @@ def check_round_request(body: dict[str, Any], settings: Settings) -> dict[str, A
     """422 for a round that asks more than one request may (training steps, prompts, candidates), before
     anything is stored. Returns the body with its prompts cleaned."""
     body = dict(body)
-    check_train_steps(body.get("steps"), settings)
+    check_train_steps(body.get("train_steps"), settings)
     if body.get("prompts") is not None:
         body["prompts"] = clean_prompts(body["prompts"], settings)
         count = len(body["prompts"])

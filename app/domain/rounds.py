@@ -54,7 +54,7 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
         training_set += [{"image": c.image_path, "content": c.content, "candidate_id": c.id} for c in selected]
         feedback = feedback_label([c.selection.by for c in selected])  # who picked them: human, clip or both
     style_settings = style.settings or {}
-    steps = body.get("steps") or style_settings.get("steps") or settings.train_steps
+    steps = body.get("train_steps") or style_settings.get("steps") or settings.train_steps
     seed = body.get("seed") if body.get("seed") is not None else style_settings.get("seed", 0)
     learning_rate = body.get("learning_rate") or style_settings.get("learning_rate")  # None: the engine's
     # The first round's adapter width may be the style's own (`rank`, from the new-style form).

@@ -6,7 +6,16 @@ import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 API = "/api/v1"
@@ -165,14 +174,16 @@ class RoundCreate(BaseModel):
     """Settings of a new round; anything left out comes from the style and the server's defaults."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"steps": 1000, "prompts": ["a chihuahua", "a church on the beach"], "candidates_per_prompt": 4},
+        {"train_steps": 1000, "prompts": ["a chihuahua", "a church on the beach"], "candidates_per_prompt": 4},
         {"feedback": "clip", "callback_url": "https://example.com/styledrop-hook"}]})
 
     feedback: Literal["human", "clip"] | None = Field(
         None, description="round >= 2: train on the human selection (default) or let CLIP select")
     clip_rule: Literal["paper", "guarded", "random"] | None = Field(
         None, description="with feedback clip: the rule (default STYLEDROP_CLIP_RULE, guarded)")
-    steps: TrainSteps | None = None
+    train_steps: TrainSteps | None = None
+    steps: TrainSteps | None = Field(None, deprecated="use train_steps",
+                                     description="deprecated: the old name of train_steps, still accepted")
     batch_size: whole(1, MAX_BATCH_SIZE) | None = None
     learning_rate: real(0, 1, open_low=True, open_high=True) | None = None
     seed: Seed | None = None
@@ -188,6 +199,18 @@ class RoundCreate(BaseModel):
     sample_steps: whole(1, MAX_SAMPLE_STEPS) | None = None
     adapter_guidance: real(0, MAX_ADAPTER_GUIDANCE) | None = None
     callback_url: str | None = CALLBACK_URL
+
+    @model_validator(mode="after")
+    def _steps_is_the_old_name_of_train_steps(self) -> RoundCreate:
+        """`steps` (training steps here, decoding steps in GenerationCreate) became `train_steps`; a client that
+        still sends `steps` gets what it asked for. Read through __dict__: the attribute warns that it is old."""
+        old = self.__dict__.get("steps")
+        if old is not None:
+            if self.train_steps is not None and self.train_steps != old:
+                raise ValueError(f"steps ({old}) is the old name of train_steps ({self.train_steps}); send only "
+                                 "train_steps")
+            self.__dict__.update(train_steps=old, steps=None)
+        return self
 
 
 class TrainingSampleOut(BaseModel):
@@ -301,7 +324,7 @@ class GenerationCreate(BaseModel):
     num_images: whole(1, MAX_IMAGES_PER_PROMPT) = 1
     seed: Seed | None = 0
     round_id: whole(1, MAX_ID, "which round's adapter (default: the latest finished)") | None = None
-    steps: whole(1, MAX_SAMPLE_STEPS, "decoding steps (default: the round's)") | None = None
+    steps: whole(1, MAX_SAMPLE_STEPS, "decoding steps of each image (default: the round's sample_steps)") | None = None
     adapter_guidance: real(0, MAX_ADAPTER_GUIDANCE, "λA, adapter guidance (paper Eq. 4; default: the round's, 0 "
                                                     "for round 1, 2 later)") | None = None
     guidance: real(0, MAX_GUIDANCE, "λB, classifier-free guidance (default: the round's, 9)") | None = None

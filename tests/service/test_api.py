@@ -84,9 +84,25 @@ def test_rating_and_selection_of_unknown_candidate_404(stub_app):
     assert stub_app.put(f"{API}/candidates/5/selected", json={"selected": True}).status_code == 404
 
 
+def test_a_round_takes_its_training_steps_as_train_steps_or_by_the_old_name_steps(stub_app):
+    """`steps` meant training steps here and decoding steps in a generation request: a round's are now
+    `train_steps` (beside `sample_steps`); `steps` is still accepted, documented as deprecated."""
+    for body in ({"train_steps": 7}, {"steps": 7}, {"train_steps": 7, "steps": 7}):
+        rnd = stub_app.post(f"{API}/styles/{create_style(stub_app)['id']}/rounds", json=body)
+        assert rnd.status_code == 201, rnd.text
+        assert rnd.json()["parameters"]["train"]["steps"] == rnd.json()["total_steps"] == 7
+    both = stub_app.post(f"{API}/styles/{create_style(stub_app)['id']}/rounds", json={"train_steps": 7, "steps": 8})
+    assert both.status_code == 422 and "old name of train_steps" in both.json()["detail"]
+    for body in ({"train_steps": 20_001}, {"steps": 20_001}):  # the admin's limit, whichever name says it
+        refused = stub_app.post(f"{API}/styles/{create_style(stub_app)['id']}/rounds", json=body)
+        assert refused.status_code == 422 and "20001 training steps" in refused.json()["detail"]
+    schema = stub_app.get("/openapi.json").json()["components"]["schemas"]["RoundCreate"]["properties"]
+    assert "deprecated" not in schema["train_steps"] and schema["steps"]["deprecated"] is True
+
+
 def test_round_rules(stub_app):
     style = create_style(stub_app)
-    first = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={"steps": 5})
+    first = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={"train_steps": 5})
     assert first.status_code == 201
     rnd = first.json()
     assert rnd["number"] == 1 and rnd["status"] == "queued" and rnd["actions"] == ["cancel"]
