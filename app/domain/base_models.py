@@ -1,6 +1,6 @@
 """The base models a new style may choose in the pages.
 
-lane-trust's STYLEDROP_BASE_MODELS allow-list (settings.base_models) where the settings have one; otherwise
+The STYLEDROP_BASE_MODELS allow-list (settings.base_models) where the settings have one; otherwise
 the server's default model, the two aMUSEd checkpoints and the offline `tiny` preset.
 """
 

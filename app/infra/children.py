@@ -1,9 +1,9 @@
 """Child processes that never outlive the process that started them.
 
 `styledrop serve` starts a Celery worker and a Redis server. Killed with SIGKILL (or by the OOM killer),
-serve cannot stop them; before this they ran on as orphans, and after a restart the orphan worker went on
-training a round the new worker had resumed (issue 14). On Linux the kernel sends the child a signal when
-its parent dies (prctl PR_SET_PDEATHSIG), set in the child between fork and exec.
+serve cannot stop them; left alone they would run on as orphans, and after a restart the orphan worker would
+go on training a round the new worker had resumed. On Linux the kernel sends the child a signal when its
+parent dies (prctl PR_SET_PDEATHSIG), set in the child between fork and exec.
 
 PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not only the process: start such
 children from a thread that lives as long as the process needs them (the main thread, or a supervisor

@@ -275,8 +275,8 @@ def test_expired_sessions_are_purged_when_someone_logs_in(team):
 
 
 def test_cookieless_visitors_write_no_session_rows_and_can_still_log_in(team):
-    """Issue 14: every cookieless GET wrote a session row (crawlers grew the table). The log-in form's CSRF
-    token is now a cookie of its own; a session row is written when someone logs in."""
+    """A cookieless GET writes no session row (else crawlers grow the table): the log-in form's CSRF token is a
+    cookie of its own, and a session row is written when someone logs in."""
     for path in ("/login", "/signup", "/", "/styles/new"):
         for _ in range(3):
             team().get(path)

@@ -1,4 +1,4 @@
-"""The API as clients meet it, without a worker (issue 18): the OpenAPI document generators read, paging,
+"""The API as clients meet it, without a worker: the OpenAPI document generators read, paging,
 idempotency keys, and the checks of webhook destinations and signatures."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A cancel that races the worker's claim: the API read the round as queued, the worker claimed it before the
-cancel was written. The cancel must reach the running round (found by the generated-client test under load:
-a 5,000-step round cancelled at once ran to its end)."""
+cancel was written. The cancel must reach the running round, or a 5,000-step round cancelled at once runs to
+its end."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """An integrator's whole flow through a client generated from the live `/openapi.json` with
 openapi-python-client, against a real server (uvicorn), a real Celery worker, Redis and SQLite, in accounts mode
-with an API token (issue 18) — and the webhooks of the jobs, received by a real HTTP server on 127.0.0.1
+with an API token — and the webhooks of the jobs, received by a real HTTP server on 127.0.0.1
 (allowed by the test's STYLEDROP_WEBHOOK_ALLOW): signed, retried after a failure, never following a redirect."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hostile input (issue #7): limits on text length, prompts and images per request, and jobs per user.
+"""Hostile input: limits on text length, prompts and images per request, and jobs per user.
 
 Real parts: a migrated SQLite database and the FastAPI app through TestClient; only the job queue is the stub
 dispatcher, which records what would have been queued. Every refusal is a 4xx with a message, and nothing is

@@ -1,4 +1,4 @@
-"""Issue 15: what a rating costs. A rating or a selection is one thread hop, at most 5 SQL statements and
+"""What a rating costs. A rating or a selection is one thread hop, at most 5 SQL statements and
 one commit; the rating grid of a round asks the database a bounded number of times, however many
 candidates it shows. Counted on the real engine (SQLAlchemy event listeners) and the real thread pool."""
 

@@ -1,4 +1,4 @@
-"""Issue 14, the web tier's part, each attack as it was tried: a chunked body past the upload limit before
+"""The web tier against attacks, each as a client would try it: a chunked body past the upload limit before
 log-in, pages without security headers, password guessing at full speed, a password of spaces. Real
 uvicorn for the streamed body, the real app everywhere else."""
 
