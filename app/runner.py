@@ -2,9 +2,9 @@
 
 Runs the migrations on SQLite under the data folder (or DATABASE_URL), starts an embedded Redis (unless
 REDIS_URL is set), one Celery worker as a child process (both queues, one job at a time), the reaper on a
-timer (there is no celery beat here), and the API with uvicorn. Ctrl-C or SIGTERM stops all of it: the worker gets SIGTERM, so a running round stops at its
-next step, writes a checkpoint and goes back to the queue (it resumes by itself on the next start; a user's
-cancel is another thing), then Redis stops.
+timer (there is no celery beat here), and the API with uvicorn. Ctrl-C or SIGTERM stops all of it: the
+worker gets SIGTERM, so a running round stops at its next step, writes a checkpoint and goes back to the queue
+(it resumes by itself on the next start; a user's cancel is another thing), then Redis stops.
 """
 
 from __future__ import annotations

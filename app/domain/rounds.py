@@ -75,7 +75,8 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
                   "adapter_guidance": body.get("adapter_guidance")})
     check_job_quota(session, style.user_id, settings)  # locks the user until enqueue commits: atomic
     return lifecycle.enqueue(session, Round(style_id=style.id, number=plan.number, feedback=feedback,
-                                            parameters=plan.stored(), total_steps=int(steps), callback_url=callback_url))
+                                            parameters=plan.stored(), total_steps=int(steps),
+                                            callback_url=callback_url))
 
 
 def cancel_round(session: Session, dispatcher: Dispatcher, rnd: Round) -> Round:

@@ -45,9 +45,9 @@ def add_candidates(settings: Settings, attempt: Attempt, count: int, contents: S
     scores them (text rising 0.20, 0.21, ...; style falling 0.70, 0.68, ... unless given); returns their ids."""
     ids = []
     for i, content in enumerate(_contents(count, contents)):
-        ids.append(attempt.add_candidate(reference_image(32), storage.candidate_path(attempt.style_id, attempt.number, i),
-                                         content=content, prompt=f"A {content[2:]} in watercolor painting style",
-                                         seed=100 + i))
+        relative = storage.candidate_path(attempt.style_id, attempt.number, i)
+        ids.append(attempt.add_candidate(reference_image(32), relative, content=content, seed=100 + i,
+                                         prompt=f"A {content[2:]} in watercolor painting style"))
     with session_factory(settings)() as session:
         attempt.update(session, heartbeat_at=utcnow())
         for i, candidate_id in enumerate(ids):
