@@ -8,7 +8,10 @@ from app.errors import without_paths
 
 def describe(exc: Exception) -> str:
     from styledrop.errors import StyleDropError  # torch-free
+    from styledrop.model_sources import ModelUnavailableError
 
+    if isinstance(exc, ModelUnavailableError):  # the CLI's advice names --model; the pages' user needs the setting
+        return exc.service_message()
     if isinstance(exc, StyleDropError):
         return without_paths(str(exc))
     return without_paths(f"{type(exc).__name__}: {exc}")
