@@ -66,10 +66,10 @@ def prepare(data_dir: Path, clients: int, candidates: int, auth: str = "token",
             database_url: str | None = None) -> tuple[list[str], list[list[int]]]:
     """A migrated database where each of `clients` users (with a token) owns one style whose finished
     round has `candidates` candidates to rate. In local mode every style is the local user's."""
-    from app.auth import create_token, get_or_create_user
-    from app.db import session_factory
-    from app.migrate import upgrade
-    from app.models import Candidate, Round, Style
+    from app.domain.models import Candidate, Round, Style
+    from app.infra.db import session_factory
+    from app.infra.migrate import upgrade
+    from app.security.accounts import create_token, get_or_create_user
     from app.settings import Settings
 
     settings = Settings(data_dir=data_dir, model="tiny", database_url=database_url)

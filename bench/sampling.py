@@ -116,7 +116,7 @@ def main() -> None:
     # The worker's settings for a round-1 style (λA 0, λB 9), in the table's precision.
     candidate = SampleConfig(steps=args.steps, precision=args.precision)
 
-    def worker_one_per_call():  # worker/jobs.py before issue 13: one image per call, fp32, the seed's CPU generator
+    def worker_one_per_call():  # the worker before the batched path: one image per call, fp32, the seed's CPU generator
         return [generate(components, [p], replace(candidate, seed=i, precision="fp32"), adapter=adapter).images[0]
                 for i, p in enumerate(prompts)]
 
