@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from .errors import StyleDropError
+from ..errors import StyleDropError
 
 EXIT_USER_ERROR = 1
 
@@ -239,19 +239,19 @@ def build_parser() -> argparse.ArgumentParser:
 def _model_default(value: str | None) -> str:
     import os
 
-    from .models import DEFAULT_MODEL
+    from ..models import DEFAULT_MODEL
 
     return value or os.environ.get("STYLEDROP_MODEL") or DEFAULT_MODEL
 
 
 def cmd_train(args: argparse.Namespace) -> int:
 
-    from .adapters import AdapterConfig
-    from .images import load_image
-    from .models import load_components
-    from .prompts import check_prompt_text
-    from .styles import default_adapter_config, train_style
-    from .training import TrainConfig
+    from ..adapters import AdapterConfig
+    from ..images import load_image
+    from ..models import load_components
+    from ..prompts import check_prompt_text
+    from ..styles import default_adapter_config, train_style
+    from ..training import TrainConfig
 
     check_prompt_text(args.descriptor, "style descriptor")
     contents = [check_prompt_text(c, "content") for c in args.content]
@@ -269,7 +269,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                checkpoint_every=args.checkpoint_every, augment=not args.no_augment,
                                gradient_checkpointing=args.gradient_checkpointing, sample_every=args.sample_every)
     train_config.validate()
-    from .models import default_device
+    from ..models import default_device
 
     components = load_components(_model_default(args.model), args.device or default_device())
     with training_bar(args.steps, "training") as on_progress:
@@ -300,9 +300,9 @@ def _sample_writer(folder: Path) -> Callable[[int, list], None]:
 def cmd_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .prompts import check_prompt_text
-    from .sampling import image_seeds
-    from .styles import generate_with_style, load_style
+    from ..prompts import check_prompt_text
+    from ..sampling import image_seeds
+    from ..styles import generate_with_style, load_style
 
     style = load_style(args.style, model=args.model, device=args.device)
     config = _sample_config(args, style.meta, num_images=args.num, seed=args.seed,
@@ -311,7 +311,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     tick = lambda step, total, logits, tokens: bar.update(1)  # noqa: E731
     seeds = image_seeds(args.seed, len(args.contents) * config.num_images)  # the seed contract (README)
     if args.content:
-        from .composition import generate_composed
+        from ..composition import generate_composed
 
         subject = load_style(args.content, components=style.components)
         samples = generate_composed(style, subject, args.contents, args.mix, config, args.composition, on_step=tick,
@@ -338,11 +338,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_train_content(args: argparse.Namespace) -> int:
 
-    from .adapters import AdapterConfig
-    from .composition import default_content_adapter, subject_phrase, train_content
-    from .images import load_image
-    from .models import default_device, load_components
-    from .training import TrainConfig
+    from ..adapters import AdapterConfig
+    from ..composition import default_content_adapter, subject_phrase, train_content
+    from ..images import load_image
+    from ..models import default_device, load_components
+    from ..training import TrainConfig
 
     subject_phrase(args.identifier, args.class_noun)
     images = [load_image(path) for path in args.images]
@@ -365,7 +365,7 @@ def cmd_train_content(args: argparse.Namespace) -> int:
 
 def _sample_config(args: argparse.Namespace, meta, **values):
     """The adapter file's sampling defaults (its round's λA, λB, steps, temperature), overridden by flags."""
-    from .sampling import sample_config
+    from ..sampling import sample_config
 
     config = sample_config(meta.extra.get("sample_defaults") or {}, steps=args.steps, guidance=args.guidance,
                            adapter_guidance=args.adapter_guidance, precision=args.precision, **values)
@@ -375,7 +375,7 @@ def _sample_config(args: argparse.Namespace, meta, **values):
 
 def _prompt_list(args: argparse.Namespace, held_out: bool = False) -> list[str]:
     """The --prompts file, else the built-in candidate pool (diverse) or held-out evaluation list; --limit cuts."""
-    from .prompt_sets import diverse_prompts, eval_prompts, read_prompt_file
+    from ..prompt_sets import diverse_prompts, eval_prompts, read_prompt_file
 
     prompts = read_prompt_file(args.prompts) if args.prompts else eval_prompts() if held_out else diverse_prompts()
     return prompts[: args.limit] if args.limit else prompts
@@ -384,11 +384,11 @@ def _prompt_list(args: argparse.Namespace, held_out: bool = False) -> list[str]:
 def cmd_candidates(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .candidates import generate_candidates, save_candidates
-    from .clip_scores import load_scorer
-    from .presets import scorer_for
-    from .rounds import CANDIDATES_DIR, latest_round, reference_images, round_dir
-    from .styles import load_style
+    from ..candidates import generate_candidates, save_candidates
+    from ..clip_scores import load_scorer
+    from ..presets import scorer_for
+    from ..rounds import CANDIDATES_DIR, latest_round, reference_images, round_dir
+    from ..styles import load_style
 
     number = latest_round(args.style)
     prompts = _prompt_list(args)
@@ -408,7 +408,7 @@ def cmd_candidates(args: argparse.Namespace) -> int:
 def _read_ratings(path: str) -> list[dict]:
     import csv
 
-    from .errors import StyleDropError
+    from ..errors import StyleDropError
 
     try:
         with open(path, newline="") as fh:
@@ -421,10 +421,10 @@ def _read_ratings(path: str) -> list[dict]:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from .candidates import load_candidates
-    from .errors import StyleDropError
-    from .rounds import CANDIDATES_DIR, Selection, latest_round, round_dir
-    from .selection import RANDOM, ClipRule, rule_named, select_by_clip, select_by_ratings, select_randomly
+    from ..candidates import load_candidates
+    from ..errors import StyleDropError
+    from ..rounds import CANDIDATES_DIR, Selection, latest_round, round_dir
+    from ..selection import RANDOM, ClipRule, rule_named, select_by_clip, select_by_ratings, select_randomly
 
     number = latest_round(args.style)
     pool = load_candidates(round_dir(args.style, number) / CANDIDATES_DIR, with_images=False)
@@ -456,10 +456,10 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 def cmd_train_round(args: argparse.Namespace) -> int:
 
-    from .adapters import AdapterConfig
-    from .models import default_device, load_components
-    from .rounds import latest_round, round_meta, train_next_round
-    from .training import TrainConfig
+    from ..adapters import AdapterConfig
+    from ..models import default_device, load_components
+    from ..rounds import latest_round, round_meta, train_next_round
+    from ..training import TrainConfig
 
     number = latest_round(args.style)
     components = load_components(round_meta(args.style, number).base_model, args.device or default_device())
@@ -476,12 +476,12 @@ def cmd_train_round(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .clip_scores import load_scorer
-    from .evaluation import evaluate_style, write_report
-    from .models import default_device, load_components
-    from .presets import scorer_for
-    from .prompt_sets import eval_prompts, overlap
-    from .rounds import latest_round, round_meta, trained_contents
+    from ..clip_scores import load_scorer
+    from ..evaluation import evaluate_style, write_report
+    from ..models import default_device, load_components
+    from ..presets import scorer_for
+    from ..prompt_sets import eval_prompts, overlap
+    from ..rounds import latest_round, round_meta, trained_contents
 
     number = latest_round(args.style)
     prompts = _prompt_list(args, held_out=True)
@@ -505,7 +505,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .adapter_files import read_adapter_file
+    from ..adapter_files import read_adapter_file
 
     tensors, meta = read_adapter_file(args.style)
     count = sum(t.numel() for t in tensors.values())
