@@ -5,9 +5,10 @@ null (negative) prompt:
 
     l_k = Ĝ(v_k, t) + λA·(Ĝ(v_k, t) − G(v_k, t)) + λB·(G(v_k, t) − G(v_k, n))
 
-λA is adapter guidance, λB classifier-free guidance. `guided_logits` is that equation, written once: plain
-sampling, composition's two adapters, `GuidedModel` and the weight-merging comparison all call it. Composing a
-style and a content adapter mixes two such terms, l = (1 − γ)·l_s + γ·l_c: `GuidedModel` sums weighted terms.
+λA is adapter guidance, λB classifier-free guidance. `guided_logits` is that equation, written once: `GuidedModel`
+(sampling with one adapter, and composition's two) and the weight-merging comparison (composition.MergedLoraModel)
+both call it. Composing a style and a content adapter mixes two such terms, l = (1 − γ)·l_s + γ·l_c: `GuidedModel`
+sums weighted terms.
 
 Speed lives beside the equation, not inside it: every pass of every term runs as one batched forward
 (styledrop/batched_passes.py: text side computed once per call, each row routed to its own adapter), and
@@ -106,6 +107,15 @@ class GuidedModel:
                                                 for k, on in self.groups], aesthetic_score)
         self._graph = StepGraph(self.logits) if graphs and self.batch.graph_safe else None
 
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Σ_k w_k · Eq. 4 of term k at this step, computed eagerly (`__call__` replays it from a CUDA graph)."""
+        total = None
+        for term, p in zip(self.terms, self.forward_passes(tokens)):
+            logits = guided_logits(p.adapted, p.base, p.null, self.guidance, self.adapter_guidance)
+            logits = logits if term.weight == 1.0 else term.weight * logits
+            total = logits if total is None else total + logits
+        return total
+
     @property
     def passes(self) -> int:
         """Row groups per step (3 for one adapter with both guidances: Ĝ(t), G(t), G(n))."""
@@ -115,14 +125,6 @@ class GuidedModel:
         """Each term's passes at this step, from one batched forward."""
         out = dict(zip(self.groups, self.batch(tokens)))
         return [TermPasses(out.get((k, True)), out.get((k, False)), out.get(NULL)) for k in range(len(self.terms))]
-
-    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
-        total = None
-        for term, p in zip(self.terms, self.forward_passes(tokens)):
-            logits = guided_logits(p.adapted, p.base, p.null, self.guidance, self.adapter_guidance)
-            logits = logits if term.weight == 1.0 else term.weight * logits
-            total = logits if total is None else total + logits
-        return total
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         if self._graph is None:
