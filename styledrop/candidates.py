@@ -107,9 +107,10 @@ def draw_candidates(style, contents: list[str], per_prompt: int, seed: int = 0, 
     return made
 
 
-def generate_candidates(style, contents: list[str], per_prompt: int, seed: int = 0, round_number: int = 1,
-                        config: SampleConfig | None = None, scorer=None, reference=None,
-                        on_progress: ProgressFn | None = None, batch_size: int = CANDIDATE_BATCH) -> list[Candidate]:
+def draw_scored_candidates(style, contents: list[str], per_prompt: int, seed: int = 0, round_number: int = 1,
+                           config: SampleConfig | None = None, scorer=None, reference=None,
+                           on_progress: ProgressFn | None = None,
+                           batch_size: int = CANDIDATE_BATCH) -> list[Candidate]:
     """The whole pool (draw_candidates) and, with a scorer and a reference image (or its embedding), its
     CLIP text and style scores."""
     total = len(contents) * per_prompt

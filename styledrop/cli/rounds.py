@@ -72,7 +72,7 @@ def _add_train_round(sub: argparse._SubParsersAction) -> None:
 def cmd_candidates(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..candidates import generate_candidates, save_candidates
+    from ..candidates import draw_scored_candidates, save_candidates
     from ..clip_scores import load_scorer
     from ..presets import scorer_for
     from ..rounds import CANDIDATES_DIR, latest_round, reference_images, round_dir
@@ -84,7 +84,7 @@ def cmd_candidates(args: argparse.Namespace) -> int:
     scorer = load_scorer(scorer_for(style.meta.base_model, args.scorer), args.device)
     config = sample_config_from_flags(args, style.meta)
     bar = tqdm(total=len(prompts) * args.per_prompt, desc=f"round {number} candidates", unit="image")
-    pool = generate_candidates(style, prompts, args.per_prompt, args.seed, number, config, scorer,
+    pool = draw_scored_candidates(style, prompts, args.per_prompt, args.seed, number, config, scorer,
                                reference_images(args.style), on_progress=lambda done, total: bar.update(1),
                                batch_size=args.batch_size)
     bar.close()
@@ -108,7 +108,7 @@ def _read_ratings(path: str) -> list[dict]:
 
 def cmd_select(args: argparse.Namespace) -> int:
     from ..candidates import load_candidates
-    from ..rounds import CANDIDATES_DIR, Selection, latest_round, round_dir
+    from ..rounds import CANDIDATES_DIR, RoundSelection, latest_round, round_dir
     from ..selection import RANDOM, ClipRule, rule_named, select_by_clip, select_by_ratings, select_randomly
 
     number = latest_round(args.style)
@@ -134,7 +134,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     unknown = [i for i in ids if i not in known]
     if unknown or not ids:
         raise StyleDropError(f"Unknown candidate ids {unknown} for round {number}." if unknown else "Select at least one candidate.")
-    path = Selection(number, ids, by, details).save(args.style)
+    path = RoundSelection(number, ids, by, details).save(args.style)
     print(f"selected {len(ids)} of {len(pool)} round-{number} candidates by {by}: {ids} -> {path}")
     return 0
 
