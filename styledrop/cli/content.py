@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..progress import training_bar
 from .options import model_default
-from .progress import training_bar
 
 ORDER = 60
 

@@ -39,8 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from ..progress import Progress
     from ..prompts import check_prompt_text
     from ..sampling import image_seeds
     from ..styles import generate_with_style, load_style
@@ -48,7 +47,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     style = load_style(args.style, model=args.model, device=args.device)
     config = sample_config_from_flags(args, style.meta, num_images=args.num, seed=args.seed,
                                       temperature=tuple(args.temperature) if args.temperature else None)
-    bar = tqdm(total=config.steps, desc="decoding", unit="step")
+    bar = Progress(config.steps, "decoding", unit="step")
     tick = lambda step, total, logits, tokens: bar.update(1)  # noqa: E731
     seeds = image_seeds(args.seed, len(args.contents) * config.num_images)  # the seed contract (README)
     if args.content:

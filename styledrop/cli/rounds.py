@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ..errors import StyleDropError
+from ..progress import training_bar
 from .options import add_sampling_flags, prompt_list, sample_config_from_flags
-from .progress import training_bar
 
 ORDER = 40
 
@@ -70,11 +70,10 @@ def _add_train_round(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_candidates(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from ..candidates import draw_scored_candidates, save_candidates
     from ..clip_scores import load_scorer
     from ..presets import scorer_for
+    from ..progress import Progress
     from ..rounds import CANDIDATES_DIR, latest_round, reference_images, round_dir
     from ..styles import load_style
 
@@ -83,7 +82,7 @@ def cmd_candidates(args: argparse.Namespace) -> int:
     style = load_style(round_dir(args.style, number), device=args.device)
     scorer = load_scorer(scorer_for(style.meta.base_model, args.scorer), args.device)
     config = sample_config_from_flags(args, style.meta)
-    bar = tqdm(total=len(prompts) * args.per_prompt, desc=f"round {number} candidates", unit="image")
+    bar = Progress(len(prompts) * args.per_prompt, f"round {number} candidates", unit="image")
     pool = draw_scored_candidates(style, prompts, args.per_prompt, args.seed, number, config, scorer,
                                reference_images(args.style), on_progress=lambda done, total: bar.update(1),
                                batch_size=args.batch_size)

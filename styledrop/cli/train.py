@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import StyleDropError
+from ..progress import training_bar
 from .options import model_default
-from .progress import training_bar
 
 ORDER = 10
 
