@@ -46,7 +46,7 @@ def run_generation(settings: Settings, generation_id: int) -> str:
                                    adapter_guidance=request.get("adapter_guidance"), guidance=request.get("guidance"),
                                    precision=settings.sampling_precision)  # the candidates' own: seeds remake them
             prompts = list(request["prompts"])
-            seeds = image_seeds(config.seed, len(prompts) * config.num_images)  # the seed contract (README)
+            seeds = image_seeds(config.seed, len(prompts) * config.num_images)  # the seed contract (docs/method.md)
             descriptor = request.get("descriptor")  # what the request chose: None (older rows) = the style's
             samples = generate_with_style(loaded, prompts, config, seeds=seeds, with_descriptor=descriptor != "",
                                           descriptor=descriptor or None)

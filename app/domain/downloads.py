@@ -30,7 +30,7 @@ def archive_name(generation: Generation) -> str:
 
 def image_contents_and_seeds(generation: Generation) -> list[tuple[str, int | None]]:
     """Each stored image's content prompt and own seed: image j is prompt j mod n (the engine tiles the prompts
-    num_images times) drawn with seed + j (the seed contract, README); None where the request had no seed."""
+    num_images times) drawn with seed + j (the seed contract, docs/method.md); None where the request had no seed."""
     request = generation.request or {}
     prompts = list(request.get("prompts") or [])
     seed = request.get("seed")
