@@ -1,4 +1,4 @@
-"""Forms parsed into the API's own pydantic models (app/schemas.py), so a page and the API take the same
+"""Forms parsed into the API's own pydantic models (app/domain/schemas.py), so a page and the API take the same
 input with the same limits; what the model refuses becomes a message next to the form field, in the words
 of the form's labels."""
 
@@ -9,15 +9,15 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from ..plain_text import BLANK, PLAIN_TEXT_ERRORS
-from ..schemas import field_bounds
+from ..domain.plain_text import BLANK, PLAIN_TEXT_ERRORS
+from ..domain.schemas import field_bounds
 
 Model = TypeVar("Model", bound=BaseModel)
 
 
 async def form_values(request: Request, **limits: Any) -> tuple[dict[str, str], Any]:
     """The posted form's text fields (stripped of blanks, never of control characters: the models refuse
-    those, app/plain_text.py) and the form itself (for files)."""
+    those, app/domain/plain_text.py) and the form itself (for files)."""
     form = await request.form(**limits)
     return {k: str(v).strip(BLANK) for k, v in form.items() if isinstance(v, str)}, form
 

@@ -94,9 +94,9 @@ def test_webhook_deliveries_run_in_a_worker_of_their_own_everywhere():
     (whose `webhooks` service runs from the web image, without torch); the GPU workers do not take that queue."""
     import sys
 
+    from app.infra.task_queue import DELIVER_WEBHOOK, WEBHOOK_QUEUE, make_celery
     from app.runner import webhook_worker_command, worker_command
     from app.settings import Settings
-    from app.task_queue import DELIVER_WEBHOOK, WEBHOOK_QUEUE, make_celery
 
     spec = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = spec["services"]

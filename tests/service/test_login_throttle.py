@@ -20,8 +20,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from app.infra.migrate import upgrade
 from app.main import create_app
-from app.migrate import upgrade
 
 from .conftest import ROOT, StubDispatcher, csrf_token, make_settings
 

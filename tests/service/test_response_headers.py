@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from app.infra.migrate import upgrade
 from app.main import create_app
-from app.migrate import upgrade
 
 from .conftest import StubDispatcher, make_settings
 from .test_api import API, create_style
@@ -93,8 +93,8 @@ def test_a_refused_callback_url_does_not_say_what_its_host_resolves_to(stub_app)
 def test_a_job_the_broker_refused_says_so_without_the_brokers_address(stub_app):
     """The 503 and the failed job's error carried the broker's own message: its host and port, or its socket's
     path on the server (redis+socket://...), and with compose what a name resolved to."""
-    from app.db import session_factory
-    from app.models import Evaluation, Generation, Round
+    from app.domain.models import Evaluation, Generation, Round
+    from app.infra.db import session_factory
 
     from .factories import finish_round
 

@@ -18,7 +18,7 @@ import time
 import httpx
 import psutil
 
-from app.embedded_redis import free_port
+from app.infra.embedded_redis import free_port
 
 from .conftest import png_bytes
 from .test_serve import _start_serve, _stop_serve, _until_ended

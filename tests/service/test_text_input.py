@@ -10,10 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from app.db import session_factory
+from app.domain.models import ApiToken, Evaluation, Generation, Round, Style, User
+from app.infra.db import session_factory
+from app.infra.migrate import upgrade
 from app.main import create_app
-from app.migrate import upgrade
-from app.models import ApiToken, Evaluation, Generation, Round, Style, User
 
 from .conftest import StubDispatcher, csrf_token, make_settings, png_bytes, stub_client
 from .factories import finish_round

@@ -17,10 +17,10 @@ import tracemalloc
 
 import pytest
 
-from app import webhooks
-from app.auth import get_or_create_user
-from app.db import session_factory
-from app.migrate import upgrade
+from app.domain import webhooks
+from app.infra.db import session_factory
+from app.infra.migrate import upgrade
+from app.security.accounts import get_or_create_user
 
 from .conftest import make_settings
 

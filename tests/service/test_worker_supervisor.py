@@ -12,10 +12,10 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from app.db import session_factory
+from app.domain.models import Round, Style
+from app.infra.db import session_factory
+from app.infra.migrate import upgrade
 from app.main import create_app
-from app.migrate import upgrade
-from app.models import Round, Style
 from app.runner import RestartBudget, Workers, WorkerSupervisor
 
 from .conftest import StubDispatcher, browser_session, make_settings, png_bytes
