@@ -22,12 +22,19 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+# Ids are never handed out twice (SQLite's AUTOINCREMENT; PostgreSQL's sequences never go back): a deleted
+# style's or job's id must not become another row's, which old links, webhook consumers and a still-running
+# worker of the deleted job would then reach (migration 0010_webtrust_autoincrement).
+NEVER_REUSED = {"sqlite_autoincrement": True}
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime(timezone=True)}
 
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -43,6 +50,7 @@ class User(Base):
 
 class ApiToken(Base):
     __tablename__ = "api_tokens"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -60,6 +68,7 @@ class WebSession(Base):
     the log-in and sign-up forms; logging in replaces the session, so an attacker cannot plant one."""
 
     __tablename__ = "web_sessions"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -73,6 +82,7 @@ class WebSession(Base):
 
 class Style(Base):
     __tablename__ = "styles"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
@@ -102,7 +112,7 @@ class Style(Base):
 
 class Round(Base):
     __tablename__ = "rounds"
-    __table_args__ = (UniqueConstraint("style_id", "number", name="uq_round_style_number"),)
+    __table_args__ = (UniqueConstraint("style_id", "number", name="uq_round_style_number"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     style_id: Mapped[int] = mapped_column(ForeignKey("styles.id", ondelete="CASCADE"), index=True)
@@ -144,6 +154,7 @@ class Round(Base):
 
 class Candidate(Base):
     __tablename__ = "candidates"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"), index=True)
@@ -167,7 +178,7 @@ class Candidate(Base):
 
 class Rating(Base):
     __tablename__ = "ratings"
-    __table_args__ = (UniqueConstraint("candidate_id", "user_id", name="uq_rating_candidate_user"),)
+    __table_args__ = (UniqueConstraint("candidate_id", "user_id", name="uq_rating_candidate_user"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"), index=True)
@@ -184,7 +195,7 @@ class Selection(Base):
     """A candidate chosen to train the next round, by a person or by CLIP feedback."""
 
     __tablename__ = "selections"
-    __table_args__ = (UniqueConstraint("candidate_id", name="uq_selection_candidate"),)
+    __table_args__ = (UniqueConstraint("candidate_id", name="uq_selection_candidate"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
@@ -201,6 +212,7 @@ class Selection(Base):
 
 class Generation(Base):
     __tablename__ = "generations"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     style_id: Mapped[int] = mapped_column(ForeignKey("styles.id", ondelete="CASCADE"), index=True)
@@ -224,6 +236,7 @@ class Evaluation(Base):
     list, images per prompt, seed), `result` holds the rows (name, means, spreads, count) and the scorer."""
 
     __tablename__ = "evaluations"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     style_id: Mapped[int] = mapped_column(ForeignKey("styles.id", ondelete="CASCADE"), index=True)
@@ -245,7 +258,7 @@ class IdempotencyKey(Base):
     the first request is still being handled."""
 
     __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("user_id", "key", name="uq_idempotency_user_key"),)
+    __table_args__ = (UniqueConstraint("user_id", "key", name="uq_idempotency_user_key"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
