@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from styledrop.plan import plan_round  # pydantic, no torch: the round's plan and the per-round recipe
@@ -30,11 +31,8 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
     reference plus the selected candidates of the latest finished round, each with its own content.
     Refused before anything is stored: 422 (too much asked), 409 (the style is busy), 429 (the user is)."""
     body = check_round_request(body, settings)
-    if (running := active_round(session, style.id)) is not None:
-        raise ApiError(409, f"Round {running.number} of style {style.id} is {running.status}; wait for it "
-                            f"or cancel it (POST /api/v1/rounds/{running.id}/cancel) before starting another.")
-    last_number = session.scalar(select(Round.number).where(Round.style_id == style.id)
-                                 .order_by(Round.number.desc()).limit(1)) or 0
+    _refuse_if_busy(session, style)
+    last_number = _last_number(session, style.id)
     base = latest_succeeded(session, style.id)
     feedback = body.get("feedback")
     # Every reference image of the style, in every round (a style made from several stays one of several).
@@ -74,9 +72,30 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
         sampling={"steps": body.get("sample_steps") or settings.sample_steps,
                   "adapter_guidance": body.get("adapter_guidance")})
     check_job_quota(session, style.user_id, settings)  # locks the user until enqueue commits: atomic
-    return lifecycle.enqueue(session, Round(style_id=style.id, number=plan.number, feedback=feedback,
-                                            parameters=plan.stored(), total_steps=int(steps),
-                                            callback_url=callback_url))
+    # Read again under the lock: a round of the style started by a request that ran beside this one since the
+    # first look is seen now (409), instead of failing this insert on the style's round numbers (a 500).
+    _refuse_if_busy(session, style)
+    if _last_number(session, style.id) != last_number:
+        raise ApiError(409, f"Another round of style {style.id} was started meanwhile; wait for it or cancel it.")
+    try:
+        return lifecycle.enqueue(session, Round(style_id=style.id, number=plan.number, feedback=feedback,
+                                                parameters=plan.stored(), total_steps=int(steps),
+                                                callback_url=callback_url))
+    except IntegrityError as exc:  # no user to lock (a style without one): the unique (style, number) decides
+        session.rollback()
+        raise ApiError(409, f"Another round of style {style.id} was started meanwhile; wait for it or cancel "
+                            "it.") from exc
+
+
+def _refuse_if_busy(session: Session, style: Style) -> None:
+    if (running := active_round(session, style.id)) is not None:
+        raise ApiError(409, f"Round {running.number} of style {style.id} is {running.status}; wait for it "
+                            f"or cancel it (POST /api/v1/rounds/{running.id}/cancel) before starting another.")
+
+
+def _last_number(session: Session, style_id: int) -> int:
+    return session.scalar(select(Round.number).where(Round.style_id == style_id)
+                          .order_by(Round.number.desc()).limit(1)) or 0
 
 
 def cancel_round(session: Session, dispatcher: Dispatcher, rnd: Round) -> Round:
