@@ -33,7 +33,8 @@ def run_evaluation(settings: Settings, evaluation_id: int) -> str:
     from styledrop.images import load_image
 
     with session_factory(settings)() as session:
-        if not lifecycle.claim(session, Evaluation, evaluation_id):
+        token = lifecycle.claim(session, Evaluation, evaluation_id)
+        if token is None:
             return "skipped"
         evaluation = session.get(Evaluation, evaluation_id)
         request = dict(evaluation.request)
@@ -56,4 +57,5 @@ def run_evaluation(settings: Settings, evaluation_id: int) -> str:
         log.error("evaluation %s failed:\n%s", evaluation_id, traceback.format_exc())
         status, values = JobStatus.failed, {"error": describe(exc)}
     with session_factory(settings)() as session:
-        return status.value if lifecycle.finish(session, Evaluation, evaluation_id, status, **values) else "superseded"
+        ended = lifecycle.finish(session, Evaluation, evaluation_id, token, status, **values)
+    return status.value if ended else "superseded"

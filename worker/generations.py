@@ -21,12 +21,14 @@ log = logging.getLogger(__name__)
 
 def run_generation(settings: Settings, generation_id: int) -> str:
     """Returns "succeeded" or "failed"; "skipped" for a generation that was not queued (a duplicate message);
-    "superseded" when the reaper had ended it meanwhile (its end stands)."""
+    "superseded" when the reaper had ended it meanwhile (its end stands) or its style was deleted: the
+    images it drew are removed then."""
     from styledrop.sampling import image_seeds, sample_config
     from styledrop.styles import generate_with_style, load_style
 
     with session_factory(settings)() as session:
-        if not lifecycle.claim(session, Generation, generation_id):
+        token = lifecycle.claim(session, Generation, generation_id)
+        if token is None:
             return "skipped"
         generation = session.get(Generation, generation_id)
         rnd = session.get(Round, generation.round_id) if generation.round_id else None
@@ -63,4 +65,11 @@ def run_generation(settings: Settings, generation_id: int) -> str:
         log.error("generation %s failed:\n%s", generation_id, traceback.format_exc())
         status, values = JobStatus.failed, {"error": describe(exc)}
     with session_factory(settings)() as session:
-        return status.value if lifecycle.finish(session, Generation, generation_id, status, **values) else "superseded"
+        ended = lifecycle.finish(session, Generation, generation_id, token, status, **values)
+        style_gone = not ended and session.get(Style, style_id) is None
+    if not ended:  # the reaper ended it, or its style was deleted meanwhile: no row keeps these images
+        storage.remove_tree(settings.storage_root, storage.generation_dir(style_id, generation_id))
+        if style_gone:  # written after the deletion removed the style's folder
+            storage.remove_tree(settings.storage_root, storage.style_dir(style_id))
+        return "superseded"
+    return status.value

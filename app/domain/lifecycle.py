@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -119,11 +120,14 @@ def send_or_fail(session: Session, job: Job, send: Callable[[int], str | None]) 
 
 # ---- queued → running: claim ---------------------------------------------------------------------------------
 
-def claim(session: Session, model: OneShotJob, ident: int) -> bool:
-    """A generation or an evaluation starts, committed: a duplicate or late message for it claims nothing."""
-    claimed = _move(session, model, ident, JobStatus.queued, JobStatus.running)
+def claim(session: Session, model: OneShotJob, ident: int) -> str | None:
+    """A generation or an evaluation starts, committed: a duplicate or late message for it claims nothing
+    (None). Returns the claim's token, a random one kept on the row: the worker's end (finish) is conditioned
+    on it, so a worker never ends a row it did not claim, whatever id that row has."""
+    token = uuid.uuid4().hex
+    claimed = _move(session, model, ident, JobStatus.queued, JobStatus.running, claim=token)
     session.commit()
-    return claimed
+    return token if claimed else None
 
 
 def claim_round(session: Session, settings: Settings, round_id: int, task_id: str | None) -> str:
@@ -208,12 +212,15 @@ def end_attempt(session: Session, round_id: int, token: int, status: JobStatus, 
         raise StaleAttempt(refusal(round_id, token))
 
 
-def finish(session: Session, model: OneShotJob, ident: int, status: JobStatus, **values: Any) -> bool:
-    """A generation or an evaluation ends, succeeded or failed, committed. False if it was no longer running
-    (the reaper ended it meanwhile: that end stands, and its webhook has gone)."""
+def finish(session: Session, model: OneShotJob, ident: int, token: str, status: JobStatus, **values: Any) -> bool:
+    """A generation or an evaluation ends, succeeded or failed, by the worker whose claim left `token`
+    (claim), committed. False if it was no longer running under that claim: the reaper ended it meanwhile
+    (that end stands, and its webhook has gone), or the row is gone (its style deleted) or is not the job this
+    worker claimed."""
     if status not in (JobStatus.succeeded, JobStatus.failed):
         raise ValueError(f"a generation or evaluation ends succeeded or failed, not {status}")
-    ended = _move(session, model, ident, JobStatus.running, status, finished_at=utcnow(), **values)
+    ended = _move(session, model, ident, JobStatus.running, status, model.claim == token, finished_at=utcnow(),
+                  **values)
     session.commit()
     return ended
 

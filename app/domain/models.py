@@ -220,6 +220,8 @@ class Generation(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     request: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(20), index=True)  # JobStatus: app/domain/lifecycle.py
+    # The running worker's claim (app.domain.lifecycle.claim): its end is conditioned on it.
+    claim: Mapped[str | None] = mapped_column(String(32))
     image_paths: Mapped[list[Any]] = mapped_column(default=list)
     error: Mapped[str | None] = mapped_column(Text)
     celery_task_id: Mapped[str | None] = mapped_column(String(100))
@@ -243,6 +245,8 @@ class Evaluation(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     request: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(20), index=True)  # JobStatus: app/domain/lifecycle.py
+    # The running worker's claim (app.domain.lifecycle.claim): its end is conditioned on it.
+    claim: Mapped[str | None] = mapped_column(String(32))
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     celery_task_id: Mapped[str | None] = mapped_column(String(100))

@@ -54,8 +54,12 @@ def training_sample_path(style_id: int, number: int, name: str) -> str:
     return f"{round_dir(style_id, number)}/samples/{name}"
 
 
+def generation_dir(style_id: int, generation_id: int) -> str:
+    return f"styles/{style_id}/generations/{generation_id}"
+
+
 def generation_path(style_id: int, generation_id: int, index: int) -> str:
-    return f"styles/{style_id}/generations/{generation_id}/{index:03d}.png"
+    return f"{generation_dir(style_id, generation_id)}/{index:03d}.png"
 
 
 def resolve(root: Path, relative: str) -> Path:

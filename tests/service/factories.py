@@ -82,10 +82,11 @@ def finish_round(settings: Settings, round_id: int, candidates: int = 4, content
 def finish_generation(settings: Settings, style_id: int, generation_id: int, images: int) -> None:
     """As the worker: the generation succeeded with `images` small PNGs on disk."""
     with session_factory(settings)() as session:
-        assert lifecycle.claim(session, Generation, generation_id)
+        token = lifecycle.claim(session, Generation, generation_id)
+        assert token
         paths = []
         for i in range(images):
             relative = storage.generation_path(style_id, generation_id, i)
             storage.save_png(settings.storage_root, relative, reference_image(32))
             paths.append(relative)
-        assert lifecycle.finish(session, Generation, generation_id, JobStatus.succeeded, image_paths=paths)
+        assert lifecycle.finish(session, Generation, generation_id, token, JobStatus.succeeded, image_paths=paths)

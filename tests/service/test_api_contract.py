@@ -310,8 +310,8 @@ def test_evaluations_are_idempotent_and_come_in_pages(stub_app):
     assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
     assert stub_app.dispatcher.evaluations == [first.json()["id"]]  # queued once
     with session_factory(stub_app.settings)() as session:  # as the worker: it ended, so another may start
-        assert lifecycle.claim(session, Evaluation, first.json()["id"])
-        assert lifecycle.finish(session, Evaluation, first.json()["id"], JobStatus.failed, error="it failed")
+        token = lifecycle.claim(session, Evaluation, first.json()["id"])
+        assert lifecycle.finish(session, Evaluation, first.json()["id"], token, JobStatus.failed, error="it failed")
     second = stub_app.post(url, json={}, headers={"Idempotency-Key": "e-2"})
     assert second.status_code == 202, second.text
     page = stub_app.get(f"{url}?limit=1").json()
@@ -334,8 +334,8 @@ def test_the_styles_gallery_and_the_playground_come_in_pages(stub_app):
     with session_factory(stub_app.settings)() as session:
         for i in range(playground.GENERATIONS_PER_PAGE + 1):  # queued, taken up and failed, as a worker does
             generation = lifecycle.enqueue(session, Generation(style_id=made[0], request={"prompts": [f"p{i}"]}))
-            assert lifecycle.claim(session, Generation, generation.id)
-            assert lifecycle.finish(session, Generation, generation.id, JobStatus.failed, error="it failed")
+            token = lifecycle.claim(session, Generation, generation.id)
+            assert lifecycle.finish(session, Generation, generation.id, token, JobStatus.failed, error="it failed")
     playground = stub_app.get(f"/styles/{made[0]}/playground").text
     older = re.search(r'id="older" href="([^"]+)"', playground).group(1)
     assert stub_app.get(older).status_code == 200 and 'id="older"' not in stub_app.get(older).text

@@ -64,9 +64,10 @@ class World:
                     lifecycle.end_attempt(session, ident, 1, JobStatus(state))
                     session.commit()
             else:
-                assert lifecycle.claim(session, KINDS[kind], ident)
+                token = lifecycle.claim(session, KINDS[kind], ident)
+                assert token
                 if state != R:
-                    assert lifecycle.finish(session, KINDS[kind], ident, JobStatus(state))
+                    assert lifecycle.finish(session, KINDS[kind], ident, token, JobStatus(state))
         return ident
 
     def row(self, kind: str, ident: int):
@@ -178,7 +179,7 @@ def test_claim_of_a_missing_round(world):
 @pytest.mark.parametrize("state", ONE_SHOT_STATES)
 def test_claim_generation_or_evaluation(world, kind, state):
     ident = world.job(kind, state)
-    assert world.do(lifecycle.claim, KINDS[kind], ident) is (state == Q)
+    assert (world.do(lifecycle.claim, KINDS[kind], ident) is not None) is (state == Q)
     assert world.status(kind, ident) == (R if state == Q else state)
 
 
@@ -237,7 +238,8 @@ def test_end_attempt(world, state, end):
 def test_finish_generation_or_evaluation(world, kind, state, end):
     """Only a running job ends: a worker that finishes a job the reaper already failed changes nothing."""
     ident = world.job(kind, state)
-    assert world.do(lifecycle.finish, KINDS[kind], ident, JobStatus(end), error="why") is (state == R)
+    token = world.row(kind, ident).claim
+    assert world.do(lifecycle.finish, KINDS[kind], ident, token, JobStatus(end), error="why") is (state == R)
     row = world.row(kind, ident)
     assert row.status == (end if state == R else state)
     assert (row.finished_at is not None) is (state in (R, S, F))
@@ -247,7 +249,7 @@ def test_an_end_is_succeeded_failed_or_cancelled(world):
     with pytest.raises(ValueError):
         world.do(lifecycle.end_attempt, world.job("round", R), 1, JobStatus.queued)
     with pytest.raises(ValueError):
-        world.do(lifecycle.finish, Generation, world.job("generation", R), JobStatus.cancelled)
+        world.do(lifecycle.finish, Generation, world.job("generation", R), "token", JobStatus.cancelled)
 
 
 # ---- queued → cancelled; running → cancel flag ------------------------------------------------------------------

@@ -32,8 +32,8 @@ def _alices_world(client, alice: dict[str, str]) -> dict[str, int]:
                                    text_scores=[0.3], style_scores=[0.6])
     with session_factory(client.settings)() as session:
         evaluation = lifecycle.enqueue(session, Evaluation(style_id=style["id"], request={"prompts": ["a wolf"]}))
-        assert lifecycle.claim(session, Evaluation, evaluation.id)
-        assert lifecycle.finish(session, Evaluation, evaluation.id, JobStatus.succeeded)
+        token = lifecycle.claim(session, Evaluation, evaluation.id)
+        assert lifecycle.finish(session, Evaluation, evaluation.id, token, JobStatus.succeeded)
         ids = {"style_id": style["id"], "round_id": rnd["id"], "candidate_id": candidate_id,
                "evaluation_id": evaluation.id}
     generation = client.post(f"{API}/styles/{style['id']}/generations", headers=alice,
