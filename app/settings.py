@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     max_prompt_chars: int = Field(default=300, ge=1, le=500)
     max_prompts: int = 64  # prompts of one request: a round's prompts or candidate_prompts, a generation's prompts
     max_round_candidates: int = 256  # prompts x candidates_per_prompt of one round (64 built-in prompts x 4)
-    max_active_jobs: int = 10  # queued or running rounds and generations of one user, all styles, before 429
+    max_active_jobs: int = 10  # queued or running rounds, generations and evaluations of one user, before 429
+    max_evaluation_images: int = 1024  # prompts x per_prompt x (finished rounds + the base model) of one evaluation
     # Log-in throttling (app/security/throttle.py): wrong passwords allowed per account name at one client
     # address and per client address before each further attempt waits 30 s, doubling, at most
     # login_max_wait_seconds (429, Retry-After). Never per account alone: that would let anyone lock its owner out.

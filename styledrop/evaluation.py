@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,13 +60,19 @@ def evaluate_style(style_dir: str | Path, components: Components, scorer, prompt
                                   config)
 
 
+class EvaluationStopped(StyleDropError):
+    """evaluate_adapter_files was told to stop (its `should_stop`)."""
+
+
 def evaluate_adapter_files(rounds: list[tuple[int, Path]], components: Components, scorer, reference,
                            prompts: list[str], per_prompt: int = 2, seed: int = 0,
                            config: SampleConfig | None = None, steps: int | None = None,
-                           precision: str | None = None) -> list[RowResult]:
+                           precision: str | None = None,
+                           should_stop: Callable[[], bool] | None = None) -> list[RowResult]:
     """Rows "base", "round N"… for (round number, adapter file) pairs: the CLI's style folders and the service's
     stored rounds alike. `reference` is an image, a list of images or an embedding. The base row is the first
-    adapter's model with the adapter switched off (the paper's "Muse" row: prompts keep the descriptor)."""
+    adapter's model with the adapter switched off (the paper's "Muse" row: prompts keep the descriptor).
+    `should_stop` is asked before each model is scored (the service's cancel): True raises EvaluationStopped."""
     if not prompts:
         raise StyleDropError("The evaluation needs at least one prompt.")
     if not rounds:
@@ -74,6 +81,8 @@ def evaluate_adapter_files(rounds: list[tuple[int, Path]], components: Component
         reference = scorer.reference_embedding(reference)
     rows = []
     for number, path in [(0, rounds[0][1])] + list(rounds):
+        if should_stop is not None and should_stop():
+            raise EvaluationStopped("The evaluation was stopped before it scored every model.")
         adapter, meta = load_adapter(path, components)
         style = LoadedStyle(components, adapter, meta)
         run = config or round_sample_config(number, steps=steps or None, precision=precision)

@@ -1,8 +1,9 @@
 """The evaluation job: the engine's evaluation (styledrop.evaluation) over a style's stored rounds.
 
 Claims the job (app.domain.lifecycle.claim: a duplicate message does nothing), scores the base model and every
-finished round on the request's prompts with the same seeds, and stores the rows. The scorer follows the
-engine's rule for the style's base model (offline presets → "tiny"), as the CLI and the rounds do.
+finished round on the request's prompts with the same seeds, and stores the rows. Before each model it asks
+whether the evaluation still runs under its claim (cancelled, reaped, its style deleted: it stops). The scorer
+follows the engine's rule for the style's base model (offline presets → "tiny"), as the CLI and the rounds do.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def run_evaluation(settings: Settings, evaluation_id: int) -> str:
         rows = evaluate_adapter_files([(n, storage.resolve(root, p)) for n, p in rounds], components, clip,
                                       reference, list(request["prompts"]), int(request["per_prompt"]),
                                       int(request["seed"]), steps=settings.sample_steps,
-                                      precision=settings.sampling_precision)
+                                      precision=settings.sampling_precision,
+                                      should_stop=lambda: _stopped(settings, evaluation_id, token))
         status, values = JobStatus.succeeded, {"result": {"clip_model": clip.name, "rows": [r.summary() for r in rows]}}
     except Exception as exc:  # noqa: BLE001
         log.error("evaluation %s failed:\n%s", evaluation_id, traceback.format_exc())
@@ -59,3 +61,9 @@ def run_evaluation(settings: Settings, evaluation_id: int) -> str:
     with session_factory(settings)() as session:
         ended = lifecycle.finish(session, Evaluation, evaluation_id, token, status, **values)
     return status.value if ended else "superseded"
+
+
+def _stopped(settings: Settings, evaluation_id: int, token: str) -> bool:
+    """Cancelled, reaped or deleted with its style: the rest of the models are not scored."""
+    with session_factory(settings)() as session:
+        return lifecycle.stopped(session, Evaluation, evaluation_id, token)

@@ -52,6 +52,7 @@ OwnedCandidate = Annotated[Candidate, Depends(_owned(Candidate, current_user))]
 ReadableGeneration = Annotated[Generation, Depends(_readable(Generation, current_user))]
 OwnedGeneration = Annotated[Generation, Depends(_owned(Generation, current_user))]
 ReadableEvaluation = Annotated[Evaluation, Depends(_readable(Evaluation, current_user))]
+OwnedEvaluation = Annotated[Evaluation, Depends(_owned(Evaluation, current_user))]
 
 # ---- the pages ----------------------------------------------------------------------------------------------
 

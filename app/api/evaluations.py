@@ -6,10 +6,11 @@ from fastapi import APIRouter
 from sqlalchemy import select
 
 from ..domain.evaluations import EvaluationCreate, EvaluationOut, EvaluationPage, evaluation_out
+from ..domain.evaluations import cancel_evaluation as end_evaluation
 from ..domain.evaluations import start_evaluation as queue_evaluation
 from ..domain.models import Evaluation
 from ..domain.schemas import refusals
-from .access import OwnedStyle, ReadableEvaluation, ReadableStyle
+from .access import OwnedEvaluation, OwnedStyle, ReadableEvaluation, ReadableStyle
 from .deps import JobDispatcherDep, SessionDep, SettingsDep, UserDep
 from .idempotency import IdempotencyDep
 from .openapi import operation_id
@@ -44,3 +45,11 @@ def list_evaluations(style: ReadableStyle, session: SessionDep, page: PageDep) -
 @router.get("/evaluations/{evaluation_id}", response_model=EvaluationOut)
 def read_evaluation(evaluation: ReadableEvaluation) -> EvaluationOut:
     return evaluation_out(evaluation)
+
+
+@router.post("/evaluations/{evaluation_id}/cancel", response_model=EvaluationOut, status_code=202,
+             responses=refusals(404, 409))
+def cancel_evaluation(evaluation: OwnedEvaluation, session: SessionDep) -> EvaluationOut:
+    """Cancel a queued or running evaluation: it ends cancelled now, and its worker stops at the next model it
+    would score. 409 once it has ended."""
+    return evaluation_out(end_evaluation(session, evaluation))

@@ -21,7 +21,7 @@ from ..infra.task_queue import Dispatcher
 from ..settings import Settings
 from . import lifecycle
 from .lifecycle import ACTIVE, JobStatus
-from .limits import clean_prompts
+from .limits import check_job_quota, clean_prompts
 from .models import Candidate, Evaluation, Round, Selection, Style, User
 from .plain_text import PlainText
 from .schemas import Seed
@@ -76,7 +76,9 @@ def trained_contents(session: Session, style: Style) -> list[str]:
 
 def create_evaluation(session: Session, style: Style, user: User | None, body: EvaluationCreate,
                       settings: Settings) -> Evaluation:
-    """Check and record an evaluation of every finished round (queued); the caller dispatches it."""
+    """Check and record an evaluation of every finished round (queued); the caller dispatches it. Refused
+    before anything is stored: 409 (no finished round, one already active), 422 (trained prompts, more images
+    than max_evaluation_images), 429 (the user's jobs quota: evaluations count like every job)."""
     done = session.scalar(select(Round.id).where(Round.style_id == style.id,
                                                  Round.status == JobStatus.succeeded.value).limit(1))
     if done is None:
@@ -91,6 +93,15 @@ def create_evaluation(session: Session, style: Style, user: User | None, body: E
             shown = ", ".join(repr(p) for p in trained[:5]) + (" …" if len(trained) > 5 else "")
             raise ApiError(422, f"{len(trained)} prompt(s) were trained on by a round of this style, which would "
                                 f"inflate its text score: {shown}. Remove them or set allow_overlap.")
+    images = len(prompts) * body.per_prompt * (len(session.scalars(select(Round.id).where(
+        Round.style_id == style.id, Round.status == JobStatus.succeeded.value)).all()) + 1)
+    if images > settings.max_evaluation_images:
+        raise ApiError(422, f"{len(prompts)} prompts x {body.per_prompt} images per prompt x the base model and "
+                            f"every finished round is {images} images; one evaluation may draw at most "
+                            f"{settings.max_evaluation_images} (use limit or per_prompt).")
+    check_job_quota(session, style.user_id, settings)  # locks the user until enqueue commits: atomic
+    if session.scalar(select(Evaluation.id).where(Evaluation.style_id == style.id, Evaluation.status.in_(ACTIVE))):
+        raise ApiError(409, "An evaluation of this style is already queued or running.")  # read again, locked
     return lifecycle.enqueue(session, Evaluation(
         style_id=style.id, user_id=user.id if user else None,
         request={"prompts": prompts, "prompt_list": "your prompts" if body.prompts else HELD_OUT,
@@ -102,6 +113,15 @@ def start_evaluation(session: Session, settings: Settings, dispatcher: Dispatche
     """Record an evaluation (create_evaluation) and send it to the workers; 503 if the queue is unreachable."""
     evaluation = create_evaluation(session, style, user, body, settings)
     lifecycle.send_or_fail(session, evaluation, dispatcher.evaluate)
+    return evaluation
+
+
+def cancel_evaluation(session: Session, evaluation: Evaluation) -> Evaluation:
+    """Cancel a queued or running evaluation (app.domain.lifecycle.cancel_one_shot): its worker stops at the
+    next model it would score, and its end is refused. 409 once it has ended."""
+    if not lifecycle.cancel_one_shot(session, evaluation):
+        raise ApiError(409, f"Evaluation {evaluation.id} is already {evaluation.status}; there is nothing to "
+                            "cancel.")
     return evaluation
 
 

@@ -27,6 +27,8 @@ other changes nothing, and each learns which from the row count. Rounds add thre
   within requeue_wait_seconds ends failed, with a retry.
 
 Generations and evaluations carry no heartbeat: one running for longer than the task time limit lost its worker.
+Their claim leaves a random token on the row, and their end is conditioned on it. An evaluation can be cancelled
+queued or running (cancel_one_shot): its worker asks between models (stopped) and its end is refused.
 
 Who calls what: the services (app/domain/rounds.py, generations.py, evaluations.py) create, send, cancel and
 retry; the worker (worker/) claims, runs and ends; the reaper (app/domain/reaper.py: celery beat, a worker's
@@ -243,6 +245,24 @@ def cancel_round(session: Session, rnd: Round) -> Round:
     session.commit()
     session.refresh(rnd)
     return rnd
+
+
+def cancel_one_shot(session: Session, job: Generation | Evaluation) -> bool:
+    """A queued or running evaluation (or generation) ends cancelled at once: a running one's worker reads its
+    status (stopped) and its end (finish) is refused, since the job no longer runs under its claim.
+    Committed; False (nothing changed) when it had ended already."""
+    ended = _move(session, type(job), job.id, ACTIVE, JobStatus.cancelled, finished_at=utcnow(),
+                  error="Cancelled.")
+    session.commit()
+    session.refresh(job)
+    return ended
+
+
+def stopped(session: Session, model: OneShotJob, ident: int, token: str) -> bool:
+    """A running generation's or evaluation's worker asks whether to go on: not when it was cancelled, ended
+    by the reaper or deleted with its style (it no longer runs under this claim)."""
+    return session.scalar(select(model.id).where(model.id == ident, model.claim == token,
+                                                 model.status == JobStatus.running.value)) is None
 
 
 # ---- running → queued: requeue (rounds) -----------------------------------------------------------------------

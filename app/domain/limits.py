@@ -14,7 +14,7 @@ from styledrop.prompts import MAX_WORDS  # plain Python, no torch: the engine re
 from ..errors import ApiError
 from ..settings import Settings
 from .lifecycle import ACTIVE, JobStatus
-from .models import Generation, Round, Style, User
+from .models import Evaluation, Generation, Round, Style, User
 from .plain_text import check_plain
 from .uploads import check_storage_quota
 
@@ -92,10 +92,10 @@ def lock_user(session: Session, user_id: int | None) -> None:
 
 
 def check_job_quota(session: Session, user_id: int | None, settings: Settings, generation: bool = False) -> None:
-    """429 when the user already has `max_active_jobs` rounds and generations queued or running (all styles
-    together), or, before a generation, `max_pending_generations` generations. The message and the
+    """429 when the user already has `max_active_jobs` rounds, generations and evaluations queued or running
+    (all styles together), or, before a generation, `max_pending_generations` generations. The message and the
     Retry-After header say when to try again: the soonest expected end of a running job (a round's ETA;
-    RETRY_AFTER_SECONDS for a generation, which has none), else RETRY_AFTER_SECONDS.
+    RETRY_AFTER_SECONDS for a generation or an evaluation, which have none), else RETRY_AFTER_SECONDS.
 
     Atomic: the count runs after lock_user() has locked the user's row (PostgreSQL: SELECT ... FOR UPDATE;
     SQLite: the database's write lock), and the caller inserts the job and commits in the same transaction,
@@ -107,10 +107,13 @@ def check_job_quota(session: Session, user_id: int | None, settings: Settings, g
                                                              Round.status.in_(ACTIVE))).all()
     generations = session.scalars(select(Generation.status).where(Generation.user_id == user_id,
                                                                   Generation.status.in_(ACTIVE))).all()
-    running, total = JobStatus.running.value, len(rounds) + len(generations)
+    evaluations = session.scalars(select(Evaluation.status).join(Style).where(Style.user_id == user_id,
+                                                                              Evaluation.status.in_(ACTIVE))).all()
+    running, total = JobStatus.running.value, len(rounds) + len(generations) + len(evaluations)
     if total >= settings.max_active_jobs:
         what = (f"{_plural(total, 'job')} queued or running ({_plural(len(rounds), 'round')}, "
-                f"{_plural(len(generations), 'generation')}); the limit is {settings.max_active_jobs} per user")
+                f"{_plural(len(generations), 'generation')}, {_plural(len(evaluations), 'evaluation')}); the "
+                f"limit is {settings.max_active_jobs} per user")
         ends = [r.eta_seconds for r in rounds
                 if r.status == running and r.eta_seconds is not None and math.isfinite(r.eta_seconds)]
     elif generation and len(generations) >= settings.max_pending_generations:
@@ -119,7 +122,7 @@ def check_job_quota(session: Session, user_id: int | None, settings: Settings, g
         ends = []
     else:
         return
-    ends += [RETRY_AFTER_SECONDS for status in generations if status == running]
+    ends += [RETRY_AFTER_SECONDS for status in [*generations, *evaluations] if status == running]
     seconds = max(5, math.ceil(min(ends))) if ends else RETRY_AFTER_SECONDS
     when = f"{seconds} s" if seconds < 120 else f"{round(seconds / 60)} min"
     raise ApiError(429, f"You have {what}. Try again in about {when}, when one has finished.",

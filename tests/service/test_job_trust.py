@@ -79,3 +79,85 @@ def test_rounds_started_at_once_on_one_style_give_one_201_and_409s(stub_app):
         queued = [r for r in rounds if r["status"] == "queued"]
         assert len(queued) == 1
         assert stub_app.post(f"{API}/rounds/{queued[0]['id']}/cancel").status_code == 202
+
+
+# ---- evaluations: counted, bounded, cancellable, their errors without server paths ---------------------------
+
+def _finished_style(client) -> dict:
+    from .factories import finish_round
+
+    style = create_style(client)
+    rnd = client.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
+    finish_round(client.settings, rnd["id"], candidates=1)
+    return style
+
+
+def test_evaluations_count_against_the_job_limit(tmp_path, db):
+    from .conftest import stub_client
+
+    with stub_client(tmp_path / "data", db, max_active_jobs=1) as client:
+        styles = [_finished_style(client) for _ in range(2)]
+        first = client.post(f"{API}/styles/{styles[0]['id']}/evaluations", json={"limit": 2, "per_prompt": 1})
+        assert first.status_code == 202, first.text
+        for refused in (client.post(f"{API}/styles/{styles[1]['id']}/evaluations", json={"limit": 2}),
+                        client.post(f"{API}/styles/{create_style(client)['id']}/rounds", json={}),
+                        client.post(f"{API}/styles/{styles[1]['id']}/generations", json={"prompts": ["a cat"]})):
+            assert refused.status_code == 429, refused.text
+            assert "1 evaluation" in refused.json()["detail"] and refused.headers["Retry-After"]
+        assert client.dispatcher.evaluations == [first.json()["id"]]
+
+
+def test_an_evaluation_is_bounded_in_images(tmp_path, db):
+    from .conftest import stub_client
+
+    with stub_client(tmp_path / "data", db, max_evaluation_images=8) as client:
+        style = _finished_style(client)
+        url = f"{API}/styles/{style['id']}/evaluations"
+        too_many = client.post(url, json={"limit": 3, "per_prompt": 2})  # 3 x 2 x (1 round + the base) = 12
+        assert too_many.status_code == 422 and "12 images" in too_many.json()["detail"]
+        assert client.post(url, json={"limit": 2, "per_prompt": 2}).status_code == 202  # 8
+
+
+def test_an_evaluation_can_be_cancelled_queued_or_running(stub_app):
+    style = _finished_style(stub_app)
+    url = f"{API}/styles/{style['id']}/evaluations"
+    queued = stub_app.post(url, json={"limit": 2}).json()
+    cancelled = stub_app.post(f"{API}/evaluations/{queued['id']}/cancel")
+    assert cancelled.status_code == 202 and cancelled.json()["status"] == "cancelled"
+    assert stub_app.post(f"{API}/evaluations/{queued['id']}/cancel").status_code == 409
+    running = stub_app.post(url, json={"limit": 2}).json()  # the style is free again
+    with session_factory(stub_app.settings)() as session:  # as the worker: it took the job up
+        token = lifecycle.claim(session, Evaluation, running["id"])
+        assert not lifecycle.stopped(session, Evaluation, running["id"], token)
+    assert stub_app.post(f"{API}/evaluations/{running['id']}/cancel").json()["status"] == "cancelled"
+    with session_factory(stub_app.settings)() as session:  # the worker stops, and its end is refused
+        assert lifecycle.stopped(session, Evaluation, running["id"], token)
+        assert not lifecycle.finish(session, Evaluation, running["id"], token, JobStatus.succeeded, result={})
+    assert stub_app.get(f"{API}/evaluations/{running['id']}").json()["status"] == "cancelled"
+
+
+def test_the_engine_stops_an_evaluation_before_the_next_model():
+    from styledrop.evaluation import EvaluationStopped, evaluate_adapter_files
+
+    asked = []
+    with pytest.raises(EvaluationStopped):
+        evaluate_adapter_files([(1, "unused.safetensors")], None, None, object(), ["a cat"],
+                               should_stop=lambda: asked.append(1) or True)
+    assert asked == [1]
+
+
+def test_a_failed_evaluation_keeps_no_server_path(tmp_path):
+    """The real worker function on a real database: the reference image is gone, and the error the user sees
+    names no path of the server's."""
+    from worker.evaluations import run_evaluation
+
+    from .conftest import stub_client
+
+    with stub_client(tmp_path / "data") as client:
+        style = _finished_style(client)
+        evaluation = client.post(f"{API}/styles/{style['id']}/evaluations", json={"limit": 1, "per_prompt": 1})
+        for reference in (client.settings.storage_root / "styles" / str(style["id"])).glob("reference*"):
+            reference.unlink()
+        assert run_evaluation(client.settings, evaluation.json()["id"]) == "failed"
+        error = client.get(f"{API}/evaluations/{evaluation.json()['id']}").json()["error"]
+    assert error and str(tmp_path) not in error and "/styles/" not in error, error

@@ -128,7 +128,7 @@ def test_active_jobs_per_user_across_styles(limited):
     assert refused.status_code == 429
     assert refused.headers["retry-after"] == "43"  # the soonest ETA of a running round, rounded up
     detail = refused.json()["detail"]
-    assert "You have 3 jobs queued or running (3 rounds, 0 generations); the limit is 3 per user" in detail
+    assert "You have 3 jobs queued or running (3 rounds, 0 generations, 0 evaluations); the limit is 3 per user" in detail
     assert "Try again in about 43 s" in detail
     assert _count(limited, Round) == 3 and len(limited.dispatcher.rounds) == 3  # nothing stored or queued
 
@@ -166,7 +166,7 @@ def test_generations_count_toward_both_limits(limited):
     assert limited.post(f"{API}/styles/{other}/rounds", json={}).status_code == 201
     third = create_style(limited)["id"]
     refused = limited.post(f"{API}/styles/{third}/rounds", json={})
-    assert refused.status_code == 429 and "(1 round, 2 generations)" in refused.json()["detail"]
+    assert refused.status_code == 429 and "(1 round, 2 generations, 0 evaluations)" in refused.json()["detail"]
 
     # A finished generation frees its slot.
     finish_generation(limited.settings, style_id, min(limited.dispatcher.generations), 1)
