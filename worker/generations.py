@@ -7,6 +7,7 @@ import logging
 import traceback
 
 from app.domain import lifecycle
+from app.domain.fencing import remove_if_deleted
 from app.domain.lifecycle import JobStatus
 from app.domain.models import Generation, Round, Style
 from app.infra import storage
@@ -66,10 +67,8 @@ def run_generation(settings: Settings, generation_id: int) -> str:
         status, values = JobStatus.failed, {"error": describe(exc)}
     with session_factory(settings)() as session:
         ended = lifecycle.finish(session, Generation, generation_id, token, status, **values)
-        style_gone = not ended and session.get(Style, style_id) is None
     if not ended:  # the reaper ended it, or its style was deleted meanwhile: no row keeps these images
         storage.remove_tree(settings.storage_root, storage.generation_dir(style_id, generation_id))
-        if style_gone:  # written after the deletion removed the style's folder
-            storage.remove_tree(settings.storage_root, storage.style_dir(style_id))
+        remove_if_deleted(settings, style_id)
         return "superseded"
     return status.value

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 
 from app.domain import lifecycle
-from app.domain.fencing import ADAPTER_FILE, Attempt, sha256
+from app.domain.fencing import ADAPTER_FILE, Attempt, remove_if_deleted, sha256
 from app.domain.lifecycle import JobStatus, StaleAttempt
 from app.domain.models import Candidate, Round, Style, utcnow
 from app.infra import storage
@@ -46,10 +46,12 @@ def run_round(settings: Settings, round_id: int, task_id: str | None = None,
     if outcome != "claimed":
         log.info("round %s not run: %s", round_id, outcome)
         return outcome
+    attempt = Attempt.claimed(settings, round_id)
     try:
-        return _run_attempt(settings, Attempt.claimed(settings, round_id), dispatcher)
+        return _run_attempt(settings, attempt, dispatcher)
     except StaleAttempt as exc:
         log.warning("%s", exc)
+        remove_if_deleted(settings, attempt.style_id)  # its style was deleted: what it wrote since goes too
         return "stale"
 
 

@@ -140,6 +140,8 @@ def read_style(style: ReadableStyle, user: UserDep) -> StyleOut:
 
 @router.delete("/styles/{style_id}", status_code=204, tags=["styles"])
 def delete_style(style: OwnedStyle, session: SessionDep, settings: SettingsDep) -> Response:
+    """Delete the style with its rounds, candidates, generations, evaluations and files; its jobs, queued or
+    running, stop with it. Its id is never given to another style."""
     styles.delete_style(session, settings, style)
     return Response(status_code=204)
 

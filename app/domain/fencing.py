@@ -33,12 +33,23 @@ from ..infra.db import session_factory
 from ..settings import Settings
 from . import lifecycle
 from .lifecycle import JobStatus, StaleAttempt
-from .models import Candidate, Round
+from .models import Candidate, Round, Style
 
 log = logging.getLogger(__name__)
 
 ADAPTER_FILE = "adapter.safetensors"
 CHECKPOINTS = "checkpoints"
+
+
+def remove_if_deleted(settings: Settings, style_id: int) -> bool:
+    """A worker whose job was refused removes the style's folder if the style is gone (deleted while the job
+    ran: app.domain.styles.delete_style removed the folder, and the worker may have written into it since).
+    True if it was gone."""
+    with session_factory(settings)() as session:
+        if session.get(Style, style_id) is not None:
+            return False
+    storage.remove_tree(settings.storage_root, storage.style_dir(style_id))
+    return True
 
 
 def attempts_dir(style_id: int, number: int) -> str:

@@ -11,7 +11,6 @@ from ..infra import storage
 from ..settings import Settings
 from .limits import check_train_steps, clean_text
 from .models import Style, User
-from .queries import active_round
 from .schemas import StyleCreate
 from .uploads import check_base_model
 from .uploads import create_style as store_style
@@ -49,9 +48,14 @@ def decode_image(data: bytes, settings: Settings) -> Any:
 
 
 def delete_style(session: Session, settings: Settings, style: Style) -> None:
-    """Remove a style, its rows and its files; 409 while one of its rounds is queued or running."""
-    if (running := active_round(session, style.id)) is not None:
-        raise ApiError(409, f"Round {running.number} of style {style.id} is {running.status}; cancel it first.")
+    """Remove a style, its rows and its files, and with them its jobs of every kind, queued or running: what
+    the user's quotas count (jobs, styles, stored megabytes) is given back at once.
+
+    A job that a worker is running is fenced by its row's deletion: a round's next fenced write (its heartbeat,
+    within seconds) finds no row and the attempt stops (StaleAttempt); an evaluation stops before its next
+    model; a generation's end is refused. Each then removes what it wrote after this deletion
+    (app.domain.fencing.remove_if_deleted). Ids are never reused (app/domain/models.py), so no late write can
+    reach another job."""
     style_id = style.id
     session.delete(style)
     session.commit()

@@ -83,9 +83,5 @@ def confirm_delete_page(style: PageOwnedStyle, request: Request, session: Sessio
 @router.post("/styles/{style_id}/delete", response_class=HTMLResponse)
 def delete_style_page(style: PageOwnedStyle, request: Request, session: SessionDep,
                       settings: SettingsDep) -> Response:
-    try:
-        styles.delete_style(session, settings, style)
-    except ApiError as exc:  # 409 while a round runs: the confirmation page says so
-        return render(request, "style_delete.html", _delete_context(session, style, exc.detail),
-                      status_code=exc.status)
+    styles.delete_style(session, settings, style)  # its jobs, queued or running, go with it
     return RedirectResponse("/", status_code=303)

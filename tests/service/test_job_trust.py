@@ -161,3 +161,55 @@ def test_a_failed_evaluation_keeps_no_server_path(tmp_path):
         assert run_evaluation(client.settings, evaluation.json()["id"]) == "failed"
         error = client.get(f"{API}/evaluations/{evaluation.json()['id']}").json()["error"]
     assert error and str(tmp_path) not in error and "/styles/" not in error, error
+
+
+# ---- deleting a style: its jobs of every kind stop, its files go, its quota comes back ---------------------
+
+def test_deleting_a_style_stops_its_jobs_of_every_kind_and_gives_its_quota_back(tmp_path, db):
+    """Deleting a style used to be refused while a round ran and left its generations and evaluations running,
+    writing into rows found by id and into files nobody counted."""
+    from app.domain.fencing import remove_if_deleted
+    from app.domain.lifecycle import StaleAttempt
+    from app.infra import storage
+
+    from .conftest import stub_client
+    from .factories import attempt_of
+
+    with stub_client(tmp_path / "data", db, max_active_jobs=3) as client:
+        style = _finished_style(client)
+        rnd = client.post(f"{API}/styles/{style['id']}/rounds", json={"feedback": "clip"}).json()
+        generation = client.post(f"{API}/styles/{style['id']}/generations", json={"prompts": ["a cat"]}).json()
+        evaluation = client.post(f"{API}/styles/{style['id']}/evaluations", json={"limit": 1}).json()
+        assert client.post(f"{API}/styles/{create_style(client)['id']}/rounds", json={}).status_code == 429
+        attempt = attempt_of(client.settings, rnd["id"])  # as the workers: each job taken up
+        attempt.prepare()
+        with session_factory(client.settings)() as session:
+            tokens = {model: lifecycle.claim(session, model, ident) for model, ident in
+                      ((Generation, generation["id"]), (Evaluation, evaluation["id"]))}
+        folder = client.settings.storage_root / storage.style_dir(style["id"])
+        assert folder.is_dir()
+
+        assert client.delete(f"{API}/styles/{style['id']}").status_code == 204
+        assert not folder.exists()
+        for url in (f"styles/{style['id']}", f"rounds/{rnd['id']}", f"generations/{generation['id']}",
+                    f"evaluations/{evaluation['id']}"):
+            assert client.get(f"{API}/{url}").status_code == 404, url
+        # the quota came back at once: three jobs may start again
+        other = _finished_style(client)
+        assert client.post(f"{API}/styles/{other['id']}/generations", json={"prompts": ["a cat"]}).status_code == 202
+
+        # the workers still running them are fenced: the round's next write stops it, the evaluation stops
+        # before its next model, the generation's end is refused; what they wrote since goes
+        with pytest.raises(StaleAttempt):
+            attempt.beat()
+        with session_factory(client.settings)() as session:
+            assert lifecycle.stopped(session, Evaluation, evaluation["id"], tokens[Evaluation])
+            assert not lifecycle.finish(session, Generation, generation["id"], tokens[Generation],
+                                        JobStatus.succeeded, image_paths=["late.png"])
+        late = client.settings.storage_root / storage.generation_path(style["id"], generation["id"], 0)
+        late.parent.mkdir(parents=True)
+        late.write_bytes(b"written after the deletion")
+        assert remove_if_deleted(client.settings, style["id"])
+        assert not folder.exists()
+        assert not remove_if_deleted(client.settings, other["id"])  # a style that exists keeps its files
+        assert (client.settings.storage_root / storage.style_dir(other["id"])).is_dir()
