@@ -15,8 +15,8 @@ from app.models import Generation, Round, Style
 
 from .conftest import StubDispatcher, make_settings, png_bytes, stub_client
 from .factories import finish_round
+from .pages.helpers import FORM
 from .test_api import create_style
-from .test_pages import FORM
 
 API = "/api/v1"
 LONG = "a " + "very " * 60 + "long house"  # 312 characters, 63 words

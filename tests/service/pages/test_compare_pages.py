@@ -1,0 +1,82 @@
+"""Rounds compared: the summary's chart and table, the compare page's pictures, the charts' axes and the evaluation
+panel.
+
+FastAPI's TestClient, no worker, no browser: rounds are brought to "running" or "succeeded" by
+writing the database as the worker would (tests/service/factories.py)."""
+
+from __future__ import annotations
+
+import re
+
+from app.db import session_factory
+
+from ..factories import finish_round
+from .helpers import create_style, latest_round
+
+
+def test_rounds_compared_with_an_inline_svg_chart(stub_app):
+    style_id = create_style(stub_app)
+    first = latest_round(stub_app, style_id)
+    ids = finish_round(stub_app.settings, first)
+    stub_app.post(f"/candidates/{ids[0]}/selected")
+    stub_app.post(f"/styles/{style_id}/rounds", data={"feedback": "human"})
+    finish_round(stub_app.settings, latest_round(stub_app, style_id))
+    page = stub_app.get(f"/styles/{style_id}").text
+    assert '<svg class="chart"' in page and page.count("<polyline") == 2 and "<script" not in page.split("<svg")[1]
+    assert "round 1: text 0.215, style 0.670; round 2: text 0.215, style 0.670" in page  # the chart's description
+    assert "Rounds side by side" in page and page.count('<th scope="row">') == 2
+    assert 'href="/api/v1/styles/%d/adapter"' % style_id in page and "round 2 · .safetensors" in page
+
+
+def test_compare_view_shows_the_same_prompt_and_seed_from_every_round(stub_app):
+    style_id = create_style(stub_app)
+    first = latest_round(stub_app, style_id)
+    ids = finish_round(stub_app.settings, first)
+    stub_app.post(f"/candidates/{ids[0]}/selected")
+    stub_app.post(f"/styles/{style_id}/rounds", data={"feedback": "human"})
+    second = latest_round(stub_app, style_id)
+    later = finish_round(stub_app.settings, second)  # the same contents and seeds (100..103), as the worker draws them
+    page = stub_app.get(f"/styles/{style_id}/compare")
+    assert page.status_code == 200 and "Compare rounds" in page.text
+    assert "4 prompt and seed pairs drawn by more than one round" in page.text
+    row = page.text.split('<th scope="row">a cat<br><span class="muted small">seed 100</span></th>')[1].split("</tr>")[0]
+    assert f'src="/api/v1/candidates/{ids[0]}/image"' in row and f'src="/api/v1/candidates/{later[0]}/image"' in row
+    assert row.index(f"candidates/{ids[0]}/") < row.index(f"candidates/{later[0]}/")  # round 1, then round 2
+    assert '<svg class="chart"' in page.text
+    assert f'href="/styles/{style_id}/compare"' in stub_app.get(f"/styles/{style_id}").text
+    assert stub_app.get("/styles/99999/compare").status_code == 404
+
+
+def test_chart_axes_fit_the_data():
+    from app.pages.chart import RoundScores, scores_chart
+
+    svg = str(scores_chart([RoundScores(1, 0.2151, 0.670), RoundScores(2, 0.2161, 0.671)]))
+    ticks = [float(t) for t in re.findall(r'class="tick">(-?\d\.\d+)<', svg)]
+    text_ticks, style_ticks = ticks[:3], ticks[3:6]
+    assert 0.2145 < min(text_ticks) and max(text_ticks) < 0.2168  # fitted to the text scores alone
+    assert 0.669 < min(style_ticks) and max(style_ticks) < 0.672
+    ys = [float(y) for y in re.findall(r'<circle cx="[\d.]+" cy="([\d.]+)"', svg)]
+    assert abs(ys[0] - ys[1]) > 40  # a 0.001 difference is plainly visible
+
+
+def test_the_evaluation_panel_starts_a_job_and_shows_the_table_and_chart(stub_app):
+    from app.models import Evaluation
+
+    style_id = create_style(stub_app)
+    assert "Available once a round has finished" in stub_app.get(f"/styles/{style_id}/evaluation").text
+    finish_round(stub_app.settings, latest_round(stub_app, style_id))
+    assert f'hx-get="/styles/{style_id}/evaluation"' in stub_app.get(f"/styles/{style_id}").text
+    refused = stub_app.post(f"/styles/{style_id}/evaluation", data={"limit": "0", "per_prompt": "2"})
+    assert refused.status_code == 422 and "Prompts" in refused.text
+    started = stub_app.post(f"/styles/{style_id}/evaluation", data={"limit": "5", "per_prompt": "1"})
+    assert started.status_code == 200 and "Evaluating 5 prompts" in started.text and 'hx-trigger="every 3s"' in started.text
+    assert len(stub_app.dispatcher.evaluations) == 1
+    with session_factory(stub_app.settings)() as session:  # as the worker would finish it
+        evaluation = session.get(Evaluation, stub_app.dispatcher.evaluations[0])
+        evaluation.status, evaluation.result = "succeeded", {"clip_model": "tiny", "rows": [
+            {"name": "base", "text_mean": 0.31, "text_std": 0.01, "style_mean": 0.55, "style_std": 0.02, "count": 5},
+            {"name": "round 1", "text_mean": 0.30, "text_std": 0.01, "style_mean": 0.70, "style_std": 0.02, "count": 5}]}
+        session.commit()
+    panel = stub_app.get(f"/styles/{style_id}/evaluation").text
+    assert 'id="evaluation-table"' in panel and "0.7000" in panel and "<svg" in panel and "round 1: text 0.300" in panel
+    assert "every 3s" not in panel and "Evaluate every round" in panel  # finished: no polling, a new one may start
