@@ -14,6 +14,7 @@ import pytest
 from ..conftest import FAST, ROOT, make_settings, stub_client
 from ..servers import WEB_READY, WORKER_READY, free_port, started, wait_for_log, web_args, worker_args
 from .chromium import launch, require_browser
+from .staging import STAGED_SETTINGS
 
 # 2 prompts x 2 candidates, a few training steps, sample images at steps 0, 4, 8 and 12.
 BROWSER_ENV = FAST | {"STYLEDROP_CANDIDATES_PER_PROMPT": "2", "STYLEDROP_CANDIDATE_PROMPTS": "2",
@@ -67,7 +68,7 @@ def staged(tmp_path_factory) -> Iterator[Any]:
     require_browser()
     tmp = tmp_path_factory.mktemp("staged")
     data = tmp / "data"
-    overrides = {"heartbeat_stale_seconds": 86400.0, "max_upload_bytes": 2_000_000}
+    overrides = {"heartbeat_stale_seconds": 86400.0, "max_upload_bytes": 2_000_000, **STAGED_SETTINGS}
     with stub_client(data, **overrides) as client, ExitStack() as stack:
         env = _env(data, **FAST, REDIS_URL="redis://127.0.0.1:9/0",  # nothing listens: no job runs
                    STYLEDROP_HEARTBEAT_STALE_SECONDS="86400", STYLEDROP_MAX_UPLOAD_BYTES="2000000")

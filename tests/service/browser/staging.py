@@ -1,0 +1,57 @@
+"""Staged states for the browser tests (the `staged` fixture): a style made through the pages, its round brought
+to a step or to its end by writing the database as the worker would, and the geometry a test measures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..factories import finish_round, run_round
+from ..pages.helpers import create_style, latest_round
+
+# A round-1 pool as the default settings draw it: 16 prompts x 4 candidates (styledrop/prompt_sets.py's kinds).
+CONTENTS = ["a chihuahua", "a cat sleeping on a sofa", "a teapot", "an alarm clock", "a mountain lake at sunrise",
+            "a waterfall", "a woman reading a book", "an astronaut", "a red bicycle", "a steam train",
+            "a bowl of ramen", "a slice of pizza", "a church on the beach", "a lighthouse on a cliff",
+            "the letter A", "the number 42"]
+PER_PROMPT = 4
+STAGED_SETTINGS = {"candidate_prompts": len(CONTENTS), "candidates_per_prompt": PER_PROMPT}
+
+
+def running_style(client, step: int = 4, phase: str = "training", made: int = 0, **fields: str) -> tuple[int, int]:
+    """A style whose round 1 runs at `step` of its 10 (`made` candidates drawn); returns (style id, round id)."""
+    style_id = create_style(client, **fields)
+    round_id = latest_round(client, style_id)
+    run_round(client.settings, round_id, step=step, phase=phase, made=made)
+    return style_id, round_id
+
+
+def finished_style(client, **fields: str) -> tuple[int, int, list[int]]:
+    """A style whose round 1 finished with the full pool of 64 scored candidates; returns (style, round, ids)."""
+    style_id = create_style(client, **fields)
+    round_id = latest_round(client, style_id)
+    contents = [c for c in CONTENTS for _ in range(PER_PROMPT)]
+    text = [0.20 + 0.001 * i for i in range(len(contents))]
+    ids = finish_round(client.settings, round_id, len(contents), contents, text_scores=text)
+    return style_id, round_id, ids
+
+
+RECT = "el => { const r = el.getBoundingClientRect(); return {top: r.top, bottom: r.bottom, left: r.left, " \
+       "right: r.right, width: r.width, height: r.height}; }"
+
+
+def rect(locator) -> dict[str, float]:
+    """The element's box in CSS px, relative to the viewport."""
+    return locator.evaluate(RECT)
+
+
+def in_viewport(page, box: dict[str, float], below: float = 0.0) -> bool:
+    """The box is wholly on screen (and below `below` px: under a sticky header it would be hidden)."""
+    size: Any = page.viewport_size
+    return box["height"] > 0 and box["top"] >= below - 0.5 and box["bottom"] <= size["height"] + 0.5 \
+        and box["left"] >= -0.5 and box["right"] <= size["width"] + 0.5
+
+
+def header_bottom(page) -> float:
+    """Where the sticky header ends on screen now (0 when it has scrolled away)."""
+    return page.locator("header.topbar").evaluate(
+        "el => Math.max(0, el.getBoundingClientRect().bottom)")
