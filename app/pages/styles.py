@@ -21,7 +21,7 @@ from ..schemas import RoundCreate, StyleCreate
 from ..settings import Settings
 from .forms import form_values, parse_form
 from .gallery import style_item
-from .rendering import SORTS, render
+from .rendering import SORTS, chosen_sort, remember_sort, render
 from .views import round_panel_context, style_summary
 
 # Every page knows who asks (a log-in redirect otherwise) and every form post carries the CSRF token.
@@ -177,8 +177,10 @@ def _style_page(request: Request, session: Session, settings: Settings, user: Us
 
 @router.get("/styles/{style_id}", response_class=HTMLResponse)
 def style_page(style: PageReadableStyle, request: Request, session: SessionDep, settings: SettingsDep,
-               user: UserDep, sort: str = "prompt", notice: str | None = None) -> HTMLResponse:
-    return _style_page(request, session, settings, user, style, sort, NOTICES.get(notice or ""))
+               user: UserDep, sort: str | None = None, notice: str | None = None) -> HTMLResponse:
+    """The style with its rounds; the grid in the sort order asked for, else the one chosen last time."""
+    page = _style_page(request, session, settings, user, style, chosen_sort(request, sort), NOTICES.get(notice or ""))
+    return remember_sort(page, sort)
 
 
 @router.post("/styles/{style_id}/rounds", response_class=HTMLResponse)

@@ -145,8 +145,10 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
 
             assert picks() == [(1, True, "human"), (-1, False, None), (None, False, None), (None, False, None)]
             page.keyboard.press("?")
-            expect(page.locator("details.kbd-help").first).to_have_attribute("open", "")
+            expect(page.locator("#shortcuts")).to_be_visible()  # the shortcut help, in the middle of the screen
             shot(page, "06-round-1-rated")
+            page.keyboard.press("Escape")
+            expect(page.locator("#shortcuts")).to_be_hidden()
 
             # 5. CLIP-assisted selection adds to the person's picks and undoes in one click.
             page.get_by_role("button", name="Add CLIP's picks").click()

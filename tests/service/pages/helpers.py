@@ -3,6 +3,7 @@ database the app writes."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from sqlalchemy import select
@@ -23,6 +24,11 @@ def create_style(client, **fields) -> int:
                            follow_redirects=False)
     assert response.status_code == 303, response.text
     return int(response.headers["location"].rsplit("/", 1)[1].split("?")[0])
+
+
+def text_of(html: str) -> str:
+    """The words of an HTML fragment, tags taken out (a label may be split by a span the phone hides)."""
+    return " ".join(re.sub(r"<[^>]+>", "", html).split())
 
 
 def session_of(client):

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from app.models import Rating, Round, Selection
 
 from ..factories import finish_round
-from .helpers import create_style, latest_round, session_of
+from .helpers import create_style, latest_round, session_of, text_of
 
 
 def test_rating_grid_groups_sorts_and_documents_the_shortcuts(stub_app):
@@ -30,9 +30,12 @@ def test_rating_grid_groups_sorts_and_documents_the_shortcuts(stub_app):
     assert page.count('class="vote') == 3 * len(ids) and 'class="selbar"' in page
     assert page.count('tabindex="-1" class="vote') == 3 * len(ids)  # one Tab stop per card: the card itself
     assert "<kbd>?</kbd>" in page and '<dialog class="viewer" id="viewer"' in page and 'class="grid-size"' in page
-    assert "0</strong> selected" in page and "Train round 2 with 0 selected" in page
+    assert "0</strong> selected" in page and "Train round 2 with 0 selected" in text_of(page)
     assert re.search(r'<li class="card" id="cand-\d+" data-candidate="\d+" tabindex="-1"', page)  # grid.js roves
     assert "<script>" not in page and " onclick=" not in page  # CSP: no inline scripts or handlers
+    assert '<dialog class="help-dialog" id="shortcuts"' in page and 'data-help="open"' in page  # "?" opens it
+    assert page.count('<p class="card-prompt"') == len(ids) and '>a bridge</p>' in page  # each card's prompt
+    assert f'<a class="skip" href="#grid-{round_id}" data-skip="grid">Skip to the images</a>' in page
 
     by_style = stub_app.get(f"/rounds/{round_id}/grid?sort=style").text  # style scores fall with the index
     order = [int(i) for i in re.findall(r'id="cand-(\d+)"', by_style)]
@@ -49,7 +52,7 @@ def test_rating_endpoint_records_one_rating_per_user_and_candidate(stub_app):
     assert up.status_code == 200
     assert up.text.lstrip().startswith(f'<li class="card selected liked" id="cand-{ids[0]}"')  # the card itself
     assert re.search(r'class="vote up" data-action="up" aria-pressed="true"', up.text)
-    assert 'id="selbar-' in up.text and 'hx-swap-oob="true"' in up.text and "Train round 2 with 1 selected" in up.text
+    assert 'id="selbar-' in up.text and 'hx-swap-oob="true"' in up.text and "Train round 2 with 1 selected" in text_of(up.text)
     down = stub_app.put(f"/candidates/{ids[0]}/rating", data={"value": "-1"})
     assert re.search(r'class="vote down" data-action="down" aria-pressed="true"', down.text)
     stub_app.post(f"/candidates/{ids[1]}/rating", data={"value": "1"})
@@ -74,7 +77,7 @@ def test_select_toggle_auto_select_and_train_the_next_round(stub_app):
 
     picked = stub_app.post(f"/rounds/{round_id}/auto-select").text
     assert "CLIP added 2 picks" in picked and picked.count("✓ CLIP pick") == 2
-    assert "Train round 2 with 2 selected" in picked and f'id="picked-{round_id}" hx-swap-oob="true">2<' in picked
+    assert "Train round 2 with 2 selected" in text_of(picked) and f'id="picked-{round_id}" hx-swap-oob="true">2<' in picked
 
     started = stub_app.post(f"/styles/{style_id}/rounds", data={"feedback": "human"}, follow_redirects=False)
     assert started.status_code == 303 and started.headers["location"] == f"/styles/{style_id}"
@@ -110,7 +113,7 @@ def test_clip_assistance_adds_to_the_persons_picks_and_undoes_in_one_click(stub_
     assert picks[ids[2]][0] == "clip" and picks[ids[2]][1] == "guarded" and picks[ids[2]][2]  # the rule by name
 
     undone = stub_app.post(f"/rounds/{round_id}/auto-select/undo").text
-    assert "Undone: CLIP&#39;s 1 pick removed" in undone and "Train round 2 with 1 selected" in undone
+    assert "Undone: CLIP&#39;s 1 pick removed" in undone and "Train round 2 with 1 selected" in text_of(undone)
     with session_of(stub_app) as session:
         assert list(session.scalars(select(Selection.candidate_id))) == [ids[0]]
     assert "Nothing to undo" in stub_app.post(f"/rounds/{round_id}/auto-select/undo").text
@@ -136,3 +139,18 @@ def test_toggles_undo_what_they_did(stub_app):
     assert 'data-action="select" aria-pressed="true"' in kept
     with session_of(stub_app) as session:
         assert [(s.candidate_id, s.rule) for s in session.scalars(select(Selection))] == [(ids[1], None)]
+
+
+def test_the_sort_order_chosen_is_remembered(stub_app):
+    """A sort picked in the grid (htmx) or by its link is the one the style page opens with next time."""
+    style_id = create_style(stub_app)
+    round_id = latest_round(stub_app, style_id)
+    finish_round(stub_app.settings, round_id)
+    current = re.compile(r'class="seg on" aria-current="true"\s+hx-get="/rounds/\d+/grid\?sort=(\w+)"')
+    assert current.findall(stub_app.get(f"/styles/{style_id}").text) == ["prompt"]
+    stub_app.get(f"/rounds/{round_id}/grid?sort=style")
+    assert current.findall(stub_app.get(f"/styles/{style_id}").text) == ["style"]  # no ?sort=: the last chosen
+    assert current.findall(stub_app.get(f"/styles/{style_id}?sort=text").text) == ["text"]
+    assert current.findall(stub_app.get(f"/styles/{style_id}").text) == ["text"]
+    stub_app.get(f"/styles/{style_id}?sort=nonsense")  # an unknown order is neither shown nor kept
+    assert current.findall(stub_app.get(f"/styles/{style_id}").text) == ["text"]
