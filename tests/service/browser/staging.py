@@ -55,3 +55,36 @@ def header_bottom(page) -> float:
     """Where the sticky header ends on screen now (0 when it has scrolled away)."""
     return page.locator("header.topbar").evaluate(
         "el => Math.max(0, el.getBoundingClientRect().bottom)")
+
+
+def evaluated_style(client) -> int:
+    """A style with round 1 finished and an evaluation finished (as the worker leaves it); returns the style id.
+    Round 1 at the top right, its text score close to the base model's (the axis ticks need four decimals)."""
+    from app.db import session_factory
+    from app.models import Evaluation
+
+    style_id, _, _ = finished_style(client)
+    assert client.post(f"/styles/{style_id}/evaluation", data={"limit": "5", "per_prompt": "1"}).status_code == 200
+    with session_factory(client.settings)() as session:
+        evaluation = session.get(Evaluation, client.dispatcher.evaluations[-1])
+        evaluation.status, evaluation.result = "succeeded", {"clip_model": "tiny", "rows": [
+            {"name": "base", "text_mean": 0.3231, "text_std": 0.01, "style_mean": 0.556, "style_std": 0.02,
+             "count": 5},
+            {"name": "round 1", "text_mean": 0.3236, "text_std": 0.01, "style_mean": 0.705, "style_std": 0.02,
+             "count": 5}]}
+        session.commit()
+    return style_id
+
+
+# Every <text> of an SVG and the SVG itself, measured on screen, with the box that holds the SVG.
+SVG_BOXES = """svg => {
+    const box = r => ({top: r.top, bottom: r.bottom, left: r.left, right: r.right, width: r.width, height: r.height});
+    return {svg: box(svg.getBoundingClientRect()), holder: box(svg.parentElement.getBoundingClientRect()),
+            texts: [...svg.querySelectorAll('text')].map(t => ({text: t.textContent, rotated: t.hasAttribute('transform'),
+                                                           ...box(t.getBoundingClientRect())}))};
+}"""
+
+
+def outside(inner: dict[str, float], outer: dict[str, float], slack: float = 0.5) -> bool:
+    return inner["left"] < outer["left"] - slack or inner["right"] > outer["right"] + slack \
+        or inner["top"] < outer["top"] - slack or inner["bottom"] > outer["bottom"] + slack
