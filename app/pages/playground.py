@@ -95,6 +95,8 @@ async def generate_page(style: PageOwnedStyle, request: Request, session: Sessio
     descriptor = None if descriptor == style.descriptor else descriptor
     body, errors = parse_form(GenerationCreate, values | {"prompts": prompts, "descriptor": descriptor},
                               LABELS, MESSAGES)
+    if body is not None and descriptor == "":  # parse_form reads a blank field as "not given": here it means none
+        body = body.model_copy(update={"descriptor": ""})
     status, headers = 422, None
     if body is not None:
         try:

@@ -137,6 +137,9 @@ def generation_view(generation: Generation, round_number: int | None) -> dict[st
     count = len(prompts) * int(request.get("num_images") or 1)
     chosen = [f"{label} {request[key]:g}" for key, label in (("adapter_guidance", "λA"), ("guidance", "λB"),
                                                               ("steps", "steps")) if request.get(key) is not None]
+    descriptor = request.get("descriptor")  # the one drawn with: the style's own, "" for none, or another
+    if descriptor is not None and descriptor != generation.style.descriptor:
+        chosen.append(f"descriptor “{descriptor}”" if descriptor else "no descriptor")
     return {"settings": " · ".join(chosen), "row": generation, "id": generation.id, "status": generation.status,
             "active": generation.status in ACTIVE, "prompts": prompts, "seed": request.get("seed"),
             "num_images": request.get("num_images"), "images": images, "slots": count,

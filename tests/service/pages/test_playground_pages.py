@@ -5,6 +5,8 @@ writing the database as the worker would (tests/service/factories.py)."""
 
 from __future__ import annotations
 
+import re
+
 from app.models import Generation
 
 from ..factories import finish_generation, finish_round
@@ -42,3 +44,18 @@ def test_playground_starts_a_generation_and_polls_it(stub_app):
     assert done.count(">a cat<") == 2 and done.count(">a boat<") == 2  # tiled prompts
     assert all(f"seed {7 + j} · #{j + 1}" in done for j in range(4))  # each image's own seed: the request's + j
     assert stub_app.get(f"/api/v1/generations/{gen_id}/images/3").status_code == 200
+
+
+def test_a_generations_summary_says_its_descriptor_override(stub_app):
+    """A job drawn with another descriptor (or none) says so in its header, beside its seed and λs."""
+    style_id = create_style(stub_app)
+    finish_round(stub_app.settings, latest_round(stub_app, style_id))
+    for fields in ({"descriptor": "oil painting"}, {"no_descriptor": "on"}, {}):
+        assert stub_app.post(f"/styles/{style_id}/playground", data={"prompts": "a cat", "num_images": "1",
+                                                                     "seed": "1"} | fields,
+                             follow_redirects=False).status_code == 303
+    other, none, own = (stub_app.get(f"/generations/{g}/panel").text for g in stub_app.dispatcher.generations)
+    header = re.compile(r'<span class="muted small gen-settings">([^<]*)</span>')
+    assert "descriptor “oil painting”" in header.search(other).group(1)
+    assert "no descriptor" in header.search(none).group(1)
+    assert "descriptor" not in header.search(own).group(1)  # the style's own: nothing to say

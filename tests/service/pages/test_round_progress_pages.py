@@ -157,3 +157,18 @@ def test_jobs_view_lists_queued_and_running_jobs_with_queue_position(stub_app):
     assert "next in the queue" in listed and "Playground job" in listed and "1 job ahead in the queue" in listed
     playground = stub_app.get(f"/styles/{first}/playground").text
     assert "Waiting for the worker: 1 job ahead in the queue" in playground  # the round queued before it
+
+
+def test_a_round_that_ended_early_keeps_its_loss_chart(stub_app):
+    """Cancelled or failed, a round shows the loss curve it trained so far, as a finished one does."""
+    style_id = create_style(stub_app)
+    round_id = latest_round(stub_app, style_id)
+    run_round(stub_app.settings, round_id, step=4)
+    for status in ("cancelled", "failed"):
+        with session_of(stub_app) as session:
+            rnd = session.get(Round, round_id)
+            rnd.loss_curve = [[1, 1.5], [2, 1.2], [3, 1.3], [4, 1.1]]
+            rnd.status, rnd.phase, rnd.finished_at = status, None, utcnow()
+            session.commit()
+        panel = stub_app.get(f"/rounds/{round_id}/panel").text
+        assert '<svg class="chart loss-chart"' in panel and "1.100 at step 4 of 10" in panel, status
