@@ -80,6 +80,7 @@ def _new_style_context(settings: Settings, values: dict[str, str], errors: dict[
     models = allowed_base_models(settings)  # a choice, not free text: a typo would fail the round later
     return {"values": values, "errors": errors, "descriptors": DESCRIPTORS, "base_models": models,
             "max_steps": settings.max_train_steps, "max_mb": settings.max_upload_bytes // (1024 * 1024),
+            "max_bytes": settings.max_upload_bytes,
             "max_chars": settings.max_prompt_chars, "max_references": settings.max_references}
 
 
