@@ -88,3 +88,14 @@ SVG_BOXES = """svg => {
 def outside(inner: dict[str, float], outer: dict[str, float], slack: float = 0.5) -> bool:
     return inner["left"] < outer["left"] - slack or inner["right"] > outer["right"] + slack \
         or inner["top"] < outer["top"] - slack or inner["bottom"] > outer["bottom"] + slack
+
+
+def compared_style(client) -> int:
+    """A style with two finished rounds of the full pool (the same prompts and seeds); returns the style id."""
+    style_id, _, ids = finished_style(client)
+    client.post(f"/candidates/{ids[0]}/selected")
+    assert client.post(f"/styles/{style_id}/rounds", data={"feedback": "human"},
+                       follow_redirects=False).status_code == 303
+    contents = [c for c in CONTENTS for _ in range(PER_PROMPT)]
+    finish_round(client.settings, latest_round(client, style_id), len(contents), contents)
+    return style_id

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from .chromium import DESKTOP, PHONE, shot
-from .staging import SVG_BOXES, evaluated_style, outside
+from .chromium import DESKTOP, PHONE, shot, watch_errors
+from .staging import CONTENTS, PER_PROMPT, SVG_BOXES, compared_style, evaluated_style, outside
 
 
 @pytest.mark.parametrize("size", ["desktop", "phone"])
@@ -37,3 +37,47 @@ def test_the_evaluation_chart_stays_inside_its_box(staged, chromium, size):
         page.locator("#evaluation").screenshot(path=str(shot.__globals__["ARTIFACTS"] / f"29-evaluation-{size}.png"))
     finally:
         context.close()
+
+
+def test_the_compare_page_reads_by_prompt_by_page_and_compact(staged, chromium):
+    from playwright.sync_api import expect
+
+    style_id = compared_style(staged)
+    page = chromium.new_page(viewport=DESKTOP)
+    errors = watch_errors(page)
+    try:
+        page.goto(f"{staged.url}/styles/{style_id}/compare")
+        rows = page.locator(".side-by-side tbody tr")
+        expect(rows).to_have_count(12)
+        expect(rows.first.locator(".ref-cell img")).to_be_visible()  # the reference beside the row
+        height = page.evaluate("document.documentElement.scrollHeight")
+        assert height <= 5000, f"the compare page is {height} px tall"
+        shot(page, "32-compare-desktop")
+        page.get_by_label("Prompt").select_option(label=f"{CONTENTS[3]} ({PER_PROMPT})")
+        page.get_by_role("button", name="Show").click()
+        expect(rows).to_have_count(PER_PROMPT)
+        expect(rows.locator("th")).to_contain_text([CONTENTS[3]] * PER_PROMPT)
+        page.locator("#view-toggle").click()  # compact, keeping the prompt
+        expect(page.locator(".side-by-side.compact")).to_have_count(1)
+        expect(rows).to_have_count(PER_PROMPT)
+        tall = rows.evaluate_all("els => Math.max(...els.map(el => el.getBoundingClientRect().height))")
+        assert tall <= 130, tall
+        page.goto(f"{staged.url}/styles/{style_id}/compare?view=compact")
+        expect(rows).to_have_count(48)
+        shot(page, "33-compare-compact-desktop")
+        page.get_by_role("link", name="Next →").click()
+        expect(rows).to_have_count(16)  # rows 49 to 64
+        assert not errors, errors
+    finally:
+        page.close()
+    phone = chromium.new_context(**PHONE)
+    try:
+        mobile = phone.new_page()
+        mobile.goto(f"{staged.url}/styles/{style_id}/compare")
+        width = mobile.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["viewport"]["width"], f"the page is {width}px wide on a 390px phone"
+        table = mobile.locator(".table-scroll").evaluate("el => [el.scrollWidth, el.clientWidth]")
+        assert table[0] <= table[1] + 1, f"the rows scroll sideways on a phone: {table}"
+        shot(mobile, "34-compare-phone")
+    finally:
+        phone.close()

@@ -42,9 +42,40 @@ def test_compare_view_shows_the_same_prompt_and_seed_from_every_round(stub_app):
     row = page.text.split('<th scope="row">a cat<br><span class="muted small">seed 100</span></th>')[1].split("</tr>")[0]
     assert f'src="/api/v1/candidates/{ids[0]}/image"' in row and f'src="/api/v1/candidates/{later[0]}/image"' in row
     assert row.index(f"candidates/{ids[0]}/") < row.index(f"candidates/{later[0]}/")  # round 1, then round 2
+    assert row.index(f'src="/api/v1/styles/{style_id}/reference"') < row.index(f"candidates/{ids[0]}/")  # beside it
     assert '<svg class="chart"' in page.text
     assert f'href="/styles/{style_id}/compare"' in stub_app.get(f"/styles/{style_id}").text
     assert stub_app.get("/styles/99999/compare").status_code == 404
+
+
+def test_compare_reads_a_pool_of_64_by_prompt_by_page_and_compact(stub_app):
+    """16 prompts x 4 seeds from two rounds: a page of rows at a time, one prompt if asked, more rows compact."""
+    contents = [f"a thing {k:02d}" for k in range(16) for _ in range(4)]
+    style_id = create_style(stub_app)
+    ids = finish_round(stub_app.settings, latest_round(stub_app, style_id), 64, contents)
+    stub_app.post(f"/candidates/{ids[0]}/selected")
+    stub_app.post(f"/styles/{style_id}/rounds", data={"feedback": "human"})
+    finish_round(stub_app.settings, latest_round(stub_app, style_id), 64, contents)
+    row = re.compile(r'<th scope="row">(a thing \d+)<br>')
+
+    first = stub_app.get(f"/styles/{style_id}/compare").text
+    assert len(row.findall(first)) == 12 and "rows 1–12 of 64" in first
+    assert first.count(f'src="/api/v1/styles/{style_id}/reference"') == 12  # the reference in every row
+    assert f'href="/styles/{style_id}/compare?page=2" rel="next"' in first and 'aria-current="page">1<' in first
+    last = stub_app.get(f"/styles/{style_id}/compare?page=6").text
+    assert len(row.findall(last)) == 4 and "rows 61–64 of 64" in last and 'rel="next"' not in last
+    assert stub_app.get(f"/styles/{style_id}/compare?page=99").text.count('aria-current="page">6<') == 1
+
+    one = stub_app.get(f"/styles/{style_id}/compare", params={"prompt": "a thing 07"}).text
+    assert set(row.findall(one)) == {"a thing 07"} and len(row.findall(one)) == 4
+    assert '<option value="a thing 07" selected>a thing 07 (4)</option>' in one and "for “a thing 07”" in one
+
+    compact = stub_app.get(f"/styles/{style_id}/compare?view=compact").text
+    assert 'class="side-by-side compact"' in compact and len(row.findall(compact)) == 48
+    assert f'href="/styles/{style_id}/compare?view=compact&amp;page=2"' in compact
+    assert 'id="view-toggle" href="/styles/%d/compare">Large images' % style_id in compact
+    unknown = stub_app.get(f"/styles/{style_id}/compare", params={"prompt": "a dragon", "view": "huge"}).text
+    assert len(row.findall(unknown)) == 12  # an unknown prompt or view: all prompts, large
 
 
 def test_chart_axes_fit_the_data():
