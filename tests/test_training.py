@@ -84,7 +84,8 @@ def test_progress_reports_step_loss_and_eta(tiny, reference):
     train(tiny, adapter, [Example(reference, PROMPT)], _quick(steps=5), on_progress=seen.append)
     assert [p.step for p in seen] == [1, 2, 3, 4, 5]
     assert all(p.total == 5 and p.loss > 0 and p.seconds_per_step > 0 for p in seen)
-    assert seen[-1].eta_seconds == 0 and seen[0].eta_seconds > 0
+    # no ETA from the first step alone (it compiles, it follows the step-0 samples: styledrop/pace.py)
+    assert seen[0].eta_seconds is None and seen[1].eta_seconds > 0 and seen[-1].eta_seconds == 0
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(reference):

@@ -80,8 +80,8 @@ def evaluated_style(client) -> int:
 SVG_BOXES = """svg => {
     const box = r => ({top: r.top, bottom: r.bottom, left: r.left, right: r.right, width: r.width, height: r.height});
     return {svg: box(svg.getBoundingClientRect()), holder: box(svg.parentElement.getBoundingClientRect()),
-            texts: [...svg.querySelectorAll('text')].map(t => ({text: t.textContent, rotated: t.hasAttribute('transform'),
-                                                           ...box(t.getBoundingClientRect())}))};
+            texts: [...svg.querySelectorAll('text')].map(t => ({
+                text: t.textContent, rotated: t.hasAttribute('transform'), ...box(t.getBoundingClientRect())}))};
 }"""
 
 

@@ -52,7 +52,8 @@ def test_rating_endpoint_records_one_rating_per_user_and_candidate(stub_app):
     assert up.status_code == 200
     assert up.text.lstrip().startswith(f'<li class="card selected liked" id="cand-{ids[0]}"')  # the card itself
     assert re.search(r'class="vote up" data-action="up" aria-pressed="true"', up.text)
-    assert 'id="selbar-' in up.text and 'hx-swap-oob="true"' in up.text and "Train round 2 with 1 selected" in text_of(up.text)
+    assert 'id="selbar-' in up.text and 'hx-swap-oob="true"' in up.text
+    assert "Train round 2 with 1 selected" in text_of(up.text)
     down = stub_app.put(f"/candidates/{ids[0]}/rating", data={"value": "-1"})
     assert re.search(r'class="vote down" data-action="down" aria-pressed="true"', down.text)
     stub_app.post(f"/candidates/{ids[1]}/rating", data={"value": "1"})

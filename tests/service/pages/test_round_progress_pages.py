@@ -6,6 +6,8 @@ writing the database as the worker would (tests/service/factories.py)."""
 
 from __future__ import annotations
 
+import re
+
 from app.models import Candidate, Round, Style, utcnow
 
 from ..factories import finish_round, run_round
@@ -172,3 +174,18 @@ def test_a_round_that_ended_early_keeps_its_loss_chart(stub_app):
             session.commit()
         panel = stub_app.get(f"/rounds/{round_id}/panel").text
         assert '<svg class="chart loss-chart"' in panel and "1.100 at step 4 of 10" in panel, status
+
+
+def test_no_eta_is_told_from_the_first_step(stub_app):
+    """After the first step alone the worker has no ETA (styledrop/pace.py): the pages say they are estimating,
+    never a time extrapolated from that step."""
+    style_id = create_style(stub_app)
+    round_id = latest_round(stub_app, style_id)
+    run_round(stub_app.settings, round_id, step=1)
+    with session_of(stub_app) as session:
+        session.get(Round, round_id).eta_seconds = None
+        session.commit()
+    panel = stub_app.get(f"/rounds/{round_id}/panel").text
+    assert re.search(r'class="num eta"[^>]*>estimating…<', panel), panel  # not "training 34 min + drawing …"
+    assert "estimating the time left" in stub_app.get(f"/styles/{style_id}/card").text
+    assert "estimating…" in stub_app.get("/jobs").text
