@@ -117,6 +117,11 @@
     document.getElementById("viewer-caption").textContent =
       (card.getAttribute("data-prompt") || "") + " · seed " + (card.getAttribute("data-seed") || "");
     document.getElementById("viewer-state").textContent = describe(card);
+    [1, -1].forEach(function (step) {  // the neighbours' images fetched ahead, as a culling tool does
+      var near = neighbour(card, step);
+      var src = near && near !== card && near.querySelector("img").getAttribute("src");
+      if (src) new Image().src = src;
+    });
     ["up", "down", "select"].forEach(function (action) {
       var source = card.querySelector('[data-action="' + action + '"]');
       var target = viewer.querySelector('[data-viewer="' + action + '"]');

@@ -56,7 +56,10 @@ def scores_chart(rows: list[RoundScores], width: int = 360, height: int = 220) -
     rows = [r for r in rows if r.text is not None or r.style is not None]
     if not rows:
         return Markup("")
-    left, right, top, bottom, gap = 52, 30, 10, 24, 24
+    fits = {attr: _fit([getattr(r, attr) for r in rows if getattr(r, attr) is not None] or [0.0])
+            for attr in ("text", "style")}
+    widest = max(len(_fmt(v, digits)) for low, high, digits in fits.values() for v in (low, high))
+    left, right, top, bottom, gap = max(52, round(widest * CHAR_PX) + 12), 30, 10, 24, 24  # room for "-0.116397"
     band_h = (height - top - bottom - gap) / 2
     plot_w = width - left - right
 
@@ -75,7 +78,7 @@ def scores_chart(rows: list[RoundScores], width: int = 360, height: int = 220) -
         parts.append(f'<text x="{left}" y="{band_top + 9:.1f}" class="tick band-name">{name} score</text>')
         if not values:
             continue
-        low, high, digits = _fit(values)
+        low, high, digits = fits[attr]
 
         def y(v: float, band_top: float = band_top, low: float = low, high: float = high) -> float:
             return band_top + band_h * (1 - (v - low) / (high - low))

@@ -90,12 +90,16 @@ def outside(inner: dict[str, float], outer: dict[str, float], slack: float = 0.5
         or inner["top"] < outer["top"] - slack or inner["bottom"] > outer["bottom"] + slack
 
 
-def compared_style(client) -> int:
-    """A style with two finished rounds of the full pool (the same prompts and seeds); returns the style id."""
-    style_id, _, ids = finished_style(client)
+def compared_style(client, text_scores: tuple[float, float] | None = None) -> int:
+    """A style with two finished rounds of the full pool (the same prompts and seeds), their candidates' text
+    scores each round's given one if asked; returns the style id."""
+    contents = [c for c in CONTENTS for _ in range(PER_PROMPT)]
+    style_id = create_style(client)
+    first = [text_scores[0]] * len(contents) if text_scores else None
+    ids = finish_round(client.settings, latest_round(client, style_id), len(contents), contents, text_scores=first)
     client.post(f"/candidates/{ids[0]}/selected")
     assert client.post(f"/styles/{style_id}/rounds", data={"feedback": "human"},
                        follow_redirects=False).status_code == 303
-    contents = [c for c in CONTENTS for _ in range(PER_PROMPT)]
-    finish_round(client.settings, latest_round(client, style_id), len(contents), contents)
+    second = [text_scores[1]] * len(contents) if text_scores else None
+    finish_round(client.settings, latest_round(client, style_id), len(contents), contents, text_scores=second)
     return style_id

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from .chromium import DESKTOP, PHONE, shot, watch_errors
+from .chromium import ARTIFACTS, DESKTOP, PHONE, shot, watch_errors
 from .staging import CONTENTS, PER_PROMPT, SVG_BOXES, compared_style, evaluated_style, outside
 
 
@@ -34,7 +34,27 @@ def test_the_evaluation_chart_stays_inside_its_box(staged, chromium, size):
         assert not clipped, f"labels outside the chart at {size} width: {clipped}"
         names = {t["text"] for t in boxes["texts"]}
         assert {"base", "round 1"} <= names, names
-        page.locator("#evaluation").screenshot(path=str(shot.__globals__["ARTIFACTS"] / f"29-evaluation-{size}.png"))
+        page.locator("#evaluation").screenshot(path=str(ARTIFACTS / f"29-evaluation-{size}.png"))
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_the_rounds_chart_keeps_every_label(staged, chromium, size):
+    """Negative text scores 0.00002 apart (an untrained model's) need labels like "-0.116397": none is cut."""
+    style_id = compared_style(staged, text_scores=(-0.116373, -0.116397))
+    context = chromium.new_context(viewport=DESKTOP) if size == "desktop" else chromium.new_context(**PHONE)
+    page = context.new_page()
+    try:
+        page.goto(f"{staged.url}/styles/{style_id}")
+        chart = page.locator("#summary svg.chart")
+        chart.scroll_into_view_if_needed()
+        boxes = chart.evaluate(SVG_BOXES)
+        assert "-0.116397" in {t["text"] for t in boxes["texts"]} or any(
+            t["text"].startswith("-0.1163") for t in boxes["texts"]), boxes["texts"]
+        clipped = [t for t in boxes["texts"] if outside(t, boxes["svg"])]
+        assert not clipped, f"labels outside the chart at {size} width: {clipped}"
+        page.locator("#summary").screenshot(path=str(ARTIFACTS / f"35-summary-{size}.png"))
     finally:
         context.close()
 

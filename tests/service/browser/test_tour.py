@@ -216,7 +216,8 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             page.get_by_role("link", name="Compare the rounds' pictures").click()
             expect(page.get_by_role("heading", name="Compare rounds", exact=True)).to_be_visible()
             expect(page.locator(".side-by-side tbody tr")).to_have_count(4)
-            expect(page.locator(".side-by-side tbody img")).to_have_count(8)
+            expect(page.locator(".side-by-side tbody td:not(.ref-cell) img")).to_have_count(8)
+            expect(page.locator(".side-by-side .ref-cell img")).to_have_count(4)  # the reference beside each row
             shot(page, "07b-compare")
             page.go_back()
 
