@@ -106,7 +106,7 @@ def test_the_architecture_check_can_fail():
     modules, packages = _tree()
     assert any("worker/new_module.py" in p for p in _architecture_problems(modules | {"worker/new_module.py"},
                                                                            packages))
-    assert any("worker/jobs.py" in p for p in _architecture_problems(modules - {"worker/jobs.py"}, packages))
+    assert any("worker/tasks.py" in p for p in _architecture_problems(modules - {"worker/tasks.py"}, packages))
     assert any("app/rooms/" in p for p in _architecture_problems(modules, packages | {"app/rooms/"}))
 
 

@@ -31,7 +31,7 @@ def _env(data, **extra: str) -> dict[str, str]:
 def served(tmp_path, redis_url) -> Iterator[dict[str, Any]]:
     """The app under uvicorn and a Celery worker, on a fresh migrated SQLite database."""
     require_browser()
-    from app.migrate import upgrade
+    from app.infra.migrate import upgrade
 
     data = tmp_path / "data"
     upgrade(make_settings(data, redis_url=redis_url, candidates_per_prompt=2, train_steps=12))
@@ -49,7 +49,7 @@ def served(tmp_path, redis_url) -> Iterator[dict[str, Any]]:
 def served_accounts(tmp_path) -> Iterator[str]:
     """The app under uvicorn with accounts on (no worker: these tests train nothing). Yields the base URL."""
     require_browser()
-    from app.migrate import upgrade
+    from app.infra.migrate import upgrade
 
     data = tmp_path / "data"
     upgrade(make_settings(data))

@@ -60,8 +60,8 @@ def header_bottom(page) -> float:
 def evaluated_style(client) -> int:
     """A style with round 1 finished and an evaluation finished (as the worker leaves it); returns the style id.
     Round 1 at the top right, its text score close to the base model's (the axis ticks need four decimals)."""
-    from app.db import session_factory
-    from app.models import Evaluation
+    from app.domain.models import Evaluation
+    from app.infra.db import session_factory
 
     style_id, _, _ = finished_style(client)
     assert client.post(f"/styles/{style_id}/evaluation", data={"limit": "5", "per_prompt": "1"}).status_code == 200

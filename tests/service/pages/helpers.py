@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from app.db import session_factory
-from app.models import Candidate, Round
+from app.domain.models import Candidate, Round
+from app.infra.db import session_factory
 
 from ..conftest import png_bytes
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from app.db import session_factory
+from app.infra.db import session_factory
 
 from ..factories import finish_round
 from .helpers import create_style, latest_round
@@ -91,7 +91,7 @@ def test_chart_axes_fit_the_data():
 
 
 def test_the_evaluation_panel_starts_a_job_and_shows_the_table_and_chart(stub_app):
-    from app.models import Evaluation
+    from app.domain.models import Evaluation
 
     style_id = create_style(stub_app)
     assert "Available once a round has finished" in stub_app.get(f"/styles/{style_id}/evaluation").text

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from app.models import Generation
+from app.domain.models import Generation
 
 from ..factories import finish_generation, finish_round
 from .helpers import create_style, latest_round, session_of

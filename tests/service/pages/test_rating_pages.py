@@ -10,7 +10,7 @@ import re
 
 from sqlalchemy import func, select
 
-from app.models import Rating, Round, Selection
+from app.domain.models import Rating, Round, Selection
 
 from ..factories import finish_round
 from .helpers import create_style, latest_round, session_of, text_of

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from app.models import Candidate, Round, Style, utcnow
+from app.domain.models import Candidate, Round, Style, utcnow
 
 from ..factories import finish_round, run_round
 from .helpers import candidate_ids, create_style, latest_round, session_of
@@ -105,7 +105,7 @@ def test_round_progress_covers_every_phase_with_one_eta():
 
 
 def test_loss_curve_is_bounded_and_drawn_while_training(stub_app):
-    from app.loss_curve import LOSS_POINTS, add_loss_point
+    from app.domain.loss_curve import LOSS_POINTS, add_loss_point
 
     curve: list = []
     for step in range(1, 1001):

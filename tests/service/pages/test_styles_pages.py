@@ -10,8 +10,8 @@ import re
 
 from sqlalchemy import func, select
 
-from app import storage
-from app.models import Round, Style
+from app.domain.models import Round, Style
+from app.infra import storage
 
 from ..conftest import png_bytes
 from ..factories import finish_round
@@ -92,8 +92,8 @@ def test_base_model_is_a_choice_from_the_allowed_list(stub_app):
 
 
 def test_one_seed_range_for_the_api_and_the_pages(stub_app):
-    """The seed is 0 to 2^31-1 everywhere (app/schemas.py: SEED_MAX), with the API's and the forms' words."""
-    from app.schemas import SEED_MAX
+    """The seed is 0 to 2^31-1 everywhere (app/domain/schemas.py: SEED_MAX), with the API's and the forms' words."""
+    from app.domain.schemas import SEED_MAX
 
     too_big = str(SEED_MAX + 1)
     page = stub_app.post("/styles/new", data=FORM | {"seed": too_big},
@@ -138,8 +138,8 @@ def test_the_style_page_says_only_its_own_notices(tmp_path):
     the job queue down, the new style is kept and its page says (by code) that round 1 did not start."""
     from fastapi.testclient import TestClient
 
+    from app.infra.migrate import upgrade
     from app.main import create_app
-    from app.migrate import upgrade
 
     from ..conftest import browser_session, make_settings
 
