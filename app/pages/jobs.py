@@ -1,5 +1,5 @@
-"""The jobs view: the user's queued and running rounds and generations, each with its place in the queue,
-phase, progress and ETA; and the queue position the playground shows for its own jobs.
+"""The jobs view: the user's queued and running rounds, playground jobs and evaluations, each with its place in
+the queue and what is ahead of it, phase, progress and ETA.
 
 Queue positions: queue.py.
 """
@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 from ..api.deps import PageUserDep as UserDep
 from ..api.deps import SessionDep, csrf_guard
 from ..domain.lifecycle import ACTIVE
-from ..domain.models import Generation, Round, Style
+from ..domain.models import Evaluation, Generation, Round, Style
 from .progress import round_progress
-from .queue import RUNNING, ahead_text, jobs_ahead
+from .queue import QUEUED, RUNNING, Job, ahead_text, job_title, jobs_before
 from .rendering import render
 from .views import generation_view
 
@@ -26,27 +26,37 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
 
 
 def user_jobs(session: Session, user) -> list[dict[str, Any]]:
-    """The user's active jobs, running first, then by queue order."""
+    """The user's active jobs (rounds, playground jobs, evaluations: all wait for the same worker), running
+    first, then by queue order, each queued one with what is ahead of it."""
     jobs: list[dict[str, Any]] = []
     rounds = session.scalars(select(Round).join(Style).where(Style.user_id == user.id, Round.status.in_(ACTIVE)))
     for rnd in rounds:
         live = round_progress(rnd)
-        jobs.append({"kind": "round", "id": rnd.id, "title": f"Round {rnd.number}", "style": rnd.style,
-                     "status": rnd.status, "ahead": jobs_ahead(session, rnd), "created_at": rnd.created_at,
-                     "phase": live["phase_label"] if rnd.status == RUNNING else "waiting for the worker",
-                     "percent": live["percent"], "eta": live["eta_text"], "url": f"/styles/{rnd.style_id}#round-{rnd.id}"})
+        jobs.append(_job(session, user, rnd, f"/styles/{rnd.style_id}#round-{rnd.id}", live["phase_label"],
+                         live["percent"], live["eta_text"]))
     generations = session.scalars(select(Generation).where(Generation.user_id == user.id,
                                                            Generation.status.in_(ACTIVE)))
     for gen in generations:
         view = generation_view(gen, None)
-        jobs.append({"kind": "generation", "id": gen.id, "title": f"Playground job {gen.id}", "style": gen.style,
-                     "status": gen.status, "ahead": jobs_ahead(session, gen), "created_at": gen.created_at,
-                     "phase": f"drawing {view['slots']} images" if gen.status == RUNNING else "waiting for the worker",
-                     "percent": None, "eta": "—", "url": f"/styles/{gen.style_id}/playground#gen-{gen.id}"})
+        jobs.append(_job(session, user, gen, f"/styles/{gen.style_id}/playground#gen-{gen.id}",
+                         f"drawing {view['slots']} images"))
+    evaluations = session.scalars(select(Evaluation).where(Evaluation.user_id == user.id,
+                                                           Evaluation.status.in_(ACTIVE)))
+    for ev in evaluations:
+        jobs.append(_job(session, user, ev, f"/styles/{ev.style_id}#evaluation",
+                         "drawing and scoring with CLIP"))
     jobs.sort(key=lambda j: (j["status"] != RUNNING, j["ahead"] or 0, j["created_at"]))
-    for job in jobs:
-        job["ahead_text"] = ahead_text(job["ahead"])
     return jobs
+
+
+def _job(session: Session, user, job: Job, url: str, running_phase: str, percent: int | None = None,
+         eta: str = "—") -> dict[str, Any]:
+    before = jobs_before(session, job) if job.status == QUEUED else None
+    return {"kind": type(job).__name__.lower(), "id": job.id, "title": job_title(job), "style": job.style,
+            "status": job.status, "created_at": job.created_at, "url": url,
+            "ahead": None if before is None else len(before), "ahead_text": ahead_text(before, user.id),
+            "phase": running_phase if job.status == RUNNING else "waiting for the worker",
+            "percent": percent, "eta": eta}
 
 
 @router.get("/jobs", response_class=HTMLResponse)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 
-from app.domain.models import Candidate, Round, Style, utcnow
+from sqlalchemy import update
+
+from app.domain.models import Candidate, Evaluation, Generation, Round, Style, utcnow
 
 from ..factories import finish_round, run_round
 from .helpers import candidate_ids, create_style, latest_round, session_of
@@ -159,6 +161,36 @@ def test_jobs_view_lists_queued_and_running_jobs_with_queue_position(stub_app):
     assert "next in the queue" in listed and "Playground job" in listed and "1 job ahead in the queue" in listed
     playground = stub_app.get(f"/styles/{first}/playground").text
     assert "Waiting for the worker: 1 job ahead in the queue" in playground  # the round queued before it
+
+
+def test_jobs_view_lists_evaluations_and_says_what_is_ahead(stub_app):
+    """An evaluation waits for the same worker as rounds and playground jobs: /jobs lists it, and a job queued
+    behind it says what is ahead (its owner's jobs named, another person's counted), not "next in the queue"."""
+    style_id = create_style(stub_app, descriptor="oil painting")
+    finish_round(stub_app.settings, latest_round(stub_app, style_id))
+    assert stub_app.post(f"/styles/{style_id}/evaluation", data={"limit": "5", "per_prompt": "1"}).status_code == 200
+    evaluation_id = stub_app.dispatcher.evaluations[0]
+    listed = stub_app.get("/jobs/list").text
+    assert f'id="job-evaluation-{evaluation_id}"' in listed and "Nothing is queued" not in listed
+    assert "next in the queue" in listed.split(f'id="job-evaluation-{evaluation_id}"')[1]
+    with session_of(stub_app) as session:  # the worker takes it
+        session.get(Evaluation, evaluation_id).status = "running"
+        session.commit()
+    stub_app.post(f"/styles/{style_id}/playground", data={"prompts": "a cat", "num_images": "1", "seed": "1"})
+    listed = stub_app.get("/jobs/list").text
+    evaluation_row = listed.split(f'id="job-evaluation-{evaluation_id}"')[1].split("</tr>")[0]
+    assert "running now" in evaluation_row and "scoring with CLIP" in evaluation_row
+    ahead = f"1 job ahead in the queue: evaluation {evaluation_id} of oil painting (running)"
+    assert ahead in listed.split('id="job-generation-')[1]
+    assert f"Waiting for the worker: {ahead}" in stub_app.get(f"/styles/{style_id}/playground").text
+
+    other = create_style(stub_app, descriptor="line drawing")  # queued after the playground job
+    with session_of(stub_app) as session:  # the playground job is now another person's
+        session.execute(update(Generation).values(user_id=None))
+        session.commit()
+    row = stub_app.get("/jobs/list").text.split(f'id="job-round-{latest_round(stub_app, other)}"')[1]
+    assert (f"2 jobs ahead in the queue: evaluation {evaluation_id} of oil painting (running), 1 of another person"
+            in row.split("</tr>")[0])
 
 
 def test_a_round_that_ended_early_keeps_its_loss_chart(stub_app):
