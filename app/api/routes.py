@@ -68,13 +68,14 @@ def _style_field(name: str, default: Any = None) -> Any:
     return Form(default, description=info.description, **field_bounds(StyleCreate, name))
 
 
-def _file(settings, relative: str | None, what: str, media_type: str) -> FileResponse:
+def _file(settings, relative: str | None, what: str, media_type: str, filename: str | None = None) -> FileResponse:
+    """A stored file, downloaded as `filename` (downloads.py's names: style, round or generation, prompt, seed)."""
     if not relative:
         raise ApiError(404, f"{what} does not exist yet.")
     path = storage.resolve(settings.storage_root, relative)
     if not path.is_file():
         raise ApiError(404, f"{what} is missing from the storage.")
-    return FileResponse(path, media_type=media_type, filename=path.name)
+    return FileResponse(path, media_type=media_type, filename=filename or path.name)
 
 
 @router.get("/health", tags=["meta"])
@@ -157,7 +158,8 @@ def style_adapter(style: ReadableStyle, settings: SettingsDep) -> FileResponse:
     rnd = latest_adapter_round(style)
     if rnd is None:
         raise ApiError(404, f"Style {style.id} has no finished round yet, so no adapter to download.")
-    return _file(settings, rnd.adapter_path, f"The adapter of round {rnd.id}", "application/octet-stream")
+    return _file(settings, rnd.adapter_path, f"The adapter of round {rnd.id}", "application/octet-stream",
+                 downloads.adapter_name(rnd))
 
 
 # ---- rounds -------------------------------------------------------------------------------------------------
@@ -209,7 +211,8 @@ def retry_round(rnd: OwnedRound, session: SessionDep, settings: SettingsDep, dis
 def round_adapter(rnd: ReadableRound, settings: SettingsDep) -> FileResponse:
     if rnd.status != JobStatus.succeeded.value:
         raise ApiError(404, f"Round {rnd.id} is {rnd.status}; its adapter exists once it has succeeded.")
-    return _file(settings, rnd.adapter_path, f"The adapter of round {rnd.id}", "application/octet-stream")
+    return _file(settings, rnd.adapter_path, f"The adapter of round {rnd.id}", "application/octet-stream",
+                 downloads.adapter_name(rnd))
 
 
 @router.get("/rounds/{round_id}/samples/{index}", response_class=FileResponse, tags=["rounds"])
@@ -248,7 +251,8 @@ def read_candidate(candidate: ReadableCandidate, user: UserDep) -> CandidateOut:
 
 @router.get("/candidates/{candidate_id}/image", response_class=FileResponse, tags=["candidates"])
 def candidate_image(candidate: ReadableCandidate, settings: SettingsDep) -> FileResponse:
-    return _file(settings, candidate.image_path, f"The image of candidate {candidate.id}", "image/png")
+    return _file(settings, candidate.image_path, f"The image of candidate {candidate.id}", "image/png",
+                 downloads.candidate_name(candidate))
 
 
 # A rating is a rater's keystroke: one thread hop. The endpoints are `async` and send all of their
@@ -308,7 +312,8 @@ def generation_image(generation: ReadableGeneration, index: int, settings: Setti
     paths = generation.image_paths or []
     if not 0 <= index < len(paths):
         raise ApiError(404, f"Generation {generation.id} has no image {index} (it has {len(paths)}).")
-    return _file(settings, paths[index], f"Image {index} of generation {generation.id}", "image/png")
+    return _file(settings, paths[index], f"Image {index} of generation {generation.id}", "image/png",
+                 downloads.generation_image_name(generation, index))
 
 
 @router.get("/generations/{generation_id}/images.zip", response_class=StreamingResponse, tags=["generations"],

@@ -14,6 +14,8 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from markupsafe import Markup
 
+from ..domain.downloads import adapter_name
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = ROOT / "templates"
 STATIC_DIR = ROOT / "static"
@@ -77,6 +79,7 @@ templates.env.filters["duration"] = duration
 templates.env.filters["when"] = when
 templates.env.filters["score"] = score
 templates.env.globals["SORTS"] = SORTS
+templates.env.globals["adapter_name"] = adapter_name  # the name the server gives the download, shown alike
 templates.env.globals["csrf_field"] = csrf_field
 templates.env.globals["static_version"] = static_version()
 
