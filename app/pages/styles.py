@@ -106,7 +106,7 @@ def _check_fields(values: dict[str, str], settings: Settings) -> tuple[StyleCrea
             limits.clean_text(values[name], LABELS[name], settings)
         except ApiError as exc:
             errors[name] = exc.detail
-    body, invalid = parse_form(StyleCreate, values, LABELS, MESSAGES)
+    body, invalid = parse_form(StyleCreate, values, LABELS, MESSAGES, bounds={"steps": (1, settings.max_train_steps)})
     errors = invalid | errors
     if values.get("base_model") not in allowed_base_models(settings):
         errors["base_model"] = "Choose one of the base models offered."
