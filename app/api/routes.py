@@ -39,6 +39,7 @@ from ..domain.schemas import (
     StyleCreate,
     StyleOut,
     StylePage,
+    StyleUpdate,
     WebhookSecretOut,
     field_bounds,
     refusals,
@@ -94,6 +95,7 @@ def create_style(session: SessionDep, settings: SettingsDep, user: UserDep, idem
                                                       "round trains on all of them"),
                  content: str = _style_field("content", ...),
                  descriptor: str = _style_field("descriptor", ...),
+                 name: str | None = _style_field("name"),
                  base_model: str | None = _style_field("base_model"),
                  adapter: Literal["styledrop", "lora"] = _style_field("adapter", "styledrop"),
                  steps: int | None = _style_field("steps"),
@@ -103,7 +105,7 @@ def create_style(session: SessionDep, settings: SettingsDep, user: UserDep, idem
     """Upload a reference image and describe it. Training starts with POST /styles/{id}/rounds.
     The fields are checked by the StyleCreate schema, as the new-style page's form is."""
     try:
-        body = StyleCreate(content=content, descriptor=descriptor, base_model=base_model, adapter=adapter,
+        body = StyleCreate(content=content, descriptor=descriptor, name=name, base_model=base_model, adapter=adapter,
                            steps=steps, learning_rate=learning_rate, rank=rank, seed=seed)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from exc
@@ -129,6 +131,15 @@ def list_styles(session: SessionDep, settings: SettingsDep, user: UserDep, page:
 @router.get("/styles/{style_id}", response_model=StyleOut, tags=["styles"])
 def read_style(style: ReadableStyle, user: UserDep) -> StyleOut:
     return style_out(style, user)
+
+
+@router.patch("/styles/{style_id}", response_model=StyleOut, tags=["styles"], responses=refusals(404, 409, 422))
+def update_style(style: OwnedStyle, body: StyleUpdate, session: SessionDep, settings: SettingsDep,
+                 user: UserDep) -> StyleOut:
+    """Rename the style (`name`; null or blank: its descriptor names it) and/or change its `descriptor` for the
+    rounds started from now on. All or nothing: 409 while a round is queued or running and the descriptor
+    would change (the name alone may change any time)."""
+    return style_out(styles.update_style(session, settings, style, body.model_dump(exclude_unset=True)), user)
 
 
 @router.delete("/styles/{style_id}", status_code=204, tags=["styles"])

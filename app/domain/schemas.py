@@ -27,6 +27,7 @@ API = "/api/v1"
 MAX_ID = 2**31 - 1  # ids are INTEGER columns; a larger one cannot exist
 SEED_MAX = 2**31 - 1  # one seed range everywhere: a 32-bit signed int, which every RNG and database column takes
 MAX_SEED = SEED_MAX
+STYLE_NAME_CHARS = 100  # what a person calls a style (Style.name's column)
 MAX_STEPS = 100_000  # training steps (STYLEDROP_MAX_TRAIN_STEPS, default 20,000, is the tighter admin limit)
 MAX_BATCH_SIZE = 64
 MAX_CANDIDATES_PER_PROMPT = 64
@@ -119,6 +120,8 @@ class StyleCreate(BaseModel):
 
     content: str = Field(description='what the reference shows, e.g. "a house"')
     descriptor: str = Field(description='the style in words, e.g. "watercolor painting"')
+    name: str | None = Field(None, max_length=STYLE_NAME_CHARS,
+                             description="what you call the style (the gallery's title); its descriptor if left out")
     base_model: str | None = Field(None, description="one of STYLEDROP_BASE_MODELS (hub id or preset)")
     adapter: Literal["styledrop", "lora"] = "styledrop"
     steps: TrainSteps | None = Field(None, description="training steps per round")
@@ -148,8 +151,22 @@ class RoundSummary(BaseModel):
     url: str
 
 
+class StyleUpdate(BaseModel):
+    """PATCH /styles/{id}: what may change after creation. A field left out stays; both are checked before
+    either changes."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"name": "Sunny watercolors"}, {"name": "Sunny watercolors", "descriptor": "bright watercolor painting"}]})
+
+    name: str | None = Field(None, max_length=STYLE_NAME_CHARS,
+                             description="what you call the style; null or blank shows its descriptor")
+    descriptor: str | None = Field(None, description="for the rounds started from now on; refused (409) while a "
+                                                     "round is queued or running")
+
+
 class StyleOut(BaseModel):
     id: int
+    name: str | None = Field(description="what the person calls it; null: the descriptor names it")
     content: str
     descriptor: str
     base_model: str

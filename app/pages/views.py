@@ -137,7 +137,8 @@ def generation_view(generation: Generation, round_number: int | None) -> dict[st
     descriptor = request.get("descriptor")  # the one drawn with: the style's own, "" for none, or another
     if descriptor is not None and descriptor != generation.style.descriptor:
         chosen.append(f"descriptor “{descriptor}”" if descriptor else "no descriptor")
-    return {"settings": " · ".join(chosen), "row": generation, "zip_name": archive_name(generation), "id": generation.id, "status": generation.status,
+    return {"settings": " · ".join(chosen), "row": generation, "zip_name": archive_name(generation),
+            "id": generation.id, "status": generation.status,
             "active": generation.status in ACTIVE, "prompts": prompts, "seed": request.get("seed"),
             "num_images": request.get("num_images"), "images": images, "slots": count,
             "round_number": round_number}

@@ -165,6 +165,10 @@ def test_manage_a_style_rename_edit_and_delete_after_confirmation(stub_app):
     assert '<label for="name">' in form and 'value="watercolor painting"' in form
     busy = stub_app.post(f"/styles/{style_id}/edit", data={"name": "Sunny", "descriptor": "oil painting"})
     assert busy.status_code == 409 and "Round 1 is queued and reads the descriptor" in busy.text
+    assert "The name “Sunny” is saved." in busy.text  # the rename sent with the refused descriptor is kept
+    with session_of(stub_app) as session:
+        assert (session.get(Style, style_id).name, session.get(Style, style_id).descriptor) == \
+            ("Sunny", "watercolor painting")
     assert stub_app.post(f"/styles/{style_id}/edit", data={"name": "x", "descriptor": " "}).status_code == 422
     finish_round(stub_app.settings, round_id)
     saved = stub_app.post(f"/styles/{style_id}/edit", data={"name": " My  sunny style ", "descriptor": "oil painting"},
