@@ -28,6 +28,26 @@ def test_rounds_compared_with_an_inline_svg_chart(stub_app):
     assert 'href="/api/v1/styles/%d/adapter"' % style_id in page and "round 2 · .safetensors" in page
 
 
+def test_every_finished_rounds_adapter_is_downloadable_from_the_style_page(stub_app):
+    """Not only the latest: each finished round's adapter from the rounds table, named by style and round; a
+    round still queued offers none."""
+    style_id = create_style(stub_app, descriptor="ink wash")
+    first = latest_round(stub_app, style_id)
+    stub_app.post(f"/candidates/{finish_round(stub_app.settings, first)[0]}/selected")
+    stub_app.post(f"/styles/{style_id}/rounds", data={"feedback": "human"})
+    second = latest_round(stub_app, style_id)
+    page = stub_app.get(f"/styles/{style_id}").text
+    assert f'href="/api/v1/rounds/{first}/adapter" download="ink-wash-round1-adapter.safetensors"' in page
+    assert f'id="adapter-{second}"' not in page  # queued: no adapter yet
+    finish_round(stub_app.settings, second)
+    page = stub_app.get(f"/styles/{style_id}").text
+    for rnd, number in ((first, 1), (second, 2)):
+        assert f'href="/api/v1/rounds/{rnd}/adapter" download="ink-wash-round{number}-adapter.safetensors"' in page
+        got = stub_app.get(f"/api/v1/rounds/{rnd}/adapter")
+        assert got.status_code == 200 and f"ink-wash-round{number}-adapter.safetensors" in \
+            got.headers["content-disposition"]
+
+
 def test_compare_view_shows_the_same_prompt_and_seed_from_every_round(stub_app):
     style_id = create_style(stub_app)
     first = latest_round(stub_app, style_id)
