@@ -1,8 +1,9 @@
 """Manage a style from the pages: rename it, edit its descriptor, delete it (after a confirmation page).
 
 The descriptor is read by the worker when a round starts, so it cannot change while a round is queued or
-running (409, said on the form; a rename sent with it is saved all the same). Deleting follows DELETE /api/v1/styles/{id}: refused while a round runs,
-and the style's files go with it.
+running (409, said on the form; a rename sent with it is saved all the same). Deleting follows DELETE
+/api/v1/styles/{id}: refused while a round runs, so the page offers to cancel the round and delete; the style's
+files go with it, and the gallery says it is deleted.
 """
 
 from __future__ import annotations
@@ -12,16 +13,18 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from ..api.access import PageOwnedStyle
-from ..api.deps import SessionDep, SettingsDep, csrf_guard
-from ..domain import styles
+from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard
+from ..domain import rounds, styles
+from ..domain.lifecycle import ACTIVE
 from ..domain.models import Style
 from ..domain.queries import active_round
 from ..domain.schemas import STYLE_NAME_CHARS
 from ..errors import ApiError
 from ..settings import Settings
-from .rendering import render
+from .rendering import is_htmx, render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
+DELETED = "/?notice=deleted"  # the gallery says the style is deleted
 
 
 def _edit_context(style: Style, values: dict[str, str], errors: dict[str, str], settings: Settings,
@@ -77,16 +80,40 @@ def _delete_context(session: Session, style: Style, notice: str | None = None) -
 
 @router.get("/styles/{style_id}/delete", response_class=HTMLResponse)
 def confirm_delete_page(style: PageOwnedStyle, request: Request, session: SessionDep) -> HTMLResponse:
-    """The confirmation: what deleting removes, and a button to do it."""
+    """The confirmation: what deleting removes, and a button to do it (with a round queued or running: to
+    cancel it and delete)."""
     return render(request, "style_delete.html", _delete_context(session, style))
 
 
 @router.post("/styles/{style_id}/delete", response_class=HTMLResponse)
-def delete_style_page(style: PageOwnedStyle, request: Request, session: SessionDep,
-                      settings: SettingsDep) -> Response:
+async def delete_style_page(style: PageOwnedStyle, request: Request, session: SessionDep, settings: SettingsDep,
+                            dispatcher: DispatcherDep) -> Response:
+    """Delete the style; with `cancel`, cancel its queued or running round first. A queued round ends at once
+    and the style goes now; a running one stops at its next step, and the page deletes the style once it has
+    (delete_when_stopped)."""
+    busy = active_round(session, style.id)
+    if busy is not None and (await request.form()).get("cancel"):
+        if not busy.cancel_requested:
+            try:
+                rounds.cancel_round(session, dispatcher, busy)
+            except ApiError:  # it ended meanwhile: nothing left to cancel
+                pass
+        session.refresh(busy)
+        if busy.status in ACTIVE:
+            return render(request, "style_delete.html", _delete_context(session, style) | {"stopping": True},
+                          status_code=202)
     try:
         styles.delete_style(session, settings, style)
     except ApiError as exc:  # 409 while a round runs: the confirmation page says so
         return render(request, "style_delete.html", _delete_context(session, style, exc.detail),
                       status_code=exc.status)
-    return RedirectResponse("/", status_code=303)
+    if is_htmx(request):  # posted by delete_when_stopped: htmx loads the gallery
+        return Response(status_code=204, headers={"HX-Redirect": DELETED})
+    return RedirectResponse(DELETED, status_code=303)
+
+
+@router.get("/styles/{style_id}/delete/when-stopped", response_class=HTMLResponse)
+def delete_when_stopped(style: PageOwnedStyle, request: Request, session: SessionDep) -> HTMLResponse:
+    """Polled while the cancelled round stops: the same waiting line, then (the round ended) a form that posts
+    the delete by itself."""
+    return render(request, "_delete_wait.html", {"style": style, "busy": active_round(session, style.id)})

@@ -58,8 +58,12 @@ def notice_code(exc: ApiError) -> str:
 
 # ---- your styles ----------------------------------------------------------------------------------------------
 
+GALLERY_NOTICES = {"deleted": "The style is deleted, with its rounds, adapters and images."}  # ?notice=CODE
+
+
 @router.get("/", response_class=HTMLResponse)
-def styles_page(request: Request, session: SessionDep, settings: SettingsDep, user: UserDep) -> HTMLResponse:
+def styles_page(request: Request, session: SessionDep, settings: SettingsDep, user: UserDep,
+                notice: str | None = None) -> HTMLResponse:
     """Your styles; with public styles on (an admin setting), the others' too, below and read-only."""
     query = select(Style)
     if not settings.public_styles:
@@ -69,7 +73,7 @@ def styles_page(request: Request, session: SessionDep, settings: SettingsDep, us
                               descending=True)  # newest first, a page at a time
     for style in rows:  # each card: its live phase and ETA, or "ready to rate"
         (items if style.user_id == user.id else shared).append(style_item(style, user))
-    return render(request, "styles.html", {"items": items, "shared": shared,
+    return render(request, "styles.html", {"items": items, "shared": shared, "notice": GALLERY_NOTICES.get(notice or ""),
                                            "older": f"/?cursor={after}" if after else None})
 
 

@@ -14,7 +14,7 @@ from app.domain.models import Round, Style
 from app.infra import storage
 
 from ..conftest import png_bytes
-from ..factories import finish_round
+from ..factories import finish_round, run_round
 from .helpers import FORM, create_style, latest_round, session_of
 
 
@@ -185,7 +185,40 @@ def test_manage_a_style_rename_edit_and_delete_after_confirmation(stub_app):
     with session_of(stub_app) as session:  # still there after only looking at the confirmation
         assert session.get(Style, style_id) is not None
     gone = stub_app.post(f"/styles/{style_id}/delete", follow_redirects=False)
-    assert gone.status_code == 303
+    assert gone.status_code == 303 and gone.headers["location"] == "/?notice=deleted"
+    assert "The style is deleted, with its rounds, adapters and images." in stub_app.get(gone.headers["location"]).text
     with session_of(stub_app) as session:
         assert session.get(Style, style_id) is None
     assert stub_app.get(f"/styles/{style_id}/delete").status_code == 404
+
+
+def test_a_style_whose_round_is_queued_or_running_is_cancelled_and_deleted_in_one_step(stub_app):
+    """No trip back to the style page to cancel first: the confirmation offers "Cancel round N and delete". A
+    queued round ends at once and the style goes; a running one stops at its next step while the page waits
+    (polling), then the page posts the delete itself and the gallery says it is deleted."""
+    queued = create_style(stub_app)
+    confirm = stub_app.get(f"/styles/{queued}/delete").text
+    assert "Cancel round 1 and delete the style" in confirm and 'name="cancel"' in confirm and " disabled" not in confirm
+    gone = stub_app.post(f"/styles/{queued}/delete", data={"cancel": "1"}, follow_redirects=False)
+    assert gone.status_code == 303 and gone.headers["location"] == "/?notice=deleted"
+    with session_of(stub_app) as session:
+        assert session.get(Style, queued) is None
+
+    running = create_style(stub_app)
+    round_id = latest_round(stub_app, running)
+    run_round(stub_app.settings, round_id)
+    waiting = stub_app.post(f"/styles/{running}/delete", data={"cancel": "1"})
+    assert waiting.status_code == 202 and "Round 1 is stopping" in waiting.text
+    assert f'hx-get="/styles/{running}/delete/when-stopped" hx-trigger="every 2s"' in waiting.text
+    with session_of(stub_app) as session:
+        assert session.get(Round, round_id).cancel_requested and session.get(Style, running) is not None
+    assert "Round 1 is stopping" in stub_app.get(f"/styles/{running}/delete/when-stopped").text
+    with session_of(stub_app) as session:  # the worker reads the flag and ends the round
+        session.get(Round, round_id).status = "cancelled"
+        session.commit()
+    stopped = stub_app.get(f"/styles/{running}/delete/when-stopped").text
+    assert f'hx-post="/styles/{running}/delete" hx-trigger="load"' in stopped and "every 2s" not in stopped
+    posted = stub_app.post(f"/styles/{running}/delete", headers={"HX-Request": "true"}, follow_redirects=False)
+    assert posted.status_code == 204 and posted.headers["hx-redirect"] == "/?notice=deleted"
+    with session_of(stub_app) as session:
+        assert session.get(Style, running) is None
