@@ -193,6 +193,35 @@ def test_jobs_view_lists_evaluations_and_says_what_is_ahead(stub_app):
             in row.split("</tr>")[0])
 
 
+def test_jobs_view_cancels_a_round_and_lists_the_jobs_that_ended(stub_app):
+    """/jobs has a round's Cancel (queued: cancelled at once; running: stopping) and, below the active jobs, the
+    ones that ended lately with how they ended."""
+    done = create_style(stub_app, descriptor="oil painting")
+    finish_round(stub_app.settings, latest_round(stub_app, done))
+    queued = create_style(stub_app, descriptor="line drawing")
+    queued_round = latest_round(stub_app, queued)
+    page = stub_app.get("/jobs").text
+    assert f'hx-post="/jobs/rounds/{queued_round}/cancel"' in page and "Cancel Round 1 of line drawing" in page
+    ended = page.split('id="recent-title"')[1]
+    assert "Ended lately" in page and 'id="ended-round-' in ended and "succeeded" in ended and "oil painting" in ended
+
+    cancelled = stub_app.post(f"/jobs/rounds/{queued_round}/cancel", headers={"HX-Request": "true"})
+    assert cancelled.status_code == 200 and "Round 1 of line drawing is cancelled." in cancelled.text
+    assert f'id="job-round-{queued_round}"' not in cancelled.text  # no longer active ...
+    assert f'id="ended-round-{queued_round}"' in cancelled.text  # ... but listed as ended, first
+    assert cancelled.text.index(f'id="ended-round-{queued_round}"') < cancelled.text.index("oil painting</td>")
+
+    running = create_style(stub_app, descriptor="ink wash")
+    running_round = latest_round(stub_app, running)
+    run_round(stub_app.settings, running_round)
+    plain = stub_app.post(f"/jobs/rounds/{running_round}/cancel", follow_redirects=False)  # no script: a form
+    assert plain.status_code == 303 and plain.headers["location"] == "/jobs"
+    row = stub_app.get("/jobs/list").text.split(f'id="job-round-{running_round}"')[1].split("</tr>")[0]
+    assert "stopping…" in row and "Cancel" not in row
+    with session_of(stub_app) as session:
+        assert session.get(Round, running_round).cancel_requested
+
+
 def test_a_round_that_ended_early_keeps_its_loss_chart(stub_app):
     """Cancelled or failed, a round shows the loss curve it trained so far, as a finished one does."""
     style_id = create_style(stub_app)
