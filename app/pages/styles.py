@@ -90,6 +90,8 @@ def _new_style_context(settings: Settings, values: dict[str, str], errors: dict[
     return {"values": values, "errors": errors, "descriptors": DESCRIPTORS, "base_models": models,
             "default_model": settings.model, "default_model_missing": None if default.available else default.reason,
             "offline_models": [m for m in models if m in OFFLINE_CHOICES],
+            # each choice said to be on this machine or not (a hub model not downloaded fails its first round)
+            "model_missing": {m: None if (a := availability(m)).available else a.reason for m in models},
             "max_steps": settings.max_train_steps, "max_mb": settings.max_upload_bytes // (1024 * 1024),
             "max_bytes": settings.max_upload_bytes,
             "max_chars": settings.max_prompt_chars, "max_references": settings.max_references}

@@ -6,6 +6,7 @@ writing the database as the worker would (tests/service/factories.py)."""
 
 from __future__ import annotations
 
+import html
 import re
 
 from sqlalchemy import func, select
@@ -84,8 +85,18 @@ def test_creating_a_style_starts_round_1_with_the_advanced_settings(stub_app):
 
 
 def test_base_model_is_a_choice_from_the_allowed_list(stub_app):
+    from styledrop.model_sources import availability
+
     page = stub_app.get("/styles/new").text
     assert '<select id="base_model" name="base_model"' in page and '<option value="tiny"' in page
+    options = dict(re.findall(r'<option value="([^"]+)"[^>]*>([^<]+)</option>',
+                              page.split('id="base_model"')[1].split("</select>")[0]))
+    for model, label in options.items():  # each choice says whether it is on this machine
+        assert ("not on this machine" in label) == (not availability(model).available), (model, label)
+    assert "not on this machine" not in options["tiny"]
+    for model in options:  # and why not, under the choice
+        if not availability(model).available:
+            assert f"<code>{model}</code> ({availability(model).reason})" in html.unescape(page)
     bad = stub_app.post("/styles/new", data=FORM | {"base_model": "amused/amused-265"},
                         files={"image": ("ref.png", png_bytes(), "image/png")})
     assert bad.status_code == 422 and "Choose one of the base models offered" in bad.text
