@@ -101,12 +101,15 @@ def create_style(session: SessionDep, settings: SettingsDep, user: UserDep, idem
                  steps: int | None = _style_field("steps"),
                  learning_rate: float | None = _style_field("learning_rate"),
                  rank: int | None = _style_field("rank"),
-                 seed: int | None = _style_field("seed")) -> StyleOut:
+                 seed: int | None = _style_field("seed"),
+                 sample_every: int | None = _style_field("sample_every"),
+                 sample_prompts: list[str] | None = _style_field("sample_prompts")) -> StyleOut:
     """Upload a reference image and describe it. Training starts with POST /styles/{id}/rounds.
     The fields are checked by the StyleCreate schema, as the new-style page's form is."""
     try:
         body = StyleCreate(content=content, descriptor=descriptor, name=name, base_model=base_model, adapter=adapter,
-                           steps=steps, learning_rate=learning_rate, rank=rank, seed=seed)
+                           steps=steps, learning_rate=learning_rate, rank=rank, seed=seed, sample_every=sample_every,
+                           sample_prompts=sample_prompts)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from exc
     data = [f.file.read(settings.max_upload_bytes + 1) for f in (image, *more_images)]  # before the guard:

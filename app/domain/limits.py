@@ -64,6 +64,8 @@ def check_round_request(body: dict[str, Any], settings: Settings) -> dict[str, A
     anything is stored. Returns the body with its prompts cleaned."""
     body = dict(body)
     check_train_steps(body.get("train_steps"), settings)
+    if body.get("sample_prompts") is not None:
+        body["sample_prompts"] = clean_prompts(body["sample_prompts"], settings, "sample_prompts")
     if body.get("prompts") is not None:
         body["prompts"] = clean_prompts(body["prompts"], settings)
         count = len(body["prompts"])

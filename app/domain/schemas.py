@@ -28,6 +28,7 @@ MAX_ID = 2**31 - 1  # ids are INTEGER columns; a larger one cannot exist
 SEED_MAX = 2**31 - 1  # one seed range everywhere: a 32-bit signed int, which every RNG and database column takes
 MAX_SEED = SEED_MAX
 STYLE_NAME_CHARS = 100  # what a person calls a style (Style.name's column)
+MAX_SAMPLE_PROMPTS = 4  # live samples are drawn at every sample step: a few
 MAX_STEPS = 100_000  # training steps (STYLEDROP_MAX_TRAIN_STEPS, default 20,000, is the tighter admin limit)
 MAX_BATCH_SIZE = 64
 MAX_CANDIDATES_PER_PROMPT = 64
@@ -76,6 +77,11 @@ def real(low: float, high: float, description: str | None = None, open_low: bool
 Id = whole(1, MAX_ID)
 Seed = whole(0, SEED_MAX, f"random seed, 0 to {SEED_MAX}")
 TrainSteps = whole(1, MAX_STEPS, "training steps (at most STYLEDROP_MAX_TRAIN_STEPS)")
+SampleEvery = whole(0, MAX_STEPS, "live samples at step 0, every N training steps and at the last; 0: none "
+                                  "(default: the style's, else STYLEDROP_SAMPLE_EVERY, 250)")
+SamplePrompts = Annotated[list[str], Field(min_length=1, max_length=MAX_SAMPLE_PROMPTS, description=(
+    'what the live samples draw, one image each, e.g. ["a cat", "a bridge"] (default: the style\'s, else a cat '
+    "on a sofa and a lighthouse)"))]
 
 # Every stored time is UTC; SQLite hands them back without a zone, so say it in the JSON.
 Utc = Annotated[datetime, AfterValidator(lambda v: v if v.tzinfo else v.replace(tzinfo=timezone.utc))]
@@ -129,6 +135,8 @@ class StyleCreate(BaseModel):
         None, description="learning rate of every round")
     rank: whole(1, MAX_RANK) | None = Field(None, description="round 1's adapter width (StyleDrop H, LoRA r)")
     seed: Seed | None = Field(None, description="random seed of every round")
+    sample_every: SampleEvery | None = None
+    sample_prompts: SamplePrompts | None = None
 
 
 def field_bounds(model: type[BaseModel], name: str) -> dict[str, Any]:
@@ -205,8 +213,8 @@ class RoundCreate(BaseModel):
     learning_rate: real(0, 1, open_low=True, open_high=True) | None = None
     seed: Seed | None = None
     checkpoint_every: whole(1, MAX_STEPS) | None = None
-    sample_every: whole(0, MAX_STEPS, "sample images (two fixed prompts) at step 0, every N training steps and "
-                        "at the last; 0: none (default STYLEDROP_SAMPLE_EVERY, 250)") | None = None
+    sample_every: SampleEvery | None = None
+    sample_prompts: SamplePrompts | None = None
     prompts: list[str] | None = Field(None, min_length=1,
                                       description='contents for candidates, e.g. ["a chihuahua", "a church"]; at '
                                                   'most STYLEDROP_MAX_PROMPTS (64), each at most '

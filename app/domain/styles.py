@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from ..errors import ApiError
 from ..infra import storage
 from ..settings import Settings
-from .limits import check_train_steps, clean_text
+from .limits import check_train_steps, clean_prompts, clean_text
 from .models import Style, User
 from .queries import active_round
 from .schemas import STYLE_NAME_CHARS, StyleCreate
@@ -34,8 +34,11 @@ def create_style(session: Session, settings: Settings, user: User, body: StyleCr
     model = check_base_model(body.base_model, settings)
     name = clean_name(body.name)
     check_train_steps(body.steps, settings)
-    # The style's defaults for its rounds (new_round reads them; the first round's adapter width `rank` goes into its plan).
-    style_settings = body.model_dump(include={"steps", "seed", "learning_rate", "rank"}, exclude_none=True)
+    # The style's defaults for its rounds (new_round reads them; round 1's adapter width `rank` goes into its plan).
+    style_settings = body.model_dump(include={"steps", "seed", "learning_rate", "rank", "sample_every"},
+                                     exclude_none=True)
+    if body.sample_prompts is not None:
+        style_settings["sample_prompts"] = clean_prompts(body.sample_prompts, settings, "sample_prompts")
     return store_style(session, settings, user, image, {
         "content": content, "descriptor": descriptor, "base_model": model, "adapter_kind": body.adapter,
         "settings": style_settings, "name": name})

@@ -84,6 +84,32 @@ def test_creating_a_style_starts_round_1_with_the_advanced_settings(stub_app):
         assert storage.resolve(stub_app.settings.storage_root, style.reference_path).is_file()
 
 
+def test_live_samples_are_set_on_the_new_style_form_and_kept_for_every_round(stub_app):
+    """How often the live samples are drawn and what they show: the new-style form's Advanced, kept in the
+    style's settings for its rounds; a round may set its own (API); too many or too long prompts are refused."""
+    form = stub_app.get("/styles/new").text
+    assert 'id="sample_every"' in form and 'id="sample_prompts"' in form and "a cat sleeping on a sofa" in form
+    refused = stub_app.post("/styles/new", data=FORM | {"sample_prompts": "a\nb\nc\nd\ne", "sample_every": "-1"},
+                            files={"image": ("ref.png", png_bytes(), "image/png")})
+    assert refused.status_code == 422 and "Live samples draw at most 4 prompts, one per line." in refused.text
+    assert "Live samples every must be between 0 and 100,000." in refused.text
+    assert "a\nb\nc\nd\ne</textarea>" in refused.text  # what was typed is kept
+    style_id = create_style(stub_app, sample_every="5", sample_prompts=" a red fox \n\n a  tea cup\n")
+    with session_of(stub_app) as session:
+        style, rnd = session.get(Style, style_id), session.get(Round, latest_round(stub_app, style_id))
+        assert style.settings["sample_every"] == 5 and style.settings["sample_prompts"] == ["a red fox", "a tea cup"]
+        assert rnd.parameters["train"]["sample_every"] == 5
+        assert rnd.parameters["train"]["sample_prompts"] == ["a red fox", "a tea cup"]
+    finish_round(stub_app.settings, latest_round(stub_app, style_id))
+    bad = stub_app.post(f"/api/v1/styles/{style_id}/rounds", json={"sample_prompts": ["a"] * 5, "feedback": "clip"})
+    assert bad.status_code == 422 and "sample_prompts" in bad.json()["detail"]
+    own = stub_app.post(f"/api/v1/styles/{style_id}/rounds",
+                        json={"sample_prompts": ["a  boat"], "sample_every": 0, "feedback": "clip"})
+    assert own.status_code == 201, own.text
+    assert own.json()["parameters"]["train"]["sample_prompts"] == ["a boat"]  # the round's own, cleaned
+    assert own.json()["parameters"]["train"]["sample_every"] == 0
+
+
 def test_base_model_is_a_choice_from_the_allowed_list(stub_app):
     from styledrop.model_sources import availability
 
