@@ -73,10 +73,10 @@ def recent_jobs(session: Session, user) -> list[dict[str, Any]]:
     """The user's last HISTORY ended jobs of every kind, the latest first: how each ended, and when."""
     ended: list[Job] = [
         *session.scalars(select(Round).join(Style).where(Style.user_id == user.id, Round.status.in_(TERMINAL))
-                         .order_by(Round.finished_at.desc()).limit(HISTORY)),
+                         .order_by(Round.finished_at.desc().nulls_last()).limit(HISTORY)),
         *(row for model in (Generation, Evaluation) for row in session.scalars(
             select(model).where(model.user_id == user.id, model.status.in_(TERMINAL))
-            .order_by(model.finished_at.desc()).limit(HISTORY)))]
+            .order_by(model.finished_at.desc().nulls_last()).limit(HISTORY)))]
     ended.sort(key=lambda j: j.finished_at or j.created_at, reverse=True)
     return [{"kind": type(j).__name__.lower(), "id": j.id, "title": job_title(j), "style": j.style,
              "status": j.status, "ended_at": j.finished_at, "url": JOB_URLS[type(j)](j),
