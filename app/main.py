@@ -12,6 +12,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .api import openapi as api_openapi
 from .api.deps import LoginRequired
+from .domain.limits import train_steps_message
+from .domain.schemas import MAX_STEPS
 from .errors import ApiError
 from .infra.db import session_factory
 from .infra.task_queue import CeleryDispatcher, Dispatcher, WorkerHealth
@@ -20,13 +22,23 @@ from .security.throttle import LoginThrottle
 from .settings import Settings, get_settings
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+def _validation_message(exc: RequestValidationError, settings: Settings) -> str:
     parts = []
     for error in exc.errors():
         where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "form"))
+        if _is_train_steps_bound(error):  # one limit, one message (the administrator's is the tighter)
+            parts.append(train_steps_message(settings))
+            continue
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts) or "The request is not valid."
+
+
+def _is_train_steps_bound(error: dict) -> bool:
+    """Training steps above the schema's MAX_STEPS (decoding steps have their own, smaller bound)."""
+    loc = error.get("loc") or ()
+    return (bool(loc) and loc[-1] in ("steps", "train_steps") and error.get("type") == "less_than_equal"
+            and (error.get("ctx") or {}).get("le") == MAX_STEPS)
 
 
 FORM_FIELDS_BYTES = 1024 * 1024  # room for a form's other fields beside the largest upload
@@ -80,7 +92,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
-        return error_response(request, 422, _validation_message(exc))
+        return error_response(request, 422, _validation_message(exc, settings))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:

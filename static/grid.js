@@ -4,7 +4,9 @@
 //   d or -             thumbs down (also unselects it), then on
 //   s or space         select / unselect, then on
 //   Enter or a click   the enlarged view (a <dialog>) beside the reference, where the same keys work
-//   ?                  show or hide the shortcut help
+//   ?                  show or hide the shortcut help (a dialog in the middle of the screen)
+// A dialog (the enlarged view, the help) also closes on a click on its backdrop. The style page's skip link
+// "Skip to the images" puts the focus on the grid's card, so rating starts after two Tabs and Enter.
 // The card buttons are htmx buttons: a key "clicks" the card's button and htmx swaps the card the server
 // sends back. The image size slider sets one CSS variable, remembered in localStorage.
 (function () {
@@ -115,6 +117,11 @@
     document.getElementById("viewer-caption").textContent =
       (card.getAttribute("data-prompt") || "") + " · seed " + (card.getAttribute("data-seed") || "");
     document.getElementById("viewer-state").textContent = describe(card);
+    [1, -1].forEach(function (step) {  // the neighbours' images fetched ahead, as a culling tool does
+      var near = neighbour(card, step);
+      var src = near && near !== card && near.querySelector("img").getAttribute("src");
+      if (src) new Image().src = src;
+    });
     ["up", "down", "select"].forEach(function (action) {
       var source = card.querySelector('[data-action="' + action + '"]');
       var target = viewer.querySelector('[data-viewer="' + action + '"]');
@@ -135,8 +142,18 @@
     if (next) { viewerId = next.id; focusId = next.id; paintViewer(); }
   }
 
+  // A click on a modal dialog's backdrop reaches the dialog element itself, outside its box: close it.
+  function closeOnBackdrop(dialog, e) {
+    if (e.target !== dialog) return false;
+    var box = dialog.getBoundingClientRect();
+    var inside = e.clientX >= box.left && e.clientX <= box.right && e.clientY >= box.top && e.clientY <= box.bottom;
+    if (!inside) dialog.close();
+    return !inside;
+  }
+
   if (viewer) {
     viewer.addEventListener("click", function (e) {
+      if (closeOnBackdrop(viewer, e)) return;
       var button = e.target.closest ? e.target.closest("[data-viewer]") : null;
       if (!button) return;
       var what = button.getAttribute("data-viewer");
@@ -154,11 +171,18 @@
 
   // ---- keys ---------------------------------------------------------------------------------------------
 
+  var help = document.getElementById("shortcuts");
+
   function toggleHelp() {
-    var help = Array.prototype.find.call(document.querySelectorAll("details.kbd-help"), function (el) {
-      return el.offsetParent !== null;
+    if (!help) return;
+    if (help.open) help.close(); else help.showModal();
+  }
+
+  if (help) {
+    help.addEventListener("click", function (e) {
+      if (closeOnBackdrop(help, e)) return;
+      if (e.target.closest && e.target.closest('[data-help="close"]')) help.close();
     });
-    if (help) help.open = !help.open;
   }
 
   document.addEventListener("keydown", function (e) {
@@ -166,6 +190,10 @@
     var t = e.target;
     if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
     var key = e.key;
+    if (help && help.open) {  // the help is read, not typed into: ? closes it (and Esc, as any dialog)
+      if (key === "?") { e.preventDefault(); help.close(); }
+      return;
+    }
     if (viewer && viewer.open) {
       var step = (key === "ArrowRight" || key === "j" || key === "ArrowDown") ? 1
         : (key === "ArrowLeft" || key === "k" || key === "ArrowUp") ? -1 : 0;
@@ -206,9 +234,24 @@
   });
 
   document.addEventListener("click", function (e) {
-    var opener = e.target && e.target.closest ? e.target.closest('[data-open="viewer"]') : null;
+    var target = e.target && e.target.closest ? e.target : null;
+    if (!target) return;
+    var opener = target.closest('[data-open="viewer"]');
     var card = opener && opener.closest(".card[tabindex]");
-    if (card) openViewer(card);
+    if (card) { openViewer(card); return; }
+    if (target.closest('[data-help="open"]')) { toggleHelp(); return; }
+    var dismiss = target.closest('[data-dismiss="notice"]');
+    if (dismiss) {
+      var notice = dismiss.closest(".grid-notice");
+      if (notice) notice.remove();
+      return;
+    }
+    var skip = target.closest('[data-skip="grid"]');
+    if (skip) {  // to the grid's own card (its one Tab stop), not just the top of the grid
+      var wrap = document.querySelector(skip.getAttribute("href"));
+      var first = wrap && (wrap.querySelector('.card[tabindex="0"]') || wrap.querySelector(".card[tabindex]"));
+      if (first) { e.preventDefault(); focusCard(first); }
+    }
   });
 
   document.addEventListener("focusin", function (e) {

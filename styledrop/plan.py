@@ -62,6 +62,8 @@ class TrainingPlan(BaseModel):
     # Sample images (two fixed prompts) at step 0, every N steps and at the last one; 0: none; None: the service's
     # setting (STYLEDROP_SAMPLE_EVERY, default DEFAULT_SAMPLE_EVERY).
     sample_every: int | None = Field(None, ge=0)
+    # What the live samples draw (contents, one image each); None: styledrop.prompt_sets.SAMPLE_CONTENTS.
+    sample_prompts: list[str] | None = None
 
 
 class TrainingItem(BaseModel):

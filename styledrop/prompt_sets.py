@@ -37,6 +37,9 @@ CONTENT_PROMPTS: dict[str, list[str]] = {
     "text": ["the letter A", "the letter Z", "the word \"hello\"", "the number 7", "the word \"love\"",
              "the letters \"abc\"", "the word \"style\"", "the number 42"],
 }
+# What the live samples draw while a round trains (styledrop/training_samples.py), unless a round names its own:
+# two contents far apart, an animal indoors and a building outdoors.
+SAMPLE_CONTENTS = ("a cat sleeping on a sofa", "a lighthouse on a cliff")
 
 EVAL_PROMPTS: dict[str, list[str]] = {
     "animals": ["a dachshund wearing a scarf", "a tabby cat on a windowsill", "an elephant bathing in a river",

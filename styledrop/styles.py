@@ -19,6 +19,7 @@ from .adapters import Adapter, AdapterConfig, create_adapter
 from .errors import StyleDropError
 from .models import DEFAULT_MODEL, Components, default_device, load_components
 from .plan import adapter_recipe, sampling_recipe
+from .prompt_sets import SAMPLE_CONTENTS
 from .prompts import check_prompt_text, style_prompt
 from .sampling import SampleConfig, Samples, StepCallback, generate, sample_config
 from .training import Example, ProgressFn, TrainConfig, TrainResult, train
@@ -48,7 +49,8 @@ def train_style(images: list[Image.Image], content: str | list[str], descriptor:
                 on_progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
                 resume: bool = True, extra_meta: dict | None = None,
                 init_state: dict[str, torch.Tensor] | None = None, references: int | None = None,
-                sample_defaults: dict | None = None, on_samples: SamplesFn | None = None) -> TrainedStyle:
+                sample_defaults: dict | None = None, on_samples: SamplesFn | None = None,
+                sample_contents: list[str] | None = None) -> TrainedStyle:
     """Train a style adapter on one or a few images, each described by its content ("a house").
 
     Progress is checkpointed under out_dir/checkpoints; a later call with resume=True continues there.
@@ -59,7 +61,8 @@ def train_style(images: list[Image.Image], content: str | list[str], descriptor:
     `sample_defaults` (λA, λB, steps, temperature: styledrop.plan.SamplingDefaults) go into the adapter file,
     so whoever loads it samples as its round meant; default: round 1's.
     `on_samples(step, samples)` receives the fixed training samples (styledrop.training_samples) every
-    train_config.sample_every steps, drawn in the style's prompt form with those sampling defaults.
+    train_config.sample_every steps, drawn in the style's prompt form with those sampling defaults, of
+    `sample_contents` (default: styledrop.prompt_sets.SAMPLE_CONTENTS).
     """
     if not images:
         raise StyleDropError("Give at least one reference image.")
@@ -75,7 +78,7 @@ def train_style(images: list[Image.Image], content: str | list[str], descriptor:
                                 dict(content=contents[0], descriptor=descriptor),
                                 extra | {"sample_defaults": sample_defaults or sampling_recipe(1).model_dump()},
                                 on_progress, should_stop, resume, init_state, references=count,
-                                on_samples=on_samples, sample_descriptor=descriptor)
+                                on_samples=on_samples, sample_descriptor=descriptor, sample_contents=sample_contents)
 
 
 def train_adapter_folder(examples: list[Example], out_dir: str | os.PathLike, components: Components,
@@ -83,7 +86,8 @@ def train_adapter_folder(examples: list[Example], out_dir: str | os.PathLike, co
                          extra_meta: dict | None = None, on_progress: ProgressFn | None = None,
                          should_stop: Callable[[], bool] | None = None, resume: bool = True,
                          init_state: dict[str, torch.Tensor] | None = None, references: int = 1,
-                         on_samples: SamplesFn | None = None, sample_descriptor: str | None = None) -> TrainedStyle:
+                         on_samples: SamplesFn | None = None, sample_descriptor: str | None = None,
+                         sample_contents: list[str] | None = None) -> TrainedStyle:
     """Train a fresh adapter on examples and write it as a folder (styles and content subjects alike), with
     the first `references` examples' images as its reference images. With `on_samples`, the fixed training
     samples in `sample_descriptor`'s prompt form, drawn with extra_meta's sample_defaults."""
@@ -97,7 +101,9 @@ def train_adapter_folder(examples: list[Example], out_dir: str | os.PathLike, co
     on_sample = None
     if on_samples is not None and train_config.sample_every:
         config = sample_config((extra_meta or {}).get("sample_defaults") or {})
-        on_sample = sample_callback(TrainingSampler(components, adapter, sample_descriptor, config), on_samples)
+        sampler = TrainingSampler(components, adapter, sample_descriptor, config,
+                                  contents=sample_contents or SAMPLE_CONTENTS)
+        on_sample = sample_callback(sampler, on_samples)
     result = train(components, adapter, examples, train_config, checkpoints, on_progress, should_stop, on_sample)
     meta = describe(components, adapter, prompts=[e.prompt for e in examples], steps=result.steps_done,
                     training=train_config.to_dict() | {"seconds": round(result.seconds, 2)},

@@ -40,6 +40,7 @@ from .fast_training import (
 )
 from .images import encode_to_tokens, prepare_image
 from .models import Components
+from .pace import steady_progress
 from .training_samples import sample_due
 
 # Paper (§4.1): Adam, lr 3e-5, 1,000 steps, batch 8 for its adapter; diffusers' aMUSEd LoRA recipe: lr 4e-4.
@@ -144,7 +145,7 @@ class TrainProgress:
     total: int
     loss: float
     seconds_per_step: float
-    eta_seconds: float
+    eta_seconds: float | None  # None after the first step alone (styledrop/pace.py)
 
 
 @dataclass
@@ -267,6 +268,7 @@ def train(components: Components, adapter: Adapter, examples: list[Example] | En
     (before that step's checkpoint), with the model as sampling wants it (_between_steps).
     """
     config.validate()
+    on_progress = steady_progress(on_progress)  # the ETA from the pace after the first (compiling) step
     device, transformer = components.device, components.transformer
     data = examples if isinstance(examples, EncodedSet) else encode_examples(components, examples, config.augment)
     params = adapter.trainable_parameters()

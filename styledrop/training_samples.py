@@ -20,11 +20,10 @@ from PIL import Image
 
 from .adapters import Adapter
 from .models import Components
+from .prompt_sets import SAMPLE_CONTENTS
 from .prompts import style_prompt
 from .sampling import SampleConfig, generate
 
-# Two contents far apart (an animal indoors, a building outdoors), from styledrop.prompt_sets.CONTENT_PROMPTS.
-SAMPLE_CONTENTS = ("a cat sleeping on a sofa", "a lighthouse on a cliff")
 SAMPLE_SEED = 2024  # image i is drawn with seed SAMPLE_SEED + i, in every run and every step
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 

@@ -33,8 +33,9 @@ def test_train_then_generate_writes_a_style_and_pngs(tmp_path, reference_file, c
     out = tmp_path / "out"
     assert main(["generate", str(style), "a cat", "a bridge", "--num", "2", "--out", str(out), "--seed", "3",
                  "--steps", "4"]) == 0
-    pngs = sorted(out.glob("*.png"))
-    assert len(pngs) == 4
+    pngs = sorted(out.glob("*.png"))  # named as the app's zip names them: index, prompt, the image's own seed
+    assert [p.name for p in pngs] == ["000-a-cat-seed3.png", "001-a-bridge-seed4.png", "002-a-cat-seed5.png",
+                                      "003-a-bridge-seed6.png"]
     assert all(Image.open(p).size == (64, 64) for p in pngs)
     record = json.loads((out / "generations.json").read_text())
     assert record["images"][0]["prompt"] == "A cat in watercolor painting style"

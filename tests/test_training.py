@@ -84,7 +84,8 @@ def test_progress_reports_step_loss_and_eta(tiny, reference):
     train(tiny, adapter, [Example(reference, PROMPT)], _quick(steps=5), on_progress=seen.append)
     assert [p.step for p in seen] == [1, 2, 3, 4, 5]
     assert all(p.total == 5 and p.loss > 0 and p.seconds_per_step > 0 for p in seen)
-    assert seen[-1].eta_seconds == 0 and seen[0].eta_seconds > 0
+    # no ETA from the first step alone (it compiles, it follows the step-0 samples: styledrop/pace.py)
+    assert seen[0].eta_seconds is None and seen[1].eta_seconds > 0 and seen[-1].eta_seconds == 0
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(reference):
@@ -330,3 +331,18 @@ def test_negative_sample_every_is_explained(tiny, reference):
     adapter = create_adapter(AdapterConfig(), tiny.transformer)
     with pytest.raises(StyleDropError, match="Sample every"):
         train(tiny, adapter, [Example(reference, PROMPT)], TrainConfig(sample_every=-1))
+
+
+def test_live_samples_draw_the_contents_a_round_asks_for(tiny, reference, tmp_path):
+    """A round's own live sample prompts (RoundCreate.sample_prompts, through the worker) replace the two
+    defaults, in the style's prompt form."""
+    from styledrop.styles import train_style
+
+    seen: list[tuple[int, list[str], list[str]]] = []
+    train_style([reference], "a house", "watercolor painting", tmp_path / "style", components=tiny,
+                train_config=_quick(steps=2, batch_size=1, sample_every=2),
+                on_samples=lambda step, samples: seen.append((step, [s.content for s in samples],
+                                                              [s.prompt for s in samples])),
+                sample_contents=["a red fox"], sample_defaults={"steps": 2})
+    assert seen == [(0, ["a red fox"], ["A red fox in watercolor painting style"]),
+                    (2, ["a red fox"], ["A red fox in watercolor painting style"])]

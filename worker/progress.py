@@ -107,8 +107,8 @@ def progress_writer(settings: Settings, attempt: Attempt) -> Callable[[Any], Non
         state["at"] = now
         state["curve"] = add_loss_point(state["curve"], int(p.step), float(p.loss))
         attempt.update(step=int(p.step), total_steps=int(p.total), loss=float(p.loss),
-                       eta_seconds=round(float(p.eta_seconds), 1), heartbeat_at=utcnow(),
-                       loss_curve=state["curve"], **first)
+                       eta_seconds=None if p.eta_seconds is None else round(float(p.eta_seconds), 1),
+                       heartbeat_at=utcnow(), loss_curve=state["curve"], **first)
 
     return on_progress
 

@@ -132,7 +132,8 @@ def _train(settings: Settings, attempt: Attempt, plan: RoundPlan, descriptor: st
                           adapter_config=adapter_config, train_config=train_config,
                           on_progress=progress_writer(settings, attempt), should_stop=should_stop, resume=True,
                           extra_meta={"style_id": style_id, "round": plan.number, "round_id": round_id},
-                          sample_defaults=plan.sampling.model_dump(mode="json"), on_samples=samples_writer(attempt))
+                          sample_defaults=plan.sampling.model_dump(mode="json"), on_samples=samples_writer(attempt),
+                          sample_contents=t.sample_prompts)
     trained.adapter.detach()  # the cached model is reused by the next job
     result = trained.result
     if result.stopped:

@@ -39,6 +39,7 @@ from ..domain.schemas import (
     StyleCreate,
     StyleOut,
     StylePage,
+    StyleUpdate,
     WebhookSecretOut,
     field_bounds,
     refusals,
@@ -68,13 +69,14 @@ def _style_field(name: str, default: Any = None) -> Any:
     return Form(default, description=info.description, **field_bounds(StyleCreate, name))
 
 
-def _file(settings, relative: str | None, what: str, media_type: str) -> FileResponse:
+def _file(settings, relative: str | None, what: str, media_type: str, filename: str | None = None) -> FileResponse:
+    """A stored file, downloaded as `filename` (downloads.py's names: style, round or generation, prompt, seed)."""
     if not relative:
         raise ApiError(404, f"{what} does not exist yet.")
     path = storage.resolve(settings.storage_root, relative)
     if not path.is_file():
         raise ApiError(404, f"{what} is missing from the storage.")
-    return FileResponse(path, media_type=media_type, filename=path.name)
+    return FileResponse(path, media_type=media_type, filename=filename or path.name)
 
 
 @router.get("/health", tags=["meta"], responses={503: {"description": "degraded: a worker `styledrop serve` "
@@ -101,17 +103,21 @@ def create_style(session: SessionDep, settings: SettingsDep, user: UserDep, idem
                                                       "round trains on all of them"),
                  content: str = _style_field("content", ...),
                  descriptor: str = _style_field("descriptor", ...),
+                 name: str | None = _style_field("name"),
                  base_model: str | None = _style_field("base_model"),
                  adapter: Literal["styledrop", "lora"] = _style_field("adapter", "styledrop"),
                  steps: int | None = _style_field("steps"),
                  learning_rate: float | None = _style_field("learning_rate"),
                  rank: int | None = _style_field("rank"),
-                 seed: int | None = _style_field("seed")) -> StyleOut:
+                 seed: int | None = _style_field("seed"),
+                 sample_every: int | None = _style_field("sample_every"),
+                 sample_prompts: list[str] | None = _style_field("sample_prompts")) -> StyleOut:
     """Upload a reference image and describe it. Training starts with POST /styles/{id}/rounds.
     The fields are checked by the StyleCreate schema, as the new-style page's form is."""
     try:
-        body = StyleCreate(content=content, descriptor=descriptor, base_model=base_model, adapter=adapter,
-                           steps=steps, learning_rate=learning_rate, rank=rank, seed=seed)
+        body = StyleCreate(content=content, descriptor=descriptor, name=name, base_model=base_model, adapter=adapter,
+                           steps=steps, learning_rate=learning_rate, rank=rank, seed=seed, sample_every=sample_every,
+                           sample_prompts=sample_prompts)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from exc
     data = [f.file.read(settings.max_upload_bytes + 1) for f in (image, *more_images)]  # before the guard:
@@ -136,6 +142,15 @@ def list_styles(session: SessionDep, settings: SettingsDep, user: UserDep, page:
 @router.get("/styles/{style_id}", response_model=StyleOut, tags=["styles"])
 def read_style(style: ReadableStyle, user: UserDep) -> StyleOut:
     return style_out(style, user)
+
+
+@router.patch("/styles/{style_id}", response_model=StyleOut, tags=["styles"], responses=refusals(404, 409, 422))
+def update_style(style: OwnedStyle, body: StyleUpdate, session: SessionDep, settings: SettingsDep,
+                 user: UserDep) -> StyleOut:
+    """Rename the style (`name`; null or blank: its descriptor names it) and/or change its `descriptor` for the
+    rounds started from now on. All or nothing: 409 while a round is queued or running and the descriptor
+    would change (the name alone may change any time)."""
+    return style_out(styles.update_style(session, settings, style, body.model_dump(exclude_unset=True)), user)
 
 
 @router.delete("/styles/{style_id}", status_code=204, tags=["styles"])
@@ -167,7 +182,8 @@ def style_adapter(style: ReadableStyle, settings: SettingsDep) -> FileResponse:
     rnd = latest_adapter_round(style)
     if rnd is None:
         raise ApiError(404, f"Style {style.id} has no finished round yet, so no adapter to download.")
-    return _file(settings, rnd.adapter_path, f"The adapter of round {rnd.id}", "application/octet-stream")
+    return _file(settings, rnd.adapter_path, f"The adapter of round {rnd.id}", "application/octet-stream",
+                 downloads.adapter_name(rnd))
 
 
 # ---- rounds -------------------------------------------------------------------------------------------------
@@ -220,7 +236,8 @@ def retry_round(rnd: OwnedRound, session: SessionDep, settings: SettingsDep,
 def round_adapter(rnd: ReadableRound, settings: SettingsDep) -> FileResponse:
     if rnd.status != JobStatus.succeeded.value:
         raise ApiError(404, f"Round {rnd.id} is {rnd.status}; its adapter exists once it has succeeded.")
-    return _file(settings, rnd.adapter_path, f"The adapter of round {rnd.id}", "application/octet-stream")
+    return _file(settings, rnd.adapter_path, f"The adapter of round {rnd.id}", "application/octet-stream",
+                 downloads.adapter_name(rnd))
 
 
 @router.get("/rounds/{round_id}/samples/{index}", response_class=FileResponse, tags=["rounds"])
@@ -259,7 +276,8 @@ def read_candidate(candidate: ReadableCandidate, user: UserDep) -> CandidateOut:
 
 @router.get("/candidates/{candidate_id}/image", response_class=FileResponse, tags=["candidates"])
 def candidate_image(candidate: ReadableCandidate, settings: SettingsDep) -> FileResponse:
-    return _file(settings, candidate.image_path, f"The image of candidate {candidate.id}", "image/png")
+    return _file(settings, candidate.image_path, f"The image of candidate {candidate.id}", "image/png",
+                 downloads.candidate_name(candidate))
 
 
 # A rating is a rater's keystroke: one thread hop. The endpoints are `async` and send all of their
@@ -319,7 +337,8 @@ def generation_image(generation: ReadableGeneration, index: int, settings: Setti
     paths = generation.image_paths or []
     if not 0 <= index < len(paths):
         raise ApiError(404, f"Generation {generation.id} has no image {index} (it has {len(paths)}).")
-    return _file(settings, paths[index], f"Image {index} of generation {generation.id}", "image/png")
+    return _file(settings, paths[index], f"Image {index} of generation {generation.id}", "image/png",
+                 downloads.generation_image_name(generation, index))
 
 
 @router.get("/generations/{generation_id}/images.zip", response_class=StreamingResponse, tags=["generations"],

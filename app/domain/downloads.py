@@ -1,31 +1,47 @@
-"""Download all of a generation's images as one zip: the PNGs as they are on disk (stored, not compressed
-again: PNG is already compressed), named by prompt and seed, with a manifest.json of what drew them (prompt,
-seed, round, decoding settings). Streamed a block at a time: the zip is never built in memory or on disk."""
+"""Downloads and their names. All of a generation's images as one zip: the PNGs as they are on disk (stored, not
+compressed again: PNG is already compressed), named by prompt and seed as `styledrop generate` names them, with
+a manifest.json of what drew them (prompt, seed, round, decoding settings). Streamed a block at a time: the zip
+is never built in memory or on disk. A file downloaded alone is named by its style, round or generation,
+prompt and seed (styledrop/file_names.py), by the server: a browser keeps the server's name over a link's."""
 
 from __future__ import annotations
 
 import io
 import json
-import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from styledrop import file_names  # torch-free
 from styledrop.prompts import style_prompt  # torch-free
 
 from ..infra import storage
-from .models import Generation
+from .models import Candidate, Generation, Round, Style
 
 BLOCK = 1 << 16
 
 
-def _slug(text: str, limit: int = 40) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-") or "image"
+def style_label(style: Style) -> str:
+    return style.name or style.descriptor
 
 
 def archive_name(generation: Generation) -> str:
-    return f"style{generation.style_id}-generation{generation.id}.zip"
+    return file_names.generation_zip_file(style_label(generation.style), generation.id)
+
+
+def generation_image_name(generation: Generation, index: int) -> str:
+    content, seed = image_contents_and_seeds(generation)[index]
+    return file_names.generation_image_file(style_label(generation.style), generation.id, index, content, seed)
+
+
+def candidate_name(candidate: Candidate) -> str:
+    rnd = candidate.round
+    return file_names.candidate_file(style_label(rnd.style), rnd.number, candidate.content, candidate.seed)
+
+
+def adapter_name(rnd: Round) -> str:
+    return file_names.adapter_file(style_label(rnd.style), rnd.number)
 
 
 def image_contents_and_seeds(generation: Generation) -> list[tuple[str, int | None]]:
@@ -46,7 +62,7 @@ def generation_files(root: Path, generation: Generation, round_number: int | Non
     files, images = [], []
     for j, (relative, (content, image_seed)) in enumerate(zip(generation.image_paths or [],
                                                               image_contents_and_seeds(generation))):
-        name = f"{j:03d}-{_slug(content)}{f'-seed{image_seed}' if image_seed is not None else ''}.png"
+        name = file_names.image_file(j, content, image_seed)
         files.append((name, storage.resolve(root, relative)))
         try:
             prompt = style_prompt(content, descriptor or None) if content else ""

@@ -48,9 +48,15 @@ def clean_prompts(values: list[str] | None, settings: Settings, field: str = "pr
     return [clean_text(value, f"Prompt {i + 1} ({field}[{i}])", settings) for i, value in enumerate(values)]
 
 
+def train_steps_message(settings: Settings) -> str:
+    """The one message for training steps out of range, whichever bound refused them: the schema's (MAX_STEPS)
+    or the administrator's tighter STYLEDROP_MAX_TRAIN_STEPS (app/main.py words the schema's so too)."""
+    return f"Training steps must be between 1 and {settings.max_train_steps:,}."
+
+
 def check_train_steps(steps: int | None, settings: Settings) -> None:
     if steps is not None and steps > settings.max_train_steps:
-        raise ApiError(422, f"{steps} training steps is more than the {settings.max_train_steps} allowed.")
+        raise ApiError(422, train_steps_message(settings))
 
 
 def check_round_request(body: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -58,6 +64,8 @@ def check_round_request(body: dict[str, Any], settings: Settings) -> dict[str, A
     anything is stored. Returns the body with its prompts cleaned."""
     body = dict(body)
     check_train_steps(body.get("train_steps"), settings)
+    if body.get("sample_prompts") is not None:
+        body["sample_prompts"] = clean_prompts(body["sample_prompts"], settings, "sample_prompts")
     if body.get("prompts") is not None:
         body["prompts"] = clean_prompts(body["prompts"], settings)
         count = len(body["prompts"])

@@ -21,7 +21,7 @@ from .schemas import (
 def style_out(style: Style, user: User | None = None) -> StyleOut:
     return StyleOut(
         editable=user is None or style.user_id == user.id,
-        id=style.id, content=style.content, descriptor=style.descriptor, base_model=style.base_model,
+        id=style.id, name=style.name, content=style.content, descriptor=style.descriptor, base_model=style.base_model,
         adapter_kind=style.adapter_kind, settings=style.settings or {}, created_at=style.created_at,
         reference_url=f"{API}/styles/{style.id}/reference",
         reference_urls=[f"{API}/styles/{style.id}/references/{i}" for i in range(len(style.reference_paths))],

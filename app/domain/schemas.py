@@ -29,6 +29,8 @@ API = "/api/v1"
 MAX_ID = 2**31 - 1  # ids are INTEGER columns; a larger one cannot exist
 SEED_MAX = 2**31 - 1  # one seed range everywhere: a 32-bit signed int, which every RNG and database column takes
 MAX_SEED = SEED_MAX
+STYLE_NAME_CHARS = 100  # what a person calls a style (Style.name's column)
+MAX_SAMPLE_PROMPTS = 4  # live samples are drawn at every sample step: a few
 MAX_STEPS = 100_000  # training steps (STYLEDROP_MAX_TRAIN_STEPS, default 20,000, is the tighter admin limit)
 MAX_BATCH_SIZE = 64
 MAX_CANDIDATES_PER_PROMPT = 64
@@ -77,6 +79,11 @@ def real(low: float, high: float, description: str | None = None, open_low: bool
 Id = whole(1, MAX_ID)
 Seed = whole(0, SEED_MAX, f"random seed, 0 to {SEED_MAX}")
 TrainSteps = whole(1, MAX_STEPS, "training steps (at most STYLEDROP_MAX_TRAIN_STEPS)")
+SampleEvery = whole(0, MAX_STEPS, "live samples at step 0, every N training steps and at the last; 0: none "
+                                  "(default: the style's, else STYLEDROP_SAMPLE_EVERY, 250)")
+SamplePrompts = Annotated[list[str], Field(min_length=1, max_length=MAX_SAMPLE_PROMPTS, description=(
+    'what the live samples draw, one image each, e.g. ["a cat", "a bridge"] (default: the style\'s, else a cat '
+    "on a sofa and a lighthouse)"))]
 
 # Every stored time is UTC; SQLite hands them back without a zone, so say it in the JSON.
 Utc = Annotated[datetime, AfterValidator(lambda v: v if v.tzinfo else v.replace(tzinfo=timezone.utc))]
@@ -124,6 +131,9 @@ class StyleCreate(BaseModel):
 
     content: PlainText = Field(description='what the reference shows, e.g. "a house"')
     descriptor: PlainText = Field(description='the style in words, e.g. "watercolor painting"')
+    name: PlainText | None = Field(None, max_length=STYLE_NAME_CHARS,
+                                   description="what you call the style (the gallery's title); its descriptor if "
+                                               "left out")
     base_model: PlainText | None = Field(None, description="one of STYLEDROP_BASE_MODELS (hub id or preset)")
     adapter: Literal["styledrop", "lora"] = "styledrop"
     steps: TrainSteps | None = Field(None, description="training steps per round")
@@ -131,6 +141,8 @@ class StyleCreate(BaseModel):
         None, description="learning rate of every round")
     rank: whole(1, MAX_RANK) | None = Field(None, description="round 1's adapter width (StyleDrop H, LoRA r)")
     seed: Seed | None = Field(None, description="random seed of every round")
+    sample_every: SampleEvery | None = None
+    sample_prompts: SamplePrompts | None = None
 
 
 def field_bounds(model: type[BaseModel], name: str) -> dict[str, Any]:
@@ -153,8 +165,22 @@ class RoundSummary(BaseModel):
     url: str
 
 
+class StyleUpdate(BaseModel):
+    """PATCH /styles/{id}: what may change after creation. A field left out stays; both are checked before
+    either changes."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"name": "Sunny watercolors"}, {"name": "Sunny watercolors", "descriptor": "bright watercolor painting"}]})
+
+    name: str | None = Field(None, max_length=STYLE_NAME_CHARS,
+                             description="what you call the style; null or blank shows its descriptor")
+    descriptor: str | None = Field(None, description="for the rounds started from now on; refused (409) while a "
+                                                     "round is queued or running")
+
+
 class StyleOut(BaseModel):
     id: int
+    name: str | None = Field(description="what the person calls it; null: the descriptor names it")
     content: str
     descriptor: str
     base_model: str
@@ -193,8 +219,8 @@ class RoundCreate(BaseModel):
     learning_rate: real(0, 1, open_low=True, open_high=True) | None = None
     seed: Seed | None = None
     checkpoint_every: whole(1, MAX_STEPS) | None = None
-    sample_every: whole(0, MAX_STEPS, "sample images (two fixed prompts) at step 0, every N training steps and "
-                        "at the last; 0: none (default STYLEDROP_SAMPLE_EVERY, 250)") | None = None
+    sample_every: SampleEvery | None = None
+    sample_prompts: SamplePrompts | None = None
     prompts: list[PlainText] | None = Field(None, min_length=1,
                                             description='contents for candidates, e.g. ["a chihuahua", "a church"]; '
                                                         'at most STYLEDROP_MAX_PROMPTS (64), each at most '

@@ -1,7 +1,9 @@
-"""Styles: create one from its reference images, decode an upload, delete one with its files."""
+"""Styles: create one from its reference images, rename it or change its descriptor, decode an upload, delete one
+with its files."""
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -9,9 +11,10 @@ from sqlalchemy.orm import Session
 from ..errors import ApiError
 from ..infra import storage
 from ..settings import Settings
-from .limits import check_train_steps, clean_text
+from .limits import check_train_steps, clean_prompts, clean_text
 from .models import Style, User
-from .schemas import StyleCreate
+from .queries import active_round
+from .schemas import STYLE_NAME_CHARS, StyleCreate
 from .uploads import check_base_model
 from .uploads import create_style as store_style
 
@@ -29,12 +32,48 @@ def create_style(session: Session, settings: Settings, user: User, body: StyleCr
     if body.base_model is not None and len(body.base_model) > MAX_NAME_CHARS:
         raise ApiError(422, f"base_model is {len(body.base_model)} characters long; the limit is {MAX_NAME_CHARS}.")
     model = check_base_model(body.base_model, settings)
+    name = clean_name(body.name)
     check_train_steps(body.steps, settings)
-    # The style's defaults for its rounds (new_round reads them; the first round's adapter width `rank` goes into its plan).
-    style_settings = body.model_dump(include={"steps", "seed", "learning_rate", "rank"}, exclude_none=True)
+    # The style's defaults for its rounds (new_round reads them; round 1's adapter width `rank` goes into its plan).
+    style_settings = body.model_dump(include={"steps", "seed", "learning_rate", "rank", "sample_every"},
+                                     exclude_none=True)
+    if body.sample_prompts is not None:
+        style_settings["sample_prompts"] = clean_prompts(body.sample_prompts, settings, "sample_prompts")
     return store_style(session, settings, user, image, {
         "content": content, "descriptor": descriptor, "base_model": model, "adapter_kind": body.adapter,
-        "settings": style_settings})
+        "settings": style_settings, "name": name})
+
+
+def clean_name(name: str | None) -> str | None:
+    """What the person calls the style, whitespace collapsed; None (show the descriptor) when blank. 422 when
+    longer than STYLE_NAME_CHARS or holding control characters."""
+    text = " ".join((name or "").split())
+    if len(text) > STYLE_NAME_CHARS:
+        raise ApiError(422, f"The name is {len(text)} characters long; the limit is {STYLE_NAME_CHARS}.")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
+        raise ApiError(422, "The name contains control characters; write plain text.")
+    return text or None
+
+
+def check_descriptor_change(session: Session, settings: Settings, style: Style, descriptor: str) -> str:
+    """The new descriptor, cleaned; 422 when it is not usable text, 409 while a round is queued or running (the
+    worker reads the descriptor when the round starts, so it cannot change under it)."""
+    descriptor = clean_text(descriptor, "The style descriptor", settings)
+    busy = active_round(session, style.id)
+    if descriptor != style.descriptor and busy is not None:
+        raise ApiError(409, f"Round {busy.number} is {busy.status} and reads the descriptor; change it when the "
+                            "round has ended (or cancel it).")
+    return descriptor
+
+
+def update_style(session: Session, settings: Settings, style: Style, changes: dict[str, Any]) -> Style:
+    """PATCH: the name and/or the descriptor, both checked before either changes (all or nothing)."""
+    name = clean_name(changes["name"]) if "name" in changes else style.name
+    descriptor = check_descriptor_change(session, settings, style, changes["descriptor"]) \
+        if changes.get("descriptor") is not None else style.descriptor
+    style.name, style.descriptor = name, descriptor
+    session.commit()
+    return style
 
 
 def decode_image(data: bytes, settings: Settings) -> Any:

@@ -19,6 +19,19 @@ class RoundScores:
     style: float | None
 
 
+TICK_PX = 11  # the charts' label size (static/app.css: .chart .tick), in viewBox units
+CHAR_PX = 0.62 * TICK_PX  # about how wide one character of a label is
+
+
+def _label(x: float, y: float, text: str, width: float, gap: float = 7) -> str:
+    """A point's label, beside it on the right, or on its left where the right would run out of the chart, and
+    below it where above would: every label stays inside the viewBox, none is clipped."""
+    wide = len(text) * CHAR_PX
+    anchor, lx = ("start", x + gap) if x + gap + wide <= width - 2 else ("end", x - gap)
+    ly = y - 6 if y - 6 - TICK_PX >= 0 else y + 6 + TICK_PX
+    return f'<text x="{lx:.1f}" y="{ly:.1f}" text-anchor="{anchor}" class="tick">{escape(text)}</text>'
+
+
 def _fmt(value: float, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
@@ -43,7 +56,10 @@ def scores_chart(rows: list[RoundScores], width: int = 360, height: int = 220) -
     rows = [r for r in rows if r.text is not None or r.style is not None]
     if not rows:
         return Markup("")
-    left, right, top, bottom, gap = 52, 30, 10, 24, 24
+    fits = {attr: _fit([getattr(r, attr) for r in rows if getattr(r, attr) is not None] or [0.0])
+            for attr in ("text", "style")}
+    widest = max(len(_fmt(v, digits)) for low, high, digits in fits.values() for v in (low, high))
+    left, right, top, bottom, gap = max(52, round(widest * CHAR_PX) + 12), 30, 10, 24, 24  # room for "-0.116397"
     band_h = (height - top - bottom - gap) / 2
     plot_w = width - left - right
 
@@ -62,7 +78,7 @@ def scores_chart(rows: list[RoundScores], width: int = 360, height: int = 220) -
         parts.append(f'<text x="{left}" y="{band_top + 9:.1f}" class="tick band-name">{name} score</text>')
         if not values:
             continue
-        low, high, digits = _fit(values)
+        low, high, digits = fits[attr]
 
         def y(v: float, band_top: float = band_top, low: float = low, high: float = high) -> float:
             return band_top + band_h * (1 - (v - low) / (high - low))
@@ -144,8 +160,9 @@ def evaluation_chart(rows: list[dict], width: int = 360, height: int = 240) -> M
              f'<desc id="eval-desc">{escape(desc)}</desc>']
     for k in range(3):
         vx, vy = x_low + (x_high - x_low) * k / 2, y_low + (y_high - y_low) * k / 2
+        anchor = ("start", "middle", "end")[k]  # the end ticks' labels stay inside the plot's width
         parts.append(f'<line x1="{px(vx):.1f}" x2="{px(vx):.1f}" y1="{top}" y2="{height - bottom}" class="grid"/>')
-        parts.append(f'<text x="{px(vx):.1f}" y="{height - bottom + 14}" text-anchor="middle" class="tick">'
+        parts.append(f'<text x="{px(vx):.1f}" y="{height - bottom + 14}" text-anchor="{anchor}" class="tick">'
                      f'{_fmt(vx, x_digits)}</text>')
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{py(vy):.1f}" y2="{py(vy):.1f}" class="grid"/>')
         parts.append(f'<text x="{left - 6}" y="{py(vy) + 4:.1f}" text-anchor="end" class="tick">{_fmt(vy, y_digits)}</text>')
@@ -162,6 +179,6 @@ def evaluation_chart(rows: list[dict], width: int = 360, height: int = 240) -> M
         color = TEXT_COLOR if r["name"] == "base" else STYLE_COLOR
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4.5" fill="{color}"><title>{escape(r["name"])}: text '
                      f'{_fmt(r["text_mean"])}, style {_fmt(r["style_mean"])}</title></circle>')
-        parts.append(f'<text x="{x + 7:.1f}" y="{y - 6:.1f}" class="tick">{escape(r["name"])}</text>')
+        parts.append(_label(x, y, r["name"], width))
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -22,24 +22,27 @@ async def form_values(request: Request, **limits: Any) -> tuple[dict[str, str], 
     return {k: str(v).strip(BLANK) for k, v in form.items() if isinstance(v, str)}, form
 
 
-def _message(model: type[BaseModel], name: str, error: dict[str, Any], label: str) -> str:
+def _message(model: type[BaseModel], name: str, error: dict[str, Any], label: str,
+             bounds: dict[str, tuple[int, int]]) -> str:
     kind = error.get("type", "")
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return f"{label} must be a whole number."
     if kind in ("float_parsing", "float_type"):
         return f"{label} must be a number."
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than") and name in model.model_fields:
-        bounds = field_bounds(model, name)
-        low, high = bounds.get("ge", bounds.get("gt")), bounds.get("le", bounds.get("lt"))
+        schema = field_bounds(model, name)
+        low, high = bounds.get(name) or (schema.get("ge", schema.get("gt")), schema.get("le", schema.get("lt")))
         if low is not None and high is not None:
             return f"{label} must be between {low:,} and {high:,}."
     return f"{label}: {str(error.get('msg', 'invalid')).removeprefix('Value error, ')}."
 
 
 def parse_form(model: type[Model], values: dict[str, Any], labels: dict[str, str],
-               messages: dict[str, str] | None = None) -> tuple[Model | None, dict[str, str]]:
+               messages: dict[str, str] | None = None,
+               bounds: dict[str, tuple[int, int]] | None = None) -> tuple[Model | None, dict[str, str]]:
     """The form's values as `model`, or None and a message per field. An empty optional field takes the
-    model's default (a form sends "" for a field left blank). `messages` replaces a field's message."""
+    model's default (a form sends "" for a field left blank). `messages` replaces a field's message; `bounds`
+    a field's range in its message, where a setting is tighter than the schema (one limit, one message)."""
     fields = model.model_fields
     data = {k: v for k, v in values.items()
             if k in fields and not (v == "" and not fields[k].is_required())}
@@ -50,6 +53,6 @@ def parse_form(model: type[Model], values: dict[str, Any], labels: dict[str, str
         for error in exc.errors():
             name = str(error["loc"][0]) if error.get("loc") else "form"
             custom = None if error.get("type") in PLAIN_TEXT_ERRORS else (messages or {}).get(name)
-            message = custom or _message(model, name, error, labels.get(name, name))
+            message = custom or _message(model, name, error, labels.get(name, name), bounds or {})
             errors.setdefault(name, message)
         return None, errors

@@ -1,60 +1,115 @@
-"""The jobs view: the user's queued and running rounds and generations, each with its place in the queue,
-phase, progress and ETA; and the queue position the playground shows for its own jobs.
+"""The jobs view: the user's queued and running rounds, playground jobs and evaluations, each with its place in
+the queue and what is ahead of it, phase, progress and ETA, a round's Cancel; and the jobs that ended lately.
 
 Queue positions: queue.py.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..api.access import PageOwnedRound
+from ..api.deps import DispatcherDep, SessionDep, csrf_guard
 from ..api.deps import PageUserDep as UserDep
-from ..api.deps import SessionDep, csrf_guard
-from ..domain.lifecycle import ACTIVE
-from ..domain.models import Generation, Round, Style
+from ..domain import rounds
+from ..domain.lifecycle import ACTIVE, TERMINAL, JobStatus
+from ..domain.models import Evaluation, Generation, Round, Style
+from ..errors import ApiError
 from .progress import round_progress
-from .queue import RUNNING, ahead_text, jobs_ahead
-from .rendering import render
+from .queue import QUEUED, RUNNING, Job, ahead_text, job_title, jobs_before
+from .rendering import is_htmx, render
 from .views import generation_view
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
+HISTORY = 10  # ended jobs listed under the active ones
+JOB_URLS: dict[type, Callable[[Any], str]] = {
+    Round: lambda r: f"/styles/{r.style_id}#round-{r.id}",
+    Generation: lambda g: f"/styles/{g.style_id}/playground#gen-{g.id}",
+    Evaluation: lambda e: f"/styles/{e.style_id}#evaluation",
+}
 
 
 def user_jobs(session: Session, user) -> list[dict[str, Any]]:
-    """The user's active jobs, running first, then by queue order."""
+    """The user's active jobs (rounds, playground jobs, evaluations: all wait for the same worker), running
+    first, then by queue order, each queued one with what is ahead of it."""
     jobs: list[dict[str, Any]] = []
     rounds = session.scalars(select(Round).join(Style).where(Style.user_id == user.id, Round.status.in_(ACTIVE)))
     for rnd in rounds:
         live = round_progress(rnd)
-        jobs.append({"kind": "round", "id": rnd.id, "title": f"Round {rnd.number}", "style": rnd.style,
-                     "status": rnd.status, "ahead": jobs_ahead(session, rnd), "created_at": rnd.created_at,
-                     "phase": live["phase_label"] if rnd.status == RUNNING else "waiting for the worker",
-                     "percent": live["percent"], "eta": live["eta_text"], "url": f"/styles/{rnd.style_id}#round-{rnd.id}"})
+        jobs.append(_job(session, user, rnd, JOB_URLS[Round](rnd), live["phase_label"],
+                         live["percent"], live["eta_text"]))
     generations = session.scalars(select(Generation).where(Generation.user_id == user.id,
                                                            Generation.status.in_(ACTIVE)))
     for gen in generations:
         view = generation_view(gen, None)
-        jobs.append({"kind": "generation", "id": gen.id, "title": f"Playground job {gen.id}", "style": gen.style,
-                     "status": gen.status, "ahead": jobs_ahead(session, gen), "created_at": gen.created_at,
-                     "phase": f"drawing {view['slots']} images" if gen.status == RUNNING else "waiting for the worker",
-                     "percent": None, "eta": "—", "url": f"/styles/{gen.style_id}/playground#gen-{gen.id}"})
+        jobs.append(_job(session, user, gen, JOB_URLS[Generation](gen),
+                         f"drawing {view['slots']} images"))
+    evaluations = session.scalars(select(Evaluation).where(Evaluation.user_id == user.id,
+                                                           Evaluation.status.in_(ACTIVE)))
+    for ev in evaluations:
+        jobs.append(_job(session, user, ev, JOB_URLS[Evaluation](ev),
+                         "drawing and scoring with CLIP"))
     jobs.sort(key=lambda j: (j["status"] != RUNNING, j["ahead"] or 0, j["created_at"]))
-    for job in jobs:
-        job["ahead_text"] = ahead_text(job["ahead"])
     return jobs
+
+
+def _job(session: Session, user, job: Job, url: str, running_phase: str, percent: int | None = None,
+         eta: str = "—") -> dict[str, Any]:
+    before = jobs_before(session, job) if job.status == QUEUED else None
+    return {"kind": type(job).__name__.lower(), "id": job.id, "title": job_title(job), "style": job.style,
+            "status": job.status, "created_at": job.created_at, "url": url,
+            "ahead": None if before is None else len(before), "ahead_text": ahead_text(before, user.id),
+            "phase": running_phase if job.status == RUNNING else "waiting for the worker",
+            "percent": percent, "eta": eta, "stopping": bool(getattr(job, "cancel_requested", False))}
+
+
+def recent_jobs(session: Session, user) -> list[dict[str, Any]]:
+    """The user's last HISTORY ended jobs of every kind, the latest first: how each ended, and when."""
+    ended: list[Job] = [
+        *session.scalars(select(Round).join(Style).where(Style.user_id == user.id, Round.status.in_(TERMINAL))
+                         .order_by(Round.finished_at.desc().nulls_last()).limit(HISTORY)),
+        *(row for model in (Generation, Evaluation) for row in session.scalars(
+            select(model).where(model.user_id == user.id, model.status.in_(TERMINAL))
+            .order_by(model.finished_at.desc().nulls_last()).limit(HISTORY)))]
+    ended.sort(key=lambda j: j.finished_at or j.created_at, reverse=True)
+    return [{"kind": type(j).__name__.lower(), "id": j.id, "title": job_title(j), "style": j.style,
+             "status": j.status, "ended_at": j.finished_at, "url": JOB_URLS[type(j)](j),
+             "error": getattr(j, "error", None)} for j in ended[:HISTORY]]
+
+
+def _context(session: Session, user, notice: str | None = None) -> dict[str, Any]:
+    return {"jobs": user_jobs(session, user), "recent": recent_jobs(session, user), "notice": notice}
 
 
 @router.get("/jobs", response_class=HTMLResponse)
 def jobs_page(request: Request, session: SessionDep, user: UserDep) -> HTMLResponse:
-    return render(request, "jobs.html", {"jobs": user_jobs(session, user)})
+    return render(request, "jobs.html", _context(session, user))
 
 
 @router.get("/jobs/list", response_class=HTMLResponse)
 def jobs_list(request: Request, session: SessionDep, user: UserDep) -> HTMLResponse:
     """The list alone: the jobs page polls it every 3 s while a job is queued or running."""
-    return render(request, "_jobs.html", {"jobs": user_jobs(session, user)})
+    return render(request, "_jobs.html", _context(session, user))
+
+
+@router.post("/jobs/rounds/{round_id}/cancel", response_class=HTMLResponse)
+def cancel_from_jobs(rnd: PageOwnedRound, request: Request, session: SessionDep, dispatcher: DispatcherDep,
+                     user: UserDep) -> Response:
+    """Cancel a round from the jobs page (as the style page's Cancel does); the list comes back with what
+    happened."""
+    label = f"Round {rnd.number} of {rnd.style.name or rnd.style.descriptor}"
+    try:
+        rounds.cancel_round(session, dispatcher, rnd)
+        notice = f"{label} is cancelled." if rnd.status == JobStatus.cancelled.value else \
+            f"{label} is stopping: training stops at its next step and keeps a checkpoint, so Retry resumes there."
+    except ApiError as exc:
+        notice = exc.detail
+    if not is_htmx(request):
+        return RedirectResponse("/jobs", status_code=303)
+    return render(request, "_jobs.html", _context(session, user, notice))

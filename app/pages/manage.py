@@ -1,8 +1,9 @@
 """Manage a style from the pages: rename it, edit its descriptor, delete it (after a confirmation page).
 
 The descriptor is read by the worker when a round starts, so it cannot change while a round is queued or
-running (409, said on the form). Deleting follows DELETE /api/v1/styles/{id}: refused while a round runs,
-and the style's files go with it.
+running (409, said on the form; a rename sent with it is saved all the same). Deleting follows DELETE
+/api/v1/styles/{id}: refused while a round runs, so the page offers to cancel the round and delete; the style's
+files go with it, and the gallery says it is deleted.
 """
 
 from __future__ import annotations
@@ -13,22 +14,23 @@ from sqlalchemy.orm import Session
 
 from ..api.access import PageOwnedStyle
 from ..api.deps import SessionDep, SettingsDep, csrf_guard
-from ..domain import limits, styles
+from ..domain import styles
 from ..domain.models import Style
 from ..domain.plain_text import control_message, first_control
 from ..domain.queries import active_round
+from ..domain.schemas import STYLE_NAME_CHARS
 from ..errors import ApiError
 from ..settings import Settings
 from .rendering import render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
-MAX_NAME = 100
+DELETED = "/?notice=deleted"  # the gallery says the style is deleted
 
 
 def _edit_context(style: Style, values: dict[str, str], errors: dict[str, str], settings: Settings,
                   busy) -> dict:
     return {"style": style, "values": values, "errors": errors, "busy": busy, "max_chars": settings.max_prompt_chars,
-            "max_name": MAX_NAME}
+            "max_name": STYLE_NAME_CHARS}
 
 
 @router.get("/styles/{style_id}/edit", response_class=HTMLResponse)
@@ -42,29 +44,36 @@ def edit_style_page(style: PageOwnedStyle, request: Request, session: SessionDep
 @router.post("/styles/{style_id}/edit", response_class=HTMLResponse)
 async def save_style_page(style: PageOwnedStyle, request: Request, session: SessionDep,
                           settings: SettingsDep) -> Response:
+    """Save what can be saved: a rename is kept even when the descriptor change beside it is refused (a round
+    reads it, or it is not usable text); the form then says what was saved and what was not."""
     form = await request.form()
     posted = {k: str(form.get(k, "")) for k in ("name", "descriptor")}
     values = {k: " ".join(v.split()) for k, v in posted.items()}
     errors: dict[str, str] = {}
     status = 422
+    name = None
     if (char := first_control(posted["name"])) is not None:
         errors["name"] = control_message("The name", char)
-    elif len(values["name"]) > MAX_NAME:
-        errors["name"] = f"The name is {len(values['name'])} characters long; the limit is {MAX_NAME}."
+    else:
+        try:
+            name = styles.clean_name(values["name"])
+        except ApiError as exc:
+            errors["name"] = exc.detail
     try:
-        limits.clean_text(posted["descriptor"], "The style descriptor", settings)
+        descriptor = styles.check_descriptor_change(session, settings, style, posted["descriptor"])
     except ApiError as exc:
         errors["descriptor"] = exc.detail
-    busy = active_round(session, style.id)
-    if not errors and values["descriptor"] != style.descriptor and busy is not None:
-        errors["descriptor"] = (f"Round {busy.number} is {busy.status} and reads the descriptor; change it when "
-                                f"the round has ended (or cancel it).")
-        status = 409
+        status = exc.status
+    if "name" not in errors and name != style.name:
+        style.name = name
+        session.commit()
+        saved = f"The name “{name}” is saved." if name else "The name is cleared: the descriptor names the style."
+    else:
+        saved = None
     if errors:
-        return render(request, "style_edit.html", _edit_context(style, values, errors, settings, busy),
-                      status_code=status)
-    style.name = values["name"] or None
-    style.descriptor = values["descriptor"]
+        context = _edit_context(style, values, errors, settings, active_round(session, style.id)) | {"saved": saved}
+        return render(request, "style_edit.html", context, status_code=status)
+    style.descriptor = descriptor
     session.commit()
     return RedirectResponse(f"/styles/{style.id}", status_code=303)
 
@@ -76,7 +85,8 @@ def _delete_context(session: Session, style: Style, notice: str | None = None) -
 
 @router.get("/styles/{style_id}/delete", response_class=HTMLResponse)
 def confirm_delete_page(style: PageOwnedStyle, request: Request, session: SessionDep) -> HTMLResponse:
-    """The confirmation: what deleting removes, and a button to do it."""
+    """The confirmation: what deleting removes (with a round queued or running: that it stops too), and a button
+    to do it."""
     return render(request, "style_delete.html", _delete_context(session, style))
 
 
@@ -84,4 +94,4 @@ def confirm_delete_page(style: PageOwnedStyle, request: Request, session: Sessio
 def delete_style_page(style: PageOwnedStyle, request: Request, session: SessionDep,
                       settings: SettingsDep) -> Response:
     styles.delete_style(session, settings, style)  # its jobs, queued or running, go with it
-    return RedirectResponse("/", status_code=303)
+    return RedirectResponse(DELETED, status_code=303)

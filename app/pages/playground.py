@@ -23,7 +23,7 @@ from ..domain.schemas import MAX_ADAPTER_GUIDANCE, MAX_GUIDANCE, MAX_SAMPLE_STEP
 from ..errors import ApiError
 from ..settings import Settings
 from .forms import form_values, parse_form
-from .queue import ahead_text, jobs_ahead
+from .queue import place_in_queue
 from .rendering import render
 from .views import generation_view
 
@@ -44,8 +44,8 @@ def _context(session: Session, settings: Settings, style: Style, values: dict[st
                               GENERATIONS_PER_PAGE, cursor, descending=True)
     views = [generation_view(g, numbers.get(g.round_id)) for g in gens]
     adapter_round = latest_adapter_round(style)
-    for view in views:  # the queue position of each waiting job
-        view["ahead_text"] = ahead_text(jobs_ahead(session, view["row"]))
+    for view in views:  # the queue position of each waiting job (the page is its owner's)
+        view["ahead_text"] = place_in_queue(session, view["row"], style.user_id)
     finished = [r for r in style.rounds if r.status == JobStatus.succeeded.value]
     sampling = _defaults(adapter_round)
     return {"style": style, "values": sampling | values, "errors": errors, "generations": views,
@@ -99,6 +99,8 @@ async def generate_page(style: PageOwnedStyle, request: Request, session: Sessio
     descriptor = None if descriptor == style.descriptor else descriptor
     body, errors = parse_form(GenerationCreate, values | {"prompts": prompts, "descriptor": descriptor},
                               LABELS, MESSAGES)
+    if body is not None and descriptor == "":  # parse_form reads a blank field as "not given": here it means none
+        body = body.model_copy(update={"descriptor": ""})
     status, headers = 422, None
     if body is not None:
         try:
@@ -120,5 +122,5 @@ def generation_panel(generation: PageReadableGeneration, request: Request, sessi
     """A generation's panel: polls itself while the job is queued or running."""
     rnd = session.get(Round, generation.round_id) if generation.round_id else None
     view = generation_view(generation, rnd and rnd.number)
-    view["ahead_text"] = ahead_text(jobs_ahead(session, generation))
+    view["ahead_text"] = place_in_queue(session, generation, user.id if user else None)
     return render(request, "_generation.html", {"g": view})

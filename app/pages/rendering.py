@@ -14,11 +14,14 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from markupsafe import Markup
 
+from ..domain.downloads import adapter_name
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = ROOT / "templates"
 STATIC_DIR = ROOT / "static"
 
 SORTS = {"prompt": "Prompt", "text": "CLIP text score", "style": "CLIP style score"}
+SORT_COOKIE = "styledrop_sort"  # the grid's sort order, remembered from one visit to the next
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 
@@ -76,6 +79,7 @@ templates.env.filters["duration"] = duration
 templates.env.filters["when"] = when
 templates.env.filters["score"] = score
 templates.env.globals["SORTS"] = SORTS
+templates.env.globals["adapter_name"] = adapter_name  # the name the server gives the download, shown alike
 templates.env.globals["csrf_field"] = csrf_field
 templates.env.globals["static_version"] = static_version()
 
@@ -91,6 +95,21 @@ def error_page(request: Request, status: int, message: str, headers: dict[str, s
     """What a page request gets for an error (app/main.py's one handler): the message on a page."""
     return render(request, "error.html", {"status": status, "message": message}, status_code=status,
                   headers=headers)
+
+
+def chosen_sort(request: Request, sort: str | None) -> str:
+    """The grid's sort order: the one asked for, else the one chosen last time (a cookie), else by prompt."""
+    for value in (sort, request.cookies.get(SORT_COOKIE)):
+        if value in SORTS:
+            return value
+    return "prompt"
+
+
+def remember_sort(response: HTMLResponse, sort: str | None) -> HTMLResponse:
+    """Keep a sort order the person chose for the next visit (a year; pages only, no script needed)."""
+    if sort in SORTS:
+        response.set_cookie(SORT_COOKIE, sort, max_age=365 * 24 * 3600, path="/", samesite="lax", httponly=True)
+    return response
 
 
 def is_htmx(request: Request) -> bool:

@@ -17,7 +17,7 @@ from ..domain.models import Round, User
 from ..domain.schemas import RatingIn
 from ..errors import ApiError
 from .forms import form_values, parse_form
-from .rendering import is_htmx, render
+from .rendering import chosen_sort, is_htmx, remember_sort, render
 from .views import card_context, grid_context, round_panel_context, style_summary
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
@@ -70,8 +70,10 @@ def retry_round_page(rnd: PageOwnedRound, request: Request, session: SessionDep,
 
 @router.get("/rounds/{round_id}/grid", response_class=HTMLResponse)
 def round_grid(rnd: PageReadableRound, request: Request, session: SessionDep, user: UserDep,
-               sort: str = "prompt") -> HTMLResponse:
-    return render(request, "_grid.html", {"grid": grid_context(session, rnd, user, sort)})
+               sort: str | None = None) -> HTMLResponse:
+    """The grid in another sort order, which the style page then opens with (remember_sort)."""
+    return remember_sort(render(request, "_grid.html", {"grid": grid_context(session, rnd, user,
+                                                                              chosen_sort(request, sort))}), sort)
 
 
 def _grid(request: Request, session: Session, user: User, rnd: Round, sort: str, notice: str | None,
@@ -101,12 +103,12 @@ def clip_assist_page(rnd: PageOwnedRound, request: Request, session: SessionDep,
         added, _rule = picks.clip_assist(session, rnd, user, settings.clip_rule)
     except ApiError as exc:
         return _grid(request, session, user, rnd, sort, exc.detail)
-    yours = f"Your {_plural(kept, 'pick')} stay{'s' if kept == 1 else ''}."
+    yours = f"Your {_plural(kept, 'pick')} stay{'s' if kept == 1 else ''}." if kept else ""
     if not added:
-        notice = f"CLIP added nothing: its best image per prompt is already picked. {yours}"
+        notice = f"CLIP added nothing: its best image per prompt is already picked. {yours}".strip()
     else:
         notice = (f"CLIP added {_plural(len(added), 'pick')}, the best per prompt by CLIP text score that no one "
-                  f"thumbed down: {_names(added)}. {yours}")
+                  f"thumbed down: {_names(added)}. {yours}").strip()
     return _grid(request, session, user, rnd, sort, notice, undo=bool(added))
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from styledrop.model_sources import OFFLINE_CHOICES, availability
+from styledrop.prompt_sets import SAMPLE_CONTENTS  # torch-free
 
 from ..api import paging
 from ..api.access import PageOwnedStyle, PageReadableStyle
@@ -20,12 +21,12 @@ from ..domain import limits, rounds, styles
 from ..domain.base_models import allowed_base_models
 from ..domain.models import Style, User
 from ..domain.queries import active_round
-from ..domain.schemas import RoundCreate, StyleCreate
+from ..domain.schemas import MAX_SAMPLE_PROMPTS, RoundCreate, StyleCreate
 from ..errors import ApiError
 from ..settings import Settings
 from .forms import form_values, parse_form
 from .gallery import style_item
-from .rendering import SORTS, render
+from .rendering import SORTS, chosen_sort, remember_sort, render
 from .views import round_panel_context, style_summary
 
 # Every page knows who asks (a log-in redirect otherwise) and every form post carries the CSRF token.
@@ -38,8 +39,10 @@ DESCRIPTORS = ["watercolor painting", "oil painting", "line drawing", "cartoon l
                "kid crayon drawing", "melting golden 3d rendering", "wooden sculpture",
                "abstract rainbow colored flowing smoke wave design"]
 LABELS = {"content": "What the image shows", "descriptor": "The style descriptor", "steps": "Training steps",
+          "sample_every": "Live samples every", "sample_prompts": "Live sample prompts",
           "rank": "Rank", "seed": "Seed", "learning_rate": "The learning rate", "base_model": "The base model"}
 MESSAGES = {"adapter": "Choose StyleDrop or LoRA.",
+            "sample_prompts": f"Live samples draw at most {MAX_SAMPLE_PROMPTS} prompts, one per line.",
             "learning_rate": "The learning rate is a number between 0 and 1, e.g. 3e-5."}
 
 # What the style page may say from its URL (?notice=CODE): a fixed set, so no link can put its own words there.
@@ -62,8 +65,12 @@ def notice_code(exc: ApiError) -> str:
 
 # ---- your styles ----------------------------------------------------------------------------------------------
 
+GALLERY_NOTICES = {"deleted": "The style is deleted, with its rounds, adapters and images."}  # ?notice=CODE
+
+
 @router.get("/", response_class=HTMLResponse)
-def styles_page(request: Request, session: SessionDep, settings: SettingsDep, user: UserDep) -> HTMLResponse:
+def styles_page(request: Request, session: SessionDep, settings: SettingsDep, user: UserDep,
+                notice: str | None = None) -> HTMLResponse:
     """Your styles; with public styles on (an admin setting), the others' too, below and read-only."""
     query = select(Style)
     if not settings.public_styles:
@@ -73,7 +80,7 @@ def styles_page(request: Request, session: SessionDep, settings: SettingsDep, us
                               descending=True)  # newest first, a page at a time
     for style in rows:  # each card: its live phase and ETA, or "ready to rate"
         (items if style.user_id == user.id else shared).append(style_item(style, user))
-    return render(request, "styles.html", {"items": items, "shared": shared,
+    return render(request, "styles.html", {"items": items, "shared": shared, "notice": GALLERY_NOTICES.get(notice or ""),
                                            "older": f"/?cursor={after}" if after else None})
 
 
@@ -81,7 +88,8 @@ def styles_page(request: Request, session: SessionDep, settings: SettingsDep, us
 
 def _form_defaults(settings: Settings) -> dict[str, str]:
     return {"content": "", "descriptor": "", "base_model": settings.model, "adapter": "styledrop",
-            "steps": str(settings.train_steps), "learning_rate": "", "rank": "", "seed": "0"}
+            "steps": str(settings.train_steps), "learning_rate": "", "rank": "", "seed": "0",
+            "sample_every": "", "sample_prompts": ""}  # empty: the server's STYLEDROP_SAMPLE_EVERY, the default prompts
 
 
 def _new_style_context(settings: Settings, values: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
@@ -90,8 +98,13 @@ def _new_style_context(settings: Settings, values: dict[str, str], errors: dict[
     return {"values": values, "errors": errors, "descriptors": DESCRIPTORS, "base_models": models,
             "default_model": settings.model, "default_model_missing": None if default.available else default.reason,
             "offline_models": [m for m in models if m in OFFLINE_CHOICES],
+            # each choice said to be on this machine or not (a hub model not downloaded fails its first round)
+            "model_missing": {m: None if (a := availability(m)).available else a.reason for m in models},
             "max_steps": settings.max_train_steps, "max_mb": settings.max_upload_bytes // (1024 * 1024),
-            "max_chars": settings.max_prompt_chars, "max_references": settings.max_references}
+            "max_bytes": settings.max_upload_bytes,
+            "max_chars": settings.max_prompt_chars, "max_references": settings.max_references,
+            "sample_contents": SAMPLE_CONTENTS, "max_sample_prompts": MAX_SAMPLE_PROMPTS,
+            "default_sample_every": settings.sample_every}
 
 
 @router.get("/styles/new", response_class=HTMLResponse)
@@ -109,7 +122,14 @@ def _check_fields(values: dict[str, str], settings: Settings) -> tuple[StyleCrea
         except ApiError as exc:
             errors[name] = exc.detail
         values[name] = " ".join(values.get(name, "").split())
-    body, invalid = parse_form(StyleCreate, values, LABELS, MESSAGES)
+    samples = [line.strip() for line in values.get("sample_prompts", "").splitlines() if line.strip()]
+    for i, line in enumerate(samples[:MAX_SAMPLE_PROMPTS]):  # one per line; each is a prompt like the others
+        try:
+            limits.clean_text(line, f"Live sample prompt {i + 1}", settings)
+        except ApiError as exc:
+            errors.setdefault("sample_prompts", exc.detail)
+    body, invalid = parse_form(StyleCreate, values | {"sample_prompts": samples or ""}, LABELS, MESSAGES,
+                               bounds={"steps": (1, settings.max_train_steps)})
     errors = invalid | errors
     if values.get("base_model") not in allowed_base_models(settings):
         errors["base_model"] = "Choose one of the base models offered."
@@ -186,8 +206,10 @@ def _style_page(request: Request, session: Session, settings: Settings, user: Us
 
 @router.get("/styles/{style_id}", response_class=HTMLResponse)
 def style_page(style: PageReadableStyle, request: Request, session: SessionDep, settings: SettingsDep,
-               user: UserDep, sort: str = "prompt", notice: str | None = None) -> HTMLResponse:
-    return _style_page(request, session, settings, user, style, sort, NOTICES.get(notice or ""))
+               user: UserDep, sort: str | None = None, notice: str | None = None) -> HTMLResponse:
+    """The style with its rounds; the grid in the sort order asked for, else the one chosen last time."""
+    page = _style_page(request, session, settings, user, style, chosen_sort(request, sort), NOTICES.get(notice or ""))
+    return remember_sort(page, sort)
 
 
 @router.post("/styles/{style_id}/rounds", response_class=HTMLResponse)

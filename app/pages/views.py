@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..domain.downloads import image_contents_and_seeds
+from ..domain.downloads import archive_name, generation_image_name, image_contents_and_seeds
 from ..domain.feedback import load_feedback
 from ..domain.lifecycle import ACTIVE, TERMINAL, JobStatus
 from ..domain.models import Candidate, Generation, Round, Style, User
@@ -129,12 +129,16 @@ def generation_view(generation: Generation, round_number: int | None) -> dict[st
     prompts = list(request.get("prompts") or [])
     images = [{"index": i, "url": f"/api/v1/generations/{generation.id}/images/{i}", "prompt": content,
                "seed": seed if seed is not None else "random",
-               "download": f"style{generation.style_id}-gen{generation.id}-{i:03d}.png"}
+               "download": generation_image_name(generation, i)}
               for i, (content, seed) in enumerate(image_contents_and_seeds(generation))]
     count = len(prompts) * int(request.get("num_images") or 1)
     chosen = [f"{label} {request[key]:g}" for key, label in (("adapter_guidance", "λA"), ("guidance", "λB"),
                                                               ("steps", "steps")) if request.get(key) is not None]
-    return {"settings": " · ".join(chosen), "row": generation, "id": generation.id, "status": generation.status,
+    descriptor = request.get("descriptor")  # the one drawn with: the style's own, "" for none, or another
+    if descriptor is not None and descriptor != generation.style.descriptor:
+        chosen.append(f"descriptor “{descriptor}”" if descriptor else "no descriptor")
+    return {"settings": " · ".join(chosen), "row": generation, "zip_name": archive_name(generation),
+            "id": generation.id, "status": generation.status,
             "active": generation.status in ACTIVE, "prompts": prompts, "seed": request.get("seed"),
             "num_images": request.get("num_images"), "images": images, "slots": count,
             "round_number": round_number}

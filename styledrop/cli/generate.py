@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
+from ..file_names import image_file
 from .options import add_sampling_flags, sample_config_from_flags
 
 ORDER = 20
@@ -65,16 +65,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     records = []
     for index, (prompt, image) in enumerate(zip(samples.prompts, samples.images)):
-        path = out / f"{index:03d}-{_slug(prompt)}.png"
+        seed = samples.seeds[index] if samples.seeds else args.seed
+        content = args.contents[index % len(args.contents)]  # prompts tiled --num times (the seed contract)
+        path = out / image_file(index, content, seed)  # named as the app's zip names them
         image.save(path)
-        records.append({"file": path.name, "prompt": prompt, "index": index,
-                        "seed": samples.seeds[index] if samples.seeds else args.seed})
+        records.append({"file": path.name, "content": content, "prompt": prompt, "index": index, "seed": seed})
     (out / "generations.json").write_text(json.dumps({"style": str(args.style), "config": vars(config),
                                                       "precision": samples.precision, "images": records},
                                                      indent=2, default=list) + "\n")
     print(f"wrote {len(records)} images to {out}")
     return 0
-
-
-def _slug(text: str, limit: int = 40) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit] or "image"

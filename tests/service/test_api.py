@@ -95,7 +95,7 @@ def test_a_round_takes_its_training_steps_as_train_steps_or_by_the_old_name_step
     assert both.status_code == 422 and "old name of train_steps" in both.json()["detail"]
     for body in ({"train_steps": 20_001}, {"steps": 20_001}):  # the admin's limit, whichever name says it
         refused = stub_app.post(f"{API}/styles/{create_style(stub_app)['id']}/rounds", json=body)
-        assert refused.status_code == 422 and "20001 training steps" in refused.json()["detail"]
+        assert refused.status_code == 422 and "between 1 and 20,000" in refused.json()["detail"]
     schema = stub_app.get("/openapi.json").json()["components"]["schemas"]["RoundCreate"]["properties"]
     assert "deprecated" not in schema["train_steps"] and schema["steps"]["deprecated"] is True
 
@@ -334,6 +334,28 @@ def test_delete_style_removes_rows_and_files(stub_app):
     assert stub_app.delete(f"{API}/styles/{style['id']}").status_code == 204
     assert not folder.exists()
     assert stub_app.get(f"{API}/styles/{style['id']}").status_code == 404
+
+
+def test_a_styles_name_is_in_the_api_and_changes_with_patch(stub_app):
+    """The name the pages show: given at creation, read back, changed with PATCH (null: the descriptor names
+    it); a descriptor change is refused (409) while a round is queued and then nothing changes."""
+    style = create_style(stub_app, name="  Sunny   days ")
+    assert style["name"] == "Sunny days" and create_style(stub_app)["name"] is None
+    url = f"{API}/styles/{style['id']}"
+    assert stub_app.get(url).json()["name"] == "Sunny days"
+    renamed = stub_app.patch(url, json={"name": "Ink wash"})
+    assert renamed.status_code == 200 and renamed.json()["name"] == "Ink wash"
+    assert renamed.json()["descriptor"] == "watercolor painting"  # left out: unchanged
+    assert stub_app.patch(url, json={"name": "x" * 101}).status_code == 422
+    assert stub_app.patch(url, json={"descriptor": "  "}).status_code == 422
+    stub_app.post(f"{url}/rounds", json={})  # round 1 queued: it reads the descriptor
+    busy = stub_app.patch(url, json={"name": "Oil", "descriptor": "oil painting"})
+    assert busy.status_code == 409 and "Round 1 is queued and reads the descriptor" in busy.json()["detail"]
+    assert stub_app.get(url).json()["name"] == "Ink wash"  # all or nothing
+    assert stub_app.patch(url, json={"name": None, "descriptor": "watercolor painting"}).json()["name"] is None
+    schema = stub_app.get("/openapi.json").json()
+    assert "patch" in schema["paths"]["/api/v1/styles/{style_id}"] and "name" in \
+        schema["components"]["schemas"]["StyleOut"]["properties"]
 
 
 def test_the_largest_seed_gives_candidate_seeds_every_database_stores(stub_app):

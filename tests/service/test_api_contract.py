@@ -55,7 +55,8 @@ def test_openapi_names_file_fields_and_examples(stub_app):
     assert ref == "#/components/schemas/StyleUpload"  # a named body, not Body_create_style_api_v1_styles_post
     assert not [name for name in document["components"]["schemas"] if name.startswith("Body_")]
     upload = document["components"]["schemas"]["StyleUpload"]
-    assert {"content", "descriptor", "adapter", "steps", "learning_rate", "rank", "seed"} <= set(upload["properties"])
+    assert {"content", "descriptor", "name", "adapter", "steps", "learning_rate", "rank", "seed"} <= \
+        set(upload["properties"])
     image = upload["properties"]["image"]
     assert image["format"] == "binary" and image["type"] == "string"  # generators send it as a file
     for path, ops in document["paths"].items():  # every request body documents an example

@@ -23,7 +23,7 @@ import pytest
 from app.domain import webhooks
 
 from .conftest import FAST, ROOT, decode_png, make_settings, png_bytes
-from .test_browser import _free_port, _wait_for_log
+from .servers import free_port, wait_for_log
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 WEBHOOK_ENV = {"STYLEDROP_WEBHOOK_ALLOW": "127.0.0.1/32", "STYLEDROP_WEBHOOK_BACKOFF_SECONDS": "0.2",
@@ -105,7 +105,7 @@ def stack(tmp_path_factory, redis_url):
 
     procs.append(subprocess.Popen(webhook_worker_command() + ["--without-heartbeat"], cwd=ROOT, env=env,
                                   stdout=logs[-1], stderr=subprocess.STDOUT))
-    port = _free_port()
+    port = free_port()
     logs.append(open(web_log, "w"))
     procs.append(subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port",
                                    str(port), "--log-level", "warning"], cwd=ROOT, env=env, stdout=logs[-1],
@@ -124,8 +124,8 @@ def stack(tmp_path_factory, redis_url):
             except httpx.TransportError:
                 assert time.monotonic() < deadline, web_log.read_text()
                 time.sleep(0.2)
-        _wait_for_log(procs[0], worker_log, "ready.", 90, "worker")
-        _wait_for_log(procs[1], hooks_log, "ready.", 90, "webhook worker")
+        wait_for_log(procs[0], worker_log, "ready.", 90, "worker")
+        wait_for_log(procs[1], hooks_log, "ready.", 90, "webhook worker")
         (tmp / "openapi.json").write_text(json.dumps(schema))
         generated = subprocess.run([str(Path(sys.executable).parent / "openapi-python-client"), "generate", "--path",
                                     str(tmp / "openapi.json"), "--meta", "none", "--output-path",

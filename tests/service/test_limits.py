@@ -15,8 +15,8 @@ from app.infra.db import session_factory
 
 from .conftest import StubDispatcher, make_settings, png_bytes, stub_client
 from .factories import finish_generation, finish_round, run_round
+from .pages.helpers import FORM
 from .test_api import create_style
-from .test_pages import FORM
 
 API = "/api/v1"
 LONG = "a " + "very " * 60 + "long house"  # 312 characters, 63 words
@@ -77,13 +77,33 @@ def test_a_prompt_at_the_limit_is_accepted(stub_app):
     ({"candidate_prompts": 65}, "candidate_prompts is 65; one request may have at most 64 prompts"),
     ({"prompts": ["a cat"] * 60, "candidates_per_prompt": 5},
      "60 prompts x 5 candidates per prompt is 300 images; one round may draw at most 256"),
-    ({"steps": 20_001}, "20001 training steps is more than the 20000 allowed"),
+    ({"steps": 20_001}, "Training steps must be between 1 and 20,000."),
 ])
 def test_round_request_limits(stub_app, body, words):
     style = create_style(stub_app)
     response = stub_app.post(f"{API}/styles/{style['id']}/rounds", json=body)
     assert response.status_code == 422 and words in response.json()["detail"]
     assert _count(stub_app, Round) == 0 and stub_app.dispatcher.rounds == []
+
+
+STEPS_MESSAGE = "Training steps must be between 1 and 20,000."  # STYLEDROP_MAX_TRAIN_STEPS, the default
+
+
+@pytest.mark.parametrize("steps", [20_001, 50_000, 999_999_999_999])
+def test_one_limit_one_message_for_training_steps(stub_app, steps):
+    """Above the administrator's 20,000 or above the schema's 100,000: the same limit said the same way, on the
+    new-style page, by POST /styles and by POST /rounds (train_steps and its old name steps alike)."""
+    page = stub_app.post("/styles/new", data=FORM | {"steps": str(steps)},
+                         files={"image": ("ref.png", png_bytes(), "image/png")})
+    assert page.status_code == 422 and STEPS_MESSAGE in page.text and "100,000" not in page.text
+    api = stub_app.post(f"{API}/styles", data={"content": "a house", "descriptor": "oil", "steps": str(steps)},
+                        files={"image": ("a.png", png_bytes(), "image/png")})
+    assert api.status_code == 422 and api.json()["detail"] == STEPS_MESSAGE
+    style = create_style(stub_app)
+    for name in ("train_steps", "steps"):
+        rnd = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={name: steps})
+        assert rnd.status_code == 422 and rnd.json()["detail"] == STEPS_MESSAGE, rnd.json()
+    assert _count(stub_app, Style) == 1 and _count(stub_app, Round) == 0  # create_style only (the API starts none)
 
 
 def test_lone_surrogates_and_control_characters_are_422_not_500(stub_app):

@@ -1,5 +1,6 @@
-"""The playground's sampling controls (λA, λB, steps: the round's defaults, bounded by the API's own model) and
-"download all": a generation's images as one zip with a manifest, ownership-checked like every route."""
+"""The playground's sampling controls (λA, λB, steps: the round's defaults, bounded by the API's own model),
+"download all": a generation's images as one zip with a manifest, ownership-checked like every route, and the
+names downloads get."""
 
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ def test_download_all_is_a_zip_of_the_images_with_a_manifest_and_only_for_its_ow
     assert f'href="/api/v1/generations/{gen_id}/images.zip"' in card and "Download all (4 images, zip)" in card
     response = stub_app.get(f"{API}/generations/{gen_id}/images.zip")
     assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
-    assert f'filename="style{style_id}-generation{gen_id}.zip"' in response.headers["content-disposition"]
+    assert f'filename="watercolor-painting-generation{gen_id}.zip"' in response.headers["content-disposition"]
     archive = zipfile.ZipFile(io.BytesIO(response.content))
     assert archive.testzip() is None
     assert archive.namelist() == ["000-a-cat-seed7.png", "001-a-red-boat-seed8.png", "002-a-cat-seed9.png",
@@ -112,3 +113,34 @@ def test_download_all_is_a_zip_of_the_images_with_a_manifest_and_only_for_its_ow
         bob = {"Authorization": f"Bearer {create_token(session, 'bob', 'test')}"}
     other = stub_app.get(f"{API}/generations/{gen_id}/images.zip", headers=bob)
     assert other.status_code == 404 and "does not exist" in other.json()["detail"]
+
+
+def _disposition(response) -> str:
+    assert response.status_code == 200, response.text
+    return response.headers["content-disposition"].split('filename="', 1)[1].split('"', 1)[0]
+
+
+def test_downloads_are_named_by_style_round_or_generation_prompt_and_seed(stub_app):
+    """A browser keeps the server's file name over a link's `download`: the server names every download by
+    style, round or generation, prompt and seed, and the pages' links say the same names."""
+    style_id, round_id = _finished_style(stub_app)
+    assert stub_app.post(f"/styles/{style_id}/edit", data={"name": "Ink wash", "descriptor": "watercolor painting"},
+                         follow_redirects=False).is_redirect
+    adapter = "ink-wash-round1-adapter.safetensors"
+    assert _disposition(stub_app.get(f"{API}/styles/{style_id}/adapter")) == adapter
+    assert _disposition(stub_app.get(f"{API}/rounds/{round_id}/adapter")) == adapter
+    assert f'download="{adapter}"' in stub_app.get(f"/styles/{style_id}").text
+    assert f'download="{adapter}"' in stub_app.get(f"/styles/{style_id}/playground").text
+    candidate = stub_app.get(f"{API}/rounds/{round_id}/candidates").json()["items"][1]
+    assert _disposition(stub_app.get(f"{API}/candidates/{candidate['id']}/image")) == \
+        f"ink-wash-round1-{candidate['content'].replace(' ', '-')}-seed{candidate['seed']}.png"
+
+    gen_id = stub_app.post(f"{API}/styles/{style_id}/generations",
+                           json={"prompts": ["a cat", "a Red boat!"], "num_images": 2, "seed": 7}).json()["id"]
+    finish_generation(stub_app.settings, style_id, gen_id, 4)
+    assert _disposition(stub_app.get(f"{API}/generations/{gen_id}/images/3")) == \
+        f"ink-wash-generation{gen_id}-003-a-red-boat-seed10.png"
+    assert _disposition(stub_app.get(f"{API}/generations/{gen_id}/images.zip")) == f"ink-wash-generation{gen_id}.zip"
+    card = stub_app.get(f"/generations/{gen_id}/panel").text
+    assert f'download="ink-wash-generation{gen_id}-003-a-red-boat-seed10.png"' in card
+    assert f'download="ink-wash-generation{gen_id}.zip"' in card

@@ -3,27 +3,17 @@
 
 From a picture to a tuned style: upload through the form, watch round 1 finish, rate with clicks and with the
 keyboard, train round 2, generate in the playground, download the adapter. Screenshots of every page go to
-test-artifacts/pages/. Chromium comes from Debian (`scripts/system-deps`); `playwright install` is never
-run. Without /usr/bin/chromium the test fails under CI=true and is skipped elsewhere.
+test-artifacts/pages/ (tests/service/browser/chromium.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import zipfile
-from pathlib import Path
 
-import pytest
+from ..conftest import reference_image
+from .chromium import ARTIFACTS, DESKTOP, PHONE, launch, shot, watch_errors
 
-from .conftest import FAST, ROOT, make_settings, reference_image
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = ROOT / "test-artifacts" / "pages"
 PHASE_ORDER = {"queued": -1, "training": 0, "candidates": 1, "scoring": 2}
 # A MutationObserver (test code, run by Playwright) that records every state of a running round's panel.
 WATCH_PHASES = """() => {
@@ -44,82 +34,6 @@ WATCH_PHASES = """() => {
   record();
   new MutationObserver(record).observe(document.body, {subtree: true, childList: true, characterData: true});
 }"""
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-# 2 prompts x 2 candidates, a few training steps, sample images at steps 0, 4, 8 and 12.
-BROWSER_ENV = FAST | {"STYLEDROP_CANDIDATES_PER_PROMPT": "2", "STYLEDROP_CANDIDATE_PROMPTS": "2",
-                      "STYLEDROP_TRAIN_STEPS": "12", "STYLEDROP_SAMPLE_EVERY": "4"}
-
-
-def _require_browser():
-    missing = None
-    if not Path(CHROMIUM).exists():
-        missing = f"{CHROMIUM} is missing (install it with scripts/system-deps: apt-get install chromium)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            missing = "the playwright package is missing (pip install -e '.[test]')"
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"The browser test cannot run: {missing}.")
-        pytest.skip(f"browser test skipped locally: {missing}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_log(proc: subprocess.Popen, log: Path, needle: str, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while needle not in log.read_text():
-        assert proc.poll() is None, f"the {what} died:\n{log.read_text()[-4000:]}"
-        assert time.monotonic() < deadline, f"the {what} did not start:\n{log.read_text()[-4000:]}"
-        time.sleep(0.2)
-
-
-@pytest.fixture
-def served(tmp_path, redis_url):
-    """The app under uvicorn and a Celery worker, on a fresh migrated SQLite database. Yields the base URL."""
-    _require_browser()
-    from app.infra.migrate import upgrade
-
-    data = tmp_path / "data"
-    settings = make_settings(data, redis_url=redis_url, candidates_per_prompt=2, train_steps=12)
-    upgrade(settings)
-    env = dict(os.environ, **BROWSER_ENV, STYLEDROP_DATA=str(data), REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
-    env.pop("DATABASE_URL", None)
-    procs, logs = [], []
-    worker_log = tmp_path / "worker.log"
-    logs.append(open(worker_log, "w"))
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "gpu,default",
-                               "-c", "1", "-P", "solo", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-                               "--without-heartbeat", "-n", "browser@%h"],
-                              cwd=ROOT, env=env, stdout=logs[-1], stderr=subprocess.STDOUT)
-    procs.append(worker)
-    port = _free_port()
-    web_log = tmp_path / "web.log"
-    logs.append(open(web_log, "w"))
-    web = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port),
-                            "--log-level", "info"], cwd=ROOT, env=env, stdout=logs[-1], stderr=subprocess.STDOUT)
-    procs.append(web)
-    try:
-        _wait_for_log(web, web_log, "Application startup complete", 60, "web server")
-        _wait_for_log(worker, worker_log, "ready.", 90, "worker")
-        yield {"url": f"http://127.0.0.1:{port}", "data": data, "worker_log": worker_log, "web_log": web_log,
-               "tmp": tmp_path}
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        for log in logs:
-            log.close()
 
 
 def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
@@ -129,10 +43,6 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     picture = served["tmp"] / "my-reference.png"
     reference_image(128).save(picture)
-
-    def shot(page, name: str) -> None:
-        page.evaluate("window.scrollTo(0, 0)")  # the sticky header stays on top of a full-page picture
-        page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
     def watch_phases(page) -> None:
         """Record every state of the running round's panel the page shows (phase now, round ETA)."""
@@ -154,13 +64,11 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in (served["worker_log"], served["web_log"]))
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        browser = launch(p)
+        context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
         page = context.new_page()
         page.set_default_timeout(20_000)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
+        errors = watch_errors(page)
         try:
             # 1. The styles page, empty, points to "New style".
             page.goto(base + "/")
@@ -237,8 +145,10 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
 
             assert picks() == [(1, True, "human"), (-1, False, None), (None, False, None), (None, False, None)]
             page.keyboard.press("?")
-            expect(page.locator("details.kbd-help").first).to_have_attribute("open", "")
+            expect(page.locator("#shortcuts")).to_be_visible()  # the shortcut help, in the middle of the screen
             shot(page, "06-round-1-rated")
+            page.keyboard.press("Escape")
+            expect(page.locator("#shortcuts")).to_be_hidden()
 
             # 5. CLIP-assisted selection adds to the person's picks and undoes in one click.
             page.get_by_role("button", name="Add CLIP's picks").click()
@@ -300,13 +210,14 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             expect(page.locator(".compare tbody tr")).to_have_count(2)
             expect(page.locator("#summary svg.chart circle")).to_have_count(4)  # text and style means, two rounds
             shot(page, "07-round-2-compared")
-            assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # no sideways scrolling
+            assert page.evaluate("document.documentElement.scrollWidth") <= DESKTOP["width"]  # no sideways scrolling
 
             # 8. The rounds compared with pictures: the same prompt and seed from both rounds side by side.
             page.get_by_role("link", name="Compare the rounds' pictures").click()
             expect(page.get_by_role("heading", name="Compare rounds", exact=True)).to_be_visible()
             expect(page.locator(".side-by-side tbody tr")).to_have_count(4)
-            expect(page.locator(".side-by-side tbody img")).to_have_count(8)
+            expect(page.locator(".side-by-side tbody td:not(.ref-cell) img")).to_have_count(8)
+            expect(page.locator(".side-by-side .ref-cell img")).to_have_count(4)  # the reference beside each row
             shot(page, "07b-compare")
             page.go_back()
 
@@ -370,8 +281,7 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             expect(page.locator(".style-card")).to_contain_text("2 rounds")
             expect(page.locator(".style-card .badge.ready")).to_have_text("ready to rate")
             shot(page, "09-styles")
-            phone = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
-                                        is_mobile=True, has_touch=True)
+            phone = browser.new_context(**PHONE)
             mobile = phone.new_page()
             mobile.goto(base + "/styles/1")
             expect(mobile.locator("section.round").first.locator(".card")).to_have_count(4)
@@ -391,120 +301,5 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
         except Exception:
             shot(page, "failure")
             raise
-        finally:
-            browser.close()
-
-
-def test_a_missing_browser_fails_under_ci_and_skips_locally(monkeypatch):
-    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", "/nonexistent/chromium")
-    monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="scripts/system-deps"):
-        _require_browser()
-    monkeypatch.delenv("CI")
-    with pytest.raises(pytest.skip.Exception, match="skipped locally"):
-        _require_browser()
-
-
-@pytest.fixture
-def served_accounts(tmp_path):
-    """The app under uvicorn with accounts on (no worker: this test trains nothing). Yields the base URL."""
-    _require_browser()
-    from app.infra.migrate import upgrade
-
-    data = tmp_path / "data"
-    upgrade(make_settings(data))
-    env = dict(os.environ, **FAST, STYLEDROP_DATA=str(data), STYLEDROP_AUTH="accounts", PYTHONPATH=str(ROOT))
-    env.pop("DATABASE_URL", None)
-    port = _free_port()
-    web_log = tmp_path / "web.log"
-    with open(web_log, "w") as log:
-        web = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port",
-                                str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            _wait_for_log(web, web_log, "Application startup complete", 60, "web server")
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            web.terminate()
-            web.wait(30)
-
-
-def test_sign_up_tokens_and_log_out_in_the_browser(served_accounts):
-    """A team server: the pages send a visitor to log in, sign-up logs in, the settings page makes an API
-    token that works and revokes it, and log-out ends the session."""
-    from playwright.sync_api import expect, sync_playwright
-
-    base = served_accounts
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.set_default_timeout(20_000)
-        blocked: list[str] = []  # the Content-Security-Policy must not block anything of ours
-        page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
-        try:
-            page.goto(base + "/styles/new")
-            expect(page.get_by_role("heading", name="Log in", exact=True)).to_be_visible()
-            page.get_by_role("link", name="Create an account").click()
-            page.get_by_label("Name").fill("alice")
-            page.get_by_label("Password", exact=True).fill("short")
-            page.get_by_label("Password again").fill("short")
-            page.get_by_role("button", name="Create account").click()
-            expect(page.locator("#password-error")).to_contain_text("at least 10")
-            page.get_by_label("Password", exact=True).fill("correct horse battery")
-            page.get_by_label("Password again").fill("correct horse battery")
-            page.get_by_role("button", name="Create account").click()
-            expect(page.get_by_role("heading", name="Styles", exact=True)).to_be_visible()
-            cookie = next(c for c in page.context.cookies() if c["name"] == "styledrop_session")
-            assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
-
-            page.get_by_role("link", name="alice").click()
-            page.get_by_label("New token's name").fill("my script")
-            page.get_by_role("button", name="Create token").click()
-            token = page.locator("#new-token-value").inner_text()
-            page.screenshot(path=str(ARTIFACTS / "11-settings-token.png"), full_page=True)
-            outside = p.request.new_context()  # a program: the token, no cookie
-            assert outside.get(base + "/api/v1/styles", headers={"Authorization": f"Bearer {token}"}).ok
-            page.get_by_role("button", name="Revoke token my script").click()
-            expect(page.locator("#no-tokens")).to_be_visible()
-            assert outside.get(base + "/api/v1/styles", headers={"Authorization": f"Bearer {token}"}).status == 401
-
-            page.get_by_role("button", name="Log out").click()
-            expect(page.get_by_role("heading", name="Log in", exact=True)).to_be_visible()
-            page.goto(base + "/settings")
-            expect(page.get_by_role("heading", name="Log in", exact=True)).to_be_visible()
-            page.get_by_label("Name").fill("alice")
-            page.get_by_label("Password").fill("correct horse battery")
-            page.get_by_role("button", name="Log in").click()
-            expect(page.get_by_role("heading", name="Settings", exact=True)).to_be_visible()  # back where it was
-            assert not blocked, blocked
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "accounts-failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
-
-
-def test_api_docs_render_offline_in_the_browser(served_accounts):
-    """Swagger UI from static/ draws the API's operations with no network at all (Chromium is offline)."""
-    from playwright.sync_api import expect, sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("console", lambda msg: errors.append("console: " + msg.text) if msg.type == "error" else None)
-        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(served_accounts)
-                   else route.abort())  # nothing from outside: a CDN would fail here
-        try:
-            page.goto(served_accounts + "/docs")
-            try:
-                expect(page.locator(".swagger-ui .info .title")).to_contain_text("StyleDrop Studio", timeout=20_000)
-            except AssertionError:
-                page.screenshot(path=str(ARTIFACTS / "12-api-docs-failure.png"))
-                raise AssertionError(f"Swagger UI did not draw the API: {errors} {page.content()[:3000]}") from None
-            expect(page.locator(".opblock").first).to_be_visible()
-            page.screenshot(path=str(ARTIFACTS / "12-api-docs.png"))
-            assert not errors, errors
         finally:
             browser.close()
