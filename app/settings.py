@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from styledrop.plan import DEFAULT_SAMPLE_STEPS  # torch-free: the decoding default, written once
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STYLEDROP_", extra="ignore", populate_by_name=True)
@@ -77,7 +79,9 @@ class Settings(BaseSettings):
     # CLIP feedback's rule (styledrop.selection): "paper" (best text score per prompt), "guarded" (ours: the
     # paper's minus the lowest style-score quarter), "random" (the paper's baseline). The API may name another.
     clip_rule: Literal["paper", "guarded", "random"] = "guarded"
-    sample_steps: int = 12  # decoding steps for candidates and generations
+    # Decoding steps of a new round's plan (its candidates, training samples, generations and evaluation draw
+    # with the round's own); default aMUSEd's, written once in styledrop.plan.
+    sample_steps: int = Field(default=DEFAULT_SAMPLE_STEPS, ge=1)
     # The workers' sampling precision (styledrop.sampling.SampleConfig.precision) for candidates and generations
     # alike: auto = bf16 autocast on CUDA and on CPUs with native bf16, else fp32. A seed draws another image
     # in another precision; a round records what drew its candidates (metrics.candidates_precision).

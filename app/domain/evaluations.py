@@ -48,6 +48,8 @@ class EvaluationRow(BaseModel):
     style_mean: float
     style_std: float
     count: int
+    sampling: dict[str, Any] = Field(default_factory=dict, description="what drew this row's images: the round's own "
+                                     "decoding steps, λB (guidance), λA (adapter_guidance) and temperature")
 
 
 class EvaluationOut(BaseModel):

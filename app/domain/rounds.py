@@ -72,7 +72,7 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
                     "per_prompt": body.get("candidates_per_prompt") or settings.candidates_per_prompt,
                     "seed": int(seed), "clip_model": settings.clip_scorer(style.base_model)},
         sampling={"steps": body.get("sample_steps") or settings.sample_steps,
-                  "adapter_guidance": body.get("adapter_guidance")})
+                  "adapter_guidance": body.get("adapter_guidance"), "guidance": body.get("guidance")})
     check_job_quota(session, style.user_id, settings)  # locks the user until enqueue commits: atomic
     return lifecycle.enqueue(session, Round(style_id=style.id, number=plan.number, feedback=feedback,
                                             parameters=plan.stored(), total_steps=int(steps),

@@ -196,8 +196,12 @@ class RoundCreate(BaseModel):
                                                   'STYLEDROP_MAX_PROMPT_CHARS (300) characters')
     candidate_prompts: whole(1, MAX_COUNT, "how many default prompts (at most STYLEDROP_MAX_PROMPTS)") | None = None
     candidates_per_prompt: whole(1, MAX_CANDIDATES_PER_PROMPT) | None = None
-    sample_steps: whole(1, MAX_SAMPLE_STEPS) | None = None
-    adapter_guidance: real(0, MAX_ADAPTER_GUIDANCE) | None = None
+    sample_steps: whole(1, MAX_SAMPLE_STEPS, "decoding steps of everything drawn with this round: candidates, "
+                        "training samples, generations, evaluation (default STYLEDROP_SAMPLE_STEPS, 12)") | None = None
+    adapter_guidance: real(0, MAX_ADAPTER_GUIDANCE, "λA, adapter guidance of this round's sampling (paper Eq. 4; "
+                           "default 0 for round 1, 2 later)") | None = None
+    guidance: real(0, MAX_GUIDANCE, "λB, classifier-free guidance of this round's sampling (default 9: aMUSEd's "
+                   "guidance_scale 10; the paper does not state its value)") | None = None
     callback_url: str | None = CALLBACK_URL
 
     @model_validator(mode="after")

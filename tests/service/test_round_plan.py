@@ -1,0 +1,61 @@
+"""A round's plan is the one source of its settings for everything drawn from it: candidates, training samples,
+generations, the adapter file and the evaluation. Tested with a round whose λA, λB and decoding steps all differ
+from the server's defaults (the live worker's STYLEDROP_SAMPLE_STEPS is 2, λA 0 for round 1, λB 9)."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+from .conftest import png_bytes, wait_for
+
+API = "/api/v1"
+OWN = {"steps": 3, "adapter_guidance": 0.5, "guidance": 4.0}  # none of them the server's default
+
+
+def _metadata(data: bytes) -> dict:
+    (length,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8:8 + length])["__metadata__"]
+
+
+def _generate(live, style_id: int, **asked) -> dict:
+    job = live.post(f"{API}/styles/{style_id}/generations", json={"prompts": ["a cat"], "seed": 5} | asked)
+    assert job.status_code == 202, job.text
+    done = wait_for(live, f"{API}/generations/{job.json()['id']}")
+    assert done["status"] == "succeeded", done
+    return done
+
+
+def test_everything_drawn_from_a_round_uses_its_plan(live):
+    assert live.settings.sample_steps == 2  # the global the round's own must win over
+    style = live.post(f"{API}/styles", files={"image": ("ref.png", png_bytes(), "image/png")},
+                      data={"content": "a house", "descriptor": "watercolor painting", "steps": "4"}).json()
+    started = live.post(f"{API}/styles/{style['id']}/rounds", json={
+        "train_steps": 4, "prompts": ["a cat"], "candidates_per_prompt": 1, "sample_every": 2,
+        "sample_steps": OWN["steps"], "adapter_guidance": OWN["adapter_guidance"], "guidance": OWN["guidance"]})
+    assert started.status_code == 201, started.text
+    rnd = wait_for(live, f"{API}/rounds/{started.json()['id']}")
+    assert rnd["status"] == "succeeded", rnd
+    sampling = rnd["parameters"]["sampling"]
+    assert {k: sampling[k] for k in OWN} == OWN
+    # the adapter file carries the plan's sampling defaults, as do the training samples drawn with it
+    extra = json.loads(_metadata(live.get(f"{API}/styles/{style['id']}/adapter").content)["extra"])
+    assert {k: extra["sample_defaults"][k] for k in OWN} == OWN
+
+    # a generation that sends nothing samples as its round does; a request overrides field by field
+    default = _generate(live, style["id"])
+    assert {k: default["request"]["sampling"][k] for k in OWN} == OWN
+    fewer = _generate(live, style["id"], steps=2)
+    assert {k: fewer["request"]["sampling"][k] for k in OWN} == OWN | {"steps": 2}
+    same = _generate(live, style["id"], steps=OWN["steps"])
+    image = lambda done: live.get(done["images"][0]).content  # noqa: E731
+    assert image(default) == image(same) != image(fewer)
+
+    # the evaluation draws every round with its own λA, λB and steps (the base row: its λB and steps, no λA)
+    evaluation = live.post(f"{API}/styles/{style['id']}/evaluations", json={"limit": 1, "per_prompt": 1})
+    assert evaluation.status_code == 202, evaluation.text
+    done = wait_for(live, f"{API}/evaluations/{evaluation.json()['id']}")
+    assert done["status"] == "succeeded", done
+    rows = {r["name"]: r["sampling"] for r in done["rows"]}
+    assert {k: rows["round 1"][k] for k in OWN} == OWN
+    assert {k: rows["base"][k] for k in OWN} == OWN | {"adapter_guidance": 0.0}
