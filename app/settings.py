@@ -76,8 +76,9 @@ class Settings(BaseSettings):
     # Built-in prompts of a round's pool, drawn across all eight categories (styledrop.prompt_sets): 16 gives
     # two of each, so a person (or CLIP) can pick more than animals. The paper's CLIP pool was 30 prompts.
     candidate_prompts: int = 16
-    # CLIP feedback's rule (styledrop.selection): "paper" (best text score per prompt), "guarded" (ours: the
-    # paper's minus the lowest style-score quarter), "random" (the paper's baseline). The API may name another.
+    # CLIP feedback's rule (styledrop.selection): "paper" (best text score per prompt), "guarded" (ours: drops the
+    # pool's lowest style-score quarter first, so a prompt can get no pick), "random" (the paper's baseline, no
+    # CLIP). The API may name another.
     clip_rule: Literal["paper", "guarded", "random"] = "guarded"
     # Decoding steps of a new round's plan (its candidates, training samples, generations and evaluation draw
     # with the round's own); default aMUSEd's, written once in styledrop.plan.

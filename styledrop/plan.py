@@ -72,6 +72,8 @@ class TrainingItem(BaseModel):
     image: str
     content: str
     candidate_id: int | None = None
+    picked_by: str | None = None  # a selected candidate's origin: "human", "clip" or "random"
+    rule: str | None = None  # the rule that picked it (a CLIP rule's name, "random", "thumbs up"), if any
 
     @property
     def is_reference(self) -> bool:

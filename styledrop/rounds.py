@@ -96,7 +96,7 @@ class RoundSelection:
 
     round: int
     ids: list[int]
-    by: str  # "clip", "human" or "clip+human"
+    by: str  # "human" (ids or ratings), "clip" (a CLIP rule, named in details) or "random" (the random baseline)
     details: dict
 
     def save(self, style_dir: str | Path) -> Path:

@@ -187,6 +187,9 @@ def test_clip_feedback_loop_runs_two_rounds_end_to_end(tmp_path, reference_file,
     pool = json.loads((round_dir(style, 1) / "candidates" / "candidates.json").read_text())
     assert len(pool) == 9 and all(c["text_score"] is not None and c["style_score"] is not None for c in pool)
     assert [c["seed"] for c in pool] == list(range(9)) and all(c["round"] == 1 for c in pool)  # candidate_seed(0, k)
+    assert main(["select", str(style), "--clip", "--rule", "random"]) == 0
+    drawn = json.loads((round_dir(style, 1) / "selection.json").read_text())
+    assert drawn["by"] == "random" and drawn["details"]["rule"] == "random"  # the baseline, not CLIP's pick
     assert main(["select", str(style), "--clip"]) == 0
     selection = json.loads((round_dir(style, 1) / "selection.json").read_text())
     assert selection["by"] == "clip" and selection["ids"] == select_by_clip(pool)

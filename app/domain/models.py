@@ -109,7 +109,7 @@ class Round(Base):
     number: Mapped[int]
     status: Mapped[str] = mapped_column(String(20), index=True)  # JobStatus: app/domain/lifecycle.py
     phase: Mapped[str | None] = mapped_column(String(20))  # training | candidates | scoring, while running
-    feedback: Mapped[str | None] = mapped_column(String(10))  # how its training set was chosen: human | clip
+    feedback: Mapped[str | None] = mapped_column(String(10))  # who chose its training set: human|clip|random|mixed
     parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
     step: Mapped[int] = mapped_column(default=0)
     total_steps: Mapped[int] = mapped_column(default=0)
@@ -181,7 +181,7 @@ class Rating(Base):
 
 
 class Selection(Base):
-    """A candidate chosen to train the next round, by a person or by CLIP feedback."""
+    """A candidate chosen to train the next round: by a person, a CLIP rule or the random baseline."""
 
     __tablename__ = "selections"
     __table_args__ = (UniqueConstraint("candidate_id", name="uq_selection_candidate"),)
@@ -189,7 +189,7 @@ class Selection(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
     round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"), index=True)
-    by: Mapped[str] = mapped_column(String(10))  # human | clip
+    by: Mapped[str] = mapped_column(String(10))  # human | clip | random (app.domain.clip_rules.origin)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))  # the person
     # How: the CLIP rule's name for a CLIP pick, "thumbs up" when a like selected it (so taking the like back
     # unselects it), None for a plain click on Select.

@@ -51,8 +51,10 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
         if not selected:
             raise ApiError(409, f"No candidate of round {base.number} (id {base.id}) is selected: select some "
                                 f"(PUT /api/v1/candidates/{{id}}/selected) or start the round with feedback 'clip'.")
-        training_set += [{"image": c.image_path, "content": c.content, "candidate_id": c.id} for c in selected]
-        feedback = feedback_label([c.selection.by for c in selected])  # who picked them: human, clip or both
+        # each image with who picked it (a person, a CLIP rule, the random baseline) and the rule, as recorded
+        training_set += [{"image": c.image_path, "content": c.content, "candidate_id": c.id,
+                          "picked_by": c.selection.by, "rule": c.selection.rule} for c in selected]
+        feedback = feedback_label([c.selection.by for c in selected])  # human, clip, random or mixed
     style_settings = style.settings or {}
     steps = body.get("train_steps") or style_settings.get("steps") or settings.train_steps
     seed = body.get("seed") if body.get("seed") is not None else style_settings.get("seed", 0)

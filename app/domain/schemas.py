@@ -18,7 +18,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from .clip_rules import RULE_HELP
+
 API = "/api/v1"
+RULES_DESCRIBED = "; ".join(f"{name}: {what}" for name, what in RULE_HELP.items())  # the rules as they are
 
 # ---- limits on numbers: one place for the API's JSON and the pages' forms ----------------------------------
 # Every number a user sends is bounded here, so nothing out of range reaches the database (PostgreSQL's
@@ -180,7 +183,8 @@ class RoundCreate(BaseModel):
     feedback: Literal["human", "clip"] | None = Field(
         None, description="round >= 2: train on the human selection (default) or let CLIP select")
     clip_rule: Literal["paper", "guarded", "random"] | None = Field(
-        None, description="with feedback clip: the rule (default STYLEDROP_CLIP_RULE, guarded)")
+        None, description="with feedback clip: the rule that picks the training images (default "
+                          f"STYLEDROP_CLIP_RULE, guarded). {RULES_DESCRIBED}")
     train_steps: TrainSteps | None = None
     steps: TrainSteps | None = Field(None, deprecated="use train_steps",
                                      description="deprecated: the old name of train_steps, still accepted")
@@ -231,7 +235,9 @@ class RoundOut(BaseModel):
     number: int
     status: str
     phase: str | None
-    feedback: str | None
+    feedback: str | None = Field(description="who picked the selected images it trains on: human, clip (a CLIP "
+                                             "rule), random (the random baseline) or mixed; each training_set item "
+                                             "of parameters records its own picked_by and rule")
     step: int
     total_steps: int
     progress: float
@@ -268,13 +274,14 @@ class CandidateOut(BaseModel):
     image_url: str
     clip_text_score: float | None
     clip_style_score: float | None
-    selection_rule: str | None = Field(None, description="how it was selected: a CLIP rule's name, 'thumbs up', "
+    selection_rule: str | None = Field(None, description="how it was selected: a CLIP rule's name, 'random', 'thumbs up', "
                                                         "or null for a person's pick")
     ratings: list[RatingOut]
     rating_mean: float | None
     my_rating: int | None
     selected: bool
-    selected_by: str | None
+    selected_by: str | None = Field(description="who selected it: 'human' (a person), 'clip' (a CLIP rule, named "
+                                                "in selection_rule) or 'random' (the paper's random baseline)")
 
 
 class RatingIn(BaseModel):
@@ -302,9 +309,7 @@ class AutoSelectIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rule": "paper"}]})
 
     rule: Literal["paper", "guarded", "random"] | None = Field(
-        None, description="paper: best text score per prompt; guarded (our extension, the default "
-                          "STYLEDROP_CLIP_RULE): the paper's minus the lowest style-score quarter; random: the "
-                          "paper's random-selection baseline")
+        None, description=f"default STYLEDROP_CLIP_RULE (guarded). {RULES_DESCRIBED}")
     top_k: whole(1, 8, "images per prompt") = 1
     seed: Seed = 0
 

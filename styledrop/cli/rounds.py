@@ -114,7 +114,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     pool = load_candidates(round_dir(args.style, number) / CANDIDATES_DIR, with_images=False)
     if args.clip and args.rule == RANDOM:
         ids = select_randomly([c.record() for c in pool], args.top, args.seed, args.max_images)
-        by, details = "clip", {"rule": RANDOM, "per_prompt": args.top, "seed": args.seed}
+        by, details = RANDOM, {"rule": RANDOM, "per_prompt": args.top, "seed": args.seed}
     elif args.clip:
         rule = ClipRule(**{**vars(rule_named(args.rule, args.top, args.max_images)),
                            "text_threshold": args.text_threshold,

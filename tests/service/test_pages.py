@@ -390,7 +390,7 @@ def test_the_styles_learning_rate_trains_every_round_and_its_rank_the_first(stub
 
 def test_clip_assistance_adds_to_the_persons_picks_and_undoes_in_one_click(stub_app):
     """CLIP never removes a pick, never picks a thumbed-down image, says what it added, and Undo takes back
-    exactly that; each selection records who made it, and the next round says "both"."""
+    exactly that; each selection records who made it, and the next round says who picked what."""
     style_id = _create(stub_app)
     round_id = _latest_round(stub_app, style_id)
     ids = finish_round(stub_app.settings, round_id)  # CLIP alone would pick ids[1] (a cat) and ids[2] (a bridge)
@@ -415,9 +415,9 @@ def test_clip_assistance_adds_to_the_persons_picks_and_undoes_in_one_click(stub_
     stub_app.post(f"/rounds/{round_id}/auto-select")
     stub_app.post(f"/styles/{style_id}/rounds", data={"feedback": "human"})
     with _session(stub_app) as session:
-        assert session.get(Round, _latest_round(stub_app, style_id)).feedback == "both"
+        assert session.get(Round, _latest_round(stub_app, style_id)).feedback == "mixed"
     page = stub_app.get(f"/styles/{style_id}").text
-    assert "your picks + CLIP&#39;s" in page
+    assert "1 of your picks + 1 CLIP pick (guarded rule)" in page
 
 
 def test_toggles_undo_what_they_did(stub_app):
