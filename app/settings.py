@@ -9,7 +9,11 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from styledrop.plan import DEFAULT_SAMPLE_STEPS  # torch-free: the decoding default, written once
+from styledrop.plan import (  # torch-free: the defaults of a round's plan, written once
+    DEFAULT_CANDIDATE_PROMPTS,
+    DEFAULT_CANDIDATES_PER_PROMPT,
+    DEFAULT_SAMPLE_STEPS,
+)
 
 
 class Settings(BaseSettings):
@@ -72,10 +76,10 @@ class Settings(BaseSettings):
     # Sample images while a round trains: two fixed prompts at step 0, every N steps and at the last (the round
     # panel shows them); 0: none. A round's plan may set its own (POST /rounds sample_every).
     sample_every: int = Field(default=250, ge=0)
-    candidates_per_prompt: int = 4
+    candidates_per_prompt: int = Field(default=DEFAULT_CANDIDATES_PER_PROMPT, ge=1)
     # Built-in prompts of a round's pool, drawn across all eight categories (styledrop.prompt_sets): 16 gives
     # two of each, so a person (or CLIP) can pick more than animals. The paper's CLIP pool was 30 prompts.
-    candidate_prompts: int = 16
+    candidate_prompts: int = Field(default=DEFAULT_CANDIDATE_PROMPTS, ge=1)
     # CLIP feedback's rule (styledrop.selection): "paper" (best text score per prompt), "guarded" (ours: drops the
     # pool's lowest style-score quarter first, so a prompt can get no pick), "random" (the paper's baseline, no
     # CLIP). The API may name another.

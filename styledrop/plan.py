@@ -22,6 +22,11 @@ DEFAULT_SAMPLE_STEPS = 12
 DEFAULT_GUIDANCE = 9.0
 DEFAULT_TEMPERATURE = (2.0, 0.0)
 CANDIDATE_BATCH = 8  # candidates drawn per sampler call
+# A candidate pool's default size: 16 built-in prompts (two of each of the eight categories, so a person or CLIP
+# can pick more than animals) x 4 images each. The service (STYLEDROP_CANDIDATE_PROMPTS / _PER_PROMPT), the plan
+# and `styledrop candidates` all start from these. (The paper's CLIP pool was 30 prompts.)
+DEFAULT_CANDIDATE_PROMPTS = 16
+DEFAULT_CANDIDATES_PER_PROMPT = 4
 DEFAULT_SAMPLE_EVERY = 250  # training samples every 250 steps (4 sets in a 1,000-step round)
 
 
@@ -88,8 +93,8 @@ class CandidatePlan(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     prompts: list[str] | None = None
-    count: int = Field(8, ge=1)
-    per_prompt: int = Field(4, ge=1)
+    count: int = Field(DEFAULT_CANDIDATE_PROMPTS, ge=1)
+    per_prompt: int = Field(DEFAULT_CANDIDATES_PER_PROMPT, ge=1)
     seed: int = 0
     batch_size: int = Field(CANDIDATE_BATCH, ge=1)
     clip_model: str | None = None  # styledrop.clip_scores.load_scorer name

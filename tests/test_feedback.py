@@ -207,6 +207,40 @@ def test_clip_feedback_loop_runs_two_rounds_end_to_end(tmp_path, reference_file,
     assert len(list(out.glob("*.png"))) == 1
 
 
+def test_train_round_keeps_the_styles_adapter_kind_unless_told(tmp_path, reference_file):
+    style = tmp_path / "style"
+    assert main(TRAIN + ["--adapter", "lora", "--image", reference_file, "--out", str(style)]) == 0
+    assert main(["candidates", str(style), "--per-prompt", "1", "--limit", "2", "--steps", "2"]) == 0
+    assert main(["select", str(style), "--ids", "0"]) == 0
+    assert main(["train-round", str(style), "--steps", "2", "--batch-size", "1"]) == 0
+    manifest = json.loads((style / "style.json").read_text())
+    assert manifest["extra"]["round"] == 2 and manifest["adapter"]["kind"] == "lora"  # a LoRA style stays LoRA
+    told = tmp_path / "told"
+    assert main(TRAIN + ["--adapter", "lora", "--image", reference_file, "--out", str(told)]) == 0
+    assert main(["candidates", str(told), "--per-prompt", "1", "--limit", "2", "--steps", "2"]) == 0
+    assert main(["select", str(told), "--ids", "0"]) == 0
+    assert main(["train-round", str(told), "--steps", "2", "--batch-size", "1", "--adapter", "styledrop"]) == 0
+    manifest = json.loads((told / "style.json").read_text())
+    assert manifest["adapter"]["kind"] == "styledrop" and manifest["adapter"]["rank"] == 32  # told otherwise
+
+
+def test_one_candidate_count_default(tmp_path, reference_file):
+    """The service's settings, a round's plan and `styledrop candidates` draw pools of the same default size."""
+    from app.settings import Settings
+    from styledrop.cli import build_parser
+    from styledrop.plan import CandidatePlan
+
+    settings, plan = Settings(data_dir=tmp_path), CandidatePlan()
+    assert (settings.candidate_prompts, settings.candidates_per_prompt) == (plan.count, plan.per_prompt)
+    style = tmp_path / "style"
+    assert main(TRAIN + ["--image", reference_file, "--out", str(style)]) == 0
+    args = build_parser().parse_args(["candidates", str(style)])
+    assert args.per_prompt == plan.per_prompt
+    assert main(["candidates", str(style), "--per-prompt", "1", "--steps", "1", "--scorer", "tiny"]) == 0
+    pool = json.loads((round_dir(style, 1) / "candidates" / "candidates.json").read_text())
+    assert len(pool) == plan.count  # the built-in prompts, cut at the one default
+
+
 def test_human_feedback_loop_runs_two_rounds_end_to_end(tmp_path, reference_file):
     style = _first_round(tmp_path, reference_file)
     ratings = tmp_path / "ratings.csv"

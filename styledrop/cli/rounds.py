@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import StyleDropError
+from ..plan import DEFAULT_CANDIDATE_PROMPTS, DEFAULT_CANDIDATES_PER_PROMPT
 from ..progress import training_bar
 from .options import add_sampling_flags, prompt_list, sample_config_from_flags
 
@@ -20,11 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _add_candidates(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("candidates", help="generate and CLIP-score the latest round's candidate pool")
     p.add_argument("style")
-    p.add_argument("--per-prompt", type=int, default=4, help="images per content prompt")
+    p.add_argument("--per-prompt", type=int, default=DEFAULT_CANDIDATES_PER_PROMPT, help="images per content prompt")
     p.add_argument("--prompts", default=None,
-                   help="file with one content prompt per line (default: the built-in 64, across all 8 categories)")
+                   help="file with one content prompt per line (default: the built-in list, across all 8 categories)")
     p.add_argument("--limit", type=int, default=None,
-                   help="pool size: the first N prompts (built-in prompts are interleaved across categories)")
+                   help="pool size: the first N prompts (built-in prompts are interleaved across categories); "
+                        f"default: all of a --prompts file, else the first {DEFAULT_CANDIDATE_PROMPTS} built-in "
+                        "ones (two of each category, the service's default too); 0: all of them")
     p.add_argument("--seed", type=int, default=0, help="round seed: candidate k's own seed is seed x 100003 + k")
     p.add_argument("--batch-size", type=int, default=8, help="candidates drawn per sampler call")
     p.add_argument("--scorer", default=None, help="CLIP scorer: default (ViT-L-14/openai), tiny, MODEL/PRETRAINED "
@@ -60,8 +63,11 @@ def _add_train_round(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--rank", type=int, default=32)
-    p.add_argument("--shared", action="store_true")
+    p.add_argument("--adapter", choices=["styledrop", "lora"], default=None,
+                   help="adapter kind (default: the style's, i.e. its latest round's)")
+    p.add_argument("--rank", type=int, default=None,
+                   help="adapter size (default: the per-round recipe: StyleDrop H=32, LoRA r=16)")
+    p.add_argument("--shared", action="store_true", help="StyleDrop: share the adapter's weights across layers")
     p.add_argument("--init", choices=["base", "previous"], default="base",
                    help="fresh adapter from the base model (paper) or continue the previous round's")
     p.add_argument("--seed", type=int, default=0)
@@ -78,6 +84,8 @@ def cmd_candidates(args: argparse.Namespace) -> int:
     from ..styles import load_style
 
     number = latest_round(args.style)
+    if args.limit is None and not args.prompts:
+        args.limit = DEFAULT_CANDIDATE_PROMPTS  # one candidate-count default: styledrop.plan's
     prompts = prompt_list(args)
     style = load_style(round_dir(args.style, number), device=args.device)
     scorer = load_scorer(scorer_for(style.meta.base_model, args.scorer), args.device)
@@ -141,16 +149,25 @@ def cmd_select(args: argparse.Namespace) -> int:
 def cmd_train_round(args: argparse.Namespace) -> int:
     from ..adapters import AdapterConfig
     from ..models import default_device, load_components
+    from ..plan import adapter_recipe
     from ..rounds import latest_round, round_meta, train_next_round
     from ..training import TrainConfig
 
     number = latest_round(args.style)
-    components = load_components(round_meta(args.style, number).base_model, args.device or default_device())
+    previous = round_meta(args.style, number)
+    components = load_components(previous.base_model, args.device or default_device())
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed)
+    # The style's adapter kind stays (a LoRA style stays LoRA) unless --adapter says otherwise; the size is the
+    # per-round recipe's unless --rank says otherwise.
+    kind = args.adapter or previous.adapter_config().kind
+    plan = adapter_recipe(number + 1, kind, args.rank)
+    if args.shared and kind == "styledrop":
+        plan = plan.model_copy(update={"shared": True})
+    adapter_config = AdapterConfig.from_dict(plan.config_dict())
     with training_bar(args.steps, f"round {number + 1}") as on_progress:
-        trained = train_next_round(args.style, components,
-                                   AdapterConfig(kind="styledrop", rank=args.rank, shared=args.shared), config,
+        trained = train_next_round(args.style, components, adapter_config, config,
                                    init=args.init, on_progress=on_progress)
-    print(f"round {number + 1}: trained on {len(trained.meta.prompts)} images, "
-          f"{trained.adapter.num_parameters():,} adapter parameters; {args.style} now uses it")
+    print(f"round {number + 1}: trained a {adapter_config.kind} adapter (rank {adapter_config.rank}) on "
+          f"{len(trained.meta.prompts)} images, {trained.adapter.num_parameters():,} adapter parameters; "
+          f"{args.style} now uses it")
     return 0
