@@ -105,6 +105,18 @@ def test_candidate_pools_cover_every_category_and_evaluation_is_held_out():
     assert overlap(["A Chihuahua.", "a wolf"], ["a chihuahua"]) == ["A Chihuahua."]
 
 
+def test_overlap_sees_through_the_red_teams_variants_of_a_prompt():
+    """Case, articles, plurals, punctuation and Unicode (NFKC, zero-width characters, look-alike letters of other
+    scripts) do not hide a trained prompt from the held-out check."""
+    variants = ["a house!", "house", "the house", "a-house", "\u0430 house", "A HOUSE", "houses", "an house",
+                "\uff41 \uff48\uff4f\uff55\uff53\uff45", "a\u200bhouse", "hou\u200bse", "h\u043euse", "a house.",
+                '"a house"', "a_house", "a   house", "a h\u00f3use", "the houses", "a house\u00ad", "a\u00a0house",
+                "\u1d00 house", "A House?", "a\u2011house"]
+    assert overlap(variants, ["a house"]) == variants
+    assert overlap(["a houseboat", "a horse", "a mouse", "a red house"], ["a house"]) == []
+    assert overlap(["two puppies", "a box"], ["two puppy", "boxes"]) == ["two puppies", "a box"]
+
+
 def test_the_cli_and_the_service_choose_the_same_scorer():
     from app.settings import Settings
 

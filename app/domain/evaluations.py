@@ -22,7 +22,7 @@ from ..settings import Settings
 from . import lifecycle
 from .lifecycle import ACTIVE, JobStatus
 from .limits import clean_prompts
-from .models import Candidate, Evaluation, Round, Selection, Style, User
+from .models import Evaluation, Round, Style, User
 from .schemas import Seed
 
 HELD_OUT = "built-in held-out list"
@@ -68,10 +68,12 @@ class EvaluationPage(BaseModel):
 
 
 def trained_contents(session: Session, style: Style) -> list[str]:
-    """The reference's content and every selected candidate's: what some round of the style trained on."""
-    selected = session.scalars(select(Candidate.content).join(Selection, Selection.candidate_id == Candidate.id)
-                               .join(Round, Round.id == Candidate.round_id).where(Round.style_id == style.id))
-    return [style.content, *selected]
+    """What the style's rounds trained on, from each round's recorded training set (its plan): the references'
+    contents and the candidates selected at the time. Not the current selections, which can change after a
+    round trained (select, auto-select) and before the next one."""
+    rounds = session.scalars(select(Round).where(Round.style_id == style.id))
+    contents = [style.content] + [item.content for rnd in rounds for item in rnd.plan.training_set]
+    return list(dict.fromkeys(contents))
 
 
 def create_evaluation(session: Session, style: Style, user: User | None, body: EvaluationCreate,

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from styledrop.plan import plan_round  # pydantic, no torch: the round's plan and the per-round recipe
+from styledrop.prompt_sets import eval_prompts, overlap
 
 from ..errors import ApiError
 from ..infra.task_queue import Dispatcher
@@ -24,12 +25,27 @@ from .schemas import RoundCreate
 from .webhooks import check_callback_url, jobs_ended
 
 
+def check_held_out(body: dict[str, Any]) -> None:
+    """422, naming them, for candidate prompts that are on the held-out evaluation list (as styledrop.prompt_sets
+    compares prompts): a round picked from them would train on what the evaluation scores, unless the request
+    says it means to (allow_eval_overlap)."""
+    if not body.get("prompts") or body.get("allow_eval_overlap"):
+        return
+    held = overlap(body["prompts"], eval_prompts())
+    if held:
+        shown = ", ".join(repr(p) for p in held[:5]) + (" …" if len(held) > 5 else "")
+        raise ApiError(422, f"{len(held)} candidate prompt(s) are on the held-out evaluation list, so a later "
+                            f"round could train on what the evaluation scores: {shown}. Use other prompts or set "
+                            "allow_eval_overlap.")
+
+
 def new_round(session: Session, style: Style, body: dict[str, Any], settings: Settings,
               callback_url: str | None = None) -> Round:
     """Create the next round of a style (queued). Round 1 trains on the reference; round n >= 2 on the
     reference plus the selected candidates of the latest finished round, each with its own content.
     Refused before anything is stored: 422 (too much asked), 409 (the style is busy), 429 (the user is)."""
     body = check_round_request(body, settings)
+    check_held_out(body)
     if (running := active_round(session, style.id)) is not None:
         raise ApiError(409, f"Round {running.number} of style {style.id} is {running.status}; wait for it "
                             f"or cancel it (POST /api/v1/rounds/{running.id}/cancel) before starting another.")

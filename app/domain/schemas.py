@@ -198,6 +198,9 @@ class RoundCreate(BaseModel):
                                       description='contents for candidates, e.g. ["a chihuahua", "a church"]; at '
                                                   'most STYLEDROP_MAX_PROMPTS (64), each at most '
                                                   'STYLEDROP_MAX_PROMPT_CHARS (300) characters')
+    allow_eval_overlap: bool = Field(False, description="accept candidate prompts that are on the held-out "
+                                     "evaluation list (refused by default: the evaluation would score what a later "
+                                     "round trained on)")
     candidate_prompts: whole(1, MAX_COUNT, "how many default prompts (at most STYLEDROP_MAX_PROMPTS)") | None = None
     candidates_per_prompt: whole(1, MAX_CANDIDATES_PER_PROMPT) | None = None
     sample_steps: whole(1, MAX_SAMPLE_STEPS, "decoding steps of everything drawn with this round: candidates, "

@@ -87,6 +87,7 @@ def cmd_candidates(args: argparse.Namespace) -> int:
     if args.limit is None and not args.prompts:
         args.limit = DEFAULT_CANDIDATE_PROMPTS  # one candidate-count default: styledrop.plan's
     prompts = prompt_list(args)
+    warn_held_out(prompts)
     style = load_style(round_dir(args.style, number), device=args.device)
     scorer = load_scorer(scorer_for(style.meta.base_model, args.scorer), args.device)
     config = sample_config_from_flags(args, style.meta)
@@ -98,6 +99,20 @@ def cmd_candidates(args: argparse.Namespace) -> int:
     folder = save_candidates(round_dir(args.style, number) / CANDIDATES_DIR, pool)
     print(f"{len(pool)} candidates ({len(prompts)} prompts x {args.per_prompt}) scored with {scorer.name} in {folder}")
     return 0
+
+
+def warn_held_out(prompts: list[str]) -> None:
+    """Name the candidate prompts that are on the held-out evaluation list: a round trained on them would be
+    scored on what it trained on (`styledrop eval` refuses them unless --allow-overlap)."""
+    import sys
+
+    from ..prompt_sets import eval_prompts, overlap
+
+    held = overlap(prompts, eval_prompts())
+    if held:
+        print(f"warning: {len(held)} candidate prompt(s) are on the held-out evaluation list: "
+              f"{', '.join(repr(p) for p in held)}; a later round trained on them could not be evaluated on them",
+              file=sys.stderr)
 
 
 def _read_ratings(path: str) -> list[dict]:

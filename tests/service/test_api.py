@@ -289,6 +289,31 @@ def test_every_selection_names_its_true_origin(stub_app):
     assert third.json()["feedback"] == "random"
 
 
+def test_held_out_overlap_is_refused_from_what_the_rounds_trained_on(stub_app):
+    """The evaluation refuses prompts a round trained on, as the round recorded them, whatever the selections are
+    now, and whatever the spelling; candidate prompts that are on the held-out list are refused by name."""
+    style, ids = _finished_round_with_candidates(stub_app)  # ids[0], ids[2]: a cat; ids[1], ids[3]: a dog
+    stub_app.put(f"{API}/candidates/{ids[2]}/selected", json={"selected": True})
+    second = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
+    birds = finish_round(stub_app.settings, second["id"], 2, contents=["a bird", "a bird"])
+    # after round 2 trained on the cat, round 1's selection changes: the cat out, a dog in (trained on by nobody)
+    stub_app.put(f"{API}/candidates/{ids[2]}/selected", json={"selected": False})
+    stub_app.put(f"{API}/candidates/{ids[1]}/selected", json={"selected": True})
+    url = f"{API}/styles/{style['id']}/evaluations"
+    for trained in ("a cat!", "the cats", "\u0430-cat", "A HOUSE"):
+        refused = stub_app.post(url, json={"prompts": [trained, "a wolf"], "per_prompt": 1})
+        assert refused.status_code == 422 and repr(trained) in refused.json()["detail"], (trained, refused.text)
+    assert stub_app.post(url, json={"prompts": ["a dog", "a wolf"], "per_prompt": 1}).status_code == 202
+
+    held_out = {"prompts": ["a chihuahua", "A wolf howling at the moon!"], "candidates_per_prompt": 1}
+    refused = stub_app.post(f"{API}/styles/{style['id']}/rounds", json=held_out)
+    assert refused.status_code == 422, refused.text
+    assert "'A wolf howling at the moon!'" in refused.json()["detail"] and "chihuahua" not in refused.json()["detail"]
+    stub_app.put(f"{API}/candidates/{birds[0]}/selected", json={"selected": True})
+    allowed = stub_app.post(f"{API}/styles/{style['id']}/rounds", json=held_out | {"allow_eval_overlap": True})
+    assert allowed.status_code == 201, allowed.text
+
+
 def test_guarded_is_described_as_what_it_does_wherever_it_is_offered(stub_app):
     schema = stub_app.get("/openapi.json").json()["components"]["schemas"]
     for described in (schema["AutoSelectIn"]["properties"]["rule"]["description"],
