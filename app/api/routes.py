@@ -92,6 +92,7 @@ def create_style(session: SessionDep, settings: SettingsDep, user: UserDep, idem
                                                       "style (at most STYLEDROP_MAX_REFERENCES in all); every "
                                                       "round trains on all of them"),
                  content: str = _style_field("content", ...),
+                 contents: list[str] = Form(default=[], description=StyleCreate.model_fields["contents"].description),
                  descriptor: str = _style_field("descriptor", ...),
                  base_model: str | None = _style_field("base_model"),
                  adapter: Literal["styledrop", "lora"] = _style_field("adapter", "styledrop"),
@@ -102,7 +103,8 @@ def create_style(session: SessionDep, settings: SettingsDep, user: UserDep, idem
     """Upload a reference image and describe it. Training starts with POST /styles/{id}/rounds.
     The fields are checked by the StyleCreate schema, as the new-style page's form is."""
     try:
-        body = StyleCreate(content=content, descriptor=descriptor, base_model=base_model, adapter=adapter,
+        body = StyleCreate(content=content, contents=contents or None, descriptor=descriptor,
+                           base_model=base_model, adapter=adapter,
                            steps=steps, learning_rate=learning_rate, rank=rank, seed=seed)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from exc

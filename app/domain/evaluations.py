@@ -72,7 +72,7 @@ def trained_contents(session: Session, style: Style) -> list[str]:
     contents and the candidates selected at the time. Not the current selections, which can change after a
     round trained (select, auto-select) and before the next one."""
     rounds = session.scalars(select(Round).where(Round.style_id == style.id))
-    contents = [style.content] + [item.content for rnd in rounds for item in rnd.plan.training_set]
+    contents = [*style.contents] + [item.content for rnd in rounds for item in rnd.plan.training_set]
     return list(dict.fromkeys(contents))
 
 

@@ -79,6 +79,8 @@ class Style(Base):
     reference_path: Mapped[str] = mapped_column(String(500), default="")  # relative to the storage root
     # A style made from several reference images: the others, after reference_path (relative paths too).
     extra_references: Mapped[list[Any]] = mapped_column(default=list)
+    # What each reference image shows, in reference_paths' order; empty (older styles): `content` for every one.
+    reference_contents: Mapped[list[Any]] = mapped_column(default=list)
     name: Mapped[str | None] = mapped_column(String(100))  # what the person calls it; the descriptor if None
     content: Mapped[str] = mapped_column(String(500))
     descriptor: Mapped[str] = mapped_column(String(500))
@@ -95,6 +97,13 @@ class Style(Base):
     def reference_paths(self) -> list[str]:
         """Every reference image of the style, the first one first."""
         return [self.reference_path, *(self.extra_references or [])]
+
+    @property
+    def contents(self) -> list[str]:
+        """Each reference image's own content, parallel to reference_paths (as `styledrop train` takes them)."""
+        paths = self.reference_paths
+        given = list(self.reference_contents or [])
+        return given if len(given) == len(paths) else [self.content] * len(paths)
 
     evaluations: Mapped[list[Evaluation]] = relationship(back_populates="style", cascade="all, delete-orphan",
                                                          passive_deletes=True, order_by="Evaluation.id")

@@ -54,7 +54,9 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
     base = latest_succeeded(session, style.id)
     feedback = body.get("feedback")
     # Every reference image of the style, in every round (a style made from several stays one of several).
-    training_set: list[dict[str, Any]] = [{"image": path, "content": style.content} for path in style.reference_paths]
+    # ... each with its own content ("a house", "a lighthouse"), as `styledrop train` takes them
+    training_set: list[dict[str, Any]] = [{"image": path, "content": content}
+                                          for path, content in zip(style.reference_paths, style.contents, strict=True)]
     if base is None:
         if feedback is not None and last_number:
             raise ApiError(409, f"Style {style.id} has no finished round to give feedback on.")

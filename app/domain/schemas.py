@@ -120,7 +120,11 @@ class StyleCreate(BaseModel):
     """A new style: what POST /api/v1/styles takes as form fields beside the image, and what the new-style page
     parses its form into. Text is cleaned and checked against the settings by app.domain.styles.create_style."""
 
-    content: str = Field(description='what the reference shows, e.g. "a house"')
+    content: str = Field(description='what the reference shows, e.g. "a house" (the first image\'s, with several)')
+    contents: list[str] | None = Field(None, description='with several reference images: what each one shows, in '
+                                                         'order (image first, then more_images), e.g. ["a house", '
+                                                         '"a lighthouse"]; the first is `content`. Default: '
+                                                         '`content` for every image')
     descriptor: str = Field(description='the style in words, e.g. "watercolor painting"')
     base_model: str | None = Field(None, description="one of STYLEDROP_BASE_MODELS (hub id or preset)")
     adapter: Literal["styledrop", "lora"] = "styledrop"
@@ -161,6 +165,8 @@ class StyleOut(BaseModel):
     created_at: Utc
     reference_url: str
     reference_urls: list[str] = Field(description="every reference image of the style, the first one first")
+    reference_contents: list[str] = Field(description="what each reference image shows, parallel to "
+                                                      "reference_urls: each trains with its own content")
     rounds: list[RoundSummary]
     adapter_url: str | None = Field(description="download of the latest finished round's adapter, if any")
     editable: bool = Field(True, description="yours; false for another user's style shown read-only "
