@@ -28,6 +28,12 @@ CANDIDATE_BATCH = 8  # candidates drawn per sampler call
 DEFAULT_CANDIDATE_PROMPTS = 16
 DEFAULT_CANDIDATES_PER_PROMPT = 4
 DEFAULT_SAMPLE_EVERY = 250  # training samples every 250 steps (4 sets in a 1,000-step round)
+# Our departures from the paper's training, each an option recorded in the plan (docs/method.md, "the paper's
+# choice and ours"; the paper: Adam, lr 3e-5, nothing else stated).
+DEFAULT_FLIPS = True  # horizontal flips of every training image (they mirror lettering: turn off for text)
+DEFAULT_WEIGHT_DECAY = 1e-2  # AdamW's decoupled weight decay (the paper's Adam has none: 0)
+DEFAULT_MAX_GRAD_NORM = 1.0  # gradient clipping by global norm (0: none, as the paper states none)
+DEFAULT_TEXT_DROPOUT = 0.0  # share of steps trained on the empty prompt (Muse's pre-training drops ~10%)
 
 
 class AdapterPlan(BaseModel):
@@ -67,6 +73,11 @@ class TrainingPlan(BaseModel):
     # Sample images (two fixed prompts) at step 0, every N steps and at the last one; 0: none; None: the service's
     # setting (STYLEDROP_SAMPLE_EVERY, default DEFAULT_SAMPLE_EVERY).
     sample_every: int | None = Field(None, ge=0)
+    # Departures from the paper (the DEFAULT_* above): options, recorded with every round.
+    flips: bool = DEFAULT_FLIPS
+    weight_decay: float = Field(DEFAULT_WEIGHT_DECAY, ge=0)
+    max_grad_norm: float = Field(DEFAULT_MAX_GRAD_NORM, ge=0)  # 0: no clipping
+    text_dropout: float = Field(DEFAULT_TEXT_DROPOUT, ge=0, lt=1)
 
 
 class TrainingItem(BaseModel):

@@ -231,9 +231,15 @@ def test_train_round_keeps_the_styles_adapter_kind_unless_told(tmp_path, referen
     assert main(TRAIN + ["--adapter", "lora", "--image", reference_file, "--out", str(told)]) == 0
     assert main(["candidates", str(told), "--per-prompt", "1", "--limit", "2", "--steps", "2"]) == 0
     assert main(["select", str(told), "--ids", "0"]) == 0
-    assert main(["train-round", str(told), "--steps", "2", "--batch-size", "1", "--adapter", "styledrop"]) == 0
+    assert main(["train-round", str(told), "--steps", "2", "--batch-size", "1", "--adapter", "styledrop",
+                 "--no-flips", "--weight-decay", "0", "--max-grad-norm", "0", "--text-dropout", "0.5"]) == 0
     manifest = json.loads((told / "style.json").read_text())
     assert manifest["adapter"]["kind"] == "styledrop" and manifest["adapter"]["rank"] == 32  # told otherwise
+    training = manifest["training"]  # the paper's choices, asked for, recorded with the adapter
+    assert (training["augment"], training["weight_decay"], training["max_grad_norm"], training["cond_dropout"]) == \
+        (False, 0.0, None, 0.5)
+    out = tmp_path / "out"
+    assert main(["generate", str(told), "a cat", "--out", str(out), "--steps", "2", "--temperature", "4.5", "0"]) == 0
 
 
 def test_one_candidate_count_default(tmp_path, reference_file):

@@ -86,13 +86,15 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
         train={"steps": int(steps), "batch_size": body.get("batch_size") or settings.batch_size,
                "learning_rate": learning_rate, "seed": int(seed),
                "checkpoint_every": body.get("checkpoint_every") or settings.checkpoint_every,
-               "sample_every": settings.sample_every if body.get("sample_every") is None else body["sample_every"]},
+               "sample_every": settings.sample_every if body.get("sample_every") is None else body["sample_every"],
+               **{k: body.get(k) for k in ("flips", "weight_decay", "max_grad_norm", "text_dropout")}},
         candidates={"prompts": body.get("prompts"),
                     "count": body.get("candidate_prompts") or settings.candidate_prompts,
                     "per_prompt": body.get("candidates_per_prompt") or settings.candidates_per_prompt,
                     "seed": int(seed), "clip_model": settings.clip_scorer(style.base_model)},
         sampling={"steps": body.get("sample_steps") or settings.sample_steps,
-                  "adapter_guidance": body.get("adapter_guidance"), "guidance": body.get("guidance")})
+                  "adapter_guidance": body.get("adapter_guidance"), "guidance": body.get("guidance"),
+                  "temperature": body.get("temperature")})
     check_job_quota(session, style.user_id, settings)  # locks the user until enqueue commits: atomic
     return lifecycle.enqueue(session, Round(style_id=style.id, number=plan.number, feedback=feedback,
                                             parameters=plan.stored(), total_steps=int(steps),

@@ -214,7 +214,19 @@ class RoundCreate(BaseModel):
     adapter_guidance: real(0, MAX_ADAPTER_GUIDANCE, "λA, adapter guidance of this round's sampling (paper Eq. 4; "
                            "default 0 for round 1, 2 later)") | None = None
     guidance: real(0, MAX_GUIDANCE, "λB, classifier-free guidance of this round's sampling (default 9: aMUSEd's "
-                   "guidance_scale 10; the paper does not state its value)") | None = None
+                   "guidance_scale 10; the paper: 5)") | None = None
+    temperature: tuple[real(0, 100), real(0, 100)] | None = Field(
+        None, description="Gumbel temperature of this round's sampling, [start, end] annealed linearly (default "
+                          "[2, 0], aMUSEd's; the paper's Muse: 4.5)")
+    # our departures from the paper's training, each an option recorded in the round's plan (docs/method.md)
+    flips: StrictBool | None = Field(None, description="horizontal flips of every training image (default true, "
+                                                      "ours; the paper does not flip; they mirror lettering)")
+    weight_decay: real(0, 1) | None = Field(None, description="AdamW weight decay (default 0.01, ours; 0 is the "
+                                                             "paper's Adam)")
+    max_grad_norm: real(0, 1000) | None = Field(None, description="gradient clipping by global norm (default 1, "
+                                                                 "ours; 0: none, as in the paper)")
+    text_dropout: real(0, 0.99) | None = Field(None, description="share of training steps on the empty prompt "
+                                                                "(default 0: Eq. 4 takes G(n) from the base model)")
     callback_url: str | None = CALLBACK_URL
 
     @model_validator(mode="after")

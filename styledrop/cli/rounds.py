@@ -7,7 +7,7 @@ import argparse
 from ..errors import StyleDropError
 from ..plan import DEFAULT_CANDIDATE_PROMPTS, DEFAULT_CANDIDATES_PER_PROMPT
 from ..progress import training_bar
-from .options import add_sampling_flags, prompt_list, sample_config_from_flags
+from .options import add_sampling_flags, add_training_flags, prompt_list, sample_config_from_flags, training_values
 
 ORDER = 40
 
@@ -71,6 +71,7 @@ def _add_train_round(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init", choices=["base", "previous"], default="base",
                    help="fresh adapter from the base model (paper) or continue the previous round's")
     p.add_argument("--seed", type=int, default=0)
+    add_training_flags(p)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_train_round)
 
@@ -171,7 +172,8 @@ def cmd_train_round(args: argparse.Namespace) -> int:
     number = latest_round(args.style)
     previous = round_meta(args.style, number)
     components = load_components(previous.base_model, args.device or default_device())
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed)
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
+                         **training_values(args))
     # The style's adapter kind stays (a LoRA style stays LoRA) unless --adapter says otherwise; the size is the
     # per-round recipe's unless --rank says otherwise.
     kind = args.adapter or previous.adapter_config().kind

@@ -10,7 +10,8 @@ import struct
 from .conftest import png_bytes, wait_for
 
 API = "/api/v1"
-OWN = {"steps": 3, "adapter_guidance": 0.5, "guidance": 4.0}  # none of them the server's default
+OWN = {"steps": 3, "adapter_guidance": 0.5, "guidance": 4.0, "temperature": [3.0, 0.5]}  # none the default
+DEPARTURES = {"flips": False, "weight_decay": 0.0, "max_grad_norm": 0.0, "text_dropout": 0.25}  # all the paper's
 
 
 def _metadata(data: bytes) -> dict:
@@ -32,15 +33,21 @@ def test_everything_drawn_from_a_round_uses_its_plan(live):
                       data={"content": "a house", "descriptor": "watercolor painting", "steps": "4"}).json()
     started = live.post(f"{API}/styles/{style['id']}/rounds", json={
         "train_steps": 4, "prompts": ["a cat"], "candidates_per_prompt": 1, "sample_every": 2,
-        "sample_steps": OWN["steps"], "adapter_guidance": OWN["adapter_guidance"], "guidance": OWN["guidance"]})
+        "sample_steps": OWN["steps"], "adapter_guidance": OWN["adapter_guidance"], "guidance": OWN["guidance"],
+        "temperature": OWN["temperature"], **DEPARTURES})
     assert started.status_code == 201, started.text
     rnd = wait_for(live, f"{API}/rounds/{started.json()['id']}")
     assert rnd["status"] == "succeeded", rnd
     sampling = rnd["parameters"]["sampling"]
     assert {k: sampling[k] for k in OWN} == OWN
+    assert {k: rnd["parameters"]["train"][k] for k in DEPARTURES} == DEPARTURES  # recorded in the plan ...
     # the adapter file carries the plan's sampling defaults, as do the training samples drawn with it
-    extra = json.loads(_metadata(live.get(f"{API}/styles/{style['id']}/adapter").content)["extra"])
+    metadata = _metadata(live.get(f"{API}/styles/{style['id']}/adapter").content)
+    extra, training = json.loads(metadata["extra"]), json.loads(metadata["training"])
     assert {k: extra["sample_defaults"][k] for k in OWN} == OWN
+    # ... and trained with: no flips, plain Adam (no weight decay), no clipping, the asked text dropout
+    assert (training["augment"], training["weight_decay"], training["max_grad_norm"], training["cond_dropout"]) == \
+        (False, 0.0, None, 0.25)
 
     # a generation that sends nothing samples as its round does; a request overrides field by field
     default = _generate(live, style["id"])
@@ -59,3 +66,15 @@ def test_everything_drawn_from_a_round_uses_its_plan(live):
     rows = {r["name"]: r["sampling"] for r in done["rows"]}
     assert {k: rows["round 1"][k] for k in OWN} == OWN
     assert {k: rows["base"][k] for k in OWN} == OWN | {"adapter_guidance": 0.0}
+
+
+def test_a_rounds_departures_from_the_paper_default_to_ours_and_are_recorded(stub_app):
+    style = stub_app.post(f"{API}/styles", files={"image": ("ref.png", png_bytes(), "image/png")},
+                          data={"content": "a house", "descriptor": "sticker"}).json()
+    rnd = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
+    train, sampling = rnd["parameters"]["train"], rnd["parameters"]["sampling"]
+    assert {k: train[k] for k in DEPARTURES} == {"flips": True, "weight_decay": 0.01, "max_grad_norm": 1.0,
+                                                 "text_dropout": 0.0}
+    assert (sampling["guidance"], sampling["steps"], sampling["temperature"]) == (9.0, 2, [2.0, 0.0])
+    refused = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={"text_dropout": 1.5})
+    assert refused.status_code == 422
