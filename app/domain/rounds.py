@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from styledrop.plan import plan_round  # pydantic, no torch: the round's plan and the per-round recipe
-from styledrop.prompt_sets import eval_prompts, overlap
+from styledrop.prompt_sets import diverse_prompts, eval_prompts, overlap
 
 from ..errors import ApiError
 from ..infra.task_queue import Dispatcher
@@ -23,6 +23,13 @@ from .models import Round, Style
 from .queries import active_round, latest_succeeded
 from .schemas import RoundCreate
 from .webhooks import check_callback_url, jobs_ended
+
+
+def fresh_prompts(training_set: list[dict[str, Any]], count: int) -> list[str]:
+    """A later round's default candidate prompts: the first `count` built-in ones (across every category) that
+    it does not train on, so its candidates, and their scores, are not drawn on its own training prompts."""
+    trained = [item["content"] for item in training_set]
+    return [p for p in diverse_prompts() if not overlap([p], trained)][:count]
 
 
 def check_held_out(body: dict[str, Any]) -> None:
@@ -79,6 +86,8 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
     learning_rate = body.get("learning_rate") or style_settings.get("learning_rate")  # None: the engine's
     # The first round's adapter width may be the style's own (`rank`, from the new-style form).
     rank = style_settings.get("rank") if last_number == 0 else None
+    count = body.get("candidate_prompts") or settings.candidate_prompts
+    prompts = body.get("prompts") or (fresh_prompts(training_set, count) if base is not None else None)
     # The per-round recipe (adapter size, λA) is styledrop.plan's; the request and settings fill the rest.
     plan = plan_round(
         last_number + 1, model=style.base_model, adapter_kind=style.adapter_kind, training_set=training_set,
@@ -88,8 +97,7 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
                "checkpoint_every": body.get("checkpoint_every") or settings.checkpoint_every,
                "sample_every": settings.sample_every if body.get("sample_every") is None else body["sample_every"],
                **{k: body.get(k) for k in ("flips", "weight_decay", "max_grad_norm", "text_dropout")}},
-        candidates={"prompts": body.get("prompts"),
-                    "count": body.get("candidate_prompts") or settings.candidate_prompts,
+        candidates={"prompts": prompts, "count": count,
                     "per_prompt": body.get("candidates_per_prompt") or settings.candidates_per_prompt,
                     "seed": int(seed), "clip_model": settings.clip_scorer(style.base_model)},
         sampling={"steps": body.get("sample_steps") or settings.sample_steps,

@@ -78,3 +78,41 @@ def test_a_rounds_departures_from_the_paper_default_to_ours_and_are_recorded(stu
     assert (sampling["guidance"], sampling["steps"], sampling["temperature"]) == (9.0, 2, [2.0, 0.0])
     refused = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={"text_dropout": 1.5})
     assert refused.status_code == 422
+
+
+def test_later_rounds_draw_on_prompts_they_did_not_train_on_and_are_compared_held_out(stub_app):
+    from sqlalchemy import update
+
+    from app.domain.models import Evaluation
+    from app.infra.db import session_factory
+    from styledrop.prompt_sets import diverse_prompts
+
+    from .factories import finish_round
+
+    style = stub_app.post(f"{API}/styles", files={"image": ("ref.png", png_bytes(), "image/png")},
+                          data={"content": "a house", "descriptor": "sticker"}).json()
+    first = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={"candidate_prompts": 2}).json()
+    pool = diverse_prompts(2)
+    ids = finish_round(stub_app.settings, first["id"], 2, contents=pool, text_scores=[0.3, 0.2],
+                       style_scores=[0.5, 0.4])
+    stub_app.put(f"{API}/candidates/{ids[0]}/selected", json={"selected": True})
+    second = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={"candidate_prompts": 2}).json()
+    prompts = second["parameters"]["candidates"]["prompts"]
+    assert len(prompts) == 2 and pool[0] not in prompts  # not the prompt round 2 trains on
+    assert prompts == [p for p in diverse_prompts(3) if p != pool[0]]
+    finish_round(stub_app.settings, second["id"], 2, contents=prompts, text_scores=[0.9, 0.8],
+                 style_scores=[0.5, 0.4])
+
+    page = stub_app.get(f"/styles/{style['id']}").text
+    assert "The held-out evaluation has not been run" in page and "Candidates' text" in page
+
+    evaluation = stub_app.post(f"{API}/styles/{style['id']}/evaluations", json={"limit": 3, "per_prompt": 1}).json()
+    rows = [{"name": name, "text_mean": text, "text_std": 0.0, "style_mean": 0.5, "style_std": 0.0, "count": 3}
+            for name, text in (("base", 0.111), ("round 1", 0.222), ("round 2", 0.333))]
+    with session_factory(stub_app.settings)() as session:
+        session.execute(update(Evaluation).where(Evaluation.id == evaluation["id"])
+                        .values(status="succeeded", result={"clip_model": "tiny", "rows": rows}))
+        session.commit()
+    page = stub_app.get(f"/styles/{style['id']}").text
+    assert "Held-out text" in page and f"Compared on the held-out evaluation {evaluation['id']}" in page
+    assert "0.222" in page and "0.333" in page and "has not been run" not in page
