@@ -45,8 +45,9 @@ def _add_select(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--ids", help="human pick: comma-separated candidate ids")
     p.add_argument("style")
     p.add_argument("--rule", choices=["paper", "guarded", "random"], default="guarded",
-                   help="CLIP rule: paper (best text score per prompt), guarded (ours: paper minus the lowest "
-                        "style-score quantile), random (the paper's random-selection baseline)")
+                   help="CLIP rule: paper (best text score per prompt), guarded (ours, the default: first drops the "
+                        "whole pool's lowest style-score quantile, then the paper's rule, so some prompts may get "
+                        "no pick), random (the paper's random-selection baseline, no CLIP)")
     p.add_argument("--top", type=int, default=1, help="CLIP: images kept per prompt")
     p.add_argument("--text-threshold", type=float, default=None)
     p.add_argument("--style-quantile", type=float, default=0.25,
