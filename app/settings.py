@@ -9,6 +9,12 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from styledrop.plan import (  # torch-free: the defaults of a round's plan, written once
+    DEFAULT_CANDIDATE_PROMPTS,
+    DEFAULT_CANDIDATES_PER_PROMPT,
+    DEFAULT_SAMPLE_STEPS,
+)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STYLEDROP_", extra="ignore", populate_by_name=True)
@@ -78,14 +84,17 @@ class Settings(BaseSettings):
     # Sample images while a round trains: two fixed prompts at step 0, every N steps and at the last (the round
     # panel shows them); 0: none. A round's plan may set its own (POST /rounds sample_every).
     sample_every: int = Field(default=250, ge=0)
-    candidates_per_prompt: int = 4
+    candidates_per_prompt: int = Field(default=DEFAULT_CANDIDATES_PER_PROMPT, ge=1)
     # Built-in prompts of a round's pool, drawn across all eight categories (styledrop.prompt_sets): 16 gives
     # two of each, so a person (or CLIP) can pick more than animals. The paper's CLIP pool was 30 prompts.
-    candidate_prompts: int = 16
-    # CLIP feedback's rule (styledrop.selection): "paper" (best text score per prompt), "guarded" (ours: the
-    # paper's minus the lowest style-score quarter), "random" (the paper's baseline). The API may name another.
+    candidate_prompts: int = Field(default=DEFAULT_CANDIDATE_PROMPTS, ge=1)
+    # CLIP feedback's rule (styledrop.selection): "paper" (best text score per prompt), "guarded" (ours: drops the
+    # pool's lowest style-score quarter first, so a prompt can get no pick), "random" (the paper's baseline, no
+    # CLIP). The API may name another.
     clip_rule: Literal["paper", "guarded", "random"] = "guarded"
-    sample_steps: int = 12  # decoding steps for candidates and generations
+    # Decoding steps of a new round's plan (its candidates, training samples, generations and evaluation draw
+    # with the round's own); default aMUSEd's, written once in styledrop.plan.
+    sample_steps: int = Field(default=DEFAULT_SAMPLE_STEPS, ge=1)
     # The workers' sampling precision (styledrop.sampling.SampleConfig.precision) for candidates and generations
     # alike: auto = bf16 autocast on CUDA and on CPUs with native bf16, else fp32. A seed draws another image
     # in another precision; a round records what drew its candidates (metrics.candidates_precision).

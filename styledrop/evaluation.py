@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw
 
@@ -23,8 +24,9 @@ from .adapter_files import ADAPTER_FILE, load_adapter
 from .candidates import Candidate, draw_scored_candidates, score_candidates
 from .errors import StyleDropError
 from .models import Components
-from .rounds import latest_round, reference_images, round_dir, round_sample_config
-from .sampling import SampleConfig
+from .plan import sampling_recipe
+from .rounds import latest_round, reference_images, round_dir
+from .sampling import SampleConfig, sample_config
 from .styles import LoadedStyle
 
 
@@ -37,17 +39,20 @@ class RowResult:
     style_std: float
     count: int
     candidates: list[Candidate] = field(default_factory=list, repr=False)
+    sampling: dict = field(default_factory=dict)  # what drew the row's images: steps, λB (guidance), λA, temperature
 
     def summary(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "candidates"}
 
 
-def _row(name: str, candidates: list[Candidate]) -> RowResult:
+def _row(name: str, candidates: list[Candidate], config: SampleConfig) -> RowResult:
     text = [c.text_score for c in candidates]
     style = [c.style_score for c in candidates]
     spread = lambda xs: statistics.pstdev(xs) if len(xs) > 1 else 0.0  # noqa: E731
+    sampling = {"steps": config.steps, "guidance": config.guidance, "adapter_guidance": config.adapter_guidance,
+                "temperature": list(config.temperature)}
     return RowResult(name, statistics.fmean(text), spread(text), statistics.fmean(style), spread(style),
-                     len(candidates), candidates)
+                     len(candidates), candidates, sampling)
 
 
 def evaluate_style(style_dir: str | Path, components: Components, scorer, prompts: list[str], per_prompt: int = 2,
@@ -64,15 +69,19 @@ class EvaluationStopped(StyleDropError):
     """evaluate_adapter_files was told to stop (its `should_stop`)."""
 
 
-def evaluate_adapter_files(rounds: list[tuple[int, Path]], components: Components, scorer, reference,
-                           prompts: list[str], per_prompt: int = 2, seed: int = 0,
-                           config: SampleConfig | None = None, steps: int | None = None,
-                           precision: str | None = None,
+def evaluate_adapter_files(rounds: list[tuple[int, Path]] | list[tuple[int, Path, Any]], components: Components,
+                           scorer, reference, prompts: list[str], per_prompt: int = 2, seed: int = 0,
+                           config: SampleConfig | None = None, precision: str | None = None,
+                           steps: int | None = None,
                            should_stop: Callable[[], bool] | None = None) -> list[RowResult]:
-    """Rows "base", "round N"… for (round number, adapter file) pairs: the CLI's style folders and the service's
-    stored rounds alike. `reference` is an image, a list of images or an embedding. The base row is the first
-    adapter's model with the adapter switched off (the paper's "Muse" row: prompts keep the descriptor).
-    `should_stop` is asked before each model is scored (the service's cancel): True raises EvaluationStopped."""
+    """Rows "base", "round N"… for (round number, adapter file[, sampling defaults]) tuples: the CLI's style
+    folders and the service's stored rounds alike. Each round samples with its own defaults (λA, λB, steps,
+    temperature): the ones given (the service's round plan), else those its adapter file carries, else the
+    per-round recipe; `config` replaces them all, `steps` only every round's decoding steps. `reference` is an
+    image, a list of images or an embedding.
+    The base row is the first adapter's model with the adapter switched off (the paper's "Muse" row: prompts
+    keep the descriptor), drawn with the first round's λB, steps and temperature. `should_stop` is asked before
+    each model is scored (the service's cancel): True raises EvaluationStopped."""
     if not prompts:
         raise StyleDropError("The evaluation needs at least one prompt.")
     if not rounds:
@@ -80,12 +89,17 @@ def evaluate_adapter_files(rounds: list[tuple[int, Path]], components: Component
     if isinstance(reference, (Image.Image, list)):
         reference = scorer.reference_embedding(reference)
     rows = []
-    for number, path in [(0, rounds[0][1])] + list(rounds):
+    first = rounds[0]
+    for number, path, *given in [(0, *first[1:])] + list(rounds):
         if should_stop is not None and should_stop():
             raise EvaluationStopped("The evaluation was stopped before it scored every model.")
         adapter, meta = load_adapter(path, components)
         style = LoadedStyle(components, adapter, meta)
-        run = config or round_sample_config(number, steps=steps or None, precision=precision)
+        defaults = (given[0] if given else None) or meta.extra.get("sample_defaults") \
+            or sampling_recipe(max(number, first[0])).model_dump()
+        run = config or sample_config(defaults, precision=precision, steps=steps)
+        if number == 0:  # the adapter is off: no adapter guidance
+            run = replace(run, adapter_guidance=0.0)
         try:
             if number == 0:
                 with adapter.disabled():
@@ -95,7 +109,7 @@ def evaluate_adapter_files(rounds: list[tuple[int, Path]], components: Component
         finally:
             adapter.detach()
         score_candidates(scorer, pool, reference)
-        rows.append(_row("base" if number == 0 else f"round {number}", pool))
+        rows.append(_row("base" if number == 0 else f"round {number}", pool, run))
     return rows
 
 

@@ -22,7 +22,18 @@ DEFAULT_SAMPLE_STEPS = 12
 DEFAULT_GUIDANCE = 9.0
 DEFAULT_TEMPERATURE = (2.0, 0.0)
 CANDIDATE_BATCH = 8  # candidates drawn per sampler call
+# A candidate pool's default size: 16 built-in prompts (two of each of the eight categories, so a person or CLIP
+# can pick more than animals) x 4 images each. The service (STYLEDROP_CANDIDATE_PROMPTS / _PER_PROMPT), the plan
+# and `styledrop candidates` all start from these. (The paper's CLIP pool was 30 prompts.)
+DEFAULT_CANDIDATE_PROMPTS = 16
+DEFAULT_CANDIDATES_PER_PROMPT = 4
 DEFAULT_SAMPLE_EVERY = 250  # training samples every 250 steps (4 sets in a 1,000-step round)
+# Our departures from the paper's training, each an option recorded in the plan (docs/method.md, "the paper's
+# choice and ours"; the paper: Adam, lr 3e-5, nothing else stated).
+DEFAULT_FLIPS = True  # horizontal flips of every training image (they mirror lettering: turn off for text)
+DEFAULT_WEIGHT_DECAY = 1e-2  # AdamW's decoupled weight decay (the paper's Adam has none: 0)
+DEFAULT_MAX_GRAD_NORM = 1.0  # gradient clipping by global norm (0: none, as the paper states none)
+DEFAULT_TEXT_DROPOUT = 0.0  # share of steps trained on the empty prompt (Muse's pre-training drops ~10%)
 
 
 class AdapterPlan(BaseModel):
@@ -64,6 +75,11 @@ class TrainingPlan(BaseModel):
     sample_every: int | None = Field(None, ge=0)
     # What the live samples draw (contents, one image each); None: styledrop.prompt_sets.SAMPLE_CONTENTS.
     sample_prompts: list[str] | None = None
+    # Departures from the paper (the DEFAULT_* above): options, recorded with every round.
+    flips: bool = DEFAULT_FLIPS
+    weight_decay: float = Field(DEFAULT_WEIGHT_DECAY, ge=0)
+    max_grad_norm: float = Field(DEFAULT_MAX_GRAD_NORM, ge=0)  # 0: no clipping
+    text_dropout: float = Field(DEFAULT_TEXT_DROPOUT, ge=0, lt=1)
 
 
 class TrainingItem(BaseModel):
@@ -74,6 +90,8 @@ class TrainingItem(BaseModel):
     image: str
     content: str
     candidate_id: int | None = None
+    picked_by: str | None = None  # a selected candidate's origin: "human", "clip" or "random"
+    rule: str | None = None  # the rule that picked it (a CLIP rule's name, "random", "thumbs up"), if any
 
     @property
     def is_reference(self) -> bool:
@@ -88,8 +106,8 @@ class CandidatePlan(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     prompts: list[str] | None = None
-    count: int = Field(8, ge=1)
-    per_prompt: int = Field(4, ge=1)
+    count: int = Field(DEFAULT_CANDIDATE_PROMPTS, ge=1)
+    per_prompt: int = Field(DEFAULT_CANDIDATES_PER_PROMPT, ge=1)
     seed: int = 0
     batch_size: int = Field(CANDIDATE_BATCH, ge=1)
     clip_model: str | None = None  # styledrop.clip_scores.load_scorer name

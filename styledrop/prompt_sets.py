@@ -14,6 +14,7 @@ here, so this list is our own writing over the same kinds of subjects — pass t
 
 from __future__ import annotations
 
+import unicodedata
 from itertools import chain, zip_longest
 from pathlib import Path
 
@@ -125,12 +126,50 @@ def read_prompt_file(path: str | Path) -> list[str]:
     return prompts
 
 
-def normalise(prompt: str) -> str:
-    """The form two prompts are compared in: case, surrounding articles' spacing and punctuation ignored."""
-    return " ".join(prompt.lower().replace(",", " ").replace(".", " ").split())
+# Letters of other scripts that look like Latin ones (Unicode's confusables, the common ones): a prompt written
+# with a Cyrillic "а" is the same prompt to a reader, and nearly the same to CLIP's tokenizer.
+CONFUSABLES = str.maketrans({
+    "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c", "т": "t",
+    "у": "y", "х": "x", "ѕ": "s", "і": "i", "ї": "i", "ј": "j", "ԁ": "d", "ԛ": "q", "ԝ": "w", "ӏ": "l", "һ": "h",
+    "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u",
+    "χ": "x", "ɑ": "a", "ɡ": "g", "ı": "i", "ℓ": "l", "ᴀ": "a", "ʙ": "b", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ʜ": "h",
+    "ɪ": "i", "ᴋ": "k", "ʟ": "l", "ᴍ": "m", "ɴ": "n", "ᴏ": "o", "ᴘ": "p", "ʀ": "r", "ꜱ": "s", "ᴛ": "t", "ᴜ": "u",
+})
+ARTICLES = frozenset({"a", "an", "the"})
+
+
+def _singular(word: str) -> str:
+    """One form for a word and its plural ("houses", "house" -> "hous"; "puppies" -> "puppy"; "boxes" -> "box"):
+    both sides of a comparison go through it, so it needs to be consistent rather than good English."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        word = word[:-1]
+    if len(word) > 3 and word.endswith("e"):
+        word = word[:-1]
+    return word
+
+
+def normalise(prompt: str, invisible: str = "") -> str:
+    """The form two prompts are compared in, so that variants a reader takes for the same prompt match: Unicode
+    compatibility forms (NFKC: full-width letters, ligatures, non-breaking spaces), invisible format characters
+    (zero-width spaces and joiners, soft hyphens: dropped, or read as `invisible`), accents, look-alike letters
+    of other scripts, case, punctuation and symbols (hyphens, underscores included), articles, and plurals."""
+    text = unicodedata.normalize("NFKC", prompt)
+    text = "".join(invisible if unicodedata.category(ch) == "Cf" else ch for ch in text)
+    text = text.casefold().translate(CONFUSABLES)
+    text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+    text = "".join(" " if unicodedata.category(ch)[0] in "PSZC" else ch for ch in text)
+    return " ".join(_singular(w) for w in text.split() if w not in ARTICLES)
+
+
+def _forms(prompt: str) -> set[str]:
+    """A zero-width character inside a word hides nothing ("hou\u200bse"), between words it is a space
+    ("a\u200bhouse"): both readings count."""
+    return {normalise(prompt), normalise(prompt, " ")}
 
 
 def overlap(prompts: list[str], trained_on: list[str]) -> list[str]:
-    """The prompts of `prompts` that also appear in `trained_on`, in `prompts`' order."""
-    seen = {normalise(p) for p in trained_on}
-    return [p for p in prompts if normalise(p) in seen]
+    """The prompts of `prompts` that also appear in `trained_on` (as `normalise` compares them), in `prompts`' order."""
+    seen = set().union(*(_forms(p) for p in trained_on))
+    return [p for p in prompts if _forms(p) & seen]

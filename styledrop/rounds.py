@@ -96,7 +96,7 @@ class RoundSelection:
 
     round: int
     ids: list[int]
-    by: str  # "clip", "human" or "clip+human"
+    by: str  # "human" (ids or ratings), "clip" (a CLIP rule, named in details) or "random" (the random baseline)
     details: dict
 
     def save(self, style_dir: str | Path) -> Path:
@@ -141,14 +141,20 @@ def reference_contents(style_dir: str | Path) -> list[str]:
 
 
 def trained_contents(style_dir: str | Path) -> list[str]:
-    """Every content prompt some round of this style was trained on: the reference images' contents and each
-    later round's selected candidates. Evaluation must not score a style on these."""
+    """Every content prompt some round of this style was trained on, as each round's adapter file recorded it
+    (extra.training_contents), not the selection files, which `select` can rewrite after a round trained.
+    Evaluation must not score a style on these. Rounds trained before the record: their selection file."""
     style_dir = Path(style_dir)
     contents = reference_contents(style_dir)
-    for number in range(1, latest_round(style_dir)):
-        selection = load_selection(style_dir, number)
-        pool = {c.id: c for c in load_candidates(round_dir(style_dir, number) / CANDIDATES_DIR, with_images=False)}
-        contents += [pool[i].content for i in selection.ids if i in pool]
+    for number in range(1, latest_round(style_dir) + 1):
+        recorded = round_meta(style_dir, number).extra.get("training_contents")
+        if recorded is not None:
+            contents += list(recorded)
+        elif number > 1:
+            selection = load_selection(style_dir, number - 1)
+            pool = {c.id: c for c in load_candidates(round_dir(style_dir, number - 1) / CANDIDATES_DIR,
+                                                     with_images=False)}
+            contents += [pool[i].content for i in selection.ids if i in pool]
     return [c for c in dict.fromkeys(contents) if c]
 
 

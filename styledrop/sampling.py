@@ -24,6 +24,7 @@ from .errors import StyleDropError
 from .guidance import GuidedModel, Term
 from .images import decode_each, decode_tokens
 from .models import Components
+from .plan import DEFAULT_GUIDANCE, DEFAULT_SAMPLE_STEPS, DEFAULT_TEMPERATURE
 from .step_graph import MODES as GRAPH_MODES
 from .step_graph import graphs_wanted
 
@@ -64,16 +65,17 @@ def precision_context(mode: str, device: torch.device | str) -> contextlib.Abstr
 
 @dataclass
 class SampleConfig:
-    """Decoding settings. Defaults are aMUSEd's own (AmusedPipeline: 12 steps, guidance 10, temperature 2→0).
+    """Decoding settings. Defaults are aMUSEd's own (AmusedPipeline: 12 steps, guidance 10, temperature 2→0),
+    written once in styledrop.plan (a round's plan carries its own).
 
     `guidance` is the paper's λB; diffusers' `guidance_scale` equals 1 + λB. `adapter_guidance` is λA
     (paper: 0–2 for round-1 adapters, 2.0 for round 2).
     """
 
-    steps: int = 12
-    guidance: float = 9.0
+    steps: int = DEFAULT_SAMPLE_STEPS
+    guidance: float = DEFAULT_GUIDANCE
     adapter_guidance: float = 0.0
-    temperature: tuple[float, float] = (2.0, 0.0)
+    temperature: tuple[float, float] = DEFAULT_TEMPERATURE
     num_images: int = 1
     seed: int | None = 0
     negative_prompt: str = ""

@@ -6,8 +6,9 @@ Three CLIP rules, named for what they are (`select_by_rule`):
     The paper's CLIP feedback: for each content prompt, the candidate with the best CLIP *text* score
     (`top_k` per prompt, default 1: 30 images from 30 prompts in the paper). Nothing else.
 ``guarded`` (our extension, the service's default)
-    The paper's rule minus the pool's lowest style-score quantile (default: the lowest quarter), or below an
-    absolute `style_floor` when one is given. High text fidelity alone rewards images that dropped the
+    First drops every candidate in the whole pool's lowest style-score quantile (default: the lowest quarter),
+    or below an absolute `style_floor` when one is given, then the paper's rule on the rest, so a prompt whose
+    images all fell below the guard gets no pick. High text fidelity alone rewards images that dropped the
     style; the guard keeps those out. This is not in the paper.
 ``random``
     The paper's Table 2 baseline ("+random selection"): as many images as the paper's rule would pick, one

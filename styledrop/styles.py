@@ -72,7 +72,8 @@ def train_style(images: list[Image.Image], content: str | list[str], descriptor:
     descriptor = check_prompt_text(descriptor, "style descriptor")
     examples = [Example(img, style_prompt(c, descriptor)) for img, c in zip(images, contents)]
     count = len(images) if references is None else references
-    extra = {"reference_contents": contents[:count]} | dict(extra_meta or {})
+    # every image's content as trained, so an evaluation can refuse them later whatever the selections become
+    extra = {"reference_contents": contents[:count], "training_contents": contents} | dict(extra_meta or {})
     return train_adapter_folder(examples, out_dir, components or load_components(model, default_device()),
                                 adapter_config or default_adapter_config(), train_config or TrainConfig(),
                                 dict(content=contents[0], descriptor=descriptor),

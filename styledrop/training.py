@@ -1,8 +1,9 @@
 """Adapter training with Muse's masked visual token modeling (StyleDrop Eq. 3).
 
 Encode every training image to VQ tokens and every prompt to CLIP embeddings once, then each step: draw
-t ~ U(0, 1), mask a fraction cos(t·π/2) of the tokens (at least one), drop the text condition with a small
-probability (so classifier-free guidance works), and minimise cross-entropy on the masked positions only.
+t ~ U(0, 1), mask a fraction cos(t·π/2) of the tokens (at least one), and minimise cross-entropy on the masked
+positions only. The text condition is not dropped by default (`cond_dropout` 0): Eq. 4's unconditional term
+comes from the frozen base model, not from the adapter.
 All randomness comes from one seeded generator whose state is checkpointed with the adapter and optimizer,
 so a resumed run continues exactly where an uninterrupted one would be (styledrop/checkpoints.py).
 
@@ -41,6 +42,7 @@ from .fast_training import (
 from .images import encode_to_tokens, prepare_image
 from .models import Components
 from .pace import steady_progress
+from .plan import DEFAULT_FLIPS, DEFAULT_MAX_GRAD_NORM, DEFAULT_TEXT_DROPOUT, DEFAULT_WEIGHT_DECAY
 from .training_samples import sample_due
 
 # Paper (§4.1): Adam, lr 3e-5, 1,000 steps, batch 8 for its adapter; diffusers' aMUSEd LoRA recipe: lr 4e-4.
@@ -52,16 +54,18 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 8
     learning_rate: float | None = None  # None: DEFAULT_LR for the adapter kind
-    weight_decay: float = 1e-2
+    # Our departures from the paper (Adam, nothing else stated), defaults in styledrop.plan: AdamW's weight
+    # decay (0 is the paper's Adam), gradient clipping (None or 0: none), horizontal flips.
+    weight_decay: float = DEFAULT_WEIGHT_DECAY
     grad_accumulation: int = 1
-    max_grad_norm: float | None = 1.0
+    max_grad_norm: float | None = DEFAULT_MAX_GRAD_NORM
     warmup_steps: int = 0
-    # Probability of training on the empty prompt. Off: Eq. 4's unconditional term G(n) comes from the frozen
-    # base model with the adapter switched off, so the adapter never has to model the null prompt and dropout
-    # would only spend a tenth of the steps away from the style. Kept as an option for other samplers.
-    cond_dropout: float = 0.0
+    # Probability of training on the empty prompt ("text dropout"). Off: Eq. 4's unconditional term G(n) comes
+    # from the frozen base model with the adapter switched off, so the adapter never has to model the null prompt
+    # and dropout would only spend steps away from the style. An option for samplers that need it (plain CFG).
+    cond_dropout: float = DEFAULT_TEXT_DROPOUT
     min_masking_rate: float = 0.0
-    augment: bool = True  # horizontal flips of every training image
+    augment: bool = DEFAULT_FLIPS  # horizontal flips of every training image (they mirror lettering)
     seed: int = 0
     checkpoint_every: int = 250
     keep_checkpoints: int = 2
@@ -310,7 +314,7 @@ def train(components: Components, adapter: Adapter, examples: list[Example] | En
                 loss = loss_fn(input_ids, labels, idx, drop)
                 loss.backward()
                 micro_losses.append(loss.detach())
-            if config.max_grad_norm is not None:
+            if config.max_grad_norm:  # None or 0: no clipping
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
             scheduler.step()

@@ -105,6 +105,18 @@ def test_candidate_pools_cover_every_category_and_evaluation_is_held_out():
     assert overlap(["A Chihuahua.", "a wolf"], ["a chihuahua"]) == ["A Chihuahua."]
 
 
+def test_overlap_sees_through_the_red_teams_variants_of_a_prompt():
+    """Case, articles, plurals, punctuation and Unicode (NFKC, zero-width characters, look-alike letters of other
+    scripts) do not hide a trained prompt from the held-out check."""
+    variants = ["a house!", "house", "the house", "a-house", "\u0430 house", "A HOUSE", "houses", "an house",
+                "\uff41 \uff48\uff4f\uff55\uff53\uff45", "a\u200bhouse", "hou\u200bse", "h\u043euse", "a house.",
+                '"a house"', "a_house", "a   house", "a h\u00f3use", "the houses", "a house\u00ad", "a\u00a0house",
+                "\u1d00 house", "A House?", "a\u2011house"]
+    assert overlap(variants, ["a house"]) == variants
+    assert overlap(["a houseboat", "a horse", "a mouse", "a red house"], ["a house"]) == []
+    assert overlap(["two puppies", "a box"], ["two puppy", "boxes"]) == ["two puppies", "a box"]
+
+
 def test_the_cli_and_the_service_choose_the_same_scorer():
     from app.settings import Settings
 
@@ -187,6 +199,9 @@ def test_clip_feedback_loop_runs_two_rounds_end_to_end(tmp_path, reference_file,
     pool = json.loads((round_dir(style, 1) / "candidates" / "candidates.json").read_text())
     assert len(pool) == 9 and all(c["text_score"] is not None and c["style_score"] is not None for c in pool)
     assert [c["seed"] for c in pool] == list(range(9)) and all(c["round"] == 1 for c in pool)  # candidate_seed(0, k)
+    assert main(["select", str(style), "--clip", "--rule", "random"]) == 0
+    drawn = json.loads((round_dir(style, 1) / "selection.json").read_text())
+    assert drawn["by"] == "random" and drawn["details"]["rule"] == "random"  # the baseline, not CLIP's pick
     assert main(["select", str(style), "--clip"]) == 0
     selection = json.loads((round_dir(style, 1) / "selection.json").read_text())
     assert selection["by"] == "clip" and selection["ids"] == select_by_clip(pool)
@@ -202,6 +217,46 @@ def test_clip_feedback_loop_runs_two_rounds_end_to_end(tmp_path, reference_file,
     out = tmp_path / "out"
     assert main(["generate", str(style), "a cat", "--out", str(out), "--steps", "4"]) == 0
     assert len(list(out.glob("*.png"))) == 1
+
+
+def test_train_round_keeps_the_styles_adapter_kind_unless_told(tmp_path, reference_file):
+    style = tmp_path / "style"
+    assert main(TRAIN + ["--adapter", "lora", "--image", reference_file, "--out", str(style)]) == 0
+    assert main(["candidates", str(style), "--per-prompt", "1", "--limit", "2", "--steps", "2"]) == 0
+    assert main(["select", str(style), "--ids", "0"]) == 0
+    assert main(["train-round", str(style), "--steps", "2", "--batch-size", "1"]) == 0
+    manifest = json.loads((style / "style.json").read_text())
+    assert manifest["extra"]["round"] == 2 and manifest["adapter"]["kind"] == "lora"  # a LoRA style stays LoRA
+    told = tmp_path / "told"
+    assert main(TRAIN + ["--adapter", "lora", "--image", reference_file, "--out", str(told)]) == 0
+    assert main(["candidates", str(told), "--per-prompt", "1", "--limit", "2", "--steps", "2"]) == 0
+    assert main(["select", str(told), "--ids", "0"]) == 0
+    assert main(["train-round", str(told), "--steps", "2", "--batch-size", "1", "--adapter", "styledrop",
+                 "--no-flips", "--weight-decay", "0", "--max-grad-norm", "0", "--text-dropout", "0.5"]) == 0
+    manifest = json.loads((told / "style.json").read_text())
+    assert manifest["adapter"]["kind"] == "styledrop" and manifest["adapter"]["rank"] == 32  # told otherwise
+    training = manifest["training"]  # the paper's choices, asked for, recorded with the adapter
+    assert (training["augment"], training["weight_decay"], training["max_grad_norm"], training["cond_dropout"]) == \
+        (False, 0.0, None, 0.5)
+    out = tmp_path / "out"
+    assert main(["generate", str(told), "a cat", "--out", str(out), "--steps", "2", "--temperature", "4.5", "0"]) == 0
+
+
+def test_one_candidate_count_default(tmp_path, reference_file):
+    """The service's settings, a round's plan and `styledrop candidates` draw pools of the same default size."""
+    from app.settings import Settings
+    from styledrop.cli import build_parser
+    from styledrop.plan import CandidatePlan
+
+    settings, plan = Settings(data_dir=tmp_path), CandidatePlan()
+    assert (settings.candidate_prompts, settings.candidates_per_prompt) == (plan.count, plan.per_prompt)
+    style = tmp_path / "style"
+    assert main(TRAIN + ["--image", reference_file, "--out", str(style)]) == 0
+    args = build_parser().parse_args(["candidates", str(style)])
+    assert args.per_prompt == plan.per_prompt
+    assert main(["candidates", str(style), "--per-prompt", "1", "--steps", "1", "--scorer", "tiny"]) == 0
+    pool = json.loads((round_dir(style, 1) / "candidates" / "candidates.json").read_text())
+    assert len(pool) == plan.count  # the built-in prompts, cut at the one default
 
 
 def test_human_feedback_loop_runs_two_rounds_end_to_end(tmp_path, reference_file):

@@ -41,7 +41,8 @@ def run_evaluation(settings: Settings, evaluation_id: int) -> str:
         request = dict(evaluation.request)
         style = session.get(Style, evaluation.style_id)
         base_model, reference_paths = style.base_model, style.reference_paths
-        rounds = [(r.number, r.adapter_path) for r in session.scalars(
+        # each round with its plan's sampling defaults (λA, λB, steps, temperature): evaluated as it samples
+        rounds = [(r.number, r.adapter_path, r.plan.sampling.model_dump(mode="json")) for r in session.scalars(
             select(Round).where(Round.style_id == style.id, Round.status == JobStatus.succeeded.value,
                                 Round.adapter_path.is_not(None)).order_by(Round.number))]
     try:
@@ -49,10 +50,9 @@ def run_evaluation(settings: Settings, evaluation_id: int) -> str:
         components = engine_cache.components(base_model)
         clip = scorer(settings.clip_scorer(base_model), engine_cache.device())
         reference = [load_image(storage.resolve(root, path)) for path in reference_paths]  # all of them
-        rows = evaluate_adapter_files([(n, storage.resolve(root, p)) for n, p in rounds], components, clip,
+        rows = evaluate_adapter_files([(n, storage.resolve(root, p), s) for n, p, s in rounds], components, clip,
                                       reference, list(request["prompts"]), int(request["per_prompt"]),
-                                      int(request["seed"]), steps=settings.sample_steps,
-                                      precision=settings.sampling_precision,
+                                      int(request["seed"]), precision=settings.sampling_precision,
                                       should_stop=lambda: _stopped(settings, evaluation_id, token))
         status, values = JobStatus.succeeded, {"result": {"clip_model": clip.name, "rows": [r.summary() for r in rows]}}
     except Exception as exc:  # noqa: BLE001

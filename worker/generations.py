@@ -43,10 +43,12 @@ def run_generation(settings: Settings, generation_id: int) -> str:
         components = engine_cache.components(model)
         loaded = load_style(storage.resolve(settings.storage_root, adapter_rel), components=components)
         try:
-            # The round's sampling defaults (its λA ...), what the request sets instead.
-            config = sample_config(plan.sampling if plan else {}, num_images=int(request.get("num_images") or 1),
-                                   seed=request.get("seed"), steps=request.get("steps") or settings.sample_steps,
-                                   adapter_guidance=request.get("adapter_guidance"), guidance=request.get("guidance"),
+            # The sampling the request resolved against its round's plan (app.domain.generations); older rows:
+            # the round's defaults, with what the request sets instead, field by field.
+            config = sample_config(request.get("sampling") or (plan.sampling if plan else {}),
+                                   num_images=int(request.get("num_images") or 1), seed=request.get("seed"),
+                                   steps=request.get("steps"), adapter_guidance=request.get("adapter_guidance"),
+                                   guidance=request.get("guidance"),
                                    precision=settings.sampling_precision)  # the candidates' own: seeds remake them
             prompts = list(request["prompts"])
             seeds = image_seeds(config.seed, len(prompts) * config.num_images)  # the seed contract (docs/method.md)

@@ -124,7 +124,9 @@ def _train(settings: Settings, attempt: Attempt, plan: RoundPlan, descriptor: st
     t = plan.train
     sample_every = t.sample_every if t.sample_every is not None else settings.sample_every
     train_config = TrainConfig(steps=t.steps, batch_size=t.batch_size, learning_rate=t.learning_rate, seed=t.seed,
-                               checkpoint_every=t.checkpoint_every, sample_every=sample_every)
+                               checkpoint_every=t.checkpoint_every, sample_every=sample_every, augment=t.flips,
+                               weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm or None,
+                               cond_dropout=t.text_dropout)  # the plan's departures from the paper, as recorded
     train_config.validate()
     should_stop = stop_checker(settings, attempt)
     started = time.monotonic()

@@ -102,6 +102,7 @@ def create_style(session: SessionDep, settings: SettingsDep, user: UserDep, idem
                                                       "style (at most STYLEDROP_MAX_REFERENCES in all); every "
                                                       "round trains on all of them"),
                  content: str = _style_field("content", ...),
+                 contents: list[str] = Form(default=[], description=StyleCreate.model_fields["contents"].description),
                  descriptor: str = _style_field("descriptor", ...),
                  name: str | None = _style_field("name"),
                  base_model: str | None = _style_field("base_model"),
@@ -115,9 +116,9 @@ def create_style(session: SessionDep, settings: SettingsDep, user: UserDep, idem
     """Upload a reference image and describe it. Training starts with POST /styles/{id}/rounds.
     The fields are checked by the StyleCreate schema, as the new-style page's form is."""
     try:
-        body = StyleCreate(content=content, descriptor=descriptor, name=name, base_model=base_model, adapter=adapter,
-                           steps=steps, learning_rate=learning_rate, rank=rank, seed=seed, sample_every=sample_every,
-                           sample_prompts=sample_prompts)
+        body = StyleCreate(content=content, contents=contents or None, descriptor=descriptor, name=name,
+                           base_model=base_model, adapter=adapter, steps=steps, learning_rate=learning_rate,
+                           rank=rank, seed=seed, sample_every=sample_every, sample_prompts=sample_prompts)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False)) from exc
     data = [f.file.read(settings.max_upload_bytes + 1) for f in (image, *more_images)]  # before the guard:

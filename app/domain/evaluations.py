@@ -22,7 +22,7 @@ from ..settings import Settings
 from . import lifecycle
 from .lifecycle import ACTIVE, JobStatus
 from .limits import check_job_quota, clean_prompts
-from .models import Candidate, Evaluation, Round, Selection, Style, User
+from .models import Evaluation, Round, Style, User
 from .plain_text import PlainText
 from .schemas import Seed
 
@@ -50,6 +50,8 @@ class EvaluationRow(BaseModel):
     style_mean: float
     style_std: float
     count: int
+    sampling: dict[str, Any] = Field(default_factory=dict, description="what drew this row's images: the round's own "
+                                     "decoding steps, λB (guidance), λA (adapter_guidance) and temperature")
 
 
 class EvaluationOut(BaseModel):
@@ -68,10 +70,12 @@ class EvaluationPage(BaseModel):
 
 
 def trained_contents(session: Session, style: Style) -> list[str]:
-    """The reference's content and every selected candidate's: what some round of the style trained on."""
-    selected = session.scalars(select(Candidate.content).join(Selection, Selection.candidate_id == Candidate.id)
-                               .join(Round, Round.id == Candidate.round_id).where(Round.style_id == style.id))
-    return [style.content, *selected]
+    """What the style's rounds trained on, from each round's recorded training set (its plan): the references'
+    contents and the candidates selected at the time. Not the current selections, which can change after a
+    round trained (select, auto-select) and before the next one."""
+    rounds = session.scalars(select(Round).where(Round.style_id == style.id))
+    contents = [*style.contents] + [item.content for rnd in rounds for item in rnd.plan.training_set]
+    return list(dict.fromkeys(contents))
 
 
 def create_evaluation(session: Session, style: Style, user: User | None, body: EvaluationCreate,

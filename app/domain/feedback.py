@@ -18,7 +18,7 @@ from styledrop.selection import DEFAULT_RULE  # plain Python, no torch
 
 from ..errors import ApiError
 from ..infra.db import dialect_insert
-from .clip_rules import apply_clip_rule
+from .clip_rules import apply_clip_rule, origin
 from .lifecycle import JobStatus
 from .models import Candidate, Rating, Round, Selection, Style, User, utcnow
 from .ownership import MAX_ID
@@ -31,8 +31,8 @@ def candidate_items(rnd: Round) -> list[dict[str, Any]]:
 
 def auto_select(session: Session, rnd: Round, rule: str = DEFAULT_RULE, top_k: int = 1,
                 seed: int = 0) -> tuple[list[Candidate], str]:
-    """CLIP feedback: replace the round's selection with the candidates a named rule picks (app.domain.clip_rules);
-    each selection records the rule."""
+    """Rule feedback: replace the round's selection with the candidates a named rule picks (app.domain.clip_rules);
+    each selection records its origin ("clip", or "random" for the random baseline) and the rule."""
     if rnd.status != JobStatus.succeeded.value:
         raise ApiError(409, f"Round {rnd.id} is {rnd.status}; only a finished round's candidates can be selected.")
     if not rnd.candidates:
@@ -45,7 +45,7 @@ def auto_select(session: Session, rnd: Round, rule: str = DEFAULT_RULE, top_k: i
     by_id = {c.id: c for c in rnd.candidates}
     chosen = [by_id[i] for i in ids if i in by_id]
     for candidate in chosen:
-        session.add(Selection(candidate_id=candidate.id, round_id=rnd.id, by="clip", rule=rule))
+        session.add(Selection(candidate_id=candidate.id, round_id=rnd.id, by=origin(rule), rule=rule))
     rnd.metrics = dict(rnd.metrics or {}, clip_selection={"rule": rule, "method": method,
                                                           "candidate_ids": [c.id for c in chosen]})
     session.commit()

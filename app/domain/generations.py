@@ -17,6 +17,14 @@ from .schemas import GenerationCreate
 from .webhooks import check_callback_url
 
 
+def resolved_sampling(rnd: Round, body: GenerationCreate) -> dict:
+    """What draws the images: the round's plan (its λA, λB, decoding steps, temperature), with what the request
+    sets instead, field by field. Recorded on the generation, so the API says how its images were drawn."""
+    asked = {"steps": body.steps, "adapter_guidance": body.adapter_guidance, "guidance": body.guidance}
+    sampling = rnd.plan.sampling.model_copy(update={k: v for k, v in asked.items() if v is not None})
+    return sampling.model_dump(mode="json")
+
+
 def create_generation(session: Session, settings: Settings, dispatcher: Dispatcher, user: User, style: Style,
                       body: GenerationCreate) -> Generation:
     """Queue a generation with a finished round of the style (its latest by default) and send it."""
@@ -42,6 +50,7 @@ def create_generation(session: Session, settings: Settings, dispatcher: Dispatch
     generation = lifecycle.enqueue(session, Generation(
         style_id=style.id, round_id=rnd.id, user_id=user.id, callback_url=callback_url,
         request=body.model_dump(exclude={"callback_url"}) | {"prompts": prompts, "round_id": rnd.id,
-                                                               "descriptor": descriptor}))
+                                                               "descriptor": descriptor,
+                                                               "sampling": resolved_sampling(rnd, body)}))
     lifecycle.send_or_fail(session, generation, dispatcher.generate)
     return generation

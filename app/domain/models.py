@@ -89,6 +89,8 @@ class Style(Base):
     reference_path: Mapped[str] = mapped_column(String(500), default="")  # relative to the storage root
     # A style made from several reference images: the others, after reference_path (relative paths too).
     extra_references: Mapped[list[Any]] = mapped_column(default=list)
+    # What each reference image shows, in reference_paths' order; empty (older styles): `content` for every one.
+    reference_contents: Mapped[list[Any]] = mapped_column(default=list)
     name: Mapped[str | None] = mapped_column(String(100))  # what the person calls it; the descriptor if None
     content: Mapped[str] = mapped_column(String(500))
     descriptor: Mapped[str] = mapped_column(String(500))
@@ -106,6 +108,13 @@ class Style(Base):
         """Every reference image of the style, the first one first."""
         return [self.reference_path, *(self.extra_references or [])]
 
+    @property
+    def contents(self) -> list[str]:
+        """Each reference image's own content, parallel to reference_paths (as `styledrop train` takes them)."""
+        paths = self.reference_paths
+        given = list(self.reference_contents or [])
+        return given if len(given) == len(paths) else [self.content] * len(paths)
+
     evaluations: Mapped[list[Evaluation]] = relationship(back_populates="style", cascade="all, delete-orphan",
                                                          passive_deletes=True, order_by="Evaluation.id")
 
@@ -119,7 +128,7 @@ class Round(Base):
     number: Mapped[int]
     status: Mapped[str] = mapped_column(String(20), index=True)  # JobStatus: app/domain/lifecycle.py
     phase: Mapped[str | None] = mapped_column(String(20))  # training | candidates | scoring, while running
-    feedback: Mapped[str | None] = mapped_column(String(10))  # how its training set was chosen: human | clip
+    feedback: Mapped[str | None] = mapped_column(String(10))  # who chose its training set: human|clip|random|mixed
     parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
     step: Mapped[int] = mapped_column(default=0)
     total_steps: Mapped[int] = mapped_column(default=0)
@@ -192,7 +201,7 @@ class Rating(Base):
 
 
 class Selection(Base):
-    """A candidate chosen to train the next round, by a person or by CLIP feedback."""
+    """A candidate chosen to train the next round: by a person, a CLIP rule or the random baseline."""
 
     __tablename__ = "selections"
     __table_args__ = (UniqueConstraint("candidate_id", name="uq_selection_candidate"), NEVER_REUSED)
@@ -200,7 +209,7 @@ class Selection(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id", ondelete="CASCADE"))
     round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"), index=True)
-    by: Mapped[str] = mapped_column(String(10))  # human | clip
+    by: Mapped[str] = mapped_column(String(10))  # human | clip | random (app.domain.clip_rules.origin)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))  # the person
     # How: the CLIP rule's name for a CLIP pick, "thumbs up" when a like selected it (so taking the like back
     # unselects it), None for a plain click on Select.

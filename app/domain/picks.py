@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ..errors import ApiError
-from .clip_rules import apply_clip_rule
+from .clip_rules import CLIP, RANDOM_ORIGIN, apply_clip_rule, origin
 from .lifecycle import JobStatus
 from .models import Candidate, Rating, Round, Selection, User, utcnow
 
@@ -41,7 +41,7 @@ def clip_assist(session: Session, rnd: Round, user: User, rule: str = "guarded")
     by_id = {c.id: c for c in rnd.candidates}
     added = [by_id[i] for i in ids if i in by_id and by_id[i].selection is None]
     for candidate in added:
-        session.add(Selection(candidate_id=candidate.id, round_id=rnd.id, by="clip", user_id=user.id, rule=rule,
+        session.add(Selection(candidate_id=candidate.id, round_id=rnd.id, by=origin(rule), user_id=user.id, rule=rule,
                               created_at=utcnow()))
     rnd.metrics = dict(rnd.metrics or {}, clip_assist={"rule": rule, "added": [c.id for c in added],
                                                        "user_id": user.id, "at": utcnow().isoformat()})
@@ -58,7 +58,7 @@ def undo_clip_assist(session: Session, rnd: Round) -> int:
     removed = 0
     if ids:
         removed = session.execute(delete(Selection).where(Selection.candidate_id.in_(ids),
-                                                          Selection.by == "clip")).rowcount or 0
+                                                          Selection.by.in_((CLIP, RANDOM_ORIGIN)))).rowcount or 0
     rnd.metrics = {k: v for k, v in (rnd.metrics or {}).items() if k != "clip_assist"}
     session.commit()
     session.refresh(rnd)

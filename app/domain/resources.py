@@ -25,6 +25,7 @@ def style_out(style: Style, user: User | None = None) -> StyleOut:
         adapter_kind=style.adapter_kind, settings=style.settings or {}, created_at=style.created_at,
         reference_url=f"{API}/styles/{style.id}/reference",
         reference_urls=[f"{API}/styles/{style.id}/references/{i}" for i in range(len(style.reference_paths))],
+        reference_contents=style.contents,
         rounds=[RoundSummary(id=r.id, number=r.number, status=r.status, url=f"{API}/rounds/{r.id}")
                 for r in style.rounds],
         adapter_url=f"{API}/styles/{style.id}/adapter" if latest_adapter_round(style) else None)

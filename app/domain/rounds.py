@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from styledrop.plan import plan_round  # pydantic, no torch: the round's plan and the per-round recipe
+from styledrop.prompt_sets import diverse_prompts, eval_prompts, overlap
 
 from ..errors import ApiError
 from ..infra.task_queue import Dispatcher
@@ -25,18 +26,42 @@ from .schemas import RoundCreate
 from .webhooks import check_callback_url, jobs_ended
 
 
+def fresh_prompts(training_set: list[dict[str, Any]], count: int) -> list[str]:
+    """A later round's default candidate prompts: the first `count` built-in ones (across every category) that
+    it does not train on, so its candidates, and their scores, are not drawn on its own training prompts."""
+    trained = [item["content"] for item in training_set]
+    return [p for p in diverse_prompts() if not overlap([p], trained)][:count]
+
+
+def check_held_out(body: dict[str, Any]) -> None:
+    """422, naming them, for candidate prompts that are on the held-out evaluation list (as styledrop.prompt_sets
+    compares prompts): a round picked from them would train on what the evaluation scores, unless the request
+    says it means to (allow_eval_overlap)."""
+    if not body.get("prompts") or body.get("allow_eval_overlap"):
+        return
+    held = overlap(body["prompts"], eval_prompts())
+    if held:
+        shown = ", ".join(repr(p) for p in held[:5]) + (" …" if len(held) > 5 else "")
+        raise ApiError(422, f"{len(held)} candidate prompt(s) are on the held-out evaluation list, so a later "
+                            f"round could train on what the evaluation scores: {shown}. Use other prompts or set "
+                            "allow_eval_overlap.")
+
+
 def new_round(session: Session, style: Style, body: dict[str, Any], settings: Settings,
               callback_url: str | None = None) -> Round:
     """Create the next round of a style (queued). Round 1 trains on the reference; round n >= 2 on the
     reference plus the selected candidates of the latest finished round, each with its own content.
     Refused before anything is stored: 422 (too much asked), 409 (the style is busy), 429 (the user is)."""
     body = check_round_request(body, settings)
+    check_held_out(body)
     _refuse_if_busy(session, style)
     last_number = _last_number(session, style.id)
     base = latest_succeeded(session, style.id)
     feedback = body.get("feedback")
     # Every reference image of the style, in every round (a style made from several stays one of several).
-    training_set: list[dict[str, Any]] = [{"image": path, "content": style.content} for path in style.reference_paths]
+    # ... each with its own content ("a house", "a lighthouse"), as `styledrop train` takes them
+    training_set: list[dict[str, Any]] = [{"image": path, "content": content}
+                                          for path, content in zip(style.reference_paths, style.contents, strict=True)]
     if base is None:
         if feedback is not None and last_number:
             raise ApiError(409, f"Style {style.id} has no finished round to give feedback on.")
@@ -49,14 +74,18 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
         if not selected:
             raise ApiError(409, f"No candidate of round {base.number} (id {base.id}) is selected: select some "
                                 f"(PUT /api/v1/candidates/{{id}}/selected) or start the round with feedback 'clip'.")
-        training_set += [{"image": c.image_path, "content": c.content, "candidate_id": c.id} for c in selected]
-        feedback = feedback_label([c.selection.by for c in selected])  # who picked them: human, clip or both
+        # each image with who picked it (a person, a CLIP rule, the random baseline) and the rule, as recorded
+        training_set += [{"image": c.image_path, "content": c.content, "candidate_id": c.id,
+                          "picked_by": c.selection.by, "rule": c.selection.rule} for c in selected]
+        feedback = feedback_label([c.selection.by for c in selected])  # human, clip, random or mixed
     style_settings = style.settings or {}
     steps = body.get("train_steps") or style_settings.get("steps") or settings.train_steps
     seed = body.get("seed") if body.get("seed") is not None else style_settings.get("seed", 0)
     learning_rate = body.get("learning_rate") or style_settings.get("learning_rate")  # None: the engine's
     # The first round's adapter width may be the style's own (`rank`, from the new-style form).
     rank = style_settings.get("rank") if last_number == 0 else None
+    count = body.get("candidate_prompts") or settings.candidate_prompts
+    prompts = body.get("prompts") or (fresh_prompts(training_set, count) if base is not None else None)
     # The per-round recipe (adapter size, λA) is styledrop.plan's; the request and settings fill the rest.
     plan = plan_round(
         last_number + 1, model=style.base_model, adapter_kind=style.adapter_kind, training_set=training_set,
@@ -66,13 +95,14 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
                "checkpoint_every": body.get("checkpoint_every") or settings.checkpoint_every,
                "sample_every": next(v for v in (body.get("sample_every"), style_settings.get("sample_every"),
                                                 settings.sample_every) if v is not None),
-               "sample_prompts": body.get("sample_prompts") or style_settings.get("sample_prompts")},
-        candidates={"prompts": body.get("prompts"),
-                    "count": body.get("candidate_prompts") or settings.candidate_prompts,
+               "sample_prompts": body.get("sample_prompts") or style_settings.get("sample_prompts"),
+               **{k: body.get(k) for k in ("flips", "weight_decay", "max_grad_norm", "text_dropout")}},
+        candidates={"prompts": prompts, "count": count,
                     "per_prompt": body.get("candidates_per_prompt") or settings.candidates_per_prompt,
                     "seed": int(seed), "clip_model": settings.clip_scorer(style.base_model)},
         sampling={"steps": body.get("sample_steps") or settings.sample_steps,
-                  "adapter_guidance": body.get("adapter_guidance")})
+                  "adapter_guidance": body.get("adapter_guidance"), "guidance": body.get("guidance"),
+                  "temperature": body.get("temperature")})
     check_job_quota(session, style.user_id, settings)  # locks the user until enqueue commits: atomic
     # Read again under the lock: a round of the style started by a request that ran beside this one since the
     # first look is seen now (409), instead of failing this insert on the style's round numbers (a 500).

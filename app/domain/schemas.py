@@ -18,9 +18,11 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from .clip_rules import RULE_HELP
 from .plain_text import PlainText, UrlText
 
 API = "/api/v1"
+RULES_DESCRIBED = "; ".join(f"{name}: {what}" for name, what in RULE_HELP.items())  # the rules as they are
 
 # ---- limits on numbers: one place for the API's JSON and the pages' forms ----------------------------------
 # Every number a user sends is bounded here, so nothing out of range reaches the database (PostgreSQL's
@@ -129,7 +131,12 @@ class StyleCreate(BaseModel):
     """A new style: what POST /api/v1/styles takes as form fields beside the image, and what the new-style page
     parses its form into. Text is cleaned and checked against the settings by app.domain.styles.create_style."""
 
-    content: PlainText = Field(description='what the reference shows, e.g. "a house"')
+    content: PlainText = Field(description='what the reference shows, e.g. "a house" (the first image\'s, with '
+                                           'several)')
+    contents: list[PlainText] | None = Field(None, description='with several reference images: what each one '
+                                                               'shows, in order (image first, then more_images), '
+                                                               'e.g. ["a house", "a lighthouse"]; the first is '
+                                                               '`content`. Default: `content` for every image')
     descriptor: PlainText = Field(description='the style in words, e.g. "watercolor painting"')
     name: PlainText | None = Field(None, max_length=STYLE_NAME_CHARS,
                                    description="what you call the style (the gallery's title); its descriptor if "
@@ -189,6 +196,8 @@ class StyleOut(BaseModel):
     created_at: Utc
     reference_url: str
     reference_urls: list[str] = Field(description="every reference image of the style, the first one first")
+    reference_contents: list[str] = Field(description="what each reference image shows, parallel to "
+                                                      "reference_urls: each trains with its own content")
     rounds: list[RoundSummary]
     adapter_url: str | None = Field(description="download of the latest finished round's adapter, if any")
     editable: bool = Field(True, description="yours; false for another user's style shown read-only "
@@ -211,7 +220,8 @@ class RoundCreate(BaseModel):
     feedback: Literal["human", "clip"] | None = Field(
         None, description="round >= 2: train on the human selection (default) or let CLIP select")
     clip_rule: Literal["paper", "guarded", "random"] | None = Field(
-        None, description="with feedback clip: the rule (default STYLEDROP_CLIP_RULE, guarded)")
+        None, description="with feedback clip: the rule that picks the training images (default "
+                          f"STYLEDROP_CLIP_RULE, guarded). {RULES_DESCRIBED}")
     train_steps: TrainSteps | None = None
     steps: TrainSteps | None = Field(None, deprecated="use train_steps",
                                      description="deprecated: the old name of train_steps, still accepted")
@@ -225,10 +235,29 @@ class RoundCreate(BaseModel):
                                             description='contents for candidates, e.g. ["a chihuahua", "a church"]; '
                                                         'at most STYLEDROP_MAX_PROMPTS (64), each at most '
                                                         'STYLEDROP_MAX_PROMPT_CHARS (300) characters')
+    allow_eval_overlap: bool = Field(False, description="accept candidate prompts that are on the held-out "
+                                     "evaluation list (refused by default: the evaluation would score what a later "
+                                     "round trained on)")
     candidate_prompts: whole(1, MAX_COUNT, "how many default prompts (at most STYLEDROP_MAX_PROMPTS)") | None = None
     candidates_per_prompt: whole(1, MAX_CANDIDATES_PER_PROMPT) | None = None
-    sample_steps: whole(1, MAX_SAMPLE_STEPS) | None = None
-    adapter_guidance: real(0, MAX_ADAPTER_GUIDANCE) | None = None
+    sample_steps: whole(1, MAX_SAMPLE_STEPS, "decoding steps of everything drawn with this round: candidates, "
+                        "training samples, generations, evaluation (default STYLEDROP_SAMPLE_STEPS, 12)") | None = None
+    adapter_guidance: real(0, MAX_ADAPTER_GUIDANCE, "λA, adapter guidance of this round's sampling (paper Eq. 4; "
+                           "default 0 for round 1, 2 later)") | None = None
+    guidance: real(0, MAX_GUIDANCE, "λB, classifier-free guidance of this round's sampling (default 9: aMUSEd's "
+                   "guidance_scale 10; the paper: 5)") | None = None
+    temperature: tuple[real(0, 100), real(0, 100)] | None = Field(
+        None, description="Gumbel temperature of this round's sampling, [start, end] annealed linearly (default "
+                          "[2, 0], aMUSEd's; the paper's Muse: 4.5)")
+    # our departures from the paper's training, each an option recorded in the round's plan (docs/method.md)
+    flips: StrictBool | None = Field(None, description="horizontal flips of every training image (default true, "
+                                                      "ours; the paper does not flip; they mirror lettering)")
+    weight_decay: real(0, 1) | None = Field(None, description="AdamW weight decay (default 0.01, ours; 0 is the "
+                                                             "paper's Adam)")
+    max_grad_norm: real(0, 1000) | None = Field(None, description="gradient clipping by global norm (default 1, "
+                                                                 "ours; 0: none, as in the paper)")
+    text_dropout: real(0, 0.99) | None = Field(None, description="share of training steps on the empty prompt "
+                                                                "(default 0: Eq. 4 takes G(n) from the base model)")
     callback_url: UrlText | None = CALLBACK_URL
 
     @model_validator(mode="after")
@@ -258,7 +287,9 @@ class RoundOut(BaseModel):
     number: int
     status: str
     phase: str | None
-    feedback: str | None
+    feedback: str | None = Field(description="who picked the selected images it trains on: human, clip (a CLIP "
+                                             "rule), random (the random baseline) or mixed; each training_set item "
+                                             "of parameters records its own picked_by and rule")
     step: int
     total_steps: int
     progress: float
@@ -295,13 +326,14 @@ class CandidateOut(BaseModel):
     image_url: str
     clip_text_score: float | None
     clip_style_score: float | None
-    selection_rule: str | None = Field(None, description="how it was selected: a CLIP rule's name, 'thumbs up', "
+    selection_rule: str | None = Field(None, description="how it was selected: a CLIP rule's name, 'random', 'thumbs up', "
                                                         "or null for a person's pick")
     ratings: list[RatingOut]
     rating_mean: float | None
     my_rating: int | None
     selected: bool
-    selected_by: str | None
+    selected_by: str | None = Field(description="who selected it: 'human' (a person), 'clip' (a CLIP rule, named "
+                                                "in selection_rule) or 'random' (the paper's random baseline)")
 
 
 class RatingIn(BaseModel):
@@ -329,9 +361,7 @@ class AutoSelectIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rule": "paper"}]})
 
     rule: Literal["paper", "guarded", "random"] | None = Field(
-        None, description="paper: best text score per prompt; guarded (our extension, the default "
-                          "STYLEDROP_CLIP_RULE): the paper's minus the lowest style-score quarter; random: the "
-                          "paper's random-selection baseline")
+        None, description=f"default STYLEDROP_CLIP_RULE (guarded). {RULES_DESCRIBED}")
     top_k: whole(1, 8, "images per prompt") = 1
     seed: Seed = 0
 

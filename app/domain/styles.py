@@ -28,6 +28,8 @@ def create_style(session: Session, settings: Settings, user: User, body: StyleCr
     not in STYLEDROP_BASE_MODELS), 413 (too large, over the stored-MB quota), 429 (styles quota), 400/415
     (not an image). The image work runs outside any transaction (app.domain.uploads.create_style)."""
     content = clean_text(body.content, "The content", settings)
+    count = len(image) if isinstance(image, list) else 1
+    contents = reference_contents(body, content, count, settings)
     descriptor = clean_text(body.descriptor, "The descriptor", settings)
     if body.base_model is not None and len(body.base_model) > MAX_NAME_CHARS:
         raise ApiError(422, f"base_model is {len(body.base_model)} characters long; the limit is {MAX_NAME_CHARS}.")
@@ -41,7 +43,7 @@ def create_style(session: Session, settings: Settings, user: User, body: StyleCr
         style_settings["sample_prompts"] = clean_prompts(body.sample_prompts, settings, "sample_prompts")
     return store_style(session, settings, user, image, {
         "content": content, "descriptor": descriptor, "base_model": model, "adapter_kind": body.adapter,
-        "settings": style_settings, "name": name})
+        "settings": style_settings, "name": name, "reference_contents": contents})
 
 
 def clean_name(name: str | None) -> str | None:
@@ -74,6 +76,21 @@ def update_style(session: Session, settings: Settings, style: Style, changes: di
     style.name, style.descriptor = name, descriptor
     session.commit()
     return style
+
+
+def reference_contents(body: StyleCreate, content: str, count: int, settings: Settings) -> list[str]:
+    """Each reference image's own content: `contents`, one per image (the first is `content`), or `content` for
+    every image when none are given. 422, before anything is stored, for a list that does not fit the images."""
+    if not body.contents:
+        return [content] * count
+    if len(body.contents) != count:
+        raise ApiError(422, f"contents has {len(body.contents)} entries for {count} reference image(s); give one "
+                            "per image, in order (image first, then more_images), or none.")
+    contents = [clean_text(c, f"contents[{i}]", settings) for i, c in enumerate(body.contents)]
+    if contents[0] != content:
+        raise ApiError(422, f"contents[0] ({contents[0]!r}) is the first image's content, which content says is "
+                            f"{content!r}; make them the same.")
+    return contents
 
 
 def decode_image(data: bytes, settings: Settings) -> Any:

@@ -14,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from markupsafe import Markup
 
+from ..domain.clip_rules import LABELS, RULE_HELP, origin, training_origins
 from ..domain.downloads import adapter_name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,14 +68,24 @@ def static_version() -> str:
         return "0"
 
 
-FEEDBACK = {"human": "your picks", "clip": "CLIP's picks", "both": "your picks + CLIP's"}  # rounds.feedback
+def feedback(value: Any) -> str:
+    """Who picked a round's training images, as they were picked: a Round (each image's recorded origin and
+    rule, app.domain.clip_rules.training_origins) or a bare rounds.feedback value."""
+    if hasattr(value, "plan"):
+        return training_origins(value.plan.training_set, value.feedback)
+    return LABELS.get(value or "", value or "")
 
 
-def feedback(value: str | None) -> str:
-    return FEEDBACK.get(value or "", value or "")
+@pass_context
+def assist_rule(context: dict[str, Any]) -> dict[str, str]:
+    """The rule the rating grid's assist button runs (STYLEDROP_CLIP_RULE): its name, whose picks it adds and
+    what it does, so the button says what it will do."""
+    rule = context["request"].app.state.settings.clip_rule
+    return {"name": rule, "who": "random" if origin(rule) == "random" else "CLIP's", "help": RULE_HELP[rule]}
 
 
 templates.env.filters["feedback"] = feedback
+templates.env.globals["assist_rule"] = assist_rule
 templates.env.filters["duration"] = duration
 templates.env.filters["when"] = when
 templates.env.filters["score"] = score

@@ -12,6 +12,7 @@ from ..api.access import PageOwnedCandidate, PageOwnedRound, PageReadableRound
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, check_workers, csrf_guard
 from ..api.deps import PageUserDep as UserDep
 from ..domain import feedback, picks, rounds
+from ..domain.clip_rules import RANDOM_ORIGIN, RULE_HELP, origin
 from ..domain.lifecycle import TERMINAL
 from ..domain.models import Round, User
 from ..domain.schemas import RatingIn
@@ -96,19 +97,22 @@ def _plural(count: int, word: str) -> str:
 @router.post("/rounds/{round_id}/auto-select", response_class=HTMLResponse)
 def clip_assist_page(rnd: PageOwnedRound, request: Request, session: SessionDep, settings: SettingsDep,
                      user: UserDep, sort: str = "prompt") -> HTMLResponse:
-    """CLIP assistance (app/domain/picks.py): add CLIP's best per prompt to the person's picks, never a thumbed-down
-    image and never removing a pick; say what it added and offer Undo."""
+    """Rule assistance (app/domain/picks.py): add what STYLEDROP_CLIP_RULE picks to the person's picks, never a
+    thumbed-down image and never removing a pick; say what it added, by which rule, and offer Undo."""
     kept = sum(1 for c in rnd.candidates if c.selection is not None)
     try:
         added, _rule = picks.clip_assist(session, rnd, user, settings.clip_rule)
     except ApiError as exc:
         return _grid(request, session, user, rnd, sort, exc.detail)
     yours = f"Your {_plural(kept, 'pick')} stay{'s' if kept == 1 else ''}." if kept else ""
+    rule = settings.clip_rule
+    who = "The random baseline" if origin(rule) == RANDOM_ORIGIN else "CLIP"
     if not added:
-        notice = f"CLIP added nothing: its best image per prompt is already picked. {yours}".strip()
+        notice = f"{who} added nothing: what the {rule} rule picks ({RULE_HELP[rule]}) is already picked. {yours}"
     else:
-        notice = (f"CLIP added {_plural(len(added), 'pick')}, the best per prompt by CLIP text score that no one "
-                  f"thumbed down: {_names(added)}. {yours}").strip()
+        notice = (f"{who} added {_plural(len(added), 'pick')} by the {rule} rule ({RULE_HELP[rule]}), none that "
+                  f"anyone thumbed down: {_names(added)}. {yours}")
+    notice = notice.strip()
     return _grid(request, session, user, rnd, sort, notice, undo=bool(added))
 
 

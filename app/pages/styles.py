@@ -87,8 +87,8 @@ def styles_page(request: Request, session: SessionDep, settings: SettingsDep, us
 # ---- a new style ----------------------------------------------------------------------------------------------
 
 def _form_defaults(settings: Settings) -> dict[str, str]:
-    return {"content": "", "descriptor": "", "base_model": settings.model, "adapter": "styledrop",
-            "steps": str(settings.train_steps), "learning_rate": "", "rank": "", "seed": "0",
+    return {"content": "", "more_contents": "", "descriptor": "", "base_model": settings.model,
+            "adapter": "styledrop", "steps": str(settings.train_steps), "learning_rate": "", "rank": "", "seed": "0",
             "sample_every": "", "sample_prompts": ""}  # empty: the server's STYLEDROP_SAMPLE_EVERY, the default prompts
 
 
@@ -168,6 +168,9 @@ async def create_style_page(request: Request, session: SessionDep, settings: Set
     values = _form_defaults(settings) | posted
     body, errors = _check_fields(values, settings)
     data = await _check_image(form, settings, errors)
+    more = [line.strip() for line in values.get("more_contents", "").splitlines() if line.strip()]
+    if body is not None and more:  # each reference's own content (app.domain.styles.reference_contents checks)
+        body = body.model_copy(update={"contents": [body.content, *more]})
     if body is None or errors:
         if "image" not in errors and data:
             errors["image"] = "Please choose the image again (a browser cannot keep a chosen file on a form " \
@@ -179,7 +182,8 @@ async def create_style_page(request: Request, session: SessionDep, settings: Set
         limits.check_job_quota(session, user.id, settings)  # round 1 would be refused: store no style either
         style = styles.create_style(session, settings, user, body, data)
     except ApiError as exc:
-        errors["image" if exc.status in (400, 413, 415) else "form"] = exc.detail
+        field = "more_contents" if "contents" in exc.detail else "form"
+        errors["image" if exc.status in (400, 413, 415) else field] = exc.detail
         return render(request, "new_style.html", _new_style_context(settings, values, errors),
                       status_code=exc.status, headers=exc.headers)
     try:

@@ -106,10 +106,26 @@ def card_context(session: Session, candidate: Candidate, user: User) -> dict[str
 
 
 def style_summary(style: Style) -> dict[str, Any]:
+    """The rounds side by side. They are compared on the latest finished held-out evaluation (the same prompts
+    and seeds for every round) when there is one; each round's own candidates are not comparable (a later
+    round's pool is drawn on other prompts), so without an evaluation the table says so."""
     rounds = [round_view(r) for r in style.rounds]
-    chart = scores_chart([RoundScores(r["number"], r["mean_text"], r["mean_style"])
-                          for r in rounds if r["status"] == JobStatus.succeeded.value])
-    return {"rounds": rounds, "chart": chart, "adapter_round": latest_adapter_round(style)}
+    evaluation = next((e for e in reversed(style.evaluations) if e.status == JobStatus.succeeded.value), None)
+    held_out = None
+    if evaluation is not None:
+        rows = {row["name"]: row for row in (evaluation.result or {}).get("rows", [])}
+        for r in rounds:
+            r["held_out"] = rows.get(f"round {r['number']}")
+        held_out = {"id": evaluation.id, "base": rows.get("base"),
+                    "prompts": len(evaluation.request.get("prompts", [])),
+                    "per_prompt": evaluation.request.get("per_prompt")}
+        scores = [RoundScores(r["number"], r["held_out"]["text_mean"], r["held_out"]["style_mean"])
+                  for r in rounds if r.get("held_out")]
+    else:
+        scores = [RoundScores(r["number"], r["mean_text"], r["mean_style"])
+                  for r in rounds if r["status"] == JobStatus.succeeded.value]
+    return {"rounds": rounds, "chart": scores_chart(scores), "adapter_round": latest_adapter_round(style),
+            "held_out": held_out}
 
 
 def round_panel_context(session: Session, rnd: Round, user: User, sort: str,

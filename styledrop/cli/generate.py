@@ -21,8 +21,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="out", help="folder for the PNG files")
     p.add_argument("--seed", type=int, default=0)
     add_sampling_flags(p)
-    p.add_argument("--temperature", type=float, nargs=2, default=None, metavar=("START", "END"),
-                   help="default: the adapter's round default (2 0)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--no-descriptor", action="store_true", help="leave the style descriptor out of the prompt")
     which.add_argument("--descriptor", default=None,
@@ -45,8 +43,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from ..styles import generate_with_style, load_style
 
     style = load_style(args.style, model=args.model, device=args.device)
-    config = sample_config_from_flags(args, style.meta, num_images=args.num, seed=args.seed,
-                                      temperature=tuple(args.temperature) if args.temperature else None)
+    config = sample_config_from_flags(args, style.meta, num_images=args.num, seed=args.seed)
     bar = Progress(config.steps, "decoding", unit="step")
     tick = lambda step, total, logits, tokens: bar.update(1)  # noqa: E731
     seeds = image_seeds(args.seed, len(args.contents) * config.num_images)  # the seed contract (docs/method.md)

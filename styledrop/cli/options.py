@@ -20,17 +20,43 @@ def add_sampling_flags(p: argparse.ArgumentParser) -> None:
                    help="λB, classifier-free guidance, diffusers' scale - 1 (default: the adapter's, 9)")
     p.add_argument("--adapter-guidance", type=float, default=None,
                    help="λA, adapter guidance, paper Eq. 4 (default: the adapter's round default, 0 or 2)")
+    p.add_argument("--temperature", type=float, nargs=2, default=None, metavar=("START", "END"),
+                   help="Gumbel temperature, annealed linearly (default: the adapter's, 2 0 = aMUSEd's; the "
+                        "paper's Muse: 4.5)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default=None,
                    help="auto (default): bf16 autocast on CUDA and on CPUs with native bf16, else fp32; the same "
                    "seed draws another image in another precision")
+
+
+def add_training_flags(p: argparse.ArgumentParser) -> None:
+    """Our departures from the paper's training, each an option (defaults in styledrop.plan; docs/method.md)."""
+    from ..plan import DEFAULT_MAX_GRAD_NORM, DEFAULT_TEXT_DROPOUT, DEFAULT_WEIGHT_DECAY
+
+    p.add_argument("--no-flips", "--no-augment", dest="no_flips", action="store_true",
+                   help="no horizontal flips of the training images (ours, on by default; they mirror lettering)")
+    p.add_argument("--weight-decay", type=float, default=DEFAULT_WEIGHT_DECAY,
+                   help=f"AdamW weight decay (default {DEFAULT_WEIGHT_DECAY}, ours; 0 is the paper's Adam)")
+    p.add_argument("--max-grad-norm", type=float, default=DEFAULT_MAX_GRAD_NORM,
+                   help=f"gradient clipping by global norm (default {DEFAULT_MAX_GRAD_NORM}, ours; 0: none)")
+    p.add_argument("--text-dropout", type=float, default=DEFAULT_TEXT_DROPOUT,
+                   help="share of steps trained on the empty prompt (default 0: Eq. 4 takes G(n) from the base "
+                        "model)")
+
+
+def training_values(args: argparse.Namespace) -> dict:
+    """TrainConfig's keyword arguments from add_training_flags' flags."""
+    return {"augment": not args.no_flips, "weight_decay": args.weight_decay,
+            "max_grad_norm": args.max_grad_norm or None, "cond_dropout": args.text_dropout}
 
 
 def sample_config_from_flags(args: argparse.Namespace, meta, **values):
     """The adapter file's sampling defaults (its round's λA, λB, steps, temperature), overridden by flags."""
     from ..sampling import sample_config
 
+    temperature = tuple(args.temperature) if getattr(args, "temperature", None) else None
     config = sample_config(meta.extra.get("sample_defaults") or {}, steps=args.steps, guidance=args.guidance,
-                           adapter_guidance=args.adapter_guidance, precision=args.precision, **values)
+                           adapter_guidance=args.adapter_guidance, temperature=temperature,
+                           precision=args.precision, **values)
     config.validate()
     return config
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from ..errors import StyleDropError
+from ..plan import DEFAULT_CANDIDATE_PROMPTS, DEFAULT_CANDIDATES_PER_PROMPT
 from ..progress import training_bar
-from .options import add_sampling_flags, prompt_list, sample_config_from_flags
+from .options import add_sampling_flags, add_training_flags, prompt_list, sample_config_from_flags, training_values
 
 ORDER = 40
 
@@ -20,11 +21,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _add_candidates(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("candidates", help="generate and CLIP-score the latest round's candidate pool")
     p.add_argument("style")
-    p.add_argument("--per-prompt", type=int, default=4, help="images per content prompt")
+    p.add_argument("--per-prompt", type=int, default=DEFAULT_CANDIDATES_PER_PROMPT, help="images per content prompt")
     p.add_argument("--prompts", default=None,
-                   help="file with one content prompt per line (default: the built-in 64, across all 8 categories)")
+                   help="file with one content prompt per line (default: the built-in list, across all 8 categories)")
     p.add_argument("--limit", type=int, default=None,
-                   help="pool size: the first N prompts (built-in prompts are interleaved across categories)")
+                   help="pool size: the first N prompts (built-in prompts are interleaved across categories); "
+                        f"default: all of a --prompts file, else the first {DEFAULT_CANDIDATE_PROMPTS} built-in "
+                        "ones (two of each category, the service's default too); 0: all of them")
     p.add_argument("--seed", type=int, default=0, help="round seed: candidate k's own seed is seed x 100003 + k")
     p.add_argument("--batch-size", type=int, default=8, help="candidates drawn per sampler call")
     p.add_argument("--scorer", default=None, help="CLIP scorer: default (ViT-L-14/openai), tiny, MODEL/PRETRAINED "
@@ -42,8 +45,9 @@ def _add_select(sub: argparse._SubParsersAction) -> None:
     how.add_argument("--ids", help="human pick: comma-separated candidate ids")
     p.add_argument("style")
     p.add_argument("--rule", choices=["paper", "guarded", "random"], default="guarded",
-                   help="CLIP rule: paper (best text score per prompt), guarded (ours: paper minus the lowest "
-                        "style-score quantile), random (the paper's random-selection baseline)")
+                   help="CLIP rule: paper (best text score per prompt), guarded (ours, the default: first drops the "
+                        "whole pool's lowest style-score quantile, then the paper's rule, so some prompts may get "
+                        "no pick), random (the paper's random-selection baseline, no CLIP)")
     p.add_argument("--top", type=int, default=1, help="CLIP: images kept per prompt")
     p.add_argument("--text-threshold", type=float, default=None)
     p.add_argument("--style-quantile", type=float, default=0.25,
@@ -60,11 +64,15 @@ def _add_train_round(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--rank", type=int, default=32)
-    p.add_argument("--shared", action="store_true")
+    p.add_argument("--adapter", choices=["styledrop", "lora"], default=None,
+                   help="adapter kind (default: the style's, i.e. its latest round's)")
+    p.add_argument("--rank", type=int, default=None,
+                   help="adapter size (default: the per-round recipe: StyleDrop H=32, LoRA r=16)")
+    p.add_argument("--shared", action="store_true", help="StyleDrop: share the adapter's weights across layers")
     p.add_argument("--init", choices=["base", "previous"], default="base",
                    help="fresh adapter from the base model (paper) or continue the previous round's")
     p.add_argument("--seed", type=int, default=0)
+    add_training_flags(p)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_train_round)
 
@@ -78,7 +86,10 @@ def cmd_candidates(args: argparse.Namespace) -> int:
     from ..styles import load_style
 
     number = latest_round(args.style)
+    if args.limit is None and not args.prompts:
+        args.limit = DEFAULT_CANDIDATE_PROMPTS  # one candidate-count default: styledrop.plan's
     prompts = prompt_list(args)
+    warn_held_out(prompts)
     style = load_style(round_dir(args.style, number), device=args.device)
     scorer = load_scorer(scorer_for(style.meta.base_model, args.scorer), args.device)
     config = sample_config_from_flags(args, style.meta)
@@ -90,6 +101,20 @@ def cmd_candidates(args: argparse.Namespace) -> int:
     folder = save_candidates(round_dir(args.style, number) / CANDIDATES_DIR, pool)
     print(f"{len(pool)} candidates ({len(prompts)} prompts x {args.per_prompt}) scored with {scorer.name} in {folder}")
     return 0
+
+
+def warn_held_out(prompts: list[str]) -> None:
+    """Name the candidate prompts that are on the held-out evaluation list: a round trained on them would be
+    scored on what it trained on (`styledrop eval` refuses them unless --allow-overlap)."""
+    import sys
+
+    from ..prompt_sets import eval_prompts, overlap
+
+    held = overlap(prompts, eval_prompts())
+    if held:
+        print(f"warning: {len(held)} candidate prompt(s) are on the held-out evaluation list: "
+              f"{', '.join(repr(p) for p in held)}; a later round trained on them could not be evaluated on them",
+              file=sys.stderr)
 
 
 def _read_ratings(path: str) -> list[dict]:
@@ -114,7 +139,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     pool = load_candidates(round_dir(args.style, number) / CANDIDATES_DIR, with_images=False)
     if args.clip and args.rule == RANDOM:
         ids = select_randomly([c.record() for c in pool], args.top, args.seed, args.max_images)
-        by, details = "clip", {"rule": RANDOM, "per_prompt": args.top, "seed": args.seed}
+        by, details = RANDOM, {"rule": RANDOM, "per_prompt": args.top, "seed": args.seed}
     elif args.clip:
         rule = ClipRule(**{**vars(rule_named(args.rule, args.top, args.max_images)),
                            "text_threshold": args.text_threshold,
@@ -141,16 +166,26 @@ def cmd_select(args: argparse.Namespace) -> int:
 def cmd_train_round(args: argparse.Namespace) -> int:
     from ..adapters import AdapterConfig
     from ..models import default_device, load_components
+    from ..plan import adapter_recipe
     from ..rounds import latest_round, round_meta, train_next_round
     from ..training import TrainConfig
 
     number = latest_round(args.style)
-    components = load_components(round_meta(args.style, number).base_model, args.device or default_device())
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed)
+    previous = round_meta(args.style, number)
+    components = load_components(previous.base_model, args.device or default_device())
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
+                         **training_values(args))
+    # The style's adapter kind stays (a LoRA style stays LoRA) unless --adapter says otherwise; the size is the
+    # per-round recipe's unless --rank says otherwise.
+    kind = args.adapter or previous.adapter_config().kind
+    plan = adapter_recipe(number + 1, kind, args.rank)
+    if args.shared and kind == "styledrop":
+        plan = plan.model_copy(update={"shared": True})
+    adapter_config = AdapterConfig.from_dict(plan.config_dict())
     with training_bar(args.steps, f"round {number + 1}") as on_progress:
-        trained = train_next_round(args.style, components,
-                                   AdapterConfig(kind="styledrop", rank=args.rank, shared=args.shared), config,
+        trained = train_next_round(args.style, components, adapter_config, config,
                                    init=args.init, on_progress=on_progress)
-    print(f"round {number + 1}: trained on {len(trained.meta.prompts)} images, "
-          f"{trained.adapter.num_parameters():,} adapter parameters; {args.style} now uses it")
+    print(f"round {number + 1}: trained a {adapter_config.kind} adapter (rank {adapter_config.rank}) on "
+          f"{len(trained.meta.prompts)} images, {trained.adapter.num_parameters():,} adapter parameters; "
+          f"{args.style} now uses it")
     return 0

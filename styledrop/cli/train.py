@@ -8,7 +8,7 @@ from typing import Callable
 
 from ..errors import StyleDropError
 from ..progress import training_bar
-from .options import model_default
+from .options import add_training_flags, model_default, training_values
 
 ORDER = 10
 
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="at step 0, every N steps and at the last one, draw two fixed prompts with the adapter so "
                         "far into OUT/samples/step-000250-a.png, ... (default 0: none)")
     p.add_argument("--restart", action="store_true", help="ignore checkpoints of an earlier interrupted run")
-    p.add_argument("--no-augment", action="store_true", help="do not add horizontally flipped copies")
+    add_training_flags(p)
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.set_defaults(func=cmd_train)
@@ -63,7 +63,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     config.shared = config.kind == "styledrop" and not args.not_shared
     train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
                                grad_accumulation=args.grad_accumulation, seed=args.seed,
-                               checkpoint_every=args.checkpoint_every, augment=not args.no_augment,
+                               checkpoint_every=args.checkpoint_every, **training_values(args),
                                gradient_checkpointing=args.gradient_checkpointing, sample_every=args.sample_every)
     train_config.validate()
     components = load_components(model_default(args.model), args.device or default_device())

@@ -244,7 +244,8 @@ def test_auto_select_applies_the_engine_clip_rule(stub_app):
     # a cat: ids[0] text 0.1, ids[2] text 0.9 -> ids[2]; a dog: ids[1] text 0.5, ids[3] text 0.2 -> ids[1]
     assert [c["id"] for c in body["selected"]] == [ids[2], ids[1]]  # best text score first
     assert all(c["selected_by"] == "clip" and c["selection_rule"] == "guarded" for c in body["selected"])
-    assert body["rule"] == "guarded" and body["method"].startswith("clip (guarded, our extension): top-1 per prompt")
+    assert body["rule"] == "guarded"
+    assert body["method"].startswith("clip (guarded, our extension): the pool's lowest style-score quarter dropped")
 
 
 def test_auto_select_takes_the_papers_rule_ours_or_the_random_baseline(stub_app):
@@ -263,6 +264,65 @@ def test_auto_select_takes_the_papers_rule_ours_or_the_random_baseline(stub_app)
     listed = listed["items"] if isinstance(listed, dict) else listed
     assert {c["selection_rule"] for c in listed if c["selected"]} == {"random"}
     assert stub_app.post(url, json={"rule": "best"}).status_code == 422
+
+
+def test_every_selection_names_its_true_origin(stub_app):
+    """A random draw is recorded as "random" (not as CLIP's), a CLIP rule's pick as "clip" with the rule's name,
+    a person's as "human"; the next round records each training image's origin and says it as it is."""
+    style, ids = _finished_round_with_candidates(stub_app)
+    rnd_id = stub_app.get(f"{API}/styles/{style['id']}").json()["rounds"][0]["id"]
+    drawn = stub_app.post(f"{API}/rounds/{rnd_id}/auto-select", json={"rule": "random", "seed": 4}).json()
+    assert {(c["selected_by"], c["selection_rule"]) for c in drawn["selected"]} == {("random", "random")}
+    assert drawn["method"].startswith("random (the paper's baseline, no CLIP)")
+    second = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
+    assert second["feedback"] == "random"
+    assert {(t.get("picked_by"), t.get("rule")) for t in second["parameters"]["training_set"][1:]} == \
+        {("random", "random")}
+    page = stub_app.get(f"/styles/{style['id']}").text
+    assert "2 random picks (the paper&#39;s baseline)" in page and "CLIP&#39;s picks" not in page
+
+    # with feedback "clip" the rule draws at the round's start; random is still named random
+    stub_app.post(f"{API}/rounds/{second['id']}/cancel")
+    third = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={"feedback": "clip", "clip_rule": "random"})
+    assert third.status_code == 201, third.text
+    assert third.json()["feedback"] == "random"
+
+
+def test_held_out_overlap_is_refused_from_what_the_rounds_trained_on(stub_app):
+    """The evaluation refuses prompts a round trained on, as the round recorded them, whatever the selections are
+    now, and whatever the spelling; candidate prompts that are on the held-out list are refused by name."""
+    style, ids = _finished_round_with_candidates(stub_app)  # ids[0], ids[2]: a cat; ids[1], ids[3]: a dog
+    stub_app.put(f"{API}/candidates/{ids[2]}/selected", json={"selected": True})
+    second = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
+    birds = finish_round(stub_app.settings, second["id"], 2, contents=["a bird", "a bird"])
+    # after round 2 trained on the cat, round 1's selection changes: the cat out, a dog in (trained on by nobody)
+    stub_app.put(f"{API}/candidates/{ids[2]}/selected", json={"selected": False})
+    stub_app.put(f"{API}/candidates/{ids[1]}/selected", json={"selected": True})
+    url = f"{API}/styles/{style['id']}/evaluations"
+    for trained in ("a cat!", "the cats", "\u0430-cat", "A HOUSE"):
+        refused = stub_app.post(url, json={"prompts": [trained, "a wolf"], "per_prompt": 1})
+        assert refused.status_code == 422 and repr(trained) in refused.json()["detail"], (trained, refused.text)
+    assert stub_app.post(url, json={"prompts": ["a dog", "a wolf"], "per_prompt": 1}).status_code == 202
+
+    held_out = {"prompts": ["a chihuahua", "A wolf howling at the moon!"], "candidates_per_prompt": 1}
+    refused = stub_app.post(f"{API}/styles/{style['id']}/rounds", json=held_out)
+    assert refused.status_code == 422, refused.text
+    assert "'A wolf howling at the moon!'" in refused.json()["detail"] and "chihuahua" not in refused.json()["detail"]
+    stub_app.put(f"{API}/candidates/{birds[0]}/selected", json={"selected": True})
+    allowed = stub_app.post(f"{API}/styles/{style['id']}/rounds", json=held_out | {"allow_eval_overlap": True})
+    assert allowed.status_code == 201, allowed.text
+
+
+def test_guarded_is_described_as_what_it_does_wherever_it_is_offered(stub_app):
+    schema = stub_app.get("/openapi.json").json()["components"]["schemas"]
+    for described in (schema["AutoSelectIn"]["properties"]["rule"]["description"],
+                      schema["RoundCreate"]["properties"]["clip_rule"]["description"]):
+        assert "lowest quarter of style scores" in described and "no pick" in described
+    style, _ids = _finished_round_with_candidates(stub_app)
+    page = stub_app.get(f"/styles/{style['id']}").text
+    assert "Adds to your picks by the guarded rule (our extension: drops the pool&#39;s lowest quarter of style " \
+           "scores" in page
+    assert "best image per prompt" not in page
 
 
 def test_auto_select_guards_style_and_refuses_unscored_rounds(stub_app):

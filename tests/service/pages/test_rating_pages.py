@@ -97,7 +97,7 @@ def test_select_toggle_auto_select_and_train_the_next_round(stub_app):
 
 def test_clip_assistance_adds_to_the_persons_picks_and_undoes_in_one_click(stub_app):
     """CLIP never removes a pick, never picks a thumbed-down image, says what it added, and Undo takes back
-    exactly that; each selection records who made it, and the next round says "both"."""
+    exactly that; each selection records who made it, and the next round says who picked what."""
     style_id = create_style(stub_app)
     round_id = latest_round(stub_app, style_id)
     ids = finish_round(stub_app.settings, round_id)  # CLIP alone would pick ids[1] (a cat) and ids[2] (a bridge)
@@ -122,9 +122,9 @@ def test_clip_assistance_adds_to_the_persons_picks_and_undoes_in_one_click(stub_
     stub_app.post(f"/rounds/{round_id}/auto-select")
     stub_app.post(f"/styles/{style_id}/rounds", data={"feedback": "human"})
     with session_of(stub_app) as session:
-        assert session.get(Round, latest_round(stub_app, style_id)).feedback == "both"
+        assert session.get(Round, latest_round(stub_app, style_id)).feedback == "mixed"
     page = stub_app.get(f"/styles/{style_id}").text
-    assert "your picks + CLIP&#39;s" in page
+    assert "1 of your picks + 1 CLIP pick (guarded rule)" in page
 
 
 def test_toggles_undo_what_they_did(stub_app):
