@@ -302,35 +302,42 @@ def plot(table: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def picture_grid(cases: list[tuple[StyleCase, dict]], path: Path, rows=("base", "round 1", "round 2: human",
-                                                                         "round 2: CLIP (guarded)")) -> None:
-    """Per style: the reference, then one image per evaluation shape for each row."""
+def picture_grid(cases: list[tuple[StyleCase, dict]], path: Path,
+                 rows=("base", "round 1", "round 2: human", "round 2: CLIP (guarded)")) -> None:
+    """Per style: the reference, then for each row the first image of each evaluation shape."""
     from PIL import Image, ImageDraw
 
-    thumb, label_w, gap = 96, 150, 8
-    per_row = max(len(images["base"]) for _, images in cases)
+    from styledrop.world import scene as world
+
+    thumb, label_w, pad, head = 80, 150, 6, 16
+    shapes = list(world.EVAL_SHAPES)
+    width = label_w + (thumb + pad) * len(shapes)
     bands = []
     for case, images in cases:
-        shown = {r: images[r][::max(1, len(images[r]) // 5)][:5] for r in rows}
-        width = label_w + thumb * 5
-        band = Image.new("RGB", (width, gap + thumb * (len(rows) + 1) + 16), "white")
+        per_shape = max(1, len(images["base"]) // len(shapes))
+        band = Image.new("RGB", (width, head + (thumb + pad) * (len(rows) + 1) + head), "white")
         draw = ImageDraw.Draw(band)
-        draw.text((4, 2), f"{case.descriptor} (reference: {case.content})", fill="black")
-        band.paste(case.reference.resize((thumb, thumb), Image.Resampling.NEAREST), (label_w, 14))
-        draw.text((4, 14 + thumb // 2), "reference", fill="black")
-        for i, row in enumerate(rows):
-            y = 14 + thumb * (i + 1) + gap
-            draw.text((4, y + thumb // 2), row, fill="black")
-            for j, image in enumerate(shown[row]):
-                band.paste(image.resize((thumb, thumb), Image.Resampling.NEAREST), (label_w + j * thumb, y))
-        bands.append(band)
-    sheet = Image.new("RGB", (max(b.width for b in bands), sum(b.height for b in bands)), "white")
+        draw.text((4, 2), f"{case.descriptor}  (reference: {case.content})", fill="black")
+        y = head
+        band.paste(case.reference.resize((thumb, thumb), Image.Resampling.NEAREST), (label_w, y))
+        draw.text((4, y + thumb // 2 - 6), "reference", fill="black")
+        y += thumb + pad
+        for j, shape in enumerate(shapes):
+            draw.text((label_w + j * (thumb + pad) + 2, y - 2), world.content_of(shape), fill="gray")
+        y += head - pad
+        for row in rows:
+            draw.text((4, y + thumb // 2 - 6), row, fill="black")
+            for j in range(len(shapes)):
+                image = images[row][j * per_shape]
+                band.paste(image.resize((thumb, thumb), Image.Resampling.NEAREST), (label_w + j * (thumb + pad), y))
+            y += thumb + pad
+        bands.append(band.crop((0, 0, width, y)))
+    sheet = Image.new("RGB", (width, sum(b.height + pad for b in bands)), "white")
     y = 0
     for band in bands:
         sheet.paste(band, (0, y))
-        y += band.height
+        y += band.height + pad
     sheet.save(path, optimize=True)
-    del per_row
 
 
 # ---- main -----------------------------------------------------------------------------------------------------
@@ -392,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--out", default=None, help="report folder (default bench/results/table2-<world>)")
     parser.add_argument("--keep", default=None, help="keep the style folders here (default: a temporary folder)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's; 1 is much faster on a machine busy with other work)")
     for name, value in asdict(Settings()).items():
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
@@ -401,6 +410,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from styledrop.world import scene as world
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     preset = FULL if args.full else QUICK
     pool = world.DEV_STYLES if args.dev else world.EVAL_STYLES
     specs = args.styles or [s.descriptor for s in pool[:preset["styles"]]]

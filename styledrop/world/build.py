@@ -48,8 +48,9 @@ def _write_manifest(folder: Path, data: dict[str, Any]) -> None:
     tmp.replace(folder / MANIFEST)
 
 
-def training_precision(requested: str = "auto") -> str:
-    """bf16 autocast where the CPU multiplies bf16 natively (about a third faster here), else fp32."""
+def training_precision(requested: str = "fp32") -> str:
+    """fp32 by default (the same weights on every CPU; at this model size bf16 autocast was slower on one core
+    here); "auto": bf16 where the CPU multiplies bf16 natively."""
     if requested != "auto":
         return requested
     from ..sampling import native_bf16
@@ -257,12 +258,17 @@ def _measure(spec: WorldSpec, folder: Path) -> dict[str, Any]:
 
 def build_world(name: str = "shapes", folder: str | Path | None = None, seed: int | None = None,
                 on_progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None,
-                restart: bool = False, precision: str = "auto", spec: WorldSpec | None = None) -> Path:
+                restart: bool = False, precision: str = "fp32", spec: WorldSpec | None = None,
+                threads: int | None = None) -> Path:
     """Build (or finish building) a world; returns its folder. Resumes an interrupted build unless `restart`.
 
     `on_progress(Progress)` is called after every training step and at each stage's start; `should_stop()` is
-    polled every step: a stop checkpoints and returns (run again to go on).
+    polled every step: a stop checkpoints and returns (run again to go on). `threads`: torch's CPU threads
+    (None: torch's default; on a machine shared with other CPU-heavy processes 1 is much faster: two OpenMP
+    threads spin at every barrier while the other is descheduled).
     """
+    if threads:
+        torch.set_num_threads(threads)
     if spec is None:
         if name not in WORLDS:
             raise StyleDropError(f"Unknown world '{name}': choose from {', '.join(WORLDS)}.")

@@ -34,8 +34,11 @@ def add_world_parser(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--out", default=None, help="folder to build in (default: the cache folder that --model "
                    "shapes finds: $STYLEDROP_WORLD_DIR/<name> or ~/.cache/styledrop/worlds/<name>)")
     b.add_argument("--restart", action="store_true", help="delete what an earlier build left and start over")
-    b.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                   help="training arithmetic: auto = bf16 autocast where the CPU has native bf16, else fp32")
+    b.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="fp32",
+                   help="training arithmetic (default fp32: the same weights on every CPU; auto = bf16 autocast "
+                        "where the CPU has native bf16)")
+    b.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's; 1 is much faster on a machine busy with other work)")
     b.set_defaults(func=cmd_build)
 
     i = world_sub.add_parser("info", help="where a world is, whether it is built, what it measured")
@@ -116,7 +119,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     with build_progress(args.name) as on_progress:
         folder = build_world(args.name, folder=args.out, seed=args.seed, restart=args.restart,
-                             precision=args.precision, on_progress=on_progress)
+                             precision=args.precision, threads=args.threads, on_progress=on_progress)
     manifest = json.loads((folder / MANIFEST).read_text())
     _print_summary(manifest, folder)
     return 0

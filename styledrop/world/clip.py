@@ -142,16 +142,27 @@ def multi_positive_loss(image_features: torch.Tensor, text_features: torch.Tenso
 
 
 def clip_batch(rng: np.random.Generator, table: CaptionTable, styles: list[world.Style], batch: int,
-               caption_kinds: tuple[float, float, float] = (0.5, 0.3, 0.2)) -> tuple[torch.Tensor, torch.Tensor,
-                                                                                      torch.Tensor]:
-    """A batch: pixels, caption tokens, and which captions are true of which images."""
-    scenes = [world.random_scene(rng, styles) for _ in range(batch)]
+               caption_kinds: tuple[float, float, float] = (0.5, 0.3, 0.2), group: int = 4) -> tuple[
+                   torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A batch: pixels, caption tokens, and which captions are true of which images.
+
+    Pictures come in groups of `group` sharing a style, each of another shape: a full caption is then told from
+    its group's other captions by the shape alone, so the contrastive loss cannot be met by the style only (it
+    otherwise is: a batch seldom holds two pictures of one style, and CLIP learns colours long before shapes)."""
+    scenes: list[world.Scene] = []
+    while len(scenes) < batch:
+        style = styles[rng.integers(len(styles))]
+        for shape in rng.choice(len(world.SHAPES), size=min(group, batch - len(scenes)), replace=False):
+            size = int(world.SIZES[rng.integers(len(world.SIZES))])
+            spots = world.placements(size)
+            top, left = spots[rng.integers(len(spots))]
+            scenes.append(world.Scene(world.SHAPES[shape], style, size, int(top), int(left)))
     cells = np.stack([world.render_cells(s) for s in scenes])
     kinds = rng.choice(3, size=batch, p=np.array(caption_kinds) / sum(caption_kinds))
     ids = [table.full[(s.shape, s.style)] if k == 0 else table.content[s.shape] if k == 1 else table.style[s.style]
            for s, k in zip(scenes, kinds)]
     shapes = np.array([world.SHAPES.index(s.shape) for s in scenes])
-    style_ids = np.array([hash(s.style) for s in scenes])
+    style_ids = np.array([styles.index(s.style) for s in scenes])
     same_shape = shapes[:, None] == shapes[None, :]
     same_style = style_ids[:, None] == style_ids[None, :]
     kind = kinds[None, :]

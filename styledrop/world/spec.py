@@ -50,7 +50,7 @@ class WorldSpec:
 
 
 _TRANSFORMER = dict(hidden_size=96, use_bias=False, hidden_dropout=0.0, micro_cond_encode_dim=8,
-                    micro_cond_embed_dim=40, in_channels=32, block_out_channels=48, num_res_blocks=2,
+                    micro_cond_embed_dim=40, in_channels=32, block_out_channels=48, num_res_blocks=3,
                     downsample=True, upsample=True, block_num_heads=2, num_hidden_layers=4, num_attention_heads=4,
                     attention_dropout=0.0, intermediate_size=256, layer_norm_eps=1e-6, ln_elementwise_affine=True)
 
@@ -61,7 +61,7 @@ WORLDS: dict[str, WorldSpec] = {
         clip=dict(embed_dim=64, patch=4, vision_width=96, vision_layers=3, text_width=64, text_layers=3),
         clip_training=StageSpec(steps=300, batch_size=128, learning_rate=2e-3, warmup_steps=30, eval_every=50),
         transformer=_TRANSFORMER,
-        transformer_training=StageSpec(steps=800, batch_size=32, learning_rate=2e-3, warmup_steps=80,
+        transformer_training=StageSpec(steps=900, batch_size=32, learning_rate=2e-3, warmup_steps=80,
                                        eval_every=100, checkpoint_every=100),
     ),
     "shapes-micro": WorldSpec(
