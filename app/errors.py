@@ -18,7 +18,7 @@ def not_found(what: str, ident: int) -> ApiError:
 
 
 # An absolute path (POSIX, or a Windows drive), as tracebacks and library messages print them.
-_PATH = re.compile(r"(?<![\w/.:-])(?:/|[A-Za-z]:\\)(?:[\w.@+~-]+[/\\])*[\w.@+~-]*")
+_PATH = re.compile(r"(?<![\w/.:~-])(?:~?/|[A-Za-z]:\\)(?:[\w.@+~-]+[/\\])*[\w.@+~-]*")
 
 
 def without_paths(message: str, limit: int = 1000) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -129,7 +130,48 @@ def fail_running_rounds(sessions, error: str) -> list[int]:  # noqa: ANN001
     return ids
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) -> int:
+class PortTaken(Exception):
+    """The address to serve on cannot be bound; its message is one line that says what to do."""
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a just-closed port is free
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The pages' socket, bound before anything else starts: a taken port is said in one line, with the flag that
+    chooses another, before any address is printed or any process started; uvicorn then serves on this very
+    socket, so nothing can take the port in between."""
+    try:
+        return _bind(host, port)
+    except socket.gaierror as exc:
+        raise PortTaken(f"StyleDrop Studio: cannot serve on host {host!r} ({exc.strerror}); choose another with "
+                        "--host (e.g. --host 127.0.0.1).") from None
+    except OSError as exc:
+        suggestion = next((p for p in range(port + 1, port + 20) if _free(host, p)), None)
+        other = suggestion or port + 1
+        raise PortTaken(f"StyleDrop Studio: port {port} on {host} is not available ({exc.strerror}: another server "
+                        f"is using it?); choose another with --port, e.g. `./scripts/run serve --port {other}` or "
+                        f"`styledrop serve --port {other}`.") from None
+
+
+def _free(host: str, port: int) -> bool:
+    try:
+        _bind(host, port).close()
+    except OSError:
+        return False
+    return True
+
+
+def serve(host: str = "127.0.0.1", port: int | None = None, data: str | None = None) -> int:
     import uvicorn
     from sqlalchemy import select
 
@@ -139,11 +181,19 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
     from .services import wait_afresh
     from .settings import Settings
 
+    port = Settings().port if port is None else port
+    try:
+        listener = listening_socket(host, port)
+    except PortTaken as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if data:
-        os.environ["STYLEDROP_DATA"] = str(Path(data).resolve())
+        os.environ["STYLEDROP_DATA"] = data
+    # Absolute from here on, for this process, the worker child and Redis alike: a relative data folder is the
+    # caller's, whatever folder each of them later runs in.
+    os.environ["STYLEDROP_DATA"] = str(Path(Settings().data_dir).expanduser().resolve())
     settings = Settings()
-    os.environ["STYLEDROP_DATA"] = str(Path(settings.data_dir).resolve())  # the worker child sees the same
     upgrade(settings)
     sessions = session_factory(settings)
 
@@ -186,7 +236,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
         print(f"StyleDrop Studio: {url}/  (API: {url}/api/v1, docs: {url}/docs; data: {settings.data_dir}; "
               f"model: {settings.model}; Ctrl-C stops)", flush=True)
         if stopping["signal"] is None:
-            server.run()
+            server.run(sockets=[listener])
     finally:
         # The worker's warm shutdown (SIGTERM) stops a running round at its next step with a checkpoint and
         # puts it back in the queue (worker.tasks): the next start resumes it. Not a cancel: nothing to retry.
@@ -196,6 +246,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data: str | None = None) ->
             redis.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        listener.close()
         print("StyleDrop Studio: stopped.", flush=True)
     return 0
 
@@ -207,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="styledrop-serve", description="Start the web API, one worker, SQLite "
                                      "and an embedded Redis; Ctrl-C stops.")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=int, default=None, help="default $STYLEDROP_PORT or 8000")
     parser.add_argument("--data", default=None, help="data folder (default $STYLEDROP_DATA or ./data)")
     args = parser.parse_args(argv)
     return serve(args.host, args.port, args.data)

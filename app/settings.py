@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("data"), validation_alias=AliasChoices("STYLEDROP_DATA", "data_dir"))
     database_url: str | None = Field(default=None, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
+    # `styledrop serve`'s port when --port is not given (STYLEDROP_PORT).
+    port: int = Field(default=8000, ge=1, le=65535)
     # Base model for new styles: a hub id, a local diffusers folder or a preset ("tiny" runs offline on CPU).
     model: str = Field(default="amused/amused-256", validation_alias=AliasChoices("STYLEDROP_MODEL", "model"))
     # "local": the embedded single-user run; every browser and every request without a token is the one

@@ -21,20 +21,11 @@ def _slug(text: str, limit: int = 40) -> str:
 
 @contextlib.contextmanager
 def training_bar(total: int, desc: str) -> Iterator[Callable]:
-    """A tqdm bar fed by the trainer's progress callback (step, loss, seconds per step; tqdm adds the ETA)."""
-    from tqdm import tqdm
+    """Progress fed by the trainer's callback (step, loss, seconds per step), with the time left."""
+    from .progress import Progress
 
-    bar = tqdm(total=total, desc=desc, unit="step")
-
-    def on_progress(p) -> None:
-        bar.n = p.step
-        bar.set_postfix(loss=f"{p.loss:.4f}", s_per_step=f"{p.seconds_per_step:.3f}")
-        bar.refresh()
-
-    try:
-        yield on_progress
-    finally:
-        bar.close()
+    with Progress(total, desc, unit="step") as bar:
+        yield lambda p: bar.update_to(p.step, loss=f"{p.loss:.4f}", s_per_step=f"{p.seconds_per_step:.3f}")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -204,7 +195,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run StyleDrop Studio (API, worker, database, queue) on this machine",
                        description="Start the web API, one worker, SQLite and an embedded Redis; Ctrl-C stops.")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=None, help="default $STYLEDROP_PORT or 8000")
     p.add_argument("--data", default=None, help="data folder (default $STYLEDROP_DATA or ./data)")
     p.set_defaults(func=cmd_serve)
 
@@ -218,7 +209,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("app") is None:
         raise StyleDropError("The web app (package `app`) is not installed next to the engine: install the whole "
                              "project (pip install -e .) to use `styledrop serve`.")
-    command = [sys.executable, "-m", "app.runner", "--host", args.host, "--port", str(args.port)]
+    command = [sys.executable, "-m", "app.runner", "--host", args.host]
+    if args.port is not None:
+        command += ["--port", str(args.port)]
     if args.data:
         command += ["--data", args.data]
     sys.stdout.flush()
@@ -300,8 +293,7 @@ def _sample_writer(folder: Path) -> Callable[[int, list], None]:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from .progress import Progress
     from .prompts import check_prompt_text
     from .sampling import image_seeds
     from .styles import generate_with_style, load_style
@@ -309,7 +301,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     style = load_style(args.style, model=args.model, device=args.device)
     config = _sample_config(args, style.meta, num_images=args.num, seed=args.seed,
                             temperature=tuple(args.temperature) if args.temperature else None)
-    bar = tqdm(total=config.steps, desc="decoding", unit="step")
+    bar = Progress(config.steps, "decoding", unit="step")
     tick = lambda step, total, logits, tokens: bar.update(1)  # noqa: E731
     seeds = image_seeds(args.seed, len(args.contents) * config.num_images)  # the seed contract (README)
     if args.content:
@@ -384,11 +376,10 @@ def _prompt_list(args: argparse.Namespace, held_out: bool = False) -> list[str]:
 
 
 def cmd_candidates(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from .candidates import generate_candidates, save_candidates
     from .clip_scores import load_scorer
     from .presets import scorer_for
+    from .progress import Progress
     from .rounds import CANDIDATES_DIR, latest_round, reference_images, round_dir
     from .styles import load_style
 
@@ -397,7 +388,7 @@ def cmd_candidates(args: argparse.Namespace) -> int:
     style = load_style(round_dir(args.style, number), device=args.device)
     scorer = load_scorer(scorer_for(style.meta.base_model, args.scorer), args.device)
     config = _sample_config(args, style.meta)
-    bar = tqdm(total=len(prompts) * args.per_prompt, desc=f"round {number} candidates", unit="image")
+    bar = Progress(len(prompts) * args.per_prompt, f"round {number} candidates", unit="image")
     pool = generate_candidates(style, prompts, args.per_prompt, args.seed, number, config, scorer,
                                reference_images(args.style), on_progress=lambda done, total: bar.update(1),
                                batch_size=args.batch_size)

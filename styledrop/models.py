@@ -17,12 +17,10 @@ from diffusers import UVit2DModel, VQModel
 from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
 
 from .errors import StyleDropError
+from .model_sources import DEFAULT_MODEL, HUB_MODELS, ModelUnavailableError
 from .presets import PRESETS, Preset
 from .tokenizer import clip_tokenizer
 from .world.spec import WORLDS, is_built, is_world, world_dir
-
-DEFAULT_MODEL = "amused/amused-256"
-HUB_MODELS = ("amused/amused-256", "amused/amused-512")
 
 
 @dataclass
@@ -99,15 +97,6 @@ def _assemble(source: str, transformer: UVit2DModel, vqvae: VQModel, text_encode
     return Components(source, transformer, vqvae, text_encoder, tokenizer, mask_token_id)
 
 
-def _offline_message(source: str) -> str:
-    return (
-        f"Cannot load base model '{source}': it is not in the local Hugging Face cache and the hub cannot be "
-        f"reached. Download it once on a machine with network access (`hf download {source}`, or "
-        f"`huggingface-cli download {source}`), then copy ~/.cache/huggingface or pass the downloaded folder "
-        f"with --model /path/to/folder; for an offline demo use --model tiny."
-    )
-
-
 def _quiet_libraries() -> None:
     """Our own progress bars report loading and training; the libraries' per-shard bars are noise."""
     import diffusers
@@ -135,7 +124,7 @@ def _load_pretrained(source: str) -> Components:
                 f"'{source}' is not an aMUSEd model folder in the diffusers layout "
                 f"(transformer/, vqvae/, text_encoder/, tokenizer/, scheduler/): {exc}"
             ) from exc
-        raise StyleDropError(_offline_message(source)) from exc
+        raise ModelUnavailableError(source) from exc
     return _assemble(source, transformer, vqvae, text_encoder, tokenizer, int(scheduler.config.mask_token_id))
 
 

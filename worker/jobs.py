@@ -285,7 +285,10 @@ def _describe(exc: Exception) -> str:
     """The error stored on the job's row for its user: no server paths in it (app.errors.without_paths)."""
     from app.errors import without_paths
     from styledrop.errors import StyleDropError  # torch-free
+    from styledrop.model_sources import ModelUnavailableError
 
+    if isinstance(exc, ModelUnavailableError):  # the CLI's advice names --model; the pages' user needs the setting
+        return exc.service_message()
     if isinstance(exc, StyleDropError):
         return without_paths(str(exc))
     return without_paths(f"{type(exc).__name__}: {exc}")

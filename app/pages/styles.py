@@ -10,6 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
+from styledrop.model_sources import OFFLINE_CHOICES, availability
+
 from .. import paging, services
 from ..api.access import PageOwnedStyle, PageReadableStyle
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard, get_dispatcher
@@ -78,7 +80,10 @@ def _form_defaults(settings: Settings) -> dict[str, str]:
 
 def _new_style_context(settings: Settings, values: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
     models = allowed_base_models(settings)  # a choice, not free text: a typo would fail the round later
+    default = availability(settings.model)  # said before the upload, not after a failed round
     return {"values": values, "errors": errors, "descriptors": DESCRIPTORS, "base_models": models,
+            "default_model": settings.model, "default_model_missing": None if default.available else default.reason,
+            "offline_models": [m for m in models if m in OFFLINE_CHOICES],
             "max_steps": settings.max_train_steps, "max_mb": settings.max_upload_bytes // (1024 * 1024),
             "max_chars": settings.max_prompt_chars, "max_references": settings.max_references}
 
