@@ -30,7 +30,7 @@ import random
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ class Settings:
     """The experiment's knobs (chosen on the development styles, styledrop.world.scene.DEV_STYLES)."""
 
     round1_steps: int = 150
-    round2_steps: int = 150
+    round2_steps: int = 150  # 0: base and round 1 only (for choosing round 1's settings)
     batch_size: int = 8
     learning_rate: float = 2e-3
     pool_per_prompt: int = 6  # round 1 candidates per candidate shape (5 shapes)
@@ -60,6 +60,7 @@ class Settings:
     bootstrap: int = 2000
     augment: bool = False  # the world's textures are anchored to the canvas: a mirrored picture is another style
     sample_steps: int | None = None  # decoding steps (None: the round plan's, 12)
+    guidance: float | None = None  # λB (None: the world's own default, styledrop.world.spec.WorldSpec.sampling)
 
 
 QUICK = dict(styles=4, seeds=(0, 1))
@@ -185,7 +186,7 @@ def run_unit(case: StyleCase, seed: int, settings: Settings, components, scorer,
     trained.adapter.detach()  # the model is shared by every run (as the worker's cached model)
     latest_round(folder)  # records round 1
     style = load_style(folder, components)
-    sampling = round_sample_config(1, steps=settings.sample_steps)
+    sampling = round_sample_config(1, steps=settings.sample_steps, guidance=settings.guidance)
     contents = [world.content_of(s) for s in world.CANDIDATE_SHAPES]
     pool = timed("candidates", lambda: draw_candidates(style, contents, settings.pool_per_prompt, seed=seed,
                                                        round_number=1, config=sampling))
@@ -194,7 +195,7 @@ def run_unit(case: StyleCase, seed: int, settings: Settings, components, scorer,
     save_candidates(round_dir(folder, 1) / CANDIDATES_DIR, pool)
 
     selections = {}
-    for row, rule in FEEDBACK.items():
+    for row, rule in (FEEDBACK.items() if settings.round2_steps else ()):
         if rule == "human":
             human = simulated_human(pool, case.reference, settings.human_error, settings.human_max,
                                     settings.human_style_bar, seed)
@@ -221,11 +222,11 @@ def run_unit(case: StyleCase, seed: int, settings: Settings, components, scorer,
     eval_contents = [world.content_of(s) for s in world.EVAL_SHAPES]
     rows = timed("evaluation", lambda: evaluate_adapter_files(adapters, components, scorer, case.reference,
                                                               eval_contents, settings.eval_per_prompt, seed=1000,
-                                                              steps=settings.sample_steps))
+                                                              steps=settings.sample_steps, guidance=settings.guidance))
     result = {"style": case.name, "descriptor": case.descriptor, "content": case.content, "seed": seed,
               "selections": selection_record, "pool": len(pool), "timings": timings, "rows": {}}
     images = {}
-    for name, row in zip(ROWS, rows):
+    for name, row in zip([r for r in ROWS if r in ("base", "round 1") or settings.round2_steps], rows):
         pictures = [c.image for c in row.candidates]
         readings = oracle.read_contents(pictures)
         content_ok = [r.shows(world.shape_of(c.content) or "") for r, c in zip(readings, row.candidates)]
@@ -249,7 +250,7 @@ def _slug(text: str) -> str:
 def summarise(units: list[dict], samples: int) -> dict[str, Any]:
     """Per row and metric: mean and 95% bootstrap interval over units, and the paired difference from round 1."""
     table: dict[str, Any] = {}
-    for row in ROWS:
+    for row in [r for r in ROWS if all(r in u["rows"] for u in units)]:
         table[row] = {}
         for metric in METRICS:
             values = [u["rows"][row][metric] for u in units]
@@ -266,12 +267,12 @@ def markdown(table: dict, meta: dict) -> str:
              f"shapes {', '.join(meta['eval_shapes'])}. Mean [95% bootstrap interval over runs].", "",
              "| model | " + " | ".join(METRIC_NAMES[m] for m in METRICS) + " |",
              "| --- |" + " --- |" * len(METRICS)]
-    for row in ROWS:
+    for row in table:
         cells = [f"{v['mean']:.3f} [{v['lo']:.3f}, {v['hi']:.3f}]" for v in (table[row][m] for m in METRICS)]
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     lines += ["", "Difference from round 1 (paired by run), mean [95% bootstrap interval]:", "",
               "| model | " + " | ".join(METRIC_NAMES[m] for m in METRICS) + " |", "| --- |" + " --- |" * len(METRICS)]
-    for row in ROWS:
+    for row in table:
         if row == "round 1":
             continue
         cells = [f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
@@ -287,13 +288,14 @@ def plot(table: dict, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(METRICS), figsize=(3.3 * len(METRICS), 3.6), dpi=90)
-    labels = [r.replace("round 2: ", "r2 ").replace("round 1", "r1") for r in ROWS]
+    rows = list(table)
+    labels = [r.replace("round 2: ", "r2 ").replace("round 1", "r1") for r in rows]
     for ax, metric in zip(axes, METRICS):
-        means = [table[r][metric]["mean"] for r in ROWS]
-        errors = [[m - table[r][metric]["lo"] for r, m in zip(ROWS, means)],
-                  [table[r][metric]["hi"] - m for r, m in zip(ROWS, means)]]
-        ax.errorbar(range(len(ROWS)), means, yerr=errors, fmt="o", capsize=3)
-        ax.set_xticks(range(len(ROWS)), labels, rotation=55, ha="right", fontsize=7)
+        means = [table[r][metric]["mean"] for r in rows]
+        errors = [[m - table[r][metric]["lo"] for r, m in zip(rows, means)],
+                  [table[r][metric]["hi"] - m for r, m in zip(rows, means)]]
+        ax.errorbar(range(len(rows)), means, yerr=errors, fmt="o", capsize=3)
+        ax.set_xticks(range(len(rows)), labels, rotation=55, ha="right", fontsize=7)
         ax.set_title(METRIC_NAMES[metric], fontsize=9)
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=9)
@@ -313,6 +315,7 @@ def picture_grid(cases: list[tuple[StyleCase, dict]], path: Path,
     shapes = list(world.EVAL_SHAPES)
     width = label_w + (thumb + pad) * len(shapes)
     bands = []
+    rows = [r for r in rows if all(r in images for _, images in cases)]
     for case, images in cases:
         per_shape = max(1, len(images["base"]) // len(shapes))
         band = Image.new("RGB", (width, head + (thumb + pad) * (len(rows) + 1) + head), "white")
@@ -350,8 +353,11 @@ def run(world_name: str, specs: list[str], seeds: list[int], settings: Settings,
     from styledrop.models import load_components
     from styledrop.presets import scorer_for
     from styledrop.world import scene as world
+    from styledrop.world.spec import WORLDS
 
     torch.set_flush_denormal(True)
+    if settings.guidance is None and world_name in WORLDS:
+        settings = replace(settings, guidance=float(WORLDS[world_name].sampling.get("guidance", 9.0)))
     started = time.perf_counter()
     components = load_components(world_name, "cpu")
     scorer = load_scorer(scorer_for(world_name), "cpu")
@@ -406,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(value, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         else:
-            parser.add_argument(flag, type=type(value) if value is not None else int, default=value)
+            kind = {"sample_steps": int, "guidance": float}.get(name, type(value))
+            parser.add_argument(flag, type=kind, default=value)
     args = parser.parse_args(argv)
     from styledrop.world import scene as world
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .errors import StyleDropError
 from .presets import PRESETS
+from .world.spec import is_built, is_world
 
 DEFAULT_MODEL = "amused/amused-256"
 HUB_MODELS = ("amused/amused-256", "amused/amused-512")
@@ -50,6 +51,11 @@ def availability(source: str) -> Availability:
     source = (source or DEFAULT_MODEL).strip()
     if source in PRESETS:
         return Availability(True, f"'{source}' is built from its configuration on this machine.")
+    if is_world(source):
+        if is_built(source):
+            return Availability(True, f"the '{source}' world's base model is built on this machine.")
+        return Availability(False, f"the '{source}' world's base model has not been built on this machine yet "
+                                   f"(`styledrop world build {source}` trains it from its seed).")
     if os.path.isdir(source):
         if (Path(source) / "transformer" / "config.json").is_file():
             return Availability(True, "a local model folder.")

@@ -131,7 +131,7 @@ def micro_world(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setenv("STYLEDROP_WORLD_DIR", str(root))
     steps = []
-    folder = build_world("shapes-micro", on_progress=lambda p: steps.append((p.stage, p.step)))
+    folder = build_world("shapes-micro", threads=1, on_progress=lambda p: steps.append((p.stage, p.step)))
     yield folder, steps
     patch.undo()
 
@@ -186,17 +186,18 @@ def test_a_stopped_build_resumes_to_the_same_weights(tmp_path):
 
     from styledrop.world.build import build_world
 
-    whole = build_world(spec=NANO, folder=tmp_path / "whole", precision="fp32")
+    whole = build_world(spec=NANO, folder=tmp_path / "whole", precision="fp32", threads=1)
     calls = {"n": 0}
 
     def stop_in_the_transformer_stage() -> bool:
         calls["n"] += 1
         return calls["n"] == NANO.clip_training.steps + 3  # the 3rd transformer step
 
-    part = build_world(spec=NANO, folder=tmp_path / "part", precision="fp32", should_stop=stop_in_the_transformer_stage)
+    part = build_world(spec=NANO, folder=tmp_path / "part", precision="fp32", threads=1,
+                       should_stop=stop_in_the_transformer_stage)
     manifest = json.loads((part / "world.json").read_text())
     assert not manifest["complete"] and "transformer" not in manifest["stages"]
-    part = build_world(spec=NANO, folder=tmp_path / "part", precision="fp32")
+    part = build_world(spec=NANO, folder=tmp_path / "part", precision="fp32", threads=1)
     a = load_file(whole / "transformer" / "diffusion_pytorch_model.safetensors")
     b = load_file(part / "transformer" / "diffusion_pytorch_model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

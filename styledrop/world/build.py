@@ -150,16 +150,28 @@ def eval_prompts(styles: list[world.Style], count: int, seed: int) -> tuple[list
     return scenes, [world.caption(s) for s in scenes]
 
 
+def sample_config(spec: WorldSpec, **overrides: Any):
+    """The world's sampling defaults (spec.sampling) as a SampleConfig; overrides win."""
+    from ..sampling import SampleConfig
+
+    values = dict(spec.sampling) | {k: v for k, v in overrides.items() if v is not None}
+    if "temperature" in values:
+        values["temperature"] = tuple(values["temperature"])
+    return SampleConfig(**values)
+
+
 def measure_samples(components, scenes: list[world.Scene], prompts: list[str], seed: int, scorer=None,
-                    batch: int = 24) -> dict[str, Any]:
-    """Draw one image per prompt with the product's sampler and defaults; read them with the oracles."""
+                    batch: int = 24, config=None) -> dict[str, Any]:
+    """Draw one image per prompt with the product's sampler (`config`, default SampleConfig()); read them with
+    the oracles."""
     from ..sampling import SampleConfig, generate
     from . import oracle
 
+    config = config or SampleConfig()
     images = []
     for start in range(0, len(prompts), batch):
         chunk = prompts[start:start + batch]
-        images += generate(components, chunk, SampleConfig(), seeds=[seed + start + j for j in range(len(chunk))]).images
+        images += generate(components, chunk, config, seeds=[seed + start + j for j in range(len(chunk))]).images
     readings = oracle.read_contents(images)
     content = [r.shows(s.shape) for r, s in zip(readings, scenes)]
     refs = {s.style: world.render(world.reference_scene(s.style)) for s in scenes}
@@ -218,8 +230,13 @@ def _transformer_stage(spec: WorldSpec, folder: Path, index: int, precision: str
         return masked_token_loss(logits, labels)
 
     def evaluate(step: int) -> dict[str, Any]:
-        metrics, _ = measure_samples(components, eval_scenes, eval_captions, seed=1)
-        return {k: v for k, v in metrics.items() if k != "images"}
+        out: dict[str, Any] = {}
+        for guidance in spec.curve_guidances:
+            metrics, _ = measure_samples(components, eval_scenes, eval_captions, seed=1,
+                                         config=sample_config(spec, guidance=guidance))
+            suffix = "" if guidance == spec.curve_guidances[0] else f"_guidance{guidance:g}"
+            out |= {k + suffix: v for k, v in metrics.items() if k != "images"}
+        return out
 
     result = run_stage("transformer", index, len(STAGES), stage, transformer, loss_fn, evaluate,
                        folder / CHECKPOINTS / "transformer.pt", spec.seed + 1, on_progress, should_stop)
@@ -241,7 +258,11 @@ def _measure(spec: WorldSpec, folder: Path) -> dict[str, Any]:
     components = load_components(str(folder))
     scorer = world_scorer(folder, "cpu", spec.name)
     scenes, prompts = eval_prompts(world.pretraining_styles(), spec.eval_images, 30_000 + spec.seed)
-    seen, _ = measure_samples(components, scenes, prompts, seed=7, scorer=scorer)
+    seen, _ = measure_samples(components, scenes, prompts, seed=7, scorer=scorer, config=sample_config(spec))
+    by_guidance = {}
+    for guidance in sorted({0.0, 3.0, 9.0} - {float(spec.sampling.get("guidance", 9.0))}):
+        metrics, _ = measure_samples(components, scenes, prompts, seed=7, config=sample_config(spec, guidance=guidance))
+        by_guidance[f"{guidance:g}"] = {k: metrics[k] for k in ("content_accuracy", "style_match")}
     # The CLIP on the world's own pictures, every style (held-out ones too): does it rank the right shape first?
     rng = np.random.default_rng(40_000 + spec.seed)
     renders = [world.random_scene(rng, world.all_styles()) for _ in range(240)]
@@ -251,7 +272,7 @@ def _measure(spec: WorldSpec, folder: Path) -> dict[str, Any]:
     ranked = (emb @ text.T).argmax(1).tolist()
     clip_renders = float(np.mean([world.SHAPES[r] == s.shape for r, s in zip(ranked, renders)]))
     return {"base_model_seen_styles": seen, "clip_content_rank1_on_renders": round(clip_renders, 4),
-            "sampling": "styledrop.sampling.SampleConfig() defaults: 12 steps, λB = 9, temperature 2 → 0"}
+            "sampling": dict(spec.sampling), "seen_styles_by_guidance": by_guidance}
 
 
 # ---- the build ----------------------------------------------------------------------------------------------
@@ -267,14 +288,23 @@ def build_world(name: str = "shapes", folder: str | Path | None = None, seed: in
     (None: torch's default; on a machine shared with other CPU-heavy processes 1 is much faster: two OpenMP
     threads spin at every barrier while the other is descheduled).
     """
-    if threads:
-        torch.set_num_threads(threads)
     if spec is None:
         if name not in WORLDS:
             raise StyleDropError(f"Unknown world '{name}': choose from {', '.join(WORLDS)}.")
         spec = WORLDS[name]
     if seed is not None:
         spec = replace(spec, seed=seed)
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _build(spec, folder, on_progress, should_stop, restart, precision)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _build(spec: WorldSpec, folder: str | Path | None, on_progress: ProgressFn | None,
+           should_stop: Callable[[], bool] | None, restart: bool, precision: str) -> Path:
     from ..models import _quiet_libraries
 
     _quiet_libraries()
@@ -320,6 +350,11 @@ def build_world(name: str = "shapes", folder: str | Path | None = None, seed: in
         _save_transformer(transformer, folder)
         done["transformer"] = _stage_record(result)
         _write_manifest(folder, manifest)
+    measured = done.get("measure", {})
+    if measured and (measured.get("sampling") != json.loads(json.dumps(spec.sampling))
+                     or measured.get("base_model_seen_styles", {}).get("images") != spec.eval_images):
+        del done["measure"]  # measured with other settings: measure again
+        manifest["complete"] = False
     if "measure" not in done:
         announce(4, "measure", f"drawing {spec.eval_images} base-model images")
         wall, cpu = time.perf_counter(), time.process_time()

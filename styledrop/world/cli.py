@@ -14,12 +14,11 @@ import argparse
 import contextlib
 import json
 import sys
-import time
 from typing import Callable, Iterator
 
 from ..errors import StyleDropError
 
-LOG_EVERY_SECONDS = 30.0
+LOG_EVERY_SECONDS = 10.0
 
 
 def add_world_parser(sub: argparse._SubParsersAction) -> None:
@@ -61,50 +60,22 @@ def add_world_parser(sub: argparse._SubParsersAction) -> None:
     o.set_defaults(func=cmd_read)
 
 
-def _format_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
 @contextlib.contextmanager
-def build_progress(name: str, stream=None, log_every: float = LOG_EVERY_SECONDS) -> Iterator[Callable]:
-    """A progress bar per stage on a terminal; otherwise one line per `log_every` seconds (and per stage)."""
-    stream = stream or sys.stdout
-    interactive = hasattr(stream, "isatty") and stream.isatty()
-    state: dict = {"bar": None, "stage": None, "last": 0.0}
+def build_progress(name: str, stream=None, interval: float = LOG_EVERY_SECONDS) -> Iterator[Callable]:
+    """One progress bar per stage (styledrop.progress: a tqdm bar on a terminal, else a line per interval)."""
+    from ..progress import Progress
 
-    def line(p) -> str:
-        text = f"world {name}: [{p.index}/{p.stages}] {p.stage}"
-        if p.total > 1 or p.step:
-            text += f" step {p.step}/{p.total}"
-        if p.loss is not None:
-            text += f" loss {p.loss:.4f}"
-        if p.seconds_per_step:
-            text += f" {p.seconds_per_step:.2f} s/step, ETA {_format_seconds(p.eta_seconds)}"
-        return text + (f" ({p.note})" if p.note else "")
+    state: dict = {"bar": None, "stage": None}
 
     def on_progress(p) -> None:
-        if interactive:
-            from tqdm import tqdm
-
-            if state["stage"] != p.stage:
-                if state["bar"] is not None:
-                    state["bar"].close()
-                state["bar"] = tqdm(total=p.total, desc=f"[{p.index}/{p.stages}] {p.stage}", unit="step",
-                                    file=stream)
-                state["stage"] = p.stage
-            bar = state["bar"]
-            bar.n = p.step
-            if p.loss is not None:
-                bar.set_postfix(loss=f"{p.loss:.4f}")
-            bar.refresh()
-            return
-        now = time.monotonic()
-        if state["stage"] != p.stage or now - state["last"] >= log_every or p.step == p.total:
-            state["stage"], state["last"] = p.stage, now
-            print(line(p), file=stream, flush=True)
+        if state["stage"] != (p.stage, p.total):
+            if state["bar"] is not None:
+                state["bar"].close()
+            desc = f"world {name} [{p.index}/{p.stages}] {p.stage}" + (f" ({p.note})" if p.note else "")
+            state["bar"] = Progress(p.total, desc, unit="step", stream=stream or sys.stdout, interval=interval)
+            state["stage"] = (p.stage, p.total)
+        facts = {"loss": f"{p.loss:.4f}"} if p.loss is not None else {}
+        state["bar"].update_to(p.step, **facts)
 
     try:
         yield on_progress

@@ -35,8 +35,10 @@ def plot_curves(manifest: dict[str, Any], path: str | Path) -> Path:
         ax.set_ylabel("loss")
         right = ax.twinx()
         curve = record.get("curve") or []
-        keys = [k for k in ("content_rank1", "content_accuracy", "style_match") if any(k in c for c in curve)]
-        for key, colour in zip(keys, ("tab:blue", "tab:orange", "tab:green")):
+        keys = [k for k in sorted({k for c in curve for k in c})
+                if k.startswith(("content_rank1", "content_accuracy", "style_match"))]
+        colours = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+        for key, colour in zip(keys, colours):
             points = [(c["step"], c[key]) for c in curve if c.get(key) is not None]
             if points:
                 right.plot(*zip(*points), marker="o", color=colour, label=key.replace("_", " "))

@@ -76,8 +76,9 @@ REFERENCE_SHAPES = ("house", "tree")
 CANDIDATE_SHAPES = ("circle", "square", "triangle", "diamond", "cross")
 EVAL_SHAPES = ("star", "heart", "ring", "arrow", "moon")
 
-SIZES = tuple(range(9, 14))  # a shape's box side in cells
+SIZES = tuple(range(10, 14))  # a shape's box side in cells
 MARGIN = 1  # empty cells kept between a shape's box and the canvas edge
+JITTER = 1  # a shape's box sits within this many cells of the centred place, each way
 
 
 def content_of(shape: str) -> str:
@@ -238,9 +239,10 @@ def shape_mask(shape: str, size: int) -> np.ndarray:
 
 
 def placements(size: int, grid: int = GRID) -> list[tuple[int, int]]:
-    """Every (top, left) at which a box of `size` cells fits with the margin."""
-    last = grid - MARGIN - size
-    return [(r, c) for r in range(MARGIN, last + 1) for c in range(MARGIN, last + 1)]
+    """Every (top, left) of a box of `size` cells within JITTER cells of the centre, inside the margin."""
+    centred = (grid - size) // 2
+    spots = range(max(MARGIN, centred - JITTER), min(grid - MARGIN - size, centred + JITTER) + 1)
+    return [(r, c) for r in spots for c in spots]
 
 
 # ---- pictures -------------------------------------------------------------------------------------------------

@@ -42,11 +42,17 @@ class WorldSpec:
     caption_mix: tuple[float, float, float] = (0.8, 0.1, 0.1)
     eval_images: int = 96  # base-model images drawn to measure it when the build ends
     curve_images: int = 24  # base-model images drawn at each point of the learning curve
+    # The base model's sampling defaults (styledrop.sampling.SampleConfig fields): what the measurements and the
+    # experiment use; aMUSEd's own (12 steps, λB = 9, temperature 2 → 0) are measured beside them.
+    sampling: dict[str, Any] = field(default_factory=lambda: {"guidance": 1.0})
+    curve_guidances: tuple[float, ...] = (0.0, 3.0)  # the learning curve is drawn at these λB
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def fingerprint(self) -> dict[str, Any]:
-        return asdict(self)
+        """What fixes the weights (a build resumes only into the same): not the description, nor what is
+        measured afterwards (a change there measures again)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("description", "eval_images", "sampling")}
 
 
 _TRANSFORMER = dict(hidden_size=96, use_bias=False, hidden_dropout=0.0, micro_cond_encode_dim=8,
@@ -59,23 +65,25 @@ WORLDS: dict[str, WorldSpec] = {
         name="shapes",
         description="12 shapes in 288 styles; 64 px pictures, 16×16 tokens; a small UVit2DModel",
         clip=dict(embed_dim=64, patch=4, vision_width=96, vision_layers=3, text_width=64, text_layers=3),
-        clip_training=StageSpec(steps=300, batch_size=128, learning_rate=2e-3, warmup_steps=30, eval_every=50),
+        clip_training=StageSpec(steps=1200, batch_size=128, learning_rate=2e-3, warmup_steps=50, eval_every=100,
+                                checkpoint_every=100),
         transformer=_TRANSFORMER,
-        transformer_training=StageSpec(steps=900, batch_size=32, learning_rate=2e-3, warmup_steps=80,
-                                       eval_every=100, checkpoint_every=100),
+        transformer_training=StageSpec(steps=2400, batch_size=32, learning_rate=2e-3, warmup_steps=100,
+                                       eval_every=200, checkpoint_every=100),
     ),
     "shapes-micro": WorldSpec(
         name="shapes-micro",
         description="the shapes world, trained briefly: for tests (styles learned, shapes hardly)",
         clip=dict(embed_dim=32, patch=4, vision_width=64, vision_layers=2, text_width=32, text_layers=2),
-        clip_training=StageSpec(steps=40, batch_size=48, learning_rate=3e-3, warmup_steps=5, eval_every=40,
-                                checkpoint_every=20),
+        clip_training=StageSpec(steps=200, batch_size=64, learning_rate=3e-3, warmup_steps=20, eval_every=200,
+                                checkpoint_every=100),
         transformer=dict(_TRANSFORMER, hidden_size=64, block_out_channels=32, in_channels=16, num_res_blocks=1,
                          num_hidden_layers=2, num_attention_heads=2, intermediate_size=128),
-        transformer_training=StageSpec(steps=120, batch_size=16, learning_rate=3e-3, warmup_steps=10,
-                                       eval_every=120, checkpoint_every=40),
+        transformer_training=StageSpec(steps=800, batch_size=16, learning_rate=3e-3, warmup_steps=40,
+                                       eval_every=400, checkpoint_every=200),
         eval_images=12,
         curve_images=12,
+        curve_guidances=(1.0,),
     ),
 }
 
