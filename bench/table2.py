@@ -48,6 +48,7 @@ METRIC_NAMES = {"text": "CLIP text", "style": "CLIP style", "content_accuracy": 
 class Settings:
     """The experiment's knobs (chosen on the development styles, styledrop.world.scene.DEV_STYLES)."""
 
+    adapter: str = "styledrop"  # the paper's adapter (round plan: H=4 shared, then H=32), or "lora" (r=16)
     round1_steps: int = 150
     round2_steps: int = 150  # 0: base and round 1 only (for choosing round 1's settings)
     batch_size: int = 8
@@ -182,7 +183,7 @@ def run_unit(case: StyleCase, seed: int, settings: Settings, components, scorer,
     shutil.rmtree(folder, ignore_errors=True)
     trained = timed("round 1 training", lambda: train_style(
         [case.reference], case.content, case.descriptor, folder, components=components,
-        adapter_config=round_adapter_config(1), train_config=train_config(settings.round1_steps)))
+        adapter_config=round_adapter_config(1, settings.adapter), train_config=train_config(settings.round1_steps)))
     trained.adapter.detach()  # the model is shared by every run (as the worker's cached model)
     latest_round(folder)  # records round 1
     style = load_style(folder, components)
@@ -210,8 +211,9 @@ def run_unit(case: StyleCase, seed: int, settings: Settings, components, scorer,
         shutil.rmtree(copy, ignore_errors=True)
         shutil.copytree(folder, copy)
         Selection(1, ids, by, details).save(copy)
-        trained = timed("round 2 training", lambda: train_next_round(copy, components, train_config=train_config(
-            settings.round2_steps)))
+        trained = timed("round 2 training", lambda: train_next_round(
+            copy, components, adapter_config=round_adapter_config(2, settings.adapter),
+            train_config=train_config(settings.round2_steps)))
         trained.adapter.detach()
         adapters.append((2, round_dir(copy, 2) / "adapter.safetensors"))
         chosen = [c for c in pool if c.id in set(ids)]
@@ -413,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         else:
             kind = {"sample_steps": int, "guidance": float}.get(name, type(value))
-            parser.add_argument(flag, type=kind, default=value)
+            parser.add_argument(flag, type=kind, default=value,
+                                choices=("styledrop", "lora") if name == "adapter" else None)
     args = parser.parse_args(argv)
     from styledrop.world import scene as world
 
