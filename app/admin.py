@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .db import session_factory
-from .migrate import upgrade
+from .infra.db import session_factory
+from .infra.migrate import upgrade
 from .settings import get_settings
 
 
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     upgrade(settings)
     if args.command == "token":
-        from .auth import create_token
+        from .security.accounts import create_token
 
         with session_factory(settings)() as session:
             print(create_token(session, args.user, args.name))
@@ -42,8 +42,8 @@ def _user(settings, name: str, from_stdin: bool) -> int:  # noqa: ANN001
 
     from sqlalchemy import select
 
-    from .auth import AccountError, create_account, normalize_name, set_password
-    from .models import User
+    from .domain.models import User
+    from .security.accounts import AccountError, create_account, normalize_name, set_password
 
     password = sys.stdin.readline().rstrip("\n") if from_stdin else getpass.getpass(f"Password for {name}: ")
     with session_factory(settings)() as session:

@@ -12,12 +12,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .api import openapi as api_openapi
 from .api.deps import LoginRequired
-from .db import session_factory
 from .errors import ApiError
-from .middleware import BodyLimit, ResponseHeaders
+from .infra.db import session_factory
+from .infra.task_queue import CeleryDispatcher, Dispatcher
+from .security.middleware import BodyLimit, ResponseHeaders
+from .security.throttle import LoginThrottle
 from .settings import Settings, get_settings
-from .task_queue import CeleryDispatcher, Dispatcher
-from .throttle import LoginThrottle
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None, dispatcher: Dispatcher | None =
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         return error_response(request, exc.status_code, str(exc.detail), exc.headers)
 
-    # Pure ASGI middleware (app/middleware.py); the last added runs first: the body limit before anything.
+    # Pure ASGI middleware (app/security/middleware.py); the last added runs first: the body limit before anything.
     app.add_middleware(ResponseHeaders, settings=settings)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + FORM_FIELDS_BYTES,
                        message_limit=settings.max_upload_bytes)

@@ -1,10 +1,10 @@
 """`styledrop serve`: the whole product on one machine with one command.
 
 Runs the migrations on SQLite under the data folder (or DATABASE_URL), starts an embedded Redis (unless
-REDIS_URL is set), one Celery worker as a child process (both queues, one job at a time), and the API
-with uvicorn. Ctrl-C or SIGTERM stops all of it: the worker gets SIGTERM, so a running round stops at its
-next step, writes a checkpoint and goes back to the queue (it resumes by itself on the next start; a user's
-cancel is another thing), then Redis stops.
+REDIS_URL is set), one Celery worker as a child process (both queues, one job at a time), the reaper on a
+timer (there is no celery beat here), and the API with uvicorn. Ctrl-C or SIGTERM stops all of it: the
+worker gets SIGTERM, so a running round stops at its next step, writes a checkpoint and goes back to the queue
+(it resumes by itself on the next start; a user's cancel is another thing), then Redis stops.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ def worker_command(loglevel: str = "INFO") -> list[str]:
 
 def start_worker() -> subprocess.Popen:
     """The worker in its own session (Ctrl-C reaches serve, which stops it warmly), killed by the kernel if
-    serve dies without stopping it (app.children): an orphan would train a round the next serve's worker
+    serve dies without stopping it (app.infra.children): an orphan would train a round the next serve's worker
     resumes. Call from the main thread or the supervisor thread (a parent-death signal follows the thread)."""
-    from .children import die_with_parent
+    from .infra.children import die_with_parent
 
     return subprocess.Popen(worker_command(), env=dict(os.environ), start_new_session=True,
                             preexec_fn=die_with_parent(signal.SIGKILL))
@@ -94,40 +94,50 @@ class WorkerSupervisor:
 
 
 def requeue_running_rounds(sessions, exit_code: int | None) -> list[int]:  # noqa: ANN001
-    """Put the rounds a dead worker was running back in the queue, noting why; their generations fail."""
-    from sqlalchemy import select, update
-
-    from .models import Generation, Round, RoundStatus, utcnow
-    from .services import requeued_values
+    """Put the rounds a dead worker was running back in the queue, noting why; its generations and evaluations
+    fail (app.domain.lifecycle.requeue_running)."""
+    from .domain import lifecycle
 
     reason = "the server stopped without shutting down" if exit_code is None else \
         f"the worker process died (exit code {exit_code})"
     with sessions() as session:
-        ids = []
-        for rnd in list(session.scalars(select(Round).where(Round.status == RoundStatus.running.value))):
-            if session.execute(update(Round).where(Round.id == rnd.id, Round.status == RoundStatus.running.value)
-                               .values(**requeued_values(rnd, reason, exit_code))).rowcount:
-                ids.append(rnd.id)
-        session.execute(update(Generation).where(Generation.status == RoundStatus.running.value).values(
-            status=RoundStatus.failed.value, finished_at=utcnow(),
-            error="The worker stopped before this generation finished; ask again."))
-        session.commit()
-        return ids
+        return lifecycle.requeue_running(session, reason, exit_code)
 
 
 def fail_running_rounds(sessions, error: str) -> list[int]:  # noqa: ANN001
-    from sqlalchemy import select, update
-
-    from .models import Generation, Round, RoundStatus, utcnow
+    from .domain import lifecycle
 
     with sessions() as session:
-        ids = list(session.scalars(select(Round.id).where(Round.status == RoundStatus.running.value)))
-        session.execute(update(Round).where(Round.id.in_(ids)).values(
-            status=RoundStatus.failed.value, phase=None, finished_at=utcnow(), error=error))
-        session.execute(update(Generation).where(Generation.status == RoundStatus.running.value).values(
-            status=RoundStatus.failed.value, finished_at=utcnow(), error=error))
-        session.commit()
-    return ids
+        return lifecycle.fail_running(session, error)
+
+
+class ReaperTimer:
+    """The reaper on serve's own timer (app.domain.reaper.run every reap_interval_seconds): the embedded run
+    has no celery beat, and the reaper never runs inside a request."""
+
+    def __init__(self, settings, dispatcher, interval: float | None = None):  # noqa: ANN001
+        import threading
+
+        self.settings, self.dispatcher = settings, dispatcher
+        self.interval = settings.reap_interval_seconds if interval is None else interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="reaper", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from .domain import reaper
+
+        while not self._stop.wait(self.interval):
+            try:
+                reaped = reaper.run(self.settings, self.dispatcher)
+                if any(reaped.values()):
+                    logging.getLogger(__name__).warning("the reaper ended or requeued jobs: %s", reaped)
+            except Exception:  # noqa: BLE001  a busy database: the next tick tries again
+                logging.getLogger(__name__).exception("the reaper failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 class PortTaken(Exception):
@@ -175,10 +185,10 @@ def serve(host: str = "127.0.0.1", port: int | None = None, data: str | None = N
     import uvicorn
     from sqlalchemy import select
 
-    from .db import session_factory
-    from .migrate import upgrade
-    from .models import Generation, Round, RoundStatus
-    from .services import wait_afresh
+    from .domain.lifecycle import JobStatus, wait_afresh
+    from .domain.models import Evaluation, Generation, Round
+    from .infra.db import session_factory
+    from .infra.migrate import upgrade
     from .settings import Settings
 
     port = Settings().port if port is None else port
@@ -200,7 +210,7 @@ def serve(host: str = "127.0.0.1", port: int | None = None, data: str | None = N
     redis = None
     embedded = not settings.redis_url
     if embedded:
-        from .embedded_redis import EmbeddedRedis
+        from .infra.embedded_redis import EmbeddedRedis
 
         redis = EmbeddedRedis(Path(settings.data_dir) / "redis")
         os.environ["REDIS_URL"] = redis.url
@@ -216,19 +226,22 @@ def serve(host: str = "127.0.0.1", port: int | None = None, data: str | None = N
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     # With an outside Redis other workers may share the queue: then the reaper, not us, requeues their rounds.
-    from .task_queue import CeleryDispatcher
+    from .infra.task_queue import CeleryDispatcher
 
     dispatcher = CeleryDispatcher(settings)
     worker = WorkerSupervisor(sessions, exclusive=embedded, resend=dispatcher.train_round)
+    reaper = ReaperTimer(settings, dispatcher)  # there is no celery beat here
     try:
         from .main import create_app
 
         with sessions() as session:  # jobs queued before a restart: send again (a duplicate does nothing)
             wait_afresh(session)  # the worker starting now is the one they waited for
-            for round_id in session.scalars(select(Round.id).where(Round.status == RoundStatus.queued.value)):
+            for round_id in session.scalars(select(Round.id).where(Round.status == JobStatus.queued.value)):
                 dispatcher.train_round(round_id)
-            for gen_id in session.scalars(select(Generation.id).where(Generation.status == RoundStatus.queued.value)):
+            for gen_id in session.scalars(select(Generation.id).where(Generation.status == JobStatus.queued.value)):
                 dispatcher.generate(gen_id)
+            for ev_id in session.scalars(select(Evaluation.id).where(Evaluation.status == JobStatus.queued.value)):
+                dispatcher.evaluate(ev_id)
         app = create_app(settings, dispatcher)
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="off"))
         url = f"http://{'localhost' if host in ('0.0.0.0', '::') else host}:{port}"
@@ -241,6 +254,7 @@ def serve(host: str = "127.0.0.1", port: int | None = None, data: str | None = N
         # The worker's warm shutdown (SIGTERM) stops a running round at its next step with a checkpoint and
         # puts it back in the queue (worker.tasks): the next start resumes it. Not a cancel: nothing to retry.
         print("StyleDrop Studio: stopping ...", flush=True)
+        reaper.stop()
         worker.stop()
         if redis is not None:
             redis.stop()

@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     max_prompts: int = 64  # prompts of one request: a round's prompts or candidate_prompts, a generation's prompts
     max_round_candidates: int = 256  # prompts x candidates_per_prompt of one round (64 built-in prompts x 4)
     max_active_jobs: int = 10  # queued or running rounds and generations of one user, all styles, before 429
-    # Log-in throttling (app/throttle.py): wrong passwords allowed per account name and per client address
+    # Log-in throttling (app/security/throttle.py): wrong passwords allowed per account name and per client address
     # before each further attempt waits 30 s, doubling, at most login_max_wait_seconds (429, Retry-After).
     login_free_attempts: int = 10
     login_free_attempts_per_address: int = 30
@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     # world (shapes), else "default" (ViT-L-14).
     clip_model: str | None = None
 
-    # Webhooks (app/webhooks.py): comma-separated host names, *.domains and CIDR networks. Empty: any host with
+    # Webhooks (app/domain/webhooks.py): comma-separated host names, *.domains and CIDR networks. Empty: any host with
     # only public addresses; set: only what it names (which may then be private, e.g. "127.0.0.1/32").
     webhook_allow: str = ""
     webhook_attempts: int = Field(default=6, ge=1)  # deliveries tried before giving up

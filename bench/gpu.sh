@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 13 in one call of the device machine (README, Benchmarks): the CUDA tests, then the
+# The GPU checks in one call of the device machine (docs/benchmarks.md): the CUDA tests, then the
 # sampler, training-step and whole-round benchmarks on amused-256-random in bf16. Logs and JSON go to $OUT.
 # The machine's python3 has torch/transformers/peft; diffusers, open_clip and pydantic travel as wheels in .whl/
-# (README, Benchmarks, says how to fetch them). The parts take longer than one call may run (600 s): split them,
+# (docs/benchmarks.md says how to fetch them). The parts take longer than one call may run (600 s): split them,
 #   PARTS="tests sampling" bench/gpu.sh      then      PARTS="train_step round" bench/gpu.sh
 # Every part prints only when it finishes: never pipe this script (a timeout kills the pipe and its output);
 # read the logs under $OUT.

@@ -12,7 +12,7 @@ p99 stays under 100 ms.
     python bench/rating_load.py                      # local mode (the embedded single-user run)
     python bench/rating_load.py --auth accounts      # accounts, one API token per rater
 
-`--closed` keeps the old closed loop (50 clients x 20 ratings at once, plus one double click each): it
+`--closed` runs a closed loop instead (50 clients x 20 ratings at once, plus one double click each): it
 measures throughput, not what a rater sees, and tests/service/test_concurrent_ratings.py uses it to check
 that every rating is stored exactly once.
 """
@@ -66,10 +66,10 @@ def prepare(data_dir: Path, clients: int, candidates: int, auth: str = "token",
             database_url: str | None = None) -> tuple[list[str], list[list[int]]]:
     """A migrated database where each of `clients` users (with a token) owns one style whose finished
     round has `candidates` candidates to rate. In local mode every style is the local user's."""
-    from app.auth import create_token, get_or_create_user
-    from app.db import session_factory
-    from app.migrate import upgrade
-    from app.models import Candidate, Round, Style
+    from app.domain.models import Candidate, Round, Style
+    from app.infra.db import session_factory
+    from app.infra.migrate import upgrade
+    from app.security.accounts import create_token, get_or_create_user
     from app.settings import Settings
 
     settings = Settings(data_dir=data_dir, model="tiny", database_url=database_url)
@@ -320,7 +320,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--candidates", type=int, default=64, help="candidates per rater's round")
-    parser.add_argument("--closed", action="store_true", help="the old closed loop (exactly-once check)")
+    parser.add_argument("--closed", action="store_true", help="a closed loop instead (exactly-once check)")
     parser.add_argument("--ratings", type=int, default=20, help="closed loop: ratings per client")
     args = parser.parse_args()
     if args.auth == "accounts":

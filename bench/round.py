@@ -2,12 +2,12 @@
 
 The candidate phase is timed three ways in the same run, interleaved so machine load hits them alike:
 
-* one image per call — the worker's path before issue 13 (worker/jobs.py then): `generate_with_style` with
-  `num_images=1` and the seed's CPU generator, in fp32;
+* one image per call — the unbatched reference: `generate_with_style` with `num_images=1` and the seed's CPU
+  generator, in fp32 (parity mode);
 * batched, fp32 — the engine's candidate pipeline (`styledrop.candidates.draw_candidates`, `--candidate-batch`
   images per call, each with its own generator on the device) held in fp32: what batching alone buys;
 * batched — the same pipeline in its own precision (`SampleConfig.precision` auto: bf16 autocast on CUDA and
-  on CPUs with native bf16, fp32 elsewhere): what the worker does now.
+  on CPUs with native bf16, fp32 elsewhere): what the worker does.
 
 Training runs through the engine's front door (`train_style`) with `--fast` (the launch-free step's switch);
 scoring is the engine's `score_candidates` with the given CLIP scorer (`tiny`: random, offline). Each phase

@@ -3,11 +3,12 @@
 Both decode the same prompts with the same settings (12 steps, guidance 10 = λB 9) to tokens and images.
 Ours is also timed with a StyleDrop adapter and adapter guidance (λA > 0: three row groups per step), the
 configuration StyleDrop actually samples with, next to the plain base-model case that the pipeline covers.
-`--app-defaults` adds a row timing our sampler as the CLI and the worker called it before issue 13: fp32, and
-the seed's CPU generator (the probabilities go to the CPU for every draw, as AmusedScheduler does then).
-`--candidate-path` adds the candidate path with the style adapter on (λA = 0, its default): the old one image
-per call (fp32, the seed's CPU generator) and the worker's and CLI's path now (`draw_candidates`: `--batch`
-images per call, each with its own generator on the device, in `--precision`, graphed steps on CUDA).
+`--app-defaults` adds a row timing our sampler in parity mode: fp32 and the seed's CPU generator (the
+probabilities go to the CPU for every draw, as AmusedScheduler does).
+`--candidate-path` adds the candidate path with the style adapter on (λA = 0, its default): one image per call
+in parity mode (fp32, the seed's CPU generator), the unbatched reference, and the worker's and CLI's path
+(`draw_candidates`: `--batch` images per call, each with its own generator on the device, in `--precision`,
+graphed steps on CUDA).
 On CUDA, `ours` rows also run without CUDA graphs (`SampleConfig.graphs="off"`), and the graphed and
 eager images are compared.
 
@@ -59,9 +60,9 @@ def main() -> None:
     parser.add_argument("--precision", choices=("bf16", "fp32"), default=None,
                         help="bf16 autocast or fp32 (default: bf16 on cuda, fp32 on cpu)")
     parser.add_argument("--app-defaults", action="store_true",
-                        help="also time ours as the CLI/worker run it (fp32, CPU generator; slow on CUDA)")
+                        help="also time ours in parity mode (fp32, CPU generator; slow on CUDA)")
     parser.add_argument("--candidate-path", action="store_true",
-                        help="also time the candidate path: the old one image per call and the worker's draw_candidates")
+                        help="also time the candidate path: one image per call and the worker's draw_candidates")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     if args.precision is None:
@@ -109,14 +110,14 @@ def main() -> None:
         with adapter.disabled():
             return ours(graphs)
 
-    def ours_app_defaults():  # what the CLI and the worker did before issue 13: fp32, the seed's CPU generator
+    def ours_app_defaults():  # parity mode: fp32, the seed's CPU generator
         with adapter.disabled():
             return generate(components, prompts, replace(config, precision="fp32")).images
 
     # The worker's settings for a round-1 style (λA 0, λB 9), in the table's precision.
     candidate = SampleConfig(steps=args.steps, precision=args.precision)
 
-    def worker_one_per_call():  # worker/jobs.py before issue 13: one image per call, fp32, the seed's CPU generator
+    def worker_one_per_call():  # the unbatched reference: one image per call, fp32, the seed's CPU generator
         return [generate(components, [p], replace(candidate, seed=i, precision="fp32"), adapter=adapter).images[0]
                 for i, p in enumerate(prompts)]
 
@@ -127,7 +128,7 @@ def main() -> None:
     style = LoadedStyle(components, adapter, AdapterMeta(adapter={}, base_model=args.preset, fingerprint={},
                                                          descriptor="watercolor painting"))
 
-    def worker_path():  # the worker's and the CLI's candidate path now: per-image device generators, batched
+    def worker_path():  # the worker's and the CLI's candidate path: per-image device generators, batched
         return [c.image for c in draw_candidates(style, ["A cat"] * args.batch, 1, config=candidate,
                                                  batch_size=args.batch)]
 

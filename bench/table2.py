@@ -10,8 +10,8 @@ oracles (content accuracy, style match); the table gives the mean over style × 
 interval, and the paired difference of each row from round 1.
 
 Everything runs through the engine's own paths: `train_style` and `train_next_round` (the round plan's
-adapters: H=4 shared, then H=32; its sampling defaults: λA 0, then 2), `draw_candidates`, `score_candidates`,
-the selection rules of `styledrop.selection`, `Selection` files, and `evaluate_adapter_files`.
+adapters: H=4 shared, then H=32; its sampling defaults: λA 0, then 2), `draw_scored_candidates`,
+the selection rules of `styledrop.selection`, `RoundSelection` files, and `evaluate_adapter_files`.
 
     python bench/table2.py --quick                  # 4 held-out styles x 2 seeds
     python bench/table2.py --full                   # 8 held-out styles x 3 seeds
@@ -150,11 +150,11 @@ def simulated_human(candidates, reference, error: float, max_images: int, style_
 def run_unit(case: StyleCase, seed: int, settings: Settings, components, scorer, work: Path,
              log=print) -> dict[str, Any]:
     """Round 1, its pool, the four selections, four round-2 models, and every row's evaluation."""
-    from styledrop.candidates import draw_candidates, save_candidates, score_candidates
+    from styledrop.candidates import draw_scored_candidates, save_candidates
     from styledrop.evaluation import evaluate_adapter_files
     from styledrop.rounds import (
         CANDIDATES_DIR,
-        Selection,
+        RoundSelection,
         latest_round,
         round_adapter_config,
         round_dir,
@@ -189,10 +189,10 @@ def run_unit(case: StyleCase, seed: int, settings: Settings, components, scorer,
     style = load_style(folder, components)
     sampling = round_sample_config(1, steps=settings.sample_steps, guidance=settings.guidance)
     contents = [world.content_of(s) for s in world.CANDIDATE_SHAPES]
-    pool = timed("candidates", lambda: draw_candidates(style, contents, settings.pool_per_prompt, seed=seed,
-                                                       round_number=1, config=sampling))
+    pool = timed("candidates", lambda: draw_scored_candidates(style, contents, settings.pool_per_prompt, seed=seed,
+                                                              round_number=1, config=sampling, scorer=scorer,
+                                                              reference=case.reference))
     style.adapter.detach()
-    timed("scoring", lambda: score_candidates(scorer, pool, case.reference))
     save_candidates(round_dir(folder, 1) / CANDIDATES_DIR, pool)
 
     selections = {}
@@ -210,7 +210,7 @@ def run_unit(case: StyleCase, seed: int, settings: Settings, components, scorer,
         copy = work / f"{folder.name}-{FEEDBACK[row]}"
         shutil.rmtree(copy, ignore_errors=True)
         shutil.copytree(folder, copy)
-        Selection(1, ids, by, details).save(copy)
+        RoundSelection(1, ids, by, details).save(copy)
         trained = timed("round 2 training", lambda: train_next_round(
             copy, components, adapter_config=round_adapter_config(2, settings.adapter),
             train_config=train_config(settings.round2_steps)))

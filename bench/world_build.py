@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from styledrop.world.build import build_world
-    from styledrop.world.cli import build_progress
+    from styledrop.cli.world import build_progress
 
     report = Path(args.report or Path(__file__).resolve().parent / "results" / f"world-{args.world}")
     report.mkdir(parents=True, exist_ok=True)

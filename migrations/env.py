@@ -1,11 +1,11 @@
-"""Alembic environment: the target metadata is app.models.Base; the URL comes from the app's settings."""
+"""Alembic environment: the target metadata is app.domain.models.Base; the URL comes from the app's settings."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from app.models import Base
+from app.domain.models import Base
 from app.settings import Settings
 
 config = context.config

@@ -49,7 +49,7 @@ SEED_STRIDE = 100_003
 def candidate_seed(round_seed: int, k: int) -> int:
     """Candidate k's own seed (k counts from 0 over the pool, prompt by prompt): round_seed × 100,003 + k.
 
-    The one seed rule of the CLI and the worker. With the seed contract (README) candidate k is the image that
+    The one seed rule of the CLI and the worker. With the seed contract (docs/method.md) candidate k is the image that
     seed draws alone for its prompt, so `styledrop generate --seed S` or the playground remake it."""
     return int(round_seed) * SEED_STRIDE + int(k)
 
@@ -107,9 +107,10 @@ def draw_candidates(style, contents: list[str], per_prompt: int, seed: int = 0, 
     return made
 
 
-def generate_candidates(style, contents: list[str], per_prompt: int, seed: int = 0, round_number: int = 1,
-                        config: SampleConfig | None = None, scorer=None, reference=None,
-                        on_progress: ProgressFn | None = None, batch_size: int = CANDIDATE_BATCH) -> list[Candidate]:
+def draw_scored_candidates(style, contents: list[str], per_prompt: int, seed: int = 0, round_number: int = 1,
+                           config: SampleConfig | None = None, scorer=None, reference=None,
+                           on_progress: ProgressFn | None = None,
+                           batch_size: int = CANDIDATE_BATCH) -> list[Candidate]:
     """The whole pool (draw_candidates) and, with a scorer and a reference image (or its embedding), its
     CLIP text and style scores."""
     total = len(contents) * per_prompt

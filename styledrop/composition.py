@@ -29,10 +29,11 @@ from PIL import Image
 from .adapters import AdapterConfig, LoraAdapter
 from .conditioning import encode_prompts, micro_conds
 from .errors import StyleDropError
+from .guidance import GuidedModel, Term, guided_logits
 from .models import Components
 from .plan import large_adapter
 from .prompts import check_prompt_text, style_prompt
-from .sampling import GuidedModel, SampleConfig, Samples, StepCallback, Term, draw
+from .sampling import SampleConfig, Samples, StepCallback, draw
 from .styles import LoadedStyle, TrainedStyle, train_adapter_folder
 from .training import Example, ProgressFn, TrainConfig
 
@@ -121,7 +122,8 @@ def mixed_model(style: LoadedStyle, content: LoadedStyle, prompts: list[str], mi
 class MergedLoraModel:
     """The common alternative: both LoRAs merged in weight space (set_adapters with weights), sampled once.
 
-    Eq. 4 with the merged model as Ĝ: rows G(n), G(t) run with every adapter off, Ĝ(t) with the merge.
+    Eq. 4 (`guided_logits`) with the merged model as Ĝ: G(n), G(t) run with every adapter off, Ĝ(t) with the
+    merge, in a forward of its own (set_adapters applies to every row).
     """
 
     def __init__(self, style: LoadedStyle, content: LoadedStyle, prompts: list[str], mix: float,
@@ -152,16 +154,14 @@ class MergedLoraModel:
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         components = self.style.components
-        parts = self.base.forward_groups(tokens)  # G(n), G(t) with no adapter on any row
-        base = self.base._term_logits(parts, 0, self.base.terms[0])  # G(t) + λB (G(t) − G(n))
-        g_t = parts[(0, False)]
+        plain = self.base.forward_passes(tokens)[0]  # G(t), G(n) with no adapter on any row
         side = components.resolution
         micro = micro_conds(side, side, tokens.shape[0], tokens.device, self.full.hidden.dtype,
                             aesthetic=self.config.aesthetic_score)
         with self._merged():
             merged = components.transformer(tokens, micro_conds=micro, pooled_text_emb=self.full.pooled,
                                             encoder_hidden_states=self.full.hidden)
-        return base + (1.0 + self.config.adapter_guidance) * (merged - g_t)
+        return guided_logits(merged, plain.base, plain.null, self.config.guidance, self.config.adapter_guidance)
 
 
 def generate_composed(style: LoadedStyle, content: LoadedStyle, prompts: list[str], mix: float = 0.5,

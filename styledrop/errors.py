@@ -1,6 +1,6 @@
 """The one exception type the engine raises for problems a user can fix.
 
-The CLI (and later the web app) print its message as a single line; anything else is a bug and keeps
+The CLI and the web app print its message as a single line; anything else is a bug and keeps
 its traceback.
 """
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from .adapter_files import ADAPTER_FILE, load_adapter
-from .candidates import Candidate, generate_candidates, score_candidates
+from .candidates import Candidate, draw_scored_candidates, score_candidates
 from .errors import StyleDropError
 from .models import Components
 from .rounds import latest_round, reference_images, round_dir, round_sample_config
@@ -82,9 +82,9 @@ def evaluate_adapter_files(rounds: list[tuple[int, Path]], components: Component
         try:
             if number == 0:
                 with adapter.disabled():
-                    pool = generate_candidates(style, prompts, per_prompt, seed, 0, run)
+                    pool = draw_scored_candidates(style, prompts, per_prompt, seed, 0, run)
             else:
-                pool = generate_candidates(style, prompts, per_prompt, seed, number, run)
+                pool = draw_scored_candidates(style, prompts, per_prompt, seed, number, run)
         finally:
             adapter.detach()
         score_candidates(scorer, pool, reference)

@@ -1,15 +1,16 @@
-"""The launch-free training step (issue 13): one switch, `TrainConfig.fast`, and what it turns on.
+"""The launch-free training step: one switch, `TrainConfig.fast`, and what it turns on.
 
-On a GPU the eager step is bound by the CPU launching kernels, not by the GPU. With the switch on:
+On a GPU the eager step is bound by the CPU launching kernels, not by the GPU. With the switch on, beside the
+training loop (styledrop.training.train) and never inside it:
 
 - the frozen transformer is held in bf16 when training in bf16 (its fp32 weights wait on the CPU and are put
   back afterwards, bit for bit), and diffusers' RMSNorm — which upcasts every activation to fp32 and back —
   runs as one fused `F.rms_norm` for bf16 inputs;
 - forward and loss (and with them AOTAutograd's backward) are compiled with `torch.compile`, mode
-  "reduce-overhead" (CUDA graphs) on CUDA, the default inductor mode elsewhere;
+  "reduce-overhead" (CUDA graphs) on CUDA, the default inductor mode elsewhere (`CompiledLoss`);
 - AdamW is the fused kernel (one launch for all adapter tensors, its step counters on the device).
 
-A compile that fails (no C++ compiler on a CPU machine, an unsupported op) falls back to the eager step with
+A compile that fails (no C++ compiler on a CPU machine, an unsupported op) falls back to the eager loss with
 a warning; the run goes on with identical randomness. "auto" switches it on for CUDA only: on a CPU the
 compile costs more than a short run saves and needs a compiler.
 """
@@ -22,6 +23,7 @@ import warnings
 from typing import Callable, Iterator
 
 import torch
+import torch._functorch.config as functorch_config
 import torch.nn.functional as F
 from torch import nn
 
@@ -101,38 +103,39 @@ def after_load(optimizer: torch.optim.AdamW, fast: bool) -> None:
                 state["step"] = state["step"].to(p.device, torch.float32)
 
 
-class StepFunction:
-    """forward + loss + backward of one micro-batch, compiled when fast, eager after a failed compile."""
+class CompiledLoss:
+    """`loss_fn(*batch)` compiled; the eager `loss_fn` from the first failure to compile on.
 
-    def __init__(self, eager: Callable[..., torch.Tensor], device: torch.device, fast: bool):
-        self.eager = eager
+    The backward graph is lowered together with the forward (torch lowers it lazily, at the first backward,
+    by default), so that a failure to compile either one surfaces here, where the eager loss can take over,
+    and not in the training loop's `loss.backward()`. The loss comes back as a clone: on CUDA the graph's
+    output memory is overwritten by the next replay, and a clone passes the gradient through unchanged.
+    """
+
+    def __init__(self, loss_fn: Callable[..., torch.Tensor], device: torch.device):
+        self.eager = loss_fn
         self.device = device
-        self.compiled: Callable[..., torch.Tensor] | None = None
+        torch.compiler.reset()  # each run closes over new tensors: start from an empty cache, not the limit
+        mode = "reduce-overhead" if device.type == "cuda" else None
+        self.compiled: Callable[..., torch.Tensor] | None = torch.compile(loss_fn, mode=mode, fullgraph=False,
+                                                                          dynamic=False)
         self.fell_back: str | None = None
-        if fast:
-            torch.compiler.reset()  # each run closes over new tensors: start from an empty cache, not the limit
-            mode = "reduce-overhead" if device.type == "cuda" else None
-            self.compiled = torch.compile(eager, mode=mode, fullgraph=False, dynamic=False)
 
     @property
     def is_compiled(self) -> bool:
         return self.compiled is not None
 
     def __call__(self, *args: torch.Tensor) -> torch.Tensor:
-        """Returns the detached loss (a copy: a CUDA graph overwrites its outputs on the next replay)."""
         if self.compiled is not None:
             try:
                 if self.device.type == "cuda":
                     torch.compiler.cudagraph_mark_step_begin()
-                loss = self.compiled(*args)
-                loss.backward()
-                return loss.detach().clone()
-            except Exception as error:  # noqa: BLE001 — any compile failure: the eager step is always correct
+                with functorch_config.patch(force_non_lazy_backward_lowering=True):
+                    return self.compiled(*args).clone()
+            except Exception as error:  # noqa: BLE001 — any compile failure: the eager loss is always correct
                 self.fell_back = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
                 warnings.warn(f"Compiled training step failed, continuing eagerly ({self.fell_back})",
                               RuntimeWarning, stacklevel=2)
                 log.warning("compiled training step failed, continuing eagerly: %s", self.fell_back)
                 self.compiled = None
-        loss = self.eager(*args)
-        loss.backward()
-        return loss.detach()
+        return self.eager(*args)

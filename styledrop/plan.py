@@ -8,7 +8,7 @@ recipe of the paper (Table S3, §4.1) is written once:
 
 The web app stores the plan as JSON in `Round.parameters` and the worker, the pages and the CLI read it back.
 Plain pydantic, no torch: the web app imports this module and must never pull the engine's heavy libraries.
-Rows written before the plan existed (plain dicts) still load: `RoundPlan.from_stored` fills the defaults.
+Rows stored as plain settings dicts, without a plan, still load: `RoundPlan.from_stored` fills the defaults.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ class RoundPlan(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _from_older_rows(cls, data: Any) -> Any:
-        """Rows written before the plan: adapter None (the engine's default for `adapter_kind`), the sampling
+        """Rows stored without a plan: adapter None (the engine's default for `adapter_kind`), the sampling
         defaults inside `candidates` (sample_steps, adapter_guidance), no round number."""
         if not isinstance(data, dict) or "sampling" in data:
             return data

@@ -6,9 +6,10 @@ wants a line now and then with the same facts: count, rate, time left.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 
 def _clock(seconds: float) -> str:
@@ -79,3 +80,10 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def training_bar(total: int, desc: str) -> Iterator[Callable]:
+    """Progress fed by the trainer's callback (step, loss, seconds per step), with the time left."""
+    with Progress(total, desc, unit="step") as bar:
+        yield lambda p: bar.update_to(p.step, loss=f"{p.loss:.4f}", s_per_step=f"{p.seconds_per_step:.3f}")

@@ -91,7 +91,9 @@ def round_meta(style_dir: str | Path, number: int) -> AdapterMeta:
 
 
 @dataclass
-class Selection:
+class RoundSelection:
+    """A round's selection.json: which of its candidates train the next round, and who chose them."""
+
     round: int
     ids: list[int]
     by: str  # "clip", "human" or "clip+human"
@@ -104,12 +106,12 @@ class Selection:
         return path
 
 
-def load_selection(style_dir: str | Path, number: int) -> Selection:
+def load_selection(style_dir: str | Path, number: int) -> RoundSelection:
     path = round_dir(style_dir, number) / SELECTION_FILE
     if not path.is_file():
         raise StyleDropError(f"Round {number} has no selection yet: run `styledrop select` first.")
     data = json.loads(path.read_text())
-    return Selection(data["round"], data["ids"], data["by"], data.get("details", {}))
+    return RoundSelection(data["round"], data["ids"], data["by"], data.get("details", {}))
 
 
 def reference_images(style_dir: str | Path) -> list[Image.Image]:

@@ -3,13 +3,9 @@
 Each step predicts every token, keeps the most confident ones by the cosine schedule and re-masks the rest,
 with Gumbel noise on the confidences annealed by a temperature schedule. Without an adapter this loop
 reproduces diffusers' AmusedPipeline token for token (same RNG calls in the same order). With an adapter
-the logits are
-
-    l = Ĝ(t) + λA·(Ĝ(t) − G(t)) + λB·(G(t) − G(n))
-
-computed from one batched forward pass over [n, t, t] rows, the last rows with the adapter switched on.
-`GuidedModel` is that logits function; `sample_tokens` accepts any function of the same shape, which is how
-two adapters are mixed per step (composition).
+the logits of each step are Eq. 4's, l = Ĝ(t) + λA·(Ĝ(t) − G(t)) + λB·(G(t) − G(n)): `guided_model` builds
+that logits function (styledrop/guidance.py); `sample_tokens` accepts any function of the same shape, which
+is how two adapters are mixed per step (composition).
 """
 
 from __future__ import annotations
@@ -23,14 +19,13 @@ import torch
 from PIL import Image
 
 from .adapters import Adapter
-from .adapters.base import route_rows
-from .conditioning import AESTHETIC_SCORE, TextConditioning, encode_prompts, micro_conds
+from .conditioning import AESTHETIC_SCORE, encode_prompts
 from .errors import StyleDropError
+from .guidance import GuidedModel, Term
 from .images import decode_each, decode_tokens
 from .models import Components
 from .step_graph import MODES as GRAPH_MODES
-from .step_graph import StepGraph, graphs_wanted
-from .text_side import TextSideCache
+from .step_graph import graphs_wanted
 
 PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -117,116 +112,6 @@ class LogitsFn(Protocol):
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor: ...
 
 
-@dataclass
-class Term:
-    """One Eq. 4 term: a prompt batch and the adapter that tunes it (None: the base model alone)."""
-
-    cond: TextConditioning
-    adapter: Adapter | None = None
-    weight: float = 1.0
-
-
-class GuidedModel:
-    """Eq. 4 logits, summed over weighted terms, from one batched forward pass.
-
-    A single term is StyleDrop sampling: Ĝ(t) + λA·(Ĝ(t) − G(t)) + λB·(G(t) − G(n)). Two terms weighted
-    (1 − γ) and γ are the paper's composition of a style and a content adapter (§3.4). Rows of the batch:
-    G(n) once (the null prompt is shared), then per term G(t_k) and Ĝ_k(t_k) — each row routed to its own
-    adapter, every other attached adapter switched off. Terms with weight 0 are not computed at all.
-
-    With `graphs`, the whole logits function is one CUDA graph after the first step (styledrop/step_graph.py):
-    the row routing is then entered once and held until `close()` (sample_tokens closes), since the graph
-    reads the routing masks the first step made.
-    """
-
-    def __init__(self, components: Components, terms: list[Term], negative: TextConditioning, guidance: float,
-                 adapter_guidance: float = 0.0, aesthetic_score: float = AESTHETIC_SCORE, graphs: bool = False):
-        self.components = components
-        self.terms = [t for t in terms if t.weight != 0]
-        if not self.terms:
-            raise StyleDropError("At least one model must have a non-zero weight.")
-        self.negative, self.guidance, self.adapter_guidance = negative, guidance, adapter_guidance
-        self.aesthetic_score = aesthetic_score
-        # Row groups of the forward pass: (term index or None for the null prompt, adapter on?).
-        plan: list[tuple[int | None, bool]] = [(None, False)] if guidance > 0 else []
-        for k, term in enumerate(self.terms):
-            if guidance > 0 or term.adapter is None or adapter_guidance > 0:
-                plan.append((k, False))
-            if term.adapter is not None:
-                plan.append((k, True))
-        self._plan = plan
-        # The batch of one forward pass is the same at every decoding step: assemble it once.
-        self._cond = TextConditioning.cat([negative if k is None else self.terms[k].cond for k, _ in plan])
-        side, batch = components.resolution, len(negative)
-        self._micro = micro_conds(side, side, len(self._cond), self._cond.hidden.device, self._cond.hidden.dtype,
-                                  aesthetic=aesthetic_score)
-        self._owners = [self.terms[k].adapter if on else None for k, on in plan for _ in range(batch)]
-        # The text side of that batch (encoder projection, AdaLN modulations, cross-attention K/V) is computed
-        # on the first decoding step and reused after: same operations, same logits (styledrop/text_side.py).
-        self._text_side = TextSideCache(components.transformer, self._cond.hidden, self._cond.pooled, self._micro)
-        self._routing: contextlib.ExitStack | None = None
-        self._graph = StepGraph(self._logits) if graphs and self._graph_safe() else None
-
-    def _graph_safe(self) -> bool:
-        """Whether the row routing of this pass can be captured: adapters that own some rows but not all must
-        route rows on the device (LoRA's routing, peft's adapter_names, indexes rows from the host)."""
-        owners = {id(o): o for o in self._owners}
-        return len(owners) == 1 or all(getattr(o, "graph_safe_rows", False) for o in owners.values() if o is not None)
-
-    @property
-    def passes(self) -> int:
-        """Row groups per step (3 for one adapter with both guidances: Ĝ(t), G(t), G(n))."""
-        return len(self._plan)
-
-    def forward_groups(self, tokens: torch.Tensor) -> dict[tuple[int | None, bool], torch.Tensor]:
-        rows = tokens.repeat(len(self._plan), 1, 1)
-        if self._routing is not None:  # held open for the graph
-            out = self._text_side(rows)
-        else:
-            with route_rows(self.components.transformer, self._owners):
-                out = self._text_side(rows)
-        return dict(zip(self._plan, out.chunk(len(self._plan))))
-
-    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
-        if self._graph is None:
-            return self._logits(tokens)
-        if self._routing is None:
-            self._routing = contextlib.ExitStack()
-            self._routing.enter_context(route_rows(self.components.transformer, self._owners))
-        return self._graph(tokens)
-
-    def close(self) -> None:
-        """Release the graph and the held routing (adapters back to their normal, all-rows state)."""
-        if self._graph is not None:
-            self._graph.close()
-        if self._routing is not None:
-            self._routing.close()
-            self._routing = None
-
-    def _logits(self, tokens: torch.Tensor) -> torch.Tensor:
-        parts = self.forward_groups(tokens)
-        total = None
-        for k, term in enumerate(self.terms):
-            logits = self._term_logits(parts, k, term)
-            logits = logits if term.weight == 1.0 else term.weight * logits
-            total = logits if total is None else total + logits
-        return total
-
-    def _term_logits(self, parts: dict, k: int, term: Term) -> torch.Tensor:
-        g_t = parts.get((k, False))
-        if self.guidance > 0:
-            g_n = parts[(None, False)]
-            logits = g_n + (1.0 + self.guidance) * (g_t - g_n)  # = G(t) + λB (G(t) − G(n)), the pipeline's form
-        else:
-            logits = g_t
-        if term.adapter is None:
-            return logits
-        adapted = parts[(k, True)]
-        if logits is None:  # no guidance of either kind: Ĝ(t) alone
-            return adapted
-        return logits + (1.0 + self.adapter_guidance) * (adapted - g_t)
-
-
 def guided_model(components: Components, prompts: list[str], config: SampleConfig,
                  adapter: Adapter | None = None) -> GuidedModel:
     """Encode prompts (tiled num_images times, as AmusedPipeline does) and build their Eq. 4 logits function."""
@@ -255,7 +140,7 @@ def _gumbel(like: torch.Tensor, generator: Generators) -> torch.Tensor:
     return -torch.log((-torch.log(noise.clamp(1e-20))).clamp(1e-20))
 
 
-def _draw(probs: torch.Tensor, generator: Generators) -> torch.Tensor:
+def _draw_tokens(probs: torch.Tensor, generator: Generators) -> torch.Tensor:
     """One token per position from (batch, positions, codebook) probabilities: (batch, positions).
 
     A list of generators draws each image's tokens from its own generator, so an image never depends on its
@@ -282,7 +167,7 @@ def maskgit_step(logits: torch.Tensor, tokens: torch.Tensor, step: int, config: 
     logits = logits.reshape(batch, codebook, height * width).permute(0, 2, 1)
     unknown = sample == mask_id
     probs = logits.softmax(dim=-1)
-    predicted = torch.where(unknown, _draw(probs, generator), sample)
+    predicted = torch.where(unknown, _draw_tokens(probs, generator), sample)
     if step == config.steps - 1:
         return predicted.reshape(batch, height, width)
     ratio = torch.tensor([[step + 1]], device=logits.device) / config.steps
@@ -336,7 +221,7 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
 def image_seeds(seed: int | None, count: int) -> list[int]:
     """The seeds of a call's images in batch order: seed, seed + 1, ... (a random base when seed is None).
 
-    Image j of a request with seed s is the image that seed s + j draws alone: the seed contract (README)."""
+    Image j of a request with seed s is the image that seed s + j draws alone: the seed contract (docs/method.md)."""
     if seed is None:
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
     return [int(seed) + j for j in range(count)]

@@ -1,7 +1,7 @@
 """A decoding step replayed from a CUDA graph: one launch per step instead of thousands.
 
 At 256 px a decoding step of amused-256 is about 2,000 small kernels whose launches cost more CPU time than
-the GPU spends running them (README, Benchmarks). Within one sampling call every step runs the same kernels
+the GPU spends running them (docs/benchmarks.md). Within one sampling call every step runs the same kernels
 on tensors of the same shapes — only the image tokens change — so the step is captured once and replayed:
 
 * the first call runs eagerly on a side stream, as torch.cuda.graphs asks of a warm-up (it fills the text-side

@@ -4,7 +4,11 @@ Encode every training image to VQ tokens and every prompt to CLIP embeddings onc
 t ~ U(0, 1), mask a fraction cos(t·π/2) of the tokens (at least one), drop the text condition with a small
 probability (so classifier-free guidance works), and minimise cross-entropy on the masked positions only.
 All randomness comes from one seeded generator whose state is checkpointed with the adapter and optimizer,
-so a resumed run continues exactly where an uninterrupted one would be.
+so a resumed run continues exactly where an uninterrupted one would be (styledrop/checkpoints.py).
+
+`train` reads as the loop it is: get a batch, forward and loss, backward, clip, optimizer step. The speed
+switches (fast_training.py: torch.compile of the loss, frozen weights held in bf16, fused AdamW) are set up
+beside the loop, and the loss log, the model's training mode and the samples between steps are helpers below.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
@@ -24,12 +27,12 @@ from PIL import Image, ImageOps
 
 from .adapters import Adapter
 from .adapters.base import only
+from .checkpoints import Checkpoints, RunState
 from .conditioning import AESTHETIC_SCORE, TextConditioning, encode_prompts
 from .errors import StyleDropError
 from .fast_training import (
     FAST_MODES,
-    StepFunction,
-    after_load,
+    CompiledLoss,
     fast_enabled,
     fused_rms_norms,
     held_in_bf16,
@@ -169,6 +172,22 @@ def mask_tokens(tokens: torch.Tensor, mask_id: int, generator: torch.Generator,
     return torch.where(mask, mask_id, tokens), torch.where(mask, tokens, -100)
 
 
+def get_batch(data: EncodedSet, config: TrainConfig, mask_id: int, generator: torch.Generator,
+              device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One micro-batch: (input ids with masks, labels, example indexes, which prompts are dropped).
+
+    Every draw comes from the run's generator, on the generator's device: which examples, which of their
+    augmentation variants, which tokens are masked, which prompts are dropped. Their order is part of what a
+    checkpoint resumes."""
+    on = generator.device
+    idx = torch.randint(len(data), (config.batch_size,), generator=generator, device=on)
+    variant = torch.randint(data.tokens.shape[1], (config.batch_size,), generator=generator, device=on)
+    idx, variant = idx.to(device), variant.to(device)
+    input_ids, labels = mask_tokens(data.tokens[idx, variant].flatten(1), mask_id, generator, config.min_masking_rate)
+    drop = torch.rand(config.batch_size, generator=generator, device=on) < config.cond_dropout
+    return input_ids, labels, idx, drop.to(device)
+
+
 def masked_token_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy over the masked positions only; logits (B, V, h, w), labels (B, h*w).
 
@@ -202,32 +221,6 @@ def checkpointed_layers(transformer: torch.nn.Module, enabled: bool) -> Iterator
     finally:
         for layer in layers:
             del layer.forward
-
-
-class Checkpoints:
-    """step-NNNNNN.pt files holding adapter, optimizer and RNG state; written atomically, the newest kept."""
-
-    def __init__(self, folder: str | os.PathLike | None, keep: int):
-        self.folder = Path(folder) if folder else None
-        self.keep = keep
-
-    def latest(self) -> Path | None:
-        if self.folder is None or not self.folder.is_dir():
-            return None
-        files = sorted(self.folder.glob("step-*.pt"))
-        return files[-1] if files else None
-
-    def save(self, step: int, state: dict[str, Any]) -> Path | None:
-        if self.folder is None:
-            return None
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"step-{step:06d}.pt"
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-        for old in sorted(self.folder.glob("step-*.pt"))[: -self.keep]:
-            old.unlink(missing_ok=True)
-        return path
 
 
 def _uses_bf16(device: torch.device, mode: str) -> bool:
@@ -269,52 +262,26 @@ def train(components: Components, adapter: Adapter, examples: list[Example] | En
 
     With `checkpoint_dir`, state is saved every `checkpoint_every` steps and on a requested stop, and an
     existing checkpoint there is resumed from. `should_stop` is polled every step (cooperative cancel).
-    `on_progress` is called each time the loss is read: every step on a CPU (reading it costs nothing there),
-    about once a second on an accelerator, and always for the first and the last step of a run.
-    `on_sample(step)` is called before the first step of a fresh run (step 0), then between steps every
-    `sample_every` steps and at the last one (before that step's checkpoint), with the model as sampling wants
-    it (_between_steps).
+    `on_progress` is called each time the loss is read (LossLog). `on_sample(step)` is called before the
+    first step of a fresh run (step 0), then between steps every `sample_every` steps and at the last one
+    (before that step's checkpoint), with the model as sampling wants it (_between_steps).
     """
     config.validate()
-    device = components.device
+    device, transformer = components.device, components.transformer
     data = examples if isinstance(examples, EncodedSet) else encode_examples(components, examples, config.augment)
-    transformer = components.transformer
     params = adapter.trainable_parameters()
     adapter.set_requires_grad(True)
-    fast = fast_enabled(config.fast, device)
+    fast = fast_enabled(config.fast, device)  # the speed switch (fast_training.py): fused AdamW, compiled loss, bf16
     optimizer = make_optimizer(params, config.lr_for(adapter.kind), config.weight_decay, fast)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config.warmup_steps))
-    generator_device = device  # masks and indices are drawn where the model runs
     checkpoints = Checkpoints(checkpoint_dir, config.keep_checkpoints)
-    result = TrainResult(steps_done=0)
-
-    latest = checkpoints.latest()
-    state = torch.load(latest, map_location=device, weights_only=False) if latest is not None else None
-    if state is not None:
-        # Checkpoints written before draws moved to the device hold a CPU generator: resume with it, exactly.
-        generator_device = torch.device(state.get("generator_device", "cpu"))
-    generator = torch.Generator(device=generator_device).manual_seed(config.seed)
-    if state is not None:
-        adapter.load_adapter_state_dict(state["adapter"])
-        optimizer.load_state_dict(state["optimizer"])
-        after_load(optimizer, fast)
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        result.steps_done = result.resumed_from = int(state["step"])
-        result.losses = list(state["losses"])
-
-    def snapshot() -> dict[str, Any]:
-        return {"step": result.steps_done, "adapter": adapter.adapter_state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                "generator_device": generator_device.type, "losses": result.losses, "config": config.to_dict()}
-
-    num_variants = data.tokens.shape[1]
-    tokens_flat = data.tokens.reshape(len(data), num_variants, -1)
-    grid = components.token_grid
+    run = RunState.start(checkpoints.latest(), device, config, adapter, optimizer, scheduler, fast,
+                         TrainResult(steps_done=0))
+    result, grid = run.result, components.token_grid
 
     def forward_loss(input_ids: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor,
                      drop: torch.Tensor) -> torch.Tensor:
-        """One micro-batch's loss (already divided for accumulation): the part that is compiled."""
+        """One micro-batch's loss (already divided for accumulation): the part that `fast` compiles."""
         cond = data.cond.index(idx)
         hidden = torch.where(drop[:, None, None], data.empty.hidden, cond.hidden)
         pooled = torch.where(drop[:, None], data.empty.pooled, cond.pooled)
@@ -324,74 +291,90 @@ def train(components: Components, adapter: Adapter, examples: list[Example] | En
         weights = None if data.weights is None else data.weights[idx]
         return masked_token_loss(logits, labels, weights) / config.grad_accumulation
 
-    step_fn = StepFunction(forward_loss, device, fast)
-    pending: list[torch.Tensor] = []  # per step, the micro-batch losses not yet read on the host
-    last_read = time.perf_counter()
+    loss_fn = CompiledLoss(forward_loss, device) if fast else forward_loss
+    hold_bf16 = fast and _uses_bf16(device, config.mixed_precision)  # frozen weights held in bf16, fused RMSNorm
+    log = LossLog(result, device, config.steps, on_progress)
+    with training_mode(transformer, adapter, config.gradient_checkpointing, hold_bf16, params):
+        if on_sample is not None and config.sample_every and result.steps_done == 0:
+            # what the run starts from (the base model, for a fresh adapter): the first picture to compare with
+            _between_steps(transformer, device, config.mixed_precision, lambda: on_sample(0))
+        while result.steps_done < config.steps:
+            if should_stop is not None and should_stop():
+                result.stopped = True
+                break
+            micro_losses = []
+            for _ in range(config.grad_accumulation):
+                input_ids, labels, idx, drop = get_batch(data, config, components.mask_token_id, run.generator, device)
+                loss = loss_fn(input_ids, labels, idx, drop)
+                loss.backward()
+                micro_losses.append(loss.detach())
+            if config.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            result.steps_done += 1
+            checkpoint_now = bool(config.checkpoint_every) and result.steps_done % config.checkpoint_every == 0
+            log.add(torch.stack(micro_losses), read=checkpoint_now)
+            if on_sample is not None and sample_due(result.steps_done, config.sample_every, config.steps):
+                _between_steps(transformer, device, config.mixed_precision, lambda: on_sample(result.steps_done))
+            if checkpoint_now:
+                checkpoints.save(result.steps_done, run.state_dict())
+        log.read()
+    if result.stopped:
+        checkpoints.save(result.steps_done, run.state_dict())
+    result.compiled = isinstance(loss_fn, CompiledLoss) and loss_fn.is_compiled
+    result.seconds = time.perf_counter() - log.started
+    return result
 
-    def read_losses() -> None:
-        nonlocal last_read
-        if pending:
-            for row in torch.stack(pending).tolist():  # one device-to-host copy for all the steps since the last
-                result.losses.append(sum(row))
-            pending.clear()
-        last_read = time.perf_counter()
 
+# ---- beside the loop: the loss log and the model's training mode (checkpoints: styledrop/checkpoints.py) --------
+
+class LossLog:
+    """The loss history, copied to the host in batches: every step on a CPU (reading it costs nothing there),
+    about once a second on an accelerator (a read waits for the device), and always for the first and the last
+    step of a run and at checkpoints. Each read reports progress."""
+
+    def __init__(self, result: TrainResult, device: torch.device, total: int, on_progress: ProgressFn | None):
+        self.result, self.device, self.total, self.on_progress = result, device, total, on_progress
+        self.pending: list[torch.Tensor] = []  # per step, the micro-batch losses not yet read on the host
+        self.started = self.last_read = time.perf_counter()
+
+    def add(self, step_losses: torch.Tensor, read: bool = False) -> None:
+        self.pending.append(step_losses)
+        result, now = self.result, time.perf_counter()
+        if (self.device.type == "cpu" or read or result.steps_done in (result.resumed_from + 1, self.total)
+                or now - self.last_read >= LOSS_READ_SECONDS):
+            self.read()
+            if self.on_progress is not None:
+                per_step = (now - self.started) / (result.steps_done - result.resumed_from)
+                self.on_progress(TrainProgress(result.steps_done, self.total, result.losses[-1], per_step,
+                                               per_step * (self.total - result.steps_done)))
+
+    def read(self) -> None:
+        if self.pending:
+            for row in torch.stack(self.pending).tolist():  # one device-to-host copy for all the steps since the last
+                self.result.losses.append(sum(row))
+            self.pending.clear()
+        self.last_read = time.perf_counter()
+
+
+@contextlib.contextmanager
+def training_mode(transformer: torch.nn.Module, adapter: Adapter, gradient_checkpointing: bool, hold_bf16: bool,
+                  trainable: list[torch.nn.Parameter]) -> Iterator[None]:
+    """The model as the training step wants it, and as it was afterwards (even after an error): train mode,
+    this adapter the only one switched on, activation checkpointing if asked, and with `hold_bf16` the frozen
+    weights held in bf16 with fused RMSNorms (fast_training.py). The adapter's gradients end switched off."""
     was_training = transformer.training
     transformer.train()
-    started = time.perf_counter()
-    bf16_held = fast and _uses_bf16(device, config.mixed_precision)
     try:
         with contextlib.ExitStack() as stack:
-            stack.enter_context(checkpointed_layers(transformer, config.gradient_checkpointing))
+            stack.enter_context(checkpointed_layers(transformer, gradient_checkpointing))
             stack.enter_context(only(transformer, adapter))
-            if bf16_held:
-                stack.enter_context(held_in_bf16(transformer, params))
+            if hold_bf16:
+                stack.enter_context(held_in_bf16(transformer, trainable))
                 stack.enter_context(fused_rms_norms(transformer))
-            if on_sample is not None and config.sample_every and result.steps_done == 0:
-                # what the run starts from (the base model, for a fresh adapter): the first picture to compare with
-                _between_steps(transformer, device, config.mixed_precision, lambda: on_sample(0))
-            while result.steps_done < config.steps:
-                if should_stop is not None and should_stop():
-                    result.stopped = True
-                    break
-                micro_losses = []
-                for _ in range(config.grad_accumulation):
-                    idx = torch.randint(len(data), (config.batch_size,), generator=generator, device=generator_device)
-                    variant = torch.randint(num_variants, (config.batch_size,), generator=generator,
-                                            device=generator_device)
-                    idx, variant = idx.to(device), variant.to(device)
-                    tokens = tokens_flat[idx, variant]
-                    input_ids, labels = mask_tokens(tokens, components.mask_token_id, generator,
-                                                    config.min_masking_rate)
-                    drop = torch.rand(config.batch_size, generator=generator, device=generator_device)
-                    drop = (drop < config.cond_dropout).to(device)
-                    micro_losses.append(step_fn(input_ids, labels, idx, drop))
-                if config.max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                result.steps_done += 1
-                pending.append(torch.stack(micro_losses))
-                checkpoint_now = bool(config.checkpoint_every) and result.steps_done % config.checkpoint_every == 0
-                now = time.perf_counter()
-                if (device.type == "cpu" or checkpoint_now or result.steps_done in (result.resumed_from + 1, config.steps)
-                        or now - last_read >= LOSS_READ_SECONDS):
-                    read_losses()
-                    if on_progress is not None:
-                        per_step = (now - started) / (result.steps_done - result.resumed_from)
-                        on_progress(TrainProgress(result.steps_done, config.steps, result.losses[-1], per_step,
-                                                  per_step * (config.steps - result.steps_done)))
-                if on_sample is not None and sample_due(result.steps_done, config.sample_every, config.steps):
-                    _between_steps(transformer, device, config.mixed_precision, lambda: on_sample(result.steps_done))
-                if checkpoint_now:
-                    checkpoints.save(result.steps_done, snapshot())
-            read_losses()
-        if result.stopped:
-            checkpoints.save(result.steps_done, snapshot())
+            yield
     finally:
         adapter.set_requires_grad(False)
         transformer.train(was_training)
-    result.compiled = step_fn.is_compiled
-    result.seconds = time.perf_counter() - started
-    return result

@@ -1,4 +1,4 @@
-"""The benchmark scripts still run (tiny preset, CPU, in-process): their numbers live in README.md."""
+"""The benchmark scripts still run (tiny preset, CPU, in-process): their numbers live in docs/benchmarks.md."""
 
 import json
 import sys

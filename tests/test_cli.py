@@ -116,3 +116,30 @@ def test_train_with_sample_every_writes_samples_into_the_style_folder(tmp_path, 
     assert names == [f"step-{s:06d}-{x}.png" for s in (0, 2, 4, 5) for x in "ab"]
     assert Image.open(style / "samples" / "step-000002-a.png").size == (64, 64)
     assert (style / "style.json").is_file()
+
+
+def test_the_parser_is_built_from_the_command_group_modules(tmp_path, monkeypatch, capsys):
+    """`styledrop.cli.build_parser` registers every module of the package that has `register` and `ORDER`, in
+    ORDER: a new command group is one new module (here one placed on the package's path for the test)."""
+    import styledrop.cli as cli
+
+    def commands() -> list[str]:
+        parser = cli.build_parser()
+        return [a for a in parser._subparsers._group_actions[0].choices]
+
+    assert commands() == ["train", "generate", "info", "candidates", "select", "train-round", "eval",
+                          "train-content", "serve", "world"]
+    (tmp_path / "hello.py").write_text(
+        "ORDER = 35\n"
+        "def register(sub):\n"
+        "    p = sub.add_parser('hello', help='say hello')\n"
+        "    p.add_argument('--name', default='world')\n"
+        "    p.set_defaults(func=lambda args: print(f'hello {args.name}') or 0)\n")
+    monkeypatch.setattr(cli, "__path__", [*cli.__path__, str(tmp_path)])
+    monkeypatch.delitem(sys.modules, "styledrop.cli.hello", raising=False)
+    try:
+        assert commands()[2:5] == ["info", "hello", "candidates"]
+        assert main(["hello", "--name", "StyleDrop"]) == 0
+        assert capsys.readouterr().out == "hello StyleDrop\n"
+    finally:
+        sys.modules.pop("styledrop.cli.hello", None)

@@ -13,9 +13,10 @@ from styledrop.cli import main
 from styledrop.composition import generate_composed, mixed_model, train_content
 from styledrop.conditioning import encode_prompts
 from styledrop.errors import StyleDropError
+from styledrop.guidance import GuidedModel, Term
 from styledrop.models import build_preset
 from styledrop.presets import PRESETS, Preset
-from styledrop.sampling import GuidedModel, SampleConfig, Term, generate
+from styledrop.sampling import SampleConfig, generate
 from styledrop.styles import LoadedStyle
 from styledrop.training import Example, TrainConfig, encode_examples
 

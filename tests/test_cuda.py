@@ -88,8 +88,8 @@ def test_an_image_drawn_in_a_batch_on_cuda():
 
 def test_a_candidate_is_remade_by_the_playground_on_cuda():
     """Candidates and the playground (`generate_with_style` with the image's seed, the worker's generation job)
-    take their precision from one place: before, candidates alone ran under bf16 autocast on CUDA, so the
-    playground remade a candidate's seed in fp32 as another image."""
+    take their precision from one place, so the playground remakes a candidate's seed in the candidate's own
+    precision (bf16 on CUDA), not as another image."""
     import numpy as np
 
     from styledrop.adapter_files import describe

@@ -117,9 +117,9 @@ def test_per_image_seeds_are_checked(tiny):
 
 @pytest.mark.parametrize("kind", ["styledrop", "lora"])
 def test_text_side_cache_gives_the_transformers_own_logits_at_every_step(tiny, kind):
-    """GuidedModel reuses encoder projection, AdaLN modulations and cross-attention K/V across decoding
-    steps (styledrop/text_side.py): its row groups must equal the plain transformer's, bit for bit, step after
-    step, with per-row adapter routing in force (LoRA's K/V differ by row)."""
+    """GuidedModel's batched passes reuse encoder projection, AdaLN modulations and cross-attention K/V across
+    decoding steps (styledrop/text_side.py): its row groups must equal the plain transformer's, bit for bit, step
+    after step, with per-row adapter routing in force (LoRA's K/V differ by row)."""
     from styledrop.adapters.base import route_rows
 
     adapter = create_adapter(AdapterConfig(kind=kind, rank=4), tiny.transformer)
@@ -127,14 +127,15 @@ def test_text_side_cache_gives_the_transformers_own_logits_at_every_step(tiny, k
         for p in adapter.trainable_parameters():
             p.add_(torch.randn_like(p, generator=None) * 0.3)
     model = guided_model(tiny, PROMPTS, SampleConfig(guidance=3.0, adapter_guidance=1.0), adapter)
+    batch = model.batch  # styledrop/batched_passes.py
     generator = torch.Generator().manual_seed(0)
     for _ in range(3):  # the first step fills the cache, the later ones read it
         tokens = torch.randint(0, 257, (2, 8, 8), generator=generator)
-        groups = model.forward_groups(tokens)
-        with torch.no_grad(), route_rows(tiny.transformer, model._owners):
-            plain = tiny.transformer(tokens.repeat(model.passes, 1, 1), micro_conds=model._micro,
-                                     pooled_text_emb=model._cond.pooled, encoder_hidden_states=model._cond.hidden)
-        assert torch.equal(torch.cat(list(groups.values())), plain)
+        groups = batch(tokens)
+        with torch.no_grad(), route_rows(tiny.transformer, batch.owners):
+            plain = tiny.transformer(tokens.repeat(model.passes, 1, 1), micro_conds=batch.micro,
+                                     pooled_text_emb=batch.cond.pooled, encoder_hidden_states=batch.cond.hidden)
+        assert torch.equal(torch.cat(groups), plain)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

@@ -1,4 +1,6 @@
-"""Celery tasks: thin wrappers around worker/jobs.py. GPU work goes to queue "gpu", light work to "default"."""
+"""Celery tasks: thin wrappers around the jobs (worker/rounds.py, generations.py, evaluations.py) and the reaper,
+registered under the names the app sends them by (app.infra.task_queue, which also routes them: GPU work to
+queue "gpu", light work to "default")."""
 
 from __future__ import annotations
 
@@ -7,12 +9,12 @@ from functools import lru_cache
 
 from celery.signals import worker_ready, worker_shutting_down
 
-from app import webhooks
-from app.db import session_factory
+from app.domain import reaper, webhooks
+from app.infra.db import session_factory
+from app.infra.task_queue import DELIVER_WEBHOOK, EVALUATE, GENERATE_IMAGES, REAP, TRAIN_ROUND, CeleryDispatcher
 from app.settings import get_settings
-from app.task_queue import CeleryDispatcher
 
-from . import evaluation, jobs
+from . import evaluations, generations, progress, rounds
 from .celery_app import celery_app
 
 log = logging.getLogger(__name__)
@@ -20,34 +22,34 @@ log = logging.getLogger(__name__)
 
 @lru_cache(maxsize=1)
 def dispatcher() -> CeleryDispatcher:
-    """Sends rounds again (the reaper, an interrupted round) through this worker's own Celery app."""
+    """Sends rounds again (the reaper, an interrupted round) and webhooks through this worker's own Celery app."""
     return CeleryDispatcher(get_settings(), celery=celery_app)
 
 
-@celery_app.task(name="worker.tasks.train_round", bind=True)
+@celery_app.task(name=TRAIN_ROUND, bind=True)
 def train_round(self, round_id: int) -> str:  # noqa: ANN001
     """Train a round, generate its candidates and score them (one GPU job)."""
-    outcome = jobs.run_round(get_settings(), round_id, task_id=self.request.id, dispatcher=dispatcher())
+    outcome = rounds.run_round(get_settings(), round_id, task_id=self.request.id, dispatcher=dispatcher())
     if outcome in ("succeeded", "failed", "cancelled", "gave up"):
         _job_ended("round", [round_id])
     return outcome
 
 
-@celery_app.task(name="worker.tasks.generate_images")
+@celery_app.task(name=GENERATE_IMAGES)
 def generate_images(generation_id: int) -> str:
-    outcome = jobs.run_generation(get_settings(), generation_id)
+    outcome = generations.run_generation(get_settings(), generation_id)
     if outcome in ("succeeded", "failed"):
         _job_ended("generation", [generation_id])
     return outcome
 
 
 def _job_ended(kind: str, idents: list[int]) -> None:
-    """Queue the webhooks of ended jobs that asked for one (app/webhooks.py; never raises)."""
+    """Queue the webhooks of ended jobs that asked for one (app/domain/webhooks.py; never raises)."""
     with session_factory(get_settings())() as session:
         webhooks.jobs_ended(session, dispatcher(), kind, idents)
 
 
-@celery_app.task(name=webhooks.DELIVER, bind=True)
+@celery_app.task(name=DELIVER_WEBHOOK, bind=True)
 def deliver_webhook(self, user_id: int | None, url: str, body: str) -> str:  # noqa: ANN001
     """One delivery attempt of a job's end event; retried with exponential backoff (default queue)."""
     settings = get_settings()
@@ -63,22 +65,22 @@ def deliver_webhook(self, user_id: int | None, url: str, body: str) -> str:  # n
         raise self.retry(countdown=webhooks.backoff_seconds(settings, attempt), max_retries=None) from exc
 
 
-@celery_app.task(name="worker.tasks.evaluate_style")
+@celery_app.task(name=EVALUATE)
 def evaluate_style(evaluation_id: int) -> str:
     """CLIP text/style scores of the base model and every finished round of a style (paper Table 2)."""
-    return evaluation.run_evaluation(get_settings(), evaluation_id)
+    return evaluations.run_evaluation(get_settings(), evaluation_id)
 
 
-@celery_app.task(name="worker.tasks.reap")
+@celery_app.task(name=REAP)
 def reap() -> dict[str, list[int]]:
-    """Rounds whose worker vanished go back to the queue; rounds no worker takes up end failed (retry)."""
-    return jobs.reap(get_settings(), dispatcher())
+    """Rounds whose worker vanished go back to the queue; jobs no worker takes up end failed (app.domain.reaper)."""
+    return reaper.run(get_settings(), dispatcher())
 
 
 @worker_ready.connect
 def _reap_at_start(**_: object) -> None:
     try:
-        reaped = jobs.reap(get_settings(), dispatcher(), worker_starting=True)
+        reaped = reaper.run(get_settings(), dispatcher(), worker_starting=True)
         if any(reaped.values()):
             log.warning("rounds that had lost their worker: %s", reaped)
     except Exception:  # the database may not be migrated yet; the periodic reaper will catch up
@@ -90,4 +92,4 @@ def _interrupt_training(**_: object) -> None:
     """Warm shutdown (SIGTERM: docker compose stop, `styledrop serve` stopping): the running round stops at
     its next step, writes a checkpoint and goes back to the queue, rather than running on until killed or
     ending cancelled. Runs in the signal handler: it only sets a flag."""
-    jobs.shutting_down.set()
+    progress.shutting_down.set()

@@ -3,7 +3,7 @@ this user may read it (their own, or a public style's when STYLEDROP_PUBLIC_STYL
 
 Routes declare what they need, e.g. `style: OwnedStyle` for a change and `style: ReadableStyle` for a read,
 so no route can forget the check or pass the wrong flag. The API and the pages use the same rules
-(app/ownership.py); they differ only in who asks: the API's user (401 when anonymous, CSRF by header) or the
+(app/domain/ownership.py); they differ only in who asks: the API's user (401 when anonymous, CSRF by header) or the
 page's user (a log-in redirect when anonymous, CSRF by form field), hence a set for each.
 
 (No `from __future__ import annotations` here: FastAPI reads the annotations of the functions made below.)
@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path
 
-from ..models import Candidate, Evaluation, Generation, Round, Style, User
-from ..ownership import owned, readable
+from ..domain.models import Candidate, Evaluation, Generation, Round, Style, User
+from ..domain.ownership import owned, readable
 from .deps import SessionDep, SettingsDep, current_user, page_user
 
 PATH_IDS = {Style: "style_id", Round: "round_id", Candidate: "candidate_id", Generation: "generation_id",
@@ -48,7 +48,7 @@ ReadableRound = Annotated[Round, Depends(_readable(Round, current_user))]
 OwnedRound = Annotated[Round, Depends(_owned(Round, current_user))]
 ReadableCandidate = Annotated[Candidate, Depends(_readable(Candidate, current_user))]
 OwnedCandidate = Annotated[Candidate, Depends(_owned(Candidate, current_user))]
-# Generations stay private (app/ownership.py:may_read): readable means owned, whatever the public setting.
+# Generations stay private (app/domain/ownership.py:may_read): readable means owned, whatever the public setting.
 ReadableGeneration = Annotated[Generation, Depends(_readable(Generation, current_user))]
 OwnedGeneration = Annotated[Generation, Depends(_owned(Generation, current_user))]
 ReadableEvaluation = Annotated[Evaluation, Depends(_readable(Evaluation, current_user))]

@@ -1,7 +1,7 @@
 """Dependency injection: settings, database session, who is asking, job dispatcher, CSRF checks.
 
 Who is asking, in this order: an `Authorization: Bearer <token>` header (programs); else the browser's
-session cookie (people on the pages; see app/browser_sessions.py); else, in the embedded single-user run
+session cookie (people on the pages; see app/security/browser_sessions.py); else, in the embedded single-user run
 (STYLEDROP_AUTH=local), the one local user. Cookie-borne credentials are sent by browsers on their own, so
 a request that changes something with them must also prove it came from our pages (the CSRF token); a
 bearer token is never sent by a browser on its own, so it needs no such proof.
@@ -17,12 +17,12 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from .. import browser_sessions
-from ..auth import get_or_create_user, user_for_token
+from ..domain.models import User, WebSession
 from ..errors import ApiError
-from ..models import User, WebSession
+from ..infra.task_queue import Dispatcher
+from ..security import browser_sessions
+from ..security.accounts import get_or_create_user, user_for_token
 from ..settings import Settings
-from ..task_queue import Dispatcher
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 

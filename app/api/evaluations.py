@@ -5,15 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from ..evaluations import EvaluationCreate, EvaluationOut, EvaluationPage, evaluation_out
-from ..evaluations import start_evaluation as queue_evaluation
-from ..idempotency import IdempotencyDep
-from ..models import Evaluation
-from ..paging import PageDep
-from ..schemas import refusals
+from ..domain.evaluations import EvaluationCreate, EvaluationOut, EvaluationPage, evaluation_out
+from ..domain.evaluations import start_evaluation as queue_evaluation
+from ..domain.models import Evaluation
+from ..domain.schemas import refusals
 from .access import OwnedStyle, ReadableEvaluation, ReadableStyle
 from .deps import DispatcherDep, SessionDep, SettingsDep, UserDep
+from .idempotency import IdempotencyDep
 from .openapi import operation_id
+from .paging import PageDep
 
 router = APIRouter(prefix="/api/v1", tags=["evaluations"], generate_unique_id_function=operation_id)
 

@@ -17,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 # FastAPI names a multipart body after the operation id; clients should see these names instead. The upload
-# is StyleCreate's fields plus the image, so it is not named StyleCreate (that JSON schema is app/schemas.py's).
+# is StyleCreate's fields plus the image, so it is not named StyleCreate (that JSON schema is app/domain/schemas.py's).
 BODY_NAMES = {"Body_create_style": "StyleUpload"}
 
 # Examples of request bodies that have no pydantic model of their own (multipart forms).

@@ -1,7 +1,7 @@
 """The REST API, /api/v1. JSON in and out; errors are `{"detail": "message"}` with the right status.
 
-A thin HTTP layer: the rules and writes are app/services.py, who may touch what comes in as a dependency
-(app/api/access.py), and rows become JSON in app/api/views.py.
+A thin HTTP layer: the rules and writes are the domain's (app/domain/), who may touch what comes in as a dependency
+(app/api/access.py), and rows become JSON in app/domain/resources.py.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from .. import downloads, services, storage, webhooks
-from ..errors import ApiError
-from ..idempotency import IdempotencyDep
-from ..models import Candidate, Generation, Round, RoundStatus, Style, User
-from ..paging import PageDep
-from ..schemas import (
+from ..domain import downloads, feedback, generations, rounds, styles, webhooks
+from ..domain.feedback import auto_select
+from ..domain.lifecycle import JobStatus
+from ..domain.models import Candidate, Generation, Round, Style, User
+from ..domain.queries import latest_adapter_round
+from ..domain.resources import candidate_out, generation_out, round_out, style_out
+from ..domain.schemas import (
     AutoSelectIn,
     AutoSelectOut,
     CandidateOut,
@@ -42,7 +43,8 @@ from ..schemas import (
     field_bounds,
     refusals,
 )
-from ..services import auto_select, latest_adapter_round, reap_stale
+from ..errors import ApiError
+from ..infra import storage
 from ..settings import Settings
 from .access import (
     OwnedRound,
@@ -53,8 +55,9 @@ from .access import (
     ReadableStyle,
 )
 from .deps import DispatcherDep, SessionDep, SettingsDep, UserDep, authorize, identify_request
+from .idempotency import IdempotencyDep
 from .openapi import operation_id
-from .views import candidate_out, generation_out, round_out, style_out
+from .paging import PageDep
 
 router = APIRouter(prefix="/api/v1", generate_unique_id_function=operation_id)
 
@@ -108,7 +111,7 @@ def create_style(session: SessionDep, settings: SettingsDep, user: UserDep, idem
     with idempotency.guard(user.id, "create_style", body.model_dump(mode="json"), files) as replay:
         if replay is not None:
             return replay
-        return idempotency.done(201, style_out(services.create_style(session, settings, user, body, data)))
+        return idempotency.done(201, style_out(styles.create_style(session, settings, user, body, data)))
 
 
 @router.get("/styles", response_model=StylePage, tags=["styles"])
@@ -129,7 +132,7 @@ def read_style(style: ReadableStyle, user: UserDep) -> StyleOut:
 
 @router.delete("/styles/{style_id}", status_code=204, tags=["styles"])
 def delete_style(style: OwnedStyle, session: SessionDep, settings: SettingsDep) -> Response:
-    services.delete_style(session, settings, style)
+    styles.delete_style(session, settings, style)
     return Response(status_code=204)
 
 
@@ -170,48 +173,41 @@ def start_round(style: OwnedStyle, session: SessionDep, settings: SettingsDep, d
     with idempotency.guard(user.id, f"start_round/{style.id}", body.model_dump(mode="json")) as replay:
         if replay is not None:
             return replay
-        return idempotency.done(201, round_out(services.start_round(session, settings, dispatcher, style, body)))
+        return idempotency.done(201, round_out(rounds.start_round(session, settings, dispatcher, style, body)))
 
 
 @router.get("/styles/{style_id}/rounds", response_model=RoundPage, tags=["rounds"])
-def list_rounds(style: ReadableStyle, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep,
-                page: PageDep) -> RoundPage:
+def list_rounds(style: ReadableStyle, session: SessionDep, page: PageDep) -> RoundPage:
     """The style's rounds, first round first, a page at a time (`next`)."""
-    reap_stale(session, settings, dispatcher)
     rows, after = page.fetch(session, select(Round).where(Round.style_id == style.id), Round.id)
     return RoundPage(items=[round_out(r) for r in rows], next=after)
 
 
 @router.get("/rounds/{round_id}", response_model=RoundOut, tags=["rounds"])
-def read_round(rnd: ReadableRound, session: SessionDep, settings: SettingsDep,
-               dispatcher: DispatcherDep) -> RoundOut:
+def read_round(rnd: ReadableRound) -> RoundOut:
     """Status, step, total steps, loss, ETA, error. A running round whose worker stopped sending heartbeats
-    goes back to the queue here and is sent again (it resumes from its checkpoint); one that no worker took
-    up again in time is marked failed (with a retry action)."""
-    if rnd.status in (RoundStatus.queued.value, RoundStatus.running.value):
-        reap_stale(session, settings, dispatcher, round_id=rnd.id)
-        session.refresh(rnd)
+    goes back to the queue by itself and resumes from its checkpoint (the reaper, every minute); one that no
+    worker takes up again in time ends failed, with a retry action."""
     return round_out(rnd)
 
 
-@router.post("/rounds/{round_id}/cancel", response_model=RoundOut, status_code=202, tags=["rounds"],
-             name="cancel_round")
-def cancel(rnd: OwnedRound, session: SessionDep, dispatcher: DispatcherDep) -> RoundOut:
+@router.post("/rounds/{round_id}/cancel", response_model=RoundOut, status_code=202, tags=["rounds"])
+def cancel_round(rnd: OwnedRound, session: SessionDep, dispatcher: DispatcherDep) -> RoundOut:
     """A queued round is cancelled at once; a running one stops within seconds (its checkpoint is kept,
     so retry resumes)."""
-    return round_out(services.stop_round(session, dispatcher, rnd))
+    return round_out(rounds.cancel_round(session, dispatcher, rnd))
 
 
 @router.post("/rounds/{round_id}/retry", response_model=RoundOut, status_code=202, tags=["rounds"],
-             responses=refusals(404, 409, 429), name="retry_round")
-def retry(rnd: OwnedRound, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep) -> RoundOut:
+             responses=refusals(404, 409, 429))
+def retry_round(rnd: OwnedRound, session: SessionDep, settings: SettingsDep, dispatcher: DispatcherDep) -> RoundOut:
     """Queue a failed or cancelled round again; training resumes from its last checkpoint."""
-    return round_out(services.requeue_round(session, settings, dispatcher, rnd))
+    return round_out(rounds.retry_round(session, settings, dispatcher, rnd))
 
 
 @router.get("/rounds/{round_id}/adapter", response_class=FileResponse, tags=["rounds"])
 def round_adapter(rnd: ReadableRound, settings: SettingsDep) -> FileResponse:
-    if rnd.status != RoundStatus.succeeded.value:
+    if rnd.status != JobStatus.succeeded.value:
         raise ApiError(404, f"Round {rnd.id} is {rnd.status}; its adapter exists once it has succeeded.")
     return _file(settings, rnd.adapter_path, f"The adapter of round {rnd.id}", "application/octet-stream")
 
@@ -257,7 +253,7 @@ def candidate_image(candidate: ReadableCandidate, settings: SettingsDep) -> File
 
 # A rating is a rater's keystroke: one thread hop. The endpoints are `async` and send all of their
 # database work, identification included, to the thread pool in one call (a sync endpoint would cost a
-# second hop for FastAPI's response validation); 4-5 SQL statements and one commit (app/services.py).
+# second hop for FastAPI's response validation); 4-5 SQL statements and one commit (app/domain/feedback.py).
 
 def _as_user(request: Request, settings: Settings, change: Callable[[Session, User], Candidate]) -> CandidateOut:
     with request.app.state.sessions() as session:
@@ -265,19 +261,18 @@ def _as_user(request: Request, settings: Settings, change: Callable[[Session, Us
         return candidate_out(change(session, user), user)
 
 
-@router.put("/candidates/{candidate_id}/rating", response_model=CandidateOut, tags=["candidates"],
-            name="rate_candidate")
-async def rate(candidate_id: int, body: RatingIn, request: Request, settings: SettingsDep) -> CandidateOut:
+@router.put("/candidates/{candidate_id}/rating", response_model=CandidateOut, tags=["candidates"])
+async def rate_candidate(candidate_id: int, body: RatingIn, request: Request, settings: SettingsDep) -> CandidateOut:
     """Your rating of a candidate: -1/+1 (thumbs) or 1..5 (stars); a second PUT replaces it."""
-    return await run_in_threadpool(_as_user, request, settings, lambda session, user: services.rate_owned(
+    return await run_in_threadpool(_as_user, request, settings, lambda session, user: feedback.rate_candidate(
         session, candidate_id, user, body.value))
 
 
-@router.put("/candidates/{candidate_id}/selected", response_model=CandidateOut, tags=["candidates"],
-            name="select_candidate")
-async def set_selected(candidate_id: int, body: SelectedIn, request: Request, settings: SettingsDep) -> CandidateOut:
+@router.put("/candidates/{candidate_id}/selected", response_model=CandidateOut, tags=["candidates"])
+async def select_candidate(candidate_id: int, body: SelectedIn, request: Request,
+                           settings: SettingsDep) -> CandidateOut:
     """Choose (or un-choose) a candidate for the next round's training set (human feedback)."""
-    return await run_in_threadpool(_as_user, request, settings, lambda session, user: services.select_owned(
+    return await run_in_threadpool(_as_user, request, settings, lambda session, user: feedback.select_candidate(
         session, candidate_id, user, body.selected))
 
 
@@ -292,7 +287,7 @@ def create_generation(style: OwnedStyle, body: GenerationCreate, session: Sessio
     with idempotency.guard(user.id, f"create_generation/{style.id}", body.model_dump(mode="json")) as replay:
         if replay is not None:
             return replay
-        return idempotency.done(202, generation_out(services.create_generation(session, settings, dispatcher,
+        return idempotency.done(202, generation_out(generations.create_generation(session, settings, dispatcher,
                                                                                user, style, body)))
 
 
@@ -321,7 +316,7 @@ def generation_image(generation: ReadableGeneration, index: int, settings: Setti
 def generation_zip(generation: ReadableGeneration, session: SessionDep, settings: SettingsDep) -> StreamingResponse:
     """All of a finished generation's images in one zip, named by prompt and seed, with a manifest.json of the
     prompts, seeds and decoding settings that drew them."""
-    if generation.status != RoundStatus.succeeded.value or not generation.image_paths:
+    if generation.status != JobStatus.succeeded.value or not generation.image_paths:
         raise ApiError(404, f"Generation {generation.id} is {generation.status}; its images can be downloaded once "
                             "it has succeeded.")
     rnd = session.get(Round, generation.round_id) if generation.round_id else None

@@ -1,6 +1,6 @@
 """The human-in-the-loop pages: server-rendered Jinja2 templates (top-level templates/) with htmx (static/).
 
-A thin HTML layer over app/services.py, as the REST API is: forms are parsed into the API's pydantic models
+A thin HTML layer over the domain (app/domain/), as the REST API is: forms are parsed into the API's pydantic models
 (forms.py), who may see what comes in as dependencies (app/api/access.py), and an ApiError becomes an error
 page in app/main.py's one handler. Routes by resource: styles.py, rounds.py (rounds and their candidates),
 playground.py, accounts.py (log in, sign up, API tokens), static.py, gallery.py (a style's live gallery card),

@@ -13,10 +13,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from .. import browser_sessions, webhooks
 from ..api.deps import PageIdentityDep, PageUserDep, SessionDep, SettingsDep, csrf_guard
-from ..auth import AccountError, authenticate, create_account, issue_token, normalize_name, revoke_token
+from ..domain import webhooks
 from ..errors import ApiError
+from ..security import browser_sessions
+from ..security.accounts import AccountError, authenticate, create_account, issue_token, normalize_name, revoke_token
 from .rendering import render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])

@@ -15,8 +15,9 @@ from fastapi.responses import HTMLResponse
 from ..api.access import PageReadableStyle
 from ..api.deps import PageUserDep as UserDep
 from ..api.deps import csrf_guard
-from ..api.views import candidate_out
-from ..models import RoundStatus, Style
+from ..domain.lifecycle import JobStatus
+from ..domain.models import Style
+from ..domain.resources import candidate_out
 from .rendering import render
 from .views import round_view, style_summary
 
@@ -26,7 +27,7 @@ MAX_ROWS = 64
 
 def comparison(style: Style, user) -> dict[str, Any]:
     """Columns: the finished rounds, oldest first. Rows: each (content, seed), in the order first drawn."""
-    rounds = [r for r in style.rounds if r.status == RoundStatus.succeeded.value and r.candidates]
+    rounds = [r for r in style.rounds if r.status == JobStatus.succeeded.value and r.candidates]
     rows: dict[tuple[str, int], dict[str, Any]] = {}
     for column, rnd in enumerate(rounds):
         for c in rnd.candidates:

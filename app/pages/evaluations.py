@@ -1,4 +1,4 @@
-"""The style page's evaluation panel: start the paper's CLIP evaluation of every round (app/evaluations.py)
+"""The style page's evaluation panel: start the paper's CLIP evaluation of every round (app/domain/evaluations.py)
 and show its result as a table and a text-against-style chart (the paper's Figure 6). The panel loads by
 itself (htmx) and polls while the job is queued or running."""
 
@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session
 from ..api.access import PageOwnedStyle, PageReadableStyle
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard
 from ..api.deps import PageUserDep as UserDep
+from ..domain.evaluations import EvaluationCreate, latest_evaluation, start_evaluation
+from ..domain.lifecycle import ACTIVE, JobStatus
+from ..domain.models import Style
 from ..errors import ApiError
-from ..evaluations import EvaluationCreate, latest_evaluation, start_evaluation
-from ..models import ACTIVE, RoundStatus, Style
 from .chart import evaluation_chart
 from .forms import form_values, parse_form
 from .rendering import render
@@ -27,7 +28,7 @@ def _panel(request: Request, session: Session, style: Style, read_only: bool, er
     evaluation = latest_evaluation(session, style.id)
     result = (evaluation.result or {}) if evaluation is not None else {}
     rows = result.get("rows") or []
-    finished = any(r.status == RoundStatus.succeeded.value for r in style.rounds)
+    finished = any(r.status == JobStatus.succeeded.value for r in style.rounds)
     return render(request, "_evaluation.html", {
         "style": style, "evaluation": evaluation, "rows": rows, "chart": evaluation_chart(rows),
         "clip_model": result.get("clip_model"), "active": evaluation is not None and evaluation.status in ACTIVE,

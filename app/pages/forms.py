@@ -1,4 +1,4 @@
-"""Forms parsed into the API's own pydantic models (app/schemas.py), so a page and the API take the same
+"""Forms parsed into the API's own pydantic models (app/domain/schemas.py), so a page and the API take the same
 input with the same limits; what the model refuses becomes a message next to the form field, in the words
 of the form's labels."""
 
@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from ..schemas import field_bounds
+from ..domain.schemas import field_bounds
 
 Model = TypeVar("Model", bound=BaseModel)
 

@@ -11,7 +11,8 @@ from fastapi.responses import HTMLResponse
 from ..api.access import PageReadableStyle
 from ..api.deps import PageUserDep as UserDep
 from ..api.deps import csrf_guard
-from ..models import ACTIVE, RoundStatus, Style
+from ..domain.lifecycle import ACTIVE, JobStatus
+from ..domain.models import Style
 from .progress import round_progress
 from .rendering import render
 
@@ -25,7 +26,7 @@ def style_item(style: Style, user) -> dict[str, Any]:
                             "status": last.status if last else "no rounds yet", "live": None, "to_rate": None}
     if last is not None and last.status in ACTIVE:
         item["live"] = round_progress(last)
-    elif last is not None and last.status == RoundStatus.succeeded.value and last.candidates \
+    elif last is not None and last.status == JobStatus.succeeded.value and last.candidates \
             and user is not None and style.user_id == user.id:
         rated = sum(1 for c in last.candidates if any(r.user_id == user.id for r in c.ratings))
         picked = sum(1 for c in last.candidates if c.selection is not None)

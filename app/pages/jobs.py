@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from ..api.deps import PageUserDep as UserDep
 from ..api.deps import SessionDep, csrf_guard
-from ..models import ACTIVE, Generation, Round, Style
+from ..domain.lifecycle import ACTIVE
+from ..domain.models import Generation, Round, Style
 from .progress import round_progress
 from .queue import RUNNING, ahead_text, jobs_ahead
 from .rendering import render

@@ -11,11 +11,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from .. import services
 from ..api.access import PageOwnedStyle
 from ..api.deps import SessionDep, SettingsDep, csrf_guard
+from ..domain import limits, styles
+from ..domain.models import Style
+from ..domain.queries import active_round
 from ..errors import ApiError
-from ..models import Style
 from ..settings import Settings
 from .rendering import render
 
@@ -34,7 +35,7 @@ def edit_style_page(style: PageOwnedStyle, request: Request, session: SessionDep
                     settings: SettingsDep) -> HTMLResponse:
     values = {"name": style.name or "", "descriptor": style.descriptor}
     return render(request, "style_edit.html", _edit_context(style, values, {}, settings,
-                                                            services.active_round(session, style.id)))
+                                                            active_round(session, style.id)))
 
 
 @router.post("/styles/{style_id}/edit", response_class=HTMLResponse)
@@ -47,10 +48,10 @@ async def save_style_page(style: PageOwnedStyle, request: Request, session: Sess
     if len(values["name"]) > MAX_NAME:
         errors["name"] = f"The name is {len(values['name'])} characters long; the limit is {MAX_NAME}."
     try:
-        services.clean_text(values["descriptor"], "The style descriptor", settings)
+        limits.clean_text(values["descriptor"], "The style descriptor", settings)
     except ApiError as exc:
         errors["descriptor"] = exc.detail
-    busy = services.active_round(session, style.id)
+    busy = active_round(session, style.id)
     if not errors and values["descriptor"] != style.descriptor and busy is not None:
         errors["descriptor"] = (f"Round {busy.number} is {busy.status} and reads the descriptor; change it when "
                                 f"the round has ended (or cancel it).")
@@ -65,7 +66,7 @@ async def save_style_page(style: PageOwnedStyle, request: Request, session: Sess
 
 
 def _delete_context(session: Session, style: Style, notice: str | None = None) -> dict:
-    return {"style": style, "busy": services.active_round(session, style.id), "notice": notice,
+    return {"style": style, "busy": active_round(session, style.id), "notice": notice,
             "candidates": sum(len(r.candidates) for r in style.rounds)}
 
 
@@ -79,7 +80,7 @@ def confirm_delete_page(style: PageOwnedStyle, request: Request, session: Sessio
 def delete_style_page(style: PageOwnedStyle, request: Request, session: SessionDep,
                       settings: SettingsDep) -> Response:
     try:
-        services.delete_style(session, settings, style)
+        styles.delete_style(session, settings, style)
     except ApiError as exc:  # 409 while a round runs: the confirmation page says so
         return render(request, "style_delete.html", _delete_context(session, style, exc.detail),
                       status_code=exc.status)

@@ -1,4 +1,4 @@
-"""The playground: generate images with a trained style (the services of POST /api/v1/styles/{id}/generations)
+"""The playground: generate images with a trained style (what POST /api/v1/styles/{id}/generations does)
 and watch each generation's panel until its images are there."""
 
 from __future__ import annotations
@@ -10,13 +10,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .. import paging, services
+from ..api import paging
 from ..api.access import PageOwnedStyle, PageReadableGeneration
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard
 from ..api.deps import PageUserDep as UserDep
+from ..domain import generations
+from ..domain.lifecycle import JobStatus
+from ..domain.models import Generation, Round, Style
+from ..domain.queries import latest_adapter_round
+from ..domain.schemas import MAX_ADAPTER_GUIDANCE, MAX_GUIDANCE, MAX_SAMPLE_STEPS, GenerationCreate
 from ..errors import ApiError
-from ..models import Generation, Round, RoundStatus, Style
-from ..schemas import MAX_ADAPTER_GUIDANCE, MAX_GUIDANCE, MAX_SAMPLE_STEPS, GenerationCreate
 from ..settings import Settings
 from .forms import form_values, parse_form
 from .queue import ahead_text, jobs_ahead
@@ -30,7 +33,7 @@ LABELS = {"prompts": "Prompts", "num_images": "Images per prompt", "seed": "Seed
           "guidance": "λB (guidance)", "steps": "Sampling steps"}
 SAMPLING_FIELDS = ("adapter_guidance", "guidance", "steps")  # blank: the round's own (its plan's sampling defaults)
 MESSAGES = {"prompts": 'Write at least one prompt, one per line (e.g. "a cat").'}
-GENERATIONS_PER_PAGE = 20  # a playground's generations grow: pages (app/paging.py), newest first
+GENERATIONS_PER_PAGE = 20  # a playground's generations grow: pages (app/api/paging.py), newest first
 
 
 def _context(session: Session, settings: Settings, style: Style, values: dict[str, str],
@@ -39,10 +42,10 @@ def _context(session: Session, settings: Settings, style: Style, values: dict[st
     gens, after = paging.page(session, select(Generation).where(Generation.style_id == style.id), Generation.id,
                               GENERATIONS_PER_PAGE, cursor, descending=True)
     views = [generation_view(g, numbers.get(g.round_id)) for g in gens]
-    adapter_round = services.latest_adapter_round(style)
+    adapter_round = latest_adapter_round(style)
     for view in views:  # the queue position of each waiting job
         view["ahead_text"] = ahead_text(jobs_ahead(session, view["row"]))
-    finished = [r for r in style.rounds if r.status == RoundStatus.succeeded.value]
+    finished = [r for r in style.rounds if r.status == JobStatus.succeeded.value]
     sampling = _defaults(adapter_round)
     return {"style": style, "values": sampling | values, "errors": errors, "generations": views,
             "older": f"/styles/{style.id}/playground?cursor={after}" if after else None,
@@ -98,7 +101,7 @@ async def generate_page(style: PageOwnedStyle, request: Request, session: Sessio
     status, headers = 422, None
     if body is not None:
         try:
-            services.create_generation(session, settings, dispatcher, user, style, body)
+            generations.create_generation(session, settings, dispatcher, user, style, body)
         except ApiError as exc:
             errors["prompts" if exc.status == 422 else "form"] = exc.detail
             status, headers = exc.status, exc.headers

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..models import Candidate, Round, RoundStatus, as_utc, utcnow
+from ..domain.lifecycle import JobStatus
+from ..domain.models import Candidate, Round, as_utc, utcnow
 from .rendering import duration
 
 PHASES = ("training", "candidates", "scoring")
@@ -35,7 +36,7 @@ def seconds_per_image(candidates: list[Candidate]) -> float | None:
 
 def _earlier_rate(rnd: Round) -> float | None:
     for other in sorted(rnd.style.rounds, key=lambda r: -r.number):
-        if other.number < rnd.number and other.status == RoundStatus.succeeded.value:
+        if other.number < rnd.number and other.status == JobStatus.succeeded.value:
             rate = seconds_per_image(list(other.candidates))
             if rate is not None:
                 return rate
@@ -61,7 +62,7 @@ def round_progress(rnd: Round, now: datetime | None = None) -> dict[str, Any]:
     now = now or utcnow()
     phase = rnd.phase or ""
     made, expected = len(rnd.candidates), expected_candidates(rnd)
-    position = PHASES.index(phase) if phase in PHASES else (-1 if rnd.status == RoundStatus.queued.value
+    position = PHASES.index(phase) if phase in PHASES else (-1 if rnd.status == JobStatus.queued.value
                                                             or phase in ("", "starting") else 0)
     total = rnd.total_steps or 0
     train_fraction = min(rnd.step / total, 1.0) if total else 0.0
@@ -88,7 +89,7 @@ def round_progress(rnd: Round, now: datetime | None = None) -> dict[str, Any]:
     else:
         eta = 0.0
     started = as_utc(rnd.started_at)
-    elapsed = (now - started).total_seconds() if started and rnd.status == RoundStatus.running.value else 0.0
+    elapsed = (now - started).total_seconds() if started and rnd.status == JobStatus.running.value else 0.0
     if eta is not None and elapsed > 0 and position >= 0:
         overall = elapsed / (elapsed + eta) if elapsed + eta > 0 else 0.0
     else:  # by phase: training counts most
@@ -97,7 +98,7 @@ def round_progress(rnd: Round, now: datetime | None = None) -> dict[str, Any]:
     if position == 0 and rnd.eta_seconds is not None and eta is None and phase == "training":
         eta_text = f"training {duration(rnd.eta_seconds)} + drawing {expected} images"
     elif eta is None:
-        eta_text = "estimating…" if rnd.status == RoundStatus.running.value else "—"
+        eta_text = "estimating…" if rnd.status == JobStatus.running.value else "—"
     elif position == 2 or (position == 1 and eta < 1):
         # scoring, or drawing with under a second left by the pace so far (the images of one batch are saved
         # milliseconds apart; all of them may be drawn already): never "0 s" while the round still works

@@ -7,9 +7,10 @@ from __future__ import annotations
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from ..models import Generation, Round, RoundStatus
+from ..domain.lifecycle import JobStatus
+from ..domain.models import Generation, Round
 
-QUEUED, RUNNING = RoundStatus.queued.value, RoundStatus.running.value
+QUEUED, RUNNING = JobStatus.queued.value, JobStatus.running.value
 
 
 def jobs_ahead(session: Session, job: Round | Generation) -> int | None:

@@ -8,14 +8,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
-from .. import picks, services
 from ..api.access import PageOwnedCandidate, PageOwnedRound, PageReadableRound
-from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard, get_dispatcher
+from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard
 from ..api.deps import PageUserDep as UserDep
+from ..domain import feedback, picks, rounds
+from ..domain.lifecycle import TERMINAL
+from ..domain.models import Round, User
+from ..domain.schemas import RatingIn
 from ..errors import ApiError
-from ..models import TERMINAL, Round, User
-from ..schemas import RatingIn
-from ..settings import Settings
 from .forms import form_values, parse_form
 from .rendering import is_htmx, render
 from .views import card_context, grid_context, round_panel_context, style_summary
@@ -23,9 +23,9 @@ from .views import card_context, grid_context, round_panel_context, style_summar
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
 
 
-def _panel(request: Request, session: Session, settings: Settings, user: User, rnd: Round, sort: str = "prompt",
+def _panel(request: Request, session: Session, user: User, rnd: Round, sort: str = "prompt",
            notice: str | None = None) -> HTMLResponse:
-    context = round_panel_context(session, settings, get_dispatcher(request), rnd, user, sort, notice)
+    context = round_panel_context(session, rnd, user, sort, notice)
     if rnd.status in TERMINAL and is_htmx(request):  # the style's summary changes when a round ends
         context["summary_oob"] = style_summary(rnd.style)
         context["style"] = rnd.style
@@ -35,36 +35,36 @@ def _panel(request: Request, session: Session, settings: Settings, user: User, r
 # ---- rounds -------------------------------------------------------------------------------------------------
 
 @router.get("/rounds/{round_id}/panel", response_class=HTMLResponse)
-def round_panel(rnd: PageReadableRound, request: Request, session: SessionDep, settings: SettingsDep,
-                user: UserDep, sort: str = "prompt") -> HTMLResponse:
+def round_panel(rnd: PageReadableRound, request: Request, session: SessionDep, user: UserDep,
+                sort: str = "prompt") -> HTMLResponse:
     """The round's panel: polls itself every 2 s while the round is queued or running (hx-trigger), and
     comes back without the trigger once it has ended, which stops the polling."""
-    return _panel(request, session, settings, user, rnd, sort)
+    return _panel(request, session, user, rnd, sort)
 
 
 @router.post("/rounds/{round_id}/cancel", response_class=HTMLResponse)
-def cancel_round_page(rnd: PageOwnedRound, request: Request, session: SessionDep, settings: SettingsDep,
-                      dispatcher: DispatcherDep, user: UserDep) -> HTMLResponse:
+def cancel_round_page(rnd: PageOwnedRound, request: Request, session: SessionDep, dispatcher: DispatcherDep,
+                      user: UserDep) -> HTMLResponse:
     try:
-        services.stop_round(session, dispatcher, rnd)
+        rounds.cancel_round(session, dispatcher, rnd)
         notice = "Stopping… training stops at its next step and keeps a checkpoint, so Retry resumes there."
     except ApiError as exc:
         notice = exc.detail
-    return _panel(request, session, settings, user, rnd, notice=notice)
+    return _panel(request, session, user, rnd, notice=notice)
 
 
 @router.post("/rounds/{round_id}/retry", response_class=HTMLResponse)
 def retry_round_page(rnd: PageOwnedRound, request: Request, session: SessionDep, settings: SettingsDep,
                      dispatcher: DispatcherDep, user: UserDep) -> HTMLResponse:
     try:
-        services.requeue_round(session, settings, dispatcher, rnd)
+        rounds.retry_round(session, settings, dispatcher, rnd)
     except ApiError as exc:
-        panel = _panel(request, session, settings, user, rnd, notice=exc.detail)
+        panel = _panel(request, session, user, rnd, notice=exc.detail)
         if not is_htmx(request):  # htmx swaps only 2xx answers into the page, so it gets the notice with 200
             panel.status_code = exc.status
         panel.headers.update(exc.headers or {})
         return panel
-    return _panel(request, session, settings, user, rnd)
+    return _panel(request, session, user, rnd)
 
 
 @router.get("/rounds/{round_id}/grid", response_class=HTMLResponse)
@@ -93,7 +93,7 @@ def _plural(count: int, word: str) -> str:
 @router.post("/rounds/{round_id}/auto-select", response_class=HTMLResponse)
 def clip_assist_page(rnd: PageOwnedRound, request: Request, session: SessionDep, settings: SettingsDep,
                      user: UserDep, sort: str = "prompt") -> HTMLResponse:
-    """CLIP assistance (app/picks.py): add CLIP's best per prompt to the person's picks, never a thumbed-down
+    """CLIP assistance (app/domain/picks.py): add CLIP's best per prompt to the person's picks, never a thumbed-down
     image and never removing a pick; say what it added and offer Undo."""
     kept = sum(1 for c in rnd.candidates if c.selection is not None)
     try:
@@ -125,12 +125,12 @@ def undo_clip_assist_page(rnd: PageOwnedRound, request: Request, session: Sessio
 @router.post("/candidates/{candidate_id}/rating", response_class=HTMLResponse)
 async def rate_page(candidate: PageOwnedCandidate, request: Request, session: SessionDep,
                     user: UserDep) -> HTMLResponse:
-    """Thumbs up (+1) or down (-1) (app/services.py:thumb); the same thumb again takes it back. One rating
+    """Thumbs up (+1) or down (-1) (app/domain/feedback.py:thumb); the same thumb again takes it back. One rating
     per user and candidate."""
     body, _ = parse_form(RatingIn, (await form_values(request))[0], {"value": "A rating"})
     if body is None or body.value not in (-1, 1):  # the page's thumbs; the API also takes 1 to 5 stars
         raise ApiError(422, "A rating is 1 (thumbs up) or -1.")
-    services.thumb(session, candidate, user, body.value)
+    feedback.thumb(session, candidate, user, body.value)
     return render(request, "_card_response.html", card_context(session, candidate, user))
 
 
@@ -138,5 +138,5 @@ async def rate_page(candidate: PageOwnedCandidate, request: Request, session: Se
 def toggle_selected_page(candidate: PageOwnedCandidate, request: Request, session: SessionDep,
                          user: UserDep) -> HTMLResponse:
     """Select the image for the next round's training set, or unselect it."""
-    services.select_candidate(session, candidate, user, candidate.selection is None)
+    feedback.store_selection(session, candidate, user, candidate.selection is None)
     return render(request, "_card_response.html", card_context(session, candidate, user))

@@ -10,16 +10,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from styledrop.model_sources import OFFLINE_CHOICES, availability
+from styledrop.model_sources import OFFLINE_PRESETS, OFFLINE_WORLDS, availability
 
-from .. import paging, services
+from ..api import paging
 from ..api.access import PageOwnedStyle, PageReadableStyle
-from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard, get_dispatcher
+from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard
 from ..api.deps import PageUserDep as UserDep
-from ..base_models import allowed_base_models
+from ..domain import limits, rounds, styles
+from ..domain.base_models import allowed_base_models
+from ..domain.models import Style, User
+from ..domain.queries import active_round
+from ..domain.schemas import RoundCreate, StyleCreate
 from ..errors import ApiError
-from ..models import Style, User
-from ..schemas import RoundCreate, StyleCreate
 from ..settings import Settings
 from .forms import form_values, parse_form
 from .gallery import style_item
@@ -28,7 +30,7 @@ from .views import round_panel_context, style_summary
 
 # Every page knows who asks (a log-in redirect otherwise) and every form post carries the CSRF token.
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_guard)])
-STYLES_PER_PAGE = 48  # the gallery grows: pages (app/paging.py), newest first, an 'Older styles' link
+STYLES_PER_PAGE = 48  # the gallery grows: pages (app/api/paging.py), newest first, an 'Older styles' link
 
 # The paper's style descriptors (StyleDrop, arXiv 2306.00983), offered as suggestions.
 DESCRIPTORS = ["watercolor painting", "oil painting", "line drawing", "cartoon line drawing",
@@ -83,7 +85,8 @@ def _new_style_context(settings: Settings, values: dict[str, str], errors: dict[
     default = availability(settings.model)  # said before the upload, not after a failed round
     return {"values": values, "errors": errors, "descriptors": DESCRIPTORS, "base_models": models,
             "default_model": settings.model, "default_model_missing": None if default.available else default.reason,
-            "offline_models": [m for m in models if m in OFFLINE_CHOICES],
+            "offline_models": [m for m in models if m in OFFLINE_PRESETS],
+            "offline_worlds": [(m, availability(m).available) for m in models if m in OFFLINE_WORLDS],
             "max_steps": settings.max_train_steps, "max_mb": settings.max_upload_bytes // (1024 * 1024),
             "max_chars": settings.max_prompt_chars, "max_references": settings.max_references}
 
@@ -95,12 +98,12 @@ def new_style_page(request: Request, settings: SettingsDep, user: UserDep) -> HT
 
 def _check_fields(values: dict[str, str], settings: Settings) -> tuple[StyleCreate | None, dict[str, str]]:
     """The form as POST /api/v1/styles would take it (StyleCreate), with every field's problem at once, in
-    the form's words; the rules are the services' (clean_text, check_train_steps)."""
+    the form's words; the rules are the domain's (clean_text, check_train_steps)."""
     errors: dict[str, str] = {}
     for name in ("content", "descriptor"):
         values[name] = " ".join(values.get(name, "").split())
         try:
-            services.clean_text(values[name], LABELS[name], settings)
+            limits.clean_text(values[name], LABELS[name], settings)
         except ApiError as exc:
             errors[name] = exc.detail
     body, invalid = parse_form(StyleCreate, values, LABELS, MESSAGES)
@@ -109,7 +112,7 @@ def _check_fields(values: dict[str, str], settings: Settings) -> tuple[StyleCrea
         errors["base_model"] = "Choose one of the base models offered."
     if body is not None:
         try:
-            services.check_train_steps(body.steps, settings)
+            limits.check_train_steps(body.steps, settings)
         except ApiError as exc:
             errors["steps"] = exc.detail
     return (None if errors else body), errors
@@ -127,7 +130,7 @@ async def _check_image(form: Any, settings: Settings, errors: dict[str, str]) ->
     for upload in uploads:
         data = await upload.read(settings.max_upload_bytes + 1)
         try:
-            services.decode_image(data, settings)
+            styles.decode_image(data, settings)
         except ApiError as exc:
             errors.setdefault("image", exc.detail if exc.status == 413 else f"{upload.filename}: {exc.detail}")
         images.append(data)
@@ -150,14 +153,14 @@ async def create_style_page(request: Request, session: SessionDep, settings: Set
             errors["image"] += " Choose another file."
         return render(request, "new_style.html", _new_style_context(settings, values, errors), status_code=422)
     try:
-        services.check_job_quota(session, user.id, settings)  # round 1 would be refused: store no style either
-        style = services.create_style(session, settings, user, body, data)
+        limits.check_job_quota(session, user.id, settings)  # round 1 would be refused: store no style either
+        style = styles.create_style(session, settings, user, body, data)
     except ApiError as exc:
         errors["image" if exc.status in (400, 413, 415) else "form"] = exc.detail
         return render(request, "new_style.html", _new_style_context(settings, values, errors),
                       status_code=exc.status, headers=exc.headers)
     try:
-        services.start_round(session, settings, dispatcher, style, RoundCreate())
+        rounds.start_round(session, settings, dispatcher, style, RoundCreate())
     except ApiError as exc:  # the style exists; its page says why training did not start and offers a start
         return RedirectResponse(f"/styles/{style.id}?notice={notice_code(exc)}", status_code=303)
     return RedirectResponse(f"/styles/{style.id}", status_code=303)
@@ -168,14 +171,11 @@ async def create_style_page(request: Request, session: SessionDep, settings: Set
 def _style_page(request: Request, session: Session, settings: Settings, user: User, style: Style,
                 sort: str = "prompt", notice: str | None = None, status_code: int = 200,
                 headers: dict[str, str] | None = None) -> HTMLResponse:
-    dispatcher = get_dispatcher(request)  # the reaper sends again the rounds it puts back in the queue
-    services.reap_stale(session, settings, dispatcher)
-    session.refresh(style)
     sort = sort if sort in SORTS else "prompt"
-    panels = [round_panel_context(session, settings, dispatcher, r, user, sort) for r in reversed(style.rounds)]
+    panels = [round_panel_context(session, r, user, sort) for r in reversed(style.rounds)]
     return render(request, "style.html", {"style": style, "summary": style_summary(style), "panels": panels,
                                           "notice": notice, "sort": sort,
-                                          "busy": services.active_round(session, style.id),
+                                          "busy": active_round(session, style.id),
                                           "read_only": style.user_id != user.id, "settings": settings},
                   status_code=status_code, headers=headers)
 
@@ -193,7 +193,7 @@ async def start_round_page(style: PageOwnedStyle, request: Request, session: Ses
     feedback = (await form_values(request))[0].get("feedback")
     try:
         body = RoundCreate(feedback=feedback if feedback in ("human", "clip") else None)
-        services.start_round(session, settings, dispatcher, style, body)
+        rounds.start_round(session, settings, dispatcher, style, body)
     except ApiError as exc:  # the style page itself says why, with the refusal's status (409, 429 + Retry-After)
         return _style_page(request, session, settings, user, style, notice=exc.detail, status_code=exc.status,
                            headers=exc.headers)

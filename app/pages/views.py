@@ -1,5 +1,5 @@
 """View models of the pages: what the templates need about a round, its candidates, a style and a generation,
-computed from the database rows (no writes here, apart from the reaper a round's panel runs, as the API does)."""
+computed from the database rows (no writes here)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..api.views import candidate_out
-from ..downloads import image_contents_and_seeds
-from ..models import ACTIVE, TERMINAL, Candidate, Generation, Round, RoundStatus, Style, User
-from ..services import active_round, latest_adapter_round, latest_succeeded, load_feedback, reap_stale
-from ..settings import Settings
-from ..task_queue import Dispatcher
-from ..training_samples import samples_by_step
+from ..domain.downloads import image_contents_and_seeds
+from ..domain.feedback import load_feedback
+from ..domain.lifecycle import ACTIVE, TERMINAL, JobStatus
+from ..domain.models import Candidate, Generation, Round, Style, User
+from ..domain.queries import active_round, latest_adapter_round, latest_succeeded
+from ..domain.resources import candidate_out
+from ..domain.round_samples import samples_by_step
 from .chart import RoundScores, loss_chart, scores_chart
 from .progress import expected_candidates, round_progress
 from .rendering import SORTS
@@ -29,10 +29,10 @@ def _mean(values: list[float | None]) -> float | None:
 def round_view(rnd: Round) -> dict[str, Any]:
     """What the templates need about a round: its row, progress and summary numbers."""
     total = rnd.total_steps or 0
-    done = rnd.status == RoundStatus.succeeded.value
+    done = rnd.status == JobStatus.succeeded.value
     progress = 1.0 if done else (min(rnd.step / total, 1.0) if total else 0.0)
     phase = rnd.phase or ""
-    if rnd.status == RoundStatus.running.value and phase in ("candidates", "scoring"):
+    if rnd.status == JobStatus.running.value and phase in ("candidates", "scoring"):
         made, expected = len(rnd.candidates), expected_candidates(rnd)
         phase_text = (f"making candidates ({made} of {expected})" if phase == "candidates"
                       else "scoring candidates with CLIP")
@@ -108,21 +108,18 @@ def card_context(session: Session, candidate: Candidate, user: User) -> dict[str
 def style_summary(style: Style) -> dict[str, Any]:
     rounds = [round_view(r) for r in style.rounds]
     chart = scores_chart([RoundScores(r["number"], r["mean_text"], r["mean_style"])
-                          for r in rounds if r["status"] == RoundStatus.succeeded.value])
+                          for r in rounds if r["status"] == JobStatus.succeeded.value])
     return {"rounds": rounds, "chart": chart, "adapter_round": latest_adapter_round(style)}
 
 
-def round_panel_context(session: Session, settings: Settings, dispatcher: Dispatcher, rnd: Round, user: User,
-                        sort: str, notice: str | None = None) -> dict[str, Any]:
-    if rnd.status in (RoundStatus.queued.value, RoundStatus.running.value):
-        reap_stale(session, settings, dispatcher, round_id=rnd.id)
-        session.refresh(rnd)
+def round_panel_context(session: Session, rnd: Round, user: User, sort: str,
+                        notice: str | None = None) -> dict[str, Any]:
     context = {"round": round_view(rnd), "style_id": rnd.style_id, "notice": notice, "sort": sort,
                "read_only": rnd.style.user_id != user.id,  # another user's style, shown by the public setting
                "is_latest": session.scalar(select(Round.id).where(Round.style_id == rnd.style_id)
                                            .order_by(Round.number.desc()).limit(1)) == rnd.id,
                "candidates": list(rnd.candidates)}
-    if rnd.status == RoundStatus.succeeded.value:
+    if rnd.status == JobStatus.succeeded.value:
         context["grid"] = grid_context(session, rnd, user, sort)
     return context
 

@@ -12,7 +12,7 @@ scorer, and oracles that read content and style off any image.
     tokenizer the exact patch codebook as a diffusers VQModel
     clip      the world's CLIP: training batches, conversion to transformers, the scorer
     build     build_world(): the stages, resumable, with progress
-    cli       `styledrop world ...`
+    (its commands, `styledrop world ...`, are styledrop/cli/world.py)
 """
 
 from .spec import WORLDS, is_built, is_world, world_dir  # noqa: F401  (torch-free)

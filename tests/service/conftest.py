@@ -102,7 +102,7 @@ class Database:
         try:
             yield url
         finally:
-            from app.db import _engine_for
+            from app.infra.db import _engine_for
 
             _engine_for(url).dispose()  # the app's pooled connections; the worker's are ended by the DROP
             self.server.drop_database(name)
@@ -133,7 +133,7 @@ def db(request, tmp_path_factory) -> Iterator[Database]:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL is missing: scripts/system-deps installs it")
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
-    from app.migrate import upgrade
+    from app.infra.migrate import upgrade
 
     server = postgres.Server()
     try:
@@ -158,6 +158,7 @@ class StubDispatcher:
         self.rounds: list[int] = []
         self.generations: list[int] = []
         self.evaluations: list[int] = []
+        self.webhooks: list[tuple[int | None, str, str]] = []  # (user id, URL, event JSON)
 
     def train_round(self, round_id: int) -> str:
         self.rounds.append(round_id)
@@ -171,6 +172,10 @@ class StubDispatcher:
         self.evaluations.append(evaluation_id)
         return f"stub-evaluation-{evaluation_id}"
 
+    def deliver_webhook(self, user_id: int | None, url: str, body: str) -> str:
+        self.webhooks.append((user_id, url, body))
+        return f"stub-webhook-{len(self.webhooks)}"
+
 
 @contextmanager
 def stub_client(data_dir: Path, db: Database | None = None, **overrides):
@@ -178,8 +183,8 @@ def stub_client(data_dir: Path, db: Database | None = None, **overrides):
     dispatcher and no worker, that acts like a browser of the local user (session cookie and CSRF token)."""
     from fastapi.testclient import TestClient
 
+    from app.infra.migrate import upgrade
     from app.main import create_app
-    from app.migrate import upgrade
 
     with (db or Database("sqlite")).fresh() as url:
         settings = make_settings(data_dir, database_url=url, **overrides)
@@ -199,7 +204,7 @@ def stub_app(tmp_path, db):
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):  # one Redis server for the session
-    from app.embedded_redis import EmbeddedRedis
+    from app.infra.embedded_redis import EmbeddedRedis
 
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
     yield server.url
@@ -217,8 +222,8 @@ def live(tmp_path_factory, redis_url, db):
 def _live(tmp_path_factory, redis_url: str, database_url: str | None):
     from fastapi.testclient import TestClient
 
+    from app.infra.migrate import upgrade
     from app.main import create_app
-    from app.migrate import upgrade
 
     data = tmp_path_factory.mktemp("live") / "data"
     settings = make_settings(data, redis_url=redis_url, database_url=database_url)

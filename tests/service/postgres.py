@@ -39,7 +39,7 @@ def _free_port() -> int:
 class Server:
     """A PostgreSQL server in a temporary folder, trusting local connections (it listens on 127.0.0.1 only).
 
-    max_connections is raised: every app engine keeps a pool of up to 60 connections (app/db.py), and a test
+    max_connections is raised: every app engine keeps a pool of up to 60 connections (app/infra/db.py), and a test
     run holds several engines (the test's, its worker's, its web processes') at once."""
 
     def __init__(self, max_connections: int = 500) -> None:

@@ -11,10 +11,11 @@ import sys
 import pytest
 from sqlalchemy import select, update
 
-from app.db import session_factory
-from app.models import ApiToken, Candidate, Round, Style, User, WebSession
+from app.domain.models import ApiToken, Candidate, Round, Style, User, WebSession
+from app.infra.db import session_factory
 
 from .conftest import ROOT, StubDispatcher, csrf_token, make_settings, png_bytes
+from .factories import finish_round
 
 API = "/api/v1"
 PASSWORD = "correct horse battery"
@@ -25,8 +26,8 @@ def team(tmp_path):
     """The app as a team runs it: accounts on, people must log in."""
     from fastapi.testclient import TestClient
 
+    from app.infra.migrate import upgrade
     from app.main import create_app
-    from app.migrate import upgrade
 
     settings = make_settings(tmp_path / "data", auth="accounts")
     upgrade(settings)
@@ -176,8 +177,8 @@ def test_api_tokens_are_made_shown_once_and_revoked_on_the_settings_page(team):
 def test_closed_sign_up_and_the_admin_user_command(tmp_path):
     from fastapi.testclient import TestClient
 
+    from app.infra.migrate import upgrade
     from app.main import create_app
-    from app.migrate import upgrade
 
     settings = make_settings(tmp_path / "data", auth="accounts", signup="closed")
     upgrade(settings)
@@ -202,13 +203,8 @@ def _alice_with_a_finished_round(team) -> tuple[object, dict[str, int]]:
                        files={"image": ("r.png", png_bytes(), "image/png")},
                        data={"content": "a house", "descriptor": "sticker"}).json()
     rnd = alice.post(f"{API}/styles/{style['id']}/rounds", headers={"X-CSRF-Token": token}, json={}).json()
-    with session_factory(team.settings)() as session:
-        session.execute(update(Round).where(Round.id == rnd["id"]).values(status="succeeded"))
-        candidate = Candidate(round_id=rnd["id"], content="a cat", prompt="A cat in sticker style", seed=0,
-                              image_path=f"styles/{style['id']}/reference.png")
-        session.add(candidate)
-        session.commit()
-        return alice, {"style": style["id"], "round": rnd["id"], "candidate": candidate.id}
+    (candidate,) = finish_round(team.settings, rnd["id"], candidates=1, contents=["a cat"])
+    return alice, {"style": style["id"], "round": rnd["id"], "candidate": candidate}
 
 
 def test_public_styles_are_readable_by_everyone_and_changeable_by_their_owner_only(team):
@@ -267,7 +263,7 @@ def test_embedded_run_logs_the_local_user_in_and_refuses_cross_site_writes(stub_
 def test_expired_sessions_are_purged_when_someone_logs_in(team):
     from datetime import timedelta
 
-    from app.models import utcnow
+    from app.domain.models import utcnow
 
     assert sign_up(team(), "ann").status_code == 303
     with session_factory(team.settings)() as session:
@@ -279,8 +275,8 @@ def test_expired_sessions_are_purged_when_someone_logs_in(team):
 
 
 def test_cookieless_visitors_write_no_session_rows_and_can_still_log_in(team):
-    """Issue 14: every cookieless GET wrote a session row (crawlers grew the table). The log-in form's CSRF
-    token is now a cookie of its own; a session row is written when someone logs in."""
+    """A cookieless GET writes no session row (else crawlers grow the table): the log-in form's CSRF token is a
+    cookie of its own, and a session row is written when someone logs in."""
     for path in ("/login", "/signup", "/", "/styles/new"):
         for _ in range(3):
             team().get(path)

@@ -7,11 +7,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
-from app.db import session_factory
-from app.models import Round, utcnow
+from app.domain import lifecycle, reaper
+from app.domain.models import Round, utcnow
+from app.infra.db import session_factory
 
 from .conftest import decode_png, png_bytes
-from .factories import finish_round
+from .factories import finish_round, run_round
 
 API = "/api/v1"
 
@@ -83,9 +84,25 @@ def test_rating_and_selection_of_unknown_candidate_404(stub_app):
     assert stub_app.put(f"{API}/candidates/5/selected", json={"selected": True}).status_code == 404
 
 
+def test_a_round_takes_its_training_steps_as_train_steps_or_by_the_old_name_steps(stub_app):
+    """`steps` meant training steps here and decoding steps in a generation request: a round's are now
+    `train_steps` (beside `sample_steps`); `steps` is still accepted, documented as deprecated."""
+    for body in ({"train_steps": 7}, {"steps": 7}, {"train_steps": 7, "steps": 7}):
+        rnd = stub_app.post(f"{API}/styles/{create_style(stub_app)['id']}/rounds", json=body)
+        assert rnd.status_code == 201, rnd.text
+        assert rnd.json()["parameters"]["train"]["steps"] == rnd.json()["total_steps"] == 7
+    both = stub_app.post(f"{API}/styles/{create_style(stub_app)['id']}/rounds", json={"train_steps": 7, "steps": 8})
+    assert both.status_code == 422 and "old name of train_steps" in both.json()["detail"]
+    for body in ({"train_steps": 20_001}, {"steps": 20_001}):  # the admin's limit, whichever name says it
+        refused = stub_app.post(f"{API}/styles/{create_style(stub_app)['id']}/rounds", json=body)
+        assert refused.status_code == 422 and "20001 training steps" in refused.json()["detail"]
+    schema = stub_app.get("/openapi.json").json()["components"]["schemas"]["RoundCreate"]["properties"]
+    assert "deprecated" not in schema["train_steps"] and schema["steps"]["deprecated"] is True
+
+
 def test_round_rules(stub_app):
     style = create_style(stub_app)
-    first = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={"steps": 5})
+    first = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={"train_steps": 5})
     assert first.status_code == 201
     rnd = first.json()
     assert rnd["number"] == 1 and rnd["status"] == "queued" and rnd["actions"] == ["cancel"]
@@ -115,13 +132,28 @@ def _set_round(settings, round_id: int, **values) -> None:
         session.commit()
 
 
+def _reap(client) -> dict[str, list[int]]:
+    """One pass of the reaper, as celery beat and `styledrop serve`'s timer run it."""
+    return reaper.run(client.settings, client.dispatcher)
+
+
+def _claim(settings, round_id: int, task_id: str) -> str:
+    with session_factory(settings)() as session:
+        return lifecycle.claim_round(session, settings, round_id, task_id)
+
+
 def test_reaper_requeues_a_silent_round_and_fails_it_when_no_worker_takes_it(stub_app):
     settings, sent = stub_app.settings, stub_app.dispatcher.rounds
     style = create_style(stub_app)
     rnd = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
+    run_round(settings, rnd["id"], step=40)
     old = utcnow() - timedelta(seconds=settings.heartbeat_stale_seconds + 5)
-    _set_round(settings, rnd["id"], status="running", heartbeat_at=old, started_at=old, attempts=1, step=40)
+    _set_round(settings, rnd["id"], heartbeat_at=old, started_at=old)
+    # reading a round never reaps it: the reaper runs from beat and serve's timer, not inside requests
+    assert stub_app.get(f"{API}/rounds/{rnd['id']}").json()["status"] == "running"
+    assert stub_app.get(f"{API}/styles/{style['id']}/rounds").json()["items"][0]["status"] == "running"
     # its worker went silent: back in the queue and sent again, to resume from its checkpoint
+    assert _reap(stub_app)["requeued"] == [rnd["id"]]
     body = stub_app.get(f"{API}/rounds/{rnd['id']}").json()
     assert body["status"] == "queued" and body["actions"] == ["cancel"] and sent == [rnd["id"], rnd["id"]]
     (interruption,) = body["metrics"]["interruptions"]
@@ -129,36 +161,41 @@ def test_reaper_requeues_a_silent_round_and_fails_it_when_no_worker_takes_it(stu
 
     # past the wait, but a worker is busy (it just wrote a heartbeat for another round): it keeps waiting
     other = stub_app.post(f"{API}/styles/{create_style(stub_app)['id']}/rounds", json={}).json()
-    _set_round(settings, other["id"], status="succeeded", heartbeat_at=utcnow())
+    finish_round(settings, other["id"])
+    _set_round(settings, other["id"], heartbeat_at=utcnow())
     waited = (utcnow() - timedelta(seconds=settings.requeue_wait_seconds + 5)).isoformat()
     _set_round(settings, rnd["id"], metrics=dict(body["metrics"], requeued_at=waited))
+    assert not any(_reap(stub_app).values())
     assert stub_app.get(f"{API}/rounds/{rnd['id']}").json()["status"] == "queued"
     # no worker shows signs of life: failed, with a retry action that resumes it
     _set_round(settings, other["id"], heartbeat_at=old)
+    assert _reap(stub_app)["failed"] == [rnd["id"]]
     body = stub_app.get(f"{API}/rounds/{rnd['id']}").json()
     assert body["status"] == "failed" and body["actions"] == ["retry"]
     assert "no worker took the round up again" in body["error"] and "retry" in body["error"]
     retried = stub_app.post(f"{API}/rounds/{rnd['id']}/retry").json()
     assert retried["status"] == "queued" and "requeued_at" not in retried["metrics"]
-    assert stub_app.get(f"{API}/rounds/{rnd['id']}").json()["status"] == "queued"  # waits as a fresh job
+    assert not any(_reap(stub_app).values())  # it waits as a fresh job
+    assert stub_app.get(f"{API}/rounds/{rnd['id']}").json()["status"] == "queued"
 
     # a silent round on its last attempt is not started again: it may be what kills its workers
-    _set_round(settings, rnd["id"], status="running", heartbeat_at=old, attempts=settings.max_attempts)
+    _set_round(settings, rnd["id"], attempts=settings.max_attempts - 1)
+    run_round(settings, rnd["id"])
+    _set_round(settings, rnd["id"], heartbeat_at=old)
+    assert _reap(stub_app)["failed"] == [rnd["id"]]
     body = stub_app.get(f"{API}/rounds/{rnd['id']}").json()
     assert body["status"] == "failed" and f"attempt {settings.max_attempts} of" in body["error"]
     assert sent.count(rnd["id"]) == 3  # created, requeued once, retried
 
 
 def test_attempts_guard_requeue_loops(stub_app):
-    from worker.jobs import claim_round
-
     style = create_style(stub_app)
     rnd = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
     limit = stub_app.settings.max_attempts
     with session_factory(stub_app.settings)() as session:
         session.execute(update(Round).where(Round.id == rnd["id"]).values(attempts=limit))
         session.commit()
-    assert claim_round(stub_app.settings, rnd["id"], "t") == "gave up"
+    assert _claim(stub_app.settings, rnd["id"], "t") == "gave up"
     body = stub_app.get(f"{API}/rounds/{rnd['id']}").json()
     assert body["status"] == "failed" and "Gave up after" in body["error"]
     retry = stub_app.post(f"{API}/rounds/{rnd['id']}/retry")
@@ -166,12 +203,10 @@ def test_attempts_guard_requeue_loops(stub_app):
 
 
 def test_claim_is_idempotent(stub_app):
-    from worker.jobs import claim_round
-
     style = create_style(stub_app)
     rnd = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
-    assert claim_round(stub_app.settings, rnd["id"], "a") == "claimed"
-    assert claim_round(stub_app.settings, rnd["id"], "b") == "skipped (running)"  # a duplicate message
+    assert _claim(stub_app.settings, rnd["id"], "a") == "claimed"
+    assert _claim(stub_app.settings, rnd["id"], "b") == "skipped (running)"  # a duplicate message
 
 
 def _finished_round_with_candidates(client, n: int = 4, style_scores=(0.6, 0.7, 0.65, 0.1)) -> tuple[dict, list[int]]:
@@ -261,9 +296,9 @@ def test_generation_limits(stub_app):
 def test_bearer_tokens(tmp_path):
     from fastapi.testclient import TestClient
 
-    from app.auth import create_token
+    from app.infra.migrate import upgrade
     from app.main import create_app
-    from app.migrate import upgrade
+    from app.security.accounts import create_token
 
     from .conftest import StubDispatcher, make_settings
 
@@ -304,7 +339,7 @@ def test_delete_style_removes_rows_and_files(stub_app):
 
 def test_the_largest_seed_gives_candidate_seeds_every_database_stores(stub_app):
     """candidate_seed(2^31 - 1, k) is about 2^47: the candidates' seed column is 64-bit (PostgreSQL refused it)."""
-    from app.models import Candidate
+    from app.domain.models import Candidate
     from styledrop.candidates import candidate_seed  # torch is only imported by the engine's sampling parts
 
     style = create_style(stub_app, seed=str(2**31 - 1))

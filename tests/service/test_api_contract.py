@@ -1,4 +1,4 @@
-"""The API as clients meet it, without a worker (issue 18): the OpenAPI document generators read, paging,
+"""The API as clients meet it, without a worker: the OpenAPI document generators read, paging,
 idempotency keys, and the checks of webhook destinations and signatures."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import time
 from fastapi.routing import APIRoute
 from sqlalchemy import func, select
 
-from app import webhooks
-from app.db import session_factory
-from app.models import IdempotencyKey, Round, Style
+from app.domain import lifecycle, webhooks
+from app.domain.lifecycle import JobStatus
+from app.domain.models import IdempotencyKey, Round, Style
+from app.infra.db import session_factory
 
 from .conftest import png_bytes, stub_client
 from .test_api import API, create_style
@@ -93,7 +94,7 @@ def test_lists_come_in_pages_with_a_next_link(stub_app):
 
 
 def test_candidates_come_in_pages(stub_app):
-    from app.models import Candidate
+    from app.domain.models import Candidate
 
     style = create_style(stub_app)
     rnd = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={}).json()
@@ -158,8 +159,8 @@ def test_a_key_whose_first_request_never_answered(stub_app):
 
     from sqlalchemy import update
 
-    from app.idempotency import ABANDONED
-    from app.models import utcnow
+    from app.api.idempotency import ABANDONED
+    from app.domain.models import utcnow
 
     def post():
         return stub_app.post(f"{API}/styles", data={"content": "a house", "descriptor": "ink"},
@@ -187,8 +188,8 @@ def test_a_key_whose_first_request_never_answered(stub_app):
 def test_keys_belong_to_their_user(tmp_path, db):
     from fastapi.testclient import TestClient
 
-    from app.auth import create_token
     from app.main import create_app
+    from app.security.accounts import create_token
 
     from .conftest import StubDispatcher
 
@@ -239,7 +240,7 @@ def test_a_delivery_connects_to_the_address_its_check_approved(stub_app, monkeyp
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from app.models import User
+    from app.domain.models import User
 
     seen: list[dict] = []
 
@@ -295,7 +296,7 @@ def test_webhook_secret_is_per_user_and_rotates(stub_app):
 
 
 def test_evaluations_are_idempotent_and_come_in_pages(stub_app):
-    from app.models import Evaluation
+    from app.domain.models import Evaluation
 
     from .factories import finish_round
 
@@ -309,8 +310,8 @@ def test_evaluations_are_idempotent_and_come_in_pages(stub_app):
     assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
     assert stub_app.dispatcher.evaluations == [first.json()["id"]]  # queued once
     with session_factory(stub_app.settings)() as session:  # as the worker: it ended, so another may start
-        session.get(Evaluation, first.json()["id"]).status = "failed"
-        session.commit()
+        assert lifecycle.claim(session, Evaluation, first.json()["id"])
+        assert lifecycle.finish(session, Evaluation, first.json()["id"], JobStatus.failed, error="it failed")
     second = stub_app.post(url, json={}, headers={"Idempotency-Key": "e-2"})
     assert second.status_code == 202, second.text
     page = stub_app.get(f"{url}?limit=1").json()
@@ -320,7 +321,7 @@ def test_evaluations_are_idempotent_and_come_in_pages(stub_app):
 
 
 def test_the_styles_gallery_and_the_playground_come_in_pages(stub_app):
-    from app.models import Generation
+    from app.domain.models import Generation
     from app.pages import playground, styles
 
     made = [create_style(stub_app, content=f"a house {i}")["id"] for i in range(styles.STYLES_PER_PAGE + 2)]
@@ -331,9 +332,10 @@ def test_the_styles_gallery_and_the_playground_come_in_pages(stub_app):
     assert f'href="/styles/{made[0]}"' in second and f'href="/styles/{made[1]}"' in second
     assert f'href="/styles/{made[2]}"' not in second and 'id="older"' not in second
     with session_factory(stub_app.settings)() as session:
-        session.add_all([Generation(style_id=made[0], status="failed", request={"prompts": [f"p{i}"]})
-                         for i in range(playground.GENERATIONS_PER_PAGE + 1)])
-        session.commit()
+        for i in range(playground.GENERATIONS_PER_PAGE + 1):  # queued, taken up and failed, as a worker does
+            generation = lifecycle.enqueue(session, Generation(style_id=made[0], request={"prompts": [f"p{i}"]}))
+            assert lifecycle.claim(session, Generation, generation.id)
+            assert lifecycle.finish(session, Generation, generation.id, JobStatus.failed, error="it failed")
     playground = stub_app.get(f"/styles/{made[0]}/playground").text
     older = re.search(r'id="older" href="([^"]+)"', playground).group(1)
     assert stub_app.get(older).status_code == 200 and 'id="older"' not in stub_app.get(older).text

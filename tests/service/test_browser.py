@@ -84,7 +84,7 @@ def _wait_for_log(proc: subprocess.Popen, log: Path, needle: str, timeout: float
 def served(tmp_path, redis_url):
     """The app under uvicorn and a Celery worker, on a fresh migrated SQLite database. Yields the base URL."""
     _require_browser()
-    from app.migrate import upgrade
+    from app.infra.migrate import upgrade
 
     data = tmp_path / "data"
     settings = make_settings(data, redis_url=redis_url, candidates_per_prompt=2, train_steps=12)
@@ -409,7 +409,7 @@ def test_a_missing_browser_fails_under_ci_and_skips_locally(monkeypatch):
 def served_accounts(tmp_path):
     """The app under uvicorn with accounts on (no worker: this test trains nothing). Yields the base URL."""
     _require_browser()
-    from app.migrate import upgrade
+    from app.infra.migrate import upgrade
 
     data = tmp_path / "data"
     upgrade(make_settings(data))

@@ -59,7 +59,7 @@ def _wait(c: Cluster, what: str, done, timeout: float = TIMEOUT):
 
 
 def _session(c: Cluster):
-    from app.db import session_factory
+    from app.infra.db import session_factory
     from app.settings import Settings
 
     return session_factory(Settings(data_dir=c.data, database_url=c.database_url))()
@@ -68,7 +68,7 @@ def _session(c: Cluster):
 def _row(c: Cluster, round_id: int):
     """The round as stored (read from the database: the API's GET would itself reap a silent round, and this
     test wants beat's reaper to do it)."""
-    from app.models import Round
+    from app.domain.models import Round
 
     with _session(c) as session:
         return session.get(Round, round_id)
@@ -97,7 +97,7 @@ def _worker_of(c: Cluster, task_id: str) -> str | None:
 
 def test_the_compose_topology_as_processes(cluster):
     c = cluster
-    from app.models import Candidate, Rating, Round
+    from app.domain.models import Candidate, Rating, Round
 
     alice_token = c.run("web", "python", "-m", "app.admin", "token", "alice").strip()
     bob_token = c.run("web", "python", "-m", "app.admin", "token", "bob").strip()

@@ -20,8 +20,8 @@ def test_fifty_clients_rating_twenty_each_are_all_recorded_exactly_once(tmp_path
     assert len(statuses) == CLIENTS * (RATINGS + 1)  # + one double-clicked rating per client
     assert set(statuses) == {200}
 
-    from app.db import session_factory
-    from app.models import Rating, User
+    from app.domain.models import Rating, User
+    from app.infra.db import session_factory
     from app.settings import Settings
 
     settings = Settings(data_dir=fixture.data_dir, database_url=database_url)

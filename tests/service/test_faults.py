@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from app.embedded_redis import free_port
+from app.infra.embedded_redis import free_port
 
 from .conftest import FAST, make_settings, png_bytes
 
@@ -67,8 +67,8 @@ class Cluster:
     def __init__(self, tmp_path: Path, database_url: str | None = None, **settings):
         from fastapi.testclient import TestClient
 
+        from app.infra.migrate import upgrade
         from app.main import create_app
-        from app.migrate import upgrade
 
         self.tmp = tmp_path
         self.redis = RedisServer(tmp_path)
@@ -116,16 +116,36 @@ class Cluster:
     def round(self, round_id: int) -> dict:
         return self.client.get(f"{API}/rounds/{round_id}").json()
 
+    def reap(self) -> dict[str, list[int]]:
+        """One pass of the reaper, as celery beat runs it (reading a round never reaps it)."""
+        from app.domain import reaper
+        from app.infra.task_queue import CeleryDispatcher
+
+        return reaper.run(self.settings, CeleryDispatcher(self.settings))
+
+    def progress(self, round_id: int) -> tuple[dict, tuple]:
+        """The round as the API shows it, and what counts as progress: status, phase, step, attempts and the
+        candidates made so far."""
+        body = self.round(round_id)
+        made = len(self.client.get(f"{API}/rounds/{round_id}/candidates").json()["items"])
+        return body, (body["status"], body["phase"], body["step"], body["attempts"], made)
+
     def wait(self, round_id: int, done, timeout: float = 120) -> dict:
         """Wait on progress, not on the clock: fail only when the round shows no change (status, phase,
-        step, attempts) for `timeout` seconds; a loaded machine makes it slower, never failed."""
+        step, attempts, candidates) for `timeout` seconds; a loaded machine makes it slower, never failed."""
         deadline, seen = time.monotonic() + timeout, None
-        while not done(body := self.round(round_id)):
-            if (now := (body["status"], body["phase"], body["step"], body["attempts"])) != seen:
-                deadline, seen = time.monotonic() + timeout, now
-            assert time.monotonic() < deadline, f"no progress for {timeout} s: {body}\n{self.logs()}"
+        while not done((progress := self.progress(round_id))[0]):
+            if progress[1] != seen:
+                deadline, seen = time.monotonic() + timeout, progress[1]
+            assert time.monotonic() < deadline, f"no progress for {timeout} s: {progress[0]}\n{self.logs()}"
             time.sleep(0.2)
-        return body
+        return progress[0]
+
+    def stopped(self, process: subprocess.Popen, round_id: int, timeout: float = 120) -> int:
+        """Wait for a worker told to stop (SIGTERM) to exit, as long as its round shows progress: it stops at
+        its next step or candidate, which a loaded machine makes slower, never wrong. Returns its exit code."""
+        self.wait(round_id, lambda _: process.poll() is not None, timeout)
+        return process.returncode
 
     def close(self) -> None:
         self.client.close()
@@ -185,15 +205,18 @@ def test_a_round_no_worker_takes_up_fails_with_a_retry_that_resumes_it(cluster):
     first.kill()
     first.wait(10)
     time.sleep(STALE + 1)
-    body = c.round(round_id)  # the API's reaper: back in the queue, sent again ...
+    assert c.round(round_id)["status"] == "running"  # silent, but nothing reaps it until the reaper runs
+    assert c.reap()["requeued"] == [round_id]  # beat's reaper: back in the queue, sent again ...
+    body = c.round(round_id)
     assert body["status"] == "queued" and body["metrics"]["interruptions"][0]["at_step"] >= 30, body
     time.sleep(4 + 1)
-    body = c.round(round_id)  # ... but no worker takes it up within the wait: failed, with a retry action
+    assert c.reap()["failed"] == [round_id]  # ... but no worker takes it up within the wait: failed, with a retry
+    body = c.round(round_id)
     assert body["status"] == "failed" and body["actions"] == ["retry"], body
     assert "no worker took the round up again" in body["error"] and "retry resumes" in body["error"]
 
     second = c.worker("b")  # it takes the message sent before the round failed: that does nothing
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # only stops a hung test: a free worker takes it at once
     while "'skipped (failed)'" not in second.log.read_text():  # the task's result, as Celery logs it
         assert time.monotonic() < deadline, c.logs()
         time.sleep(0.2)
@@ -214,7 +237,7 @@ def test_a_stopped_worker_puts_its_round_back_in_the_queue(cluster):
     round_id = c.start_round(steps=120)
     c.wait(round_id, lambda b: b["step"] >= 30)
     first.send_signal(signal.SIGTERM)  # warm shutdown: docker compose stop
-    assert first.wait(30) == 0, c.logs()
+    assert c.stopped(first, round_id) == 0, c.logs()
     body = c.round(round_id)
     assert body["status"] == "queued" and not body["cancel_requested"] and body["error"] is None, body
     (interruption,) = body["metrics"]["interruptions"]
@@ -233,15 +256,12 @@ def test_a_stop_while_making_candidates_keeps_them_with_their_ratings(cluster):
     first = c.worker("a")
     round_id = c.start_round(steps=10, prompts=["a cat", "a dog", "a boat", "a tree"], candidates_per_prompt=8,
                              sample_steps=12)
-    deadline = time.monotonic() + 120
-    while len(made := _candidates(c, round_id)) < 2:  # a rater looks at the first previews ...
-        assert time.monotonic() < deadline, c.logs()
-        time.sleep(0.1)
-    rated = made[0]["id"]
+    c.wait(round_id, lambda _: len(_candidates(c, round_id)) >= 2)  # a rater looks at the first previews ...
+    rated = _candidates(c, round_id)[0]["id"]
     assert c.client.put(f"{API}/candidates/{rated}/rating", json={"value": 1}).status_code == 200
     assert c.client.put(f"{API}/candidates/{rated}/selected", json={"selected": True}).status_code == 200
     first.send_signal(signal.SIGTERM)  # ... as the worker is stopped
-    assert first.wait(30) == 0, c.logs()
+    assert c.stopped(first, round_id) == 0, c.logs()
     body = c.round(round_id)
     assert body["status"] == "queued" and body["metrics"]["interruptions"][0]["reason"] == "the worker shut down"
     before = [m["id"] for m in _candidates(c, round_id)]

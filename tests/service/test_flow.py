@@ -104,7 +104,7 @@ def test_cancel_running_round_then_retry_resumes(live):
     assert time.monotonic() - asked < 10
     stopped_at = int(cancelled["error"].split("step ")[1].split(" ")[0])
     assert 0 < stopped_at < 4000 and cancelled["actions"] == ["retry"]
-    # each attempt trains in its own folder (app.fencing): attempt 1's checkpoints
+    # each attempt trains in its own folder (app.domain.fencing): attempt 1's checkpoints
     checkpoints = live.settings.storage_root / "styles" / str(style["id"]) / "rounds" / "1" / "attempts" / "1" / \
         "checkpoints"
     assert any(checkpoints.iterdir())

@@ -13,8 +13,8 @@ from .conftest import StubDispatcher, make_settings
 
 
 def _schema(tmp_path):
+    from app.infra.migrate import upgrade
     from app.main import create_app
-    from app.migrate import upgrade
 
     app_settings = make_settings(tmp_path / "data", max_upload_bytes=200_000)
     upgrade(app_settings)

@@ -1,6 +1,6 @@
 """An integrator's whole flow through a client generated from the live `/openapi.json` with
 openapi-python-client, against a real server (uvicorn), a real Celery worker, Redis and SQLite, in accounts mode
-with an API token (issue 18) — and the webhooks of the jobs, received by a real HTTP server on 127.0.0.1
+with an API token — and the webhooks of the jobs, received by a real HTTP server on 127.0.0.1
 (allowed by the test's STYLEDROP_WEBHOOK_ALLOW): signed, retried after a failure, never following a redirect."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from app import webhooks
+from app.domain import webhooks
 
 from .conftest import FAST, ROOT, decode_png, make_settings, png_bytes
 from .test_browser import _free_port, _wait_for_log
@@ -79,9 +79,9 @@ def stack(tmp_path_factory, redis_url):
         if os.environ.get("CI") == "true":
             pytest.fail("openapi-python-client is missing (pip install -e '.[test]')")
         pytest.skip("openapi-python-client is missing (pip install -e '.[test]')")
-    from app.auth import create_token
-    from app.db import session_factory
-    from app.migrate import upgrade
+    from app.infra.db import session_factory
+    from app.infra.migrate import upgrade
+    from app.security.accounts import create_token
 
     tmp = tmp_path_factory.mktemp("client")
     data = tmp / "data"
@@ -275,11 +275,13 @@ def test_a_generation_whose_worker_was_lost_fails_with_its_webhook(stack):
     end, queues its webhook: the real worker delivers "generation.failed"."""
     from datetime import timedelta
 
-    from app.db import session_factory
-    from app.models import Generation, User, utcnow
+    from app.domain import lifecycle, reaper
+    from app.domain.models import Generation, User, utcnow
+    from app.infra.db import session_factory
+    from app.infra.task_queue import CeleryDispatcher
 
     sd, receiver, settings = stack["client"], stack["receiver"], stack["settings"]
-    styles, rounds, generations = (_Tag(tag) for tag in ("styles", "rounds", "generations"))
+    styles, generations = (_Tag(tag) for tag in ("styles", "generations"))
     models = importlib.import_module("styledrop_client.models")
     from styledrop_client.types import File
 
@@ -289,13 +291,12 @@ def test_a_generation_whose_worker_was_lost_fails_with_its_webhook(stack):
         content="a boat", descriptor="ink wash"))
     with session_factory(settings)() as session:  # as a worker that died halfway would leave it
         user_id = session.query(User.id).filter(User.name == "integrator").scalar()
-        lost = Generation(style_id=style.id, user_id=user_id, status="running", request={"prompts": ["a cat"]},
-                          callback_url=f"{receiver.url}/lost",
-                          created_at=utcnow() - timedelta(seconds=2 * settings.task_time_limit))
-        session.add(lost)
-        session.commit()
-        lost_id = lost.id
-    rounds.list_rounds.sync(style.id, client=client)  # any read of the rounds runs the reaper
+        lost_id = lifecycle.enqueue(session, Generation(
+            style_id=style.id, user_id=user_id, request={"prompts": ["a cat"]}, callback_url=f"{receiver.url}/lost",
+            created_at=utcnow() - timedelta(seconds=2 * settings.task_time_limit))).id
+        assert lifecycle.claim(session, Generation, lost_id)  # a worker took it up, then died
+    assert generations.read_generation.sync(lost_id, client=client).status == "running"  # reading never reaps
+    assert reaper.run(settings, CeleryDispatcher(settings))["failed_generations"] == [lost_id]  # as beat does
     ended = generations.read_generation.sync(lost_id, client=client)
     assert ended.status == "failed" and "ask again" in ended.error
     secret = _Tag("webhooks").read_webhook_secret.sync(client=client).secret

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from app.clip_feedback import select_by_clip
+from app.domain.clip_rules import apply_clip_rule
 from app.errors import ApiError
 from styledrop.prompt_sets import CONTENT_PROMPTS, diverse_prompts
 from styledrop.selection import select_by_rule
@@ -36,18 +36,18 @@ ITEMS = [
 
 
 def test_app_selection_is_the_engine_rule():
-    ids, method = select_by_clip(ITEMS)  # the default rule: guarded, our extension, and said to be one
+    ids, method = apply_clip_rule(ITEMS)  # the default rule: guarded, our extension, and said to be one
     assert ids == [1, 3] and method.startswith("clip (guarded, our extension): top-1")
     for rule in ("paper", "guarded", "random"):
-        assert select_by_clip(ITEMS, rule)[0] == select_by_rule(ITEMS, rule)
+        assert apply_clip_rule(ITEMS, rule)[0] == select_by_rule(ITEMS, rule)
 
 
 def test_unscored_or_empty_rounds_are_refused_with_the_reason():
     with pytest.raises(ApiError) as info:
-        select_by_clip(ITEMS + [{"id": 5, "content": "a fox", "text_score": None, "style_score": None}])
+        apply_clip_rule(ITEMS + [{"id": 5, "content": "a fox", "text_score": None, "style_score": None}])
     assert info.value.status == 409 and "no CLIP scores" in info.value.detail
     with pytest.raises(ApiError, match="no candidates to select from") as info:
-        select_by_clip([])
+        apply_clip_rule([])
     assert info.value.status == 409
 
 

@@ -1,4 +1,4 @@
-"""Hostile input (issue #7): limits on text length, prompts and images per request, and jobs per user.
+"""Hostile input: limits on text length, prompts and images per request, and jobs per user.
 
 Real parts: a migrated SQLite database and the FastAPI app through TestClient; only the job queue is the stub
 dispatcher, which records what would have been queued. Every refusal is a 4xx with a message, and nothing is
@@ -10,11 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from app.db import session_factory
-from app.models import Generation, Round, Style
+from app.domain.models import Generation, Round, Style
+from app.infra.db import session_factory
 
 from .conftest import StubDispatcher, make_settings, png_bytes, stub_client
-from .factories import finish_round
+from .factories import finish_generation, finish_round, run_round
 from .test_api import create_style
 from .test_pages import FORM
 
@@ -119,8 +119,10 @@ def test_generation_request_limits(stub_app, body, words):
 def test_active_jobs_per_user_across_styles(limited):
     styles = [create_style(limited)["id"] for _ in range(4)]
     rounds = [limited.post(f"{API}/styles/{s}/rounds", json={}).json()["id"] for s in styles[:3]]
-    _set_round(limited, rounds[0], status="running", eta_seconds=42.2)
-    _set_round(limited, rounds[1], status="running", eta_seconds=900.0)
+    run_round(limited.settings, rounds[0])  # a worker took it up
+    _set_round(limited, rounds[0], eta_seconds=42.2)
+    run_round(limited.settings, rounds[1])  # a worker took it up
+    _set_round(limited, rounds[1], eta_seconds=900.0)
 
     refused = limited.post(f"{API}/styles/{styles[3]}/rounds", json={})
     assert refused.status_code == 429
@@ -167,18 +169,15 @@ def test_generations_count_toward_both_limits(limited):
     assert refused.status_code == 429 and "(1 round, 2 generations)" in refused.json()["detail"]
 
     # A finished generation frees its slot.
-    with session_factory(limited.settings)() as session:
-        session.execute(update(Generation).where(Generation.id == min(limited.dispatcher.generations))
-                        .values(status="succeeded"))
-        session.commit()
+    finish_generation(limited.settings, style_id, min(limited.dispatcher.generations), 1)
     assert limited.post(url, json={"prompts": ["a cat"]}).status_code == 202
 
 
 def test_jobs_are_counted_per_user(tmp_path, database_url):
     """Another user's jobs do not count against you."""
-    from app.auth import create_token
+    from app.infra.migrate import upgrade
     from app.main import create_app
-    from app.migrate import upgrade
+    from app.security.accounts import create_token
 
     settings = make_settings(tmp_path / "data", auth="token", max_active_jobs=1, database_url=database_url)
     upgrade(settings)
@@ -227,7 +226,8 @@ def test_new_style_page_text_limit_and_job_limit(limited):
 def test_next_round_and_retry_pages_show_the_job_limit(limited):
     styles = [create_style(limited)["id"] for _ in range(4)]
     rounds = [limited.post(f"{API}/styles/{s}/rounds", json={}).json()["id"] for s in styles[:3]]
-    _set_round(limited, rounds[0], status="running", eta_seconds=125.0)
+    run_round(limited.settings, rounds[0])  # a worker took it up
+    _set_round(limited, rounds[0], eta_seconds=125.0)
 
     refused = limited.post(f"/styles/{styles[3]}/rounds", data={}, follow_redirects=False)
     assert refused.status_code == 429 and refused.headers["retry-after"] == "125"

@@ -9,8 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from app.migrate import downgrade, upgrade
-from app.models import Base
+from app.domain.models import Base
+from app.infra.migrate import downgrade, upgrade
 
 from . import postgres
 from .conftest import make_settings

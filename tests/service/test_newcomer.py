@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from app.embedded_redis import free_port
+from app.infra.embedded_redis import free_port
 
 from .conftest import png_bytes, stub_client, wait_for
 

@@ -9,12 +9,12 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from app import storage
-from app.db import session_factory
-from app.models import Candidate, Round, Style
+from app.domain.models import Candidate, Round, Style
+from app.infra import storage
+from app.infra.db import session_factory
 from styledrop.candidates import candidate_seed
 from styledrop.cli import main as cli
-from worker.jobs import run_round
+from worker.rounds import run_round
 
 from .test_api import API, create_style
 
@@ -78,9 +78,9 @@ def test_worker_and_cli_draw_the_same_candidates_and_round_two_keeps_its_lambda(
 def test_the_workers_precision_is_recorded_and_the_playground_remakes_a_candidate_in_it(stub_app):
     """STYLEDROP_SAMPLING_PRECISION sets candidates and generations alike; the round records what drew its
     candidates, and a playground generation with a candidate's seed draws that candidate again."""
-    from app.models import Generation
+    from app.domain.models import Generation
     from styledrop.sampling import sampling_precision
-    from worker.jobs import run_generation
+    from worker.generations import run_generation
 
     for precision in ("fp32", "auto"):
         settings = stub_app.settings.model_copy(update={"sampling_precision": precision})

@@ -1,7 +1,8 @@
-"""Issue 14: `styledrop serve` killed with SIGKILL used to leave its worker and Redis running, and after a
-restart the round was trained twice at once (steps 361 -> 253 -> 369, the adapter rewritten after the
-candidates were drawn from another one). Real processes: serve, its worker and embedded Redis, and a Celery
-worker started beside it as an orphan would be; SQLite; the tiny model.
+"""`styledrop serve` killed with SIGKILL takes its worker and Redis with it, and a worker that still runs a
+round another worker has taken up is fenced off (else the round is trained twice at once: its steps jump back
+and forth and the adapter is rewritten after the candidates were drawn from another one). Real processes:
+serve, its worker and embedded Redis, and a Celery worker started beside it as an orphan would be; SQLite;
+the tiny model.
 
 The timeouts below only stop a hung test; every wait is for progress (a step, a status, a log line)."""
 
@@ -17,7 +18,7 @@ import time
 import httpx
 import psutil
 
-from app.embedded_redis import free_port
+from app.infra.embedded_redis import free_port
 
 from .conftest import FAST, png_bytes
 from .test_serve import ROOT, _start_serve
@@ -63,7 +64,7 @@ def test_a_killed_serve_takes_its_worker_and_redis_with_it_and_a_stale_worker_is
                               data={"content": "a house", "descriptor": descriptor}).json()["id"]
 
         # serve's worker is kept busy, so the round under test goes to a worker started beside serve: the one
-        # that will be left behind (an orphan, as serve's own worker was before parent-death signals)
+        # that will be left behind (an orphan, as serve's own worker would be without parent-death signals)
         busy = httpx.post(f"{base}/styles/{style('ink drawing')}/rounds", json={"steps": 5000}).json()
         _until(lambda: httpx.get(f"{base}/rounds/{busy['id']}").json()["status"] == "running", "not running")
         orphan_log = tmp_path / "orphan.log"

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from app.auth import create_token
-from app.db import session_factory
-from app.models import ApiToken, Candidate, Evaluation, Generation, Round, User
+from app.domain import lifecycle
+from app.domain.lifecycle import JobStatus
+from app.domain.models import ApiToken, Evaluation, Generation, Round, User
+from app.infra.db import session_factory
+from app.security.accounts import create_token
 
 from .conftest import png_bytes
+from .factories import finish_round
 
 API = "/api/v1"
 
@@ -25,16 +28,13 @@ def _alices_world(client, alice: dict[str, str]) -> dict[str, int]:
     style = client.post(f"{API}/styles", headers=alice, files={"image": ("r.png", png_bytes(), "image/png")},
                         data={"content": "a house", "descriptor": "sticker"}).json()
     rnd = client.post(f"{API}/styles/{style['id']}/rounds", headers=alice, json={}).json()
+    (candidate_id,) = finish_round(client.settings, rnd["id"], candidates=1, contents=["a cat"],
+                                   text_scores=[0.3], style_scores=[0.6])
     with session_factory(client.settings)() as session:
-        session.execute(update(Round).where(Round.id == rnd["id"])
-                        .values(status="succeeded", adapter_path=f"styles/{style['id']}/rounds/1/adapter.safetensors"))
-        candidate = Candidate(round_id=rnd["id"], content="a cat", prompt="A cat in sticker style", seed=0,
-                              image_path=f"styles/{style['id']}/rounds/1/candidates/0000.png",
-                              clip_text_score=0.3, clip_style_score=0.6)
-        evaluation = Evaluation(style_id=style["id"], request={"prompts": ["a wolf"]}, status="succeeded")
-        session.add_all([candidate, evaluation])
-        session.commit()
-        ids = {"style_id": style["id"], "round_id": rnd["id"], "candidate_id": candidate.id,
+        evaluation = lifecycle.enqueue(session, Evaluation(style_id=style["id"], request={"prompts": ["a wolf"]}))
+        assert lifecycle.claim(session, Evaluation, evaluation.id)
+        assert lifecycle.finish(session, Evaluation, evaluation.id, JobStatus.succeeded)
+        ids = {"style_id": style["id"], "round_id": rnd["id"], "candidate_id": candidate_id,
                "evaluation_id": evaluation.id}
     generation = client.post(f"{API}/styles/{style['id']}/generations", headers=alice,
                              json={"prompts": ["a cat"]}).json()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from app import storage
-from app.db import session_factory
-from app.models import Candidate, Generation, Rating, Round, Selection, Style, utcnow
+from app.domain.models import Candidate, Generation, Rating, Round, Selection, Style, utcnow
+from app.infra import storage
+from app.infra.db import session_factory
 
 from .conftest import png_bytes
 from .factories import finish_generation, finish_round, run_round
@@ -316,8 +316,8 @@ def test_the_style_page_says_only_its_own_notices(tmp_path):
     the job queue down, the new style is kept and its page says (by code) that round 1 did not start."""
     from fastapi.testclient import TestClient
 
+    from app.infra.migrate import upgrade
     from app.main import create_app
-    from app.migrate import upgrade
 
     from .conftest import browser_session, make_settings
 
@@ -347,8 +347,8 @@ def test_page_urls_get_html_errors_and_api_urls_json(stub_app):
 
 
 def test_one_seed_range_for_the_api_and_the_pages(stub_app):
-    """The seed is 0 to 2^31-1 everywhere (app/schemas.py: SEED_MAX), with the API's and the forms' words."""
-    from app.schemas import SEED_MAX
+    """The seed is 0 to 2^31-1 everywhere (app/domain/schemas.py: SEED_MAX), with the API's and the forms' words."""
+    from app.domain.schemas import SEED_MAX
 
     too_big = str(SEED_MAX + 1)
     page = stub_app.post("/styles/new", data=FORM | {"seed": too_big},
@@ -526,7 +526,7 @@ def test_chart_axes_fit_the_data():
 
 
 def test_loss_curve_is_bounded_and_drawn_while_training(stub_app):
-    from app.loss_curve import LOSS_POINTS, add_loss_point
+    from app.domain.loss_curve import LOSS_POINTS, add_loss_point
 
     curve: list = []
     for step in range(1, 1001):
@@ -614,7 +614,7 @@ def test_api_docs_are_served_offline(stub_app):
 
 
 def test_the_evaluation_panel_starts_a_job_and_shows_the_table_and_chart(stub_app):
-    from app.models import Evaluation
+    from app.domain.models import Evaluation
 
     style_id = _create(stub_app)
     assert "Available once a round has finished" in stub_app.get(f"/styles/{style_id}/evaluation").text

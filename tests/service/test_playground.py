@@ -7,10 +7,10 @@ import io
 import json
 import zipfile
 
-from app import storage
-from app.auth import create_token
-from app.db import session_factory
-from app.models import Generation, Round
+from app.domain.models import Generation, Round
+from app.infra import storage
+from app.infra.db import session_factory
+from app.security.accounts import create_token
 
 from .conftest import png_bytes
 from .factories import finish_generation, finish_round

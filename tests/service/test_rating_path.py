@@ -1,4 +1,4 @@
-"""Issue 15: what a rating costs. A rating or a selection is one thread hop, at most 5 SQL statements and
+"""What a rating costs. A rating or a selection is one thread hop, at most 5 SQL statements and
 one commit; the rating grid of a round asks the database a bounded number of times, however many
 candidates it shows. Counted on the real engine (SQLAlchemy event listeners) and the real thread pool."""
 
@@ -11,13 +11,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from app.auth import create_account, issue_token
-from app.db import engine_for, session_factory
+from app.domain import lifecycle
+from app.domain.models import Candidate, Rating, Round, Selection, Style, User
+from app.infra.db import engine_for, session_factory
+from app.infra.migrate import upgrade
 from app.main import create_app
-from app.migrate import upgrade
-from app.models import Candidate, Rating, Round, Selection, Style, User
+from app.security.accounts import create_account, issue_token
 
 from .conftest import StubDispatcher, make_settings
+from .factories import finish_round
 
 API = "/api/v1"
 
@@ -65,23 +67,24 @@ def add_round(settings, user_name: str, candidates: int, raters: int = 0) -> tup
                       base_model="tiny", adapter_kind="styledrop", settings={})
         session.add(style)
         session.flush()
-        rnd = Round(style_id=style.id, number=1, status="succeeded", parameters={}, total_steps=1, step=1)
-        session.add(rnd)
-        session.flush()
+        round_id = lifecycle.enqueue(session, Round(style_id=style.id, number=1, parameters={}, total_steps=1)).id
+        style_id, other_ids = style.id, [other.id for other in others]
+    finish_round(settings, round_id, candidates=0)  # as the worker ends it
+    with session_factory(settings)() as session:
         ids = []
         for j in range(candidates):
-            c = Candidate(round_id=rnd.id, content=("a cat", "a dog")[j % 2], prompt="A cat in sticker style", seed=j,
-                          image_path=f"styles/{style.id}/rounds/1/candidates/{j:04d}.png", clip_text_score=0.2,
+            c = Candidate(round_id=round_id, content=("a cat", "a dog")[j % 2], prompt="A cat in sticker style", seed=j,
+                          image_path=f"styles/{style_id}/rounds/1/candidates/{j:04d}.png", clip_text_score=0.2,
                           clip_style_score=0.5)
             session.add(c)
             session.flush()
             ids.append(c.id)
-            for other in others:
-                session.add(Rating(candidate_id=c.id, user_id=other.id, value=1))
+            for other_id in other_ids:
+                session.add(Rating(candidate_id=c.id, user_id=other_id, value=1))
             if j % 2:
-                session.add(Selection(candidate_id=c.id, round_id=rnd.id, by="clip"))
+                session.add(Selection(candidate_id=c.id, round_id=round_id, by="clip"))
         session.commit()
-        return rnd.id, ids
+        return round_id, ids
 
 
 @pytest.fixture

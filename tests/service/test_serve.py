@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from app.embedded_redis import free_port
+from app.infra.embedded_redis import free_port
 
 from .conftest import FAST, png_bytes
 
@@ -211,7 +211,7 @@ def test_stopping_serve_mid_training_queues_the_round_and_the_next_start_resumes
     engine.dispose()
     assert (status, bool(cancel), attempts, error) == ("queued", False, 0, None), log_path.read_text()[-3000:]
     checkpoints = sorted((tmp_path / "data" / "files" / "styles" / str(style["id"]) / "rounds" / "1" / "attempts" /
-                          "1" / "checkpoints").glob("step-*.pt"))  # attempt 1's own folder (app.fencing)
+                          "1" / "checkpoints").glob("step-*.pt"))  # attempt 1's own folder (app.domain.fencing)
     stopped_at = int(checkpoints[-1].stem.removeprefix("step-"))
     assert stopped_at >= 30  # written on the stop, not only the periodic ones (20, 40, ...)
 

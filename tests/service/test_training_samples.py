@@ -4,14 +4,17 @@ list them while it runs and after it has ended."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from PIL import Image
 from sqlalchemy import update
 
-from app import storage
-from app.db import session_factory
-from app.fencing import Attempt, StaleAttempt
-from app.models import Round
+from app.domain.fencing import Attempt
+from app.domain.lifecycle import StaleAttempt, claim_round
+from app.domain.models import Round, utcnow
+from app.infra import storage
+from app.infra.db import session_factory
 
 from .conftest import decode_png, png_bytes, wait_for
 
@@ -67,9 +70,11 @@ def test_a_stale_attempt_stores_no_samples(stub_app):
     settings = stub_app.settings
     style = _style(stub_app)
     round_id = stub_app.post(f"{API}/styles/{style['id']}/rounds", json={}).json()["id"]
-    with session_factory(settings)() as session:
-        session.execute(update(Round).where(Round.id == round_id).values(status="running", attempts=2))
+    with session_factory(settings)() as session:  # attempt 1 went silent and attempt 2 took the round over
+        assert claim_round(session, settings, round_id, "first") == "claimed"
+        session.execute(update(Round).where(Round.id == round_id).values(heartbeat_at=utcnow() - timedelta(hours=1)))
         session.commit()
+        assert claim_round(session, settings, round_id, "second") == "claimed"
     image = Image.new("RGB", (8, 8), "red")
     record = {"step": 4, "index": 0, "content": "a cat", "prompt": "A cat", "seed": 1, "name": "step-000004-a.png"}
     final = storage.resolve(settings.storage_root, f"styles/{style['id']}/rounds/1/samples/step-000004-a.png")

@@ -1,12 +1,11 @@
-"""Trust, second pass (issue 14): attacks that used to get through, each refused at the door with a 4xx and
-a message, nothing stored. Real parts: a migrated SQLite database and the FastAPI app (TestClient); the job
-queue is the stub dispatcher.
+"""Trust: attacks, each refused at the door with a 4xx and a message, nothing stored. Real parts: a migrated
+SQLite database and the FastAPI app (TestClient); the job queue is the stub dispatcher.
 
-- numbers out of range or of the wrong kind (seed 2**70, `steps: true`) used to be accepted and then fail
-  the round in the worker ("Overflow when unpacking long long");
-- any base model (a server path such as /etc) used to be accepted, and the round's error showed server paths;
-- one user could store without limit (40 styles in a second; a 13 MB JPEG stored as a 107 MB PNG);
-- 20 concurrent round requests with a job limit of 10 used to get 13 or 16 accepted.
+- numbers out of range or of the wrong kind (seed 2**70, `steps: true`), which would otherwise fail the
+  round in the worker ("Overflow when unpacking long long");
+- any base model (a server path such as /etc), whose round's error would show server paths;
+- storing without limit (40 styles in a second; a 13 MB JPEG stored as a 107 MB PNG);
+- 20 concurrent round requests with a job limit of 10: exactly 10 accepted, never more.
 """
 
 from __future__ import annotations
@@ -19,9 +18,9 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from app.db import session_factory
+from app.domain.models import Generation, Round, Style
 from app.errors import without_paths
-from app.models import Generation, Round, Style
+from app.infra.db import session_factory
 
 from .conftest import png_bytes, stub_client
 from .factories import finish_round

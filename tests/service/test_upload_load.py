@@ -1,6 +1,6 @@
-"""Issue 14, item 1: three large noisy uploads at once used to hold SQLite's write lock for the whole
-re-encode (19 s each): an upload answered 500, a rating PUT answered 500 after 30 s, and a running round
-failed with "database is locked". Real parts: SQLite, Redis, a Celery worker training a round, the API.
+"""Three large noisy uploads at once, while a round trains and a person rates: the re-encode (seconds each)
+must not hold SQLite's write lock, or an upload answers 500, a rating PUT answers 500 after 30 s, and a running
+round fails with "database is locked". Real parts: SQLite, Redis, a Celery worker training a round, the API.
 
 No wall-clock assertion: every request must be answered without a 5xx and the round must succeed."""
 

@@ -1,4 +1,4 @@
-"""Issue 14, the web tier's part, each attack as it was tried: a chunked body past the upload limit before
+"""The web tier against attacks, each as a client would try it: a chunked body past the upload limit before
 log-in, pages without security headers, password guessing at full speed, a password of spaces. Real
 uvicorn for the streamed body, the real app everywhere else."""
 
@@ -11,10 +11,10 @@ import socket
 import pytest
 from fastapi.testclient import TestClient
 
-from app.db import session_factory
+from app.domain.models import User
+from app.infra.db import session_factory
+from app.infra.migrate import upgrade
 from app.main import create_app
-from app.migrate import upgrade
-from app.models import User
 
 from .conftest import ROOT, StubDispatcher, csrf_token, make_settings
 
@@ -146,7 +146,7 @@ def test_forty_one_wrong_passwords_are_throttled_with_retry_after(team):
 def test_every_web_process_counts_the_same_wrong_passwords(tmp_path, db):
     """Two apps on one database, as two web processes behind a balancer: guesses spread over both are counted
     together (each counted its own before, so N processes gave N times the guesses), and a restarted process
-    still remembers them. The counts live in the database (app/throttle.py), SQLite or PostgreSQL."""
+    still remembers them. The counts live in the database (app/security/throttle.py), SQLite or PostgreSQL."""
     with db.fresh() as url:
         settings = make_settings(tmp_path / "data", auth="accounts", database_url=url)
         upgrade(settings)
