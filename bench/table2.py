@@ -39,8 +39,9 @@ import numpy as np
 ROWS = ("base", "round 1", "round 2: human", "round 2: CLIP (paper)", "round 2: CLIP (guarded)", "round 2: random")
 FEEDBACK = {"round 2: human": "human", "round 2: CLIP (paper)": "paper", "round 2: CLIP (guarded)": "guarded",
             "round 2: random": "random"}
-METRICS = ("text", "style", "content_accuracy", "style_match")
+METRICS = ("text", "style", "content_accuracy", "style_match", "leak")
 METRIC_NAMES = {"text": "CLIP text", "style": "CLIP style", "content_accuracy": "content accuracy (oracle)",
+                "leak": "reference's shape (oracle)",
                 "style_match": "style match (oracle)"}
 
 
@@ -62,6 +63,10 @@ class Settings:
     augment: bool = False  # the world's textures are anchored to the canvas: a mirrored picture is another style
     sample_steps: int | None = None  # decoding steps (None: the round plan's, 12)
     guidance: float | None = None  # λB (None: the world's own default, styledrop.world.spec.WorldSpec.sampling)
+    # λA of every row's sampling (None: the round plan's, 0 in round 1 and the paper's 2 from round 2). 0: in the
+    # shapes world λA ≥ 1 scatters the style's colours over the whole canvas: no background, no shape (measured on a
+    # development style, docs/world.md)
+    adapter_guidance: float | None = 0.0
 
 
 QUICK = dict(styles=4, seeds=(0, 1))
@@ -224,7 +229,8 @@ def run_unit(case: StyleCase, seed: int, settings: Settings, components, scorer,
     eval_contents = [world.content_of(s) for s in world.EVAL_SHAPES]
     rows = timed("evaluation", lambda: evaluate_adapter_files(adapters, components, scorer, case.reference,
                                                               eval_contents, settings.eval_per_prompt, seed=1000,
-                                                              steps=settings.sample_steps, guidance=settings.guidance))
+                                                              steps=settings.sample_steps, guidance=settings.guidance,
+                                                              adapter_guidance=settings.adapter_guidance))
     result = {"style": case.name, "descriptor": case.descriptor, "content": case.content, "seed": seed,
               "selections": selection_record, "pool": len(pool), "timings": timings, "rows": {}}
     images = {}
@@ -235,10 +241,16 @@ def run_unit(case: StyleCase, seed: int, settings: Settings, components, scorer,
         style_ok = oracle.style_matches(pictures, case.reference)
         result["rows"][name] = {"text": row.text_mean, "style": row.style_mean,
                                 "content_accuracy": float(np.mean(content_ok)), "style_match": float(np.mean(style_ok)),
-                                "images": row.count}
+                                # content leakage: held-out prompts drawn as the reference's shape (house, tree)
+                                "leak": float(np.mean([r.shape is not None and r.shape == world.shape_of(case.content)
+                                                       for r in readings])),
+                                "images": row.count,
+                                "shapes_read": {k: sum(r.shape == k for r in readings)  # what the pictures show
+                                                for k in sorted({r.shape for r in readings if r.shape})}}
         images[name] = pictures
     log(f"  {case.name} seed {seed}: " + "; ".join(
-        f"{n}: content {r['content_accuracy']:.2f} style {r['style_match']:.2f}" for n, r in result["rows"].items())
+        f"{n}: content {r['content_accuracy']:.2f} style {r['style_match']:.2f} leak {r['leak']:.2f}"
+        for n, r in result["rows"].items())
         + f" ({sum(timings.values()):.0f} s)")
     return result, images
 
@@ -342,7 +354,15 @@ def picture_grid(cases: list[tuple[StyleCase, dict]], path: Path,
     for band in bands:
         sheet.paste(band, (0, y))
         y += band.height + pad
-    sheet.save(path, optimize=True)
+    small_png(sheet, path)
+
+
+def small_png(image, path: Path) -> None:
+    """A palette PNG: world pictures have 15 colours, so a sheet of them stays a few kilobytes (docs/world.md
+    shows one)."""
+    from PIL import Image
+
+    image.convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(path, optimize=True)
 
 
 # ---- main -----------------------------------------------------------------------------------------------------
@@ -414,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(value, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         else:
-            kind = {"sample_steps": int, "guidance": float}.get(name, type(value))
+            kind = {"sample_steps": int, "guidance": float, "adapter_guidance": float}.get(name, type(value))
             parser.add_argument(flag, type=kind, default=value,
                                 choices=("styledrop", "lora") if name == "adapter" else None)
     args = parser.parse_args(argv)

@@ -1,9 +1,11 @@
 """The world's pictures for docs/world.md: every shape, and every texture in every palette.
 
     python bench/world_figures.py --out docs/assets/world
+    python bench/world_figures.py --out docs/assets/world --grid bench/results/table2-shapes/grid.png
 
 Writes shapes.png (the twelve shapes at the smallest and largest size, in two styles) and styles.png (the six
-textures × eight palettes; * marks what the base model never saw in pretraining).
+textures × eight palettes; * marks what the base model never saw in pretraining); with --grid, a copy of
+bench/table2.py's picture grid as table2-grid.png (a palette PNG of a few kilobytes).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="docs/assets/world")
+    parser.add_argument("--grid", default=None, help="bench/table2.py's grid.png, copied as table2-grid.png")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -50,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             sheet.paste(world.render(world.reference_scene(style)), (110 + j * (side + pad), y))
     sheet.resize((sheet.width * 2, sheet.height * 2), Image.Resampling.NEAREST).save(out / "styles.png", optimize=True)
     print(f"wrote {out / 'shapes.png'} and {out / 'styles.png'}")
+    if args.grid:
+        grid = Image.open(args.grid).convert("RGB")  # world colours and text: 64 colours lose only the text's edges
+        grid.convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(out / "table2-grid.png", optimize=True)
+        print(f"wrote {out / 'table2-grid.png'}")
     return 0
 
 

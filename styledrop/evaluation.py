@@ -62,12 +62,13 @@ def evaluate_style(style_dir: str | Path, components: Components, scorer, prompt
 def evaluate_adapter_files(rounds: list[tuple[int, Path]], components: Components, scorer, reference,
                            prompts: list[str], per_prompt: int = 2, seed: int = 0,
                            config: SampleConfig | None = None, steps: int | None = None,
-                           precision: str | None = None, guidance: float | None = None) -> list[RowResult]:
+                           precision: str | None = None, guidance: float | None = None,
+                           adapter_guidance: float | None = None) -> list[RowResult]:
     """Rows "base", "round N"… for (round number, adapter file) pairs: the CLI's style folders and the service's
     stored rounds alike. `reference` is an image, a list of images or an embedding. The base row is the first
     adapter's model with the adapter switched off (the paper's "Muse" row: prompts keep the descriptor).
-    Each row samples with its round's defaults (λA by round), `steps`, `precision` and `guidance` (λB) overriding
-    them when given; `config` replaces them all."""
+    Each row samples with its round's defaults (λA by round), `steps`, `precision`, `guidance` (λB) and
+    `adapter_guidance` (λA) overriding them when given; `config` replaces them all."""
     if not prompts:
         raise StyleDropError("The evaluation needs at least one prompt.")
     if not rounds:
@@ -78,7 +79,8 @@ def evaluate_adapter_files(rounds: list[tuple[int, Path]], components: Component
     for number, path in [(0, rounds[0][1])] + list(rounds):
         adapter, meta = load_adapter(path, components)
         style = LoadedStyle(components, adapter, meta)
-        run = config or round_sample_config(number, steps=steps or None, precision=precision, guidance=guidance)
+        run = config or round_sample_config(number, steps=steps or None, precision=precision, guidance=guidance,
+                                            adapter_guidance=adapter_guidance)
         try:
             if number == 0:
                 with adapter.disabled():
