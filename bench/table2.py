@@ -63,9 +63,9 @@ class Settings:
     augment: bool = False  # the world's textures are anchored to the canvas: a mirrored picture is another style
     sample_steps: int | None = None  # decoding steps (None: the round plan's, 12)
     guidance: float | None = None  # λB (None: the world's own default, styledrop.world.spec.WorldSpec.sampling)
-    # λA of every row's sampling (None: the round plan's, 0 in round 1 and the paper's 2 from round 2). 0: in the
-    # shapes world λA ≥ 1 scatters the style's colours over the whole canvas: no background, no shape (measured on a
-    # development style, docs/world.md)
+    # λA of every row's sampling (None, `--adapter-guidance plan`: the round plan's, 0 in round 1 and the paper's 2
+    # from round 2). 0 here: in the shapes world λA ≥ 1 scatters the style's colours over the whole canvas, no
+    # background and no shape (measured on a development style, docs/world.md)
     adapter_guidance: float | None = 0.0
 
 
@@ -413,6 +413,10 @@ def run(world_name: str, specs: list[str], seeds: list[int], settings: Settings,
     return {"meta": meta, "table": table, "units": units, "markdown": text}
 
 
+def _plan_or_float(value: str) -> float | None:
+    return None if value == "plan" else float(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -434,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(value, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
         else:
-            kind = {"sample_steps": int, "guidance": float, "adapter_guidance": float}.get(name, type(value))
+            kind = {"sample_steps": int, "guidance": float, "adapter_guidance": _plan_or_float}.get(name, type(value))
             parser.add_argument(flag, type=kind, default=value,
                                 choices=("styledrop", "lora") if name == "adapter" else None)
     args = parser.parse_args(argv)
