@@ -73,9 +73,10 @@ class Settings(BaseSettings):
     reference_max_side: int = Field(default=1024, ge=64, le=4096)
     # Reference images of one style (StyleDrop works from one image, "sometimes a few"); each one trains every round.
     max_references: int = Field(default=4, ge=1, le=16)
-    # Base models a style may use, comma-separated: hub ids, local folders or offline presets. STYLEDROP_MODEL
-    # (the default for new styles) is always allowed.
-    base_models: str = "amused/amused-256,amused/amused-512,tiny,amused-256-random,amused-512-random"
+    # Base models a style may use, comma-separated: hub ids, local folders, offline presets, or the shapes world
+    # (`styledrop world build` makes it; styledrop.world). STYLEDROP_MODEL (the default for new styles) is
+    # always allowed.
+    base_models: str = "amused/amused-256,amused/amused-512,tiny,amused-256-random,amused-512-random,shapes"
 
     # Rounds and candidates.
     train_steps: int = 1000  # default training steps of a round (paper: 1,000)
@@ -99,7 +100,8 @@ class Settings(BaseSettings):
     # alike: auto = bf16 autocast on CUDA and on CPUs with native bf16, else fp32. A seed draws another image
     # in another precision; a round records what drew its candidates (metrics.candidates_precision).
     sampling_precision: Literal["auto", "bf16", "fp32"] = "auto"
-    # styledrop.clip_scores.load_scorer name; unset: "tiny" for the offline presets, else "default" (ViT-L-14).
+    # styledrop.clip_scores.load_scorer name; unset: "tiny" for the offline presets, the world's own CLIP for a
+    # world (shapes), else "default" (ViT-L-14).
     clip_model: str | None = None
 
     # Webhooks (app/domain/webhooks.py): comma-separated host names, *.domains and CIDR networks. Empty: any host with

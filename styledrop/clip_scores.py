@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from .errors import StyleDropError
+from .world.spec import is_built, is_world, world_dir
 
 DEFAULT_CLIP = ("ViT-L-14", "openai")
 BATCH = 32
@@ -112,10 +113,22 @@ def _pretrained_scorer(model_name: str, pretrained: str, device: torch.device) -
                       device)
 
 
+def _world_scorer(name: str, device: torch.device) -> ClipScorer:
+    from .world.clip import world_scorer
+
+    if not is_built(name):
+        raise StyleDropError(f"The '{name}' world is not built yet, so its CLIP is not either: run "
+                             f"`styledrop world build {name}` once.")
+    return world_scorer(world_dir(name), device, name)
+
+
 def load_scorer(name: str = "default", device: str | torch.device | None = None) -> ClipScorer:
-    """'default' (ViT-L-14/openai), 'tiny' (offline, random), or 'MODEL/PRETRAINED' for any open_clip model;
+    """'default' (ViT-L-14/openai), 'tiny' (offline, random), a world's own CLIP ('shapes', once built), or
+    'MODEL/PRETRAINED' for any open_clip model;
     'MODEL/random' builds that architecture with random weights (offline: benchmarks time the real size)."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if is_world(name):
+        return _world_scorer(name, device)
     if name == "tiny":
         return _tiny_scorer(device)
     model_name, pretrained = DEFAULT_CLIP if name == "default" else (name.split("/", 1) + [""])[:2]

@@ -72,13 +72,14 @@ class EvaluationStopped(StyleDropError):
 def evaluate_adapter_files(rounds: list[tuple[int, Path]] | list[tuple[int, Path, Any]], components: Components,
                            scorer, reference, prompts: list[str], per_prompt: int = 2, seed: int = 0,
                            config: SampleConfig | None = None, precision: str | None = None,
-                           steps: int | None = None,
+                           steps: int | None = None, guidance: float | None = None,
+                           adapter_guidance: float | None = None,
                            should_stop: Callable[[], bool] | None = None) -> list[RowResult]:
     """Rows "base", "round N"… for (round number, adapter file[, sampling defaults]) tuples: the CLI's style
     folders and the service's stored rounds alike. Each round samples with its own defaults (λA, λB, steps,
     temperature): the ones given (the service's round plan), else those its adapter file carries, else the
-    per-round recipe; `config` replaces them all, `steps` only every round's decoding steps. `reference` is an
-    image, a list of images or an embedding.
+    per-round recipe; `config` replaces them all, `steps`, `guidance` (λB) and `adapter_guidance` (λA) only
+    that field of every round. `reference` is an image, a list of images or an embedding.
     The base row is the first adapter's model with the adapter switched off (the paper's "Muse" row: prompts
     keep the descriptor), drawn with the first round's λB, steps and temperature. `should_stop` is asked before
     each model is scored (the service's cancel): True raises EvaluationStopped."""
@@ -97,7 +98,8 @@ def evaluate_adapter_files(rounds: list[tuple[int, Path]] | list[tuple[int, Path
         style = LoadedStyle(components, adapter, meta)
         defaults = (given[0] if given else None) or meta.extra.get("sample_defaults") \
             or sampling_recipe(max(number, first[0])).model_dump()
-        run = config or sample_config(defaults, precision=precision, steps=steps)
+        run = config or sample_config(defaults, precision=precision, steps=steps, guidance=guidance,
+                                      adapter_guidance=adapter_guidance)
         if number == 0:  # the adapter is off: no adapter guidance
             run = replace(run, adapter_guidance=0.0)
         try:

@@ -13,11 +13,22 @@ from pathlib import Path
 
 from .errors import StyleDropError
 from .presets import PRESETS
+from .world.spec import is_built, is_world
 
 DEFAULT_MODEL = "amused/amused-256"
 HUB_MODELS = ("amused/amused-256", "amused/amused-512")
-# What needs no download: random-weight presets (their images are noise; they exercise the flow and the speed).
-OFFLINE_CHOICES = tuple(PRESETS)
+# What needs no download: random-weight presets (their images are noise; they exercise the flow and the speed), and
+# the shapes world (styledrop.world: a small base model trained on this machine from its seed; available once
+# `styledrop world build shapes` has built it).
+OFFLINE_PRESETS = tuple(PRESETS)
+OFFLINE_WORLDS = ("shapes",)
+OFFLINE_CHOICES = OFFLINE_PRESETS + OFFLINE_WORLDS
+
+
+def offline_choices_text() -> str:
+    """The offline choices in one phrase, for the messages below."""
+    return (f"{', '.join(OFFLINE_PRESETS)} (random weights), or {' or '.join(OFFLINE_WORLDS)} (a small world of "
+            f"shapes trained on this machine: `styledrop world build shapes` once)")
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,11 @@ def availability(source: str) -> Availability:
     source = (source or DEFAULT_MODEL).strip()
     if source in PRESETS:
         return Availability(True, f"'{source}' is built from its configuration on this machine.")
+    if is_world(source):
+        if is_built(source):
+            return Availability(True, f"the '{source}' world's base model is built on this machine.")
+        return Availability(False, f"the '{source}' world's base model has not been built on this machine yet "
+                                   f"(`styledrop world build {source}` trains it from its seed).")
     if os.path.isdir(source):
         if (Path(source) / "transformer" / "config.json").is_file():
             return Availability(True, "a local model folder.")
@@ -73,7 +89,7 @@ class ModelUnavailableError(StyleDropError):
             f"reached. Download it once where there is network access (`hf download {source}`), then copy the "
             f"cache folder ({hub_cache_dir()}) here or pass the downloaded folder with --model FOLDER. Offline, "
             f"use --model tiny (random weights: the whole flow runs in seconds, its images are noise); every "
-            f"offline choice: {', '.join(OFFLINE_CHOICES)}."
+            f"offline choice: {offline_choices_text()}."
         )
 
     def service_message(self) -> str:
@@ -82,7 +98,7 @@ class ModelUnavailableError(StyleDropError):
         return (
             f"The base model '{self.source}' is not available on this server: it has not been downloaded and the "
             f"Hugging Face hub cannot be reached. Start the server with STYLEDROP_MODEL set to a model it has "
-            f"(offline: {', '.join(OFFLINE_CHOICES)}; 'tiny' runs in seconds with random weights, so its images "
+            f"(offline: {offline_choices_text()}; 'tiny' runs in seconds with random weights, so its images "
             f"are noise), or download '{self.source}' where there is network access (`hf download {self.source}`) "
             f"and copy the Hugging Face cache to this server; then start a new style with that base model."
         )

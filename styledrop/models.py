@@ -1,7 +1,8 @@
 """Load aMUSEd's parts (transformer, VQ-GAN, CLIP text encoder, tokenizer) from one *source*.
 
-A source is a hub id (`amused/amused-256`), a local folder in the diffusers layout, or an offline preset
-(`tiny`, `amused-256-random`, `amused-512-random`). Only the transformer is ever tuned; the other parts are
+A source is a hub id (`amused/amused-256`), a local folder in the diffusers layout, an offline preset
+(`tiny`, `amused-256-random`, `amused-512-random`), or a world built on this machine (`shapes`: see
+styledrop.world). Only the transformer is ever tuned; the other parts are
 frozen, so they are returned in eval mode with gradients off.
 """
 
@@ -19,6 +20,7 @@ from .errors import StyleDropError
 from .model_sources import DEFAULT_MODEL, HUB_MODELS, ModelUnavailableError
 from .presets import PRESETS, Preset
 from .tokenizer import clip_tokenizer
+from .world.spec import WORLDS, is_built, is_world, world_dir
 
 
 @dataclass
@@ -126,6 +128,18 @@ def _load_pretrained(source: str) -> Components:
     return _assemble(source, transformer, vqvae, text_encoder, tokenizer, int(scheduler.config.mask_token_id))
 
 
+def _load_world(name: str) -> Components:
+    """A world's base model from its cache folder (styledrop.world), recorded under the world's name."""
+    folder = world_dir(name)
+    if not is_built(name):
+        raise StyleDropError(
+            f"The '{name}' world is not built yet: run `styledrop world build {name}` once (it trains its base "
+            f"model from scratch on this machine, reproducibly from its seed, and caches it in {folder}).")
+    components = _load_pretrained(str(folder))
+    components.source = name
+    return components
+
+
 def load_components(source: str = DEFAULT_MODEL, device: str | torch.device | None = None) -> Components:
     """Load a base model from a preset name, a local diffusers folder or a hub id."""
     # CPU arithmetic on denormal floats is 10-20x slower; tiny adapters and random weights produce many.
@@ -133,11 +147,13 @@ def load_components(source: str = DEFAULT_MODEL, device: str | torch.device | No
     source = (source or DEFAULT_MODEL).strip()
     if source in PRESETS:
         components = build_preset(PRESETS[source])
+    elif is_world(source):
+        components = _load_world(source)
     elif os.path.isdir(source) or "/" in source:
         components = _load_pretrained(source)
     else:
         raise StyleDropError(
-            f"Unknown model '{source}': use a preset ({', '.join(PRESETS)}), a hub id such as "
+            f"Unknown model '{source}': use a preset ({', '.join(PRESETS)}), a world ({', '.join(WORLDS)}), a hub id such as "
             f"{' or '.join(HUB_MODELS)}, or a local folder in the diffusers layout."
         )
     if device is not None:

@@ -148,8 +148,13 @@ def scorer_for(base_model: str | None, override: str | None = None) -> str:
 
     Random presets draw noise, so scoring them with a 400 MB CLIP would only cost a download (and fail
     offline): they get the offline "tiny" scorer. Real models get "default" (open_clip ViT-L-14/openai).
-    An explicit override (`--scorer`, STYLEDROP_CLIP_MODEL) always wins.
+    A world's base model (`shapes`) gets the world's own CLIP, the CLIP its text encoder comes from. An explicit
+    override (`--scorer`, STYLEDROP_CLIP_MODEL) always wins.
     """
+    from .world.spec import is_world
+
     if override:
         return override
+    if is_world(base_model):
+        return str(base_model).strip()
     return "tiny" if base_model in PRESETS else "default"

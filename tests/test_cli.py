@@ -129,7 +129,7 @@ def test_the_parser_is_built_from_the_command_group_modules(tmp_path, monkeypatc
         return [a for a in parser._subparsers._group_actions[0].choices]
 
     assert commands() == ["train", "generate", "info", "candidates", "select", "train-round", "eval",
-                          "train-content", "serve"]
+                          "train-content", "serve", "world"]
     (tmp_path / "hello.py").write_text(
         "ORDER = 35\n"
         "def register(sub):\n"

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
-from styledrop.model_sources import OFFLINE_CHOICES, availability
+from styledrop.model_sources import OFFLINE_PRESETS, OFFLINE_WORLDS, availability
 from styledrop.prompt_sets import SAMPLE_CONTENTS  # torch-free
 
 from ..api import paging
@@ -97,7 +97,8 @@ def _new_style_context(settings: Settings, values: dict[str, str], errors: dict[
     default = availability(settings.model)  # said before the upload, not after a failed round
     return {"values": values, "errors": errors, "descriptors": DESCRIPTORS, "base_models": models,
             "default_model": settings.model, "default_model_missing": None if default.available else default.reason,
-            "offline_models": [m for m in models if m in OFFLINE_CHOICES],
+            "offline_models": [m for m in models if m in OFFLINE_PRESETS],
+            "offline_worlds": [(m, availability(m).available) for m in models if m in OFFLINE_WORLDS],
             # each choice said to be on this machine or not (a hub model not downloaded fails its first round)
             "model_missing": {m: None if (a := availability(m)).available else a.reason for m in models},
             "max_steps": settings.max_train_steps, "max_mb": settings.max_upload_bytes // (1024 * 1024),

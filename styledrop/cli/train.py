@@ -21,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help='what the reference shows, e.g. "a house" (once for all images, or once per --image)')
     p.add_argument("--descriptor", required=True, help='the style in words, e.g. "watercolor painting"')
     p.add_argument("--out", required=True, help="style folder to write")
-    p.add_argument("--model", default=None, help="hub id, local folder, or preset (tiny, amused-256-random, "
-                   "amused-512-random); default $STYLEDROP_MODEL or amused/amused-256")
+    p.add_argument("--model", default=None, help="hub id, local folder, preset (tiny, amused-256-random, "
+                   "amused-512-random) or a built world (shapes); default $STYLEDROP_MODEL or amused/amused-256")
     p.add_argument("--adapter", choices=["styledrop", "lora"], default="styledrop")
     p.add_argument("--rank", type=int, default=None, help="bottleneck width H / LoRA rank (default 4 / 16)")
     p.add_argument("--not-shared", action="store_true", help="StyleDrop adapter: per-layer weights (round 2)")
