@@ -23,7 +23,7 @@ def test_cancel_and_delete_waits_for_the_round_then_deletes(staged, chromium, si
         page.goto(f"{staged.url}/styles/{style_id}/delete")
         page.get_by_role("button", name="Cancel round 1 and delete the style").click()
         expect(page.locator("#delete-wait")).to_contain_text("Round 1 is stopping")
-        shot(page, f"30-delete-stopping-{size}")
+        shot(page, f"36-delete-stopping-{size}")
         with session_factory(staged.settings)() as session:  # the worker reads the cancel flag and stops
             rnd = session.get(Round, round_id)
             assert rnd.cancel_requested
@@ -32,6 +32,6 @@ def test_cancel_and_delete_waits_for_the_round_then_deletes(staged, chromium, si
         page.wait_for_url(f"{staged.url}/?notice=deleted", timeout=20_000)
         expect(page.locator("#gallery-notice")).to_contain_text("The style is deleted")
         expect(page.locator(f"#style-card-{style_id}")).to_have_count(0)
-        shot(page, f"31-deleted-{size}")
+        shot(page, f"37-deleted-{size}")
     finally:
         context.close()
