@@ -235,7 +235,8 @@ def test_a_style_whose_round_is_queued_or_running_is_cancelled_and_deleted_in_on
     (polling), then the page posts the delete itself and the gallery says it is deleted."""
     queued = create_style(stub_app)
     confirm = stub_app.get(f"/styles/{queued}/delete").text
-    assert "Cancel round 1 and delete the style" in confirm and 'name="cancel"' in confirm and " disabled" not in confirm
+    assert "Cancel round 1 and delete the style" in confirm and 'name="cancel"' in confirm
+    assert " disabled" not in confirm
     gone = stub_app.post(f"/styles/{queued}/delete", data={"cancel": "1"}, follow_redirects=False)
     assert gone.status_code == 303 and gone.headers["location"] == "/?notice=deleted"
     with session_of(stub_app) as session:
@@ -259,3 +260,31 @@ def test_a_style_whose_round_is_queued_or_running_is_cancelled_and_deleted_in_on
     assert posted.status_code == 204 and posted.headers["hx-redirect"] == "/?notice=deleted"
     with session_of(stub_app) as session:
         assert session.get(Style, running) is None
+
+
+def test_a_styles_live_samples_change_on_its_edit_page_for_the_next_rounds(stub_app):
+    """The edit page sets how often the live samples are drawn and what they show, for the rounds started from
+    now on (a running round keeps its own); blank goes back to the server's defaults."""
+    style_id = create_style(stub_app)
+    form = stub_app.get(f"/styles/{style_id}/edit").text
+    assert 'id="sample_every"' in form and 'id="sample_prompts"' in form
+    keep = {"name": "", "descriptor": "watercolor painting"}
+    bad = stub_app.post(f"/styles/{style_id}/edit",
+                        data=keep | {"sample_every": "-3", "sample_prompts": "a\nb\nc\nd\ne"})
+    assert bad.status_code == 422 and "Live samples every must be between 0 and 100,000." in bad.text
+    assert "Live samples draw at most 4 prompts, one per line." in bad.text
+    saved = stub_app.post(f"/styles/{style_id}/edit",
+                          data=keep | {"sample_every": "3", "sample_prompts": "a red fox\n"}, follow_redirects=False)
+    assert saved.status_code == 303
+    with session_of(stub_app) as session:
+        assert session.get(Style, style_id).settings["sample_prompts"] == ["a red fox"]
+        assert session.get(Style, style_id).settings["sample_every"] == 3
+    assert "a red fox</textarea>" in stub_app.get(f"/styles/{style_id}/edit").text
+    finish_round(stub_app.settings, latest_round(stub_app, style_id))
+    rnd = stub_app.post(f"/api/v1/styles/{style_id}/rounds", json={"feedback": "clip"}).json()
+    assert rnd["parameters"]["train"]["sample_prompts"] == ["a red fox"]
+    assert rnd["parameters"]["train"]["sample_every"] == 3
+    finish_round(stub_app.settings, rnd["id"])
+    stub_app.post(f"/styles/{style_id}/edit", data=keep | {"sample_every": "", "sample_prompts": ""})
+    with session_of(stub_app) as session:
+        assert "sample_prompts" not in session.get(Style, style_id).settings
