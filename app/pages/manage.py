@@ -8,17 +8,21 @@ files go with it, and the gallery says it is deleted.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from styledrop.prompt_sets import SAMPLE_CONTENTS  # torch-free
+
 from ..api.access import PageOwnedStyle
 from ..api.deps import SessionDep, SettingsDep, csrf_guard
-from ..domain import styles
+from ..domain import limits, styles
 from ..domain.models import Style
 from ..domain.plain_text import control_message, first_control
 from ..domain.queries import active_round
-from ..domain.schemas import STYLE_NAME_CHARS
+from ..domain.schemas import MAX_SAMPLE_PROMPTS, MAX_STEPS, STYLE_NAME_CHARS
 from ..errors import ApiError
 from ..settings import Settings
 from .rendering import render
@@ -30,13 +34,38 @@ DELETED = "/?notice=deleted"  # the gallery says the style is deleted
 def _edit_context(style: Style, values: dict[str, str], errors: dict[str, str], settings: Settings,
                   busy) -> dict:
     return {"style": style, "values": values, "errors": errors, "busy": busy, "max_chars": settings.max_prompt_chars,
-            "max_name": STYLE_NAME_CHARS}
+            "max_name": STYLE_NAME_CHARS, "max_steps": MAX_STEPS, "max_sample_prompts": MAX_SAMPLE_PROMPTS,
+            "default_sample_every": settings.sample_every, "sample_contents": SAMPLE_CONTENTS}
+
+
+def _live_samples(values: dict[str, str], settings: Settings) -> tuple[dict[str, Any], dict[str, str]]:
+    """The style's live-sample settings from the form (blank: the server's defaults), with each field's problem."""
+    chosen: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    every = values["sample_every"].strip()
+    if every:
+        if not every.isdigit() or int(every) > MAX_STEPS:
+            errors["sample_every"] = f"Live samples every must be between 0 and {MAX_STEPS:,}."
+        else:
+            chosen["sample_every"] = int(every)
+    lines = [line.strip() for line in values["sample_prompts"].splitlines() if line.strip()]
+    if len(lines) > MAX_SAMPLE_PROMPTS:
+        errors["sample_prompts"] = f"Live samples draw at most {MAX_SAMPLE_PROMPTS} prompts, one per line."
+    elif lines:
+        try:
+            chosen["sample_prompts"] = limits.clean_prompts(lines, settings, "Live sample prompts")
+        except ApiError as exc:
+            errors["sample_prompts"] = exc.detail
+    return chosen, errors
 
 
 @router.get("/styles/{style_id}/edit", response_class=HTMLResponse)
 def edit_style_page(style: PageOwnedStyle, request: Request, session: SessionDep,
                     settings: SettingsDep) -> HTMLResponse:
-    values = {"name": style.name or "", "descriptor": style.descriptor}
+    kept = style.settings or {}
+    values = {"name": style.name or "", "descriptor": style.descriptor,
+              "sample_every": str(kept.get("sample_every", "")),
+              "sample_prompts": "\n".join(kept.get("sample_prompts", []))}
     return render(request, "style_edit.html", _edit_context(style, values, {}, settings,
                                                             active_round(session, style.id)))
 
@@ -49,7 +78,8 @@ async def save_style_page(style: PageOwnedStyle, request: Request, session: Sess
     form = await request.form()
     posted = {k: str(form.get(k, "")) for k in ("name", "descriptor")}
     values = {k: " ".join(v.split()) for k, v in posted.items()}
-    errors: dict[str, str] = {}
+    values |= {k: str(form.get(k, "")) for k in ("sample_every", "sample_prompts")}
+    samples, errors = _live_samples(values, settings)
     status = 422
     name = None
     if (char := first_control(posted["name"])) is not None:
@@ -74,6 +104,9 @@ async def save_style_page(style: PageOwnedStyle, request: Request, session: Sess
         context = _edit_context(style, values, errors, settings, active_round(session, style.id)) | {"saved": saved}
         return render(request, "style_edit.html", context, status_code=status)
     style.descriptor = descriptor
+    # for the rounds started from now on (rounds.start_round reads them); blank fields: the server's defaults
+    style.settings = {k: v for k, v in (style.settings or {}).items()
+                      if k not in ("sample_every", "sample_prompts")} | samples
     session.commit()
     return RedirectResponse(f"/styles/{style.id}", status_code=303)
 

@@ -80,7 +80,8 @@ def styles_page(request: Request, session: SessionDep, settings: SettingsDep, us
                               descending=True)  # newest first, a page at a time
     for style in rows:  # each card: its live phase and ETA, or "ready to rate"
         (items if style.user_id == user.id else shared).append(style_item(style, user))
-    return render(request, "styles.html", {"items": items, "shared": shared, "notice": GALLERY_NOTICES.get(notice or ""),
+    return render(request, "styles.html", {"items": items, "shared": shared,
+                                           "notice": GALLERY_NOTICES.get(notice or ""),
                                            "older": f"/?cursor={after}" if after else None})
 
 

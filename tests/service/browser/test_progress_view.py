@@ -40,6 +40,8 @@ def test_every_progress_bar_draws_its_share_in_px(staged, chromium, size):
         page.goto(f"{staged.url}/jobs")
         width, ratio = _bar_ratio(page.locator(f"#job-round-{round_id} .progress"))
         assert width > 0 and 0 < ratio < 1, (width, ratio)
+        wide = page.evaluate("document.documentElement.scrollWidth")
+        assert wide <= page.viewport_size["width"], wide  # the table scrolls in its box, the page does not
         shot(page, f"21-jobs-{size}")
 
         page.goto(f"{staged.url}/")

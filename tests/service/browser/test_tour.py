@@ -226,7 +226,8 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             with page.expect_download() as download_info:
                 page.locator("#download-adapter").click()
             download = download_info.value
-            assert download.suggested_filename.endswith(".safetensors")  # the server names the file
+            # the server names the file: style and round
+            assert re.fullmatch(r"watercolor-painting-round\d+-adapter\.safetensors", download.suggested_filename)
             saved = served["tmp"] / download.suggested_filename
             download.save_as(saved)
             assert saved.stat().st_size > 1000
@@ -263,11 +264,12 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             expect(page.locator(".generation figcaption").nth(1)).to_contain_text("seed 4")  # its own seed: 3 + 1
             with page.expect_download() as image_info:
                 page.get_by_role("link", name="Download image 2: a boat").click()
-            assert image_info.value.suggested_filename.endswith("001.png")
+            # named by style, generation, prompt and seed, as the zip and `styledrop generate` name it
+            assert image_info.value.suggested_filename == "watercolor-painting-generation1-001-a-boat-seed4.png"
             expect(page.locator(".generation .round-head").first).to_contain_text("λA 1.5 · λB 9 · steps 3")
             with page.expect_download() as zip_info:
                 page.get_by_role("link", name="Download all (2 images, zip)").click()
-            assert zip_info.value.suggested_filename == "style1-generation1.zip"
+            assert zip_info.value.suggested_filename == "watercolor-painting-generation1.zip"
             archive_path = served["tmp"] / "all.zip"
             zip_info.value.save_as(archive_path)
             with zipfile.ZipFile(archive_path) as archive:

@@ -40,7 +40,8 @@ def test_playground_starts_a_generation_and_polls_it(stub_app):
     finish_generation(stub_app.settings, style_id, gen_id, 4)  # as the worker
     done = stub_app.get(f"/generations/{gen_id}/panel").text
     assert "hx-trigger" not in done and done.count("Download</a>") == 4
-    assert f'href="/api/v1/generations/{gen_id}/images/3" download="style{style_id}-gen{gen_id}-003.png"' in done
+    assert (f'href="/api/v1/generations/{gen_id}/images/3" '  # style, generation, index, prompt and seed
+            f'download="watercolor-painting-generation{gen_id}-003-a-boat-seed10.png"') in done
     assert done.count(">a cat<") == 2 and done.count(">a boat<") == 2  # tiled prompts
     assert all(f"seed {7 + j} · #{j + 1}" in done for j in range(4))  # each image's own seed: the request's + j
     assert stub_app.get(f"/api/v1/generations/{gen_id}/images/3").status_code == 200
