@@ -268,6 +268,18 @@ def test_cancel_round(world, state):
         assert world.status("round", ident) == state
 
 
+@pytest.mark.parametrize("state", ONE_SHOT_STATES)
+def test_cancel_evaluation(world, state):
+    """Queued or running, an evaluation ends cancelled at once; its worker's claim then stops and ends nothing."""
+    ident = world.job("evaluation", state)
+    token = world.row("evaluation", ident).claim
+    assert world.do(lambda s: lifecycle.cancel_one_shot(s, s.get(Evaluation, ident))) is (state in (Q, R))
+    assert world.status("evaluation", ident) == (C if state in (Q, R) else state)
+    if state == R:
+        assert world.do(lifecycle.stopped, Evaluation, ident, token)
+        assert not world.do(lifecycle.finish, Evaluation, ident, token, JobStatus.succeeded)
+
+
 # ---- running → queued: requeue ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("state", STATES)
