@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -291,7 +292,9 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             watch_phases(page)
             second = page.locator("section.round").first
             expect(second.get_by_role("heading", name="Round 2", exact=True)).to_be_visible()
-            expect(second.locator(".round-sub")).to_contain_text("your picks + CLIP")  # who picked its images
+            # who picked its images, and by which rule
+            expect(second.locator(".round-sub")).to_contain_text(re.compile(r"\d of your picks \+ \d CLIP picks? "
+                                                                           r"\(guarded rule\)"))
             try:
                 expect(second.locator(".card")).to_have_count(4, timeout=180_000)
             except AssertionError:
