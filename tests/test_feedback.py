@@ -227,6 +227,10 @@ def test_train_round_keeps_the_styles_adapter_kind_unless_told(tmp_path, referen
     assert main(["train-round", str(style), "--steps", "2", "--batch-size", "1"]) == 0
     manifest = json.loads((style / "style.json").read_text())
     assert manifest["extra"]["round"] == 2 and manifest["adapter"]["kind"] == "lora"  # a LoRA style stays LoRA
+    trained = json.loads((round_dir(style, 1) / "candidates" / "candidates.json").read_text())[0]["content"]
+    assert main(["candidates", str(style), "--per-prompt", "1", "--limit", "2", "--steps", "2"]) == 0
+    pool = json.loads((round_dir(style, 2) / "candidates" / "candidates.json").read_text())
+    assert len(pool) == 2 and trained not in {c["content"] for c in pool}  # round 2 draws on other prompts
     told = tmp_path / "told"
     assert main(TRAIN + ["--adapter", "lora", "--image", reference_file, "--out", str(told)]) == 0
     assert main(["candidates", str(told), "--per-prompt", "1", "--limit", "2", "--steps", "2"]) == 0

@@ -89,6 +89,13 @@ def cmd_candidates(args: argparse.Namespace) -> int:
     if args.limit is None and not args.prompts:
         args.limit = DEFAULT_CANDIDATE_PROMPTS  # one candidate-count default: styledrop.plan's
     prompts = prompt_list(args)
+    if number > 1 and not args.prompts:  # a later round's pool: built-in prompts it did not train on
+        from ..prompt_sets import diverse_prompts, overlap
+        from ..rounds import trained_contents
+
+        trained = trained_contents(args.style)
+        fresh = [p for p in diverse_prompts() if not overlap([p], trained)]
+        prompts = fresh[: args.limit] if args.limit else fresh
     warn_held_out(prompts)
     style = load_style(round_dir(args.style, number), device=args.device)
     scorer = load_scorer(scorer_for(style.meta.base_model, args.scorer), args.device)

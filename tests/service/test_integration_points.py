@@ -37,7 +37,7 @@ ITEMS = [
 
 def test_app_selection_is_the_engine_rule():
     ids, method = apply_clip_rule(ITEMS)  # the default rule: guarded, our extension, and said to be one
-    assert ids == [1, 3] and method.startswith("clip (guarded, our extension): top-1")
+    assert ids == [1, 3] and method.startswith("clip (guarded, our extension): the pool's lowest style-score")
     for rule in ("paper", "guarded", "random"):
         assert apply_clip_rule(ITEMS, rule)[0] == select_by_rule(ITEMS, rule)
 

@@ -202,7 +202,9 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             watch_phases(page)
             second = page.locator("section.round").first
             expect(second.get_by_role("heading", name="Round 2", exact=True)).to_be_visible()
-            expect(second.locator(".round-sub")).to_contain_text(re.compile(r"of your picks \+ \d+ CLIP picks? \(guarded rule\)"))  # who picked its images
+            # who picked its images, and by which rule
+            expect(second.locator(".round-sub")).to_contain_text(re.compile(r"\d of your picks \+ \d CLIP picks? "
+                                                                           r"\(guarded rule\)"))
             try:
                 expect(second.locator(".card")).to_have_count(4, timeout=180_000)
             except AssertionError:
@@ -216,9 +218,10 @@ def test_from_a_picture_to_a_tuned_style_in_the_browser(served):
             # 8. The rounds compared with pictures: the same prompt and seed from both rounds side by side.
             page.get_by_role("link", name="Compare the rounds' pictures").click()
             expect(page.get_by_role("heading", name="Compare rounds", exact=True)).to_be_visible()
-            expect(page.locator(".side-by-side tbody tr")).to_have_count(4)
+            # round 2 trained on both of round 1's prompts, so it drew on two others: no (prompt, seed) is shared
+            expect(page.locator(".side-by-side tbody tr")).to_have_count(8)
             expect(page.locator(".side-by-side tbody td:not(.ref-cell) img")).to_have_count(8)
-            expect(page.locator(".side-by-side .ref-cell img")).to_have_count(4)  # the reference beside each row
+            expect(page.locator(".side-by-side .ref-cell img")).to_have_count(8)  # the reference beside each row
             shot(page, "07b-compare")
             page.go_back()
 
