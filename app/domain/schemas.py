@@ -179,10 +179,10 @@ class StyleUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"name": "Sunny watercolors"}, {"name": "Sunny watercolors", "descriptor": "bright watercolor painting"}]})
 
-    name: str | None = Field(None, max_length=STYLE_NAME_CHARS,
-                             description="what you call the style; null or blank shows its descriptor")
-    descriptor: str | None = Field(None, description="for the rounds started from now on; refused (409) while a "
-                                                     "round is queued or running")
+    name: PlainText | None = Field(None, max_length=STYLE_NAME_CHARS,
+                                   description="what you call the style; null or blank shows its descriptor")
+    descriptor: PlainText | None = Field(None, description="for the rounds started from now on; refused (409) "
+                                                           "while a round is queued or running")
 
 
 class StyleOut(BaseModel):

@@ -43,13 +43,22 @@ def _api_cases(style_id: int) -> dict[tuple[str, str], tuple[str, str, dict]]:
         ("create_style", "content"): (f"{API}/styles", "form", style),
         ("create_style", "descriptor"): (f"{API}/styles", "form", style),
         ("create_style", "base_model"): (f"{API}/styles", "form", style),
+        ("create_style", "name"): (f"{API}/styles", "form", style),
+        ("create_style", "contents"): (f"{API}/styles", "form", style),
+        ("create_style", "sample_prompts"): (f"{API}/styles", "form", style),
+        ("update_style", "name"): (f"{API}/styles/{style_id}", "patch", {}),
+        ("update_style", "descriptor"): (f"{API}/styles/{style_id}", "patch", {}),
         ("start_round", "prompts"): (rounds, "json", {"prompts": ["a cat"]}),
         ("start_round", "callback_url"): (rounds, "json", {"prompts": ["a cat"]}),
+        ("start_round", "sample_prompts"): (rounds, "json", {"prompts": ["a cat"]}),
         ("create_generation", "prompts"): (generations, "json", {"prompts": ["a cat"]}),
         ("create_generation", "descriptor"): (generations, "json", {"prompts": ["a cat"]}),
         ("create_generation", "callback_url"): (generations, "json", {"prompts": ["a cat"]}),
         ("start_evaluation", "prompts"): (f"{API}/styles/{style_id}/evaluations", "json", {"limit": 1}),
     }
+
+
+LISTS = {"prompts", "sample_prompts", "contents"}  # the fields that take a list of texts
 
 
 def _text_fields(document: dict) -> set[tuple[str, str]]:
@@ -65,8 +74,8 @@ def _text_fields(document: dict) -> set[tuple[str, str]]:
     def free_text(schema: dict) -> bool:
         options = [schemas[o["$ref"].rsplit("/", 1)[1]] if "$ref" in o else o for o in schema.get("anyOf", [schema])]
         for option in options:
-            if option.get("type") == "array":
-                option = resolve(option["items"])
+            if option.get("type") == "array":  # a list of strings; a tuple of numbers has prefixItems instead
+                option = resolve(option.get("items", {}))
             if option.get("type") == "string" and "enum" not in option and "const" not in option \
                     and option.get("format") != "binary":
                 return True
@@ -94,9 +103,11 @@ def test_every_api_text_field_refuses_control_characters(tmp_path, db):
             for char in CONTROLS:
                 value = {"callback_url": f"https://hooks.example/a{char}b", "base_model": f"tiny{char}"}.get(
                     field, f"a {char}cat")
-                body = dict(valid) | {field: [value] if field == "prompts" else value}
+                body = dict(valid) | {field: [value] if field in LISTS else value}
                 if kind == "form":
                     response = client.post(path, data=body, files={"image": ("a.png", png_bytes(), "image/png")})
+                elif kind == "patch":
+                    response = client.patch(path, json=body)
                 else:
                     response = client.post(path, json=body)
                 assert response.status_code == 422, (operation, field, repr(char), response.status_code,
@@ -144,7 +155,9 @@ def test_every_page_text_field_refuses_control_characters(tmp_path, db):
                     _secure(response)
         assert {model: _count(client, model) for model in before} == before
         with session_factory(client.settings)() as session:
-            assert session.get(Style, style["id"]).name is None  # the rename was refused every time
+            # a rename with a control character is refused every time; a clean one sent beside a refused
+            # descriptor is kept (the edit page saves what can be saved)
+            assert session.get(Style, style["id"]).name in (None, "Ink")
 
 
 @pytest.fixture
