@@ -81,8 +81,8 @@ def test_a_rounds_departures_from_the_paper_default_to_ours_and_are_recorded(stu
 
 
 def test_later_rounds_draw_on_prompts_they_did_not_train_on_and_are_compared_held_out(stub_app):
-    from sqlalchemy import update
-
+    from app.domain import lifecycle
+    from app.domain.lifecycle import JobStatus
     from app.domain.models import Evaluation
     from app.infra.db import session_factory
     from styledrop.prompt_sets import diverse_prompts
@@ -109,10 +109,10 @@ def test_later_rounds_draw_on_prompts_they_did_not_train_on_and_are_compared_hel
     evaluation = stub_app.post(f"{API}/styles/{style['id']}/evaluations", json={"limit": 3, "per_prompt": 1}).json()
     rows = [{"name": name, "text_mean": text, "text_std": 0.0, "style_mean": 0.5, "style_std": 0.0, "count": 3}
             for name, text in (("base", 0.111), ("round 1", 0.222), ("round 2", 0.333))]
-    with session_factory(stub_app.settings)() as session:
-        session.execute(update(Evaluation).where(Evaluation.id == evaluation["id"])
-                        .values(status="succeeded", result={"clip_model": "tiny", "rows": rows}))
-        session.commit()
+    with session_factory(stub_app.settings)() as session:  # ended as a worker ends it (claim, then finish)
+        token = lifecycle.claim(session, Evaluation, evaluation["id"])
+        assert lifecycle.finish(session, Evaluation, evaluation["id"], token, JobStatus.succeeded,
+                                result={"clip_model": "tiny", "rows": rows})
     page = stub_app.get(f"/styles/{style['id']}").text
     assert "Held-out text" in page and f"Compared on the held-out evaluation {evaluation['id']}" in page
     assert "0.222" in page and "0.333" in page and "has not been run" not in page
