@@ -12,7 +12,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy.orm import Session
 
 from styledrop.prompt_sets import SAMPLE_CONTENTS  # torch-free
 
@@ -111,16 +110,12 @@ async def save_style_page(style: PageOwnedStyle, request: Request, session: Sess
     return RedirectResponse(f"/styles/{style.id}", status_code=303)
 
 
-def _delete_context(session: Session, style: Style, notice: str | None = None) -> dict:
-    return {"style": style, "busy": active_round(session, style.id), "notice": notice,
-            "candidates": sum(len(r.candidates) for r in style.rounds)}
-
-
 @router.get("/styles/{style_id}/delete", response_class=HTMLResponse)
 def confirm_delete_page(style: PageOwnedStyle, request: Request, session: SessionDep) -> HTMLResponse:
     """The confirmation: what deleting removes (with a round queued or running: that it stops too), and a button
     to do it."""
-    return render(request, "style_delete.html", _delete_context(session, style))
+    return render(request, "style_delete.html", {"style": style, "busy": active_round(session, style.id),
+                                                 "candidates": sum(len(r.candidates) for r in style.rounds)})
 
 
 @router.post("/styles/{style_id}/delete", response_class=HTMLResponse)
