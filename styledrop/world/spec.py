@@ -68,7 +68,7 @@ WORLDS: dict[str, WorldSpec] = {
         clip_training=StageSpec(steps=1200, batch_size=128, learning_rate=2e-3, warmup_steps=50, eval_every=100,
                                 checkpoint_every=100),
         transformer=_TRANSFORMER,
-        transformer_training=StageSpec(steps=2400, batch_size=32, learning_rate=2e-3, warmup_steps=100,
+        transformer_training=StageSpec(steps=4800, batch_size=32, learning_rate=2e-3, warmup_steps=100,
                                        eval_every=200, checkpoint_every=100),
     ),
     "shapes-micro": WorldSpec(
