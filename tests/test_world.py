@@ -120,21 +120,7 @@ def test_clip_text_tower_converts_to_transformers_exactly():
         assert torch.allclose(model.encode_text(open_ids), hf(ids).text_embeds, atol=1e-5)
 
 
-# ---- a micro world, built once --------------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def micro_world(tmp_path_factory):
-    """The micro world built in a temporary cache folder that load_components("shapes-micro") finds."""
-    from styledrop.world.build import build_world
-
-    root = tmp_path_factory.mktemp("worlds")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("STYLEDROP_WORLD_DIR", str(root))
-    steps = []
-    folder = build_world("shapes-micro", threads=1, on_progress=lambda p: steps.append((p.stage, p.step)))
-    yield folder, steps
-    patch.undo()
-
+# ---- a micro world, built once (the session's `micro_world` fixture, tests/conftest.py) -------------------------
 
 @pytest.mark.slow
 def test_micro_world_builds_and_loads_like_amused(micro_world):
