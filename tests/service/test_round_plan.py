@@ -4,10 +4,9 @@ from the server's defaults (the live worker's STYLEDROP_SAMPLE_STEPS is 2, λA 0
 
 from __future__ import annotations
 
+import io
 import json
 import struct
-
-import io
 
 from .conftest import png_bytes, stub_client, wait_for
 from .factories import finish_round
