@@ -33,9 +33,11 @@ class EvaluationCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"limit": 32, "per_prompt": 2}]})
 
-    prompts: list[PlainText] | None = Field(None, min_length=1, description="contents (default: the built-in "
-                                                                            "held-out list of 104 prompts, never "
-                                                                            "used for candidates)")
+    prompts: list[PlainText] | None = Field(None, min_length=1, description="contents (default: the base model's "
+                                                                            "held-out list, never used for "
+                                                                            "candidates: on aMUSEd the built-in 104 "
+                                                                            "prompts, on the shapes world its five "
+                                                                            "evaluation shapes)")
     limit: int | None = Field(None, ge=1, le=500, description="use only the first N prompts")
     per_prompt: int = Field(2, ge=1, le=8, description="images per prompt and model")
     seed: Seed = 0

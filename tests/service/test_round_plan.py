@@ -192,3 +192,22 @@ def test_an_administrators_setting_wins_over_the_worlds_default(micro_world, tmp
                           data={"content": "a house", "descriptor": "sticker"}).json()  # on tiny: aMUSEd's recipe
         plan = client.post(f"{API}/styles/{own['id']}/rounds", json={"prompts": ["a star"]}).json()["parameters"]
         assert (plan["train"]["steps"], plan["sampling"]["guidance"], plan["train"]["flips"]) == (20, 9.0, True)
+
+
+def test_the_new_style_page_leaves_the_steps_to_the_base_model(micro_world, tmp_path):
+    """The form's training steps are empty unless the administrator set STYLEDROP_TRAIN_STEPS, so a style made on
+    the page records none and its rounds take the chosen model's (150 on the world), not aMUSEd's 1,000."""
+    from sqlalchemy import select
+
+    from app.domain.models import Round
+    from app.infra.db import session_factory
+
+    from .pages.helpers import create_style
+
+    with stub_client(tmp_path / "data", unset=MODEL_DEFAULTED, model="tiny", base_models="shapes-micro") as client:
+        assert 'name="steps" value=""' in client.get("/styles/new").text
+        create_style(client, base_model="shapes-micro", steps="", descriptor="dusk striped on black")
+        with session_factory(client.settings)() as session:
+            rnd = session.scalars(select(Round)).one()
+            assert rnd.style.settings.get("steps") is None
+            assert (rnd.plan.train.steps, rnd.total_steps, rnd.plan.sampling.guidance) == (150, 150, 1.0)
