@@ -175,6 +175,8 @@ def test_a_round_on_a_world_is_planned_with_the_worlds_defaults(micro_world, tmp
         assert plan["candidates"]["prompts"] == WORLD_CANDIDATES[2:]  # fresh: not what round 2 trains on
         assert plan["train"]["steps"] == 150
 
+        panel = client.get(f"/styles/{style['id']}/evaluation").text  # the page's form offers the world's five
+        assert 'name="limit" min="1" max="5" value="5"' in panel
         evaluation = client.post(f"{API}/styles/{style['id']}/evaluations", json={"per_prompt": 1})
         assert evaluation.status_code == 202, evaluation.text
         assert evaluation.json()["request"]["prompt_list"] == "the shapes-micro world's evaluation shapes"
