@@ -56,6 +56,8 @@ class ModelProfile:
     sample_contents: tuple[str, ...] = SAMPLE_CONTENTS
     held_out: tuple[str, ...] = field(default_factory=lambda: tuple(eval_prompts()))
     held_out_name: str = BUILT_IN_HELD_OUT  # how reports and the API name the evaluation list
+    # what the playground first offers to draw: contents the model knows, other than the reference's
+    playground_prompts: tuple[str, ...] = ("a cat", "a bridge")
 
     def sampling(self, number: int) -> dict[str, Any]:
         """Round `number`'s sampling defaults (styledrop.plan.SamplingDefaults fields)."""
@@ -101,7 +103,8 @@ def _world_profile(name: str) -> ModelProfile:
         candidates=candidates, candidate_count=len(candidates),
         sample_contents=tuple(scene.content_of(s) for s in scene.SAMPLE_SHAPES),
         held_out=tuple(scene.content_of(s) for s in scene.EVAL_SHAPES),
-        held_out_name=f"the {name} world's evaluation shapes")
+        held_out_name=f"the {name} world's evaluation shapes",
+        playground_prompts=tuple(scene.content_of(s) for s in scene.EVAL_SHAPES[:2]))
 
 
 def profile_for(model: str | None) -> ModelProfile:

@@ -166,6 +166,9 @@ def test_a_round_on_a_world_is_planned_with_the_worlds_defaults(micro_world, tmp
         assert plan["candidates"]["clip_model"] == "shapes-micro"  # the world's own CLIP
 
         ids = finish_round(client.settings, first.json()["id"], candidates=5, contents=WORLD_CANDIDATES)
+        playground = client.get(f"/styles/{style['id']}/playground").text  # held-out shapes at the world's λ
+        assert ">a star\na heart</textarea>" in playground
+        assert "(round 1's defaults: λA 0, λB 1, 12 steps)" in playground
         for picked in ids[:2]:  # "a circle" and "a square": round 2 trains on them
             assert client.put(f"{API}/candidates/{picked}/selected", json={"selected": True}).status_code == 200
         second = client.post(f"{API}/styles/{style['id']}/rounds", json={})
