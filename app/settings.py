@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from styledrop.plan import (  # torch-free: the defaults of a round's plan, written once
+    DEFAULT_BATCH_SIZE,
     DEFAULT_CANDIDATE_PROMPTS,
     DEFAULT_CANDIDATES_PER_PROMPT,
     DEFAULT_SAMPLE_STEPS,
+    DEFAULT_TRAIN_STEPS,
 )
 
 
@@ -78,9 +80,11 @@ class Settings(BaseSettings):
     # always allowed.
     base_models: str = "amused/amused-256,amused/amused-512,tiny,amused-256-random,amused-512-random,shapes"
 
-    # Rounds and candidates.
-    train_steps: int = 1000  # default training steps of a round (paper: 1,000)
-    batch_size: int = 8
+    # Rounds and candidates. Where a field below is the base model's to say (training steps, batch, candidate
+    # prompts, decoding steps), its default here is aMUSEd's: a round on another model (the shapes world) takes
+    # that model's own (styledrop.model_profiles) unless the administrator set the variable (`explicit`).
+    train_steps: int = DEFAULT_TRAIN_STEPS  # default training steps of a round (paper: 1,000)
+    batch_size: int = DEFAULT_BATCH_SIZE
     checkpoint_every: int = 250
     # Sample images while a round trains: two fixed prompts at step 0, every N steps and at the last (the round
     # panel shows them); 0: none. A round's plan may set its own (POST /rounds sample_every).
@@ -126,6 +130,12 @@ class Settings(BaseSettings):
     # has taken it up this long while no worker shows signs of life: it would otherwise wait for no one.
     requeue_wait_seconds: float = 900.0
     task_time_limit: int = 6 * 3600  # seconds; the broker's visibility timeout is longer than this
+
+    def explicit(self, name: str) -> Any:
+        """The field's value if the administrator set it (an environment variable, or a value given to Settings),
+        else None: a set STYLEDROP_TRAIN_STEPS wins over a base model's own default (styledrop.model_profiles),
+        an unset one does not, so the shapes world trains its 150 steps unless told otherwise."""
+        return getattr(self, name) if name in self.model_fields_set else None
 
     def clip_scorer(self, base_model: str | None = None) -> str:
         """The CLIP scorer for a base model: the engine's rule (offline presets → "tiny"), unless configured."""

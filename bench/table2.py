@@ -10,7 +10,8 @@ oracles (content accuracy, style match); the table gives the mean over style × 
 interval, and the paired difference of each row from round 1.
 
 Everything runs through the engine's own paths: `train_style` and `train_next_round` (the round plan's
-adapters: H=4 shared, then H=32; its sampling defaults: λA 0, then 2), `draw_scored_candidates`,
+adapters: H=4 shared, then H=32; the world's sampling defaults, styledrop.model_profiles: λB 1, λA 0 in every
+round; `--adapter-guidance plan` samples at the paper's λA, 0 then 2), `draw_scored_candidates`,
 the selection rules of `styledrop.selection`, `RoundSelection` files, and `evaluate_adapter_files`.
 
     python bench/table2.py --quick                  # 4 held-out styles x 2 seeds
@@ -62,10 +63,10 @@ class Settings:
     bootstrap: int = 2000
     augment: bool = False  # the world's textures are anchored to the canvas: a mirrored picture is another style
     sample_steps: int | None = None  # decoding steps (None: the round plan's, 12)
-    guidance: float | None = None  # λB (None: the world's own default, styledrop.world.spec.WorldSpec.sampling)
-    # λA of every row's sampling (None, `--adapter-guidance plan`: the round plan's, 0 in round 1 and the paper's 2
-    # from round 2). 0 here: in the shapes world λA ≥ 1 scatters the style's colours over the whole canvas, no
-    # background and no shape (measured on a development style, docs/world.md)
+    guidance: float | None = None  # λB (None: the world's own, styledrop.model_profiles from its WorldSpec)
+    # λA of every row's sampling (None, `--adapter-guidance plan`: the paper's per-round recipe, 0 in round 1 and 2
+    # from round 2, as aMUSEd's round plan). 0 here, as the world's own round plan: in the shapes world λA ≥ 1
+    # scatters the style's colours over the whole canvas, no background and no shape (docs/world.md)
     adapter_guidance: float | None = 0.0
 
 
@@ -157,6 +158,7 @@ def run_unit(case: StyleCase, seed: int, settings: Settings, components, scorer,
     """Round 1, its pool, the four selections, four round-2 models, and every row's evaluation."""
     from styledrop.candidates import draw_scored_candidates, save_candidates
     from styledrop.evaluation import evaluate_adapter_files
+    from styledrop.plan import sampling_recipe
     from styledrop.rounds import (
         CANDIDATES_DIR,
         RoundSelection,
@@ -227,6 +229,9 @@ def run_unit(case: StyleCase, seed: int, settings: Settings, components, scorer,
                                                                      chosen))) if chosen else 0, **details}
 
     eval_contents = [world.content_of(s) for s in world.EVAL_SHAPES]
+    if settings.adapter_guidance is None:  # the paper's λA per round (the adapter files carry the world's, 0)
+        adapters = [(n, path, sampling_recipe(n, None, guidance=settings.guidance).model_dump())
+                    for n, path in adapters]
     rows = timed("evaluation", lambda: evaluate_adapter_files(adapters, components, scorer, case.reference,
                                                               eval_contents, settings.eval_per_prompt, seed=1000,
                                                               steps=settings.sample_steps, guidance=settings.guidance,
@@ -372,14 +377,14 @@ def run(world_name: str, specs: list[str], seeds: list[int], settings: Settings,
     import torch
 
     from styledrop.clip_scores import load_scorer
+    from styledrop.model_profiles import profile_for
     from styledrop.models import load_components
     from styledrop.presets import scorer_for
     from styledrop.world import scene as world
-    from styledrop.world.spec import WORLDS
 
     torch.set_flush_denormal(True)
-    if settings.guidance is None and world_name in WORLDS:
-        settings = replace(settings, guidance=float(WORLDS[world_name].sampling.get("guidance", 9.0)))
+    if settings.guidance is None:
+        settings = replace(settings, guidance=profile_for(world_name).guidance)
     started = time.perf_counter()
     components = load_components(world_name, "cpu")
     scorer = load_scorer(scorer_for(world_name), "cpu")

@@ -3,9 +3,10 @@
 For a fixed prompt list, generate `per_prompt` images with the base model (no adapter, same prompt with the
 descriptor — the paper's "Muse" row) and with each round's adapter, and report mean and standard deviation
 of the text score (image vs. content prompt without descriptor) and the style score (image vs. reference).
-The paper uses 190 Parti prompts × 8 images; our default list is the built-in held-out list
-(styledrop.prompt_sets.EVAL_PROMPTS, never a candidate prompt; Parti is not shipped offline) — pass
-`--prompts FILE` for Parti or your own. The report names the list it used. Outputs: eval.json, eval.md,
+The paper uses 190 Parti prompts × 8 images; our default list is the base model's held-out list
+(styledrop.model_profiles: for aMUSEd the built-in styledrop.prompt_sets.EVAL_PROMPTS, never a candidate prompt,
+since Parti is not shipped offline; for a world its evaluation shapes) — pass `--prompts FILE` for Parti or your
+own. The report names the list it used. Outputs: eval.json, eval.md,
 scores.png (scores per round) and contact_sheet.png (images with prompts and scores).
 """
 
@@ -78,7 +79,7 @@ def evaluate_adapter_files(rounds: list[tuple[int, Path]] | list[tuple[int, Path
     """Rows "base", "round N"… for (round number, adapter file[, sampling defaults]) tuples: the CLI's style
     folders and the service's stored rounds alike. Each round samples with its own defaults (λA, λB, steps,
     temperature): the ones given (the service's round plan), else those its adapter file carries, else the
-    per-round recipe; `config` replaces them all, `steps`, `guidance` (λB) and `adapter_guidance` (λA) only
+    per-round recipe of its base model (styledrop.model_profiles); `config` replaces them all, `steps`, `guidance` (λB) and `adapter_guidance` (λA) only
     that field of every round. `reference` is an image, a list of images or an embedding.
     The base row is the first adapter's model with the adapter switched off (the paper's "Muse" row: prompts
     keep the descriptor), drawn with the first round's λB, steps and temperature. `should_stop` is asked before
@@ -97,7 +98,7 @@ def evaluate_adapter_files(rounds: list[tuple[int, Path]] | list[tuple[int, Path
         adapter, meta = load_adapter(path, components)
         style = LoadedStyle(components, adapter, meta)
         defaults = (given[0] if given else None) or meta.extra.get("sample_defaults") \
-            or sampling_recipe(max(number, first[0])).model_dump()
+            or sampling_recipe(max(number, first[0]), meta.base_model).model_dump()
         run = config or sample_config(defaults, precision=precision, steps=steps, guidance=guidance,
                                       adapter_guidance=adapter_guidance)
         if number == 0:  # the adapter is off: no adapter guidance

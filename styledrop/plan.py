@@ -6,6 +6,10 @@ recipe of the paper (Table S3, §4.1) is written once:
     round 1:   StyleDrop adapter H=4, shared across layers;  adapter guidance λA = 0
     round ≥ 2: StyleDrop adapter H=32, not shared;            adapter guidance λA = 2
 
+The sampling and training defaults, and the candidate and live-sample prompts, are the base model's
+(styledrop.model_profiles: aMUSEd's above; a world's own, e.g. λA = 0 in every round on `shapes`); the plan
+records the values it resolved, so a round can be reproduced from its row.
+
 The web app stores the plan as JSON in `Round.parameters` and the worker, the pages and the CLI read it back.
 Plain pydantic, no torch: the web app imports this module and must never pull the engine's heavy libraries.
 Rows stored as plain settings dicts, without a plan, still load: `RoundPlan.from_stored` fills the defaults.
@@ -17,20 +21,25 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# aMUSEd's own decoding defaults (AmusedPipeline: 12 steps, guidance scale 10 = 1 + λB, temperature 2 → 0).
-DEFAULT_SAMPLE_STEPS = 12
-DEFAULT_GUIDANCE = 9.0
-DEFAULT_TEMPERATURE = (2.0, 0.0)
+# The built-in defaults (aMUSEd's), written once in styledrop.model_profiles and named here as before: the
+# service (STYLEDROP_CANDIDATE_PROMPTS / _PER_PROMPT), the plan and `styledrop candidates` all start from these.
+from .model_profiles import (  # noqa: F401 (re-exported)
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CANDIDATE_PROMPTS,
+    DEFAULT_FLIPS,
+    DEFAULT_GUIDANCE,
+    DEFAULT_SAMPLE_STEPS,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TRAIN_STEPS,
+    profile_for,
+)
+
 CANDIDATE_BATCH = 8  # candidates drawn per sampler call
-# A candidate pool's default size: 16 built-in prompts (two of each of the eight categories, so a person or CLIP
-# can pick more than animals) x 4 images each. The service (STYLEDROP_CANDIDATE_PROMPTS / _PER_PROMPT), the plan
-# and `styledrop candidates` all start from these. (The paper's CLIP pool was 30 prompts.)
-DEFAULT_CANDIDATE_PROMPTS = 16
-DEFAULT_CANDIDATES_PER_PROMPT = 4
+DEFAULT_CANDIDATES_PER_PROMPT = 4  # images of each candidate prompt
 DEFAULT_SAMPLE_EVERY = 250  # training samples every 250 steps (4 sets in a 1,000-step round)
 # Our departures from the paper's training, each an option recorded in the plan (docs/method.md, "the paper's
-# choice and ours"; the paper: Adam, lr 3e-5, nothing else stated).
-DEFAULT_FLIPS = True  # horizontal flips of every training image (they mirror lettering: turn off for text)
+# choice and ours"; the paper: Adam, lr 3e-5, nothing else stated); the flips' default is the model's
+# (DEFAULT_FLIPS for aMUSEd).
 DEFAULT_WEIGHT_DECAY = 1e-2  # AdamW's decoupled weight decay (the paper's Adam has none: 0)
 DEFAULT_MAX_GRAD_NORM = 1.0  # gradient clipping by global norm (0: none, as the paper states none)
 DEFAULT_TEXT_DROPOUT = 0.0  # share of steps trained on the empty prompt (Muse's pre-training drops ~10%)
@@ -65,15 +74,16 @@ class SamplingDefaults(BaseModel):
 class TrainingPlan(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    steps: int = Field(1000, ge=1)
-    batch_size: int = Field(8, ge=1)
+    steps: int = Field(DEFAULT_TRAIN_STEPS, ge=1)
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1)
     learning_rate: float | None = None  # None: the engine's default for the adapter kind
     seed: int = 0
     checkpoint_every: int = Field(250, ge=1)
     # Sample images (two fixed prompts) at step 0, every N steps and at the last one; 0: none; None: the service's
     # setting (STYLEDROP_SAMPLE_EVERY, default DEFAULT_SAMPLE_EVERY).
     sample_every: int | None = Field(None, ge=0)
-    # What the live samples draw (contents, one image each); None: styledrop.prompt_sets.SAMPLE_CONTENTS.
+    # What the live samples draw (contents, one image each); None (rows planned before the plan recorded them):
+    # the base model's (styledrop.model_profiles).
     sample_prompts: list[str] | None = None
     # Departures from the paper (the DEFAULT_* above): options, recorded with every round.
     flips: bool = DEFAULT_FLIPS
@@ -148,7 +158,7 @@ class RoundPlan(BaseModel):
             data["adapter"] = adapter_recipe(number, data.get("adapter_kind") or "styledrop").model_dump()
         old = data.get("candidates") or {}
         data["candidates"] = {k: v for k, v in old.items() if v is not None}
-        sampling = sampling_recipe(number).model_dump()
+        sampling = sampling_recipe(number, data.get("model")).model_dump()
         if old.get("sample_steps"):
             sampling["steps"] = old["sample_steps"]
         if old.get("adapter_guidance") is not None:
@@ -189,9 +199,11 @@ def large_adapter(kind: str = "styledrop", rank: int | None = None) -> AdapterPl
     return AdapterPlan(kind=kind, rank=rank or 32, shared=False)
 
 
-def sampling_recipe(number: int, **overrides: Any) -> SamplingDefaults:
-    """λA = 0 for a round-1 adapter, 2 from round 2 on (paper §4.1); aMUSEd's defaults otherwise."""
-    values = {"adapter_guidance": 0.0 if number <= 1 else 2.0}
+def sampling_recipe(number: int, model: str | None = None, **overrides: Any) -> SamplingDefaults:
+    """Round `number`'s sampling defaults for a base model (styledrop.model_profiles): for aMUSEd, λA = 0 for a
+    round-1 adapter and 2 from round 2 on (paper §4.1), λB 9, 12 steps; a world's own (λB 1, λA 0 on `shapes`).
+    Overrides that are not None win."""
+    values = profile_for(model).sampling(number)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return SamplingDefaults(**values)
 
@@ -203,14 +215,23 @@ def plan_round(number: int, *, model: str | None, adapter_kind: str = "styledrop
                sampling: dict[str, Any] | None = None) -> RoundPlan:
     """The one place a round's plan is made, for round 1 and round N+1 alike (web app and CLI).
 
-    `train`, `candidates`, `sampling`: overrides of the defaults (None values are ignored)."""
+    `train`, `candidates`, `sampling`: overrides of the base model's defaults (styledrop.model_profiles; None
+    values are ignored). The plan holds what was resolved, the candidate and live-sample prompts included, so
+    the round can be drawn again from its row whatever the defaults become."""
     def given(values: dict[str, Any] | None) -> dict[str, Any]:
         return {k: v for k, v in (values or {}).items() if v is not None}
 
+    profile = profile_for(model)
+    training = TrainingPlan(**(profile.training() | given(train)))
+    if not training.sample_prompts:
+        training.sample_prompts = list(profile.sample_contents)
+    pool = CandidatePlan(**({"count": profile.candidate_count} | given(candidates)))
+    if not pool.prompts:
+        pool.prompts = profile.candidate_prompts(pool.count)
     return RoundPlan(number=number, model=model,
                      adapter=adapter or adapter_recipe(number, adapter_kind, rank),
-                     train=TrainingPlan(**given(train)),
+                     train=training,
                      training_set=[TrainingItem.model_validate(t) for t in (training_set or [])],
                      based_on_round=based_on_round,
-                     candidates=CandidatePlan(**given(candidates)),
-                     sampling=sampling_recipe(number, **given(sampling)))
+                     candidates=pool,
+                     sampling=sampling_recipe(number, model, **given(sampling)))

@@ -8,7 +8,8 @@
 Round N+1 trains on the reference plus the selected images, each with its own content prompt. Following
 the paper, it trains a *fresh* adapter from the base model — larger than round 1's (H=32, not shared,
 Table S3) — rather than continuing round N's; `init="previous"` continues round N's adapter instead.
-Sampling from round ≥ 2 uses adapter guidance λA = 2 (paper §4.1); round 1 uses λA = 0 by default.
+Sampling from round ≥ 2 uses adapter guidance λA = 2 (paper §4.1); round 1 uses λA = 0 by default (a world's
+base model has its own: styledrop.model_profiles).
 """
 
 from __future__ import annotations
@@ -55,9 +56,9 @@ def round_adapter_config(number: int, kind: str = "styledrop") -> AdapterConfig:
     return AdapterConfig.from_dict(adapter_recipe(number, kind).config_dict())
 
 
-def round_sample_config(number: int, **overrides) -> SampleConfig:
-    """The round's sampling defaults (styledrop.plan.sampling_recipe) as a SampleConfig."""
-    return sample_config(sampling_recipe(number), **overrides)
+def round_sample_config(number: int, model: str | None = None, **overrides) -> SampleConfig:
+    """The round's sampling defaults for a base model (styledrop.plan.sampling_recipe) as a SampleConfig."""
+    return sample_config(sampling_recipe(number, model), **overrides)
 
 
 def latest_round(style_dir: str | Path) -> int:
@@ -192,7 +193,7 @@ def train_next_round(style_dir: str | Path, components: Components | None = None
                           on_progress=on_progress, should_stop=should_stop,
                           init_state=previous_tensors if init == "previous" else None, references=references,
                           extra_meta={"round": number + 1, "init": init, "selection": load_selection(style_dir, number).by,
-                                      }, sample_defaults=sampling_recipe(number + 1).model_dump())
+                                      }, sample_defaults=sampling_recipe(number + 1, previous.base_model).model_dump())
     if not trained.result.stopped:
         for index in range(references):  # the references stay once, at the top of the folder
             (work / reference_file(index)).unlink(missing_ok=True)

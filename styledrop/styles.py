@@ -17,9 +17,9 @@ from PIL import Image
 from .adapter_files import AdapterMeta, describe, load_adapter, read_adapter_file, save_style
 from .adapters import Adapter, AdapterConfig, create_adapter
 from .errors import StyleDropError
+from .model_profiles import profile_for
 from .models import DEFAULT_MODEL, Components, default_device, load_components
 from .plan import adapter_recipe, sampling_recipe
-from .prompt_sets import SAMPLE_CONTENTS
 from .prompts import check_prompt_text, style_prompt
 from .sampling import SampleConfig, Samples, StepCallback, generate, sample_config
 from .training import Example, ProgressFn, TrainConfig, TrainResult, train
@@ -59,10 +59,11 @@ def train_style(images: list[Image.Image], content: str | list[str], descriptor:
     The first `references` images (default: all) are the style's reference images: every one is kept in the
     folder with its content, so later rounds train on all of them and style scores compare with all of them.
     `sample_defaults` (λA, λB, steps, temperature: styledrop.plan.SamplingDefaults) go into the adapter file,
-    so whoever loads it samples as its round meant; default: round 1's.
+    so whoever loads it samples as its round meant; default: round 1's for the base model
+    (styledrop.model_profiles: λB 1, λA 0 on the shapes world).
     `on_samples(step, samples)` receives the fixed training samples (styledrop.training_samples) every
     train_config.sample_every steps, drawn in the style's prompt form with those sampling defaults, of
-    `sample_contents` (default: styledrop.prompt_sets.SAMPLE_CONTENTS).
+    `sample_contents` (default: the base model's, styledrop.model_profiles).
     """
     if not images:
         raise StyleDropError("Give at least one reference image.")
@@ -74,10 +75,12 @@ def train_style(images: list[Image.Image], content: str | list[str], descriptor:
     count = len(images) if references is None else references
     # every image's content as trained, so an evaluation can refuse them later whatever the selections become
     extra = {"reference_contents": contents[:count], "training_contents": contents} | dict(extra_meta or {})
-    return train_adapter_folder(examples, out_dir, components or load_components(model, default_device()),
+    components = components or load_components(model, default_device())
+    return train_adapter_folder(examples, out_dir, components,
                                 adapter_config or default_adapter_config(), train_config or TrainConfig(),
                                 dict(content=contents[0], descriptor=descriptor),
-                                extra | {"sample_defaults": sample_defaults or sampling_recipe(1).model_dump()},
+                                extra | {"sample_defaults": sample_defaults
+                                         or sampling_recipe(1, components.source).model_dump()},
                                 on_progress, should_stop, resume, init_state, references=count,
                                 on_samples=on_samples, sample_descriptor=descriptor, sample_contents=sample_contents)
 
@@ -103,7 +106,7 @@ def train_adapter_folder(examples: list[Example], out_dir: str | os.PathLike, co
     if on_samples is not None and train_config.sample_every:
         config = sample_config((extra_meta or {}).get("sample_defaults") or {})
         sampler = TrainingSampler(components, adapter, sample_descriptor, config,
-                                  contents=sample_contents or SAMPLE_CONTENTS)
+                                  contents=sample_contents or profile_for(components.source).sample_contents)
         on_sample = sample_callback(sampler, on_samples)
     result = train(components, adapter, examples, train_config, checkpoints, on_progress, should_stop, on_sample)
     meta = describe(components, adapter, prompts=[e.prompt for e in examples], steps=result.steps_done,

@@ -32,6 +32,21 @@ def reference_file(tmp_path, reference) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="session")
+def micro_world(tmp_path_factory):
+    """The micro world built in a temporary cache folder that load_components("shapes-micro") finds: once per
+    session (about 3 minutes on two CPU cores), shared by the world's tests, the CLI's and the service's."""
+    from styledrop.world.build import build_world
+
+    root = tmp_path_factory.mktemp("worlds")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("STYLEDROP_WORLD_DIR", str(root))
+    steps = []
+    folder = build_world("shapes-micro", threads=1, on_progress=lambda p: steps.append((p.stage, p.step)))
+    yield folder, steps
+    patch.undo()
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
     torch.manual_seed(0)

@@ -120,21 +120,7 @@ def test_clip_text_tower_converts_to_transformers_exactly():
         assert torch.allclose(model.encode_text(open_ids), hf(ids).text_embeds, atol=1e-5)
 
 
-# ---- a micro world, built once --------------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def micro_world(tmp_path_factory):
-    """The micro world built in a temporary cache folder that load_components("shapes-micro") finds."""
-    from styledrop.world.build import build_world
-
-    root = tmp_path_factory.mktemp("worlds")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("STYLEDROP_WORLD_DIR", str(root))
-    steps = []
-    folder = build_world("shapes-micro", threads=1, on_progress=lambda p: steps.append((p.stage, p.step)))
-    yield folder, steps
-    patch.undo()
-
+# ---- a micro world, built once (the session's `micro_world` fixture, tests/conftest.py) -------------------------
 
 @pytest.mark.slow
 def test_micro_world_builds_and_loads_like_amused(micro_world):
@@ -241,3 +227,43 @@ def test_cli_world_commands(micro_world, tmp_path, capsys):
     capsys.readouterr()
     assert main(["generate", str(style_dir), "a star", "--out", str(tmp_path / "out"), "--steps", "3"]) == 0
     assert list((tmp_path / "out").glob("*.png"))
+
+
+@pytest.mark.slow
+def test_the_cli_on_a_world_takes_its_defaults(micro_world, tmp_path, capsys):
+    """Flags left unset take the world's defaults (styledrop.model_profiles): its training recipe, λB 1 and λA 0
+    in the adapter files of round 1 and round 2, its candidate contents, its held-out evaluation contents."""
+    from styledrop.adapter_files import read_adapter_file
+    from styledrop.cli import main
+    from styledrop.rounds import round_dir
+
+    reference = tmp_path / "ref.png"
+    world.render(world.reference_scene(world.EVAL_STYLES[0])).save(reference)
+    style_dir = tmp_path / "style"
+    assert main(["train", "--image", str(reference), "--content", "a house", "--descriptor",
+                 world.EVAL_STYLES[0].descriptor, "--out", str(style_dir), "--model", "shapes-micro",
+                 "--steps", "2"]) == 0
+    meta = read_adapter_file(style_dir)[1]
+    assert meta.extra["sample_defaults"] == {"adapter_guidance": 0.0, "guidance": 1.0, "steps": 12,
+                                             "temperature": [2.0, 0.0]}
+    assert (meta.training["learning_rate"], meta.training["batch_size"], meta.training["augment"]) == (2e-3, 8, False)
+
+    assert main(["generate", str(style_dir), "a star", "--out", str(tmp_path / "out"), "--steps", "2"]) == 0
+    config = json.loads((tmp_path / "out" / "generations.json").read_text())["config"]
+    assert (config["guidance"], config["adapter_guidance"]) == (1.0, 0.0)
+
+    assert main(["candidates", str(style_dir), "--per-prompt", "1", "--steps", "2"]) == 0
+    pool = json.loads((round_dir(style_dir, 1) / "candidates" / "candidates.json").read_text())
+    assert sorted({c["content"] for c in pool}) == sorted(world.content_of(s) for s in world.CANDIDATE_SHAPES)
+    assert main(["select", str(style_dir), "--ids", str(pool[0]["id"])]) == 0
+    assert main(["train-round", str(style_dir), "--steps", "2", "--batch-size", "2"]) == 0
+    second = read_adapter_file(round_dir(style_dir, 2))[1]
+    assert (second.extra["sample_defaults"]["adapter_guidance"], second.extra["sample_defaults"]["guidance"]) == \
+        (0.0, 1.0)  # the world's, not the paper's λA 2 for round 2
+    assert (second.training["learning_rate"], second.training["augment"]) == (2e-3, False)
+
+    capsys.readouterr()
+    assert main(["eval", str(style_dir), "--per-prompt", "1", "--limit", "2", "--out", str(tmp_path / "eval")]) == 0
+    report = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert report["prompts"] == [world.content_of(s) for s in world.EVAL_SHAPES[:2]]
+    assert report["prompt_list"] == "the shapes-micro world's evaluation shapes (5 prompts)"

@@ -164,7 +164,7 @@ def _candidates(settings: Settings, attempt: Attempt, plan: RoundPlan, out_dir: 
     round_id = attempt.round_id
     attempt.update(phase="candidates")
     c = plan.candidates
-    prompts = c.prompts or scoring.candidate_prompts(c.count)
+    prompts = c.prompts or scoring.candidate_prompts(c.count, components.source)
     should_stop = stop_checker(settings, attempt)
     with session_factory(settings)() as session:
         attempt.update(session, heartbeat_at=utcnow())  # fenced: locks the round's row until the commit

@@ -13,11 +13,13 @@ _scorers: dict[tuple[str, str], Any] = {}
 _lock = threading.Lock()
 
 
-def candidate_prompts(count: int) -> list[str]:
-    """`count` of the engine's built-in content prompts, drawn across every category (not animals first)."""
-    from styledrop.prompt_sets import diverse_prompts
+def candidate_prompts(count: int, model: str | None = None) -> list[str]:
+    """`count` of the base model's candidate prompts (styledrop.model_profiles): for aMUSEd the built-in ones,
+    drawn across every category (not animals first); for a world its candidate contents. For rounds planned
+    before the plan recorded its prompts."""
+    from styledrop.model_profiles import profile_for
 
-    return diverse_prompts(max(1, count))
+    return profile_for(model).candidate_prompts(max(1, count))
 
 
 def scorer(name: str, device: Any) -> Any:

@@ -1,8 +1,8 @@
 """Evaluation jobs: the paper's CLIP text/style scores for every round of a style (paper §4, Table 2).
 
 The web app's side: check the request, record it, queue it, and turn its result into what the API and the
-style page show. The prompts default to the engine's held-out list (styledrop.prompt_sets, torch-free),
-never a candidate prompt; prompts that a round of this style was trained on are refused unless the request
+style page show. The prompts default to the style's base model's held-out list (styledrop.model_profiles,
+torch-free: the built-in list for aMUSEd, the evaluation shapes for the shapes world), never a candidate prompt; prompts that a round of this style was trained on are refused unless the request
 allows the overlap, as `styledrop eval` does.
 """
 
@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from styledrop.prompt_sets import eval_prompts, overlap
+from styledrop.model_profiles import profile_for
+from styledrop.prompt_sets import overlap
 
 from ..errors import ApiError
 from ..infra.task_queue import Dispatcher
@@ -26,17 +27,17 @@ from .models import Evaluation, Round, Style, User
 from .plain_text import PlainText
 from .schemas import Seed
 
-HELD_OUT = "built-in held-out list"
-
 
 class EvaluationCreate(BaseModel):
     """What to evaluate on; everything optional."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"limit": 32, "per_prompt": 2}]})
 
-    prompts: list[PlainText] | None = Field(None, min_length=1, description="contents (default: the built-in "
-                                                                            "held-out list of 104 prompts, never "
-                                                                            "used for candidates)")
+    prompts: list[PlainText] | None = Field(None, min_length=1, description="contents (default: the base model's "
+                                                                            "held-out list, never used for "
+                                                                            "candidates: on aMUSEd the built-in 104 "
+                                                                            "prompts, on the shapes world its five "
+                                                                            "evaluation shapes)")
     limit: int | None = Field(None, ge=1, le=500, description="use only the first N prompts")
     per_prompt: int = Field(2, ge=1, le=8, description="images per prompt and model")
     seed: Seed = 0
@@ -89,7 +90,8 @@ def create_evaluation(session: Session, style: Style, user: User | None, body: E
         raise ApiError(409, "This style has no finished round to evaluate yet.")
     if session.scalar(select(Evaluation.id).where(Evaluation.style_id == style.id, Evaluation.status.in_(ACTIVE))):
         raise ApiError(409, "An evaluation of this style is already queued or running.")
-    prompts = clean_prompts(body.prompts, settings) if body.prompts else eval_prompts()
+    profile = profile_for(style.base_model)
+    prompts = clean_prompts(body.prompts, settings) if body.prompts else profile.eval_prompts()
     prompts = prompts[: body.limit] if body.limit else prompts
     if not body.allow_overlap:
         trained = overlap(prompts, trained_contents(session, style))
@@ -108,7 +110,7 @@ def create_evaluation(session: Session, style: Style, user: User | None, body: E
         raise ApiError(409, "An evaluation of this style is already queued or running.")  # read again, locked
     return lifecycle.enqueue(session, Evaluation(
         style_id=style.id, user_id=user.id if user else None,
-        request={"prompts": prompts, "prompt_list": "your prompts" if body.prompts else HELD_OUT,
+        request={"prompts": prompts, "prompt_list": "your prompts" if body.prompts else profile.held_out_name,
                  "per_prompt": body.per_prompt, "seed": body.seed, "allow_overlap": body.allow_overlap}))
 
 

@@ -9,8 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from styledrop.model_profiles import ModelProfile, profile_for  # torch-free: a base model's defaults
 from styledrop.plan import plan_round  # pydantic, no torch: the round's plan and the per-round recipe
-from styledrop.prompt_sets import diverse_prompts, eval_prompts, overlap
+from styledrop.prompt_sets import overlap
 
 from ..errors import ApiError
 from ..infra.task_queue import Dispatcher
@@ -26,25 +27,29 @@ from .schemas import RoundCreate
 from .webhooks import check_callback_url, jobs_ended
 
 
-def fresh_prompts(training_set: list[dict[str, Any]], count: int) -> list[str]:
-    """A later round's default candidate prompts: the first `count` built-in ones (across every category) that
-    it does not train on, so its candidates, and their scores, are not drawn on its own training prompts."""
+def fresh_prompts(training_set: list[dict[str, Any]], count: int | None, profile: ModelProfile) -> list[str]:
+    """A later round's default candidate prompts: the first `count` of the base model's candidate prompts (for
+    aMUSEd the built-in ones, across every category) that it does not train on, so its candidates, and their
+    scores, are not drawn on its own training prompts. A world has only a few candidate contents; when the
+    rounds have trained on all of them, its whole list (a pool never draws the held-out evaluation contents)."""
     trained = [item["content"] for item in training_set]
-    return [p for p in diverse_prompts() if not overlap([p], trained)][:count]
+    count = count or profile.candidate_count
+    fresh = [p for p in profile.candidates if not overlap([p], trained)]
+    return (fresh or profile.candidate_prompts(count))[:count]
 
 
-def check_held_out(body: dict[str, Any]) -> None:
-    """422, naming them, for candidate prompts that are on the held-out evaluation list (as styledrop.prompt_sets
-    compares prompts): a round picked from them would train on what the evaluation scores, unless the request
-    says it means to (allow_eval_overlap)."""
+def check_held_out(body: dict[str, Any], profile: ModelProfile) -> None:
+    """422, naming them, for candidate prompts that are on the base model's held-out evaluation list (as
+    styledrop.prompt_sets compares prompts; a world's evaluation contents for a world): a round picked from them
+    would train on what the evaluation scores, unless the request says it means to (allow_eval_overlap)."""
     if not body.get("prompts") or body.get("allow_eval_overlap"):
         return
-    held = overlap(body["prompts"], eval_prompts())
+    held = overlap(body["prompts"], profile.eval_prompts())
     if held:
         shown = ", ".join(repr(p) for p in held[:5]) + (" …" if len(held) > 5 else "")
-        raise ApiError(422, f"{len(held)} candidate prompt(s) are on the held-out evaluation list, so a later "
-                            f"round could train on what the evaluation scores: {shown}. Use other prompts or set "
-                            "allow_eval_overlap.")
+        raise ApiError(422, f"{len(held)} candidate prompt(s) are on the held-out evaluation list "
+                            f"({profile.held_out_name}), so a later round could train on what the evaluation "
+                            f"scores: {shown}. Use other prompts or set allow_eval_overlap.")
 
 
 def new_round(session: Session, style: Style, body: dict[str, Any], settings: Settings,
@@ -53,7 +58,8 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
     reference plus the selected candidates of the latest finished round, each with its own content.
     Refused before anything is stored: 422 (too much asked), 409 (the style is busy), 429 (the user is)."""
     body = check_round_request(body, settings)
-    check_held_out(body)
+    profile = profile_for(style.base_model)
+    check_held_out(body, profile)
     _refuse_if_busy(session, style)
     last_number = _last_number(session, style.id)
     base = latest_succeeded(session, style.id)
@@ -79,18 +85,21 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
                           "picked_by": c.selection.by, "rule": c.selection.rule} for c in selected]
         feedback = feedback_label([c.selection.by for c in selected])  # human, clip, random or mixed
     style_settings = style.settings or {}
-    steps = body.get("train_steps") or style_settings.get("steps") or settings.train_steps
+    # What the request, then the style, then an administrator's explicit setting say; what none says is the base
+    # model's (styledrop.model_profiles, filled in by plan_round): the shapes world trains 150 steps, not 1,000.
+    steps = body.get("train_steps") or style_settings.get("steps") or settings.explicit("train_steps")
     seed = body.get("seed") if body.get("seed") is not None else style_settings.get("seed", 0)
-    learning_rate = body.get("learning_rate") or style_settings.get("learning_rate")  # None: the engine's
+    learning_rate = body.get("learning_rate") or style_settings.get("learning_rate")  # None: the model's
     # The first round's adapter width may be the style's own (`rank`, from the new-style form).
     rank = style_settings.get("rank") if last_number == 0 else None
-    count = body.get("candidate_prompts") or settings.candidate_prompts
-    prompts = body.get("prompts") or (fresh_prompts(training_set, count) if base is not None else None)
+    count = body.get("candidate_prompts") or settings.explicit("candidate_prompts")  # None: the model's
+    prompts = body.get("prompts") or (fresh_prompts(training_set, count, profile) if base is not None else None)
     # The per-round recipe (adapter size, λA) is styledrop.plan's; the request and settings fill the rest.
     plan = plan_round(
         last_number + 1, model=style.base_model, adapter_kind=style.adapter_kind, training_set=training_set,
         based_on_round=base.id if base else None, rank=int(rank) if rank is not None else None,
-        train={"steps": int(steps), "batch_size": body.get("batch_size") or settings.batch_size,
+        train={"steps": int(steps) if steps else None,
+               "batch_size": body.get("batch_size") or settings.explicit("batch_size"),
                "learning_rate": learning_rate, "seed": int(seed),
                "checkpoint_every": body.get("checkpoint_every") or settings.checkpoint_every,
                "sample_every": next(v for v in (body.get("sample_every"), style_settings.get("sample_every"),
@@ -100,7 +109,7 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
         candidates={"prompts": prompts, "count": count,
                     "per_prompt": body.get("candidates_per_prompt") or settings.candidates_per_prompt,
                     "seed": int(seed), "clip_model": settings.clip_scorer(style.base_model)},
-        sampling={"steps": body.get("sample_steps") or settings.sample_steps,
+        sampling={"steps": body.get("sample_steps") or settings.explicit("sample_steps"),
                   "adapter_guidance": body.get("adapter_guidance"), "guidance": body.get("guidance"),
                   "temperature": body.get("temperature")})
     check_job_quota(session, style.user_id, settings)  # locks the user until enqueue commits: atomic
@@ -111,7 +120,7 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
         raise ApiError(409, f"Another round of style {style.id} was started meanwhile; wait for it or cancel it.")
     try:
         return lifecycle.enqueue(session, Round(style_id=style.id, number=plan.number, feedback=feedback,
-                                                parameters=plan.stored(), total_steps=int(steps),
+                                                parameters=plan.stored(), total_steps=plan.train.steps,
                                                 callback_url=callback_url))
     except IntegrityError as exc:  # no user to lock (a style without one): the unique (style, number) decides
         session.rollback()

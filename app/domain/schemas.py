@@ -84,8 +84,8 @@ TrainSteps = whole(1, MAX_STEPS, "training steps (at most STYLEDROP_MAX_TRAIN_ST
 SampleEvery = whole(0, MAX_STEPS, "live samples at step 0, every N training steps and at the last; 0: none "
                                   "(default: the style's, else STYLEDROP_SAMPLE_EVERY, 250)")
 SamplePrompts = Annotated[list[str], Field(min_length=1, max_length=MAX_SAMPLE_PROMPTS, description=(
-    'what the live samples draw, one image each, e.g. ["a cat", "a bridge"] (default: the style\'s, else a cat '
-    "on a sofa and a lighthouse)"))]
+    'what the live samples draw, one image each, e.g. ["a cat", "a bridge"] (default: the style\'s, else the base '
+    "model's: a cat on a sofa and a lighthouse on aMUSEd, a circle and a star on the shapes world)"))]
 
 # Every stored time is UTC; SQLite hands them back without a zone, so say it in the JSON.
 Utc = Annotated[datetime, AfterValidator(lambda v: v if v.tzinfo else v.replace(tzinfo=timezone.utc))]
@@ -211,7 +211,8 @@ CALLBACK_URL = Field(None, max_length=2000,
 
 
 class RoundCreate(BaseModel):
-    """Settings of a new round; anything left out comes from the style and the server's defaults."""
+    """Settings of a new round; anything left out comes from the style, then a setting the administrator set, then
+    the base model's defaults (styledrop.model_profiles: aMUSEd's, or the shapes world's own)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"train_steps": 1000, "prompts": ["a chihuahua", "a church on the beach"], "candidates_per_prompt": 4},
@@ -235,23 +236,26 @@ class RoundCreate(BaseModel):
                                             description='contents for candidates, e.g. ["a chihuahua", "a church"]; '
                                                         'at most STYLEDROP_MAX_PROMPTS (64), each at most '
                                                         'STYLEDROP_MAX_PROMPT_CHARS (300) characters')
-    allow_eval_overlap: bool = Field(False, description="accept candidate prompts that are on the held-out "
-                                     "evaluation list (refused by default: the evaluation would score what a later "
+    allow_eval_overlap: bool = Field(False, description="accept candidate prompts that are on the base model's "
+                                     "held-out evaluation list (refused by default: the evaluation would score what a later "
                                      "round trained on)")
     candidate_prompts: whole(1, MAX_COUNT, "how many default prompts (at most STYLEDROP_MAX_PROMPTS)") | None = None
     candidates_per_prompt: whole(1, MAX_CANDIDATES_PER_PROMPT) | None = None
     sample_steps: whole(1, MAX_SAMPLE_STEPS, "decoding steps of everything drawn with this round: candidates, "
-                        "training samples, generations, evaluation (default STYLEDROP_SAMPLE_STEPS, 12)") | None = None
+                        "training samples, generations, evaluation (default STYLEDROP_SAMPLE_STEPS if set, else "
+                        "the base model's, 12)") | None = None
     adapter_guidance: real(0, MAX_ADAPTER_GUIDANCE, "λA, adapter guidance of this round's sampling (paper Eq. 4; "
-                           "default 0 for round 1, 2 later)") | None = None
-    guidance: real(0, MAX_GUIDANCE, "λB, classifier-free guidance of this round's sampling (default 9: aMUSEd's "
-                   "guidance_scale 10; the paper: 5)") | None = None
+                           "default the base model's: on aMUSEd 0 for round 1, 2 later; on the shapes world 0)"
+                           ) | None = None
+    guidance: real(0, MAX_GUIDANCE, "λB, classifier-free guidance of this round's sampling (default the base "
+                   "model's: 9 on aMUSEd, its guidance_scale 10, the paper: 5; 1 on the shapes world)") | None = None
     temperature: tuple[real(0, 100), real(0, 100)] | None = Field(
         None, description="Gumbel temperature of this round's sampling, [start, end] annealed linearly (default "
                           "[2, 0], aMUSEd's; the paper's Muse: 4.5)")
     # our departures from the paper's training, each an option recorded in the round's plan (docs/method.md)
-    flips: StrictBool | None = Field(None, description="horizontal flips of every training image (default true, "
-                                                      "ours; the paper does not flip; they mirror lettering)")
+    flips: StrictBool | None = Field(None, description="horizontal flips of every training image (default the "
+                                                      "base model's: true on aMUSEd, ours, the paper does not flip, "
+                                                      "they mirror lettering; false on the shapes world)")
     weight_decay: real(0, 1) | None = Field(None, description="AdamW weight decay (default 0.01, ours; 0 is the "
                                                              "paper's Adam)")
     max_grad_norm: real(0, 1000) | None = Field(None, description="gradient clipping by global norm (default 1, "

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
+from styledrop.model_profiles import profile_for  # torch-free
+
 from ..api.access import PageOwnedStyle, PageReadableStyle
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, check_workers, csrf_guard
 from ..api.deps import PageUserDep as UserDep
@@ -29,11 +31,13 @@ def _panel(request: Request, session: Session, style: Style, read_only: bool, er
     result = (evaluation.result or {}) if evaluation is not None else {}
     rows = result.get("rows") or []
     finished = any(r.status == JobStatus.succeeded.value for r in style.rounds)
+    held_out = len(profile_for(style.base_model).eval_prompts())  # the base model's list: 104, or a world's 5
     return render(request, "_evaluation.html", {
         "style": style, "evaluation": evaluation, "rows": rows, "chart": evaluation_chart(rows),
         "clip_model": result.get("clip_model"), "active": evaluation is not None and evaluation.status in ACTIVE,
         "finished": finished, "read_only": read_only, "error": error,
-        "values": values or {"limit": "32", "per_prompt": "2"}}, status_code=status_code)
+        "held_out": held_out, "values": values or {"limit": str(min(32, held_out)), "per_prompt": "2"}},
+        status_code=status_code)
 
 
 @router.get("/styles/{style_id}/evaluation", response_class=HTMLResponse)

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from styledrop.prompt_sets import SAMPLE_CONTENTS  # torch-free
+from styledrop.model_profiles import profile_for  # torch-free
 
 from ..api.access import PageOwnedStyle
 from ..api.deps import SessionDep, SettingsDep, csrf_guard
@@ -34,7 +34,8 @@ def _edit_context(style: Style, values: dict[str, str], errors: dict[str, str], 
                   busy) -> dict:
     return {"style": style, "values": values, "errors": errors, "busy": busy, "max_chars": settings.max_prompt_chars,
             "max_name": STYLE_NAME_CHARS, "max_steps": MAX_STEPS, "max_sample_prompts": MAX_SAMPLE_PROMPTS,
-            "default_sample_every": settings.sample_every, "sample_contents": SAMPLE_CONTENTS}
+            "default_sample_every": settings.sample_every,
+            "sample_contents": profile_for(style.base_model).sample_contents}  # what an empty field draws
 
 
 def _live_samples(values: dict[str, str], settings: Settings) -> tuple[dict[str, Any], dict[str, str]]:

@@ -10,6 +10,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from styledrop.model_profiles import profile_for  # torch-free: the base model's first prompts
+
 from ..api import paging
 from ..api.access import PageOwnedStyle, PageReadableGeneration
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, check_workers, csrf_guard
@@ -60,7 +62,8 @@ def _context(session: Session, settings: Settings, style: Style, values: dict[st
 
 
 def _defaults(rnd: Round | None) -> dict[str, str]:
-    """The sampling controls' starting values: the round's plan (λA 0 for round 1, 2 later; λB 9; its steps)."""
+    """The sampling controls' starting values: the round's plan (its base model's λA, λB and steps unless the
+    round set its own: on aMUSEd λA 0 for round 1, 2 later, λB 9; on the shapes world λA 0, λB 1)."""
     if rnd is None:
         return {name: "" for name in SAMPLING_FIELDS}
     sampling = rnd.plan.sampling
@@ -71,7 +74,8 @@ def _defaults(rnd: Round | None) -> dict[str, str]:
 @router.get("/styles/{style_id}/playground", response_class=HTMLResponse)
 def playground_page(style: PageOwnedStyle, request: Request, session: SessionDep, settings: SettingsDep,
                     user: UserDep) -> HTMLResponse:
-    values = {"prompts": "a cat\na bridge", "num_images": "2", "seed": "0", "round_id": "",
+    values = {"prompts": "\n".join(profile_for(style.base_model).playground_prompts), "num_images": "2", "seed": "0",
+              "round_id": "",
               "descriptor": style.descriptor, "no_descriptor": ""}  # the sampling controls: _context's defaults
     if style.generations:  # start from what was asked last time
         last = max(style.generations, key=lambda g: g.id).request or {}

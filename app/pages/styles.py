@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
+from styledrop.model_profiles import profile_for  # torch-free
 from styledrop.model_sources import OFFLINE_PRESETS, OFFLINE_WORLDS, availability
-from styledrop.prompt_sets import SAMPLE_CONTENTS  # torch-free
 
 from ..api import paging
 from ..api.access import PageOwnedStyle, PageReadableStyle
@@ -89,8 +89,10 @@ def styles_page(request: Request, session: SessionDep, settings: SettingsDep, us
 
 def _form_defaults(settings: Settings) -> dict[str, str]:
     return {"content": "", "more_contents": "", "descriptor": "", "base_model": settings.model,
-            "adapter": "styledrop", "steps": str(settings.train_steps), "learning_rate": "", "rank": "", "seed": "0",
-            "sample_every": "", "sample_prompts": ""}  # empty: the server's STYLEDROP_SAMPLE_EVERY, the default prompts
+            "adapter": "styledrop", "steps": str(settings.explicit("train_steps") or ""), "learning_rate": "",
+            "rank": "", "seed": "0", "sample_every": "", "sample_prompts": ""}
+    # empty: the server's STYLEDROP_SAMPLE_EVERY, the default prompts, and the steps the administrator set or else
+    # the chosen base model's own (styledrop.model_profiles: 150 on the shapes world, 1,000 on aMUSEd)
 
 
 def _new_style_context(settings: Settings, values: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
@@ -105,7 +107,7 @@ def _new_style_context(settings: Settings, values: dict[str, str], errors: dict[
             "max_steps": settings.max_train_steps, "max_mb": settings.max_upload_bytes // (1024 * 1024),
             "max_bytes": settings.max_upload_bytes,
             "max_chars": settings.max_prompt_chars, "max_references": settings.max_references,
-            "sample_contents": SAMPLE_CONTENTS, "max_sample_prompts": MAX_SAMPLE_PROMPTS,
+            "sample_contents": profile_for(settings.model).sample_contents, "max_sample_prompts": MAX_SAMPLE_PROMPTS,
             "default_sample_every": settings.sample_every}
 
 

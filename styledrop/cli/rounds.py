@@ -7,7 +7,14 @@ import argparse
 from ..errors import StyleDropError
 from ..plan import DEFAULT_CANDIDATE_PROMPTS, DEFAULT_CANDIDATES_PER_PROMPT
 from ..progress import training_bar
-from .options import add_sampling_flags, add_training_flags, prompt_list, sample_config_from_flags, training_values
+from .options import (
+    add_round_training_flags,
+    add_sampling_flags,
+    add_training_flags,
+    prompt_list,
+    sample_config_from_flags,
+    training_values,
+)
 
 ORDER = 40
 
@@ -23,11 +30,13 @@ def _add_candidates(sub: argparse._SubParsersAction) -> None:
     p.add_argument("style")
     p.add_argument("--per-prompt", type=int, default=DEFAULT_CANDIDATES_PER_PROMPT, help="images per content prompt")
     p.add_argument("--prompts", default=None,
-                   help="file with one content prompt per line (default: the built-in list, across all 8 categories)")
+                   help="file with one content prompt per line (default: the base model's candidate prompts: the "
+                        "built-in list across all 8 categories, or a world's candidate shapes)")
     p.add_argument("--limit", type=int, default=None,
                    help="pool size: the first N prompts (built-in prompts are interleaved across categories); "
-                        f"default: all of a --prompts file, else the first {DEFAULT_CANDIDATE_PROMPTS} built-in "
-                        "ones (two of each category, the service's default too); 0: all of them")
+                        f"default: all of a --prompts file, else the base model's pool (the first "
+                        f"{DEFAULT_CANDIDATE_PROMPTS} built-in ones, two of each category, the service's default "
+                        "too; a world's candidate shapes); 0: all of them")
     p.add_argument("--seed", type=int, default=0, help="round seed: candidate k's own seed is seed x 100003 + k")
     p.add_argument("--batch-size", type=int, default=8, help="candidates drawn per sampler call")
     p.add_argument("--scorer", default=None, help="CLIP scorer: default (ViT-L-14/openai), tiny, MODEL/PRETRAINED "
@@ -61,9 +70,7 @@ def _add_select(sub: argparse._SubParsersAction) -> None:
 def _add_train_round(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-round", help="train the next round on the reference plus the selection")
     p.add_argument("style")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=None)
+    add_round_training_flags(p)
     p.add_argument("--adapter", choices=["styledrop", "lora"], default=None,
                    help="adapter kind (default: the style's, i.e. its latest round's)")
     p.add_argument("--rank", type=int, default=None,
@@ -80,23 +87,26 @@ def _add_train_round(sub: argparse._SubParsersAction) -> None:
 def cmd_candidates(args: argparse.Namespace) -> int:
     from ..candidates import draw_scored_candidates, save_candidates
     from ..clip_scores import load_scorer
+    from ..model_profiles import profile_for
     from ..presets import scorer_for
     from ..progress import Progress
-    from ..rounds import CANDIDATES_DIR, latest_round, reference_images, round_dir
+    from ..rounds import CANDIDATES_DIR, latest_round, reference_images, round_dir, round_meta
     from ..styles import load_style
 
     number = latest_round(args.style)
+    base_model = round_meta(args.style, number).base_model
+    profile = profile_for(base_model)
     if args.limit is None and not args.prompts:
-        args.limit = DEFAULT_CANDIDATE_PROMPTS  # one candidate-count default: styledrop.plan's
-    prompts = prompt_list(args)
-    if number > 1 and not args.prompts:  # a later round's pool: built-in prompts it did not train on
-        from ..prompt_sets import diverse_prompts, overlap
+        args.limit = profile.candidate_count  # one candidate-count default per base model, as the service's
+    prompts = prompt_list(args, base_model)
+    if number > 1 and not args.prompts:  # a later round's pool: the model's prompts it did not train on
+        from ..prompt_sets import overlap
         from ..rounds import trained_contents
 
         trained = trained_contents(args.style)
-        fresh = [p for p in diverse_prompts() if not overlap([p], trained)]
+        fresh = [p for p in profile.candidates if not overlap([p], trained)] or list(profile.candidates)
         prompts = fresh[: args.limit] if args.limit else fresh
-    warn_held_out(prompts)
+    warn_held_out(prompts, profile.eval_prompts())
     style = load_style(round_dir(args.style, number), device=args.device)
     scorer = load_scorer(scorer_for(style.meta.base_model, args.scorer), args.device)
     config = sample_config_from_flags(args, style.meta)
@@ -110,14 +120,14 @@ def cmd_candidates(args: argparse.Namespace) -> int:
     return 0
 
 
-def warn_held_out(prompts: list[str]) -> None:
-    """Name the candidate prompts that are on the held-out evaluation list: a round trained on them would be
-    scored on what it trained on (`styledrop eval` refuses them unless --allow-overlap)."""
+def warn_held_out(prompts: list[str], held_out: list[str]) -> None:
+    """Name the candidate prompts that are on the base model's held-out evaluation list: a round trained on them
+    would be scored on what it trained on (`styledrop eval` refuses them unless --allow-overlap)."""
     import sys
 
-    from ..prompt_sets import eval_prompts, overlap
+    from ..prompt_sets import overlap
 
-    held = overlap(prompts, eval_prompts())
+    held = overlap(prompts, held_out)
     if held:
         print(f"warning: {len(held)} candidate prompt(s) are on the held-out evaluation list: "
               f"{', '.join(repr(p) for p in held)}; a later round trained on them could not be evaluated on them",
@@ -180,8 +190,7 @@ def cmd_train_round(args: argparse.Namespace) -> int:
     number = latest_round(args.style)
     previous = round_meta(args.style, number)
     components = load_components(previous.base_model, args.device or default_device())
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, seed=args.seed,
-                         **training_values(args))
+    config = TrainConfig(seed=args.seed, **training_values(args, previous.base_model))  # unset: the model's
     # The style's adapter kind stays (a LoRA style stays LoRA) unless --adapter says otherwise; the size is the
     # per-round recipe's unless --rank says otherwise.
     kind = args.adapter or previous.adapter_config().kind
@@ -189,7 +198,7 @@ def cmd_train_round(args: argparse.Namespace) -> int:
     if args.shared and kind == "styledrop":
         plan = plan.model_copy(update={"shared": True})
     adapter_config = AdapterConfig.from_dict(plan.config_dict())
-    with training_bar(args.steps, f"round {number + 1}") as on_progress:
+    with training_bar(config.steps, f"round {number + 1}") as on_progress:
         trained = train_next_round(args.style, components, adapter_config, config,
                                    init=args.init, on_progress=on_progress)
     print(f"round {number + 1}: trained a {adapter_config.kind} adapter (rank {adapter_config.rank}) on "

@@ -8,7 +8,7 @@ from typing import Callable
 
 from ..errors import StyleDropError
 from ..progress import training_bar
-from .options import add_training_flags, model_default, training_values
+from .options import add_round_training_flags, add_training_flags, model_default, training_values
 
 ORDER = 10
 
@@ -26,9 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adapter", choices=["styledrop", "lora"], default="styledrop")
     p.add_argument("--rank", type=int, default=None, help="bottleneck width H / LoRA rank (default 4 / 16)")
     p.add_argument("--not-shared", action="store_true", help="StyleDrop adapter: per-layer weights (round 2)")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default 3e-5 StyleDrop, 4e-4 LoRA)")
+    add_round_training_flags(p)
     p.add_argument("--grad-accumulation", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=250)
@@ -61,13 +59,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         config.rank = args.rank
         config.alpha = float(args.rank) if config.kind == "lora" else None
     config.shared = config.kind == "styledrop" and not args.not_shared
-    train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
-                               grad_accumulation=args.grad_accumulation, seed=args.seed,
-                               checkpoint_every=args.checkpoint_every, **training_values(args),
+    model = model_default(args.model)
+    # unset flags: the base model's defaults (styledrop.model_profiles); its sampling defaults go into the adapter
+    train_config = TrainConfig(grad_accumulation=args.grad_accumulation, seed=args.seed,
+                               checkpoint_every=args.checkpoint_every, **training_values(args, model),
                                gradient_checkpointing=args.gradient_checkpointing, sample_every=args.sample_every)
     train_config.validate()
-    components = load_components(model_default(args.model), args.device or default_device())
-    with training_bar(args.steps, "training") as on_progress:
+    components = load_components(model, args.device or default_device())
+    with training_bar(train_config.steps, "training") as on_progress:
         style = train_style(images, contents if len(contents) > 1 else contents[0], args.descriptor, args.out,
                             components=components,
                             adapter_config=AdapterConfig(**config.to_dict()), train_config=train_config,

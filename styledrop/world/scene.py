@@ -75,6 +75,9 @@ SHAPES = ("circle", "square", "triangle", "diamond", "cross", "star", "heart", "
 REFERENCE_SHAPES = ("house", "tree")
 CANDIDATE_SHAPES = ("circle", "square", "triangle", "diamond", "cross")
 EVAL_SHAPES = ("star", "heart", "ring", "arrow", "moon")
+# What a round's live samples draw while it trains (not trained on): a candidate shape, which round 2 may train on,
+# and an evaluation shape, where leakage of the reference's shape shows first.
+SAMPLE_SHAPES = ("circle", "star")
 
 SIZES = tuple(range(10, 14))  # a shape's box side in cells
 MARGIN = 1  # empty cells kept between a shape's box and the canvas edge

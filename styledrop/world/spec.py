@@ -46,13 +46,22 @@ class WorldSpec:
     # experiment use; aMUSEd's own (12 steps, λB = 9, temperature 2 → 0) are measured beside them.
     sampling: dict[str, Any] = field(default_factory=lambda: {"guidance": 1.0})
     curve_guidances: tuple[float, ...] = (0.0, 3.0)  # the learning curve is drawn at these λB
+    # How StyleDrop's rounds run on this base model (styledrop.model_profiles reads these for the round plan, the
+    # service, the worker and the CLI; bench/table2.py's settings, chosen on the development styles). λA in every
+    # round: the paper's 2 for round 2 scatters the style's colours over the whole canvas here (docs/world.md).
+    round_sampling: dict[str, Any] = field(default_factory=lambda: {"adapter_guidance": 0.0})
+    # A round's training: short and fast for this small model, and no horizontal flips, since the textures are
+    # anchored to the canvas (a mirrored picture shows another style).
+    round_training: dict[str, Any] = field(default_factory=lambda: {"steps": 150, "learning_rate": 2e-3,
+                                                                      "batch_size": 8, "flips": False})
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def fingerprint(self) -> dict[str, Any]:
         """What fixes the weights (a build resumes only into the same): not the description, nor what is
-        measured afterwards (a change there measures again)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("description", "eval_images", "sampling")}
+        measured afterwards (a change there measures again), nor how StyleDrop's rounds use the built model."""
+        return {k: v for k, v in asdict(self).items()
+                if k not in ("description", "eval_images", "sampling", "round_sampling", "round_training")}
 
 
 _TRANSFORMER = dict(hidden_size=96, use_bias=False, hidden_dropout=0.0, micro_cond_encode_dim=8,

@@ -56,10 +56,13 @@ def decode_png(data: bytes) -> Image.Image:
     return image
 
 
-def make_settings(data_dir: Path, **overrides):
+def make_settings(data_dir: Path, unset: tuple[str, ...] = (), **overrides):
+    """Settings as the tests' environment sets them (FAST), less the fields named in `unset` (left to their
+    defaults, as an administrator who never set them: a base model's own defaults then apply)."""
     from app.settings import Settings
 
-    values = {k.removeprefix("STYLEDROP_").lower(): v for k, v in FAST.items() if k.startswith("STYLEDROP_")}
+    values = {k.removeprefix("STYLEDROP_").lower(): v for k, v in FAST.items()
+              if k.startswith("STYLEDROP_") and k.removeprefix("STYLEDROP_").lower() not in unset}
     values["data_dir"] = data_dir
     values.update(overrides)
     return Settings(**values)
@@ -178,7 +181,7 @@ class StubDispatcher:
 
 
 @contextmanager
-def stub_client(data_dir: Path, db: Database | None = None, **overrides):
+def stub_client(data_dir: Path, db: Database | None = None, unset: tuple[str, ...] = (), **overrides):
     """A client of an app on a fresh migrated database (SQLite unless `db` says otherwise), with a stub
     dispatcher and no worker, that acts like a browser of the local user (session cookie and CSRF token)."""
     from fastapi.testclient import TestClient
@@ -187,7 +190,7 @@ def stub_client(data_dir: Path, db: Database | None = None, **overrides):
     from app.main import create_app
 
     with (db or Database("sqlite")).fresh() as url:
-        settings = make_settings(data_dir, database_url=url, **overrides)
+        settings = make_settings(data_dir, unset, database_url=url, **overrides)
         upgrade(settings)
         dispatcher = StubDispatcher()
         with TestClient(create_app(settings, dispatcher)) as client:

@@ -4,10 +4,12 @@ from the server's defaults (the live worker's STYLEDROP_SAMPLE_STEPS is 2, λA 0
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 
-from .conftest import png_bytes, wait_for
+from .conftest import png_bytes, stub_client, wait_for
+from .factories import finish_round
 
 API = "/api/v1"
 OWN = {"steps": 3, "adapter_guidance": 0.5, "guidance": 4.0, "temperature": [3.0, 0.5]}  # none the default
@@ -116,3 +118,101 @@ def test_later_rounds_draw_on_prompts_they_did_not_train_on_and_are_compared_hel
     page = stub_app.get(f"/styles/{style['id']}").text
     assert "Held-out text" in page and f"Compared on the held-out evaluation {evaluation['id']}" in page
     assert "0.222" in page and "0.333" in page and "has not been run" not in page
+
+
+# ---- a base model's own defaults (styledrop.model_profiles): the shapes world ---------------------------------
+
+# The round settings a base model has its own defaults for; the tests' environment sets them all (FAST), so these
+# clients leave them unset, as an administrator who never set them.
+MODEL_DEFAULTED = ("train_steps", "batch_size", "sample_steps", "candidate_prompts", "clip_model")
+WORLD_CANDIDATES = ["a circle", "a square", "a triangle", "a diamond", "a cross"]
+WORLD_HELD_OUT = ["a star", "a heart", "a ring", "an arrow", "a moon"]
+
+
+def _world_reference() -> bytes:
+    from styledrop.world import scene as world
+
+    buffer = io.BytesIO()
+    world.render(world.reference_scene(world.EVAL_STYLES[0])).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _world_style(client) -> dict:
+    response = client.post(f"{API}/styles", files={"image": ("ref.png", _world_reference(), "image/png")},
+                           data={"content": "a house", "descriptor": "dusk striped on black",
+                                 "base_model": "shapes-micro"})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_a_round_on_a_world_is_planned_with_the_worlds_defaults(micro_world, tmp_path):
+    """λB 1 and λA 0 in every round, 150 steps at 2e-3 without flips, the world's candidate contents and live
+    samples, its held-out contents refused as candidates and used by the evaluation; the stored plan says so."""
+    with stub_client(tmp_path / "data", unset=MODEL_DEFAULTED, model="tiny",
+                     base_models="shapes-micro") as client:
+        style = _world_style(client)
+        refused = client.post(f"{API}/styles/{style['id']}/rounds", json={"prompts": ["a circle", "a star"]})
+        assert refused.status_code == 422 and "'a star'" in refused.json()["detail"]  # the world's held-out shape
+        first = client.post(f"{API}/styles/{style['id']}/rounds", json={})
+        assert first.status_code == 201, first.text
+        plan = first.json()["parameters"]
+        assert plan["model"] == "shapes-micro"
+        assert {k: plan["sampling"][k] for k in ("guidance", "adapter_guidance", "steps")} == \
+            {"guidance": 1.0, "adapter_guidance": 0.0, "steps": 12}
+        train = plan["train"]
+        assert (train["steps"], train["learning_rate"], train["batch_size"], train["flips"]) == (150, 2e-3, 8, False)
+        assert train["sample_prompts"] == ["a circle", "a star"] and first.json()["total_steps"] == 150
+        assert plan["candidates"]["prompts"] == WORLD_CANDIDATES
+        assert plan["candidates"]["clip_model"] == "shapes-micro"  # the world's own CLIP
+
+        ids = finish_round(client.settings, first.json()["id"], candidates=5, contents=WORLD_CANDIDATES)
+        playground = client.get(f"/styles/{style['id']}/playground").text  # held-out shapes at the world's λ
+        assert ">a star\na heart</textarea>" in playground
+        assert "(round 1's defaults: λA 0, λB 1, 12 steps)" in playground
+        for picked in ids[:2]:  # "a circle" and "a square": round 2 trains on them
+            assert client.put(f"{API}/candidates/{picked}/selected", json={"selected": True}).status_code == 200
+        second = client.post(f"{API}/styles/{style['id']}/rounds", json={})
+        assert second.status_code == 201, second.text
+        plan = second.json()["parameters"]
+        assert (plan["number"], plan["sampling"]["guidance"], plan["sampling"]["adapter_guidance"]) == (2, 1.0, 0.0)
+        assert plan["candidates"]["prompts"] == WORLD_CANDIDATES[2:]  # fresh: not what round 2 trains on
+        assert plan["train"]["steps"] == 150
+
+        panel = client.get(f"/styles/{style['id']}/evaluation").text  # the page's form offers the world's five
+        assert 'name="limit" min="1" max="5" value="5"' in panel
+        evaluation = client.post(f"{API}/styles/{style['id']}/evaluations", json={"per_prompt": 1})
+        assert evaluation.status_code == 202, evaluation.text
+        assert evaluation.json()["request"]["prompt_list"] == "the shapes-micro world's evaluation shapes"
+        assert evaluation.json()["request"]["prompt_count"] == len(WORLD_HELD_OUT)
+
+
+def test_an_administrators_setting_wins_over_the_worlds_default(micro_world, tmp_path):
+    with stub_client(tmp_path / "data", unset=MODEL_DEFAULTED, model="tiny", base_models="shapes-micro",
+                     train_steps=20) as client:
+        style = _world_style(client)
+        plan = client.post(f"{API}/styles/{style['id']}/rounds", json={}).json()["parameters"]
+        assert plan["train"]["steps"] == 20  # STYLEDROP_TRAIN_STEPS, set
+        assert (plan["train"]["learning_rate"], plan["sampling"]["guidance"]) == (2e-3, 1.0)  # the rest: the world's
+        own = client.post(f"{API}/styles", files={"image": ("ref.png", png_bytes(), "image/png")},
+                          data={"content": "a house", "descriptor": "sticker"}).json()  # on tiny: aMUSEd's recipe
+        plan = client.post(f"{API}/styles/{own['id']}/rounds", json={"prompts": ["a star"]}).json()["parameters"]
+        assert (plan["train"]["steps"], plan["sampling"]["guidance"], plan["train"]["flips"]) == (20, 9.0, True)
+
+
+def test_the_new_style_page_leaves_the_steps_to_the_base_model(micro_world, tmp_path):
+    """The form's training steps are empty unless the administrator set STYLEDROP_TRAIN_STEPS, so a style made on
+    the page records none and its rounds take the chosen model's (150 on the world), not aMUSEd's 1,000."""
+    from sqlalchemy import select
+
+    from app.domain.models import Round
+    from app.infra.db import session_factory
+
+    from .pages.helpers import create_style
+
+    with stub_client(tmp_path / "data", unset=MODEL_DEFAULTED, model="tiny", base_models="shapes-micro") as client:
+        assert 'name="steps" value=""' in client.get("/styles/new").text
+        create_style(client, base_model="shapes-micro", steps="", descriptor="dusk striped on black")
+        with session_factory(client.settings)() as session:
+            rnd = session.scalars(select(Round)).one()
+            assert rnd.style.settings.get("steps") is None
+            assert (rnd.plan.train.steps, rnd.total_steps, rnd.plan.sampling.guidance) == (150, 150, 1.0)
