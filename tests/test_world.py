@@ -122,19 +122,7 @@ def test_clip_text_tower_converts_to_transformers_exactly():
 
 # ---- a micro world, built once --------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def micro_world(tmp_path_factory):
-    """The micro world built in a temporary cache folder that load_components("shapes-micro") finds."""
-    from styledrop.world.build import build_world
-
-    root = tmp_path_factory.mktemp("worlds")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("STYLEDROP_WORLD_DIR", str(root))
-    steps = []
-    folder = build_world("shapes-micro", threads=1, on_progress=lambda p: steps.append((p.stage, p.step)))
-    yield folder, steps
-    patch.undo()
-
+# The fixture `micro_world` (tests/conftest.py: the service tests' world build job shares it).
 
 @pytest.mark.slow
 def test_micro_world_builds_and_loads_like_amused(micro_world):
