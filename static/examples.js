@@ -57,5 +57,11 @@
     });
 
     showExample(form.querySelector('input[name="example"]:checked'));
+    // Another base model's examples came in (htmx): "My own picture" is chosen again, so no example is shown.
+    document.body.addEventListener("htmx:afterSettle", function (event) {
+      if (event.target && event.target.id === "examples") {
+        showExample(form.querySelector('input[name="example"]:checked'));
+      }
+    });
   });
 })();

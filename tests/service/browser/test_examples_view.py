@@ -29,7 +29,7 @@ def test_choosing_an_example_fills_the_form_and_makes_the_style_from_it(staged, 
         expect(page.locator("#preview")).to_be_visible()
         assert page.locator("#preview").evaluate("img => img.naturalWidth") == Image.open(
             ROOT / "examples" / "house.png").width
-        shot(page, "35-new-style-example-chosen")
+        shot(page, "40-new-style-example-chosen")
 
         # a world base model: its held-out styles to choose from (htmx), and its build panel above the form
         page.locator("#base_model").select_option("shapes")
@@ -37,7 +37,12 @@ def test_choosing_an_example_fills_the_form_and_makes_the_style_from_it(staged, 
         expect(dusk).to_be_visible()
         expect(page.get_by_alt_text("flat cartoon illustration: a house")).to_have_count(0)
         expect(page.locator("#world-build")).to_be_visible()
-        shot(page, "36-new-style-world-examples")
+        expect(page.locator('input[name="example"][value=""]')).to_be_checked()  # the house is no longer chosen
+        expect(page.locator("#preview")).to_be_hidden()
+        dusk.click()
+        expect(page.locator("#descriptor")).to_have_value("dusk striped on black")
+        expect(page.locator("#preview")).to_be_visible()
+        shot(page, "41-new-style-world-examples")
 
         # back to tiny, the house again, and the style is made from the example's file (no upload)
         page.locator("#base_model").select_option("tiny")
