@@ -103,14 +103,14 @@ def list_examples(settings: SettingsDep, user: UserDep, base_model: str | None =
     return [ExampleOut(**e.out()) for e in examples.examples_for(settings, base_model)]
 
 
-@router.get("/examples/{example_id:path}", response_class=FileResponse, tags=["styles"], responses=refusals(404))
+@router.get("/examples/{example_id}/image", response_class=FileResponse, tags=["styles"], responses=refusals(404))
 def example_image(example_id: str, settings: SettingsDep, user: UserDep) -> FileResponse:
     """An example's picture (one of those GET /examples lists)."""
     try:
         example = examples.find(settings, example_id)
     except ApiError:
         raise ApiError(404, "No such example.") from None
-    return FileResponse(settings.examples_dir / example.id, media_type="image/png")
+    return FileResponse(settings.examples_dir / example.file, media_type="image/png")
 
 
 @router.get("/worlds/{name}", response_model=WorldOut, tags=["worlds"], responses=refusals(404))

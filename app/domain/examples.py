@@ -2,8 +2,8 @@
 
 They live in the examples folder (STYLEDROP_EXAMPLES_DIR, default the repository's examples/): for a world base
 model (`shapes`), its held-out style references `shapes/<descriptor with dashes>--<shape>.png`; for the others,
-`house.png` (the README's quick start). A client names an example by its id (its path in the folder, as listed
-here) and the server reads the file: an id is looked up in the listing, never joined to a path as given.
+`house.png` (the README's quick start). A client names an example by its id (e.g. "shapes-dusk-striped-on-black--house",
+"house") and the server reads the file: an id is looked up in the listing, never joined to a path as given.
 """
 
 from __future__ import annotations
@@ -23,13 +23,18 @@ KNOWN = {"house.png": ("flat cartoon illustration", "a house")}
 
 @dataclass(frozen=True)
 class Example:
-    id: str  # its path in the examples folder, e.g. "shapes/dusk-striped-on-black--house.png"
+    id: str  # its file's path in the examples folder, "/" as "-", without ".png": "shapes-dusk-striped-on-black--house"
     name: str
     descriptor: str
     content: str
+    file: str  # its path in the examples folder (the server's; never sent)
+
+    @property
+    def image_url(self) -> str:
+        return f"/api/v1/examples/{self.id}/image"
 
     def out(self) -> dict[str, Any]:
-        return asdict(self) | {"image_url": f"/api/v1/examples/{self.id}"}
+        return {k: v for k, v in asdict(self).items() if k != "file"} | {"image_url": self.image_url}
 
 
 def _from_name(file_name: str) -> tuple[str, str] | None:
@@ -52,8 +57,9 @@ def examples_for(settings: Settings, base_model: str | None) -> list[Example]:
         if words is None or not path.is_file():
             continue
         descriptor, content = words
-        found.append(Example(id=path.relative_to(root).as_posix(), name=descriptor.capitalize(),
-                             descriptor=descriptor, content=content))
+        file = path.relative_to(root).as_posix()
+        found.append(Example(id=file.removesuffix(".png").replace("/", "-"), name=descriptor.capitalize(),
+                             descriptor=descriptor, content=content, file=file))
     return found
 
 
@@ -71,4 +77,4 @@ def find(settings: Settings, ident: str, base_model: str | None = None) -> Examp
 
 
 def read(settings: Settings, example: Example) -> bytes:
-    return (settings.examples_dir / example.id).read_bytes()
+    return (settings.examples_dir / example.file).read_bytes()

@@ -435,8 +435,7 @@ class WebhookSecretOut(BaseModel):
 class ExampleOut(BaseModel):
     """An example reference a new style may start from (app.domain.examples)."""
 
-    id: str = Field(description="its path in the server's examples folder, e.g. "
-                                "\"shapes/dusk-striped-on-black--house.png\"")
+    id: str = Field(description='what a client names it by, e.g. "shapes-dusk-striped-on-black--house"')
     name: str
     descriptor: str = Field(description="the style descriptor it goes with")
     content: str = Field(description="what it shows")

@@ -47,29 +47,30 @@ def style_count(client) -> int:
 
 def test_examples_suit_the_base_model(shapes_app):
     shapes = shapes_app.get("/api/v1/examples", params={"base_model": "shapes"}).json()
-    assert {e["id"] for e in shapes} == {f"shapes/{p.name}" for p in (ROOT_EXAMPLES / "shapes").glob("*.png")}
-    dusk = next(e for e in shapes if e["id"] == "shapes/dusk-striped-on-black--house.png")
+    assert {e["id"] for e in shapes} == {f"shapes-{p.stem}" for p in (ROOT_EXAMPLES / "shapes").glob("*.png")}
+    dusk = next(e for e in shapes if e["id"] == "shapes-dusk-striped-on-black--house")
     assert (dusk["descriptor"], dusk["content"]) == ("dusk striped on black", "a house")
     tiny = shapes_app.get("/api/v1/examples", params={"base_model": "tiny"}).json()
-    assert [(e["id"], e["descriptor"], e["content"]) for e in tiny] == [("house.png", "flat cartoon illustration",
+    assert [(e["id"], e["descriptor"], e["content"]) for e in tiny] == [("house", "flat cartoon illustration",
                                                                           "a house")]
     assert shapes_app.get("/api/v1/examples").json() == shapes  # the server's default model: shapes
     image = shapes_app.get(dusk["image_url"])
-    assert image.status_code == 200 and image.content == (ROOT_EXAMPLES / dusk["id"]).read_bytes()
-    for bad in ("../pyproject.toml", "shapes/../../pyproject.toml", "%2e%2e/README.md", "nope.png"):
-        assert shapes_app.get(f"/api/v1/examples/{bad}").status_code == 404, bad
+    assert image.status_code == 200
+    assert image.content == (ROOT_EXAMPLES / "shapes" / "dusk-striped-on-black--house.png").read_bytes()
+    for bad in ("..%2Fpyproject.toml", "shapes%2F..%2F..%2Fpyproject.toml", "%2e%2e", "nope", "house.png"):
+        assert shapes_app.get(f"/api/v1/examples/{bad}/image").status_code == 404, bad
 
 
 def test_the_new_style_page_offers_the_examples_and_creates_a_style_from_one(tmp_path):
     with stub_client(tmp_path / "data") as client:  # tiny, the tests' default model: the quick start's house
         page = client.get("/styles/new").text
-        assert 'name="example" value="house.png"' in page and 'src="/api/v1/examples/house.png"' in page
-        assert "shapes/" not in page.split('id="examples"')[1].split("</fieldset>")[0]
+        assert 'name="example" value="house"' in page and 'src="/api/v1/examples/house/image"' in page
+        assert "shapes-" not in page.split('id="examples"')[1].split("</fieldset>")[0]
         # choosing another base model swaps the examples (htmx): a world's references
         choices = client.get("/styles/new/choices", params={"base_model": "shapes"}).text
-        assert 'value="shapes/dusk-striped-on-black--house.png"' in choices and 'value="house.png"' not in choices
+        assert 'value="shapes-dusk-striped-on-black--house"' in choices and 'value="house"' not in choices
         # without JavaScript: the chosen example fills the fields left empty, its file is the reference
-        response = client.post("/styles/new", data={"example": "house.png", "base_model": "tiny", "content": "",
+        response = client.post("/styles/new", data={"example": "house", "base_model": "tiny", "content": "",
                                                     "descriptor": ""}, follow_redirects=False)
         assert response.status_code == 303, response.text
         style = client.get(f"/api/v1/styles/{response.headers['location'].rsplit('/', 1)[1]}").json()
@@ -78,7 +79,7 @@ def test_the_new_style_page_offers_the_examples_and_creates_a_style_from_one(tmp
         assert stored.size == Image.open(ROOT_EXAMPLES / "house.png").size
         assert client.dispatcher.rounds  # round 1 queued, as with an upload
         # an example the page did not list (another base model's, or a path) is refused, the fields kept
-        for bad in ("shapes/dusk-striped-on-black--house.png", "../pyproject.toml"):
+        for bad in ("shapes-dusk-striped-on-black--house", "../pyproject.toml", "house.png"):
             refused = client.post("/styles/new", data={"example": bad, "base_model": "tiny", "content": "a cat",
                                                        "descriptor": "oil painting"})
             assert refused.status_code == 422 and "Choose one of the examples shown" in refused.text
@@ -99,15 +100,15 @@ def test_an_unbuilt_world_is_said_and_refused_up_front(shapes_app):
                               files={"image": ("ref.png", png_bytes(), "image/png")})
     assert refused.status_code == 409 and "POST /api/v1/worlds/shapes/build" in refused.json()["detail"]
     # the page too, keeping what was given: the fields and the chosen example
-    form = {"example": "shapes/dusk-striped-on-black--house.png", "base_model": "shapes", "content": "a house",
+    form = {"example": "shapes-dusk-striped-on-black--house", "base_model": "shapes", "content": "a house",
             "descriptor": "dusk striped on black", "name": "My dusk", "steps": "77"}
     page = shapes_app.post("/styles/new", data=form)
     assert page.status_code == 409 and "not built on this server yet" in page.text
-    for kept in ('value="My dusk"', 'value="77"', 'value="shapes/dusk-striped-on-black--house.png" data-name'):
+    for kept in ('value="My dusk"', 'value="77"'):
         assert kept in page.text, kept
-    assert 'value="shapes/dusk-striped-on-black--house.png" data-name="Dusk striped on black" data-descriptor=' \
-           '"dusk striped on black" data-content="a house" data-image="/api/v1/examples/shapes/dusk-striped-on-' \
-           'black--house.png" checked' in page.text
+    assert 'value="shapes-dusk-striped-on-black--house" data-name="Dusk striped on black" data-descriptor=' \
+           '"dusk striped on black" data-content="a house" data-image="/api/v1/examples/shapes-dusk-striped-on-' \
+           'black--house/image" checked' in page.text
     assert style_count(shapes_app) == 0 and not shapes_app.dispatcher.rounds
 
 
@@ -137,6 +138,8 @@ def test_one_build_at_a_time_and_what_a_stopped_or_failed_build_says(shapes_app,
     again = shapes_app.post("/api/v1/worlds/shapes/build")  # shows the queued one, queues nothing more
     assert again.status_code == 202 and again.json()["state"] == "queued"
     assert shapes_app.dispatcher.worlds == ["shapes"]
+    jobs = shapes_app.get("/jobs").text  # the server-wide build, listed above the user's own jobs
+    assert "world</a> is being built on this server" in jobs and "waiting for a worker" in jobs
     panel = shapes_app.post("/worlds/shapes/build", headers={"HX-Request": "true"}).text  # the page's button
     assert "Queued: waiting for a worker" in panel and 'hx-trigger="every 2s"' in panel
     assert shapes_app.dispatcher.worlds == ["shapes"]

@@ -22,7 +22,7 @@ def test_choosing_an_example_fills_the_form_and_makes_the_style_from_it(staged, 
     try:
         page.goto(f"{staged.url}/styles/new")
         page.get_by_alt_text("flat cartoon illustration: a house").click()  # the picture is the choice
-        expect(page.locator('input[name="example"][value="house.png"]')).to_be_checked()
+        expect(page.locator('input[name="example"][value="house"]')).to_be_checked()
         expect(page.locator("#content")).to_have_value("a house")
         expect(page.locator("#descriptor")).to_have_value("flat cartoon illustration")
         expect(page.locator("#name")).to_have_value("Flat cartoon illustration")
