@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 
 from styledrop.model_sources import OFFLINE_PRESETS, OFFLINE_WORLDS, availability
-from styledrop.world.spec import is_world
 from styledrop.prompt_sets import SAMPLE_CONTENTS  # torch-free
+from styledrop.world.spec import is_world
 
 from ..api import paging
 from ..api.access import PageOwnedStyle, PageReadableStyle
