@@ -107,6 +107,8 @@ def run_world_build(settings: Settings, name: str, task_id: str | None = None) -
             log.exception("world %s: the build failed", name)
             report.end(worlds.FAILED, error=describe(exc), note="")
             return "failed"
+        finally:  # whatever ends the build (SystemExit included), the heartbeat stops: a silent build reads stopped
+            report.done.set()
         if is_built(name):
             report.end("succeeded", note="Built.")
             return "succeeded"
