@@ -20,7 +20,7 @@ from . import progress
 from .errors import describe
 
 log = logging.getLogger(__name__)
-BUILD_LOCK = ".build.lock"
+LOCK_TRIES = 20  # the app probes the lock for a moment (app.domain.worlds.builder_alive): try again a few times
 
 
 @contextmanager
@@ -31,12 +31,16 @@ def build_lock(name: str) -> Iterator[bool]:
 
     folder = world_dir(name)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / BUILD_LOCK, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
+    with open(folder / worlds.BUILD_LOCK, "a") as handle:
+        for attempt in range(LOCK_TRIES):
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == LOCK_TRIES - 1:
+                    yield False
+                    return
+                time.sleep(0.05)
         try:
             yield True
         finally:

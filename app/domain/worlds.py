@@ -4,9 +4,10 @@ A world is built once per server, from its seed, into its cache folder (styledro
 and rounds on it are refused until it is (`refuse_unbuilt`). The build runs in a worker (worker/worlds.py), which
 writes where it is to a small JSON file in the world's folder (`build-status.json`, replaced atomically); the app
 reads that file, never torch. One build at a time per world and server: a press while one is queued or running
-shows that one (the worker also holds a file lock while it builds). A worker that dies mid-build stops writing
-its heartbeat: after STYLEDROP_HEARTBEAT_STALE_SECONDS the build reads as stopped, and a new press goes on from
-the build's checkpoints. No database rows: the world is the server's, not a user's.
+shows that one (the worker also holds a file lock while it builds). A worker that dies mid-build leaves the lock
+free (it goes with the process) and stops writing its heartbeat: the build reads as stopped at once (or after
+STYLEDROP_HEARTBEAT_STALE_SECONDS of silence, whichever comes first), and a new press goes on from the build's
+checkpoints. No database rows: the world is the server's, not a user's.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..settings import Settings
 
 STATUS_FILE = "build-status.json"
 LOCK_FILE = ".build-status.lock"
+BUILD_LOCK = ".build.lock"  # held by the worker that builds (worker/worlds.py) for the whole build
 # What a world's build can be, as the API and the pages say it.
 BUILT, NOT_BUILT, QUEUED, RUNNING, STOPPED, FAILED = "built", "not built", "queued", "running", "stopped", "failed"
 STARTABLE = (NOT_BUILT, STOPPED, FAILED)
@@ -67,6 +69,21 @@ def record_lock(name: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def builder_alive(name: str) -> bool:
+    """Whether a process holds the world's build lock now (the lock goes with its process: a worker that died
+    holds none). Probed for a moment only, and only when the status says running."""
+    path = world_dir(name) / BUILD_LOCK
+    if not path.is_file():
+        return False
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 def _partial(name: str) -> bool:
     """A build was started here (by a worker or `styledrop world build`) and did not finish: it resumes."""
     return (world_dir(name) / MANIFEST).is_file() and not is_built(name)
@@ -94,7 +111,8 @@ def world_status(name: str, settings: Settings, now: float | None = None) -> dic
     state = record.get("state")
     if state == QUEUED and now - record.get("queued_at", 0) < settings.requeue_wait_seconds:
         out["state"] = QUEUED
-    elif state == RUNNING and now - record.get("heartbeat_at", 0) < settings.heartbeat_stale_seconds:
+    elif (state == RUNNING and now - record.get("heartbeat_at", 0) < settings.heartbeat_stale_seconds
+          and builder_alive(name)):
         out["state"] = RUNNING
     elif state == FAILED:
         out["state"], out["error"] = FAILED, record.get("error") or "The build failed."

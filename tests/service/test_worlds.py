@@ -132,6 +132,7 @@ def test_a_round_on_an_unbuilt_world_is_refused_before_it_is_queued(shapes_app):
 
 def test_one_build_at_a_time_and_what_a_stopped_or_failed_build_says(shapes_app, worlds_dir):
     from app.domain import worlds
+    from worker.worlds import build_lock
 
     first = shapes_app.post("/api/v1/worlds/shapes/build")
     assert first.status_code == 202 and first.json()["state"] == "queued"
@@ -146,17 +147,21 @@ def test_one_build_at_a_time_and_what_a_stopped_or_failed_build_says(shapes_app,
     # without JavaScript the button posts a plain form and comes back to the new-style page on that world
     plain = shapes_app.post("/worlds/shapes/build", follow_redirects=False)
     assert plain.status_code == 303 and plain.headers["location"] == "/styles/new?base_model=shapes"
-    # a running build, as a worker reports it: stage, step, time left; the panel polls while it runs
+    # a running build, as a worker reports it (holding the build lock): stage, step, time left; the panel polls
     worlds.write_record("shapes", {"state": "running", "heartbeat_at": time.time(), "stage": "clip",
                                    "stage_index": 2, "stages": 4, "step": 120, "total": 1200, "eta_seconds": 90})
-    running = shapes_app.get("/api/v1/worlds/shapes").json()
-    assert (running["state"], running["percent"], running["eta_seconds"]) == ("running", 10, 90)
-    panel = shapes_app.get("/worlds/shapes/panel").text
-    assert "Stage 2 of 4" in panel and "step 120 of 1200" in panel and "about 2 min left in this stage" in panel
-    assert 'hx-trigger="every 2s"' in panel and 'aria-valuenow="10"' in panel and "Build the" not in panel
-    assert shapes_app.post("/api/v1/worlds/shapes/build").json()["state"] == "running"  # no second build
-    assert shapes_app.dispatcher.worlds == ["shapes"]
-    # a worker that died mid-build: its heartbeat stops; the build reads as stopped, and goes on when pressed
+    with build_lock("shapes") as mine:
+        assert mine
+        running = shapes_app.get("/api/v1/worlds/shapes").json()
+        assert (running["state"], running["percent"], running["eta_seconds"]) == ("running", 10, 90)
+        panel = shapes_app.get("/worlds/shapes/panel").text
+        assert "Stage 2 of 4" in panel and "step 120 of 1200" in panel and "about 2 min left in this stage" in panel
+        assert 'hx-trigger="every 2s"' in panel and 'aria-valuenow="10"' in panel and "Build the" not in panel
+        assert shapes_app.post("/api/v1/worlds/shapes/build").json()["state"] == "running"  # no second build
+        assert shapes_app.dispatcher.worlds == ["shapes"]
+    # its worker died: the lock went with it, so the build reads as stopped at once, heartbeat fresh or not
+    assert shapes_app.get("/api/v1/worlds/shapes").json()["state"] == "stopped"
+    # a heartbeat gone stale says the same (what the page then offers: go on from the checkpoints)
     long_ago = time.time() - shapes_app.settings.heartbeat_stale_seconds - 1
     worlds.write_record("shapes", {"state": "running", "heartbeat_at": long_ago, "stage": "transformer",
                                    "stage_index": 3, "stages": 4, "step": 700, "total": 2400})
