@@ -54,8 +54,12 @@ class BuildReport:
     def __init__(self, settings: Settings, name: str, task_id: str | None):
         self.settings, self.name = settings, name
         now = time.time()
-        self.record: dict[str, Any] = {"state": worlds.RUNNING, "task_id": task_id, "started_at": now,
-                                       "heartbeat_at": now, "updated_at": now, "note": "Starting."}
+        previous = worlds.read_record(name)  # where a stopped build was: said until the resumed one reports
+        self.record: dict[str, Any] = {k: previous.get(k) for k in ("stage", "stage_index", "stages", "step",
+                                                                   "total")}
+        self.record |= {"state": worlds.RUNNING, "task_id": task_id, "started_at": now, "heartbeat_at": now,
+                        "updated_at": now, "note": "Starting: going on from the last checkpoint."
+                        if previous.get("step") else "Starting."}
         self.last_write = 0.0
         self.lock = threading.Lock()
         self.done = threading.Event()
