@@ -26,8 +26,8 @@ def create_style(session: Session, settings: Settings, user: User, body: StyleCr
                  image: bytes | list[bytes]) -> Style:
     """Store a new style and its reference image or images (at most STYLEDROP_REFERENCE_MAX_SIDE px, PNG when small,
     else WebP). Training starts with start_round. Refused before anything is stored: 422 (text, a base model
-    not in STYLEDROP_BASE_MODELS), 409 (a world not built here yet), 413 (too large, over the stored-MB quota), 429 (styles quota), 400/415
-    (not an image). The image work runs outside any transaction (app.domain.uploads.create_style)."""
+    not in STYLEDROP_BASE_MODELS), 409 (a world not built here yet), 413 (too large, over the stored-MB quota),
+    429 (styles quota), 400/415 (not an image). The image work runs outside any transaction (app.domain.uploads.create_style)."""
     content = clean_text(body.content, "The content", settings)
     count = len(image) if isinstance(image, list) else 1
     contents = reference_contents(body, content, count, settings)

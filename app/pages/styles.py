@@ -39,8 +39,8 @@ DESCRIPTORS = ["watercolor painting", "oil painting", "line drawing", "cartoon l
                "flat cartoon illustration", "sticker", "glowing", "3d rendering", "glowing 3d rendering",
                "kid crayon drawing", "melting golden 3d rendering", "wooden sculpture",
                "abstract rainbow colored flowing smoke wave design"]
-LABELS = {"name": "The name", "content": "What the image shows", "descriptor": "The style descriptor", "steps": "Training steps",
-          "sample_every": "Live samples every", "sample_prompts": "Live sample prompts",
+LABELS = {"name": "The name", "content": "What the image shows", "descriptor": "The style descriptor",
+          "steps": "Training steps", "sample_every": "Live samples every", "sample_prompts": "Live sample prompts",
           "rank": "Rank", "seed": "Seed", "learning_rate": "The learning rate", "base_model": "The base model"}
 MESSAGES = {"adapter": "Choose StyleDrop or LoRA.",
             "sample_prompts": f"Live samples draw at most {MAX_SAMPLE_PROMPTS} prompts, one per line.",
@@ -90,8 +90,8 @@ def styles_page(request: Request, session: SessionDep, settings: SettingsDep, us
 
 def _form_defaults(settings: Settings) -> dict[str, str]:
     return {"name": "", "example": "", "content": "", "more_contents": "", "descriptor": "",
-            "base_model": settings.model,
-            "adapter": "styledrop", "steps": str(settings.train_steps), "learning_rate": "", "rank": "", "seed": "0",
+            "base_model": settings.model, "adapter": "styledrop", "steps": str(settings.train_steps),
+            "learning_rate": "", "rank": "", "seed": "0",
             "sample_every": "", "sample_prompts": ""}  # empty: the server's STYLEDROP_SAMPLE_EVERY, the default prompts
 
 
