@@ -11,6 +11,7 @@ COPY worker ./worker
 COPY migrations ./migrations
 COPY templates ./templates
 COPY static ./static
+COPY examples ./examples
 RUN useradd --create-home --uid 1000 styledrop && mkdir -p /data && chown styledrop /data
 
 FROM base AS web

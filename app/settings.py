@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     # styledrop.clip_scores.load_scorer name; unset: "tiny" for the offline presets, the world's own CLIP for a
     # world (shapes), else "default" (ViT-L-14).
     clip_model: str | None = None
+    # The example references the new-style page offers ("Try an example"): examples/shapes/*.png for a world,
+    # examples/house.png otherwise. Default: the repository's examples/ folder.
+    examples_dir: Path = Path(__file__).resolve().parents[1] / "examples"
+    # torch's CPU threads of a world build run by a worker (styledrop.world.build_world `threads`); 0: torch's
+    # default. One is much faster on a machine busy with other work (docs/world.md, Timings).
+    world_build_threads: int = Field(default=1, ge=0)
 
     # Webhooks (app/domain/webhooks.py): comma-separated host names, *.domains and CIDR networks. Empty: any host with
     # only public addresses; set: only what it names (which may then be private, e.g. "127.0.0.1/32").

@@ -1,6 +1,7 @@
-"""Celery tasks: thin wrappers around the jobs (worker/rounds.py, generations.py, evaluations.py) and the reaper,
-registered under the names the app sends them by (app.infra.task_queue, which also routes them: GPU work to
-queue "gpu", light work to "default"; webhook deliveries run in worker/webhooks.py, a worker of their own)."""
+"""Celery tasks: thin wrappers around the jobs (worker/rounds.py, generations.py, evaluations.py, worlds.py) and
+the reaper, registered under the names the app sends them by (app.infra.task_queue, which also routes them: GPU
+work to queue "gpu", light work to "default"; webhook deliveries run in worker/webhooks.py, a worker of their
+own)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from celery.signals import worker_ready, worker_shutting_down
 
 from app.domain import reaper, webhooks
 from app.infra.db import session_factory
-from app.infra.task_queue import EVALUATE, GENERATE_IMAGES, REAP, TRAIN_ROUND, CeleryDispatcher
+from app.infra.task_queue import BUILD_WORLD, EVALUATE, GENERATE_IMAGES, REAP, TRAIN_ROUND, CeleryDispatcher
 from app.settings import get_settings
 
-from . import evaluations, generations, progress, rounds
+from . import evaluations, generations, progress, rounds, worlds
 from .celery_app import celery_app
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,12 @@ def _job_ended(kind: str, idents: list[int]) -> None:
 def evaluate_style(evaluation_id: int) -> str:
     """CLIP text/style scores of the base model and every finished round of a style (paper Table 2)."""
     return evaluations.run_evaluation(get_settings(), evaluation_id)
+
+
+@celery_app.task(name=BUILD_WORLD, bind=True)
+def build_world(self, name: str) -> str:  # noqa: ANN001
+    """Build a world's base model (styledrop.world), progress in its folder's status file (worker/worlds.py)."""
+    return worlds.run_world_build(get_settings(), name, task_id=self.request.id)
 
 
 @celery_app.task(name=REAP)

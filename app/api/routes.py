@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from ..domain import downloads, feedback, generations, rounds, styles, webhooks
+from ..domain import downloads, examples, feedback, generations, rounds, styles, webhooks, worlds
 from ..domain.feedback import auto_select
 from ..domain.lifecycle import JobStatus
 from ..domain.models import Candidate, Generation, Round, Style, User
@@ -28,6 +28,7 @@ from ..domain.schemas import (
     AutoSelectOut,
     CandidateOut,
     CandidatePage,
+    ExampleOut,
     GenerationCreate,
     GenerationOut,
     GenerationPage,
@@ -41,6 +42,7 @@ from ..domain.schemas import (
     StylePage,
     StyleUpdate,
     WebhookSecretOut,
+    WorldOut,
     field_bounds,
     refusals,
 )
@@ -92,10 +94,44 @@ def health(request: Request, response: Response) -> dict[str, str]:
     return {"status": "ok"}
 
 
+# ---- examples and worlds ------------------------------------------------------------------------------------
+
+@router.get("/examples", response_model=list[ExampleOut], tags=["styles"])
+def list_examples(settings: SettingsDep, user: UserDep, base_model: str | None = None) -> list[ExampleOut]:
+    """Example references a new style may start from, those that suit `base_model` (default: the server's):
+    the world's held-out style references for a world (`shapes`), else the quick start's picture."""
+    return [ExampleOut(**e.out()) for e in examples.examples_for(settings, base_model)]
+
+
+@router.get("/examples/{example_id}/image", response_class=FileResponse, tags=["styles"], responses=refusals(404))
+def example_image(example_id: str, settings: SettingsDep, user: UserDep) -> FileResponse:
+    """An example's picture (one of those GET /examples lists)."""
+    try:
+        example = examples.find(settings, example_id)
+    except ApiError:
+        raise ApiError(404, "No such example.") from None
+    return FileResponse(settings.examples_dir / example.file, media_type="image/png")
+
+
+@router.get("/worlds/{name}", response_model=WorldOut, tags=["worlds"], responses=refusals(404))
+def get_world(name: str, settings: SettingsDep, user: UserDep) -> WorldOut:
+    """Whether a world base model (`shapes`) is built on this server, and where its build stands."""
+    return WorldOut(**worlds.world_status(worlds.offered_world(name, settings), settings))
+
+
+@router.post("/worlds/{name}/build", response_model=WorldOut, status_code=202, tags=["worlds"],
+             responses=refusals(404, 503))
+def build_world(name: str, settings: SettingsDep, user: UserDep, dispatcher: JobDispatcherDep) -> WorldOut:
+    """Build a world base model on this server (a worker job; about `build_minutes` on one CPU core), or go on
+    with a build that stopped. One server-wide build: while one is queued or running, this answers it (and
+    queues nothing); a built world answers `built`. Any signed-in user may start it."""
+    return WorldOut(**worlds.start_build(settings, dispatcher, worlds.offered_world(name, settings)))
+
+
 # ---- styles -------------------------------------------------------------------------------------------------
 
 @router.post("/styles", response_model=StyleOut, status_code=201, tags=["styles"],
-             responses=refusals(400, 413, 415, 422, 429))
+             responses=refusals(400, 409, 413, 415, 422, 429))
 def create_style(session: SessionDep, settings: SettingsDep, user: UserDep, idempotency: IdempotencyDep,
                  image: UploadFile = File(..., description="the style reference (PNG, JPEG or WebP)"),
                  more_images: list[UploadFile] = File(default=[], description="more reference images of the same "

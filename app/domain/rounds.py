@@ -25,6 +25,7 @@ from .models import Round, Style
 from .queries import active_round, latest_succeeded
 from .schemas import RoundCreate
 from .webhooks import check_callback_url, jobs_ended
+from .worlds import refuse_unbuilt
 
 
 def fresh_prompts(training_set: list[dict[str, Any]], count: int | None, profile: ModelProfile) -> list[str]:
@@ -162,6 +163,7 @@ def retry_round(session: Session, settings: Settings, dispatcher: Dispatcher, rn
     if rnd.attempts >= settings.max_attempts:
         raise ApiError(409, f"Round {rnd.id} already ran {rnd.attempts} times (limit {settings.max_attempts}); "
                             "start a new round with other settings instead.")
+    refuse_unbuilt(rnd.style.base_model)
     check_job_quota(session, rnd.style.user_id, settings)  # locks the user until the retry commits
     lifecycle.retry(session, rnd)
     lifecycle.send_or_fail(session, rnd, dispatcher.train_round)
@@ -173,6 +175,7 @@ def start_round(session: Session, settings: Settings, dispatcher: Dispatcher, st
     """Create the style's next round (new_round's rules) and send it to the workers (503 and the round failed
     when the queue is not reachable). A `callback_url` is checked first (webhooks' allow-list) and kept on the
     row, not in the round's parameters."""
+    refuse_unbuilt(style.base_model)  # 409: its world is not built here (yet, or any more)
     callback_url = check_callback_url(body.callback_url, settings)
     rnd = new_round(session, style, body.model_dump(exclude={"callback_url"}), settings, callback_url)
     lifecycle.send_or_fail(session, rnd, dispatcher.train_round)

@@ -434,3 +434,35 @@ class GenerationPage(BaseModel):
 
 class WebhookSecretOut(BaseModel):
     secret: str = Field(description="HMAC-SHA256 key of your webhook signatures")
+
+
+class ExampleOut(BaseModel):
+    """An example reference a new style may start from (app.domain.examples)."""
+
+    id: str = Field(description='what a client names it by, e.g. "shapes-dusk-striped-on-black--house"')
+    name: str
+    descriptor: str = Field(description="the style descriptor it goes with")
+    content: str = Field(description="what it shows")
+    image_url: str = Field(description="the picture (GET)")
+
+
+class WorldOut(BaseModel):
+    """Where a world base model's build stands on this server (app.domain.worlds)."""
+
+    name: str
+    description: str
+    build_minutes: int = Field(description="about how long a build takes on one idle CPU core")
+    built: bool
+    state: Literal["built", "not built", "queued", "running", "stopped", "failed"] = Field(
+        description="stopped: a worker stopped mid-build; a new build goes on from its checkpoints")
+    stage: str | None = Field(None, description="tokenizer, clip, transformer or measure")
+    stage_index: int | None = None
+    stages: int | None = None
+    step: int | None = Field(None, description="training step of the stage")
+    total: int | None = Field(None, description="the stage's steps")
+    percent: int | None = Field(None, description="of the stage")
+    eta_seconds: int | None = Field(None, description="the stage's time left")
+    note: str = ""
+    error: str | None = Field(None, description="why it failed")
+    started_at: float | None = Field(None, description="Unix time")
+    updated_at: float | None = Field(None, description="Unix time")

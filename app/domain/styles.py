@@ -17,6 +17,7 @@ from .queries import active_round
 from .schemas import STYLE_NAME_CHARS, StyleCreate
 from .uploads import check_base_model
 from .uploads import create_style as store_style
+from .worlds import refuse_unbuilt
 
 MAX_NAME_CHARS = 500  # a base model id or folder: what its database column holds
 
@@ -25,8 +26,8 @@ def create_style(session: Session, settings: Settings, user: User, body: StyleCr
                  image: bytes | list[bytes]) -> Style:
     """Store a new style and its reference image or images (at most STYLEDROP_REFERENCE_MAX_SIDE px, PNG when small,
     else WebP). Training starts with start_round. Refused before anything is stored: 422 (text, a base model
-    not in STYLEDROP_BASE_MODELS), 413 (too large, over the stored-MB quota), 429 (styles quota), 400/415
-    (not an image). The image work runs outside any transaction (app.domain.uploads.create_style)."""
+    not in STYLEDROP_BASE_MODELS), 409 (a world not built here yet), 413 (too large, over the stored-MB quota),
+    429 (styles quota), 400/415 (not an image). The image work runs outside any transaction (app.domain.uploads.create_style)."""
     content = clean_text(body.content, "The content", settings)
     count = len(image) if isinstance(image, list) else 1
     contents = reference_contents(body, content, count, settings)
@@ -34,6 +35,7 @@ def create_style(session: Session, settings: Settings, user: User, body: StyleCr
     if body.base_model is not None and len(body.base_model) > MAX_NAME_CHARS:
         raise ApiError(422, f"base_model is {len(body.base_model)} characters long; the limit is {MAX_NAME_CHARS}.")
     model = check_base_model(body.base_model, settings)
+    refuse_unbuilt(model)  # 409: a world not built here yet (its build is a job: app.domain.worlds)
     name = clean_name(body.name)
     check_train_steps(body.steps, settings)
     # The style's defaults for its rounds (new_round reads them; round 1's adapter width `rank` goes into its plan).

@@ -17,6 +17,7 @@ TRAIN_ROUND = "worker.tasks.train_round"
 GENERATE_IMAGES = "worker.tasks.generate_images"
 REAP = "worker.tasks.reap"
 EVALUATE = "worker.tasks.evaluate_style"
+BUILD_WORLD = "worker.tasks.build_world"
 DELIVER_WEBHOOK = "worker.webhooks.deliver"
 GPU_QUEUE = "gpu"
 DEFAULT_QUEUE = "default"
@@ -42,6 +43,7 @@ def make_celery(settings: Settings) -> Any:
             TRAIN_ROUND: {"queue": GPU_QUEUE},
             GENERATE_IMAGES: {"queue": GPU_QUEUE},
             EVALUATE: {"queue": GPU_QUEUE},
+            BUILD_WORLD: {"queue": GPU_QUEUE},  # training, like a round (on the CPU: it holds a worker as long)
             REAP: {"queue": DEFAULT_QUEUE},
             DELIVER_WEBHOOK: {"queue": WEBHOOK_QUEUE},
         },
@@ -76,6 +78,8 @@ class Dispatcher(Protocol):
 
     def deliver_webhook(self, user_id: int | None, url: str, body: str) -> str | None: ...
 
+    def build_world(self, name: str) -> str | None: ...
+
 
 class WorkerHealth(Protocol):
     """What the API asks of the workers a process runs itself (`styledrop serve`: app.runner.Workers)."""
@@ -104,3 +108,6 @@ class CeleryDispatcher:
 
     def deliver_webhook(self, user_id: int | None, url: str, body: str) -> str | None:
         return self.celery.send_task(DELIVER_WEBHOOK, args=[user_id, url, body], ignore_result=True).id
+
+    def build_world(self, name: str) -> str | None:
+        return self.celery.send_task(BUILD_WORLD, args=[name], ignore_result=True).id

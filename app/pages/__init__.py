@@ -5,13 +5,15 @@ A thin HTML layer over the domain (app/domain/), as the REST API is: forms are p
 page in app/main.py's one handler. Routes by resource: styles.py, rounds.py (rounds and their candidates),
 playground.py, accounts.py (log in, sign up, API tokens), static.py, gallery.py (a style's live gallery card),
 compare.py (rounds side by side in pictures), manage.py (rename, edit, delete a style), jobs.py (queued and
-running jobs), docs.py (offline API docs), evaluations.py (the evaluation panel); view models in views.py and progress.py (a round's phases and
+running jobs), docs.py (offline API docs), evaluations.py (the evaluation panel), worlds.py (a world base model's
+build); view models in views.py and progress.py (a round's phases and
 ETA), queue positions in queue.py, templates and filters in rendering.py.
 """
 
-from . import accounts, compare, docs, evaluations, gallery, jobs, manage, playground, rounds, static, styles
+from . import accounts, compare, docs, evaluations, gallery, jobs, manage, playground, rounds, static, styles, worlds
 
 routers = [static.router, docs.router, accounts.router, styles.router, rounds.router, playground.router,
-           gallery.router, compare.router, manage.router, jobs.router, evaluations.router]  # app/main.py includes each
+           gallery.router, compare.router, manage.router, jobs.router, evaluations.router,
+           worlds.router]  # app/main.py includes each
 
 __all__ = ["routers"]

@@ -1,7 +1,8 @@
 """The jobs view: the user's queued and running rounds, playground jobs and evaluations, each with its place in
 the queue and what is ahead of it, phase, progress and ETA, a round's Cancel; and the jobs that ended lately.
 
-Queue positions: queue.py.
+Queue positions: queue.py. A world base model's build (server-wide, app.domain.worlds) is listed above them while it
+is queued or running.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from styledrop.world.spec import is_world  # torch-free
+
 from ..api.access import PageOwnedRound
-from ..api.deps import DispatcherDep, SessionDep, csrf_guard
+from ..api.deps import DispatcherDep, SessionDep, SettingsDep, csrf_guard
 from ..api.deps import PageUserDep as UserDep
-from ..domain import rounds
+from ..domain import rounds, worlds
 from ..domain.lifecycle import ACTIVE, TERMINAL, JobStatus
 from ..domain.models import Evaluation, Generation, Round, Style
 from ..errors import ApiError
@@ -83,24 +86,33 @@ def recent_jobs(session: Session, user) -> list[dict[str, Any]]:
              "error": getattr(j, "error", None)} for j in ended[:HISTORY]]
 
 
-def _context(session: Session, user, notice: str | None = None) -> dict[str, Any]:
-    return {"jobs": user_jobs(session, user), "recent": recent_jobs(session, user), "notice": notice}
+def world_builds(settings) -> list[dict[str, Any]]:
+    """World base models being built on this server now (app.domain.worlds): a server-wide job, not a user's, but
+    it holds the worker that the user's jobs wait for."""
+    offered = [m for m in settings.allowed_base_models if is_world(m)]
+    return [w for w in (worlds.world_status(m, settings) for m in offered) if w["state"] in (worlds.QUEUED,
+                                                                                              worlds.RUNNING)]
+
+
+def _context(session: Session, user, settings, notice: str | None = None) -> dict[str, Any]:
+    return {"jobs": user_jobs(session, user), "recent": recent_jobs(session, user), "notice": notice,
+            "world_builds": world_builds(settings)}
 
 
 @router.get("/jobs", response_class=HTMLResponse)
-def jobs_page(request: Request, session: SessionDep, user: UserDep) -> HTMLResponse:
-    return render(request, "jobs.html", _context(session, user))
+def jobs_page(request: Request, session: SessionDep, settings: SettingsDep, user: UserDep) -> HTMLResponse:
+    return render(request, "jobs.html", _context(session, user, settings))
 
 
 @router.get("/jobs/list", response_class=HTMLResponse)
-def jobs_list(request: Request, session: SessionDep, user: UserDep) -> HTMLResponse:
+def jobs_list(request: Request, session: SessionDep, settings: SettingsDep, user: UserDep) -> HTMLResponse:
     """The list alone: the jobs page polls it every 3 s while a job is queued or running."""
-    return render(request, "_jobs.html", _context(session, user))
+    return render(request, "_jobs.html", _context(session, user, settings))
 
 
 @router.post("/jobs/rounds/{round_id}/cancel", response_class=HTMLResponse)
-def cancel_from_jobs(rnd: PageOwnedRound, request: Request, session: SessionDep, dispatcher: DispatcherDep,
-                     user: UserDep) -> Response:
+def cancel_from_jobs(rnd: PageOwnedRound, request: Request, session: SessionDep, settings: SettingsDep,
+                     dispatcher: DispatcherDep, user: UserDep) -> Response:
     """Cancel a round from the jobs page (as the style page's Cancel does); the list comes back with what
     happened."""
     label = f"Round {rnd.number} of {rnd.style.name or rnd.style.descriptor}"
@@ -112,4 +124,4 @@ def cancel_from_jobs(rnd: PageOwnedRound, request: Request, session: SessionDep,
         notice = exc.detail
     if not is_htmx(request):
         return RedirectResponse("/jobs", status_code=303)
-    return render(request, "_jobs.html", _context(session, user, notice))
+    return render(request, "_jobs.html", _context(session, user, settings, notice))

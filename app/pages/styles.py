@@ -12,16 +12,17 @@ from starlette.datastructures import UploadFile
 
 from styledrop.model_profiles import profile_for  # torch-free
 from styledrop.model_sources import OFFLINE_PRESETS, OFFLINE_WORLDS, availability
+from styledrop.world.spec import is_world
 
 from ..api import paging
 from ..api.access import PageOwnedStyle, PageReadableStyle
 from ..api.deps import DispatcherDep, SessionDep, SettingsDep, WorkersDown, check_workers, csrf_guard
 from ..api.deps import PageUserDep as UserDep
-from ..domain import limits, rounds, styles
+from ..domain import examples, limits, rounds, styles, worlds
 from ..domain.base_models import allowed_base_models
 from ..domain.models import Style, User
 from ..domain.queries import active_round
-from ..domain.schemas import MAX_SAMPLE_PROMPTS, RoundCreate, StyleCreate
+from ..domain.schemas import MAX_SAMPLE_PROMPTS, STYLE_NAME_CHARS, RoundCreate, StyleCreate
 from ..errors import ApiError
 from ..settings import Settings
 from .forms import form_values, parse_form
@@ -38,8 +39,8 @@ DESCRIPTORS = ["watercolor painting", "oil painting", "line drawing", "cartoon l
                "flat cartoon illustration", "sticker", "glowing", "3d rendering", "glowing 3d rendering",
                "kid crayon drawing", "melting golden 3d rendering", "wooden sculpture",
                "abstract rainbow colored flowing smoke wave design"]
-LABELS = {"content": "What the image shows", "descriptor": "The style descriptor", "steps": "Training steps",
-          "sample_every": "Live samples every", "sample_prompts": "Live sample prompts",
+LABELS = {"name": "The name", "content": "What the image shows", "descriptor": "The style descriptor",
+          "steps": "Training steps", "sample_every": "Live samples every", "sample_prompts": "Live sample prompts",
           "rank": "Rank", "seed": "Seed", "learning_rate": "The learning rate", "base_model": "The base model"}
 MESSAGES = {"adapter": "Choose StyleDrop or LoRA.",
             "sample_prompts": f"Live samples draw at most {MAX_SAMPLE_PROMPTS} prompts, one per line.",
@@ -88,18 +89,32 @@ def styles_page(request: Request, session: SessionDep, settings: SettingsDep, us
 # ---- a new style ----------------------------------------------------------------------------------------------
 
 def _form_defaults(settings: Settings) -> dict[str, str]:
-    return {"content": "", "more_contents": "", "descriptor": "", "base_model": settings.model,
-            "adapter": "styledrop", "steps": str(settings.explicit("train_steps") or ""), "learning_rate": "",
-            "rank": "", "seed": "0", "sample_every": "", "sample_prompts": ""}
+    return {"name": "", "example": "", "content": "", "more_contents": "", "descriptor": "",
+            "base_model": settings.model, "adapter": "styledrop", "steps": str(settings.explicit("train_steps") or ""),
+            "learning_rate": "", "rank": "", "seed": "0", "sample_every": "", "sample_prompts": ""}
     # empty: the server's STYLEDROP_SAMPLE_EVERY, the default prompts, and the steps the administrator set or else
     # the chosen base model's own (styledrop.model_profiles: 150 on the shapes world, 1,000 on aMUSEd)
+
+
+def _chosen_model(settings: Settings, values: dict[str, str]) -> str:
+    chosen = values.get("base_model") or settings.model
+    return chosen if chosen in allowed_base_models(settings) else settings.model
+
+
+def _model_choices(settings: Settings, values: dict[str, str]) -> dict[str, Any]:
+    """What follows the chosen base model: the examples that suit it, its world's build when it is a world."""
+    chosen = _chosen_model(settings, values)
+    return {"examples": examples.examples_for(settings, chosen),
+            "world": worlds.world_status(chosen, settings) if is_world(chosen) else None}
 
 
 def _new_style_context(settings: Settings, values: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
     models = allowed_base_models(settings)  # a choice, not free text: a typo would fail the round later
     default = availability(settings.model)  # said before the upload, not after a failed round
-    return {"values": values, "errors": errors, "descriptors": DESCRIPTORS, "base_models": models,
+    return _model_choices(settings, values) | {
+            "values": values, "errors": errors, "descriptors": DESCRIPTORS, "base_models": models,
             "default_model": settings.model, "default_model_missing": None if default.available else default.reason,
+            "default_is_world": is_world(settings.model), "max_name_chars": STYLE_NAME_CHARS,
             "offline_models": [m for m in models if m in OFFLINE_PRESETS],
             "offline_worlds": [(m, availability(m).available) for m in models if m in OFFLINE_WORLDS],
             # each choice said to be on this machine or not (a hub model not downloaded fails its first round)
@@ -111,9 +126,45 @@ def _new_style_context(settings: Settings, values: dict[str, str], errors: dict[
             "default_sample_every": settings.sample_every}
 
 
+def _fill_from_example(settings: Settings, values: dict[str, str], errors: dict[str, str]) -> bytes | None:
+    """The chosen example's picture, its words in the fields left empty; None when none is chosen. The id is
+    looked up among the examples listed for the chosen base model (app.domain.examples), never used as a path."""
+    ident = values.get("example", "").strip()
+    if not ident:
+        return None
+    try:
+        example = examples.find(settings, ident, _chosen_model(settings, values))
+    except ApiError as exc:
+        errors["example"] = exc.detail
+        values["example"] = ""
+        return None
+    for field in ("name", "descriptor", "content"):
+        if not values.get(field, "").strip():
+            values[field] = getattr(example, field)
+    return examples.read(settings, example)
+
+
 @router.get("/styles/new", response_class=HTMLResponse)
-def new_style_page(request: Request, settings: SettingsDep, user: UserDep) -> HTMLResponse:
-    return render(request, "new_style.html", _new_style_context(settings, _form_defaults(settings), {}))
+def new_style_page(request: Request, settings: SettingsDep, user: UserDep, base_model: str | None = None,
+                   example: str | None = None) -> HTMLResponse:
+    """The form; `?base_model=` chooses the base model, `?example=` an example (its words fill the fields)."""
+    values = _form_defaults(settings)
+    if base_model in allowed_base_models(settings):
+        values["base_model"] = base_model
+    errors: dict[str, str] = {}
+    if example:
+        values["example"] = example
+        _fill_from_example(settings, values, errors)
+    return render(request, "new_style.html", _new_style_context(settings, values, errors))
+
+
+@router.get("/styles/new/choices", response_class=HTMLResponse)
+def new_style_choices(request: Request, settings: SettingsDep, user: UserDep,
+                      base_model: str | None = None) -> HTMLResponse:
+    """The parts of the form that follow the base model (htmx, when the choice changes)."""
+    values = _form_defaults(settings) | {"base_model": base_model or settings.model}
+    return render(request, "_new_style_choices.html", _model_choices(settings, values) | {"values": values,
+                                                                                          "errors": {}})
 
 
 def _check_fields(values: dict[str, str], settings: Settings) -> tuple[StyleCreate | None, dict[str, str]]:
@@ -137,6 +188,11 @@ def _check_fields(values: dict[str, str], settings: Settings) -> tuple[StyleCrea
     errors = invalid | errors
     if values.get("base_model") not in allowed_base_models(settings):
         errors["base_model"] = "Choose one of the base models offered."
+    else:
+        try:  # a world not built here: refused up front, the form kept, its build offered above the form
+            worlds.refuse_unbuilt(values["base_model"])
+        except ApiError as exc:
+            errors["base_model"] = exc.detail
     if body is not None:
         try:
             limits.check_train_steps(body.steps, settings)
@@ -170,18 +226,24 @@ async def create_style_page(request: Request, session: SessionDep, settings: Set
     """Create the style and start round 1 (the services of POST /api/v1/styles and .../rounds)."""
     posted, form = await form_values(request, max_part_size=settings.max_upload_bytes + 1024)
     values = _form_defaults(settings) | posted
+    chosen: dict[str, str] = {}
+    example = _fill_from_example(settings, values, chosen)
     body, errors = _check_fields(values, settings)
-    data = await _check_image(form, settings, errors)
+    errors |= chosen
+    data = [example] if example is not None else await _check_image(form, settings, errors)
     more = [line.strip() for line in values.get("more_contents", "").splitlines() if line.strip()]
     if body is not None and more:  # each reference's own content (app.domain.styles.reference_contents checks)
         body = body.model_copy(update={"contents": [body.content, *more]})
     if body is None or errors:
-        if "image" not in errors and data:
-            errors["image"] = "Please choose the image again (a browser cannot keep a chosen file on a form " \
-                              "that is shown again)."
-        elif "image" in errors and data:
-            errors["image"] += " Choose another file."
-        return render(request, "new_style.html", _new_style_context(settings, values, errors), status_code=422)
+        unbuilt = set(errors) == {"base_model"} and is_world(values.get("base_model"))
+        if data and example is None:  # a chosen example stays chosen on the form shown again; a file cannot
+            if "image" not in errors:
+                errors["image"] = "Please choose the image again (a browser cannot keep a chosen file on a form " \
+                                  "that is shown again)."
+            else:
+                errors["image"] += " Choose another file."
+        return render(request, "new_style.html", _new_style_context(settings, values, errors),
+                      status_code=409 if unbuilt else 422)
     try:
         limits.check_job_quota(session, user.id, settings)  # round 1 would be refused: store no style either
         style = styles.create_style(session, settings, user, body, data)

@@ -56,12 +56,16 @@ class WorldSpec:
                                                                       "batch_size": 8, "flips": False})
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # About how long a build takes on one idle CPU core (docs/world.md's timings): what the pages say before one.
+    build_minutes: int = 20
 
     def fingerprint(self) -> dict[str, Any]:
         """What fixes the weights (a build resumes only into the same): not the description, nor what is
-        measured afterwards (a change there measures again), nor how StyleDrop's rounds use the built model."""
+        measured afterwards (a change there measures again), nor how StyleDrop's rounds use the built model, nor
+        the time a build is said to take."""
         return {k: v for k, v in asdict(self).items()
-                if k not in ("description", "eval_images", "sampling", "round_sampling", "round_training")}
+                if k not in ("description", "eval_images", "sampling", "round_sampling", "round_training",
+                             "build_minutes")}
 
 
 _TRANSFORMER = dict(hidden_size=96, use_bias=False, hidden_dropout=0.0, micro_cond_encode_dim=8,
@@ -93,6 +97,7 @@ WORLDS: dict[str, WorldSpec] = {
         eval_images=12,
         curve_images=12,
         curve_guidances=(1.0,),
+        build_minutes=3,
     ),
 }
 

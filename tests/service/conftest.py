@@ -162,6 +162,7 @@ class StubDispatcher:
         self.generations: list[int] = []
         self.evaluations: list[int] = []
         self.webhooks: list[tuple[int | None, str, str]] = []  # (user id, URL, event JSON)
+        self.worlds: list[str] = []
 
     def train_round(self, round_id: int) -> str:
         self.rounds.append(round_id)
@@ -178,6 +179,10 @@ class StubDispatcher:
     def deliver_webhook(self, user_id: int | None, url: str, body: str) -> str:
         self.webhooks.append((user_id, url, body))
         return f"stub-webhook-{len(self.webhooks)}"
+
+    def build_world(self, name: str) -> str:
+        self.worlds.append(name)
+        return f"stub-world-{name}"
 
 
 @contextmanager
