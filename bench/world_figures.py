@@ -2,16 +2,24 @@
 
     python bench/world_figures.py --out docs/assets/world
     python bench/world_figures.py --out docs/assets/world --grid bench/results/table2-shapes/grid.png
+    python bench/world_figures.py --out docs/assets/world --pages test-artifacts/pages
+
 
 Writes shapes.png (the twelve shapes at the smallest and largest size, in two styles) and styles.png (the six
 textures × eight palettes; * marks what the base model never saw in pretraining); with --grid, a copy of
-bench/table2.py's picture grid as table2-grid.png (a palette PNG of a few kilobytes).
+bench/table2.py's picture grid as table2-grid.png (a palette PNG of a few kilobytes); with --pages, the browser
+walk's screenshots on the world (tests/service/browser/test_world_tour.py, run on the standard world) as
+pages-*.png, at 70% and 96 colours so that each stays under the docs' 200 KB.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+
+# docs picture: the world walk's screenshot it is made from
+PAGES = {"pages-style.png": "world-03-rated", "pages-playground.png": "world-05-playground"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="docs/assets/world")
     parser.add_argument("--grid", default=None, help="bench/table2.py's grid.png, copied as table2-grid.png")
+    parser.add_argument("--pages", default=None, help="the world walk's screenshots (test-artifacts/pages)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -57,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         grid = Image.open(args.grid).convert("RGB")  # world colours and text: 64 colours lose only the text's edges
         grid.convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(out / "table2-grid.png", optimize=True)
         print(f"wrote {out / 'table2-grid.png'}")
+    for name, shot in PAGES.items() if args.pages else ():
+        page = Image.open(Path(args.pages) / f"{shot}.png").convert("RGB")
+        page = page.resize((page.width * 7 // 10, page.height * 7 // 10), Image.Resampling.LANCZOS)
+        page.quantize(colors=96, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(out / name,
+                                                                                               optimize=True)
+        print(f"wrote {out / name}")
     return 0
 
 

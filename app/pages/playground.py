@@ -51,6 +51,7 @@ def _context(session: Session, settings: Settings, style: Style, values: dict[st
     finished = [r for r in style.rounds if r.status == JobStatus.succeeded.value]
     sampling = _defaults(adapter_round)
     return {"style": style, "values": sampling | values, "errors": errors, "generations": views,
+            "subject": profile_for(style.base_model).playground_prompts[0],
             "older": f"/styles/{style.id}/playground?cursor={after}" if after else None,
             "adapter_round": adapter_round, "max_images": settings.max_generation_images,
             "sampling": sampling, "limits": {"adapter_guidance": MAX_ADAPTER_GUIDANCE,

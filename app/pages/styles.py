@@ -270,7 +270,8 @@ def _style_page(request: Request, session: Session, settings: Settings, user: Us
     return render(request, "style.html", {"style": style, "summary": style_summary(style), "panels": panels,
                                           "notice": notice, "sort": sort,
                                           "busy": active_round(session, style.id),
-                                          "read_only": style.user_id != user.id, "settings": settings},
+                                          "read_only": style.user_id != user.id, "settings": settings,
+                                          "subject": profile_for(style.base_model).playground_prompts[0]},
                   status_code=status_code, headers=headers)
 
 

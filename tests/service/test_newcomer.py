@@ -4,8 +4,10 @@ what works fails here."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -134,26 +136,80 @@ def test_the_first_command_serves_the_pages_and_ctrl_c_stops_everything(tmp_path
             shutil.rmtree(data, ignore_errors=True)
 
 
-def test_the_quick_start_runs_as_written(tmp_path):
-    """The README's CLI blocks, typed in the repository's root (or, where a developer's own outputs already
-    stand there, in a folder that looks like it), with the reference image they name."""
-    blocks = readme_blocks()[1:]
-    names = {Path(p).parts[0] for b in blocks for c in b for p in re.findall(r"--out (\S+)", c)}
+def _serves(command: str) -> bool:
+    """A line that starts the service (`./scripts/run` with no command, settings before it), not one that ends."""
+    argv = shlex.split(command)
+    while argv and re.fullmatch(r"[A-Z_][A-Z0-9_]*=.*", argv[0]):
+        argv = argv[1:]
+    return argv == ["./scripts/run"]
+
+
+def _dressed_world(cache: Path, micro_world) -> None:
+    """The newcomer's world cache holding the `shapes` world, already built. The standard world takes about 30 CPU
+    minutes to build (tests/test_world.py builds the micro world and checks a stopped build resumes); here the
+    session's micro world stands in its folder, its manifest naming the standard spec, so `world build` finds it
+    built (it measures the base model again, on the micro weights) and every other line runs on a real world."""
+    from styledrop.world.spec import MANIFEST, WORLDS
+
+    folder, _ = micro_world
+    target = cache / "styledrop" / "worlds" / "shapes"
+    shutil.copytree(folder, target)
+    manifest = json.loads((target / MANIFEST).read_text())
+    manifest.update(name="shapes", spec=json.loads(json.dumps(WORLDS["shapes"].fingerprint())))
+    (target / MANIFEST).write_text(json.dumps(manifest))
+
+
+def test_the_offline_quick_start_serves_the_world_and_offers_its_build(tmp_path):
+    """The quick start's service line on a fresh machine: the new-style page says the world is not built, offers
+    its build (a worker job) and the world's examples."""
+    serving = [c for b in readme_blocks()[1:] for c in b if _serves(c)]
+    assert serving == ["STYLEDROP_MODEL=shapes ./scripts/run"], serving
+    data = ROOT / "data"
+    made_data = not data.exists()
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(["bash", "-c", serving[0]], cwd=ROOT,
+                                   env=_clean_env(XDG_CACHE_HOME=str(tmp_path / "cache"), **_port_env(8000)),
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        address = _until_serving(process, log)
+        page = httpx.get(f"{address}styles/new").text
+        assert "Build the shapes world" in page, page
+        assert "candy checkered on navy: a house" in page  # the held-out examples to try
+        _stop(process, signal.SIGINT, log)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        if made_data:
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def test_the_quick_start_runs_as_written(tmp_path, micro_world):
+    """The README's command-line quick start, typed in the repository's root (or, where a developer's own outputs
+    already stand there, in a folder that looks like it), with the reference image they name, on a world cache
+    where the world is built (`_dressed_world`)."""
+    blocks = [[c for c in b if not _serves(c)] for b in readme_blocks()[1:]]
+    commands = [c for b in blocks for c in b]
+    assert any("world build" in c for c in commands) and any("--model shapes" in c for c in commands), commands
+    names = {Path(p).parts[0] for c in commands for p in re.findall(r"--out (\S+)", c)}
     where = ROOT
     if any((ROOT / name).exists() for name in names):
         where = tmp_path / "clone"
         where.mkdir()
         for entry in ("scripts", "examples"):
             (where / entry).symlink_to(ROOT / entry)
+    cache = tmp_path / "cache"
+    _dressed_world(cache, micro_world)
     try:
-        for block in blocks:
-            for command in block:
-                run = subprocess.run(["bash", "-c", command], cwd=where, env=_clean_env(), capture_output=True,
-                                     text=True)
-                assert run.returncode == 0, f"{command}\n{run.stdout}\n{run.stderr}"
-                # not a terminal: progress comes as lines, each count once, no carriage-return redraws
-                progress = [line for line in run.stderr.splitlines() if re.match(r"\w[\w ]*: \d+/\d+ ", line)]
-                assert "\r" not in run.stderr and len(progress) == len(set(progress)), run.stderr
+        for command in commands:
+            run = subprocess.run(["bash", "-c", command], cwd=where, env=_clean_env(XDG_CACHE_HOME=str(cache)),
+                                 capture_output=True, text=True)
+            assert run.returncode == 0, f"{command}\n{run.stdout}\n{run.stderr}"
+            # not a terminal: progress comes as lines, each count once, no carriage-return redraws
+            progress = [line for line in run.stderr.splitlines() if re.match(r"\w[\w ]*: \d+/\d+ ", line)]
+            assert "\r" not in run.stderr and len(progress) == len(set(progress)), run.stderr
+        drawn = sorted((where / "out" / "candy").glob("*.png"))
+        assert len(drawn) == 8, drawn  # two prompts, four images each
     finally:
         if where == ROOT:
             for name in names:
