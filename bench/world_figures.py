@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 # docs picture: the world walk's screenshot it is made from
-PAGES = {"pages-style.png": "world-03-rated", "pages-playground.png": "world-05-playground"}
+PAGES = {"pages-style.png": "world-03-rated", "pages-playground.png": "world-07-playground"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,7 +57,7 @@ class WorldSpec:
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     # About how long a build takes on one idle CPU core (docs/world.md's timings): what the pages say before one.
-    build_minutes: int = 20
+    build_minutes: int = 30
 
     def fingerprint(self) -> dict[str, Any]:
         """What fixes the weights (a build resumes only into the same): not the description, nor what is

@@ -90,10 +90,10 @@ def test_the_new_style_page_offers_the_examples_and_creates_a_style_from_one(tmp
 
 def test_an_unbuilt_world_is_said_and_refused_up_front(shapes_app):
     world = shapes_app.get("/api/v1/worlds/shapes").json()
-    assert (world["state"], world["built"], world["build_minutes"]) == ("not built", False, 20)
+    assert (world["state"], world["built"], world["build_minutes"]) == ("not built", False, 30)
     assert shapes_app.get("/api/v1/worlds/amused").status_code == 404
     page = shapes_app.get("/styles/new").text
-    assert "is not built on this server" in page and "Build the shapes world (about 20 min)" in page
+    assert "is not built on this server" in page and "Build the shapes world (about 30 min)" in page
     # the API refuses the style before storing anything
     refused = shapes_app.post("/api/v1/styles", data={"content": "a house", "descriptor": "dusk striped on black",
                                                       "base_model": "shapes"},

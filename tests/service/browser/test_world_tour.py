@@ -3,7 +3,8 @@ Celery worker and Redis, SQLite, and a world base model with its own CLIP.
 
 A newcomer's walk: choose a held-out style from "Try an example", watch round 1 train with the world's recipe
 (its live samples, candidates on the world's candidate shapes), like a few candidates, train round 2 on them,
-draw held-out shapes in the playground. Screenshots of each page go to test-artifacts/pages/world-*.png.
+evaluate both rounds on the held-out shapes, compare their pictures, draw held-out shapes in the playground.
+Screenshots of each page go to test-artifacts/pages/world-*.png.
 
 In the suite it runs on the session's micro world (`micro_world`, built in about 3 minutes; its pictures have the
 styles and rough shapes). With a standard world built (`styledrop world build`), the same walk takes the pictures
@@ -154,7 +155,20 @@ def test_a_held_out_style_on_the_world_in_the_browser(served_world):
             expect(second.locator("[hx-trigger]")).to_have_count(0, timeout=900_000)
             shot(page, "world-04-round-2")
 
-            # 5. The playground: held-out shapes (never trained on, never drawn as candidates) in the style.
+            # 5. The held-out evaluation (the world's evaluation shapes), then both rounds' pictures side by side.
+            evaluation = page.locator("#evaluation")
+            expect(evaluation.locator('input[name="limit"]')).to_have_value(str(len(world.EVAL_SHAPES)))
+            evaluation.get_by_role("button", name="Evaluate every round").click()
+            expect(page.locator("#evaluation-table tbody tr")).to_have_count(3, timeout=900_000)  # base, 1, 2
+            expect(page.locator("#evaluation")).to_contain_text(f"{len(world.EVAL_SHAPES)} prompts")
+            shot(page, "world-05-evaluated")
+            page.get_by_role("link", name="Compare the rounds' pictures").click()
+            expect(page.get_by_role("heading", name="Compare rounds", exact=True)).to_be_visible()
+            expect(page.locator(".side-by-side tbody td:not(.ref-cell) img")).not_to_have_count(0)
+            shot(page, "world-06-compare")
+            page.go_back()
+
+            # 6. The playground: held-out shapes (never trained on, never drawn as candidates) in the style.
             page.get_by_role("link", name="Open the playground").click()
             prompts = page.get_by_label("Prompts, one per line")
             expect(prompts).to_have_value(re.compile(r"a star"))
@@ -163,7 +177,7 @@ def test_a_held_out_style_on_the_world_in_the_browser(served_world):
             count = 2 * len([line for line in prompts.input_value().splitlines() if line.strip()])
             page.get_by_role("button", name="Generate").click()
             expect(page.locator(".generation .gen-images img")).to_have_count(count, timeout=900_000)
-            shot(page, "world-05-playground")
+            shot(page, "world-07-playground")
             assert not errors, errors
         finally:
             context.close()
