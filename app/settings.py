@@ -143,6 +143,14 @@ class Settings(BaseSettings):
         an unset one does not, so the shapes world trains its 150 steps unless told otherwise."""
         return getattr(self, name) if name in self.model_fields_set else None
 
+    def sample_every_for(self, base_model: str | None) -> int:
+        """What a round that sets no "live samples every" uses: STYLEDROP_SAMPLE_EVERY if the administrator set
+        it, else the base model's own (styledrop.model_profiles: every 250 steps on aMUSEd, 50 on the world)."""
+        from styledrop.model_profiles import profile_for  # torch-free
+
+        explicit = self.explicit("sample_every")
+        return explicit if explicit is not None else profile_for(base_model).sample_every
+
     def clip_scorer(self, base_model: str | None = None) -> str:
         """The CLIP scorer for a base model: the engine's rule (offline presets → "tiny"), unless configured."""
         from styledrop.presets import scorer_for  # plain data, no torch

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
 # docs picture: the world walk's screenshot it is made from
 PAGES = {"pages-style.png": "world-03-rated", "pages-playground.png": "world-07-playground"}
 

@@ -31,6 +31,7 @@ DEFAULT_TEMPERATURE = (2.0, 0.0)
 DEFAULT_ADAPTER_GUIDANCE = (0.0, 2.0)
 DEFAULT_TRAIN_STEPS = 1000  # the paper's budget per round
 DEFAULT_BATCH_SIZE = 8  # the paper's batch
+DEFAULT_SAMPLE_EVERY = 250  # training samples every 250 steps (4 sets in a 1,000-step round)
 DEFAULT_FLIPS = True  # ours: horizontal flips of every training image (they mirror lettering: turn off for text)
 # A candidate pool's default size: 16 built-in prompts (two of each of the eight categories, so a person or CLIP
 # can pick more than animals). The paper's CLIP pool was 30 prompts.
@@ -51,6 +52,7 @@ class ModelProfile:
     learning_rate: float | None = None  # None: the engine's default for the adapter kind (styledrop.training)
     batch_size: int = DEFAULT_BATCH_SIZE
     flips: bool = DEFAULT_FLIPS
+    sample_every: int = DEFAULT_SAMPLE_EVERY  # live samples while a round trains, every N steps
     candidates: tuple[str, ...] = field(default_factory=lambda: tuple(diverse_prompts()))
     candidate_count: int = DEFAULT_CANDIDATE_PROMPTS
     sample_contents: tuple[str, ...] = SAMPLE_CONTENTS
@@ -67,7 +69,7 @@ class ModelProfile:
     def training(self) -> dict[str, Any]:
         """A round's training defaults (styledrop.plan.TrainingPlan fields)."""
         return {"steps": self.train_steps, "batch_size": self.batch_size, "learning_rate": self.learning_rate,
-                "flips": self.flips}
+                "flips": self.flips, "sample_every": self.sample_every}
 
     def candidate_prompts(self, count: int | None = None) -> list[str]:
         """The first `count` candidate prompts (default `candidate_count`; never fewer than one)."""
@@ -100,6 +102,7 @@ def _world_profile(name: str) -> ModelProfile:
         train_steps=int(training.get("steps", DEFAULT_TRAIN_STEPS)), learning_rate=training.get("learning_rate"),
         batch_size=int(training.get("batch_size", DEFAULT_BATCH_SIZE)),
         flips=bool(training.get("flips", DEFAULT_FLIPS)),
+        sample_every=int(training.get("sample_every", DEFAULT_SAMPLE_EVERY)),
         candidates=candidates, candidate_count=len(candidates),
         sample_contents=tuple(scene.content_of(s) for s in scene.SAMPLE_SHAPES),
         held_out=tuple(scene.content_of(s) for s in scene.EVAL_SHAPES),

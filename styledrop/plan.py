@@ -28,6 +28,7 @@ from .model_profiles import (  # noqa: F401 (re-exported)
     DEFAULT_CANDIDATE_PROMPTS,
     DEFAULT_FLIPS,
     DEFAULT_GUIDANCE,
+    DEFAULT_SAMPLE_EVERY,
     DEFAULT_SAMPLE_STEPS,
     DEFAULT_TEMPERATURE,
     DEFAULT_TRAIN_STEPS,
@@ -36,7 +37,6 @@ from .model_profiles import (  # noqa: F401 (re-exported)
 
 CANDIDATE_BATCH = 8  # candidates drawn per sampler call
 DEFAULT_CANDIDATES_PER_PROMPT = 4  # images of each candidate prompt
-DEFAULT_SAMPLE_EVERY = 250  # training samples every 250 steps (4 sets in a 1,000-step round)
 # Our departures from the paper's training, each an option recorded in the plan (docs/method.md, "the paper's
 # choice and ours"; the paper: Adam, lr 3e-5, nothing else stated); the flips' default is the model's
 # (DEFAULT_FLIPS for aMUSEd).
@@ -80,7 +80,7 @@ class TrainingPlan(BaseModel):
     seed: int = 0
     checkpoint_every: int = Field(250, ge=1)
     # Sample images (two fixed prompts) at step 0, every N steps and at the last one; 0: none; None: the service's
-    # setting (STYLEDROP_SAMPLE_EVERY, default DEFAULT_SAMPLE_EVERY).
+    # setting (STYLEDROP_SAMPLE_EVERY, default DEFAULT_SAMPLE_EVERY). A new round's plan records the value used.
     sample_every: int | None = Field(None, ge=0)
     # What the live samples draw (contents, one image each); None (rows planned before the plan recorded them):
     # the base model's (styledrop.model_profiles).

@@ -8,11 +8,6 @@ import shutil
 import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a test that reached for the hub would fail loudly, not download
-# World builds (styledrop.world) never touch the developer's cache: until `micro_world` points elsewhere, the
-# session's world folder is an empty temporary one (a test that queues a build writes its status there).
-_WORLDS = tempfile.mkdtemp(prefix="styledrop-test-worlds-")
-os.environ["STYLEDROP_WORLD_DIR"] = _WORLDS
-atexit.register(shutil.rmtree, _WORLDS, True)
 
 import pytest
 import torch
@@ -20,6 +15,12 @@ from PIL import Image
 from sample_images import make_reference
 
 from styledrop.models import Components, load_components
+
+# World builds (styledrop.world) never touch the developer's cache: until `micro_world` points elsewhere, the
+# session's world folder is an empty temporary one (a test that queues a build writes its status there).
+_WORLDS = tempfile.mkdtemp(prefix="styledrop-test-worlds-")
+os.environ["STYLEDROP_WORLD_DIR"] = _WORLDS
+atexit.register(shutil.rmtree, _WORLDS, True)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ def test_models_that_are_not_worlds_keep_the_papers_recipe(model):
     assert second.sampling.adapter_guidance == 2.0 and second.sampling.guidance == 9.0
     train = first.train
     assert (train.steps, train.batch_size, train.learning_rate, train.flips) == (1000, 8, None, True)
+    assert train.sample_every == 250
     assert first.candidates.prompts == diverse_prompts(16) and first.candidates.count == 16
     assert first.train.sample_prompts == list(SAMPLE_CONTENTS)
     assert profile_for(model).eval_prompts() == eval_prompts()
@@ -41,6 +42,7 @@ def test_a_world_plans_its_rounds_with_its_own_recipe(name):
     plan = plan_round(1, model=f" {name} ")
     train = plan.train
     assert (train.steps, train.learning_rate, train.batch_size, train.flips) == (150, 2e-3, 8, False)
+    assert train.sample_every == 50  # four sets of live samples in a 150-step round
     assert plan.candidates.prompts == [world.content_of(s) for s in world.CANDIDATE_SHAPES]
     assert plan.candidates.count == len(world.CANDIDATE_SHAPES)
     assert plan.train.sample_prompts == ["a circle", "a star"]

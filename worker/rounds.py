@@ -122,7 +122,7 @@ def _train(settings: Settings, attempt: Attempt, plan: RoundPlan, descriptor: st
     contents = [item.content for item in plan.training_set]
     adapter_config = AdapterConfig.from_dict(plan.adapter.config_dict())
     t = plan.train
-    sample_every = t.sample_every if t.sample_every is not None else settings.sample_every
+    sample_every = t.sample_every if t.sample_every is not None else settings.sample_every_for(plan.model)
     train_config = TrainConfig(steps=t.steps, batch_size=t.batch_size, learning_rate=t.learning_rate, seed=t.seed,
                                checkpoint_every=t.checkpoint_every, sample_every=sample_every, augment=t.flips,
                                weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm or None,

@@ -34,7 +34,7 @@ def _edit_context(style: Style, values: dict[str, str], errors: dict[str, str], 
                   busy) -> dict:
     return {"style": style, "values": values, "errors": errors, "busy": busy, "max_chars": settings.max_prompt_chars,
             "max_name": STYLE_NAME_CHARS, "max_steps": MAX_STEPS, "max_sample_prompts": MAX_SAMPLE_PROMPTS,
-            "default_sample_every": settings.sample_every,
+            "default_sample_every": settings.sample_every_for(style.base_model),
             "sample_contents": profile_for(style.base_model).sample_contents}  # what an empty field draws
 
 

@@ -123,7 +123,7 @@ def _new_style_context(settings: Settings, values: dict[str, str], errors: dict[
             "max_bytes": settings.max_upload_bytes,
             "max_chars": settings.max_prompt_chars, "max_references": settings.max_references,
             "sample_contents": profile_for(settings.model).sample_contents, "max_sample_prompts": MAX_SAMPLE_PROMPTS,
-            "default_sample_every": settings.sample_every}
+            "default_sample_every": settings.sample_every_for(settings.model)}
 
 
 def _fill_from_example(settings: Settings, values: dict[str, str], errors: dict[str, str]) -> bytes | None:

@@ -52,8 +52,10 @@ class WorldSpec:
     round_sampling: dict[str, Any] = field(default_factory=lambda: {"adapter_guidance": 0.0})
     # A round's training: short and fast for this small model, and no horizontal flips, since the textures are
     # anchored to the canvas (a mirrored picture shows another style).
+    # Live samples every 50 steps: four sets in a 150-step round.
     round_training: dict[str, Any] = field(default_factory=lambda: {"steps": 150, "learning_rate": 2e-3,
-                                                                      "batch_size": 8, "flips": False})
+                                                                      "batch_size": 8, "flips": False,
+                                                                      "sample_every": 50})
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     # About how long a build takes on one idle CPU core (docs/world.md's timings): what the pages say before one.

@@ -60,9 +60,10 @@ def served_world(tmp_path, redis_url, request) -> Iterator[dict[str, Any]]:
     data = tmp_path / "data"
     upgrade(make_settings(data, redis_url=redis_url))
     env = _env(data, **WORLD_ENV, REDIS_URL=redis_url, STYLEDROP_MODEL=name, STYLEDROP_BASE_MODELS=name,
-               STYLEDROP_WORLD_DIR=str(worlds), STYLEDROP_SAMPLE_EVERY="50")
+               STYLEDROP_WORLD_DIR=str(worlds))
     for unset in ("STYLEDROP_TRAIN_STEPS", "STYLEDROP_BATCH_SIZE", "STYLEDROP_SAMPLE_STEPS",
-                  "STYLEDROP_CANDIDATE_PROMPTS", "STYLEDROP_CANDIDATES_PER_PROMPT", "STYLEDROP_CLIP_MODEL"):
+                  "STYLEDROP_CANDIDATE_PROMPTS", "STYLEDROP_CANDIDATES_PER_PROMPT", "STYLEDROP_CLIP_MODEL",
+                  "STYLEDROP_SAMPLE_EVERY"):
         env.pop(unset, None)
     port = free_port()
     worker_log, web_log = tmp_path / "worker.log", tmp_path / "web.log"
@@ -80,7 +81,7 @@ def test_a_held_out_style_on_the_world_in_the_browser(served_world):
 
     from .chromium import launch
 
-    base, name = served_world["url"], served_world["world"]
+    base = served_world["url"]
 
     def logs() -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}"
@@ -122,6 +123,8 @@ def test_a_held_out_style_on_the_world_in_the_browser(served_world):
             assert (plan["train"]["steps"], plan["train"]["learning_rate"], plan["train"]["flips"]) == (150, 2e-3,
                                                                                                         False)
             assert (plan["sampling"]["guidance"], plan["sampling"]["adapter_guidance"]) == (1.0, 0.0)
+            # the world's live samples: every 50 steps, on a circle and a star, newest first
+            expect(first.locator(".sample-label")).to_have_text(["step 150", "step 100", "step 50", "step 0"])
             candidates = api.get(f"{base}/api/v1/rounds/{round1['id']}/candidates?limit=100").json()["items"]
             assert {c["content"] for c in candidates} == {world.content_of(s) for s in world.CANDIDATE_SHAPES}
             # the pictures are in the reference's style, as the world's style oracle reads them
