@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from .prompt_sets import SAMPLE_CONTENTS, diverse_prompts, eval_prompts
+from .prompt_sets import SAMPLE_CONTENTS, diverse_prompts, eval_prompts, overlap
 from .world.spec import WORLDS, is_world
 
 # aMUSEd's own decoding defaults (AmusedPipeline: 12 steps, guidance scale 10 = 1 + λB, temperature 2 → 0).
@@ -74,6 +74,14 @@ class ModelProfile:
     def candidate_prompts(self, count: int | None = None) -> list[str]:
         """The first `count` candidate prompts (default `candidate_count`; never fewer than one)."""
         return list(self.candidates[: max(1, count or self.candidate_count)])
+
+    def fresh_candidates(self, trained: list[str], count: int | None = None) -> list[str]:
+        """A later round's candidate prompts: the first `count` (all when None or 0) of the candidate prompts it
+        does not train on, so its candidates, and their scores, are not drawn on its own training prompts. A world
+        has only a few; once the rounds have trained on all of them, the whole list (a pool never draws the
+        held-out evaluation contents). The service and `styledrop candidates` both ask this."""
+        fresh = [p for p in self.candidates if not overlap([p], trained)] or list(self.candidates)
+        return fresh[:count] if count else fresh
 
     def eval_prompts(self) -> list[str]:
         """The held-out evaluation prompts: never a candidate prompt, never trained on by a round."""

@@ -28,17 +28,6 @@ from .webhooks import check_callback_url, jobs_ended
 from .worlds import refuse_unbuilt
 
 
-def fresh_prompts(training_set: list[dict[str, Any]], count: int | None, profile: ModelProfile) -> list[str]:
-    """A later round's default candidate prompts: the first `count` of the base model's candidate prompts (for
-    aMUSEd the built-in ones, across every category) that it does not train on, so its candidates, and their
-    scores, are not drawn on its own training prompts. A world has only a few candidate contents; when the
-    rounds have trained on all of them, its whole list (a pool never draws the held-out evaluation contents)."""
-    trained = [item["content"] for item in training_set]
-    count = count or profile.candidate_count
-    fresh = [p for p in profile.candidates if not overlap([p], trained)]
-    return (fresh or profile.candidate_prompts(count))[:count]
-
-
 def check_held_out(body: dict[str, Any], profile: ModelProfile) -> None:
     """422, naming them, for candidate prompts that are on the base model's held-out evaluation list (as
     styledrop.prompt_sets compares prompts; a world's evaluation contents for a world): a round picked from them
@@ -94,7 +83,10 @@ def new_round(session: Session, style: Style, body: dict[str, Any], settings: Se
     # The first round's adapter width may be the style's own (`rank`, from the new-style form).
     rank = style_settings.get("rank") if last_number == 0 else None
     count = body.get("candidate_prompts") or settings.explicit("candidate_prompts")  # None: the model's
-    prompts = body.get("prompts") or (fresh_prompts(training_set, count, profile) if base is not None else None)
+    # a later round draws the model's candidate prompts it does not train on (ModelProfile.fresh_candidates)
+    prompts = body.get("prompts") or (profile.fresh_candidates([item["content"] for item in training_set],
+                                                               count or profile.candidate_count)
+                                      if base is not None else None)
     # The per-round recipe (adapter size, λA) is styledrop.plan's; the request and settings fill the rest.
     plan = plan_round(
         last_number + 1, model=style.base_model, adapter_kind=style.adapter_kind, training_set=training_set,

@@ -100,12 +100,9 @@ def cmd_candidates(args: argparse.Namespace) -> int:
         args.limit = profile.candidate_count  # one candidate-count default per base model, as the service's
     prompts = prompt_list(args, base_model)
     if number > 1 and not args.prompts:  # a later round's pool: the model's prompts it did not train on
-        from ..prompt_sets import overlap
         from ..rounds import trained_contents
 
-        trained = trained_contents(args.style)
-        fresh = [p for p in profile.candidates if not overlap([p], trained)] or list(profile.candidates)
-        prompts = fresh[: args.limit] if args.limit else fresh
+        prompts = profile.fresh_candidates(trained_contents(args.style), args.limit)
     warn_held_out(prompts, profile.eval_prompts())
     style = load_style(round_dir(args.style, number), device=args.device)
     scorer = load_scorer(scorer_for(style.meta.base_model, args.scorer), args.device)
