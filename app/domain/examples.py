@@ -48,8 +48,12 @@ def _from_name(file_name: str) -> tuple[str, str] | None:
 
 def examples_for(settings: Settings, base_model: str | None) -> list[Example]:
     """The examples that suit `base_model` (the server's default when None), in file-name order."""
+    return _listed(settings, world=is_world(base_model or settings.model))
+
+
+def _listed(settings: Settings, world: bool) -> list[Example]:
+    """A world's examples (its folder, every file named for what it shows), or the others."""
     root = settings.examples_dir
-    world = is_world(base_model or settings.model)
     folder = root / WORLD_FOLDER if world else root
     found = []
     for path in sorted(folder.glob("*.png")) if folder.is_dir() else []:
@@ -64,7 +68,7 @@ def examples_for(settings: Settings, base_model: str | None) -> list[Example]:
 
 
 def every_example(settings: Settings) -> list[Example]:
-    return examples_for(settings, "tiny") + examples_for(settings, WORLD_FOLDER)
+    return _listed(settings, world=False) + _listed(settings, world=True)
 
 
 def find(settings: Settings, ident: str, base_model: str | None = None) -> Example:
